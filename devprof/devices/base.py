@@ -1,0 +1,77 @@
+"""The Device seam: where kernels run. It knows transport, fingerprint and thermal state only.
+
+`local` runs on this machine; `adb` (devices/adb.py) on a phone through an adb server. Runtimes
+ask a device to stage files (`stage`) and run a program (`execute`); in-process runtimes (ONNX
+Runtime, LiteRT) only run where `in_process` is true.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..records import DeviceInfo
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """A snapshot of what changes under a measurement: frequency, governor, temperature."""
+
+    governor: str = ""
+    freq_khz: int = -1  # current frequency of the first pinned (or first) CPU
+    temp_c: float = float("nan")
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+
+
+class Device(ABC):
+    kind: str = ""
+    #: True when Python runtimes (ORT, LiteRT) can run kernels in this process.
+    in_process: bool = False
+
+    @property
+    @abstractmethod
+    def name(self) -> str: ...
+
+    @abstractmethod
+    def info(self) -> DeviceInfo:
+        """The fingerprint that goes into every record."""
+
+    @property
+    @abstractmethod
+    def abi(self) -> str:
+        """Binary ABI for native artifacts: ``x86_64`` or ``arm64-v8a``."""
+
+    @abstractmethod
+    def state(self, cpus: str = "") -> DeviceState: ...
+
+    @abstractmethod
+    def stage(self, files: Sequence[Path]) -> str:
+        """Make `files` available on the device in one content-addressed folder; return its path
+        there. Files already present (same content) are not transferred again."""
+
+    @abstractmethod
+    def execute(self, argv: Sequence[str], cwd: str, timeout_s: float, cpus: str = "") -> ExecResult:
+        """Run argv (no shell interpretation of its items) in `cwd`, pinned to `cpus` if given."""
+
+    def cooldown(self, max_temp_c: float | None = None, pause_s: float = 0.0, timeout_s: float = 120.0) -> None:
+        """Wait until the device is cool enough (or `pause_s` passes) before the next batch."""
+        import time
+
+        if pause_s > 0:
+            time.sleep(pause_s)
+        if max_temp_c is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            t = self.state().temp_c
+            if not (t == t) or t <= max_temp_c:  # NaN: no sensor, nothing to wait for
+                return
+            time.sleep(1.0)

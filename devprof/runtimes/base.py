@@ -1,0 +1,64 @@
+"""The Runtime seam: what executes kernels, independent of where (the Device) they run.
+
+A runtime turns a batch of `KernelSpec`s into `Outcome`s on a device. It knows how its artifacts
+are built (single-op ONNX/TFLite models, generated C) and how to read its own output; it never
+writes records — `devprof.profile` does that with the provenance it adds.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+from ..measure import Protocol
+from ..records import Conditions, KernelSpec, Measurement, RuntimeInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..devices.base import Device
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What running one spec produced: a measurement, or an error saying why not."""
+
+    spec: KernelSpec
+    measurement: Measurement | None = None
+    error: str = ""  # one line; set when measurement is None
+    conditions: Conditions = field(default_factory=Conditions)
+    harness_version: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.measurement is not None and not self.error
+
+
+class Runtime(ABC):
+    """A way of executing kernels. Subclasses set `name` and implement the three methods."""
+
+    name: str = ""
+    #: Preferred number of specs per `measure` call (the harness batches; in-process runtimes
+    #: take one at a time so every finished kernel is saved at once).
+    batch_size: int = 1
+
+    def available(self, device: "Device") -> str | None:
+        """None when usable on `device`, else a one-line reason (e.g. not installed)."""
+        return None
+
+    @abstractmethod
+    def supports(self, spec: KernelSpec) -> str | None:
+        """None when this runtime can execute `spec`, else a short reason."""
+
+    @abstractmethod
+    def info(self, device: "Device", threads: int) -> RuntimeInfo:
+        """Name, version, threads and options, as they go into every record."""
+
+    @abstractmethod
+    def measure(self, device: "Device", specs: Sequence[KernelSpec], threads: int,
+                protocol: Protocol) -> Iterator[Outcome]:
+        """Check each kernel's output against the numpy reference, then time it.
+
+        Yields one `Outcome` per spec, as soon as it is known. A wrong answer yields an
+        Outcome with `error` set and no measurement (never recorded as a timing).
+        """

@@ -1,0 +1,252 @@
+"""Datasets on disk: a folder of immutable Parquet parts, append-safe and deduplicated.
+
+Layout of a dataset folder::
+
+    dataset.json            {"format": "devprof-dataset", "schema_version": N}
+    parts/part-*.parquet    immutable; each written to a temporary name, fsynced, then renamed
+    failures.jsonl          kernels that failed (wrong answer, crash), one JSON object a line
+    .lock                   held (flock) by the one `devprof profile` writing to it
+
+A crash or SIGINT can only ever lose the part being written, never corrupt one already renamed,
+so a dataset is always readable and holds every acknowledged record. Readers deduplicate on
+`record_key` (kind, spec, model context, device fingerprint, runtime), keeping the first copy.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Iterable
+
+from .errors import DatasetError
+from .records import SCHEMA_VERSION, Record, arrow_schema, records_to_table, row_to_record
+
+MANIFEST = "dataset.json"
+FORMAT = "devprof-dataset"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _disk_error(e: OSError, path: Path, saved: int) -> DatasetError:
+    what = "disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
+    return DatasetError(f"{what} while writing {path}; the {saved} records saved before are intact")
+
+
+class Dataset:
+    """A dataset folder. `open_for_append` locks it for one writer; reading needs no lock."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._lock_fd: int | None = None
+        self._keys: set[str] | None = None
+        self.saved = 0  # records appended through this object
+
+    # ---- reading ---------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return (self.path / MANIFEST).is_file()
+
+    def check_version(self) -> None:
+        if not self.path.exists():
+            raise DatasetError(f"no dataset at {self.path}")
+        if not self.exists():
+            raise DatasetError(f"{self.path} is not a devprof dataset (no {MANIFEST})")
+        try:
+            man = json.loads((self.path / MANIFEST).read_text())
+            version = int(man["schema_version"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise DatasetError(f"{self.path / MANIFEST} is unreadable: {e}") from None
+        if man.get("format") != FORMAT:
+            raise DatasetError(f"{self.path} is not a devprof dataset (format {man.get('format')!r})")
+        if version > SCHEMA_VERSION:
+            raise DatasetError(f"{self.path} has schema version {version}, newer than this devprof "
+                               f"understands ({SCHEMA_VERSION}); upgrade devprof")
+
+    def parts(self) -> list[Path]:
+        return sorted((self.path / "parts").glob("part-*.parquet"))
+
+    def read_table(self):
+        """All records as one Arrow table (deduplicated on record_key)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.check_version()
+        tables = []
+        for p in self.parts():
+            try:
+                t = pq.read_table(p)
+            except Exception as e:  # a corrupt part (not written by devprof's rename protocol)
+                raise DatasetError(f"corrupt dataset part {p}: {str(e).splitlines()[0]}") from None
+            v = int((t.schema.metadata or {}).get(b"devprof.schema_version", b"0"))
+            if v > SCHEMA_VERSION:
+                raise DatasetError(f"{p} has schema version {v}, newer than this devprof understands "
+                                   f"({SCHEMA_VERSION}); upgrade devprof")
+            tables.append(t.select(arrow_schema().names).cast(arrow_schema()))
+        if not tables:
+            return arrow_schema().empty_table()
+        t = pa.concat_tables(tables)
+        keys = t.column("record_key").to_pylist()
+        seen: set[str] = set()
+        keep = [i for i, k in enumerate(keys) if not (k in seen or seen.add(k))]
+        return t.take(keep) if len(keep) != len(keys) else t
+
+    def read(self):
+        """All records as a pandas DataFrame (one row per record, columns as in the schema)."""
+        return self.read_table().to_pandas()
+
+    def records(self) -> list[Record]:
+        return [row_to_record(r) for r in self.read_table().to_pylist()]
+
+    def keys(self) -> set[str]:
+        if self._keys is None:
+            if not self.exists() or not self.parts():
+                self._keys = set()
+            else:
+                import pyarrow.parquet as pq
+
+                ks: set[str] = set()
+                for p in self.parts():
+                    try:
+                        ks.update(pq.read_table(p, columns=["record_key"]).column(0).to_pylist())
+                    except Exception as e:
+                        raise DatasetError(f"corrupt dataset part {p}: {str(e).splitlines()[0]}") from None
+                self._keys = ks
+        return self._keys
+
+    def failures(self) -> list[dict]:
+        f = self.path / "failures.jsonl"
+        if not f.exists():
+            return []
+        out = []
+        for line in f.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by a crash
+        return out
+
+    # ---- writing ---------------------------------------------------------------------------
+    def create(self) -> None:
+        try:
+            (self.path / "parts").mkdir(parents=True, exist_ok=True)
+            if not self.exists():
+                tmp = self.path / f".{MANIFEST}.tmp"
+                tmp.write_text(json.dumps({"format": FORMAT, "schema_version": SCHEMA_VERSION}) + "\n")
+                os.replace(tmp, self.path / MANIFEST)
+        except OSError as e:
+            raise DatasetError(f"cannot write dataset at {self.path}: {e.strerror or e}") from None
+        self.check_version()
+
+    def lock(self) -> None:
+        """Take the single-writer lock, or fail at once naming the holder."""
+        self.create()
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DatasetError(f"dataset {self.path} is being written by another devprof run (pid {holder}); "
+                               "wait for it or use another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self) -> "Dataset":
+        self.lock()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.unlock()
+
+    def append(self, records: Iterable[Record]) -> int:
+        """Write new records (those whose key is not there yet) as one atomic part; return count."""
+        import pyarrow.parquet as pq
+
+        keys = self.keys()
+        fresh, seen = [], set()
+        for r in records:
+            k = r.key
+            if k not in keys and k not in seen:
+                seen.add(k)
+                fresh.append(r)
+        if not fresh:
+            return 0
+        table = records_to_table(fresh)
+        parts = self.path / "parts"
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = parts / f".{name}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                pq.write_table(table, f, compression="zstd")
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, parts / name)
+            _fsync_dir(parts)
+        except OSError as e:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise _disk_error(e, parts / name, self.saved) from None
+        keys.update(seen)
+        self.saved += len(fresh)
+        return len(fresh)
+
+    def log_failure(self, entry: dict) -> None:
+        line = json.dumps(entry, sort_keys=True) + "\n"
+        try:
+            with open(self.path / "failures.jsonl", "a") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise _disk_error(e, self.path / "failures.jsonl", self.saved) from None
+
+    def compact(self) -> None:
+        """Merge all parts into one (written first, old parts removed after: crash-safe)."""
+        import pyarrow.parquet as pq
+
+        old = self.parts()
+        if len(old) <= 1:
+            return
+        table = self.read_table()
+        parts = self.path / "parts"
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = parts / f".{name}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                pq.write_table(table, f, compression="zstd")
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, parts / name)
+            _fsync_dir(parts)
+        except OSError as e:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise _disk_error(e, parts / name, self.saved) from None
+        for p in old:
+            p.unlink(missing_ok=True)
+        _fsync_dir(parts)
