@@ -29,12 +29,20 @@ class Protocol:
     max_repeats: int = 200
     min_time_s: float = 0.15
     max_time_s: float = 2.0
+    cpus: str = ""
+    """CPUs to pin the measuring thread(s) to ("" = not pinned), as the device resolved `--cores`.
+    Runtimes pass it to `Device.execute` (the harness) or pin this process (in-process runtimes)."""
 
     @classmethod
     def quick(cls) -> "Protocol":
         """For tests and smoke checks: fewer, shorter samples (still warm-up + median)."""
         return cls(warmup_s=0.005, min_warmups=1, sample_s=0.001, min_repeats=5, max_repeats=20,
                    min_time_s=0.01, max_time_s=0.3)
+
+    def with_cpus(self, cpus: str) -> "Protocol":
+        import dataclasses
+
+        return dataclasses.replace(self, cpus=cpus)
 
     def harness_args(self) -> list[str]:
         """The same protocol as command-line arguments of the native harness."""

@@ -477,8 +477,14 @@ class Record:
     @property
     def key(self) -> str:
         """Dedup key: (kind, spec id, model context, device fingerprint, runtime)."""
-        return content_id([self.kind, self.spec.id, self.model_name, self.layer_index, self.layer_name,
-                           self.device.id, self.runtime.key], 24)
+        return record_key(self.kind, self.spec.id, self.device.id, self.runtime.key, self.model_name,
+                          self.layer_index, self.layer_name)
+
+
+def record_key(kind: str, spec_id: str, device_id: str, runtime_key: str, model_name: str = "",
+               layer_index: int = -1, layer_name: str = "") -> str:
+    """The dedup key of a record, computable before measuring (so `--resume` can skip work)."""
+    return content_id([kind, spec_id, model_name, layer_index, layer_name, device_id, runtime_key], 24)
 
 
 # ---- Parquet layout ----------------------------------------------------------------------

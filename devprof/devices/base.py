@@ -61,6 +61,23 @@ class Device(ABC):
     def execute(self, argv: Sequence[str], cwd: str, timeout_s: float, cpus: str = "") -> ExecResult:
         """Run argv (no shell interpretation of its items) in `cwd`, pinned to `cpus` if given."""
 
+    def resolve_cores(self, cores: str) -> str:
+        """Turn a `--cores` value (a CPU list such as ``0-3``; phones also take cluster names
+        ``little``/``mid``/``big``/``prime``) into a CPU list string, validated for this device."""
+        from ..errors import UsageError
+        from .local import parse_cpus
+
+        if not cores:
+            return ""
+        n = self.info().cores or None
+        try:
+            cpus = parse_cpus(cores, n)
+        except ValueError as e:
+            raise UsageError(f"--cores {cores!r}: {e}") from None
+        if not cpus:
+            raise UsageError(f"--cores {cores!r} names no CPU")
+        return ",".join(str(c) for c in cpus)
+
     def cooldown(self, max_temp_c: float | None = None, pause_s: float = 0.0, timeout_s: float = 120.0) -> None:
         """Wait until the device is cool enough (or `pause_s` passes) before the next batch."""
         import time

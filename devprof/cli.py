@@ -1,0 +1,295 @@
+"""The `devprof` command line (Typer + rich).
+
+Every failure the user can act on is one line on stderr (``error: ...``) and a non-zero exit
+code; tracebacks are shown only with DEVPROF_DEBUG=1. Commands beyond devices/profile/show live
+in `devprof/commands/<name>.py` modules listed in `COMMAND_MODULES`.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import DevprofError, UsageError
+
+#: Modules adding subcommands; each exposes ``register(app)``.
+COMMAND_MODULES: list[str] = []
+
+app = typer.Typer(
+    name="devprof",
+    help="Measure how fast deep-learning layers (dense and sparse) run on Android phones and on this "
+         "machine, and turn the timings into datasets, latency predictors and lookup tables.\n\n"
+         "Start with: devprof devices; devprof profile --suite smoke; devprof show devprof-data",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+# Piped output (CI logs, `| less`) gets wide tables instead of 80 columns of truncated keys.
+_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 160))
+out = Console(width=_WIDTH)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else int(os.environ.get("COLUMNS", 160)))
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"devprof {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """devprof: latency measurement for on-device deep learning."""
+
+
+# ---- devices -------------------------------------------------------------------------------
+@app.command()
+def devices(
+    json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    adb_server: Optional[str] = typer.Option(None, "--adb-server", metavar="HOST:PORT",
+                                             help="adb server to ask for phones (default: $ANDROID_ADB_SERVER_PORT or 5037)."),
+) -> None:
+    """List devices: the embedded [bold]local[/] host and attached phones, with CPU, cores, frequency,
+    governor and temperature."""
+    from .devices import list_devices
+
+    rows = []
+    for d in list_devices(adb_server=adb_server):
+        info = d.info()
+        st = d.state()
+        rows.append({"name": d.name, "kind": info.kind, "serial": info.serial, "model": info.model, "soc": info.soc,
+                     "abi": info.abi, "cpu": info.cpu, "cores": info.cores, "isa": list(info.isa), "os": info.os,
+                     "kernel": info.kernel, "governor": st.governor, "freq_khz": st.freq_khz,
+                     "temp_c": None if math.isnan(st.temp_c) else st.temp_c, "fingerprint": info.id,
+                     "extra": dict(info.extra)})
+    if json_out:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    t = Table(title="devprof devices")
+    for c in ("name", "kind", "model / CPU", "SoC", "ABI", "cores", "ISA / OS", "governor", "freq", "temp"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(r["name"], r["kind"], r["model"], r["soc"] or "-", r["abi"], str(r["cores"]),
+                  " ".join(r["isa"][:6]) + ("…" if len(r["isa"]) > 6 else "") + f"\n{r['os']}",
+                  r["governor"] or "-", f"{r['freq_khz'] / 1e6:.2f} GHz" if r["freq_khz"] > 0 else "-",
+                  f"{r['temp_c']:.0f} °C" if r["temp_c"] is not None else "-")
+    out.print(t)
+
+
+# ---- profile -------------------------------------------------------------------------------
+@app.command()
+def profile(
+    device: str = typer.Option("local", "--device", "-d", envvar="DEVPROF_DEVICE",
+                               help="Device: 'local', or a phone's serial, model code (SM-G981U), marketing name "
+                                    "(S20) or alias."),
+    suite: str = typer.Option("smoke", "--suite", "-s",
+                              help="Built-in suite name (see 'devprof suites') or a path to a suite .toml."),
+    runtime: Optional[List[str]] = typer.Option(None, "--runtime", "-r",
+                                                help="Runtime(s) to use (repeat the option); default: the suite's."),
+    threads: int = typer.Option(1, "--threads", "-t", min=1, help="Threads per kernel."),
+    cores: str = typer.Option("", "--cores", help="Pin to CPUs: a list such as 0 or 0-3 (phones also: "
+                                                  "little, mid, big, prime)."),
+    out_dir: Path = typer.Option(Path("devprof-data"), "--out", "-o", help="Dataset folder (created if missing)."),
+    resume: bool = typer.Option(False, "--resume", help="Measure only what the dataset does not hold yet."),
+    quick: bool = typer.Option(False, "--quick", help="Shorter protocol (fewer, shorter samples): for checks, "
+                                                      "not for data you publish."),
+    cooldown: float = typer.Option(0.0, "--cooldown", metavar="SECONDS", help="Pause between batches."),
+    max_temp: Optional[float] = typer.Option(None, "--max-temp", metavar="CELSIUS",
+                                             help="Before each batch, wait until the device is this cool."),
+    adb_server: Optional[str] = typer.Option(None, "--adb-server", metavar="HOST:PORT", help="adb server for phones."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
+) -> None:
+    """Measure a suite's kernels on a device and save them into a dataset (Parquet).
+
+    Each kernel is built as a single-op model (ONNX Runtime, LiteRT) or generated C (devprof-c),
+    checked once against a numpy reference (a wrong answer is reported, never recorded), then timed:
+    warm-up, calibrated repetitions, median with IQR. Every finished kernel is saved at once, so
+    Ctrl-C loses nothing measured; rerun with --resume to finish.
+
+    Examples:\n
+      devprof profile                                  # smoke suite on this machine\n
+      devprof profile --suite mobilenetv2 -r onnxruntime -t 4\n
+      devprof profile --device S20 --cores big --suite sparse-sweep
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .devices import resolve_device
+    from .measure import Protocol
+    from .profile import default_runtimes, profile as run_profile
+    from .suites import load_suite
+
+    s = load_suite(suite)
+    dev = resolve_device(device, adb_server=adb_server)
+    names = list(runtime) if runtime else default_runtimes(dev, s.runtimes)
+    proto = (Protocol.quick() if quick else Protocol()).with_cpus(dev.resolve_cores(cores))
+    show_progress = not json_out and sys.stderr.isatty()
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[current]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                        TimeRemainingColumn(), console=err, disable=not show_progress, transient=True)
+    state = {"task": None}
+    rows: list[tuple] = []
+
+    def on_plan(p) -> None:
+        if not json_out:
+            err.print(f"profiling suite [bold]{s.name}[/] on [bold]{dev.name}[/] with {', '.join(names)}: "
+                      f"{p.total} kernels to measure"
+                      + (f", {p.already} already in the dataset" if p.already else "")
+                      + (f", {len(p.skipped)} unsupported pairs skipped" if p.skipped else ""))
+        state["task"] = progress.add_task("profiling", total=p.total, current="")
+
+    def on_outcome(o, rec) -> None:
+        progress.update(state["task"], advance=1, current=o.spec.key[:48])
+        if rec is not None:
+            m = rec.measurement
+            gf = rec.spec.flops / (m.median_us * 1e3) if m.median_us > 0 and rec.spec.flops else float("nan")
+            rows.append((rec.spec.op, rec.spec.key, rec.runtime.name, m.median_us, m.iqr_us, gf, m.noisy))
+        elif not json_out:
+            progress.console.print(f"[red]refused[/] {o.spec.key} ({o.spec.op}): {o.error}")
+
+    with progress:
+        summary = run_profile(dev, s.specs, names, out_dir, threads=threads, resume=resume, protocol=proto,
+                              suite=s.name, cooldown_s=cooldown, max_temp_c=max_temp, on_plan=on_plan,
+                              on_outcome=on_outcome)
+    if json_out:
+        print(json.dumps(summary.to_dict(), indent=2, default=str))
+    else:
+        if rows:
+            t = Table(title=f"{summary.measured} kernels measured on {dev.name}")
+            for c, j in (("op", "left"), ("kernel", "left"), ("runtime", "left"), ("median µs", "right"),
+                         ("IQR µs", "right"), ("GFLOP/s", "right"), ("", "left")):
+                t.add_column(c, justify=j)
+            for op, key, rt, med, iqr, gf, noisy in rows:
+                t.add_row(op, key, rt, f"{med:,.1f}", f"{iqr:,.1f}", "-" if gf != gf else f"{gf:.1f}",
+                          "noisy" if noisy else "")
+            out.print(t)
+        err.print(f"{summary.measured} measured, {summary.failed} refused, {summary.already} already there, "
+                  f"{summary.skipped} skipped as unsupported; dataset: {summary.dataset} ({summary.seconds:.0f} s)")
+    if summary.interrupted:
+        err.print(f"interrupted: the {summary.measured} records measured before are saved; "
+                  "rerun the same command with --resume to finish")
+        raise typer.Exit(130)
+    if summary.failed and not summary.measured and not summary.already:
+        raise typer.Exit(5)
+
+
+# ---- show ----------------------------------------------------------------------------------
+@app.command()
+def show(
+    dataset: Path = typer.Argument(..., help="Dataset folder written by 'devprof profile'."),
+    op: Optional[List[str]] = typer.Option(None, "--op", help="Only these ops (repeatable)."),
+    runtime: Optional[List[str]] = typer.Option(None, "--runtime", "-r", help="Only these runtimes (repeatable)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Only records whose device name or model contains this."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="kernel, layer or model."),
+    scheme: Optional[str] = typer.Option(None, "--scheme", help="Only this sparsity scheme (dense, bcr, ...)."),
+    long: bool = typer.Option(False, "--long", help="One row per record instead of one row per kernel with a "
+                                                    "column per runtime."),
+    limit: int = typer.Option(200, "--limit", help="At most this many rows (0 = all)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the selected records as JSON."),
+) -> None:
+    """Show a dataset as a table: by default one row per kernel, median µs per runtime side by side."""
+    from .store import Dataset
+
+    df = Dataset(dataset).read()
+    if op:
+        df = df[df["op"].isin(op)]
+    if runtime:
+        df = df[df["runtime"].isin(runtime)]
+    if device:
+        df = df[df["device_name"].str.contains(device, case=False, regex=False)
+                | df["device_model"].str.contains(device, case=False, regex=False)]
+    if kind:
+        df = df[df["kind"] == kind]
+    if scheme:
+        df = df[df["scheme"] == scheme]
+    df = df.assign(gflops=(df["flops"] / (df["median_us"] * 1e3)).where(df["flops"] > 0))
+    if json_out:
+        cols = ["kind", "spec_key", "op", "scheme", "sparsity_ratio", "device_name", "runtime", "runtime_version",
+                "threads", "median_us", "iqr_us", "cv", "noisy", "repeats", "gflops", "model_name", "layer_name"]
+        sel = df[cols] if limit == 0 else df[cols].head(limit)
+        print(sel.to_json(orient="records", indent=2))
+        return
+    if df.empty:
+        err.print(f"{dataset}: no records match")
+        return
+    if long:
+        t = Table(title=f"{dataset}: {len(df)} records")
+        for c in ("op", "kernel", "device", "runtime", "median µs", "IQR µs", "CV", "GFLOP/s"):
+            t.add_column(c, justify="right" if c in ("median µs", "IQR µs", "CV", "GFLOP/s") else "left")
+        sel = df.sort_values(["op", "spec_key", "runtime"])
+        for _, r in (sel if limit == 0 else sel.head(limit)).iterrows():
+            t.add_row(r["op"], r["spec_key"], r["device_name"], r["runtime"], f"{r['median_us']:,.1f}",
+                      f"{r['iqr_us']:,.1f}", f"{r['cv']:.1%}", "-" if r["gflops"] != r["gflops"] else f"{r['gflops']:.1f}")
+        out.print(t)
+        return
+    piv = df.pivot_table(index=["op", "spec_key"], columns="runtime", values="median_us", aggfunc="median")
+    t = Table(title=f"{dataset}: {len(df)} records, {len(piv)} kernels, median µs per runtime "
+                    f"({df['device_name'].nunique()} device(s))")
+    t.add_column("op")
+    t.add_column("kernel")
+    for c in piv.columns:
+        t.add_column(str(c), justify="right")
+    for (o, key), r in (piv if limit == 0 else piv.head(limit)).iterrows():
+        t.add_row(o, key, *("-" if v != v else f"{v:,.1f}" for v in r.values))
+    out.print(t)
+    if limit and len(piv) > limit:
+        err.print(f"({len(piv) - limit} more rows; --limit 0 shows all)")
+
+
+@app.command()
+def suites(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the built-in suites with their size and default runtimes."""
+    from .suites import builtin_names, load_suite
+
+    rows = []
+    for n in builtin_names():
+        s = load_suite(n)
+        rows.append({"name": n, "kernels": len(s.specs), "models": len(s.models), "runtimes": list(s.runtimes),
+                     "description": s.description})
+    if json_out:
+        print(json.dumps(rows, indent=2))
+        return
+    t = Table(title="built-in suites")
+    for c in ("name", "kernels", "models", "runtimes", "description"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(r["name"], str(r["kernels"]), str(r["models"]), ", ".join(r["runtimes"]), r["description"])
+    out.print(t)
+
+
+def _register_commands() -> None:
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod).register(app)
+
+
+def main() -> None:
+    """Entry point: run the app, turning devprof's errors into one line and an exit code."""
+    _register_commands()
+    try:
+        app()
+    except DevprofError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as e:  # an internal bug: still one line unless debugging
+        if os.environ.get("DEVPROF_DEBUG"):
+            raise
+        first = (str(e).splitlines() or [""])[0][:300]
+        err.print(f"error: internal {type(e).__name__}: {first} (set DEVPROF_DEBUG=1 for a traceback)",
+                  highlight=False, markup=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

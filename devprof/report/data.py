@@ -1,0 +1,226 @@
+"""Loading what a report draws: one or several datasets (as one table) and predictor bundles.
+
+Every dataset is read through `devprof.store.Dataset`, so a newer schema version or a corrupt
+part fails here with devprof's one-line `DatasetError`, before any plotting starts. Derived
+columns that several sections need (labels, achieved GFLOP/s, shape keys) are computed once.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DatasetError, UsageError
+from ..store import Dataset
+
+#: Columns that identify a kernel's shape, whatever its sparsity (dense baselines match on them).
+SHAPE_COLS = ("op", "n", "h", "w", "cin", "cout", "kh", "kw", "stride", "padding", "groups", "dilation", "dtype")
+
+
+@dataclass
+class Source:
+    """One dataset folder given on the command line."""
+
+    label: str
+    path: Path
+    records: int
+    failures: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class BundleInfo:
+    """A predictor bundle: its metadata (always) and the loaded predictor (when loadable)."""
+
+    path: Path
+    label: str
+    metadata: dict
+    predictor: Any = None
+    load_error: str = ""
+
+
+@dataclass
+class ReportData:
+    records: pd.DataFrame
+    sources: list[Source]
+    bundles: list[BundleInfo]
+
+    @property
+    def empty(self) -> bool:
+        return self.records.empty
+
+    def kind(self, *kinds: str) -> pd.DataFrame:
+        return self.records[self.records["kind"].isin(kinds)]
+
+    def devices(self) -> dict[str, dict]:
+        """device_id -> fingerprint dict (first seen)."""
+        out: dict[str, dict] = {}
+        for did, js in self.records.drop_duplicates("device_id")[["device_id", "device_json"]].itertuples(index=False):
+            try:
+                out[did] = json.loads(js)
+            except ValueError:
+                out[did] = {}
+        return out
+
+
+def _label_for(path: Path, taken: set[str]) -> str:
+    label = path.name or str(path)
+    if label in taken:
+        label = str(path)
+    i = 2
+    base = label
+    while label in taken:
+        label = f"{base}#{i}"
+        i += 1
+    taken.add(label)
+    return label
+
+
+def load_datasets(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, list[Source]]:
+    frames, sources, taken = [], [], set()
+    for p in paths:
+        ds = Dataset(p)
+        df = ds.read()  # raises DatasetError (one line) on newer schema, missing or corrupt data
+        label = _label_for(Path(p), taken)
+        df.insert(0, "dataset", label)
+        frames.append(df)
+        sources.append(Source(label, Path(p), len(df), ds.failures()))
+    if frames:
+        nonempty = [f for f in frames if not f.empty]
+        df = pd.concat(nonempty, ignore_index=True) if nonempty else frames[0]
+    else:
+        df = pd.DataFrame()
+    return _derive(df), sources
+
+
+def _short_runtime(name: str, threads: Any, options: str) -> str:
+    try:
+        opts = json.loads(options or "{}")
+    except ValueError:
+        opts = {}
+    o = ",".join(f"{k}={_fmt_opt(v)}" for k, v in sorted(opts.items()))
+    return f"{name}{'[' + o + ']' if o else ''}/t{int(threads)}"
+
+
+def _fmt_opt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    return str(v)
+
+
+def _derive(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty:
+        return df
+    df = df.copy()
+    # device labels: the device name, disambiguated when two fingerprints share a name
+    names = df.drop_duplicates("device_id")[["device_id", "device_name", "device_model"]]
+    counts = names["device_name"].value_counts()
+    dev_label = {}
+    for did, name, model in names.itertuples(index=False):
+        lab = name or model or did[:8]
+        if counts.get(name, 0) > 1:
+            lab = f"{lab} [{did[:6]}]"
+        dev_label[did] = lab
+    df["device_label"] = df["device_id"].map(dev_label)
+    df["runtime_label"] = [
+        _short_runtime(n, t, o) for n, t, o in zip(df["runtime"], df["threads"], df["runtime_options"])
+    ]
+    # when one runtime label covers several versions, say which
+    ver = df.groupby("runtime_label")["runtime_version"].nunique()
+    multi = set(ver[ver > 1].index)
+    if multi:
+        df["runtime_label"] = [
+            f"{lab}@{v}" if lab in multi else lab for lab, v in zip(df["runtime_label"], df["runtime_version"])
+        ]
+    med = df["median_us"].astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df["gflops"] = np.where((df["flops"] > 0) & (med > 0), df["flops"].astype(float) / (med * 1e3), np.nan)
+        df["rel_iqr"] = np.where(med > 0, df["iqr_us"].astype(float) / med, np.nan)
+    df["shape_key"] = df[list(SHAPE_COLS)].astype(str).agg("|".join, axis=1)
+    df["scheme_label"] = [_scheme_label(s, p) for s, p in zip(df["scheme"], df["sparsity_params"])]
+    df["bytes"] = _bytes_moved(df)
+    return df
+
+
+def _scheme_label(scheme: str, params_json: str) -> str:
+    if scheme == "dense":
+        return "dense"
+    try:
+        params = json.loads(params_json or "{}")
+    except ValueError:
+        params = {}
+    ps = ",".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(params.items()))
+    return f"{scheme}({ps})" if ps else scheme
+
+
+_DTYPE_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+
+
+def _bytes_moved(df: pd.DataFrame) -> pd.Series:
+    """Compulsory traffic (input + output + weights once), for arithmetic intensity."""
+    eb = df["dtype"].map(_DTYPE_BYTES).fillna(4).astype(float)
+    inp = df["n"] * df["h"] * df["w"] * df["cin"]
+    out = df["n"] * df["out_h"] * df["out_w"] * df["cout"]
+    density = 1.0 - df["sparsity_ratio"].astype(float)
+    weights = df["params"].astype(float) * density
+    return (inp.astype(float) + out.astype(float) + weights) * eb
+
+
+def load_bundles(paths: Sequence[str | Path]) -> list[BundleInfo]:
+    """Read each bundle's metadata.json; load the predictor itself through `predictors.load`."""
+    out, taken = [], set()
+    for p in paths:
+        path = Path(p)
+        meta_path = path / "metadata.json"
+        if not path.is_dir():
+            raise UsageError(f"no predictor bundle at {path}")
+        if not meta_path.is_file():
+            raise UsageError(f"{path} is not a predictor bundle (no metadata.json)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{meta_path} is unreadable: {str(e).splitlines()[0]}") from None
+        if not isinstance(meta, dict):
+            raise UsageError(f"{meta_path} is not a JSON object")
+        label = _bundle_label(path, meta, taken)
+        b = BundleInfo(path, label, meta)
+        try:
+            import predictors  # the search-side import: no torch, no scikit-learn, no pickle
+
+            b.predictor = predictors.load(str(path))
+        except Exception as e:  # a tampered or older bundle: its metadata is still worth showing
+            b.load_error = " ".join(str(e).split()) or type(e).__name__
+        out.append(b)
+    return out
+
+
+def _bundle_label(path: Path, meta: dict, taken: set[str]) -> str:
+    parts = path.resolve().parts
+    label = "/".join(parts[-2:]) if len(parts) >= 2 else path.name
+    return _label_for(Path(label), taken) if label not in taken else _label_for(path, taken)
+
+
+def load(datasets: Sequence[str | Path], bundles: Sequence[str | Path] = ()) -> ReportData:
+    if not datasets and not bundles:
+        raise UsageError("give at least one dataset (or a --bundle) to report on")
+    df, sources = load_datasets(datasets)
+    return ReportData(df, sources, load_bundles(bundles))
+
+
+def finite(values: Any) -> np.ndarray:
+    a = np.asarray(values, dtype=float)
+    return a[np.isfinite(a)]
+
+
+def geomean(values: Any) -> float:
+    a = finite(values)
+    a = a[a > 0]
+    return float(np.exp(np.mean(np.log(a)))) if a.size else math.nan
+
+
+__all__ = ["ReportData", "Source", "BundleInfo", "load", "load_datasets", "load_bundles", "geomean", "finite",
+           "SHAPE_COLS", "DatasetError"]

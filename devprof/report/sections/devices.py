@@ -1,0 +1,83 @@
+"""Section 1: the devices and runtimes behind the numbers, and how they were measured."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from .. import fmt
+from ..data import ReportData
+from ..model import Section, Table
+
+TITLE = "Devices and runtimes"
+
+
+def _extra_text(extra: dict) -> str:
+    keep = []
+    for k, v in sorted(extra.items()):
+        if k in ("hostname",) or v in ("", None, -1):
+            continue
+        if isinstance(v, (list, dict)):
+            v = json.dumps(v, separators=(",", ":"))
+            if len(v) > 60:
+                v = v[:57] + "..."
+        keep.append(f"{k}={v}")
+    return "; ".join(keep) or "–"
+
+
+def build(data: ReportData) -> Section:
+    s = Section("devices", TITLE, lead="Every number in this report carries the fingerprint of the device and "
+                "the runtime that produced it; two records are comparable only when both match.")
+    if data.empty:
+        s.missing = "the datasets hold no records, so there is no device or runtime to describe"
+        return s
+    df = data.records
+    devs = data.devices()
+    rows = []
+    for did, d in devs.items():
+        label = df.loc[df["device_id"] == did, "device_label"].iloc[0]
+        isa = ", ".join(d.get("isa") or ()) or "–"
+        osk = " / ".join(x for x in (d.get("os"), d.get("kernel")) if x) or "–"
+        hw = d.get("cpu") or d.get("model") or "–"
+        if d.get("model") and d.get("cpu") and d.get("model") != d.get("cpu"):
+            hw = f"{d['model']} — {d['cpu']}"
+        rows.append([label, d.get("kind", "–"), hw, d.get("soc") or "–", d.get("abi") or "–",
+                     str(d.get("cores") or "–"), isa, osk, d.get("build") or "–",
+                     _extra_text(d.get("extra") or {}), did[:12]])
+    s.add(Table("Device fingerprints. The fingerprint id hashes the fields that decide speed "
+                "(model, SoC, ABI, CPU, cores, ISA, OS, kernel, build).",
+                ["Device", "Kind", "Model / CPU", "SoC", "ABI", "Cores", "ISA features", "OS / kernel",
+                 "Build", "Other", "Fingerprint"], rows,
+                numeric=[False] * 5 + [True] + [False] * 5))
+
+    rows = []
+    for (dlabel, rlabel), g in df.groupby(["device_label", "runtime_label"], sort=True):
+        kinds = g["kind"].value_counts()
+        kinds_txt = ", ".join(f"{kinds[k]} {k}" for k in ("kernel", "layer", "model") if k in kinds)
+        suites = ", ".join(sorted(x for x in g["suite"].unique() if x)) or "–"
+        t0, t1 = g["started_at"].min(), g["finished_at"].max()
+        span = f"{fmt.when(t0)} → {fmt.when(t1)}" if fmt.when(t0) != fmt.when(t1) else fmt.when(t0)
+        proto = (f"{_med(g['warmups'])} warm-ups, {_med(g['repeats'])} × {_med(g['number'])} calls")
+        cpus = ", ".join(sorted({c for c in g["cpus"] if c})) or "not pinned"
+        gov = ", ".join(sorted({c for c in g["governor"] if c})) or "–"
+        vers = ", ".join(sorted(set(g["runtime_version"])))
+        dv = ", ".join(sorted({v for v in g["devprof_version"] if v})) or "–"
+        hv = ", ".join(sorted({v for v in g["harness_version"] if v}))
+        rows.append([dlabel, rlabel, vers, kinds_txt, suites, span, proto, cpus, gov,
+                     dv + (f" (harness {hv})" if hv else "")])
+    s.add(Table("Runtimes and measurement campaigns per device. Protocol columns give the median per record: "
+                "warm-up calls, then repetitions × back-to-back calls per sample; a record's latency is the "
+                "median sample.",
+                ["Device", "Runtime", "Version", "Records", "Suites", "Measured", "Protocol", "CPUs",
+                 "Governor", "devprof"], rows))
+    srcs = [f"{src.label} ({fmt.plural(src.records, 'record')}, {fmt.plural(len(src.failures), 'failure')})"
+            for src in data.sources]
+    if len(srcs) > 1:
+        s.para("Datasets: " + "; ".join(srcs) + ".", "note")
+    return s
+
+
+def _med(col: pd.Series) -> str:
+    v = np.nanmedian(col.astype(float)) if len(col) else float("nan")
+    return fmt.num(round(float(v))) if np.isfinite(v) else "–"

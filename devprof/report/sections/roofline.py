@@ -1,0 +1,155 @@
+"""Section 3: latency against work. Log-log latency vs FLOPs per op, with the device's compute
+ceiling as a lower bound, achieved GFLOP/s, and a roofline (GFLOP/s vs arithmetic intensity)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .. import figures as F
+from .. import fmt
+from ..data import ReportData, finite
+from ..hardware import Peak, estimate_peak
+from ..model import Figure, Section, Table
+
+TITLE = "Latency vs FLOPs"
+MAX_OPS = 6
+MAX_GROUPS = 8
+
+
+def _dense_kernels(data: ReportData) -> pd.DataFrame:
+    df = data.kind("kernel")
+    return df[(df["scheme"] == "dense") & (df["flops"] > 0) & (df["median_us"] > 0)]
+
+
+def peaks(data: ReportData, df: pd.DataFrame) -> dict[tuple[str, int], Peak | None]:
+    """(device_id, threads) -> estimated fp32 peak of that many cores of that device."""
+    devs = data.devices()
+    out = {}
+    for (did, thr), g in df.groupby(["device_id", "threads"]):
+        freq = finite(g["freq_before_khz"].astype(float).where(lambda v: v > 0))
+        out[(did, int(thr))] = estimate_peak(devs.get(did, {}), int(thr), float(np.median(freq)) if freq.size else math.nan)
+    return out
+
+
+def build(data: ReportData) -> Section:
+    s = Section("roofline", TITLE, lead=(
+        "Latency against dense-equivalent FLOPs for every dense kernel, per op type (log-log). On these axes a "
+        "kernel running at a constant rate lies on a line of slope 1; the dashed line is the device's fp32 compute "
+        "ceiling, a lower bound no kernel can beat. Achieved GFLOP/s = FLOPs / median latency."))
+    if data.empty:
+        s.missing = "the datasets hold no records"
+        return s
+    df = _dense_kernels(data)
+    if df.empty:
+        s.missing = ("no dense kernel record with a FLOP count (conv, pointwise, depthwise, FC, pooling or "
+                     "elementwise op) is in the data")
+        return s
+    df = df.assign(group=df["device_label"] + " · " + df["runtime_label"])
+    pk = peaks(data, df)
+    ops = list(df["op"].value_counts().index)
+    shown = ops[:MAX_OPS]
+    groups = sorted(df["group"].unique())
+    gcolor = {g: i for i, g in enumerate(groups)}
+    s.add(_latency_figure(df[df["op"].isin(shown)], shown, groups, gcolor, pk))
+    s.add(_roofline_figure(df, groups, gcolor, pk))
+
+    rows = []
+    for (op, group), g in df.groupby(["op", "group"], sort=True):
+        gf = finite(g["gflops"])
+        key = (g["device_id"].iloc[0], int(g["threads"].iloc[0]))
+        p = pk.get(key)
+        rows.append([op, group, fmt.num(len(g)), f"{fmt.flops(g['flops'].min())} – {fmt.flops(g['flops'].max())}",
+                     fmt.num(np.median(gf)), fmt.num(gf.max()),
+                     fmt.pct(gf.max() / p.gflops) if p else "–"])
+    s.add(Table("Achieved throughput per op type (dense kernels). % of peak compares the best kernel with the "
+                "estimated compute ceiling of the cores the runtime used.",
+                ["Op", "Device · runtime", "Kernels", "FLOPs", "Median GFLOP/s", "Best GFLOP/s", "Best % of peak"],
+                rows, numeric=[False, False, True, False, True, True, True]))
+    notes = []
+    devlab = dict(zip(df["device_id"], df["device_label"]))
+    for (did, thr), p in sorted(pk.items(), key=lambda kv: (devlab[kv[0][0]], kv[0][1])):
+        if p is None:
+            notes.append(f"{devlab[did]} ({thr} thread{'s' if thr > 1 else ''}): no ceiling drawn — the "
+                         "fingerprint does not give the ISA and frequency needed to estimate one")
+        else:
+            notes.append(f"{devlab[did]} ({thr} thread{'s' if thr > 1 else ''}): {p.gflops:.0f} GFLOP/s = {p.how}")
+    s.para("Compute ceilings (fp32, estimated from the fingerprint, not measured): " + "; ".join(notes) + ".", "note")
+    if not any(p and math.isfinite(p.mem_gbs) for p in pk.values()):
+        s.para("No memory bandwidth is recorded in the fingerprints, so the roofline shows the compute roof only; "
+               "kernels far below it at low arithmetic intensity are likely memory-bound.", "note")
+    if len(ops) > MAX_OPS:
+        s.para(f"The figure shows the {MAX_OPS} most frequent op types; the table lists all {len(ops)}.", "note")
+    nsparse = int((data.kind("kernel")["scheme"] != "dense").sum())
+    if nsparse:
+        s.para(f"{nsparse} sparse kernel records are left out here (their FLOPs are dense-equivalent); section 4 "
+               "compares them with their dense baselines.", "note")
+    return s
+
+
+def _latency_figure(df, ops, groups, gcolor, pk) -> Figure:
+    with F.style():
+        ncols, nrows = F.grid_shape(len(ops), 3)
+        fig, axes = F.new(ncols, nrows, height=2.0)
+        for ax, op in zip(axes, ops):
+            d = df[df["op"] == op]
+            for group, g in d.groupby("group"):
+                i = gcolor[group]
+                F.scatter(ax, g["flops"], g["median_us"], color=F.color(i), marker=F.marker(i), label=group)
+            x = np.geomspace(max(d["flops"].min(), 1) / 1.5, d["flops"].max() * 1.5, 20)
+            seen = set()
+            for (did, thr), g in d.groupby(["device_id", "threads"]):
+                p = pk.get((did, int(thr)))
+                if p and p.gflops not in seen:
+                    seen.add(p.gflops)
+                    ax.plot(x, x / (p.gflops * 1e3), ls="--", color="#555", lw=0.7)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(op, loc="left")
+            ax.set_xlabel("FLOPs (dense-equivalent)")
+            ax.set_ylabel("median latency (µs)")
+        F.hide_unused(axes, len(ops))
+        handles, labels = [], []
+        for ax in axes[: len(ops)]:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        fig.legend(handles, [F.short(lab, 48) for lab in labels], loc="outside lower center",
+                   ncols=min(3, len(labels)), markerscale=1.6)
+        uri = F.to_data_uri(fig)
+    return Figure("Median latency vs FLOPs per op type, one colour per device and runtime. Dashed: latency at "
+                  "the estimated fp32 compute ceiling (FLOPs / peak).", uri,
+                  alt="log-log latency vs FLOPs per op")
+
+
+def _roofline_figure(df, groups, gcolor, pk) -> Figure:
+    with F.style():
+        fig, (ax,) = F.new(1, 1, height=2.6, width=F.TEXT_WIDTH_IN * 0.75)
+        ai = df["flops"].astype(float) / df["bytes"].astype(float)
+        df = df.assign(ai=ai)
+        for group, g in df.groupby("group"):
+            i = gcolor[group]
+            F.scatter(ax, g["ai"], g["gflops"], color=F.color(i), marker=F.marker(i), label=F.short(group, 48))
+        x = np.geomspace(max(df["ai"].min() / 2, 1e-3), df["ai"].max() * 2, 50)
+        drawn = set()
+        for (did, thr), p in pk.items():
+            if p is None or p.gflops in drawn or not (df["device_id"] == did).any():
+                continue
+            drawn.add(p.gflops)
+            roof = np.full_like(x, p.gflops)
+            if math.isfinite(p.mem_gbs):
+                roof = np.minimum(roof, x * p.mem_gbs)
+            ax.plot(x, roof, color="#555", ls="--", lw=0.7)
+            ax.text(x[-1], p.gflops, f" {p.gflops:.0f} GFLOP/s ({thr}t)", fontsize=6, va="bottom", ha="right",
+                    color="#333")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("arithmetic intensity (FLOP / byte of compulsory traffic)")
+        ax.set_ylabel("achieved GFLOP/s")
+        ax.legend(loc="lower right", markerscale=1.6)
+        uri = F.to_data_uri(fig)
+    return Figure("Roofline: achieved GFLOP/s of every dense kernel against its arithmetic intensity "
+                  "(FLOPs over the bytes of input, output and weights). Dashed: estimated compute ceiling.",
+                  uri, alt="roofline plot", wide=False)

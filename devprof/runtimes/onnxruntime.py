@@ -1,0 +1,66 @@
+"""ONNX Runtime (CPU execution provider) on the local device: one single-op model per kernel."""
+from __future__ import annotations
+
+import time
+from typing import Iterator, Sequence
+
+from ..build import onnx_ops
+from ..build.reference import check_output, make_tensors, reference
+from ..devices.base import Device
+from ..measure import Protocol, measure_callable
+from ..records import KernelSpec, RuntimeInfo
+from .base import Outcome, Runtime
+from .conditions import conditions_around
+
+
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+
+    def available(self, device: Device) -> str | None:
+        if not device.in_process:
+            return "onnxruntime runs in-process on local only (on phones use onnxruntime_perf_test)"
+        return None
+
+    def supports(self, spec: KernelSpec) -> str | None:
+        return onnx_ops.supports(spec)
+
+    def info(self, device: Device, threads: int) -> RuntimeInfo:
+        import onnxruntime as ort
+
+        return RuntimeInfo(self.name, ort.__version__, threads,
+                           {"ep": "CPUExecutionProvider", "graph_optimization": "all"})
+
+    def session(self, model_bytes: bytes, threads: int):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        if threads == 1:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+    def measure(self, device: Device, specs: Sequence[KernelSpec], threads: int,
+                protocol: Protocol) -> Iterator[Outcome]:
+        for spec in specs:
+            started = time.time()
+            try:
+                tensors = make_tensors(spec)
+                model, feeds = onnx_ops.build_model(spec, tensors)
+                sess = self.session(model.SerializeToString(), threads)
+                y = sess.run(None, feeds)[0]
+            except Exception as e:  # a build or run failure of this one kernel, not of the run
+                yield Outcome(spec, error=f"onnxruntime failed: {str(e).splitlines()[0][:300]}", started_at=started,
+                              finished_at=time.time())
+                continue
+            bad = check_output(spec, onnx_ops.output_to_nhwc(spec, y), reference(spec, tensors))
+            if bad:
+                yield Outcome(spec, error=bad, started_at=started, finished_at=time.time())
+                continue
+            run, names = sess.run, None
+            with conditions_around(device) as cond:
+                m = measure_callable(lambda: run(names, feeds), protocol)
+            yield Outcome(spec, m, conditions=cond.result, started_at=started, finished_at=time.time())
