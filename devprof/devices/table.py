@@ -162,7 +162,10 @@ def config_path() -> Path:
 
 def load_config(path: Path | None = None) -> dict:
     """The user's device config (aliases, tool paths); {} when there is none."""
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
 
     p = path or config_path()
     try:

@@ -1,0 +1,1 @@
+"""Test support: the emulated phone (loopback_adbd) and the fixtures that drive it through a real adb server."""
