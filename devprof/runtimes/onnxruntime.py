@@ -30,6 +30,10 @@ class OnnxRuntime(Runtime):
         return RuntimeInfo(self.name, ort.__version__, threads,
                            {"ep": "CPUExecutionProvider", "graph_optimization": "all"})
 
+    def build(self, spec: KernelSpec, tensors: dict):
+        """The single-op model and its feeds (a seam: a subclass may build differently)."""
+        return onnx_ops.build_model(spec, tensors)
+
     def session(self, model_bytes: bytes, threads: int):
         import onnxruntime as ort
 
@@ -49,7 +53,7 @@ class OnnxRuntime(Runtime):
             started = time.time()
             try:
                 tensors = make_tensors(spec)
-                model, feeds = onnx_ops.build_model(spec, tensors)
+                model, feeds = self.build(spec, tensors)
                 sess = self.session(model.SerializeToString(), threads)
                 y = sess.run(None, feeds)[0]
             except Exception as e:  # a build or run failure of this one kernel, not of the run

@@ -97,7 +97,7 @@ def parse_suite(text: str, source: str = "<string>") -> Suite:
     if not isinstance(head, dict) or not isinstance(head.get("name"), str) or not head["name"]:
         raise UsageError(f"suite {source}: needs a [suite] table with a name")
     name = head["name"]
-    where = f"suite {name}"
+    where = f"suite {name}" if source.startswith("builtin:") else f"suite {source}"
     runtimes = head.get("runtimes", [])
     if not isinstance(runtimes, list) or not all(isinstance(r, str) for r in runtimes):
         raise UsageError(f"{where}: runtimes must be a list of names")

@@ -1,0 +1,103 @@
+"""The command line end to end on `local`: profile, show, resume, interrupt, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, run_cli
+from devprof.store import Dataset
+
+
+def _one_line_error(p: subprocess.CompletedProcess, code: int, text: str) -> None:
+    assert p.returncode == code, (p.returncode, p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and text in lines[0], p.stderr
+
+
+def test_profile_show_and_resume(tmp_path, tiny_suite):
+    out = tmp_path / "d"
+    p = run_cli("profile", "--suite", str(tiny_suite), "--out", str(out), "--quick", "--json")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["measured"] == 18 and summary["failed"] == 0
+    df = Dataset(out).read()
+    assert len(df) == 18 and set(df["runtime"]) == {"onnxruntime", "litert"}
+    assert df["device_kind"].eq("local").all() and df["median_us"].gt(0).all()
+    assert df["runtime_version"].ne("").all() and df["devprof_version"].ne("").all()
+    # rerunning without --resume is refused; with --resume nothing is added
+    again = run_cli("profile", "--suite", str(tiny_suite), "--out", str(out), "--quick")
+    _one_line_error(again, 2, "--resume")
+    r = run_cli("profile", "--suite", str(tiny_suite), "--out", str(out), "--quick", "--resume", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["measured"] == 0 and json.loads(r.stdout)["already"] == 18
+    assert len(Dataset(out).read()) == 18
+    shown = run_cli("show", str(out))
+    assert shown.returncode == 0 and "onnxruntime" in shown.stdout and "conv2d-n1-8x8x4-o8" in shown.stdout
+    js = json.loads(run_cli("show", str(out), "--json", "--op", "fc").stdout)
+    assert len(js) == 4 and {r["op"] for r in js} == {"fc"}
+
+
+def test_sigint_keeps_every_finished_record_and_resume_completes(tmp_path):
+    out = tmp_path / "d"
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.Popen([sys.executable, "-m", "devprof", "profile", "--suite", "smoke", "--out", str(out),
+                             "--quick"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    parts = out / "parts"
+    while time.monotonic() < deadline:
+        if parts.exists() and len(list(parts.glob("part-*.parquet"))) >= 5:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "--resume" in stderr
+    n_parts = len(list(parts.glob("part-*.parquet")))
+    df = Dataset(out).read()  # always readable
+    assert len(df) == n_parts >= 5  # every acknowledged record is there
+    r = run_cli("profile", "--suite", "smoke", "--out", str(out), "--quick", "--resume", "--json")
+    assert r.returncode == 0, r.stderr
+    full = Dataset(out).read()
+    assert len(full) == 54 and full["record_key"].is_unique
+
+
+def test_unknown_device(tmp_path):
+    _one_line_error(run_cli("profile", "--device", "Galaxy Nonexistent 99", "--out", str(tmp_path / "d")), 2,
+                    "Nonexistent")
+
+
+def test_malformed_suite(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[suite]\nname = 'x'\n[[kernels]]\nop = 'conv2d'\nh = -3\n")
+    _one_line_error(run_cli("profile", "--suite", str(bad), "--out", str(tmp_path / "d")), 2, "bad.toml")
+    _one_line_error(run_cli("profile", "--suite", "nope", "--out", str(tmp_path / "d")), 2, "unknown suite")
+
+
+def test_unwritable_output(tmp_path, tiny_suite):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    _one_line_error(run_cli("profile", "--suite", str(tiny_suite), "--out", str(blocker / "d"), "--quick"), 4,
+                    "cannot write dataset")
+
+
+def test_unknown_runtime_and_bad_cores(tmp_path, tiny_suite):
+    _one_line_error(run_cli("profile", "--suite", str(tiny_suite), "-r", "tensorflow", "--out", str(tmp_path / "d")),
+                    2, "unknown runtime")
+    _one_line_error(run_cli("profile", "--suite", str(tiny_suite), "--cores", "0-999", "--out", str(tmp_path / "d")),
+                    2, "--cores")
+
+
+def test_show_missing_and_newer_dataset(tmp_path):
+    _one_line_error(run_cli("show", str(tmp_path / "none")), 4, "no dataset")
+
+
+def test_devices_lists_local():
+    p = run_cli("devices", "--json")
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)
+    local = rows[0]
+    assert local["name"] == "local" and local["cores"] >= 1 and local["cpu"] and local["fingerprint"]
