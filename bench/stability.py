@@ -1,0 +1,54 @@
+"""How repeatable are devprof's medians? Profile a suite twice and compare kernel by kernel.
+
+    .venv/bin/python bench/stability.py [--suite smoke] [--runtime onnxruntime --runtime litert] [--cores 0]
+
+Prints the share of (kernel, runtime) pairs whose two medians agree within 5% (and 2%, 10%),
+and the worst disagreements. A benchmark, not a test: the figure depends on the machine's noise.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+
+from devprof.devices import LocalDevice
+from devprof.measure import Protocol
+from devprof.profile import default_runtimes, profile
+from devprof.store import Dataset
+from devprof.suites import load_suite
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", default="smoke")
+    ap.add_argument("--runtime", action="append")
+    ap.add_argument("--cores", default="", help="pin to these CPUs (e.g. 0)")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    dev = LocalDevice()
+    suite = load_suite(a.suite)
+    rts = a.runtime or default_runtimes(dev, suite.runtimes)
+    proto = Protocol().with_cpus(dev.resolve_cores(a.cores))
+    frames = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(2):
+            t = time.monotonic()
+            s = profile(dev, suite.specs, rts, f"{tmp}/run{i}", threads=a.threads, protocol=proto, suite=suite.name)
+            print(f"run {i + 1}: {s.measured} kernels in {time.monotonic() - t:.1f} s ({s.failed} refused)")
+            frames.append(Dataset(f"{tmp}/run{i}").read().set_index(["spec_id", "runtime"])["median_us"])
+    a_, b_ = frames[0].align(frames[1], join="inner")
+    rel = np.abs(a_ - b_) / np.minimum(a_, b_)
+    print(f"\nsuite {suite.name}, runtimes {', '.join(rts)}, {len(rel)} (kernel, runtime) pairs compared")
+    for tol in (0.02, 0.05, 0.10):
+        print(f"  medians within {tol:.0%}: {np.mean(rel <= tol):.1%}")
+    print(f"  median relative difference: {np.median(rel):.2%}")
+    worst = rel.sort_values(ascending=False).head(5)
+    print("  worst pairs:")
+    for (sid, rt), r in worst.items():
+        print(f"    {rt:14s} {sid}  {a_[(sid, rt)]:9.1f} vs {b_[(sid, rt)]:9.1f} µs  ({r:.1%})")
+
+
+if __name__ == "__main__":
+    main()
