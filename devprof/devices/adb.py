@@ -106,8 +106,8 @@ def _cpu_list(cpus: Sequence[int]) -> str:
 def clusters_from_freqs(max_khz: dict[int, int]) -> list[Cluster]:
     """Group CPUs by max frequency and name the groups from slowest to fastest.
 
-    Two groups: little/big. Three: little/big/prime when the fastest has 1-2 CPUs (Snapdragon
-    865/888: 4+3+1), else little/mid/big. Four: little/mid/big/prime.
+    Two groups: little/big. Three: little/big/prime when the fastest is a single CPU (Snapdragon
+    865/888: 4+3+1), else little/mid/big (Tensor: 4+2+2). Four: little/mid/big/prime.
     """
     groups: dict[int, list[int]] = {}
     for cpu, khz in sorted(max_khz.items()):
@@ -119,7 +119,7 @@ def clusters_from_freqs(max_khz: dict[int, int]) -> list[Cluster]:
     elif n == 2:
         names = ["little", "big"]
     elif n == 3:
-        names = ["little", "big", "prime"] if len(ordered[-1][1]) <= 2 else ["little", "mid", "big"]
+        names = ["little", "big", "prime"] if len(ordered[-1][1]) == 1 else ["little", "mid", "big"]
     else:
         names = ["little"] + [f"mid{i}" if n > 4 else "mid" for i in range(1, n - 2)] + ["big", "prime"]
     return [Cluster(nm, tuple(cpus), khz) for nm, (khz, cpus) in zip(names, ordered)]

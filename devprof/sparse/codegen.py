@@ -1,0 +1,447 @@
+"""C code generation: one kernel specialised to a layer's actual sparse structure.
+
+Every conv is computed as an implicit GEMM  Y[co, q] = sum_k W[co, k] * X[k, q]  where q runs over
+output positions and X is never materialised: the input is copied once per call into a padded,
+stride-phase-split, channel-major buffer (`xc`), in which the input element a weight column k
+meets at output position q sits at ``xc[off[k] + q]``. So a sparse weight column is just an
+offset, every kind of conv (3x3 s1/s2, 1x1, grouped, depthwise) is the same loop, and the inner
+loop is a contiguous vector load along q (vectorised along the spatial dimension).
+
+Kernels are built from *groups*: R output channels sharing one list of columns (a dense R x nc
+block of values). Register blocking keeps R x NV vector accumulators (NV vectors of q) and reuses
+each loaded input vector R times. Schemes differ only in how rows are grouped:
+  dense          every conv group's rows in blocks of up to 4, all columns
+  bcr            the rows of a block row-block with equal column structure (GRIM); a row-block
+                 whose rows differ a little is merged with zero padding when the waste is small
+  block r x c    the r rows of a block row-block share their kept columns (r > 1), or one row
+  nm / unstructured / csr   one row per group, its own columns (R = 1, wider NV)
+  pattern        PatDNN: rows reordered by pattern histogram; per row, kernels run grouped by
+                 pattern with the 4 taps' offsets compiled in as constants (unrolled)
+Loops run over data arrays (offsets, values), so sources stay small and compile in well under a
+second; only fixed small structures (register blocks, pattern taps) are unrolled.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..records import KernelSpec
+from .pruning import PruneResult, block_param, prune
+from .reference import reference_samples
+from .weights import dense_weights, input_seed, input_tensor
+
+VARIANTS = ("sparse", "csr", "dense")
+BCR_MERGE_WASTE = 0.35
+ACT_CODES = {"none": 0, "relu": 1, "relu6": 2, "hswish": 3}
+
+
+def unsupported(spec: KernelSpec) -> str | None:
+    """None when a generated kernel exists for `spec`, else why not."""
+    if spec.op not in ("conv2d", "dwconv2d", "pwconv", "fc"):
+        return f"devprof-c generates conv and fc kernels only, not {spec.op}"
+    if spec.dtype != "fp32":
+        return "devprof-c kernels are fp32"
+    if spec.dilation != 1:
+        return "dilated convolutions are not generated"
+    if spec.activation not in ACT_CODES:
+        return f"activation {spec.activation} is not generated"
+    if spec.sparsity.scheme == "pattern" and (spec.op == "fc" or (spec.kh, spec.kw) != (3, 3)):
+        return "pattern sparsity needs a 3x3 convolution"
+    if spec.op == "fc" and (spec.n * spec.cin >= 2**31 or spec.n * spec.cout >= 2**31):
+        return "too large"
+    if spec.input_elems >= 2**31 or spec.output_elems >= 2**31:
+        return "too large"
+    return None
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How the implicit GEMM walks one layer (all numbers become C constants)."""
+
+    mode: str  # "conv" | "fc" | "gemv"
+    t: int  # output positions per tile (NV * VL, or 1 for gemv)
+    nv: int
+    q: int  # positions per image (conv: oh * wph, junk columns included; fc: n)
+    qpad: int
+    hph: int = 1
+    wph: int = 1
+    plane: int = 1
+    cs: int = 1  # channel stride in xc
+    xc_size: int = 0
+
+    def offset(self, spec: KernelSpec, ci: int, i: int, j: int) -> int:
+        if self.mode == "gemv":
+            return ci
+        if self.mode == "fc":
+            return ci * self.qpad
+        s = spec.stride
+        return ci * self.cs + ((i % s) * s + j % s) * self.plane + (i // s) * self.wph + j // s
+
+
+def geometry(spec: KernelSpec, vl: int, nv: int) -> Geometry:
+    if spec.op == "fc":
+        if spec.n == 1:
+            return Geometry("gemv", 1, 1, 1, 1)
+        t = min(nv * vl, -(-spec.n // vl) * vl)
+        qpad = -(-spec.n // t) * t
+        return Geometry("fc", t, t // vl, spec.n, qpad, xc_size=spec.cin * qpad)
+    s, p = spec.stride, spec.padding
+    hph, wph = -(-(spec.h + 2 * p) // s), -(-(spec.w + 2 * p) // s)
+    plane = hph * wph
+    q = spec.out_h * wph
+    t = min(nv * vl, -(-q // vl) * vl)
+    qpad = -(-q // t) * t
+    cs = s * s * plane
+    return Geometry("conv", t, t // vl, q, qpad, hph, wph, plane, cs, spec.cin * cs + qpad)
+
+
+@dataclass
+class Group:
+    rows: list[int]
+    cols: list[int]  # column indices k of the (cout x K) weight matrix
+
+
+@dataclass
+class GeneratedKernel:
+    """One generated kernel: its C source, its data arrays and the facts the harness needs."""
+
+    name: str
+    spec: KernelSpec
+    variant: str
+    source: str
+    arrays: list[np.ndarray]  # reference idx, reference values, then the kernel's own arrays
+    in_elems: int
+    out_elems: int
+    ws_floats: int
+    seed: int
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def symbol(self) -> str:
+        return f"dpk_{self.name}"
+
+
+# ---- grouping --------------------------------------------------------------------------------
+def _row_cols(mask2: np.ndarray) -> list[tuple[int, ...]]:
+    return [tuple(np.flatnonzero(r).tolist()) for r in mask2]
+
+
+def _chunk(groups: list[Group], rmax: int) -> list[Group]:
+    out = []
+    for g in groups:
+        for i in range(0, len(g.rows), rmax):
+            out.append(Group(g.rows[i:i + rmax], g.cols))
+    return out
+
+
+def make_groups(spec: KernelSpec, mask2: np.ndarray, variant: str, rmax: int) -> list[Group]:
+    """Rows sharing a column list, per the scheme's structure (see module doc)."""
+    cout = spec.cout
+    cog = cout // spec.groups
+    scheme = spec.sparsity.scheme
+    if variant == "dense":
+        allc = list(range(mask2.shape[1]))
+        return _chunk([Group(list(range(g * cog, (g + 1) * cog)), allc) for g in range(spec.groups)], rmax)
+    cols = _row_cols(mask2)
+    if variant == "csr" or scheme in ("unstructured", "nm", "dense"):
+        rb = 1 if (variant == "csr" or scheme != "dense") else rmax
+    elif scheme == "block":
+        rb = block_param(spec.sparsity, (4, 1))[0]
+    elif scheme == "bcr":
+        rb = block_param(spec.sparsity, (4, 16))[0]
+    else:
+        rb = 1
+    groups: list[Group] = []
+    for g in range(spec.groups):
+        for r0 in range(g * cog, (g + 1) * cog, rb):
+            rows = [r for r in range(r0, min(r0 + rb, (g + 1) * cog)) if cols[r]]
+            if not rows:
+                continue
+            sets: dict[tuple[int, ...], list[int]] = {}
+            for r in rows:
+                sets.setdefault(cols[r], []).append(r)
+            if len(sets) > 1 and scheme == "bcr" and variant == "sparse":
+                union = sorted(set().union(*[set(cols[r]) for r in rows]))
+                useful = sum(len(cols[r]) for r in rows)
+                if 1.0 - useful / (len(union) * len(rows)) <= BCR_MERGE_WASTE:
+                    groups.append(Group(rows, union))
+                    continue
+            groups.extend(Group(rs, list(c)) for c, rs in sets.items())
+    return _chunk(groups, rmax)
+
+
+# ---- C emission ------------------------------------------------------------------------------
+def _act_expr(kind: str, v: str) -> str:
+    if kind == "relu":
+        return f"({v} > 0.f ? {v} : 0.f)"
+    if kind == "relu6":
+        return f"({v} < 0.f ? 0.f : ({v} > 6.f ? 6.f : {v}))"
+    if kind == "hswish":
+        return f"dp_act({v}, 3)"
+    return v
+
+
+def _mk_spatial(r: int, nv: int, t: int) -> str:
+    """Register-blocked micro-kernel: R rows x NV vectors of positions, one shared column list."""
+    L = [f"static inline void mk_{r}(const float *restrict xq, const int32_t *restrict off, const float *restrict val,",
+         "                          int nc, const int32_t *restrict rows, float *restrict ct) {"]
+    L += [f"    dp_v a{i}_{v} = dp_zero();" for i in range(r) for v in range(nv)]
+    L += ["    for (int j = 0; j < nc; j++) {", "        const float *b = xq + off[j];"]
+    L += [f"        const dp_v b{v} = dp_ld(b + {v} * DP_VL);" for v in range(nv)]
+    L += [f"        const float w{i} = val[(size_t)j * {r} + {i}];" for i in range(r)]
+    L += [f"        a{i}_{v} = dp_fma(a{i}_{v}, w{i}, b{v});" for i in range(r) for v in range(nv)]
+    L += ["    }"]
+    L += [f"    dp_st(ct + (size_t)rows[{i}] * {t} + {v} * DP_VL, a{i}_{v});" for i in range(r) for v in range(nv)]
+    L += ["}"]
+    return "\n".join(L)
+
+
+def _mk_gemv(r: int) -> str:
+    """GEMV (fc with one row): R rows at once; R = vector width vectorises across channels."""
+    L = [f"static inline void mk_{r}(const float *restrict xq, const int32_t *restrict off, const float *restrict val,",
+         "                          int nc, const int32_t *restrict rows, float *restrict ct) {"]
+    if r == 1:
+        L += ["    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;", "    int j = 0;",
+              "    for (; j + 4 <= nc; j += 4) {",
+              "        s0 += val[j] * xq[off[j]]; s1 += val[j + 1] * xq[off[j + 1]];",
+              "        s2 += val[j + 2] * xq[off[j + 2]]; s3 += val[j + 3] * xq[off[j + 3]];", "    }",
+              "    for (; j < nc; j++) s0 += val[j] * xq[off[j]];",
+              "    ct[rows[0]] = (s0 + s1) + (s2 + s3);", "}"]
+        return "\n".join(L)
+    L += [f"    float acc[{r}] = {{0}};", "    for (int j = 0; j < nc; j++) {",
+          "        const float xj = xq[off[j]];", f"        const float *w = val + (size_t)j * {r};",
+          f"        for (int i = 0; i < {r}; i++) acc[i] += w[i] * xj;", "    }",
+          f"    for (int i = 0; i < {r}; i++) ct[rows[i]] = acc[i];", "}"]
+    return "\n".join(L)
+
+
+def _fill_src(spec: KernelSpec, geo: Geometry) -> str:
+    if geo.mode == "gemv":
+        return ""
+    if geo.mode == "fc":
+        return "\n".join([
+            "static void fill(const float *restrict x, float *restrict xc) {",
+            f"    for (int q = 0; q < {spec.n}; q++)",
+            f"        for (int ci = 0; ci < {spec.cin}; ci++) xc[(size_t)ci * {geo.qpad} + q] = x[(size_t)q * {spec.cin} + ci];",
+            "}"])
+    s, p, h, w = spec.stride, spec.padding, spec.h, spec.w
+    L = ["static void fill(const float *restrict x, float *restrict xc) {",
+         f"    for (int ci = 0; ci < {spec.cin}; ci++) {{",
+         f"        const float *src = x + (size_t)ci * {h * w};",
+         f"        float *dst = xc + (size_t)ci * {geo.cs};",
+         f"        for (int ih = 0; ih < {h}; ih++) {{",
+         f"            const int r = ih + {p};",
+         f"            float *drow = dst + (size_t)((r % {s}) * {s}) * {geo.plane} + (size_t)(r / {s}) * {geo.wph};",
+         f"            const float *srow = src + (size_t)ih * {w};"]
+    if s == 1:
+        L += [f"            memcpy(drow + {p}, srow, {w} * sizeof(float));"]
+    else:
+        L += [f"            for (int pb = 0; pb < {s}; pb++) {{",
+              f"                float *d = drow + (size_t)pb * {geo.plane};",
+              f"                for (int iw = ((pb - {p}) % {s} + {s}) % {s}; iw < {w}; iw += {s}) d[(iw + {p}) / {s}] = srow[iw];",
+              "            }"]
+    L += ["        }", "    }", "}"]
+    return "\n".join(L)
+
+
+def _epilogue_src(spec: KernelSpec, geo: Geometry) -> str:
+    act = spec.activation
+    if geo.mode == "gemv":
+        return "\n".join([
+            "static void epilogue(const float *restrict ct, float *restrict y, int q0, const float *restrict bias) {",
+            "    (void)q0;",
+            f"    for (int co = 0; co < {spec.cout}; co++) {{ const float v = ct[co] + bias[co]; y[co] = {_act_expr(act, 'v')}; }}",
+            "}"])
+    if geo.mode == "fc":
+        return "\n".join([
+            "static void epilogue(const float *restrict ct, float *restrict y, int q0, const float *restrict bias) {",
+            f"    int te = {spec.n} - q0; if (te > {geo.t}) te = {geo.t};",
+            "    for (int t = 0; t < te; t++)",
+            f"        for (int co = 0; co < {spec.cout}; co++) {{",
+            f"            const float v = ct[(size_t)co * {geo.t} + t] + bias[co];",
+            f"            y[(size_t)(q0 + t) * {spec.cout} + co] = {_act_expr(act, 'v')};", "        }", "}"])
+    oh, ow, wph, t = spec.out_h, spec.out_w, geo.wph, geo.t
+    return "\n".join([
+        "static void epilogue(const float *restrict ct, float *restrict y, int q0, const float *restrict bias) {",
+        f"    int qe = q0 + {t}; if (qe > {geo.q}) qe = {geo.q};",
+        f"    for (int oh = q0 / {wph}; oh * {wph} < qe; oh++) {{",
+        f"        int a = q0 - oh * {wph}; if (a < 0) a = 0;",
+        f"        int e = qe - oh * {wph}; if (e > {ow}) e = {ow};",
+        "        if (a >= e) continue;",
+        f"        for (int co = 0; co < {spec.cout}; co++) {{",
+        f"            const float *c = ct + (size_t)co * {t} + (oh * {wph} - q0);",
+        f"            float *yo = y + (size_t)co * {oh * ow} + (size_t)oh * {ow};",
+        "            const float bb = bias[co];",
+        f"            for (int w = a; w < e; w++) {{ const float v = c[w] + bb; yo[w] = {_act_expr(act, 'v')}; }}",
+        "        }", "    }", "}"])
+
+
+def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, body: list[str]) -> str:
+    if geo.mode == "gemv":
+        loop = ["    const float *xq = x;", *body, "    epilogue(ct, y, 0, bias);"]
+        ws = ["    float *ct = ws;"]
+    elif geo.mode == "fc":
+        loop = ["    fill(x, xc);", f"    for (int q0 = 0; q0 < {geo.qpad}; q0 += {geo.t}) {{",
+                "        const float *xq = xc + q0;", *["    " + b for b in body],
+                "        epilogue(ct, y, q0, bias);", "    }"]
+        ws = ["    float *xc = ws;", f"    float *ct = ws + {geo.xc_size};"]
+    else:
+        loop = [f"    for (int n = 0; n < {spec.n}; n++) {{",
+                f"        fill(x + (size_t)n * {spec.cin * spec.h * spec.w}, xc);",
+                f"        float *yn = y + (size_t)n * {spec.cout * spec.out_h * spec.out_w};",
+                f"        for (int q0 = 0; q0 < {geo.qpad}; q0 += {geo.t}) {{",
+                "            const float *xq = xc + q0;", *["        " + b for b in body],
+                "            epilogue(ct, yn, q0, bias);", "        }", "    }"]
+        ws = ["    float *xc = ws;", f"    float *ct = ws + {geo.xc_size};"]
+    return "\n".join([f"void {symbol}(const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a);",
+                      f"void {symbol}(const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a) {{",
+                      *ws, *loop, "}"])
+
+
+# ---- per-format generators -----------------------------------------------------------------
+def _col_offsets(spec: KernelSpec, geo: Geometry, row: int, cols: Sequence[int]) -> list[int]:
+    cig = spec.cin // spec.groups
+    g = row // (spec.cout // spec.groups)
+    out = []
+    for k in cols:
+        kk, cil = divmod(k, cig)
+        i, j = divmod(kk, spec.kw)
+        out.append(geo.offset(spec, g * cig + cil, i, j))
+    return out
+
+
+def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: str, vl: int, regs: int,
+                symbol: str) -> tuple[str, list[np.ndarray], Geometry, dict]:
+    single = variant == "csr" or spec.sparsity.scheme in ("unstructured", "nm") or (
+        spec.sparsity.scheme == "block" and block_param(spec.sparsity, (4, 1))[0] == 1 and variant == "sparse")
+    if spec.op == "fc" and spec.n == 1:
+        rmax = 1 if single else vl
+        nv = 1
+    else:
+        rmax = 1 if single else 4
+        nv = max(1, min(8, (regs - 4) // (rmax + 1)))
+    geo = geometry(spec, vl, nv)
+    groups = make_groups(spec, mask2, variant, rmax)
+    groups.sort(key=lambda g: -len(g.rows))
+    meta, rows, offs, vals = [], [], [], []
+    for g in groups:
+        meta += [len(g.cols), len(offs), len(vals), len(rows)]
+        rows += g.rows
+        offs += _col_offsets(spec, geo, g.rows[0], g.cols)
+        blk = wm2[np.ix_(g.rows, g.cols)].T  # (nc, R): column-major so the inner loop reads in order
+        vals += blk.ravel().tolist()
+    kernels, body = [], []
+    gi = 0
+    for r in sorted({len(g.rows) for g in groups}, reverse=True):
+        g1 = gi + sum(1 for g in groups if len(g.rows) == r)
+        kernels.append(_mk_gemv(r) if geo.mode == "gemv" else _mk_spatial(r, geo.nv, geo.t))
+        body += [f"    for (int g = {gi}; g < {g1}; g++) {{",
+                 "        const int32_t *m = meta + 4 * g;",
+                 f"        mk_{r}(xq, offs + m[1], vals + m[2], m[0], rows + m[3], ct);", "    }"]
+        gi = g1
+    head = ["    const int32_t *meta = (const int32_t *)a[2].data;",
+            "    const int32_t *rows = (const int32_t *)a[3].data;",
+            "    const int32_t *offs = (const int32_t *)a[4].data;",
+            "    const float *vals = (const float *)a[5].data;",
+            "    const float *bias = (const float *)a[6].data;"]
+    src = "\n\n".join([*kernels, _fill_src(spec, geo), _epilogue_src(spec, geo),
+                       _driver_src(spec, geo, symbol, head + body)])
+    arrays = [np.asarray(meta, np.int32), np.asarray(rows, np.int32), np.asarray(offs, np.int32),
+              np.asarray(vals, np.float32)]
+    fmas = sum(len(g.rows) * len(g.cols) for g in groups)
+    stats = {"groups": len(groups), "fma_per_position": fmas, "rmax": rmax,
+             "mean_rows_per_group": (sum(len(g.rows) for g in groups) / len(groups)) if groups else 0.0}
+    return src, arrays, geo, stats
+
+
+def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, regs: int,
+                 symbol: str) -> tuple[str, list[np.ndarray], Geometry, dict]:
+    library, assign = pr.info["library"], pr.info["assign"]
+    npat = len(library)
+    nv = max(1, min(8, (regs - 8) // 2))
+    geo = geometry(spec, vl, nv)
+    cig, cog = spec.cin // spec.groups, spec.cout // spec.groups
+    taps = [[(int(e) // 3, int(e) % 3) for e in np.flatnonzero(library[p])] for p in range(npat)]
+    hist = np.stack([(assign == p).sum(1) for p in range(npat)], 1)  # (cout, P)
+    order = sorted((co for co in range(spec.cout) if hist[co].sum()), key=lambda co: tuple(-hist[co]))
+    meta, choff, pvals = [], [], []
+    for co in order:
+        meta += [co, len(choff), *hist[co].tolist()]
+        g = co // cog
+        for p in range(npat):
+            for cil in np.flatnonzero(assign[co] == p):
+                choff.append(geo.offset(spec, g * cig + int(cil), 0, 0))
+                pvals += [float(wm[co, i, j, cil]) for i, j in taps[p]]
+    nv_ = geo.nv
+    L = ["static inline void prow(const float *restrict xq, const int32_t *restrict m, const int32_t *restrict ch,",
+         "                        const float *restrict w, float *restrict ct) {"]
+    L += [f"    dp_v a{v} = dp_zero();" for v in range(nv_)]
+    for p in range(npat):
+        offs = [geo.offset(spec, 0, i, j) for i, j in taps[p]]
+        L += [f"    {{ /* pattern {p}: taps {taps[p]} */", f"        const int c = m[{2 + p}];",
+              "        for (int i = 0; i < c; i++) {", "            const float *b = xq + ch[i];",
+              "            const float *wi = w + 4 * i;"]
+        L += [f"            const float w{e} = wi[{e}];" for e in range(4)]
+        for e, o in enumerate(offs):
+            L += [f"            a{v} = dp_fma(a{v}, w{e}, dp_ld(b + {o} + {v} * DP_VL));" for v in range(nv_)]
+        L += ["        }", "        ch += c; w += 4 * c;", "    }"]
+    L += [f"    dp_st(ct + (size_t)m[0] * {geo.t} + {v} * DP_VL, a{v});" for v in range(nv_)]
+    L += ["}"]
+    head = ["    const int32_t *meta = (const int32_t *)a[2].data;",
+            "    const int32_t *choff = (const int32_t *)a[3].data;",
+            "    const float *pvals = (const float *)a[4].data;",
+            "    const float *bias = (const float *)a[5].data;"]
+    body = [f"    for (int r = 0; r < {len(order)}; r++) {{",
+            f"        const int32_t *m = meta + {2 + npat} * r;",
+            "        prow(xq, m, choff + m[1], pvals + 4 * (size_t)m[1], ct);", "    }"]
+    src = "\n\n".join(["\n".join(L), _fill_src(spec, geo), _epilogue_src(spec, geo),
+                       _driver_src(spec, geo, symbol, head + body)])
+    arrays = [np.asarray(meta, np.int32), np.asarray(choff, np.int32), np.asarray(pvals, np.float32)]
+    stats = {"rows": len(order), "fma_per_position": 4 * len(choff), "patterns": npat}
+    return src, arrays, geo, stats
+
+
+def generate(spec: KernelSpec, variant: str = "sparse", *, vector_floats: int = 16, vector_regs: int = 32,
+             name: str | None = None, with_reference: bool = True) -> GeneratedKernel:
+    """Generate the C kernel of `spec`.
+
+    variant "sparse": the scheme's own specialised kernel; "csr": the CSR kernel on the same pruned
+    weights (same-compiler sparse baseline); "dense": the generated dense kernel (zeros included).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}")
+    why = unsupported(spec)
+    if why:
+        raise ValueError(why)
+    w, b = dense_weights(spec)
+    pr = prune(spec, w)
+    wm = (w * pr.mask).astype(np.float32)
+    wm2 = wm.reshape(spec.cout, -1)
+    name = name or f"k{spec.id}_{variant}"
+    symbol = f"dpk_{name}"
+    if variant == "sparse" and spec.sparsity.scheme == "pattern":
+        src, arrays, geo, stats = _gen_pattern(spec, wm, pr, vector_floats, vector_regs, symbol)
+    else:
+        src, arrays, geo, stats = _gen_groups(spec, wm2, pr.mask.reshape(spec.cout, -1), variant,
+                                              vector_floats, vector_regs, symbol)
+    arrays.append(np.asarray(b, np.float32))
+    stats.update(achieved_ratio=float(pr.achieved), nnz=int(pr.mask.sum()), tile=geo.t, mode=geo.mode)
+    header = (f"/* generated by devprof: {spec.key}\n * variant {variant}; {stats} */\n"
+              f"#define DP_VL {vector_floats}\n#include \"dp_harness.h\"\n")
+    if with_reference:
+        idx, ref = reference_samples(spec, input_tensor(spec), wm, b)
+    else:
+        idx, ref = np.zeros(0, np.int32), np.zeros(0, np.float32)
+    ws = geo.xc_size + spec.cout * geo.t
+    return GeneratedKernel(name=name, spec=spec, variant=variant, source=header + "\n" + src + "\n",
+                           arrays=[idx, ref, *arrays], in_elems=spec.input_elems if spec.op != "fc" else spec.n * spec.cin,
+                           out_elems=spec.output_elems, ws_floats=ws, seed=input_seed(spec), stats=stats)
+
+
+def pruned_weights(spec: KernelSpec) -> tuple[np.ndarray, np.ndarray, PruneResult]:
+    """(pruned weight, bias, prune result) exactly as the generated kernel uses them."""
+    w, b = dense_weights(spec)
+    pr = prune(spec, w)
+    return (w * pr.mask).astype(np.float32), b, pr
