@@ -1,0 +1,185 @@
+"""Build a batch of generated kernels into one native harness binary, cached by content.
+
+A `Toolchain` says how to compile for a device ABI (the host's `cc` for `local`; issue 4 adds
+cross compilers for arm64-v8a and x86_64 phones). Every object file is keyed by the hash of its
+source and the toolchain, so an unchanged kernel is never recompiled and an unchanged batch is
+not relinked; the batch folder (binary + one data file per kernel) is content-addressed too,
+which is what `Device.stage` needs to skip transfers.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import KernelError
+from .toolchains import Toolchain, host_abi, host_toolchain, toolchain_for  # noqa: F401 (re-exported)
+
+HARNESS_DIR = Path(__file__).resolve().parents[2] / "harness_android"
+HARNESS_SOURCES = ("harness.c",)
+HARNESS_HEADERS = ("dp_harness.h",)
+BINARY_NAME = "devprof-harness"
+
+
+def vector_shape(tc: Toolchain) -> tuple[int, int]:
+    """(floats per generated vector, vector registers) for register blocking on `tc`'s target.
+
+    AVX-512 hosts (-march=native with avx512f): 16 floats, 32 registers. Other x86_64 (AVX2 or the
+    Android x86-64-v2 baseline): 8 floats, 16 registers. arm64 NEON: 8 floats as two q registers,
+    32 q registers = 16 of our vectors."""
+    if tc.abi == "x86_64":
+        native = any(f.startswith("-march=native") for f in tc.cflags)
+        if native and tc.abi == host_abi() and "avx512f" in _cpu_flags():
+            return 16, 32
+        if any(f in ("-mavx512f", "-march=x86-64-v4") for f in tc.cflags):
+            return 16, 32
+        return 8, 16
+    return 8, 16
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+EXTRA_CFLAGS = ("-fno-math-errno",)  # never -ffast-math: kernels must match numpy to rtol 1e-4
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("DEVPROF_CACHE", Path.home() / ".cache" / "devprof")) / "harness"
+
+
+# ---- data files -------------------------------------------------------------------------------
+def data_file_bytes(arrays: Sequence[np.ndarray]) -> bytes:
+    """The harness's data file: b"DPB1", u32 count, then per array u32 dtype (0 f32, 1 i32),
+    u32 reserved, u64 element count and the little-endian elements."""
+    out = [b"DPB1", struct.pack("<I", len(arrays))]
+    for a in arrays:
+        a = np.asarray(a)
+        if a.dtype.kind == "f":
+            dt, data = 0, a.astype("<f4")
+        elif a.dtype.kind in "iu":
+            dt, data = 1, a.astype("<i4")
+        else:
+            raise ValueError(f"unsupported array dtype {a.dtype}")
+        out += [struct.pack("<IIQ", dt, 0, data.size), data.tobytes()]
+    return b"".join(out)
+
+
+@dataclass
+class Batch:
+    """A built batch: a folder holding the harness binary and one data file per kernel."""
+
+    folder: Path
+    kernels: list  # GeneratedKernel
+    toolchain: Toolchain
+    built: bool = False  # False when everything came from the cache
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def binary(self) -> Path:
+        return self.folder / BINARY_NAME
+
+
+def _sha(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _compile(tc: Toolchain, src: Path, obj: Path) -> None:
+    tmp = obj.with_name(obj.name + f".tmp{os.getpid()}.o")
+    cmd = [*tc.cc, *tc.cflags, *EXTRA_CFLAGS, "-I", str(HARNESS_DIR), "-c", str(src), "-o", str(tmp)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        first = next((l for l in p.stderr.splitlines() if "error" in l), p.stderr.strip()[:300])
+        raise KernelError(f"compiling {src.name} failed: {first}")
+    os.replace(tmp, obj)
+
+
+def _registry_source(kernels: Sequence) -> str:
+    lines = ['#include "dp_harness.h"']
+    lines += [f"void {k.symbol}(const float *x, float *y, float *ws, const dp_array *a);" for k in kernels]
+    lines.append("const dp_kernel dp_kernels[] = {")
+    for k in kernels:
+        lines.append(f'    {{"{k.name}", "{k.spec.id}", "{k.variant}", {k.in_elems}LL, {k.out_elems}LL, '
+                     f'{k.ws_floats}LL, {k.seed}U, {len(k.arrays)}, {k.symbol}}},')
+    lines += ["};", f"const int dp_nkernels = {len(kernels)};", ""]
+    return "\n".join(lines)
+
+
+def build_batch(kernels: Sequence, toolchain: Toolchain, cache_dir: Path | None = None, jobs: int = 2) -> Batch:
+    """Compile `kernels` (GeneratedKernel) with the harness into a cached, content-addressed folder."""
+    if not kernels:
+        raise ValueError("empty batch")
+    names = [k.name for k in kernels]
+    if len(set(names)) != len(names):
+        raise ValueError("duplicate kernel names in a batch")
+    root = Path(cache_dir or default_cache_dir())
+    objdir, srcdir = root / "obj", root / "src"
+    objdir.mkdir(parents=True, exist_ok=True)
+    srcdir.mkdir(parents=True, exist_ok=True)
+    headers = b"".join((HARNESS_DIR / h).read_bytes() for h in HARNESS_HEADERS)
+    units: list[tuple[str, str]] = []  # (stem, source)
+    for s in HARNESS_SOURCES:
+        units.append((Path(s).stem, (HARNESS_DIR / s).read_text()))
+    units += [(k.name, k.source) for k in kernels]
+    units.append(("registry", _registry_source(kernels)))
+    todo, objs = [], []
+    for stem, source in units:
+        key = _sha(toolchain.key, *EXTRA_CFLAGS, headers, source)
+        obj = objdir / f"{stem}-{key}.o"
+        objs.append(obj)
+        if not obj.exists():
+            src = srcdir / f"{stem}-{key}.c"
+            _atomic_write(src, source.encode())
+            todo.append((src, obj))
+    if todo:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+            list(ex.map(lambda so: _compile(toolchain, *so), todo))
+    blobs = [data_file_bytes(k.arrays) for k in kernels]
+    bkey = _sha(toolchain.key, *[o.name for o in objs], *[hashlib.sha256(b).hexdigest() for b in blobs])
+    folder = root / "batch" / bkey
+    batch = Batch(folder, list(kernels), toolchain, built=bool(todo))
+    batch.files = [folder / BINARY_NAME] + [folder / f"{k.name}.bin" for k in kernels]
+    if (folder / ".complete").exists():
+        return batch
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    cmd = [*toolchain.cc, *toolchain.cflags, *map(str, objs), "-o", str(tmp / BINARY_NAME), *toolchain.ldflags, "-lm"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise KernelError(f"linking the harness failed: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
+    for k, blob in zip(kernels, blobs):
+        (tmp / f"{k.name}.bin").write_bytes(blob)
+    (tmp / ".complete").touch()
+    try:
+        tmp.rename(folder)
+    except OSError:  # built concurrently by another run
+        shutil.rmtree(tmp, ignore_errors=True)
+    batch.built = True
+    return batch
