@@ -1,0 +1,193 @@
+"""Bundles on disk: a directory per (device, runtime) holding everything search code needs.
+
+    <root>/<device>/<runtime>/
+        metadata.json    format + version, device fingerprint, runtime, dataset hash, held-out
+                         metrics, and the sha256 + size of every other file
+        lut.json         the lookup table, columnar JSON (predictors.lut documents the columns)
+        lut.parquet      the same table as Parquet (for pandas/Arrow users; not read on load)
+        predictor.json   the regressors as data (linear coefficients / tree node arrays)
+        heldout.json     held-out predictions vs measurements (for plots and audits)
+
+Loading reads JSON only and evaluates it with numpy: nothing in a bundle is ever executed
+(no pickle, no joblib, no code). Before parsing anything, every file's size and sha256 are
+checked against metadata.json; a missing, truncated, swapped or tampered file is refused with
+one `BundleError` line. The layout is described by docs/bundle.schema.json (FORMAT_VERSION).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Mapping
+
+from devprof.errors import DevprofError
+
+FORMAT = "devprof-bundle"
+FORMAT_VERSION = 1
+"""Bump when a file or field changes meaning; loaders refuse bundles newer than they know."""
+METADATA = "metadata.json"
+REQUIRED = ("lut.json", "predictor.json")
+MAX_FILE_BYTES = 512 * 1024 * 1024
+DEFAULT_ROOT = "datasets_latency"
+
+
+class BundleError(DevprofError):
+    """A bundle cannot be read or written (missing, tampered, newer format...). One line."""
+
+    exit_code = 4
+
+
+def slug(text: str) -> str:
+    """A directory-safe name: lowercase letters, digits, '-' and '.' only."""
+    s = re.sub(r"[^a-z0-9.]+", "-", str(text).lower()).strip("-.")
+    return s[:80] or "unknown"
+
+
+def runtime_slug(name: str, threads: int, options: Mapping[str, Any]) -> str:
+    opts = "-".join(f"{k}-{v}" for k, v in sorted(options.items()) if v not in (None, ""))
+    return slug("-".join(x for x in (name, opts, f"t{threads}") if x))
+
+
+def sha256_bytes(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def dumps(obj: Any) -> bytes:
+    return (json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+def write(dest: str | os.PathLike, files: Mapping[str, bytes], metadata: dict[str, Any]) -> Path:
+    """Write a bundle atomically: files + metadata (with their hashes) into a temporary sibling
+    directory, then swap it into place. A crash leaves either the old bundle or the new one."""
+    dest = Path(dest)
+    meta = dict(metadata)
+    meta["format"] = FORMAT
+    meta["format_version"] = FORMAT_VERSION
+    meta["files"] = {name: {"sha256": sha256_bytes(b), "bytes": len(b)} for name, b in sorted(files.items())}
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        for name, b in files.items():
+            (tmp / name).write_bytes(b)
+        (tmp / METADATA).write_bytes(dumps(meta))
+        old = None
+        if dest.exists():
+            old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(dest, old)
+        os.rename(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        raise BundleError(f"cannot write bundle {dest}: {e.strerror or e}") from None
+    return dest
+
+
+def _read_capped(p: Path, what: str) -> bytes:
+    try:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise BundleError(f"bundle file {p} is too large ({size} bytes)")
+        with open(p, "rb") as f:
+            return f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise BundleError(f"bundle {p.parent}: {what} {p.name} is missing") from None
+    except OSError as e:
+        raise BundleError(f"cannot read {p}: {e.strerror or e}") from None
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """metadata.json, checked for format and version (not the other files)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise BundleError(f"no bundle at {root} (not a directory)")
+    raw = _read_capped(root / METADATA, "metadata file")
+    try:
+        meta = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BundleError(f"bundle {root}: {METADATA} is not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BundleError(f"{root} is not a devprof bundle ({METADATA} has no format {FORMAT!r})")
+    v = meta.get("format_version")
+    if not isinstance(v, int) or v < 1:
+        raise BundleError(f"bundle {root}: bad format_version {v!r}")
+    if v > FORMAT_VERSION:
+        raise BundleError(f"bundle {root} has format version {v}, newer than this devprof understands "
+                          f"({FORMAT_VERSION}); upgrade devprof")
+    files = meta.get("files")
+    if not isinstance(files, dict) or any(r not in files for r in REQUIRED):
+        raise BundleError(f"bundle {root}: {METADATA} does not list {', '.join(REQUIRED)}")
+    for name, info in files.items():
+        if (not isinstance(name, str) or "/" in name or "\\" in name or name.startswith(".")
+                or not isinstance(info, dict) or not isinstance(info.get("sha256"), str)
+                or not isinstance(info.get("bytes"), int)):
+            raise BundleError(f"bundle {root}: bad file entry {name!r} in {METADATA}")
+    return meta
+
+
+def read_verified(path: str | os.PathLike, names: tuple[str, ...] | None = None
+                  ) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """metadata + the bytes of the named files (default: all listed), each checked against its
+    recorded size and sha256 before anyone parses it."""
+    root = Path(path)
+    meta = read_metadata(root)
+    out: dict[str, bytes] = {}
+    for name in (names or tuple(meta["files"])):
+        info = meta["files"].get(name)
+        if info is None:
+            raise BundleError(f"bundle {root}: {name} is not listed in {METADATA}")
+        b = _read_capped(root / name, "file")
+        if len(b) != info["bytes"]:
+            raise BundleError(f"bundle {root}: {name} is {len(b)} bytes, metadata says {info['bytes']} "
+                              "(truncated or replaced); refusing to load")
+        if sha256_bytes(b) != info["sha256"]:
+            raise BundleError(f"bundle {root}: {name} does not match its sha256 in {METADATA} "
+                              "(tampered or swapped); refusing to load")
+        out[name] = b
+    return meta, out
+
+
+def parse_json(root: Path | str, name: str, b: bytes) -> Any:
+    try:
+        return json.loads(b)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise BundleError(f"bundle {root}: {name} is not valid JSON ({str(e)[:80]})") from None
+
+
+def verify(path: str | os.PathLike) -> dict[str, Any]:
+    """Check every file of a bundle (hashes, sizes, JSON structure, regressors compile);
+    return its metadata. Used by `devprof publish` before installing a bundle."""
+    from .predictor import Predictor
+
+    Predictor.load(path)
+    meta, _ = read_verified(path)
+    return meta
+
+
+def install(src: str | os.PathLike, root: str | os.PathLike = DEFAULT_ROOT, force: bool = False) -> Path:
+    """Verify a bundle and copy it to `<root>/<device>/<runtime>/` atomically.
+
+    Refuses to replace a bundle of a different device fingerprint unless `force`."""
+    meta, blobs = read_verified(src)
+    verify(src)
+    dev = meta.get("device", {})
+    rt = meta.get("runtime", {})
+    dest = Path(root) / str(meta.get("location", {}).get("device") or slug(dev.get("name", "device"))) / \
+        str(meta.get("location", {}).get("runtime") or slug(rt.get("name", "runtime")))
+    if dest.resolve() == Path(src).resolve():
+        return dest
+    if dest.exists() and not force:
+        try:
+            old = read_metadata(dest)
+        except BundleError:
+            old = None
+        if old is not None and old.get("device", {}).get("id") != dev.get("id"):
+            raise BundleError(f"{dest} holds a bundle of another device ({old.get('device', {}).get('id')}); "
+                              "use --force to replace it")
+    files = {n: b for n, b in blobs.items()}
+    meta_in = {k: v for k, v in meta.items() if k not in ("files",)}
+    return write(dest, files, meta_in)

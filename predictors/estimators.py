@@ -1,0 +1,174 @@
+"""Latency regressors (fit side; imports scikit-learn) and their export to the safe JSON format.
+
+Every estimator follows scikit-learn's contract: hyper-parameters in ``__init__`` (stored as
+given, no work), ``fit(X, y)`` returns self, ``predict(X)``; so `clone`, `cross_val_score` and
+grid searches work. ``X`` is an encoded spec matrix (`SpecTable.data`), ``y`` latency in µs;
+each estimator derives its own inputs from ``X`` (FLOPs/bytes for the baseline, the full
+feature set for trees). Trees learn log-latency, so their errors are relative, which is what
+"within ±10%" measures. ``export()`` turns a fitted estimator into the JSON that
+`predictors.trees` evaluates without scikit-learn.
+
+The query path (`predictors.load`) never imports this module.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+from sklearn.model_selection import KFold
+
+from .features import features, linear_features
+from .metrics import within
+
+
+class FlopsLinear(RegressorMixin, BaseEstimator):
+    """Baseline: latency = c + a * effective FLOPs + b * bytes, non-negative, fitted to minimise
+    relative error (each row weighted by 1/latency)."""
+
+    def __init__(self, fit_intercept: bool = True) -> None:
+        self.fit_intercept = fit_intercept
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "FlopsLinear":
+        from scipy.optimize import nnls
+
+        L = linear_features(np.asarray(X, dtype=np.float64))
+        y = np.asarray(y, dtype=np.float64)
+        scale = np.maximum(L.max(axis=0), 1.0)
+        cols = [L / scale]
+        if self.fit_intercept:
+            cols.append(np.ones((len(L), 1)))
+        A = np.hstack(cols) / y[:, None]
+        coef, _ = nnls(A, np.ones(len(y)))
+        self.coef_ = coef[:2] / scale
+        self.intercept_ = float(coef[2]) if self.fit_intercept else 0.0
+        self.floor_us_ = float(np.min(y) * 0.5)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        L = linear_features(np.asarray(X, dtype=np.float64))
+        return np.maximum(self.intercept_ + L @ self.coef_, self.floor_us_)
+
+    def export(self) -> dict[str, Any]:
+        return {"kind": "linear", "estimator": "flops_linear", "inputs": ["eff_flops", "bytes"],
+                "coef": [float(c) for c in self.coef_], "intercept": self.intercept_, "floor_us": self.floor_us_}
+
+
+def _export_trees(trees: list, base: float, scale: float, estimator: str) -> dict[str, Any]:
+    feature, threshold, left, right, value, roots = [], [], [], [], [], []
+    depth = 0
+    off = 0
+    for t in trees:
+        tr = t.tree_
+        m = tr.node_count
+        idx = np.arange(m)
+        leaf = tr.children_left < 0
+        roots.append(off)
+        feature.append(np.where(leaf, 0, tr.feature))
+        threshold.append(np.where(leaf, 0.0, tr.threshold))
+        left.append(np.where(leaf, idx, tr.children_left) + off)
+        right.append(np.where(leaf, idx, tr.children_right) + off)
+        value.append(tr.value[:, 0, 0])
+        depth = max(depth, int(tr.max_depth))
+        off += m
+    cat = lambda xs: np.concatenate(xs)  # noqa: E731
+    return {"kind": "tree_ensemble", "estimator": estimator, "target": "log_us", "base": float(base),
+            "scale": float(scale), "depth": depth, "roots": [int(r) for r in roots],
+            "feature": cat(feature).astype(int).tolist(), "threshold": cat(threshold).tolist(),
+            "left": cat(left).astype(int).tolist(), "right": cat(right).astype(int).tolist(),
+            "value": cat(value).tolist()}
+
+
+class ForestLatency(RegressorMixin, BaseEstimator):
+    """Random forest on log-latency (nn-Meter's choice); the spread of its trees is the
+    uncertainty adaptive sampling uses."""
+
+    def __init__(self, n_estimators: int = 48, min_samples_leaf: int = 1, max_features: float = 0.6,
+                 max_depth: int | None = 16, random_state: int = 0) -> None:
+        self.n_estimators = n_estimators
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.max_depth = max_depth
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "ForestLatency":
+        self.model_ = RandomForestRegressor(
+            n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
+            max_features=self.max_features, max_depth=self.max_depth, random_state=self.random_state,
+            n_jobs=1).fit(features(np.asarray(X, dtype=np.float64)), np.log(np.asarray(y, dtype=np.float64)))
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.exp(self.model_.predict(features(np.asarray(X, dtype=np.float64))))
+
+    def uncertainty(self, X: np.ndarray) -> np.ndarray:
+        """Std of the trees' log-latency predictions: ~ relative uncertainty of each row."""
+        F = features(np.asarray(X, dtype=np.float64))
+        per_tree = np.stack([t.predict(F) for t in self.model_.estimators_], axis=1)
+        return per_tree.std(axis=1)
+
+    def export(self) -> dict[str, Any]:
+        ts = list(self.model_.estimators_)
+        return _export_trees(ts, 0.0, 1.0 / len(ts), "random_forest")
+
+
+class BoostedLatency(RegressorMixin, BaseEstimator):
+    """Gradient-boosted trees on log-latency."""
+
+    def __init__(self, n_estimators: int = 250, learning_rate: float = 0.06, max_depth: int = 4,
+                 subsample: float = 0.9, random_state: int = 0) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.subsample = subsample
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "BoostedLatency":
+        F = features(np.asarray(X, dtype=np.float64))
+        self.model_ = GradientBoostingRegressor(
+            n_estimators=self.n_estimators, learning_rate=self.learning_rate, max_depth=self.max_depth,
+            subsample=self.subsample, random_state=self.random_state).fit(F, np.log(np.asarray(y, dtype=np.float64)))
+        trees = [e[0] for e in self.model_.estimators_]
+        sums = np.sum([t.predict(F[:1]) for t in trees], axis=0)
+        self.base_ = float(self.model_.predict(F[:1])[0] - self.learning_rate * sums[0])
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.exp(self.model_.predict(features(np.asarray(X, dtype=np.float64))))
+
+    def export(self) -> dict[str, Any]:
+        return _export_trees([e[0] for e in self.model_.estimators_], self.base_, self.learning_rate,
+                             "gradient_boosting")
+
+
+CANDIDATES: dict[str, BaseEstimator] = {
+    "flops_linear": FlopsLinear(),
+    "random_forest": ForestLatency(),
+    "gradient_boosting": BoostedLatency(),
+}
+
+
+def cv_scores(est: BaseEstimator, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0
+              ) -> tuple[float, float]:
+    """(share within ±10%, MAPE) over k-fold cross-validation predictions."""
+    kf = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    pred = np.empty_like(y, dtype=np.float64)
+    for tr, te in kf.split(X):
+        pred[te] = clone(est).fit(X[tr], y[tr]).predict(X[te])
+    return within(pred, y, 0.10), float(np.mean(np.abs(pred - y) / y))
+
+
+def select(X: np.ndarray, y: np.ndarray, candidates: dict[str, BaseEstimator] | None = None,
+           folds: int = 5, seed: int = 0) -> tuple[str, BaseEstimator, dict[str, dict[str, float]]]:
+    """Pick the estimator with the best cross-validated ±10% share (MAPE breaks ties) and fit
+    it on all of X, y. Tiny groups (< 8 rows) get the FLOPs-linear baseline."""
+    candidates = candidates or CANDIDATES
+    if len(y) < 8:
+        name = "flops_linear" if "flops_linear" in candidates else next(iter(candidates))
+        return name, clone(candidates[name]).fit(X, y), {}
+    k = min(folds, len(y) // 2)
+    scores = {n: cv_scores(e, X, y, k, seed) for n, e in candidates.items()}
+    best = max(scores, key=lambda n: (round(scores[n][0], 6), -scores[n][1]))
+    table = {n: {"cv_within_10": s[0], "cv_mape": s[1]} for n, s in scores.items()}
+    return best, clone(candidates[best]).fit(X, y), table

@@ -1,0 +1,76 @@
+"""Per-kernel features for the latency regressors, vectorised over an encoded `SpecTable`.
+
+The features are what decides a kernel's time on a CPU: work (dense and effective FLOPs after
+pruning), memory traffic (input, output and non-zero weight bytes), their ratio (arithmetic
+intensity), the loop shape (spatial size, channels, kernel, stride, groups) and the sparse
+structure (scheme, ratio, block shape / N:M / pattern parameters). Sizes enter as log2 so trees
+split on scale and the linear baseline stays well conditioned.
+
+The feature list is versioned with the bundle format: a published predictor names the features
+it was fitted on and `features(...)` must keep producing them in that order.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .spectable import BYTES_PER_ELEM, SpecTable, col
+
+FEATURES = (
+    "log_flops", "log_eff_flops", "log_params", "log_nnz", "log_in_bytes", "log_out_bytes",
+    "log_w_bytes", "intensity", "log_out_pixels", "h", "w", "cin", "cout", "cin_per_group",
+    "kh", "kw", "stride", "groups", "dilation", "n", "ratio", "density", "p1", "p2",
+    "op", "scheme", "activation", "bias",
+)
+#: Raw (linear-scale) quantities the FLOPs-linear baseline uses.
+LINEAR_FEATURES = ("eff_flops", "bytes")
+_FI = {f: i for i, f in enumerate(FEATURES)}
+
+
+def feature_index(name: str) -> int:
+    return _FI[name]
+
+
+def features(table: SpecTable | np.ndarray) -> np.ndarray:
+    """The feature matrix (rows x FEATURES), float64."""
+    d = table.data if isinstance(table, SpecTable) else table
+    c = lambda name: d[:, col(name)]  # noqa: E731
+    n = len(d)
+    bpe = BYTES_PER_ELEM[c("dtype").astype(np.int64)] if n else np.zeros(0)
+    ratio = c("ratio")
+    density = 1.0 - ratio
+    flops = c("flops")
+    eff = flops * density
+    params = c("params")
+    nnz = params * density
+    in_b = c("n") * c("h") * c("w") * c("cin") * bpe
+    out_pix = c("n") * c("out_h") * c("out_w")
+    out_b = out_pix * c("cout") * bpe
+    w_b = nnz * bpe
+    X = np.empty((n, len(FEATURES)), dtype=np.float64)
+    X[:, _FI["log_flops"]] = np.log2(flops + 1.0)
+    X[:, _FI["log_eff_flops"]] = np.log2(eff + 1.0)
+    X[:, _FI["log_params"]] = np.log2(params + 1.0)
+    X[:, _FI["log_nnz"]] = np.log2(nnz + 1.0)
+    X[:, _FI["log_in_bytes"]] = np.log2(in_b + 1.0)
+    X[:, _FI["log_out_bytes"]] = np.log2(out_b + 1.0)
+    X[:, _FI["log_w_bytes"]] = np.log2(w_b + 1.0)
+    X[:, _FI["intensity"]] = eff / (in_b + out_b + w_b + 1.0)
+    X[:, _FI["log_out_pixels"]] = np.log2(out_pix + 1.0)
+    for name in ("h", "w", "cin", "cout", "kh", "kw", "stride", "groups", "dilation", "n", "p1", "p2",
+                 "op", "scheme", "activation", "bias"):
+        X[:, _FI[name]] = c(name)
+    X[:, _FI["cin_per_group"]] = c("cin") / np.maximum(c("groups"), 1.0)
+    X[:, _FI["ratio"]] = ratio
+    X[:, _FI["density"]] = density
+    return X
+
+
+def linear_features(table: SpecTable | np.ndarray) -> np.ndarray:
+    """(effective FLOPs, bytes moved) in linear scale: the FLOPs-linear baseline's inputs."""
+    d = table.data if isinstance(table, SpecTable) else table
+    c = lambda name: d[:, col(name)]  # noqa: E731
+    bpe = BYTES_PER_ELEM[c("dtype").astype(np.int64)] if len(d) else np.zeros(0)
+    density = 1.0 - c("ratio")
+    bytes_ = (c("n") * c("h") * c("w") * c("cin") + c("n") * c("out_h") * c("out_w") * c("cout")
+              + c("params") * density) * bpe
+    return np.stack([c("flops") * density, bytes_], axis=1) if len(d) else np.zeros((0, 2))

@@ -1,0 +1,94 @@
+"""The lookup table: one row per distinct kernel spec measured on one (device, runtime).
+
+Columns (JSON is columnar: each column a list; Parquet has the same columns):
+    key           KernelSpec.key, the canonical spec key (unique)
+    median_us     median latency (µs); a spec measured in several records: median of medians
+    iqr_us        interquartile range of the samples (µs) (several records: median)
+    mad_us        median absolute deviation (µs)
+    cv            coefficient of variation of the samples
+    repeats       number of timing samples behind the median (summed over records)
+    records       number of records merged into the row
+    noisy         any merged record flagged too noisy
+    op, n, h, w, cin, cout, kh, kw, stride, padding, groups, dilation, bias, activation, dtype,
+    scheme, sparsity_ratio, sparsity_params, attrs, out_h, out_w, flops, params
+                  the spec, as in a dataset's Parquet columns
+    spec_json     the full spec as canonical JSON (KernelSpec.from_dict reads it)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+SPEC_COLUMNS = ("op", "n", "h", "w", "cin", "cout", "kh", "kw", "stride", "padding", "groups", "dilation",
+                "bias", "activation", "dtype", "scheme", "sparsity_ratio", "sparsity_params", "attrs",
+                "out_h", "out_w", "flops", "params")
+STAT_COLUMNS = ("median_us", "iqr_us", "mad_us", "cv", "repeats", "records", "noisy")
+COLUMNS = ("key",) + STAT_COLUMNS + SPEC_COLUMNS + ("spec_json",)
+INT_COLUMNS = {"n", "h", "w", "cin", "cout", "kh", "kw", "stride", "padding", "groups", "dilation", "out_h",
+               "out_w", "flops", "params", "repeats", "records"}
+BOOL_COLUMNS = {"bias", "noisy"}
+FLOAT_COLUMNS = {"median_us", "iqr_us", "mad_us", "cv", "sparsity_ratio"}
+
+
+def build(kernels: Any) -> Any:
+    """Aggregate kernel records (a dataset DataFrame, one device+runtime) into LUT rows (DataFrame)."""
+    import pandas as pd
+
+    if not len(kernels):
+        return pd.DataFrame({c: [] for c in COLUMNS})
+    g = kernels.groupby("spec_key", sort=True)
+    first = g.first()
+    out = pd.DataFrame({
+        "key": first.index.astype(str),
+        "median_us": g["median_us"].median().to_numpy(),
+        "iqr_us": g["iqr_us"].median().to_numpy(),
+        "mad_us": g["mad_us"].median().to_numpy(),
+        "cv": g["cv"].median().to_numpy(),
+        "repeats": g["repeats"].sum().to_numpy().astype(np.int64),
+        "records": g.size().to_numpy().astype(np.int64),
+        "noisy": g["noisy"].any().to_numpy().astype(bool),
+    })
+    for c in SPEC_COLUMNS + ("spec_json",):
+        out[c] = first[c].to_numpy()
+    for c in INT_COLUMNS:
+        out[c] = out[c].astype(np.int64)
+    out["bias"] = out["bias"].astype(bool)
+    return out.reset_index(drop=True)
+
+
+def to_json_obj(lut: Any) -> dict[str, Any]:
+    cols: dict[str, list] = {}
+    for c in COLUMNS:
+        v = lut[c].to_numpy()
+        if c in INT_COLUMNS:
+            cols[c] = [int(x) for x in v]
+        elif c in BOOL_COLUMNS:
+            cols[c] = [bool(x) for x in v]
+        elif c in FLOAT_COLUMNS:
+            cols[c] = [float(x) for x in v]
+        else:
+            cols[c] = [str(x) for x in v]
+    return {"format": "devprof-lut", "version": 1, "rows": len(lut), "columns": cols}
+
+
+def check_json_obj(obj: Any) -> dict[str, list]:
+    """Validate the JSON LUT's shape (types, equal column lengths, positive medians)."""
+    if not isinstance(obj, dict) or obj.get("format") != "devprof-lut":
+        raise ValueError("not a devprof lookup table")
+    cols = obj.get("columns")
+    if not isinstance(cols, dict):
+        raise ValueError("missing columns")
+    n = obj.get("rows")
+    if not isinstance(n, int) or n < 0:
+        raise ValueError("bad row count")
+    for c in COLUMNS:
+        v = cols.get(c)
+        if not isinstance(v, list) or len(v) != n:
+            raise ValueError(f"column {c!r} missing or of the wrong length")
+    med = np.asarray(cols["median_us"], dtype=np.float64)
+    if n and not (np.isfinite(med).all() and (med > 0).all()):
+        raise ValueError("median_us must be finite and positive")
+    if len(set(cols["key"])) != n:
+        raise ValueError("duplicate keys")
+    return cols

@@ -1,0 +1,301 @@
+"""The query side: a loaded bundle answering latency questions for search code.
+
+    p = predictors.load("datasets_latency/local/onnxruntime-t1")
+    r = p.predict(specs)          # r.latency_us (numpy), r.source ("lut" / "model" / "fallback")
+    m = p.predict_model(specs)    # or an ONNX file: sum of layers + fitted overhead
+    p.lut                         # the lookup table as a pandas DataFrame
+
+Exact lookup-table hits return the table's median (bit for bit); misses go to the regressor of
+their (op, scheme) group, or to the bundle's all-ops fallback regressor when the group had too
+little data. Everything is numpy; scikit-learn and torch are never imported.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from devprof.records import OPS, SCHEMES, KernelSpec
+
+from . import lut as lutmod
+from .bundle import BundleError, parse_json, read_verified
+from .spectable import SpecTable, col, encode, encode_columns
+from .trees import Linear, ModelFormatError, TreeEnsemble, compile_model, predict_with
+
+SOURCES = ("lut", "model", "fallback")
+SRC_LUT, SRC_MODEL, SRC_FALLBACK = 0, 1, 2
+_NS = len(SCHEMES)
+
+
+def group_name(op: str, scheme: str) -> str:
+    """Regressors are per (op, scheme family), e.g. ``conv2d/bcr``."""
+    return f"{op}/{scheme}"
+
+
+@dataclass
+class Predictions:
+    """Per-row predictions: latency in µs and where each came from (codes into SOURCES)."""
+
+    latency_us: np.ndarray
+    source_code: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.latency_us)
+
+    @property
+    def latency_ms(self) -> np.ndarray:
+        return self.latency_us / 1000.0
+
+    @property
+    def source(self) -> np.ndarray:
+        return np.asarray(SOURCES, dtype=object)[self.source_code]
+
+    @property
+    def lut_hits(self) -> int:
+        return int(np.count_nonzero(self.source_code == SRC_LUT))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.latency_us if dtype is None else self.latency_us.astype(dtype)
+
+
+@dataclass
+class ModelPrediction:
+    """A whole model: layers' predictions, the fitted runtime overhead and their total."""
+
+    total_us: float
+    layers_us: np.ndarray
+    source: np.ndarray
+    overhead_us: float
+    specs: list = field(default_factory=list)
+    unknown: list = field(default_factory=list)  # layers the graph walk could not map
+
+    @property
+    def total_ms(self) -> float:
+        return self.total_us / 1000.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total_us": self.total_us, "overhead_us": self.overhead_us,
+                "layers": [{"key": s.key if isinstance(s, KernelSpec) else str(s), "latency_us": float(v),
+                            "source": str(src)} for s, v, src in zip(self.specs, self.layers_us, self.source)],
+                "unknown": list(self.unknown)}
+
+
+class Predictor:
+    """A loaded bundle. Build with `predictors.load(path)`."""
+
+    def __init__(self, path: Path, metadata: dict[str, Any], lut_cols: dict[str, list],
+                 predictor: dict[str, Any]) -> None:
+        self.path = path
+        self.metadata = metadata
+        self._lut_cols = lut_cols
+        self._lut_df = None
+        self.keys: list[str] = list(lut_cols["key"])
+        self.median_us = np.asarray(lut_cols["median_us"], dtype=np.float64)
+        self.iqr_us = np.asarray(lut_cols["iqr_us"], dtype=np.float64)
+        self._key_index = {k: i for i, k in enumerate(self.keys)}
+        self._lut_table = _encode_lut(lut_cols)
+        order = np.argsort(self._lut_table.hashes, kind="stable")
+        self._lut_order = order
+        self._lut_sorted_hashes = self._lut_table.hashes[order]
+        self._memo: dict[KernelSpec, tuple[float, int]] = {}
+        # regressors per (op code * n_schemes + scheme code)
+        self.groups: dict[int, TreeEnsemble | Linear] = {}
+        self.group_names: dict[str, str] = {}
+        for name, m in (predictor.get("groups") or {}).items():
+            op, _, scheme = str(name).partition("/")
+            if op not in OPS or scheme not in SCHEMES:
+                raise BundleError(f"bundle {path}: predictor group {name!r} names an unknown op or scheme")
+            self.groups[OPS.index(op) * _NS + SCHEMES.index(scheme)] = compile_model(m)
+            self.group_names[name] = m.get("estimator", m.get("kind", ""))
+        fb = predictor.get("fallback")
+        self.fallback: TreeEnsemble | Linear | None = compile_model(fb) if fb else None
+        ov = predictor.get("model_overhead") or {}
+        self.overhead = {k: float(ov.get(k, d)) for k, d in
+                         (("scale", 1.0), ("per_layer_us", 0.0), ("intercept_us", 0.0))}
+
+    # ---- loading ----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Predictor":
+        root = Path(path)
+        meta, blobs = read_verified(root, ("lut.json", "predictor.json"))
+        lut_obj = parse_json(root, "lut.json", blobs["lut.json"])
+        pred_obj = parse_json(root, "predictor.json", blobs["predictor.json"])
+        try:
+            cols = lutmod.check_json_obj(lut_obj)
+        except (ValueError, TypeError) as e:
+            raise BundleError(f"bundle {root}: lut.json is malformed ({e})") from None
+        if not isinstance(pred_obj, dict) or pred_obj.get("format") != "devprof-predictor":
+            raise BundleError(f"bundle {root}: predictor.json is not a devprof predictor")
+        from .features import FEATURES
+
+        if list(pred_obj.get("features") or []) != list(FEATURES):
+            raise BundleError(f"bundle {root}: predictor.json was fitted on other features than this "
+                              "devprof computes; refit it with `devprof fit-predictor`")
+        try:
+            return cls(root, meta, cols, pred_obj)
+        except (ModelFormatError, ValueError, TypeError, KeyError) as e:
+            raise BundleError(f"bundle {root}: predictor.json is malformed ({e})") from None
+
+    # ---- tables -----------------------------------------------------------------------------
+    @property
+    def lut(self):
+        """The lookup table as a pandas DataFrame (columns documented in predictors.lut)."""
+        if self._lut_df is None:
+            import pandas as pd
+
+            self._lut_df = pd.DataFrame({c: self._lut_cols[c] for c in lutmod.COLUMNS})
+        return self._lut_df
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Held-out accuracy figures recorded when the bundle was fitted."""
+        return self.metadata.get("metrics", {})
+
+    def __repr__(self) -> str:
+        d = self.metadata.get("device", {}).get("name", "?")
+        r = self.metadata.get("runtime", {}).get("key", "?")
+        return f"<Predictor {d} / {r}: {len(self.keys)} LUT rows, {len(self.groups)} regressors>"
+
+    # ---- queries ----------------------------------------------------------------------------
+    def lookup(self, keys: Sequence[str]) -> np.ndarray:
+        """Table medians for canonical keys (NaN where the table has no such key)."""
+        ki, med = self._key_index, self.median_us
+        idx = np.fromiter((ki.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        out = np.where(idx >= 0, med[idx], np.nan)
+        return out
+
+    def _lut_match(self, t: SpecTable) -> np.ndarray:
+        """Index into the LUT per row, -1 for misses (hash match, then verified column by column)."""
+        if not len(self.keys) or not len(t):
+            return np.full(len(t), -1, dtype=np.int64)
+        pos = np.searchsorted(self._lut_sorted_hashes, t.hashes)
+        pos = np.minimum(pos, len(self._lut_sorted_hashes) - 1)
+        cand = self._lut_order[pos]
+        hit = self._lut_sorted_hashes[pos] == t.hashes
+        if hit.any():
+            from .spectable import N_IDENT
+
+            rows = np.flatnonzero(hit)
+            same = (self._lut_table.data[cand[rows], :N_IDENT] == t.data[rows, :N_IDENT]).all(axis=1)
+            hit[rows[~same]] = False
+        return np.where(hit, cand, -1)
+
+    def predict_table(self, t: SpecTable) -> Predictions:
+        n = len(t)
+        out = np.empty(n, dtype=np.float64)
+        src = np.empty(n, dtype=np.int8)
+        idx = self._lut_match(t)
+        hit = idx >= 0
+        out[hit] = self.median_us[idx[hit]]
+        src[hit] = SRC_LUT
+        miss = np.flatnonzero(~hit)
+        if len(miss):
+            # evaluate regressors once per distinct spec (search batches repeat layers a lot)
+            uh, first, inv = np.unique(t.hashes[miss], return_index=True, return_inverse=True)
+            rows = miss[first]
+            sub = t.data[rows]
+            vals = np.empty(len(rows))
+            srcs = np.empty(len(rows), dtype=np.int8)
+            g = (sub[:, col("op")] * _NS + sub[:, col("scheme")]).astype(np.int64)
+            for code in np.unique(g):
+                sel = g == code
+                model = self.groups.get(int(code))
+                if model is None:
+                    model = self.fallback
+                    srcs[sel] = SRC_FALLBACK
+                else:
+                    srcs[sel] = SRC_MODEL
+                if model is None:
+                    raise BundleError(f"bundle {self.path} has no regressor for "
+                                      f"{OPS[int(code) // _NS]}/{SCHEMES[int(code) % _NS]} and no fallback")
+                vals[sel] = predict_with(model, sub[sel])
+            out[miss] = vals[inv.reshape(-1)]
+            src[miss] = srcs[inv.reshape(-1)]
+        return Predictions(out, src)
+
+    def predict(self, specs: Any) -> Predictions:
+        """Latency of each spec: exact LUT hits first, the regressors for the rest.
+
+        `specs`: a KernelSpec, a list of them (or of spec dicts), a DataFrame with dataset
+        columns, or a `SpecTable` from `predictors.encode` (the fastest path for big batches)."""
+        if isinstance(specs, list) and specs and all(type(s) is KernelSpec for s in specs):
+            return self._predict_spec_list(specs)
+        return self.predict_table(encode(specs))
+
+    def _predict_spec_list(self, specs: list) -> Predictions:
+        memo = self._memo
+        got = [memo.get(s) for s in specs]
+        if None in got:
+            todo = list({s: None for s, v in zip(specs, got) if v is None})
+            r = self.predict_table(encode(todo))
+            for s, v, c in zip(todo, r.latency_us.tolist(), r.source_code.tolist()):
+                if len(memo) < 500_000:
+                    memo[s] = (v, c)
+            res = dict(zip(todo, zip(r.latency_us.tolist(), r.source_code.tolist())))
+            got = [g if g is not None else res[s] for s, g in zip(specs, got)]
+        a = np.array(got, dtype=np.float64).reshape(-1, 2)
+        return Predictions(a[:, 0], a[:, 1].astype(np.int8))
+
+    def overhead_us(self, n_layers: int, layers_sum_us: float) -> float:
+        """The fitted per-model runtime overhead (session/interpreter cost, inter-layer copies)."""
+        o = self.overhead
+        return (o["scale"] - 1.0) * layers_sum_us + o["per_layer_us"] * n_layers + o["intercept_us"]
+
+    def predict_model(self, model: Any) -> ModelPrediction:
+        """A whole model: sum of its layers' predictions plus the fitted per-runtime overhead.
+
+        `model`: an ONNX file path (walked into layers with the runtime's fusion by
+        devprof.models.walk), or the model's layer specs (list of KernelSpec / SpecTable)."""
+        unknown: list = []
+        if isinstance(model, (str, os.PathLike)):
+            specs, unknown = _walk_model(model, self.metadata.get("runtime", {}).get("name", ""))
+        else:
+            specs = model
+        if isinstance(specs, SpecTable):
+            r = self.predict_table(specs)
+            specs_list: list = list(specs.keys or [])
+        else:
+            specs_list = list(specs)
+            r = self.predict(specs_list)
+        layers_sum = float(r.latency_us.sum())
+        ov = self.overhead_us(len(r), layers_sum)
+        return ModelPrediction(layers_sum + ov, r.latency_us, r.source, ov, specs_list, unknown)
+
+
+def _encode_lut(cols: dict[str, list]) -> SpecTable:
+    """Encode the LUT's spec columns exactly as query specs are encoded."""
+    n = len(cols["key"])
+    if n == 0:
+        return SpecTable(np.zeros((0, 25)), np.zeros(0, np.uint64))
+    frame = {c: cols[c] for c in lutmod.SPEC_COLUMNS}
+    try:
+        return encode_columns(frame)
+    except (ValueError, TypeError) as e:
+        raise BundleError(f"lut.json has an invalid spec column ({e})") from None
+
+
+def _walk_model(path: Any, runtime: str) -> tuple[list[KernelSpec], list]:
+    """Layers of an ONNX/TFLite model through devprof's graph walk (issue 5), imported lazily."""
+    p = Path(path)
+    if not p.is_file():
+        raise BundleError(f"model file {p} not found")
+    try:
+        from devprof.models import walk  # noqa: F401
+    except ImportError:
+        raise BundleError("predicting a model file needs devprof.models.walk, which this install lacks; "
+                          "pass the model's layer specs instead") from None
+    layers, unknown = walk.model_layers(p, runtime=runtime)
+    return layers, unknown
+
+
+def load(path: str | os.PathLike) -> Predictor:
+    """Load a bundle directory (e.g. ``datasets_latency/local/onnxruntime-t1``), verified."""
+    return Predictor.load(path)
+
+
+def _json_safe(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=float))

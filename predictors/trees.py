@@ -1,0 +1,138 @@
+"""Evaluate published regressors with numpy alone — the query side of the safe format.
+
+A regressor in a bundle is plain JSON data (never code): either a linear model over
+(effective FLOPs, bytes) or a tree ensemble stored as flat node arrays, which this module
+evaluates level by level for all rows and all trees at once. scikit-learn is never imported:
+search code queries bundles on machines without it.
+
+Tree ensemble JSON (all trees' nodes concatenated; a leaf points to itself on both sides)::
+
+    {"kind": "tree_ensemble", "target": "log_us", "base": b, "scale": s, "depth": D,
+     "roots": [...], "feature": [...], "threshold": [...], "left": [...], "right": [...],
+     "value": [...]}
+
+    prediction = exp(b + s * sum over trees of value[leaf reached])   (target "log_us")
+
+Split rule as scikit-learn's: go left when float32(x[feature]) <= threshold.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from .features import FEATURES, features, linear_features
+from .spectable import SpecTable
+
+
+class ModelFormatError(ValueError):
+    """A regressor's JSON does not describe a valid model (a bundle refuses to load)."""
+
+
+def _arr(d: Mapping[str, Any], name: str, dtype: Any) -> np.ndarray:
+    try:
+        a = np.asarray(d[name], dtype=dtype)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFormatError(f"field {name!r}: {e}") from None
+    if a.ndim != 1:
+        raise ModelFormatError(f"field {name!r} must be a flat list")
+    return a
+
+
+class TreeEnsemble:
+    """A compiled tree ensemble (RF mean or boosted sum), evaluated in numpy."""
+
+    def __init__(self, d: Mapping[str, Any], n_features: int = len(FEATURES)) -> None:
+        self.feature = _arr(d, "feature", np.int64)
+        self.threshold = _arr(d, "threshold", np.float64)
+        self.left = _arr(d, "left", np.int64)
+        self.right = _arr(d, "right", np.int64)
+        self.value = _arr(d, "value", np.float64)
+        self.roots = _arr(d, "roots", np.int64)
+        m = len(self.feature)
+        if not m or any(len(a) != m for a in (self.threshold, self.left, self.right, self.value)):
+            raise ModelFormatError("node arrays must be non-empty and of equal length")
+        for a in (self.left, self.right, self.roots):
+            if a.min() < 0 or a.max() >= m:
+                raise ModelFormatError("node index out of range")
+        if self.feature.min() < 0 or self.feature.max() >= n_features:
+            raise ModelFormatError("feature index out of range")
+        if not (np.isfinite(self.threshold).all() and np.isfinite(self.value).all()):
+            raise ModelFormatError("non-finite threshold or value")
+        try:
+            self.base = float(d["base"])
+            self.scale = float(d["scale"])
+            self.depth = int(d["depth"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFormatError(f"bad ensemble header: {e}") from None
+        if not (0 <= self.depth <= 64):
+            raise ModelFormatError("depth out of range")
+        # a leaf points to itself, so after `depth` steps every row sits on a leaf; check it
+        leaf = (self.left == np.arange(m)) & (self.right == np.arange(m))
+        node = self.roots.copy()
+        frontier = node
+        for _ in range(self.depth):
+            frontier = np.unique(np.concatenate([self.left[frontier], self.right[frontier]]))
+        if not leaf[frontier].all():
+            raise ModelFormatError("trees deeper than their declared depth")
+        self.target = d.get("target", "log_us")
+        if self.target not in ("log_us", "us"):
+            raise ModelFormatError(f"unknown target {self.target!r}")
+
+    @property
+    def n_trees(self) -> int:
+        return len(self.roots)
+
+    def leaf_values(self, X: np.ndarray) -> np.ndarray:
+        """Per-tree raw outputs, shape (rows, trees)."""
+        n, f = X.shape
+        if n == 0:
+            return np.zeros((0, self.n_trees))
+        Xf = X.astype(np.float32).astype(np.float64).ravel()
+        off = (np.arange(n, dtype=np.int64) * f)[:, None]
+        node = np.broadcast_to(self.roots, (n, self.n_trees)).copy()
+        for _ in range(self.depth):
+            go_left = Xf[off + self.feature[node]] <= self.threshold[node]
+            node = np.where(go_left, self.left[node], self.right[node])
+        return self.value[node]
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        return self.base + self.scale * self.leaf_values(X).sum(axis=1)
+
+    def predict_us(self, X: np.ndarray) -> np.ndarray:
+        r = self.raw(X)
+        return np.exp(r) if self.target == "log_us" else r
+
+
+class Linear:
+    """latency_us = intercept + coef . (effective FLOPs, bytes), floored at `floor_us`."""
+
+    def __init__(self, d: Mapping[str, Any]) -> None:
+        self.coef = _arr(d, "coef", np.float64)
+        if len(self.coef) != 2:
+            raise ModelFormatError("linear model needs 2 coefficients (eff_flops, bytes)")
+        try:
+            self.intercept = float(d["intercept"])
+            self.floor_us = float(d.get("floor_us", 0.0))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFormatError(f"bad linear model: {e}") from None
+
+    def predict_us(self, L: np.ndarray) -> np.ndarray:
+        return np.maximum(self.intercept + L @ self.coef, self.floor_us)
+
+
+def compile_model(d: Mapping[str, Any]) -> "TreeEnsemble | Linear":
+    if not isinstance(d, Mapping):
+        raise ModelFormatError("a model must be a JSON object")
+    kind = d.get("kind")
+    if kind == "tree_ensemble":
+        return TreeEnsemble(d)
+    if kind == "linear":
+        return Linear(d)
+    raise ModelFormatError(f"unknown model kind {kind!r}")
+
+
+def predict_with(model: "TreeEnsemble | Linear", table: SpecTable | np.ndarray) -> np.ndarray:
+    if isinstance(model, Linear):
+        return model.predict_us(linear_features(table))
+    return model.predict_us(features(table))
