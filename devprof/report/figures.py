@@ -105,3 +105,24 @@ def hide_unused(axes: list, used: int) -> None:
 
 def short(label: str, n: int = 38) -> str:
     return label if len(label) <= n else label[: n - 1] + "…"
+
+
+def log_axis(ax, which: str, values) -> None:
+    """Log scale that always spans at least one decade (so ticks get labels) and shows no minor labels."""
+    import numpy as np
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_locator(LogLocator(base=10, numticks=7))
+    axis.set_minor_formatter(NullFormatter())
+    if v.size:
+        lo, hi = float(v.min()), float(v.max())
+        if hi / lo < 12:
+            mid = math.sqrt(lo * hi)
+            lo, hi = mid / 4, mid * 4
+        else:
+            lo, hi = lo / 1.6, hi * 1.6
+        (ax.set_xlim if which == "x" else ax.set_ylim)(lo, hi)

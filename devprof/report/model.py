@@ -23,6 +23,7 @@ class Table:
     rows: list[list[str]]
     numeric: list[bool] | None = None  # right-align these columns
     note: str = ""
+    row_header: bool = False  # the first column names the row (a transposed, key/value table)
     number: int = 0  # assigned at render time
 
     def __post_init__(self) -> None:

@@ -1,6 +1,13 @@
-"""Section 7: the same kernels across devices, runtimes or datasets, as latency ratios against
-one reference (the group with the most records)."""
+"""Section 7: the same kernels across devices, runtimes or repeated campaigns, as latency ratios.
+
+Three kinds of comparison, each over the kernels (identical spec) both sides measured:
+across devices for one runtime (reference: the first dataset's device), across runtimes on one
+device (reference: the runtime sharing the most kernels with the others), and repeats of one device and
+runtime in several datasets (reference: the first dataset) — a reproducibility check.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -14,97 +21,156 @@ TITLE = "Comparisons across devices and runtimes"
 MAX_PANELS = 6
 
 
-def groups(data: ReportData) -> pd.DataFrame:
-    """Kernel records with a `group` column: device · runtime, plus the dataset when one device and
-    runtime appear in several datasets (a repeat campaign is then compared with the first)."""
+@dataclass
+class Comparison:
+    kind: str  # "device" | "runtime" | "repeat"
+    ref: str
+    other: str
+    common: pd.DataFrame  # per spec: op, flops, ref_us, other_us, ratio
+
+    @property
+    def title(self) -> str:
+        return f"{self.other} / {self.ref}"
+
+
+def _per_spec(df: pd.DataFrame) -> pd.DataFrame:
+    return df.groupby("spec_id").agg(us=("median_us", "median"), op=("op", "first"), flops=("flops", "first"))
+
+
+def _pair(kind: str, ref: str, other: str, a: pd.DataFrame, b: pd.DataFrame) -> Comparison | None:
+    ra, rb = _per_spec(a), _per_spec(b)
+    common = ra.index.intersection(rb.index)
+    if not len(common):
+        return None
+    c = pd.DataFrame({"op": ra.loc[common, "op"], "flops": ra.loc[common, "flops"],
+                      "ref_us": ra.loc[common, "us"], "other_us": rb.loc[common, "us"]})
+    c["ratio"] = c["other_us"] / c["ref_us"]
+    return Comparison(kind, ref, other, c)
+
+
+def comparisons(data: ReportData) -> list[Comparison]:
     df = data.kind("kernel")
     df = df[df["median_us"] > 0]
     if df.empty:
-        return df.assign(group=pd.Series(dtype=str))
-    base = df["device_label"] + " · " + df["runtime_label"]
-    multi = df.assign(base=base).groupby("base")["dataset"].nunique()
-    split = set(multi[multi > 1].index)
-    grp = [f"{b} ({d})" if b in split else b for b, d in zip(base, df["dataset"])]
-    return df.assign(group=grp)
+        return []
+    out: list[Comparison] = []
+    order = {lab: i for i, lab in enumerate(s.label for s in data.sources)}
+    # across devices, per runtime
+    for rt, g in df.groupby("runtime_label", sort=True):
+        devs = g.groupby("device_label").agg(first=("dataset", lambda d: min(order.get(x, 99) for x in d)),
+                                             n=("spec_id", "nunique")).sort_values(["first", "n"],
+                                                                                   ascending=[True, False])
+        if len(devs) < 2:
+            continue
+        ref = devs.index[0]
+        for other in devs.index[1:]:
+            c = _pair("device", f"{ref} · {rt}", f"{other} · {rt}", g[g["device_label"] == ref],
+                      g[g["device_label"] == other])
+            if c:
+                out.append(c)
+    # across runtimes, per device
+    for dev, g in df.groupby("device_label", sort=True):
+        specs = {rt: set(x["spec_id"]) for rt, x in g.groupby("runtime_label", sort=True)}
+        if len(specs) < 2:
+            continue
+        # the reference shares the most kernels with the others (not merely the most kernels: a sparse
+        # sweep has many specs that no other runtime measured)
+        ref = max(specs, key=lambda r: (sum(len(specs[r] & v) for o, v in specs.items() if o != r), -len(r)))
+        for other in (r for r in specs if r != ref):
+            c = _pair("runtime", f"{dev} · {ref}", f"{dev} · {other}", g[g["runtime_label"] == ref],
+                      g[g["runtime_label"] == other])
+            if c:
+                out.append(c)
+    # repeated campaigns: one device and runtime in several datasets
+    for (dev, rt), g in df.groupby(["device_label", "runtime_label"], sort=True):
+        sets = sorted(g["dataset"].unique(), key=lambda d: order.get(d, 99))
+        for other in sets[1:]:
+            c = _pair("repeat", f"{dev} · {rt} ({sets[0]})", f"{dev} · {rt} ({other})", g[g["dataset"] == sets[0]],
+                      g[g["dataset"] == other])
+            if c:
+                out.append(c)
+    return out
+
+
+KIND_TEXT = {"device": "across devices", "runtime": "across runtimes", "repeat": "repeat campaign"}
 
 
 def build(data: ReportData) -> Section:
     s = Section("compare", TITLE, lead=(
-        "The same kernels (identical spec) measured on different devices, runtimes or datasets, as the ratio of "
-        "their median latencies to a reference: below 1 the other side is faster. The reference is the "
-        "device · runtime with the most kernel records."))
+        "The same kernels (identical spec) on different devices, runtimes or in repeated campaigns, as the ratio of "
+        "their median latencies (other / reference; below 1× the other side is faster). Devices are compared per "
+        "runtime against the first dataset's device; runtimes per device against the runtime sharing the most "
+        "kernels with the others; a device and runtime found in several datasets against the first (a reproducibility check)."))
     if data.empty:
         s.missing = "the datasets hold no records"
         return s
-    df = groups(data)
-    names = df["group"].value_counts()
-    if len(names) < 2:
-        only = names.index[0] if len(names) else "none"
-        s.missing = (f"all kernel records come from one device and runtime ({only}); give several datasets, "
-                     "devices or runtimes to compare")
+    kern = data.kind("kernel")
+    ndev, nrt, nds = kern["device_id"].nunique(), kern["runtime_label"].nunique(), kern["dataset"].nunique()
+    comps = comparisons(data)
+    if not comps:
+        if ndev < 2 and nrt < 2 and nds < 2:
+            only = f"{kern['device_label'].iloc[0]} · {kern['runtime_label'].iloc[0]}" if len(kern) else "none"
+            s.missing = (f"all kernel records come from one device and runtime ({only}); give several datasets, "
+                         "devices or runtimes to compare")
+        else:
+            s.missing = (f"no kernel was measured on two devices, runtimes or datasets alike ({ndev} device(s), "
+                         f"{nrt} runtime(s), {nds} dataset(s) share no spec)")
         return s
-    ref = names.index[0]
-    refd = df[df["group"] == ref].groupby("spec_id")["median_us"].median()
-    pairs = []
-    for other in names.index[1:]:
-        o = df[df["group"] == other]
-        od = o.groupby("spec_id").agg(median_us=("median_us", "median"), flops=("flops", "first"), op=("op", "first"))
-        common = od.index.intersection(refd.index)
-        if len(common):
-            c = od.loc[common].assign(ratio=od.loc[common, "median_us"] / refd.loc[common])
-            pairs.append((other, c))
-    if not pairs:
-        s.missing = (f"no kernel was measured both on the reference ({ref}) and elsewhere: the "
-                     f"{len(names)} device/runtime groups share no spec")
-        return s
-    s.add(_figure(ref, pairs[:MAX_PANELS]))
-    if len(pairs) > MAX_PANELS:
-        s.para(f"The figure shows {MAX_PANELS} of {len(pairs)} comparisons; the table lists all.", "note")
+    comps.sort(key=lambda c: ({"device": 0, "runtime": 1, "repeat": 2}[c.kind], -len(c.common)))
+    s.add(_figure(comps[:MAX_PANELS]))
+    if len(comps) > MAX_PANELS:
+        s.para(f"The figure shows {MAX_PANELS} of {len(comps)} comparisons (the largest of each kind first); the "
+               "table lists all.", "note")
     rows = []
-    for other, c in pairs:
-        r = c["ratio"].to_numpy(float)
-        per_op = ", ".join(f"{op} {geomean(g['ratio']):.2f}×" for op, g in c.groupby("op"))
-        rows.append([other, fmt.num(len(c)), fmt.ratio(geomean(r)), fmt.ratio(np.median(r)),
+    for c in comps:
+        r = c.common["ratio"].to_numpy(float)
+        per_op = ", ".join(f"{op} {geomean(g['ratio']):.2f}×" for op, g in c.common.groupby("op"))
+        rows.append([KIND_TEXT[c.kind], c.other, c.ref, fmt.num(len(r)), fmt.ratio(geomean(r)),
                      f"{fmt.ratio(np.percentile(r, 10))} – {fmt.ratio(np.percentile(r, 90))}",
                      fmt.pct(float(np.mean(r < 1)), 0), per_op])
-    s.add(Table(f"Latency ratio to the reference {ref} over the kernels both measured (other / reference).",
-                ["Compared with reference", "Common kernels", "Geomean", "Median", "p10 – p90", "Faster share",
-                 "Geomean per op"], rows, numeric=[False, True, True, True, True, True, False]))
-    lonely = [n for n in names.index[1:] if n not in {p for p, _ in pairs}]
-    if lonely:
-        s.para("No kernel in common with the reference, so not compared: " + "; ".join(lonely) + ".", "note")
+    s.add(Table("Latency ratio other / reference over the kernels both measured: geometric mean, 10th–90th "
+                "percentile, share of kernels faster than on the reference, and geometric mean per op type.",
+                ["Comparison", "Other", "Reference", "Common kernels", "Geomean", "p10 – p90", "Faster",
+                 "Geomean per op"], rows, numeric=[False, False, False, True, True, True, True, False]))
     return s
 
 
-def _figure(ref: str, pairs) -> Figure:
-    ops = sorted({op for _, c in pairs for op in c["op"].unique()})
+def _figure(comps: list[Comparison]) -> Figure:
+    ops = sorted({op for c in comps for op in c.common["op"].unique()})
     ocol = {op: i for i, op in enumerate(ops)}
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     with F.style():
-        ncols, nrows = F.grid_shape(len(pairs), 3)
-        fig, axes = F.new(ncols, nrows, height=2.1, sharey=True)
-        for ax, (other, c) in zip(axes, pairs):
-            for op, g in c.groupby("op"):
+        ncols, nrows = F.grid_shape(len(comps), 3)
+        fig, axes = F.new(ncols, nrows, height=2.15)
+        for ax, c in zip(axes, comps):
+            for op, g in c.common.groupby("op"):
                 F.scatter(ax, g["flops"].clip(lower=1), g["ratio"], color=F.color(ocol[op]),
                           marker=F.marker(ocol[op]), label=op)
             ax.axhline(1.0, color="#333", lw=0.7)
-            gm = geomean(c["ratio"])
+            gm = geomean(c.common["ratio"])
             ax.axhline(gm, color="#b00", lw=0.8, ls="--")
             ax.text(0.99, 0.97, f"geomean {gm:.2f}×", transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
                     color="#b00")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_title(F.short(other, 48), loc="left", fontsize=7)
+            F.log_axis(ax, "x", c.common["flops"].clip(lower=1))
+            ax.set_yscale("log", base=2)
+            r = c.common["ratio"].to_numpy(float)
+            lo, hi = min(r.min(), 1.0), max(r.max(), 1.0)
+            ax.set_ylim(lo / 1.4, hi * 1.4)
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(F.short(c.other, 44) + "\nvs " + F.short(c.ref, 44), loc="left", fontsize=6.5)
             ax.set_xlabel("FLOPs")
-            ax.set_ylabel("latency ratio to reference")
-        F.hide_unused(axes, len(pairs))
+            ax.set_ylabel("latency ratio")
+        F.hide_unused(axes, len(comps))
         handles, labels = [], []
-        for ax in axes[: len(pairs)]:
+        for ax in axes[: len(comps)]:
             for h, lab in zip(*ax.get_legend_handles_labels()):
                 if lab not in labels:
                     handles.append(h)
                     labels.append(lab)
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(6, len(labels)), markerscale=1.6)
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(7, len(labels)), markerscale=1.6)
         uri = F.to_data_uri(fig)
-    return Figure(f"Latency of the same kernels relative to the reference ({ref}), one panel per device · runtime, "
-                  "coloured by op type. Solid line: parity; dashed: geometric mean.", uri,
+    return Figure("Latency of the same kernels relative to a reference, one panel per comparison (title: other vs "
+                  "reference), coloured by op type. Solid line: parity; dashed: geometric mean.", uri,
                   alt="latency ratio plots across devices and runtimes")

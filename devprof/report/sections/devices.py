@@ -18,12 +18,40 @@ def _extra_text(extra: dict) -> str:
     for k, v in sorted(extra.items()):
         if k in ("hostname",) or v in ("", None, -1):
             continue
-        if isinstance(v, (list, dict)):
+        if k == "clusters" and isinstance(v, list) and all(isinstance(c, dict) for c in v):
+            v = ", ".join(f"{c.get('cpus', '?')} @ {c['max_freq_khz'] / 1e6:.2f} GHz" if isinstance(
+                c.get("max_freq_khz"), (int, float)) else str(c.get("cpus", "?")) for c in v)
+        elif isinstance(v, (list, dict)):
             v = json.dumps(v, separators=(",", ":"))
             if len(v) > 60:
                 v = v[:57] + "..."
         keep.append(f"{k}={v}")
     return "; ".join(keep) or "–"
+
+
+FIELDS = ("Kind", "Model / CPU", "SoC", "ABI", "Cores", "ISA features", "OS / kernel", "Build", "Other",
+          "Fingerprint")
+TRANSPOSE_MAX = 4  # up to this many devices, one column per device reads better than one row each
+
+
+def _fingerprints(df: pd.DataFrame, devs: dict[str, dict]) -> Table:
+    cols = []
+    for did, d in devs.items():
+        label = df.loc[df["device_id"] == did, "device_label"].iloc[0]
+        hw = d.get("cpu") or d.get("model") or "–"
+        if d.get("model") and d.get("cpu") and d.get("model") != d.get("cpu"):
+            hw = f"{d['model']} — {d['cpu']}"
+        osk = " / ".join(x for x in (d.get("os"), d.get("kernel")) if x) or "–"
+        cols.append([label, d.get("kind", "–"), hw, d.get("soc") or "–", d.get("abi") or "–",
+                     str(d.get("cores") or "–"), ", ".join(d.get("isa") or ()) or "–", osk, d.get("build") or "–",
+                     _extra_text(d.get("extra") or {}), did])
+    caption = ("Device fingerprints. The fingerprint id hashes the fields that decide speed (model, SoC, ABI, CPU, "
+               "cores, ISA, OS, kernel, build); records are grouped by it.")
+    if len(cols) <= TRANSPOSE_MAX:
+        rows = [[field] + [c[i + 1] for c in cols] for i, field in enumerate(FIELDS)]
+        return Table(caption, [""] + [c[0] for c in cols], rows, row_header=True)
+    rows = [c[:-1] + [c[-1][:12]] for c in cols]
+    return Table(caption, ["Device", *FIELDS], rows, numeric=[False] * 5 + [True] + [False] * 5)
 
 
 def build(data: ReportData) -> Section:
@@ -34,23 +62,7 @@ def build(data: ReportData) -> Section:
         return s
     df = data.records
     devs = data.devices()
-    rows = []
-    for did, d in devs.items():
-        label = df.loc[df["device_id"] == did, "device_label"].iloc[0]
-        isa = ", ".join(d.get("isa") or ()) or "–"
-        osk = " / ".join(x for x in (d.get("os"), d.get("kernel")) if x) or "–"
-        hw = d.get("cpu") or d.get("model") or "–"
-        if d.get("model") and d.get("cpu") and d.get("model") != d.get("cpu"):
-            hw = f"{d['model']} — {d['cpu']}"
-        rows.append([label, d.get("kind", "–"), hw, d.get("soc") or "–", d.get("abi") or "–",
-                     str(d.get("cores") or "–"), isa, osk, d.get("build") or "–",
-                     _extra_text(d.get("extra") or {}), did[:12]])
-    s.add(Table("Device fingerprints. The fingerprint id hashes the fields that decide speed "
-                "(model, SoC, ABI, CPU, cores, ISA, OS, kernel, build).",
-                ["Device", "Kind", "Model / CPU", "SoC", "ABI", "Cores", "ISA features", "OS / kernel",
-                 "Build", "Other", "Fingerprint"], rows,
-                numeric=[False] * 5 + [True] + [False] * 5))
-
+    s.add(_fingerprints(df, devs))
     rows = []
     for (dlabel, rlabel), g in df.groupby(["device_label", "runtime_label"], sort=True):
         kinds = g["kind"].value_counts()

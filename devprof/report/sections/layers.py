@@ -12,8 +12,8 @@ from ..model import Figure, Section, Table
 
 TITLE = "Per-layer breakdown of models"
 MAX_BARS = 24
-TOP_PER_MODEL = 5
-MAX_TOP_ROWS = 40
+TOP_PER_MODEL = 3
+MAX_TOP_ROWS = 30
 
 
 def _runs(data: ReportData) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -25,9 +25,9 @@ def _runs(data: ReportData) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def build(data: ReportData) -> Section:
     s = Section("layers", TITLE, lead=(
-        "Each bar is one profiled model run split by op type, from the per-layer timings of that run; the "
-        "black tick is the run's end-to-end median. The gap between the two is per-model overhead (graph "
-        "dispatch, memory reorders, fusion the per-layer profile cannot attribute)."))
+        "Each bar is one profiled model run split by op type, from the per-layer timings of that run, next to the "
+        "run's end-to-end median. The gap between the summed layers and the end-to-end time is per-model overhead "
+        "(graph dispatch, memory reorders, fusion the per-layer profile cannot attribute)."))
     if data.empty:
         s.missing = "the datasets hold no records"
         return s
@@ -71,7 +71,7 @@ def build(data: ReportData) -> Section:
         top = g.sort_values("median_us", ascending=False).head(TOP_PER_MODEL)
         for r in top.itertuples(index=False):
             name = r.layer_name or f"#{r.layer_index}"
-            rows.append([label.split(" · ")[0], str(r.layer_index), name, r.op, _shape(r), fmt.us(r.median_us),
+            rows.append([label, str(r.layer_index), name, r.op, _shape(r), fmt.us(r.median_us),
                          fmt.pct(r.median_us / total if total else np.nan)])
             if len(rows) >= MAX_TOP_ROWS:
                 break
@@ -79,7 +79,7 @@ def build(data: ReportData) -> Section:
             break
     s.add(Table(f"The {TOP_PER_MODEL} most expensive layers of each model run, by share of the summed layer "
                 "latency" + (f" (first {MAX_TOP_ROWS} rows)" if len(rows) >= MAX_TOP_ROWS else "") + ".",
-                ["Model", "#", "Layer", "Op", "Shape", "Median", "Share"], rows,
+                ["Model · device · runtime", "#", "Layer", "Op", "Shape", "Median", "Share"], rows,
                 numeric=[False, True, False, False, False, True, True]))
     no_e2e = sum(1 for r in runs if not np.isfinite(r[4]))
     if no_e2e:
@@ -99,27 +99,36 @@ def _figure(runs) -> Figure:
     ops = pd.concat([g for _, _, g, _, _ in runs]).groupby("op")["median_us"].sum().sort_values(ascending=False)
     oplist = list(ops.index)
     with F.style():
-        h = max(1.6, 0.28 * len(runs) + 0.9)
+        h = max(1.6, 0.26 * len(runs) + 0.9)
         fig, (ax,) = F.new(1, 1, height=h)
         y = np.arange(len(runs))[::-1]
         for yi, (label, run_id, g, total, e) in zip(y, runs):
             left = 0.0
             by_op = g.groupby("op")["median_us"].sum()
             for i, op in enumerate(oplist):
-                v = float(by_op.get(op, 0.0)) / 1e3
+                v = 100.0 * float(by_op.get(op, 0.0)) / total if total > 0 else 0.0
                 if v > 0:
-                    ax.barh(yi, v, left=left, height=0.65, color=F.color(i), label=op, edgecolor="white", linewidth=0.3)
+                    ax.barh(yi, v, left=left, height=0.66, color=F.color(i), label=op, edgecolor="white",
+                            linewidth=0.3)
                     left += v
-            if np.isfinite(e):
-                ax.plot([e / 1e3, e / 1e3], [yi - 0.42, yi + 0.42], color="black", lw=1.4)
+            txt = f"Σ {_ms(total)}" + (f" · e2e {_ms(e)}" if np.isfinite(e) else "")
+            ax.text(101.5, yi, txt, va="center", ha="left", fontsize=6.5, color="#333")
         ax.set_yticks(y, [F.short(r[0], 60) for r in runs])
-        ax.set_xlabel("latency (ms)")
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("share of the summed layer latency (%)")
         ax.grid(axis="y", visible=False)
+        ax.spines["right"].set_visible(False)
         handles, labels = ax.get_legend_handles_labels()
         uniq = {}
         for hnd, lab in zip(handles, labels):
             uniq.setdefault(lab, hnd)
-        fig.legend(list(uniq.values()), list(uniq.keys()), loc="outside lower center", ncols=min(6, len(uniq)))
+        fig.legend(list(uniq.values()), list(uniq.keys()), loc="outside lower center", ncols=min(7, len(uniq)))
+        fig.get_layout_engine().set(w_pad=0.02, rect=(0, 0, 0.9, 1))
         uri = F.to_data_uri(fig)
-    return Figure("Per-layer latency of each model run, stacked by op type (sum of layer medians); the black tick "
-                  "marks the end-to-end median of the same run.", uri, alt="stacked per-layer bars per model")
+    return Figure("Composition of each model run by op type, as shares of the summed per-layer medians (100% "
+                  "stacked). Right: the summed layer latency (Σ) and the end-to-end median (e2e) of the same run.",
+                  uri, alt="stacked per-layer bars per model")
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1e3:.3g} ms"

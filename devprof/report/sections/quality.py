@@ -114,16 +114,18 @@ def _figure(groups: list[tuple[str, pd.DataFrame]]) -> Figure:
                 y = np.arange(1, v.size + 1) / v.size
                 ax.step(v, y, where="post", color=F.color(i), label=F.short(name, 46), lw=1.1)
         for ax, lab in ((ax1, "coefficient of variation (std/mean)"), (ax2, "IQR / median")):
-            ax.set_xscale("log")
+            F.log_axis(ax, "x", finite(pd.concat([g[col] for _, g in groups])).clip(1e-4))
             ax.set_xlabel(lab)
             ax.set_ylim(0, 1.02)
             ax.xaxis.set_major_formatter(_pct_formatter())
         ax1.set_ylabel("share of records ≤ x")
+        lo, hi = ax2.get_xlim()
+        ax2.set_xlim(lo, max(hi, NOISY_REL_IQR * 2))
         ax2.axvline(NOISY_REL_IQR, color="#b00", ls="--", lw=0.8)
         ax2.text(NOISY_REL_IQR, 0.04, " noisy →", color="#b00", fontsize=6.5, ha="left")
         ax1.set_title("(a) CV of the samples", loc="left")
         ax2.set_title("(b) relative IQR", loc="left")
-        ax1.legend(loc="lower right")
+        fig.legend(*ax1.get_legend_handles_labels(), loc="outside lower center", ncols=3)
         uri = F.to_data_uri(fig)
     more = f" (first {MAX_GROUPS} of {len(groups)} groups)" if len(groups) > MAX_GROUPS else ""
     return Figure("Cumulative distribution of the per-record spread, one curve per device and runtime" + more

@@ -75,6 +75,11 @@ def build(data: ReportData) -> Section:
                          "fingerprint does not give the ISA and frequency needed to estimate one")
         else:
             notes.append(f"{devlab[did]} ({thr} thread{'s' if thr > 1 else ''}): {p.gflops:.0f} GFLOP/s = {p.how}")
+    over = [r for r in rows if r[-1] != "–" and float(r[-1].rstrip("%")) > 100]
+    if over:
+        s.para(f"{len(over)} op/runtime pair(s) exceed the estimated ceiling: the cores ran faster than the frequency "
+               "the ceiling assumes (turbo above the value read) or have more vector pipes than assumed; treat the "
+               "ceiling as approximate.", "warn")
     s.para("Compute ceilings (fp32, estimated from the fingerprint, not measured): " + "; ".join(notes) + ".", "note")
     if not any(p and math.isfinite(p.mem_gbs) for p in pk.values()):
         s.para("No memory bandwidth is recorded in the fingerprints, so the roofline shows the compute roof only; "
@@ -104,8 +109,8 @@ def _latency_figure(df, ops, groups, gcolor, pk) -> Figure:
                 if p and p.gflops not in seen:
                     seen.add(p.gflops)
                     ax.plot(x, x / (p.gflops * 1e3), ls="--", color="#555", lw=0.7)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
+            F.log_axis(ax, "x", d["flops"])
+            F.log_axis(ax, "y", d["median_us"])
             ax.set_title(op, loc="left")
             ax.set_xlabel("FLOPs (dense-equivalent)")
             ax.set_ylabel("median latency (µs)")
@@ -126,7 +131,7 @@ def _latency_figure(df, ops, groups, gcolor, pk) -> Figure:
 
 def _roofline_figure(df, groups, gcolor, pk) -> Figure:
     with F.style():
-        fig, (ax,) = F.new(1, 1, height=2.6, width=F.TEXT_WIDTH_IN * 0.75)
+        fig, (ax,) = F.new(1, 1, height=2.6)
         ai = df["flops"].astype(float) / df["bytes"].astype(float)
         df = df.assign(ai=ai)
         for group, g in df.groupby("group"):
@@ -144,12 +149,12 @@ def _roofline_figure(df, groups, gcolor, pk) -> Figure:
             ax.plot(x, roof, color="#555", ls="--", lw=0.7)
             ax.text(x[-1], p.gflops, f" {p.gflops:.0f} GFLOP/s ({thr}t)", fontsize=6, va="bottom", ha="right",
                     color="#333")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        F.log_axis(ax, "x", df["ai"])
+        F.log_axis(ax, "y", np.concatenate([df["gflops"].to_numpy(float), [p.gflops for p in pk.values() if p]]))
         ax.set_xlabel("arithmetic intensity (FLOP / byte of compulsory traffic)")
         ax.set_ylabel("achieved GFLOP/s")
-        ax.legend(loc="lower right", markerscale=1.6)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=1.6)
         uri = F.to_data_uri(fig)
     return Figure("Roofline: achieved GFLOP/s of every dense kernel against its arithmetic intensity "
                   "(FLOPs over the bytes of input, output and weights). Dashed: estimated compute ceiling.",
-                  uri, alt="roofline plot", wide=False)
+                  uri, alt="roofline plot")

@@ -42,7 +42,7 @@ def break_even(ratios: np.ndarray, speed: np.ndarray) -> float:
     if not r.size:
         return math.nan
     if s[0] >= 1:
-        return float(r[0]) if r.size == 1 or s[0] == 1 else -float(r[0])  # negative: already faster at r[0]
+        return -float(r[0])  # negative: already at least as fast at the lowest ratio measured
     for i in range(1, r.size):
         if s[i] >= 1 > s[i - 1]:
             # interpolate in log-speedup, which is close to linear in the ratio for these curves
@@ -128,9 +128,9 @@ def _figure(panels, scolor) -> Figure:
             from matplotlib.ticker import FuncFormatter
 
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
-            ax.set_xlabel("sparsity ratio (share of weights pruned)")
+            ax.set_xlabel("sparsity ratio")
             ax.set_ylabel("speedup over dense")
-            ax.set_title(F.short(f"{dev} vs {baseline}", 52), loc="left")
+            ax.set_title(F.short(f"{dev}\nvs dense {baseline}", 80), loc="left", fontsize=7)
         F.hide_unused(axes, len(panels))
         handles, labels = [], []
         for ax in axes[: len(panels)]:
@@ -140,6 +140,6 @@ def _figure(panels, scolor) -> Figure:
                     labels.append(lab)
         fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)))
         uri = F.to_data_uri(fig)
-    return Figure("Speedup over the dense baseline vs sparsity ratio, one curve per scheme (geometric mean over "
+    return Figure("Speedup over the dense baseline vs sparsity ratio (share of weights pruned), one curve per scheme (geometric mean over "
                   "shapes; band: min–max over shapes). × marks the break-even ratio; above the line at 1× the "
                   "sparse kernel is faster.", uri, alt="sparse speedup vs sparsity ratio")

@@ -1,0 +1,115 @@
+"""`devprof report`: one self-contained HTML page (or Markdown) from datasets and predictor bundles.
+
+    from devprof.report import build_report
+    result = build_report(["devprof-data"], bundles=["datasets_latency/local/onnxruntime"],
+                          out="report.html")
+
+Sections (devices, quality, latency vs FLOPs, sparse speedup, predictor accuracy, per-layer,
+comparisons) are built independently; each says why it cannot be drawn when its data is absent.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import UsageError
+
+FORMATS = ("html", "md")
+
+
+@dataclass
+class ReportResult:
+    path: Path
+    format: str
+    seconds: float
+    records: int
+    sections: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "format": self.format, "seconds": round(self.seconds, 3),
+                "records": self.records, "sections": self.sections}
+
+
+def build_document(datasets: Sequence[str | Path], bundles: Sequence[str | Path] = (), strict: bool = False):
+    """Load the data and build every section (no file written). `strict` re-raises section bugs."""
+    from .. import __version__
+    from . import fmt
+    from .data import load
+    from .model import Report, Section
+    from .sections import ORDER
+
+    data = load(datasets, bundles)
+    sections = []
+    for mod in ORDER:
+        try:
+            sections.append(mod.build(data))
+        except Exception as e:  # a bug in one section must not cost the user the whole report
+            if strict:
+                raise
+            msg = " ".join(str(e).split()) or type(e).__name__
+            sections.append(Section(mod.__name__.rsplit(".", 1)[-1], mod.TITLE,
+                                    missing=f"devprof failed while drawing it ({type(e).__name__}: {msg}); "
+                                            "please report this"))
+    df = data.records
+    sources = []
+    for src in data.sources:
+        part = df[df["dataset"] == src.label] if len(df) else df
+        kinds = part["kind"].value_counts().to_dict() if len(part) else {}
+        bits = [fmt.plural(src.records, "record")]
+        if kinds:
+            bits.append(", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
+        if len(part):
+            bits.append(fmt.plural(part["device_id"].nunique(), "device") + ", "
+                        + fmt.plural(part["runtime_label"].nunique(), "runtime"))
+        if src.failures:
+            bits.append(fmt.plural(len(src.failures), "failed kernel"))
+        sources.append({"label": src.label, "path": str(src.path), "summary": "; ".join(bits)})
+    for b in data.bundles:
+        sources.append({"label": b.label, "path": str(b.path),
+                        "summary": "predictor bundle" + (f" (not loadable: {b.load_error})" if b.load_error else "")})
+    n = len(df)
+    if n:
+        subtitle = (f"{fmt.plural(n, 'measurement')} of {fmt.plural(df['spec_id'].nunique(), 'distinct kernel')} "
+                    f"on {fmt.plural(df['device_id'].nunique(), 'device')} with "
+                    f"{fmt.plural(df['runtime_label'].nunique(), 'runtime configuration')}")
+    else:
+        subtitle = "No measurements in the given datasets"
+    names = ", ".join(src.label for src in data.sources) or ", ".join(b.label for b in data.bundles)
+    report = Report(title=f"Latency report — {names}", subtitle=subtitle,
+                    generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                    sources=sources, sections=sections, devprof_version=__version__)
+    report.number()
+    return report, data
+
+
+def build_report(datasets: Sequence[str | Path], bundles: Sequence[str | Path] = (), out: str | Path | None = None,
+                 fmt: str = "html", strict: bool = False) -> ReportResult:
+    """Write the report (HTML page or Markdown) and say where, how long it took and what was drawn."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown report format {fmt!r} (use html or md)")
+    t0 = time.perf_counter()
+    out = Path(out) if out else Path("report.html" if fmt == "html" else "report.md")
+    if out.is_dir():
+        raise UsageError(f"{out} is a folder; give a file name with -o")
+    if not out.parent.exists():
+        raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
+    report, data = build_document(datasets, bundles, strict=strict)
+    from . import render
+
+    text = render.html(report) if fmt == "html" else render.markdown(report)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
+    secs = [{"number": s.number, "key": s.key, "title": s.title, "drawn": s.drawn, "reason": s.missing,
+             "figures": len(s.figures), "tables": len(s.tables)} for s in report.sections]
+    return ReportResult(out, fmt, time.perf_counter() - t0, len(data.records), secs)
+
+
+__all__ = ["build_report", "build_document", "ReportResult", "FORMATS"]
