@@ -1,0 +1,1 @@
+"""CLI subcommands beyond devices/profile/show: one module per command, each with `register(app)`."""
