@@ -6,9 +6,15 @@ Nodes devprof cannot map are never dropped: they become layers with ``op="other"
 ``attrs["onnx_op"]`` (or ``tflite_op``) naming them. Layout-only nodes (Reshape, Flatten, Identity,
 Squeeze, Dropout...) are folded into the layer that produces their input.
 
-``fusion="onnxruntime"`` additionally folds a residual Add (and the activation after it) into the
-convolution that feeds it, as ONNX Runtime's NCHWc transformer does on x86 (``attrs["sum"]=1``);
-``fusion="generic"`` (the default, and what TFLite/LiteRT does) keeps the Add as its own layer.
+What a convolution absorbs depends on the runtime (`fusion`):
+
+- ``generic`` (default; the architecture's view): BN and any activation (swish, PReLU included);
+  an Add absorbs a ReLU/ReLU6 after it.
+- ``onnxruntime`` (as ONNX Runtime's CPU optimiser at level ALL fuses on x86): BN, ReLU/ReLU6/
+  sigmoid/hard-sigmoid/hard-swish/leaky-ReLU, and a residual Add (plus the activation after it)
+  into the convolution that feeds it, as the NCHWc transformer does (``attrs["sum"]=1``); swish
+  (x*sigmoid(x), run as one QuickGelu kernel) and PReLU stay separate layers.
+- ``litert`` (as TFLite converters fuse): BN and ReLU/ReLU6 only; other activations are layers.
 
 `walk(path_or_model)` is the one entry point; predictors use it for model-level prediction.
 """
@@ -27,7 +33,13 @@ VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 #: ONNX activations a conv/fc absorbs (runtimes fuse them) and their `KernelSpec.activation`.
 ACT_OPS = {"Relu": "relu", "HardSwish": "hswish", "HardSigmoid": "hsigmoid", "Sigmoid": "sigmoid",
            "PRelu": "prelu", "LeakyRelu": "leakyrelu", "Clip": "relu6"}
-FUSIONS = ("generic", "onnxruntime")
+FUSIONS = ("generic", "onnxruntime", "litert")
+#: Activations a conv/fc absorbs under each fusion policy.
+CONV_ACTS = {
+    "generic": {"relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish", "prelu", "leakyrelu"},
+    "onnxruntime": {"relu", "relu6", "hswish", "hsigmoid", "sigmoid", "leakyrelu"},
+    "litert": {"relu", "relu6"},
+}
 
 
 @dataclass
@@ -234,7 +246,8 @@ class _OnnxWalker:
         summed = False
         while True:
             out = layer["output"]
-            sw = None if act_done else self.swish_after(out)
+            acts = CONV_ACTS[self.fusion] if layer["fuse_acts"] else {"relu", "relu6"}
+            sw = None if act_done or "swish" not in acts else self.swish_after(out)
             if sw:
                 for n in sw:
                     self.claim(layer, n)
@@ -245,8 +258,9 @@ class _OnnxWalker:
                 return
             if nxt.op_type == "BatchNormalization" and allow_bn and not act_done and not summed:
                 self.claim(layer, nxt)
+                layer["bias"] = True  # the folded BN's shift is the conv's bias
                 continue
-            if not act_done and self.activation_of(nxt):
+            if not act_done and self.activation_of(nxt) in acts:
                 layer["activation"], act_done = self.activation_of(nxt), True
                 self.claim(layer, nxt)
                 continue
@@ -269,7 +283,17 @@ class _OnnxWalker:
                 if node.op_type == "Constant":
                     self.claimed.add(k)
                 continue
-            layer = {"nodes": [], "ops": [], "output": "", "activation": "none", "attrs": {}}
+            layer = {"nodes": [], "ops": [], "output": "", "activation": "none", "attrs": {}, "fuse_acts": True}
+            sw = self.swish_after(node.input[0]) if node.op_type == "Sigmoid" else None
+            if sw and sw[0] is node:  # a swish the producer did not absorb: one activation layer
+                for part in sw:
+                    self.claim(layer, part)
+                self.absorb_views(layer)
+                n_, h_, w_, c_ = self.nhwc(node.input[0])
+                spec = KernelSpec(op="activation", n=n_, h=h_, w=w_, cin=c_, cout=c_, bias=False,
+                                  attrs={"kind": "swish"})
+                layers.append(Layer(len(layers), layer["nodes"][0], spec, layer["nodes"], layer["ops"], layer["output"]))
+                continue
             spec_fn = self.spec_for(node, layer)
             self.claim(layer, node)
             if spec_fn is None:  # an op devprof does not model
@@ -277,12 +301,17 @@ class _OnnxWalker:
                 self.absorb_views(layer)
             else:
                 op, fields, fuse = spec_fn
-                if fuse:
+                if op in ("add", "mul") and self.fusion != "onnxruntime":  # TFLite-style fused ReLU
+                    layer["fuse_acts"] = False
+                    self.absorb_tail(layer, allow_bn=False, allow_sum=False)
+                elif fuse:
                     self.absorb_tail(layer, allow_bn=op in ("conv2d", "dwconv2d", "pwconv", "other"),
                                      allow_sum=self.fusion == "onnxruntime" and op in ("conv2d", "dwconv2d", "pwconv"))
                 else:
                     self.absorb_views(layer)
             attrs = {**fields.pop("attrs", {}), **layer["attrs"]}
+            if layer.get("bias"):
+                fields["bias"] = True
             try:
                 spec = KernelSpec(op=op, activation=layer["activation"], attrs=attrs, **fields)
             except ValueError as e:
