@@ -1,0 +1,120 @@
+"""Single-op ONNX models for a `KernelSpec` (onnx.helper only; weights as initializers).
+
+ONNX activations are NCHW: the model takes the spec's NHWC input transposed, and the runtime's
+output is transposed back before it is checked against the NHWC numpy reference. The activation
+is a separate node right after the op, which ONNX Runtime fuses into Conv/Gemm as it would in a
+real model.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..records import KernelSpec
+
+OPSET = 17
+SUPPORTED = ("conv2d", "dwconv2d", "pwconv", "fc", "maxpool", "avgpool", "global_avgpool", "add", "mul",
+             "concat", "activation", "depth_to_space")
+
+
+def supports(spec: KernelSpec) -> str | None:
+    if spec.op not in SUPPORTED:
+        return f"no single-op ONNX model for {spec.op}"
+    if spec.sparsity.scheme != "dense":
+        return "ONNX Runtime runs dense kernels only (sparse schemes run in devprof-c)"
+    if spec.dtype != "fp32":
+        return "only fp32 single-op models so far"
+    if spec.activation == "prelu":
+        return "prelu needs a slope tensor"
+    return None
+
+
+def _act_nodes(helper, kind: str, src: str, dst: str) -> list:
+    if kind == "none":
+        return [helper.make_node("Identity", [src], [dst])]
+    if kind == "relu":
+        return [helper.make_node("Relu", [src], [dst])]
+    if kind == "relu6":
+        return [helper.make_node("Clip", [src, "clip_min", "clip_max"], [dst])]
+    if kind == "hswish":
+        return [helper.make_node("HardSwish", [src], [dst])]
+    if kind == "hsigmoid":
+        return [helper.make_node("HardSigmoid", [src], [dst], alpha=1 / 6, beta=0.5)]
+    if kind == "sigmoid":
+        return [helper.make_node("Sigmoid", [src], [dst])]
+    if kind == "swish":
+        return [helper.make_node("Sigmoid", [src], ["sig"]), helper.make_node("Mul", [src, "sig"], [dst])]
+    if kind == "leakyrelu":
+        return [helper.make_node("LeakyRelu", [src], [dst], alpha=0.01)]
+    raise ValueError(kind)
+
+
+def build_model(spec: KernelSpec, tensors: dict[str, np.ndarray]):
+    """Return (ModelProto, feeds) computing `spec` with the given weights; feeds are NCHW."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes: list = []
+    inits = []
+    feeds: dict[str, np.ndarray] = {}
+    op = spec.op
+    x = tensors["x"]
+    if op == "fc":
+        feeds["x"] = x
+    else:
+        feeds["x"] = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    out = "pre" if spec.activation != "none" and op != "activation" else "y"
+    if op in ("conv2d", "dwconv2d", "pwconv"):
+        w = tensors["w"].transpose(0, 3, 1, 2)  # OHWI -> OIHW
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(w), "w"))
+        ins = ["x", "w"]
+        if "b" in tensors:
+            inits.append(numpy_helper.from_array(tensors["b"], "b"))
+            ins.append("b")
+        p = spec.padding
+        nodes.append(helper.make_node("Conv", ins, [out], kernel_shape=[spec.kh, spec.kw], strides=[spec.stride] * 2,
+                                      pads=[p, p, p, p], group=spec.groups, dilations=[spec.dilation] * 2))
+    elif op == "fc":
+        inits.append(numpy_helper.from_array(tensors["w"], "w"))
+        ins = ["x", "w"] + (["b"] if "b" in tensors else [])
+        if "b" in tensors:
+            inits.append(numpy_helper.from_array(tensors["b"], "b"))
+        nodes.append(helper.make_node("Gemm", ins, [out], transB=1))
+    elif op in ("maxpool", "avgpool"):
+        p = spec.padding
+        kw = dict(kernel_shape=[spec.kh, spec.kw], strides=[spec.stride] * 2, pads=[p, p, p, p])
+        nodes.append(helper.make_node("MaxPool" if op == "maxpool" else "AveragePool", ["x"], [out], **kw))
+    elif op == "global_avgpool":
+        nodes.append(helper.make_node("GlobalAveragePool", ["x"], [out]))
+    elif op in ("add", "mul"):
+        feeds["y2"] = np.ascontiguousarray(tensors["y"].transpose(0, 3, 1, 2))
+        nodes.append(helper.make_node("Add" if op == "add" else "Mul", ["x", "y2"], [out]))
+    elif op == "concat":
+        names = []
+        for i, a in enumerate(tensors["inputs"]):
+            names.append(f"x{i}" if i else "x")
+            feeds[names[-1]] = np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+        nodes.append(helper.make_node("Concat", names, [out], axis=1))
+    elif op == "activation":
+        nodes.extend(_act_nodes(helper, spec.a.get("kind", spec.activation), "x", "y"))
+    elif op == "depth_to_space":
+        nodes.append(helper.make_node("DepthToSpace", ["x"], [out], blocksize=int(spec.a.get("block", 2)), mode="DCR"))
+    else:
+        raise ValueError(f"no ONNX builder for {op}")
+    if out == "pre":
+        nodes.extend(_act_nodes(helper, spec.activation, "pre", "y"))
+        if spec.activation == "relu6":
+            inits += [numpy_helper.from_array(np.array(0, np.float32), "clip_min"),
+                      numpy_helper.from_array(np.array(6, np.float32), "clip_max")]
+    inputs = [helper.make_tensor_value_info(k, TensorProto.FLOAT, list(v.shape)) for k, v in feeds.items()]
+    oshape = [spec.n, spec.cout] if op == "fc" else [spec.n, spec.cout, spec.out_h, spec.out_w]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, oshape)]
+    graph = helper.make_graph(nodes, f"devprof_{spec.id}", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="devprof")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model, feeds
+
+
+def output_to_nhwc(spec: KernelSpec, y: np.ndarray) -> np.ndarray:
+    return y if spec.op == "fc" else y.transpose(0, 2, 3, 1)
