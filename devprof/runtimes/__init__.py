@@ -10,6 +10,7 @@ RUNTIMES: dict[str, str] = {
     "onnxruntime": "devprof.runtimes.onnxruntime:OnnxRuntime",
     "litert": "devprof.runtimes.litert:LiteRT",
     "litert-builtin": "devprof.runtimes.litert:LiteRTBuiltin",
+    "devprof-c": "devprof.runtimes.harness:DevprofC",
 }
 
 

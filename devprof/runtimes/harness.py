@@ -1,0 +1,228 @@
+"""`devprof-c`: generated C kernels run by the native harness, on any Device.
+
+A batch of specs becomes one harness binary plus one data file per kernel
+(devprof.sparse.codegen -> devprof.build.harness_build), staged with `Device.stage` and run with
+ONE `Device.execute` call, so the same code serves `local` and phones over adb. The harness checks
+every kernel's output against the shipped reference before timing it and prints one JSON line per
+kernel; `parse_harness_output` turns those lines into results and never trusts them blindly.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+from ..errors import DevprofError
+from ..measure import Protocol
+from ..records import Conditions, KernelSpec, Measurement, RuntimeInfo
+from .base import Outcome, Runtime
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..devices.base import Device
+
+HARNESS_VERSION = "devprof-harness/1.0"
+CODEGEN_VERSION = "1"
+MAX_LINE = 1 << 20  # longer lines are refused unread
+MAX_SAMPLES = 100_000
+
+
+@dataclass(frozen=True)
+class HarnessLine:
+    """One kernel's result line, validated."""
+
+    kernel: str
+    status: str  # "ok" | "mismatch" | "error"
+    spec_id: str = ""
+    variant: str = ""
+    harness: str = ""
+    error: str = ""
+    samples_us: tuple[float, ...] = ()
+    warmups: int = 0
+    number: int = 1
+    checksum: float = float("nan")
+    max_abs_err: float = float("nan")
+
+
+@dataclass
+class HarnessOutput:
+    lines: dict[str, HarnessLine]
+    started: bool = False
+    ended: bool = False
+    rejected: int = 0  # lines that were not valid harness JSON (garbage, truncated, wrong types)
+
+
+def _num(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("not a number")
+    return float(v)
+
+
+def _int(v: Any, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ValueError("bad integer")
+    return v
+
+
+def _str(v: Any, limit: int = 500) -> str:
+    if not isinstance(v, str):
+        raise ValueError("not a string")
+    return v[:limit]
+
+
+def parse_line(line: str) -> HarnessLine | str | None:
+    """A kernel line -> HarnessLine; an event line -> its name ("start"/"end"); else None."""
+    line = line.strip()
+    if not line.startswith("{") or len(line) > MAX_LINE:
+        return None
+    try:
+        d = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(d, dict):
+        return None
+    try:
+        if "event" in d:
+            ev = _str(d["event"], 20)
+            return ev if ev in ("start", "end") else None
+        kernel, status = _str(d["kernel"], 200), _str(d["status"], 20)
+        common = dict(kernel=kernel, status=status, spec_id=_str(d.get("spec_id", ""), 64),
+                      variant=_str(d.get("variant", ""), 20), harness=_str(d.get("harness", ""), 64))
+        if status != "ok":
+            if status not in ("mismatch", "error"):
+                return None
+            return HarnessLine(**common, error=" ".join(_str(d.get("error", "unknown error")).split()))
+        raw = d["samples_us"]
+        if not isinstance(raw, list) or not raw or len(raw) > MAX_SAMPLES:
+            return None
+        samples = tuple(_num(x) for x in raw)
+        if not all(math.isfinite(x) and x >= 0 for x in samples):
+            return None
+        return HarnessLine(**common, samples_us=samples, warmups=_int(d.get("warmups", 0), 0),
+                           number=_int(d.get("number", 1), 1), checksum=_num(d.get("checksum", float("nan"))),
+                           max_abs_err=_num(d.get("max_abs_err", float("nan"))))
+    except (KeyError, ValueError, TypeError, OverflowError):
+        return None
+
+
+def parse_harness_output(text: str) -> HarnessOutput:
+    """Parse the harness's stdout. Robust to garbage, truncation and duplicates: invalid lines are
+    counted in `rejected`, and the first valid line of a kernel wins."""
+    out = HarnessOutput({})
+    if not isinstance(text, str):
+        return out
+    for raw in text.splitlines():
+        if not raw.strip():
+            continue
+        r = parse_line(raw)
+        if r is None:
+            out.rejected += 1
+        elif r == "start":
+            out.started = True
+        elif r == "end":
+            out.ended = True
+        elif isinstance(r, HarnessLine):
+            out.lines.setdefault(r.kernel, r)
+    return out
+
+
+def variant_for(spec: KernelSpec) -> str:
+    return "dense" if spec.sparsity.scheme == "dense" else "sparse"
+
+
+class DevprofC(Runtime):
+    """Generated sparse/dense C kernels timed by the native harness (single-threaded, fp32)."""
+
+    name = "devprof-c"
+    batch_size = 24
+
+    def available(self, device: "Device") -> str | None:
+        try:
+            from ..build.harness_build import toolchain_for
+
+            tc = toolchain_for(device)
+        except DevprofError as e:
+            return str(e)
+        return tc.available()
+
+    def supports(self, spec: KernelSpec) -> str | None:
+        from ..sparse.codegen import unsupported
+
+        return unsupported(spec)
+
+    def info(self, device: "Device", threads: int) -> RuntimeInfo:
+        from ..build.harness_build import toolchain_for, vector_shape
+        from ..build.toolchains import _compiler_version
+
+        tc = toolchain_for(device)
+        vl, _ = vector_shape(tc)
+        return RuntimeInfo(self.name, f"{HARNESS_VERSION.split('/')[1]}+cg{CODEGEN_VERSION}", threads,
+                           {"cc": _compiler_version(tc.cc), "toolchain": tc.kind, "vector_floats": vl,
+                            "layout": "nchw"})
+
+    def measure(self, device: "Device", specs: Sequence[KernelSpec], threads: int,
+                protocol: Protocol) -> Iterator[Outcome]:
+        from ..build.harness_build import build_batch, toolchain_for, vector_shape
+        from ..sparse.codegen import generate
+        from .conditions import conditions_around, conditions_from
+
+        started = time.time()
+        if threads != 1:
+            for s in specs:
+                yield Outcome(s, error="devprof-c kernels are single-threaded; use --threads 1",
+                              started_at=started, finished_at=time.time())
+            return
+        tc = toolchain_for(device)
+        vl, regs = vector_shape(tc)
+        kernels, by_name = [], {}
+        for s in specs:
+            name = f"k{s.id}_{variant_for(s)}"
+            if name in by_name:
+                by_name[name].append(s)
+                continue
+            try:
+                k = generate(s, variant_for(s), vector_floats=vl, vector_regs=regs, name=name)
+            except (ValueError, MemoryError) as e:
+                yield Outcome(s, error=f"devprof-c: cannot generate: {e}", started_at=started, finished_at=time.time())
+                continue
+            kernels.append(k)
+            by_name[name] = [s]
+        if not kernels:
+            return
+        try:
+            batch = build_batch(kernels, tc)
+            remote = device.stage(batch.files)
+        except DevprofError as e:
+            for k in kernels:
+                for s in by_name[k.name]:
+                    yield Outcome(s, error=str(e), started_at=started, finished_at=time.time())
+            return
+        argv = [f"{remote}/devprof-harness", *protocol.harness_args()]
+        per_kernel = protocol.max_time_s + 20 * protocol.warmup_s + 10.0
+        timeout = 30.0 + per_kernel * len(kernels)
+        if device.kind == "local":
+            with conditions_around(device, protocol.cpus) as cond:
+                res = device.execute(argv, remote, timeout, cpus=protocol.cpus)
+            conditions = cond.result
+        else:
+            res = device.execute(argv, remote, timeout, cpus=protocol.cpus)
+            before, after = getattr(res, "state_before", None), getattr(res, "state_after", None)
+            conditions = conditions_from(before, after, protocol.cpus) if before and after else Conditions(cpus=protocol.cpus)
+        finished = time.time()
+        parsed = parse_harness_output(res.stdout)
+        why_missing = ("timed out" if res.timed_out else f"exited with {res.returncode}") + (
+            f": {res.stderr.strip().splitlines()[-1][:200]}" if res.stderr.strip() else "")
+        for k in kernels:
+            line = parsed.lines.get(k.name)
+            for s in by_name[k.name]:
+                if line is None:
+                    err = f"devprof-c: harness gave no result for this kernel ({why_missing})"
+                    yield Outcome(s, error=err, conditions=conditions, started_at=started, finished_at=finished)
+                elif line.status != "ok":
+                    yield Outcome(s, error=f"devprof-c: {line.status}: {line.error}", conditions=conditions,
+                                  harness_version=line.harness, started_at=started, finished_at=finished)
+                else:
+                    m = Measurement(line.samples_us, warmups=line.warmups, number=line.number)
+                    yield Outcome(s, m, conditions=conditions, harness_version=line.harness,
+                                  started_at=started, finished_at=finished)
