@@ -142,7 +142,7 @@ class Dataset:
         try:
             (self.path / "parts").mkdir(parents=True, exist_ok=True)
             if not self.exists():
-                tmp = self.path / f".{MANIFEST}.tmp"
+                tmp = self.path / f".{MANIFEST}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"  # racing writers
                 tmp.write_text(json.dumps({"format": FORMAT, "schema_version": SCHEMA_VERSION}) + "\n")
                 os.replace(tmp, self.path / MANIFEST)
         except OSError as e:
