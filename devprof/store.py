@@ -41,7 +41,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _disk_error(e: OSError, path: Path, saved: int) -> DatasetError:
-    what = "disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
+    # EFBIG: a file size limit (ulimit -f, RLIMIT_FSIZE) hit, which the user meets as a full disk
+    what = "disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else (e.strerror or str(e))
     return DatasetError(f"{what} while writing {path}; the {saved} records saved before are intact")
 
 
@@ -208,7 +209,7 @@ class Dataset:
                 tmp.unlink()
             except OSError:
                 pass
-            raise _disk_error(e, parts / name, self.saved) from None
+            raise _disk_error(e, parts / name, len(keys)) from None
         keys.update(seen)
         self.saved += len(fresh)
         return len(fresh)
@@ -221,7 +222,7 @@ class Dataset:
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as e:
-            raise _disk_error(e, self.path / "failures.jsonl", self.saved) from None
+            raise _disk_error(e, self.path / "failures.jsonl", len(self.keys())) from None
 
     def compact(self) -> None:
         """Merge all parts into one (written first, old parts removed after: crash-safe)."""
@@ -246,7 +247,7 @@ class Dataset:
                 tmp.unlink()
             except OSError:
                 pass
-            raise _disk_error(e, parts / name, self.saved) from None
+            raise _disk_error(e, parts / name, len(self.keys())) from None
         for p in old:
             p.unlink(missing_ok=True)
         _fsync_dir(parts)
