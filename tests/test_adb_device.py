@@ -78,7 +78,7 @@ def test_cli_unknown_device_is_one_line(phone, adb_server):
 
 def test_cores_resolve_to_clusters(phone):
     d = resolve_device("S20")
-    assert (d.resolve_cores("little"), d.resolve_cores("big"), d.resolve_cores("prime")) == ("0-3", "4-6", "7")
+    assert (d.resolve_cores("little"), d.resolve_cores("big"), d.resolve_cores("prime")) == ("0,1,2,3", "4,5,6", "7")
     assert d.resolve_cores("0-3") == "0,1,2,3"
     with pytest.raises(UsageError, match="clusters little"):
         d.resolve_cores("mid")

@@ -323,10 +323,10 @@ class AdbDevice(Device):
         if not c:
             return ""
         if c == "all":
-            return _cpu_list(sorted(self.fingerprint.max_khz))
+            return ",".join(str(x) for x in sorted(self.fingerprint.max_khz))
         by_name = {cl.name: cl for cl in self.clusters}
-        if c in by_name:
-            return by_name[c].cpu_list
+        if c in by_name:  # the same comma form as Device.resolve_cores gives for lists
+            return ",".join(str(x) for x in by_name[c].cpus)
         if c[0].isalpha():
             raise UsageError(f"--cores {cores!r}: {self.name} has clusters "
                              f"{', '.join(f'{cl.name} ({cl.cpu_list})' for cl in self.clusters) or 'none readable'}")

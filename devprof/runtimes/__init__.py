@@ -10,6 +10,8 @@ RUNTIMES: dict[str, str] = {
     "onnxruntime": "devprof.runtimes.onnxruntime:OnnxRuntime",
     "litert": "devprof.runtimes.litert:LiteRT",
     "litert-builtin": "devprof.runtimes.litert:LiteRTBuiltin",
+    "tflite-benchmark": "devprof.runtimes.phone_tools:TFLiteBenchmark",  # phones: TFLite benchmark_model
+    "ort-perf-test": "devprof.runtimes.phone_tools:OrtPerfTest",  # phones: onnxruntime_perf_test
     "devprof-c": "devprof.runtimes.harness:DevprofC",
 }
 
