@@ -22,7 +22,7 @@ from . import __version__
 from .errors import DevprofError, UsageError
 
 #: Modules adding subcommands; each exposes ``register(app)``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["devprof.commands.report"]
 
 app = typer.Typer(
     name="devprof",

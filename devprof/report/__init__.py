@@ -68,8 +68,12 @@ def build_document(datasets: Sequence[str | Path], bundles: Sequence[str | Path]
             bits.append(fmt.plural(len(src.failures), "failed kernel"))
         sources.append({"label": src.label, "path": str(src.path), "summary": "; ".join(bits)})
     for b in data.bundles:
+        rt = b.metadata.get("runtime") or {}
+        ds = b.metadata.get("dataset") or {}
         sources.append({"label": b.label, "path": str(b.path),
-                        "summary": "predictor bundle" + (f" (not loadable: {b.load_error})" if b.load_error else "")})
+                        "summary": f"predictor bundle for {(b.metadata.get('device') or {}).get('name', '?')} · "
+                                   f"{rt.get('key', '?')}, fitted on {ds.get('kernel_records', '?')} kernel records "
+                                   f"({b.metadata.get('created_at', 'date unknown')})"})
     n = len(df)
     if n:
         subtitle = (f"{fmt.plural(n, 'measurement')} of {fmt.plural(df['spec_id'].nunique(), 'distinct kernel')} "

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import DatasetError, UsageError
+from ..errors import DatasetError, UsageError  # noqa: F401 (re-exported)
 from ..store import Dataset
 
 #: Columns that identify a kernel's shape, whatever its sparsity (dense baselines match on them).
@@ -40,7 +40,7 @@ class BundleInfo:
     label: str
     metadata: dict
     predictor: Any = None
-    load_error: str = ""
+    heldout: dict = field(default_factory=dict)  # heldout.json: held-out predictions vs measurements
 
 
 @dataclass
@@ -171,37 +171,32 @@ def _bytes_moved(df: pd.DataFrame) -> pd.Series:
 
 
 def load_bundles(paths: Sequence[str | Path]) -> list[BundleInfo]:
-    """Read each bundle's metadata.json; load the predictor itself through `predictors.load`."""
+    """Load each bundle through `predictors` (hash-verified, nothing executed) with its held-out
+    predictions. A missing, newer, truncated or tampered bundle is refused with one line: its
+    metrics could not be trusted either."""
+    if not paths:
+        return []
+    import predictors
+    from predictors import bundle as bmod
+
     out, taken = [], set()
     for p in paths:
         path = Path(p)
-        meta_path = path / "metadata.json"
-        if not path.is_dir():
-            raise UsageError(f"no predictor bundle at {path}")
-        if not meta_path.is_file():
-            raise UsageError(f"{path} is not a predictor bundle (no metadata.json)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError) as e:
-            raise UsageError(f"{meta_path} is unreadable: {str(e).splitlines()[0]}") from None
-        if not isinstance(meta, dict):
-            raise UsageError(f"{meta_path} is not a JSON object")
-        label = _bundle_label(path, meta, taken)
-        b = BundleInfo(path, label, meta)
-        try:
-            import predictors  # the search-side import: no torch, no scikit-learn, no pickle
-
-            b.predictor = predictors.load(str(path))
-        except Exception as e:  # a tampered or older bundle: its metadata is still worth showing
-            b.load_error = " ".join(str(e).split()) or type(e).__name__
-        out.append(b)
+        pred = predictors.load(path)  # BundleError (a DevprofError, one line) when not sound
+        meta = pred.metadata
+        heldout: dict = {}
+        if "heldout.json" in (meta.get("files") or {}):
+            _, blobs = bmod.read_verified(path, ("heldout.json",))
+            heldout = bmod.parse_json(path, "heldout.json", blobs["heldout.json"])
+            if not isinstance(heldout, dict):
+                raise bmod.BundleError(f"bundle {path}: heldout.json is not a JSON object")
+        loc = meta.get("location") or {}
+        label = "/".join(x for x in (loc.get("device"), loc.get("runtime")) if x) or path.name
+        if label in taken:
+            label = str(path)
+        taken.add(label)
+        out.append(BundleInfo(path, label, meta, pred, heldout=heldout))
     return out
-
-
-def _bundle_label(path: Path, meta: dict, taken: set[str]) -> str:
-    parts = path.resolve().parts
-    label = "/".join(parts[-2:]) if len(parts) >= 2 else path.name
-    return _label_for(Path(label), taken) if label not in taken else _label_for(path, taken)
 
 
 def load(datasets: Sequence[str | Path], bundles: Sequence[str | Path] = ()) -> ReportData:
