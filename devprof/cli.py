@@ -22,7 +22,7 @@ from . import __version__
 from .errors import DevprofError, UsageError
 
 #: Modules adding subcommands; each exposes ``register(app)``.
-COMMAND_MODULES: list[str] = ["devprof.commands.report"]
+COMMAND_MODULES: list[str] = ["devprof.commands.predict", "devprof.commands.report"]
 
 app = typer.Typer(
     name="devprof",
@@ -108,6 +108,12 @@ def profile(
                                              help="Before each batch, wait until the device is this cool."),
     adb_server: Optional[str] = typer.Option(None, "--adb-server", metavar="HOST:PORT", help="adb server for phones."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Profile a whole model layer by layer: FILE.onnx, "
+                                        "FILE.tflite, a built-in family (mobilenetv2, resnet18@160...) or "
+                                        "package.module:factory (torch extra). See docs/models.md."),
+    prune: Optional[str] = typer.Option(None, "--prune", metavar="SCHEME:RATIO",
+                                        help="With --model: prune conv/FC layers (e.g. bcr:0.9) and time them "
+                                             "with generated sparse kernels."),
 ) -> None:
     """Measure a suite's kernels on a device and save them into a dataset (Parquet).
 
@@ -132,6 +138,14 @@ def profile(
     dev = resolve_device(device, adb_server=adb_server)
     names = list(runtime) if runtime else default_runtimes(dev, s.runtimes)
     proto = (Protocol.quick() if quick else Protocol()).with_cpus(dev.resolve_cores(cores))
+    if model or s.models:  # whole models: devprof.models.profile (docs/models.md)
+        from .models.profile import cli_profile_models
+
+        code = cli_profile_models(dev, [model] if model else s.models, runtimes=runtime, threads=threads, out=out_dir,
+                                  resume=resume, protocol=proto, suite="" if model else s.name, prune=prune or "",
+                                  json_out=json_out, single=bool(model))
+        if code or model or not s.specs:
+            raise typer.Exit(code)
     show_progress = not json_out and sys.stderr.isatty()
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[current]}"), TimeElapsedColumn(), TextColumn("ETA"),

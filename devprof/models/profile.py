@@ -1,0 +1,633 @@
+"""Profile whole models: per-layer timings from ONNX Runtime's profiler, end-to-end timings from
+ONNX Runtime and LiteRT, written as linked records.
+
+For each model and runtime one *model run* writes:
+
+- a ``kind="model"`` record: the end-to-end latency (spec ``op="model"``, attrs naming the model,
+  its content hash, layer count and the walk's fusion), measured with the common `Protocol`;
+- ``kind="layer"`` records (ONNX Runtime only): one per layer of the ``onnxruntime`` walk, each
+  sample the summed ``dur`` of that layer's kernels in one profiled run;
+- one ``kind="layer"`` record named ``(overhead)`` (``op="other"``, ``attrs.term="overhead"``,
+  layer_index -1): the per-model overhead term — in each profiled run, its wall time minus the
+  time spent inside kernels (session dispatch, input/output copies, allocation). So
+  end-to-end ≈ Σ layer medians + overhead median; the gap between the two sides is printed and
+  returned (`ModelRun.gap`), measured against clean runs interleaved with the profiled ones so
+  that both saw the same machine load.
+
+They share one ``model_run_id``. Kernels ONNX Runtime inserts (``ReorderInput``/``ReorderOutput``
+of its NCHWc layout) are attributed to the layer they serve: the next kernel that runs, which
+consumes their output. Kernels named by no node of the model (decomposed activations) go to the
+kernel that ran before them, whose output they take.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import re
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .. import __version__
+from ..errors import DevprofError, KernelError, UsageError
+from ..measure import Protocol, measure_callable
+from ..records import KernelSpec, Measurement, Record, RuntimeInfo, record_key
+from .walk import Layer, ModelLayers, load_onnx, walk
+
+MODEL_RUNTIMES = ("onnxruntime", "litert", "litert-builtin")
+OVERHEAD_NAME = "(overhead)"
+
+
+# ---- resolving what the user named -----------------------------------------------------------
+@dataclass
+class ModelSource:
+    name: str
+    onnx: Any = None  # onnx.ModelProto when the model is (or was converted from) ONNX
+    tflite: bytes | None = None  # .tflite bytes when given as such
+    family: str = ""
+
+    @property
+    def content_hash(self) -> str:
+        data = self.onnx.SerializeToString() if self.onnx is not None else self.tflite
+        return hashlib.sha256(data).hexdigest()[:16]
+
+
+def resolve_model(arg: str, res: Any = None) -> ModelSource:
+    """``FILE.onnx`` | ``FILE.tflite`` | a built-in family (``mobilenetv2``, ``mobilenetv2@160``)
+    | ``package.module:factory`` (torch extra) -> a `ModelSource`."""
+    from .builders import FAMILIES, build
+
+    p = Path(arg)
+    if p.suffix.lower() in (".onnx", ".tflite") or p.exists():
+        if not p.is_file():
+            raise UsageError(f"model file {p} not found")
+        if p.suffix.lower() == ".tflite":
+            from .tflite_walk import load_tflite
+
+            data = p.read_bytes()
+            load_tflite(data)  # validates, one-line error when malformed
+            return ModelSource(p.stem, tflite=data)
+        return ModelSource(p.stem, onnx=load_onnx(p))
+    base, _, at = arg.partition("@")
+    if at:
+        try:
+            res = [int(v) for v in at.lower().split("x")]
+            res = res[0] if len(res) == 1 else res
+        except ValueError:
+            raise UsageError(f"bad resolution in {arg!r} (expected e.g. mobilenetv2@160 or fsrcnn@180x320)") from None
+    key = base.lower().replace("-", "_")
+    if key in FAMILIES:
+        m = build(key, res=res)
+        tag = "" if res is None else "@" + ("x".join(map(str, res)) if isinstance(res, list) else str(res))
+        return ModelSource(f"{key}{tag}", onnx=m, family=key)
+    if ":" in base and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", base):
+        return ModelSource(base.replace(":", "."), onnx=torch_to_onnx(base, res))
+    raise UsageError(f"--model {arg!r}: not a file, a built-in family ({', '.join(FAMILIES)}) "
+                     "or package.module:factory")
+
+
+def torch_to_onnx(target: str, res: Any = None):
+    """Export ``package.module:factory`` (a torch.nn.Module or a function returning one) to ONNX."""
+    try:
+        import torch
+    except ImportError:
+        raise UsageError("--model package.module:factory needs torch: pip install 'devprof[torch]'") from None
+    mod_name, fn_name = target.split(":")
+    try:
+        obj = getattr(importlib.import_module(mod_name), fn_name)
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"cannot import {target}: {e}") from None
+    net = obj if isinstance(obj, torch.nn.Module) else obj()
+    if not isinstance(net, torch.nn.Module):
+        raise UsageError(f"{target} did not give a torch.nn.Module")
+    net.eval()
+    h, w = (res, res) if isinstance(res, int) else (tuple(res) if res else (224, 224))
+    x = torch.randn(1, int(getattr(net, "in_channels", 3)), h, w)
+    import io
+
+    buf = io.BytesIO()
+    try:
+        try:
+            torch.onnx.export(net, (x,), buf, opset_version=17, input_names=["input"], output_names=["output"],
+                              dynamo=False)
+        except TypeError:  # a torch without the dynamo switch
+            torch.onnx.export(net, (x,), buf, opset_version=17, input_names=["input"], output_names=["output"])
+    except Exception as e:
+        raise UsageError(f"torch.onnx.export of {target} failed: {(str(e).splitlines() or [''])[0][:200]}") from None
+    return load_onnx(buf.getvalue())
+
+
+# ---- running models --------------------------------------------------------------------------
+def _ort_options(threads: int, profile_prefix: str | None = None):
+    """The same session options as devprof's single-op ONNX Runtime kernels (runtimes/onnxruntime.py)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    if threads == 1:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    return so
+
+
+def _input(model) -> tuple[str, np.ndarray]:
+    inits = {t.name for t in model.graph.initializer}
+    inp = [i for i in model.graph.input if i.name not in inits][0]
+    shape = [d.dim_value if d.dim_value > 0 else 1 for d in inp.type.tensor_type.shape.dim]
+    return inp.name, np.random.default_rng(0).random(shape, dtype=np.float32)
+
+
+def _runs_for(per_run_s: float, protocol: Protocol) -> int:
+    """How many profiled runs: the protocol's repeats, bounded by its time budget (>= 3)."""
+    want = max(protocol.min_repeats, int(np.ceil(protocol.min_time_s / max(per_run_s, 1e-6))))
+    budget = max(3, int(protocol.max_time_s / max(per_run_s, 1e-6)))
+    return int(max(3, min(want, protocol.max_repeats, budget)))
+
+
+_SUFFIXES = re.compile(r"(_nchwc|_fused.*|_token_\d+)$")
+
+
+def _resolver(by_node: dict[str, int]) -> Callable[[str], int | str]:
+    """Profile kernel name -> layer index, or "next" (reorders) / "prev" (nameless helpers)."""
+    cache: dict[str, int | str] = {}
+
+    def resolve(kernel: str) -> int | str:
+        if kernel in cache:
+            return cache[kernel]
+        base = kernel.split("/")[0]
+        out: int | str = "prev"
+        for cand in (base, _SUFFIXES.sub("", base), _SUFFIXES.sub("", _SUFFIXES.sub("", base))):
+            if cand in by_node:
+                out = by_node[cand]
+                break
+        else:
+            if base.startswith("Reorder"):
+                out = "next"
+        cache[kernel] = out
+        return out
+
+    return resolve
+
+
+@dataclass
+class OrtProfile:
+    layer_samples: dict[int, list[float]]  # layer index -> µs per profiled run
+    reorder_us: dict[int, float]  # layer index -> median µs of reorders attributed to it
+    unmapped: list[str]  # kernel names that resolved to nothing (their time went to a neighbour)
+    runs: int
+    output: np.ndarray | None = None
+    clean_us: list[float] = field(default_factory=list)  # interleaved unprofiled end-to-end runs
+    profiled_us: list[float] = field(default_factory=list)  # the profiled runs' own wall time
+    framework_us: list[float] = field(default_factory=list)  # per profiled run: time outside kernels
+
+def profile_ort_layers(model, ml: ModelLayers, threads: int, runs: int, warmups: int = 2,
+                       clean: Callable[[], Any] | None = None) -> OrtProfile:
+    """Run `model` `warmups + runs` times under ONNX Runtime's profiler; per-layer µs per run.
+
+    With `clean` (one run of an unprofiled session), each profiled run is followed by a timed clean
+    run, so the end-to-end samples it returns saw the same machine load as the layer samples.
+    """
+    import onnxruntime as ort
+
+    name, x = _input(model)
+    clean_us: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="devprof-ortprof-") as tmp:
+        sess = ort.InferenceSession(model.SerializeToString(), _ort_options(threads, os.path.join(tmp, "p")),
+                                    providers=["CPUExecutionProvider"])
+        y = None
+        for i in range(warmups + runs):
+            y = sess.run(None, {name: x})[0]
+            if clean is not None and i >= warmups:
+                t = time.perf_counter()
+                clean()
+                clean_us.append((time.perf_counter() - t) * 1e6)
+        path = sess.end_profiling()
+        with open(path) as f:
+            events = json.load(f)
+    model_runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
+                        if e.get("cat") == "Session" and e.get("name") == "model_run")[warmups:]
+    run_windows = model_runs
+    kernels = sorted((e["ts"], e["name"][: -len("_kernel_time")], float(e["dur"])) for e in events
+                     if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"))
+    resolve = _resolver(ml.by_node())
+    samples: dict[int, list[float]] = {l.index: [] for l in ml.layers}
+    reorders: dict[int, list[float]] = {}
+    unmapped: set[str] = set()
+    framework: list[float] = []  # per run: wall time of the run outside every kernel
+    k = 0
+    for start, end in run_windows:
+        while k < len(kernels) and kernels[k][0] < start:
+            k += 1
+        per: dict[int, float] = {}
+        per_reorder: dict[int, float] = {}
+        pending, pending_reorder, last = 0.0, 0.0, None
+        while k < len(kernels) and kernels[k][0] <= end:
+            _, kname, dur = kernels[k]
+            k += 1
+            target = resolve(kname)
+            if target == "next":
+                pending += dur
+                pending_reorder += dur
+                continue
+            if target == "prev":
+                unmapped.add(kname)
+                if last is None:
+                    pending += dur
+                    continue
+                target = last
+            per[target] = per.get(target, 0.0) + dur + pending
+            if pending_reorder:
+                per_reorder[target] = per_reorder.get(target, 0.0) + pending_reorder
+            pending = pending_reorder = 0.0
+            last = target
+        if pending and last is not None:  # trailing reorders serve the graph output: the last layer
+            per[last] = per.get(last, 0.0) + pending
+        for idx in samples:
+            samples[idx].append(per.get(idx, 0.0))
+        framework.append(max(0.0, (end - start) - sum(per.values()) - pending))
+        for idx, v in per_reorder.items():
+            reorders.setdefault(idx, []).append(v)
+    n = len(run_windows)
+    reorder_med = {i: float(np.median(v + [0.0] * (n - len(v)))) for i, v in reorders.items()}
+    return OrtProfile(samples, reorder_med, sorted(u for u in unmapped if not u.startswith("Reorder")), n, y,
+                      clean_us, [float(b - a) for a, b in run_windows], framework)
+
+
+def _litert_interpreter(tfl: bytes, threads: int, xnnpack: bool):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kind = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    it = Interpreter(model_content=tfl, num_threads=threads, experimental_op_resolver_type=kind)
+    it.allocate_tensors()
+    return it
+
+
+def _close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-3) -> str:
+    """'' when the outputs agree, else a one-line reason (error relative to the output's scale)."""
+    if a.shape != b.shape:
+        return f"output shape {a.shape} != {b.shape}"
+    scale = float(np.abs(b).max()) or 1.0
+    err = float(np.abs(a - b).max()) / scale
+    return "" if err <= rtol else f"output differs from ONNX Runtime's by {err:.2e} of its range"
+
+
+# ---- results ---------------------------------------------------------------------------------
+@dataclass
+class LayerRow:
+    layer: Layer
+    measurement: Measurement | None  # None: no kernel ran for it (fused away by the runtime)
+    reorder_us: float = 0.0
+
+
+@dataclass
+class ModelRun:
+    """One model on one runtime: its end-to-end time, its layers (ORT) and the records written."""
+
+    name: str
+    runtime: str
+    run_id: str
+    model_hash: str
+    e2e: Measurement | None = None
+    rows: list[LayerRow] = field(default_factory=list)
+    overhead_us: float = 0.0
+    interleaved_us: float = float("nan")  # median of clean runs interleaved with the profiled ones
+    profiled_us: float = float("nan")  # median wall time of the profiled runs
+    framework_us: float = float("nan")  # median time per profiled run spent outside kernels
+    unmapped: list[str] = field(default_factory=list)
+    error: str = ""
+    records: list[Record] = field(default_factory=list)
+    skipped: bool = False  # already in the dataset (--resume)
+
+    @property
+    def layer_sum_us(self) -> float:
+        return float(sum(r.measurement.median_us for r in self.rows if r.measurement is not None))
+
+    @property
+    def reference_us(self) -> float:
+        """The end-to-end figure the layers are compared with: the clean runs interleaved with the
+        profiled ones (same machine load), else the protocol's end-to-end median."""
+        if self.interleaved_us == self.interleaved_us:
+            return self.interleaved_us
+        return self.e2e.median_us if self.e2e else float("nan")
+
+    @property
+    def gap(self) -> float:
+        """(end-to-end − Σ layer medians) / end-to-end; the overhead term's share."""
+        if not self.e2e or not self.rows:
+            return float("nan")
+        return (self.reference_us - self.layer_sum_us) / self.reference_us
+
+    def to_dict(self) -> dict:
+        return {"model": self.name, "runtime": self.runtime, "model_run_id": self.run_id, "hash": self.model_hash,
+                "e2e_median_us": self.e2e.median_us if self.e2e else None, "layers": len(self.rows),
+                "layer_sum_us": self.layer_sum_us if self.rows else None,
+                "interleaved_e2e_us": _num(self.interleaved_us), "profiled_run_us": _num(self.profiled_us),
+                "gap": _num(self.gap), "overhead_us": self.overhead_us, "framework_us": _num(self.framework_us),
+                "unmapped_kernels": self.unmapped, "error": self.error, "skipped": self.skipped}
+
+
+def _num(v: float) -> float | None:
+    return None if v != v else round(float(v), 4)
+
+
+def model_spec(src: ModelSource, ml: ModelLayers, prune: str = "") -> KernelSpec:
+    n, h, w, c = (tuple(ml.input_shape) + (1, 1, 1, 1))[:4] if ml.source == "tflite" else _nhwc(ml.input_shape)
+    attrs = {"model": src.name, "hash": src.content_hash, "layers": len(ml), "fusion": ml.fusion}
+    if src.family:
+        attrs["family"] = src.family
+    if prune:
+        attrs["prune"] = prune
+    return KernelSpec(op="model", n=n, h=h, w=w, cin=c, cout=c, bias=False, attrs=attrs)
+
+
+def _nhwc(shape: tuple) -> tuple:
+    s = tuple(shape) + (1,) * (4 - len(shape))
+    return s[0], s[2], s[3], s[1]
+
+
+def overhead_spec(src: ModelSource) -> KernelSpec:
+    return KernelSpec(op="other", bias=False, attrs={"term": "overhead", "model": src.name, "hash": src.content_hash})
+
+
+class ModelProfiler:
+    """Profiles models on a device into a dataset (the caller holds the dataset's lock)."""
+
+    def __init__(self, device, dataset, runtimes: Sequence[str] = ("onnxruntime", "litert"), threads: int = 1,
+                 protocol: Protocol = Protocol(), resume: bool = False, suite: str = "") -> None:
+        bad = [r for r in runtimes if r not in MODEL_RUNTIMES]
+        if bad:
+            raise UsageError(f"whole models run on {', '.join(MODEL_RUNTIMES)} (not {', '.join(bad)}); "
+                             "pruned models use --prune")
+        if not device.in_process:
+            raise UsageError(f"whole-model profiling runs on local only so far (not {device.name})")
+        self.device, self.ds, self.runtimes = device, dataset, list(runtimes)
+        self.threads, self.protocol, self.resume, self.suite = threads, protocol, resume, suite
+        self.dinfo = device.info()
+        self._infos: dict[str, RuntimeInfo] = {}
+
+    def info(self, rt: str) -> RuntimeInfo:
+        if rt not in self._infos:
+            from ..runtimes import get_runtime
+
+            self._infos[rt] = get_runtime(rt).info(self.device, self.threads)
+        return self._infos[rt]
+
+    def _record(self, kind: str, spec: KernelSpec, rt: str, m: Measurement, run_id: str, name: str, idx: int,
+                lname: str, cond, t0: float) -> Record:
+        return Record(spec, self.dinfo, self.info(rt), m, kind, cond, t0, time.time(), __version__,
+                      model_run_id=run_id, model_name=name, layer_index=idx, layer_name=lname, suite=self.suite)
+
+    def already(self, spec: KernelSpec, rt: str, name: str) -> bool:
+        have = self.ds.keys() if self.ds.exists() else set()
+        return record_key("model", spec.id, self.dinfo.id, self.info(rt).key, name) in have
+
+    def profile(self, src: ModelSource) -> list[ModelRun]:
+        """Every requested runtime on one model; records are saved as each run finishes."""
+        from ..runtimes.conditions import conditions_around
+
+        ml_ort = walk(src.onnx, fusion="onnxruntime", name=src.name) if src.onnx is not None else None
+        out: list[ModelRun] = []
+        ort_output = None
+        x_name, x = _input(src.onnx) if src.onnx is not None else ("", None)
+        for rt in self.runtimes:
+            run = ModelRun(src.name, rt, uuid.uuid4().hex[:16], src.content_hash)
+            out.append(run)
+            t0 = time.time()
+            try:
+                if rt == "onnxruntime":
+                    if src.onnx is None:
+                        run.error = "a .tflite model runs on LiteRT only"
+                        continue
+                    spec = model_spec(src, ml_ort)
+                    if self.already(spec, rt, src.name):
+                        if not self.resume:
+                            raise UsageError(f"{self.ds.path} already holds {src.name} on {rt}; pass --resume "
+                                             "to skip it, or choose another --out")
+                        run.skipped = True
+                        continue
+                    import onnxruntime as ort
+
+                    sess = ort.InferenceSession(src.onnx.SerializeToString(), _ort_options(self.threads),
+                                                providers=["CPUExecutionProvider"])
+                    feeds = {x_name: x}
+                    ort_output = sess.run(None, feeds)[0]
+                    with conditions_around(self.device) as cond:
+                        run.e2e = measure_callable(lambda: sess.run(None, feeds), self.protocol)
+                    nruns = _runs_for(run.e2e.median_us / 1e6, self.protocol)
+                    prof = profile_ort_layers(src.onnx, ml_ort, self.threads, nruns, self.protocol.min_warmups,
+                                              clean=lambda: sess.run(None, feeds))
+                    run.unmapped = prof.unmapped
+                    run.interleaved_us = float(np.median(prof.clean_us))
+                    run.profiled_us = float(np.median(prof.profiled_us))
+                    run.framework_us = float(np.median(prof.framework_us))
+                    for layer in ml_ort.layers:
+                        s = prof.layer_samples[layer.index]
+                        m = Measurement(tuple(s), warmups=self.protocol.min_warmups) if s and max(s) > 0 else None
+                        run.rows.append(LayerRow(layer, m, prof.reorder_us.get(layer.index, 0.0)))
+                    run.overhead_us = run.reference_us - run.layer_sum_us
+                    recs = [self._record("model", spec, rt, run.e2e, run.run_id, src.name, -1, "", cond.result, t0)]
+                    for r in run.rows:
+                        if r.measurement is not None:
+                            recs.append(self._record("layer", r.layer.spec, rt, r.measurement, run.run_id, src.name,
+                                                     r.layer.index, r.layer.name, cond.result, t0))
+                    over = tuple(prof.framework_us)  # measured inside each profiled run
+                    recs.append(self._record("layer", overhead_spec(src), rt, Measurement(over, self.protocol.min_warmups),
+                                             run.run_id, src.name, -1, OVERHEAD_NAME, cond.result, t0))
+                else:  # LiteRT end to end
+                    tfl = src.tflite
+                    if tfl is None:
+                        from .tflite_export import onnx_to_tflite
+
+                        tfl = onnx_to_tflite(src.onnx)
+                    ml = walk(tfl, name=src.name)
+                    spec = model_spec(src, ml)
+                    if self.already(spec, rt, src.name):
+                        if not self.resume:
+                            raise UsageError(f"{self.ds.path} already holds {src.name} on {rt}; pass --resume "
+                                             "to skip it, or choose another --out")
+                        run.skipped = True
+                        continue
+                    it = _litert_interpreter(tfl, self.threads, rt == "litert")
+                    inp = it.get_input_details()[0]
+                    xin = x.transpose(0, 2, 3, 1).copy() if x is not None else \
+                        np.random.default_rng(0).random(inp["shape"], dtype=np.float32)
+                    it.set_tensor(inp["index"], np.ascontiguousarray(xin, dtype=np.float32))
+                    it.invoke()
+                    if ort_output is not None or src.onnx is not None:
+                        if ort_output is None:
+                            import onnxruntime as ort
+
+                            s2 = ort.InferenceSession(src.onnx.SerializeToString(), _ort_options(self.threads),
+                                                      providers=["CPUExecutionProvider"])
+                            ort_output = s2.run(None, {x_name: x})[0]
+                        z = it.get_tensor(it.get_output_details()[0]["index"])
+                        z = z.transpose(0, 3, 1, 2) if z.ndim == 4 else z
+                        bad = _close(z, ort_output)
+                        if bad:
+                            raise KernelError(f"{rt} computes a different answer for {src.name}: {bad}")
+                    with conditions_around(self.device) as cond:
+                        run.e2e = measure_callable(it.invoke, self.protocol)
+                    recs = [self._record("model", spec, rt, run.e2e, run.run_id, src.name, -1, "", cond.result, t0)]
+                self.ds.append(recs)
+                run.records = recs
+            except UsageError as e:
+                if "already holds" in str(e):
+                    raise
+                run.error = str(e)
+            except DevprofError as e:
+                run.error = str(e)
+            except Exception as e:  # one model failing on one runtime must not end the suite
+                run.error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+            if run.error:
+                self.ds.log_failure({"time": time.time(), "runtime": rt, "device_id": self.dinfo.id,
+                                     "model": src.name, "hash": src.content_hash, "error": run.error})
+        return out
+
+
+# ---- the CLI's entry points ----------------------------------------------------------------------
+def layer_table(run: ModelRun, console, top: int = 0) -> None:
+    """Print the per-layer table (layer, op, shape, latency, share of total) of an ORT model run."""
+    from rich.table import Table
+
+    total = run.layer_sum_us or 1.0
+    t = Table(title=f"{run.name} on {run.runtime}: {len(run.rows)} layers, Σ layer medians {run.layer_sum_us:,.0f} µs, "
+                    f"end to end {run.reference_us:,.0f} µs (gap {run.gap:+.1%}; framework overhead "
+                    f"{run.framework_us:,.0f} µs)" if run.e2e else run.name)
+    for c, j in (("#", "right"), ("layer", "left"), ("op", "left"), ("shape", "left"), ("median µs", "right"),
+                 ("share", "right"), ("", "left")):
+        t.add_column(c, justify=j)
+    rows = run.rows
+    if top:
+        rows = sorted(rows, key=lambda r: -(r.measurement.median_us if r.measurement else 0))[:top]
+    for r in rows:
+        s = r.layer.spec
+        op = s.op + (f"+{s.activation}" if s.activation != "none" else "") + ("+sum" if s.a.get("sum") else "")
+        if s.op == "other":
+            op = f"other:{s.a.get('onnx_op', s.a.get('tflite_op', '?'))}"
+        med = r.measurement.median_us if r.measurement else 0.0
+        note = ("fused away" if r.measurement is None else
+                (f"incl. reorder {r.reorder_us:,.0f}" if r.reorder_us >= 0.5 else ""))
+        t.add_row(str(r.layer.index), r.layer.name, op, r.layer.shape_str(), f"{med:,.1f}", f"{med / total:.1%}", note)
+    console.print(t)
+
+
+def summary_line(runs: list[ModelRun]) -> str:
+    parts = []
+    for r in runs:
+        if r.skipped:
+            parts.append(f"{r.runtime}: already in dataset")
+        elif r.error:
+            parts.append(f"{r.runtime}: FAILED ({r.error[:120]})")
+        elif r.e2e:
+            s = f"{r.runtime}: {r.e2e.median_us / 1000:,.2f} ms"
+            if r.rows:
+                s += (f" (interleaved {r.reference_us / 1000:,.2f} ms, Σ layer medians {r.layer_sum_us / 1000:,.2f} ms, "
+                      f"gap {r.gap:+.1%}, framework overhead {r.framework_us / 1000:,.2f} ms)")
+            parts.append(s)
+    return f"{runs[0].name if runs else '?'}: " + "; ".join(parts)
+
+
+def profile_model(model: str | ModelSource, device=None, runtimes: Sequence[str] | None = None, threads: int = 1,
+                  out: str | os.PathLike = "devprof-data", resume: bool = False, protocol: Protocol = Protocol(),
+                  suite: str = "", prune: str = "") -> list[ModelRun]:
+    """Profile one model (path, family name, module:factory or `ModelSource`) into dataset `out`."""
+    return profile_models([model], device, runtimes, threads, out, resume, protocol, suite, prune)
+
+
+def profile_models(models: Sequence[Any], device=None, runtimes: Sequence[str] | None = None, threads: int = 1,
+                   out: str | os.PathLike = "devprof-data", resume: bool = False, protocol: Protocol = Protocol(),
+                   suite: str = "", prune: str = "",
+                   on_model: Callable[[list[ModelRun]], None] | None = None) -> list[ModelRun]:
+    """Profile models (strings as for `resolve_model`, `ModelSource`s, or suite ``[[model]]`` dicts)."""
+    from ..devices import resolve_device
+    from ..store import Dataset
+
+    device = device or resolve_device("local")
+    if prune:
+        from .prune import profile_pruned
+
+        return profile_pruned(models, device, threads, out, resume, protocol, suite, prune, on_model)
+    if threads < 1:
+        raise UsageError("--threads must be >= 1")
+    sources = list(_sources(models))
+    rts = list(runtimes) if runtimes else ["onnxruntime", "litert"]
+    results: list[ModelRun] = []
+    with Dataset(out) as ds:
+        prof = ModelProfiler(device, ds, rts, threads, protocol, resume, suite)
+        for src in sources:
+            src = src() if callable(src) else src
+            runs = prof.profile(src)
+            results.extend(runs)
+            if on_model:
+                on_model(runs)
+        ds.compact()
+    return results
+
+
+def _sources(models: Sequence[Any]):
+    """Yield ModelSources (or zero-argument callables building one: suites build lazily)."""
+    from .variants import expand_entry
+
+    for m in models:
+        if isinstance(m, ModelSource):
+            yield m
+        elif isinstance(m, dict):
+            if "path" in m:
+                yield resolve_model(str(m["path"]))
+                continue
+            for name, proto in expand_entry(m):
+                yield ModelSource(name, onnx=proto, family=str(m.get("family", "")))
+        else:
+            yield resolve_model(str(m))
+
+
+def cli_profile_models(device, models: Sequence[Any], *, runtimes: Sequence[str] | None, threads: int,
+                       out: os.PathLike, resume: bool, protocol: Protocol, suite: str, prune: str,
+                       json_out: bool, single: bool) -> int:
+    """`devprof profile --model/--suite with [[model]]`: run, print tables or JSON; return exit code."""
+    import sys
+
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    t0 = time.monotonic()
+    done: list[ModelRun] = []
+
+    def on_model(runs: list[ModelRun]) -> None:
+        done.extend(runs)
+        if json_out:
+            return
+        for r in runs:
+            if single and r.rows and not r.error:
+                layer_table(r, console)
+        err.print(summary_line(runs), highlight=False, markup=False)
+
+    try:
+        profile_models(models, device, runtimes, threads, out, resume, protocol, suite, prune, on_model)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the {sum(len(r.records) for r in done)} records of finished models are saved; "
+                  "rerun with --resume to finish")
+        return 130
+    failed = [r for r in done if r.error]
+    saved = sum(len(r.records) for r in done)
+    if json_out:
+        print(json.dumps({"dataset": str(out), "seconds": round(time.monotonic() - t0, 1), "records": saved,
+                          "runs": [r.to_dict() for r in done]}, indent=2, default=str))
+    else:
+        err.print(f"{len({r.name for r in done})} model(s), {saved} records saved, {len(failed)} run(s) failed; "
+                  f"dataset: {out} ({time.monotonic() - t0:.0f} s)", highlight=False, markup=False)
+    return 5 if failed and not saved else 0
