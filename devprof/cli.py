@@ -297,6 +297,12 @@ def main() -> None:
         err.print("interrupted")
         sys.exit(130)
     except Exception as e:  # an internal bug: still one line unless debugging
+        cause = e  # Ctrl-C inside a C extension's import surfaces as ImportError("initialization failed")
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            err.print("interrupted")
+            sys.exit(130)
         if os.environ.get("DEVPROF_DEBUG"):
             raise
         first = (str(e).splitlines() or [""])[0][:300]
