@@ -22,7 +22,7 @@ from . import __version__
 from .errors import DevprofError, UsageError
 
 #: Modules adding subcommands; each exposes ``register(app)``.
-COMMAND_MODULES: list[str] = ["devprof.commands.predict", "devprof.commands.report"]
+COMMAND_MODULES: list[str] = ["devprof.commands.predict", "devprof.commands.report", "devprof.commands.build_harness"]
 
 app = typer.Typer(
     name="devprof",
@@ -56,30 +56,37 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 @app.command()
 def devices(
     json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
-    adb_server: Optional[str] = typer.Option(None, "--adb-server", metavar="HOST:PORT",
-                                             help="adb server to ask for phones (default: $ANDROID_ADB_SERVER_PORT or 5037)."),
+    adb_server: Optional[List[str]] = typer.Option(None, "--adb-server", metavar="HOST:PORT",
+                                                   help="adb server to ask for phones (repeatable; default: "
+                                                        "$ANDROID_ADB_SERVER_PORT or 5037)."),
 ) -> None:
-    """List devices: the embedded [bold]local[/] host and attached phones, with CPU, cores, frequency,
-    governor and temperature."""
-    from .devices import list_devices
+    """List devices: the embedded [bold]local[/] host and attached phones of every adb server, grouped by
+    model, with CPU, cores, frequency, governor and temperature."""
+    from .farm import devices_by_model
 
     rows = []
-    for d in list_devices(adb_server=adb_server):
+    found, warnings = devices_by_model(adb_server or [])
+    for w in warnings:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+    for d, server in found:
         info = d.info()
         st = d.state()
         rows.append({"name": d.name, "kind": info.kind, "serial": info.serial, "model": info.model, "soc": info.soc,
                      "abi": info.abi, "cpu": info.cpu, "cores": info.cores, "isa": list(info.isa), "os": info.os,
                      "kernel": info.kernel, "governor": st.governor, "freq_khz": st.freq_khz,
                      "temp_c": None if math.isnan(st.temp_c) else st.temp_c, "fingerprint": info.id,
-                     "extra": dict(info.extra)})
+                     "extra": dict(info.extra), "server": server})
     if json_out:
         print(json.dumps(rows, indent=2, default=str))
         return
     t = Table(title="devprof devices")
     for c in ("name", "kind", "model / CPU", "SoC", "ABI", "cores", "ISA / OS", "governor", "freq", "temp"):
         t.add_column(c)
-    for r in rows:
-        t.add_row(r["name"], r["kind"], r["model"], r["soc"] or "-", r["abi"], str(r["cores"]),
+    for i, r in enumerate(rows):
+        if i and r["model"] != rows[i - 1]["model"]:
+            t.add_section()  # one section per model: identical phones side by side
+        t.add_row(r["name"] + (f"\n{r['serial']} @ {r['server']}" if r["server"] else ""), r["kind"], r["model"],
+                  r["soc"] or "-", r["abi"], str(r["cores"]),
                   " ".join(r["isa"][:6]) + ("…" if len(r["isa"]) > 6 else "") + f"\n{r['os']}",
                   r["governor"] or "-", f"{r['freq_khz'] / 1e6:.2f} GHz" if r["freq_khz"] > 0 else "-",
                   f"{r['temp_c']:.0f} °C" if r["temp_c"] is not None else "-")
@@ -89,9 +96,12 @@ def devices(
 # ---- profile -------------------------------------------------------------------------------
 @app.command()
 def profile(
-    device: str = typer.Option("local", "--device", "-d", envvar="DEVPROF_DEVICE",
-                               help="Device: 'local', or a phone's serial, model code (SM-G981U), marketing name "
-                                    "(S20) or alias."),
+    device: Optional[List[str]] = typer.Option(None, "--device", "-d",
+                                               help="Device: 'local', or a phone's serial, model code (SM-G981U), "
+                                                    "marketing name (S20) or alias; repeat for a farm (default: "
+                                                    "$DEVPROF_DEVICE or local)."),
+    all_matching: bool = typer.Option(False, "--all-matching", help="Use every attached phone each --device name "
+                                                                    "matches (e.g. all S20s): a farm."),
     suite: str = typer.Option("smoke", "--suite", "-s",
                               help="Built-in suite name (see 'devprof suites') or a path to a suite .toml."),
     runtime: Optional[List[str]] = typer.Option(None, "--runtime", "-r",
@@ -106,7 +116,8 @@ def profile(
     cooldown: float = typer.Option(0.0, "--cooldown", metavar="SECONDS", help="Pause between batches."),
     max_temp: Optional[float] = typer.Option(None, "--max-temp", metavar="CELSIUS",
                                              help="Before each batch, wait until the device is this cool."),
-    adb_server: Optional[str] = typer.Option(None, "--adb-server", metavar="HOST:PORT", help="adb server for phones."),
+    adb_server: Optional[List[str]] = typer.Option(None, "--adb-server", metavar="HOST:PORT",
+                                                   help="adb server for phones (repeatable: a farm across hosts)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Profile a whole model layer by layer: FILE.onnx, "
                                         "FILE.tflite, a built-in family (mobilenetv2, resnet18@160...) or "
@@ -134,8 +145,19 @@ def profile(
     from .profile import default_runtimes, profile as run_profile
     from .suites import load_suite
 
+    device_names = list(device) if device else [os.environ.get("DEVPROF_DEVICE") or "local"]
+    servers = list(adb_server or [])
+    if len(device_names) > 1 or all_matching or len(servers) > 1:  # several devices: the farm (devprof/farm.py)
+        from .farm import profile_command
+
+        dev = profile_command(device_names, servers, all_matching, suite=suite, runtime=runtime, threads=threads,
+                              cores=cores, out_dir=out_dir, resume=resume, quick=quick, cooldown=cooldown,
+                              max_temp=max_temp, json_out=json_out, out=out, err=err, model=model)
+        if dev is None:
+            return
     s = load_suite(suite)
-    dev = resolve_device(device, adb_server=adb_server)
+    if len(device_names) == 1 and not all_matching and len(servers) <= 1:
+        dev = resolve_device(device_names[0], adb_server=servers[0] if servers else None)
     names = list(runtime) if runtime else default_runtimes(dev, s.runtimes)
     proto = (Protocol.quick() if quick else Protocol()).with_cpus(dev.resolve_cores(cores))
     if model or s.models:  # whole models: devprof.models.profile (docs/models.md)

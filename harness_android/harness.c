@@ -22,6 +22,13 @@
 #include <sched.h>
 #endif
 
+/* GCC 12's aarch64 vectoriser crashes (ICE in vect_transform_reduction) on this driver's
+ * reductions at -O3. The driver is never timed, so it is built without loop vectorisation there;
+ * the generated kernels (separate files) keep it. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__aarch64__)
+#pragma GCC optimize("no-tree-loop-vectorize")
+#endif
+
 extern const dp_kernel dp_kernels[];
 extern const int dp_nkernels;
 
