@@ -89,7 +89,7 @@ def plan(device: Device, dinfo: DeviceInfo, specs: Sequence[KernelSpec], runtime
     return Plan(tasks, skipped, already)
 
 
-class _Terminated(BaseException):
+class _Terminated(KeyboardInterrupt):
     """Raised from the SIGTERM handler so a terminated run stops like an interrupted one."""
 
 
