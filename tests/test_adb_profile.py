@@ -1,0 +1,92 @@
+"""`devprof profile --device S20` end to end: the real CLI, the real adb server, the emulated phone,
+and the x86_64 static harness running on it; and what happens when the phone goes away."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from devprof.store import Dataset
+
+from conftest import run_cli
+
+#: 30 small fc kernels: two devprof-c batches (24 + 6), so a phone can die between them.
+TWO_BATCHES = """
+[suite]
+name = "two-batches"
+description = "30 small fc kernels for the phone fault tests"
+runtimes = ["devprof-c"]
+
+[[family]]
+op = "fc"
+shape = { n = [1, 2, 3, 4, 5, 6], cin = [16, 24, 32, 40, 48], cout = [8] }
+"""
+
+
+def _read(path) -> pd.DataFrame:
+    return Dataset(path).read()
+
+
+def test_profile_smoke_on_the_phone(phone, adb_server, tmp_path):
+    out = tmp_path / "ds"
+    r = run_cli("profile", "--device", "S20", "--suite", "smoke", "--quick", "--cores", "big", "--out", str(out),
+                "--json", env=adb_server.env)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["measured"] >= 20 and summary["failed"] == 0
+    df = _read(out)
+    assert len(df) == summary["measured"]
+    assert set(df["device_kind"]) == {"adb"} and set(df["device_name"]) == {"Galaxy S20 5G"}
+    assert set(df["device_model"]) == {"SM-G981U"} and set(df["runtime"]) == {"devprof-c"}
+    assert set(df["cpus"]) == {"4,5,6"} and (df["freq_before_khz"] == 2419200).all()
+    dev = json.loads(df["device_json"].iloc[0])
+    assert dev["build"].startswith("samsung/x1quex/x1q:13/") and dev["abi"] == "x86_64"
+    assert dev["soc"].startswith("Snapdragon 865") and dev["extra"]["clusters"].startswith("little=0-3")
+    assert df["op"].nunique() >= 4
+    # the batch was pushed once, content-addressed, into the phone's /data/local/tmp/devprof/
+    staged = list((phone.sandbox / "data/local/tmp/devprof").iterdir())
+    assert staged and all((d / ".devprof-complete").exists() for d in staged)
+
+
+def test_phone_dies_mid_batch_then_resume_completes(make_phone, adb_server, tmp_path):
+    suite = tmp_path / "two.toml"
+    suite.write_text(TWO_BATCHES)
+    out = tmp_path / "ds"
+    # the phone vanishes 0.2 s into the second harness run (as if unplugged)
+    phone = make_phone("--die-on", "devprof-harness", "--die-on-count", "2", "--die-delay", "0.05")
+    args = ["profile", "--device", "S20", "--suite", str(suite), "--quick", "--out", str(out)]
+    r = run_cli(*args, env=adb_server.env)
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    err = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    assert len(err) == 1 and phone.serial in err[0] and "--resume" in err[0] and "Traceback" not in r.stderr
+    first = _read(out)
+    assert len(first) == 24  # every record of the finished batch is kept
+
+    phone.args = []  # plugged back in (same port, same sandbox), no more faults
+    phone.start()
+    r = run_cli(*args, "--resume", "--json", env=adb_server.env)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["measured"] == 6 and s["already"] == 24
+    df = _read(out)
+    assert len(df) == 30 and df["record_key"].is_unique and df["spec_id"].is_unique
+    assert df["device_id"].nunique() == 1  # the same phone (ro.serialno), although the adb serial may change
+    r = run_cli(*args, "--resume", "--json", env=adb_server.env)
+    assert r.returncode == 0 and json.loads(r.stdout)["measured"] == 0
+
+
+def test_unplugged_phone_is_a_one_line_error(make_phone, adb_server, tmp_path):
+    phone = make_phone()
+    phone.stop()
+    r = run_cli("profile", "--device", "S20", "--suite", "smoke", "--out", str(tmp_path / "ds"), env=adb_server.env)
+    assert r.returncode == 2
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "no attached device matches 'S20'" in lines[0]
+
+
+@pytest.mark.parametrize("cores", ["huge", "0-12"])
+def test_bad_cores_are_one_line_errors(phone, adb_server, tmp_path, cores):
+    r = run_cli("profile", "--device", "S20", "--cores", cores, "--suite", "smoke", "--out", str(tmp_path / "ds"),
+                env=adb_server.env)
+    assert r.returncode == 2 and "--cores" in r.stderr and "Traceback" not in r.stderr
