@@ -55,7 +55,14 @@ class FlopsLinear(RegressorMixin, BaseEstimator):
                 "coef": [float(c) for c in self.coef_], "intercept": self.intercept_, "floor_us": self.floor_us_}
 
 
-def _export_trees(trees: list, base: float, scale: float, estimator: str) -> dict[str, Any]:
+def _log_offset(linear: "FlopsLinear | None", X: np.ndarray) -> np.ndarray | float:
+    """Trees fitted on top of the FLOPs-linear model learn log(latency / linear estimate): a
+    bounded efficiency that trees capture well, while the linear part extrapolates in size."""
+    return np.log(linear.predict(X)) if linear is not None else 0.0
+
+
+def _export_trees(trees: list, base: float, scale: float, estimator: str,
+                  linear: "FlopsLinear | None" = None) -> dict[str, Any]:
     feature, threshold, left, right, value, roots = [], [], [], [], [], []
     depth = 0
     off = 0
@@ -77,7 +84,7 @@ def _export_trees(trees: list, base: float, scale: float, estimator: str) -> dic
             "scale": float(scale), "depth": depth, "roots": [int(r) for r in roots],
             "feature": cat(feature).astype(int).tolist(), "threshold": cat(threshold).tolist(),
             "left": cat(left).astype(int).tolist(), "right": cat(right).astype(int).tolist(),
-            "value": cat(value).tolist()}
+            "value": cat(value).tolist(), "times_linear": linear.export() if linear is not None else None}
 
 
 class ForestLatency(RegressorMixin, BaseEstimator):
@@ -85,22 +92,27 @@ class ForestLatency(RegressorMixin, BaseEstimator):
     uncertainty adaptive sampling uses."""
 
     def __init__(self, n_estimators: int = 48, min_samples_leaf: int = 1, max_features: float = 0.6,
-                 max_depth: int | None = 16, random_state: int = 0) -> None:
+                 max_depth: int | None = 16, on_linear: bool = True, random_state: int = 0) -> None:
         self.n_estimators = n_estimators
+        self.on_linear = on_linear
         self.min_samples_leaf = min_samples_leaf
         self.max_features = max_features
         self.max_depth = max_depth
         self.random_state = random_state
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "ForestLatency":
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        self.linear_ = FlopsLinear().fit(X, y) if self.on_linear else None
         self.model_ = RandomForestRegressor(
             n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
             max_features=self.max_features, max_depth=self.max_depth, random_state=self.random_state,
-            n_jobs=1).fit(features(np.asarray(X, dtype=np.float64)), np.log(np.asarray(y, dtype=np.float64)))
+            n_jobs=1).fit(features(X), np.log(y) - _log_offset(self.linear_, X))
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return np.exp(self.model_.predict(features(np.asarray(X, dtype=np.float64))))
+        X = np.asarray(X, dtype=np.float64)
+        return np.exp(self.model_.predict(features(X)) + _log_offset(self.linear_, X))
 
     def uncertainty(self, X: np.ndarray) -> np.ndarray:
         """Std of the trees' log-latency predictions: ~ relative uncertainty of each row."""
@@ -110,36 +122,41 @@ class ForestLatency(RegressorMixin, BaseEstimator):
 
     def export(self) -> dict[str, Any]:
         ts = list(self.model_.estimators_)
-        return _export_trees(ts, 0.0, 1.0 / len(ts), "random_forest")
+        return _export_trees(ts, 0.0, 1.0 / len(ts), "random_forest", self.linear_)
 
 
 class BoostedLatency(RegressorMixin, BaseEstimator):
     """Gradient-boosted trees on log-latency."""
 
     def __init__(self, n_estimators: int = 250, learning_rate: float = 0.06, max_depth: int = 4,
-                 subsample: float = 0.9, random_state: int = 0) -> None:
+                 subsample: float = 0.9, on_linear: bool = True, random_state: int = 0) -> None:
         self.n_estimators = n_estimators
+        self.on_linear = on_linear
         self.learning_rate = learning_rate
         self.max_depth = max_depth
         self.subsample = subsample
         self.random_state = random_state
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "BoostedLatency":
-        F = features(np.asarray(X, dtype=np.float64))
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        self.linear_ = FlopsLinear().fit(X, y) if self.on_linear else None
+        F = features(X)
         self.model_ = GradientBoostingRegressor(
             n_estimators=self.n_estimators, learning_rate=self.learning_rate, max_depth=self.max_depth,
-            subsample=self.subsample, random_state=self.random_state).fit(F, np.log(np.asarray(y, dtype=np.float64)))
+            subsample=self.subsample, random_state=self.random_state).fit(F, np.log(y) - _log_offset(self.linear_, X))
         trees = [e[0] for e in self.model_.estimators_]
         sums = np.sum([t.predict(F[:1]) for t in trees], axis=0)
         self.base_ = float(self.model_.predict(F[:1])[0] - self.learning_rate * sums[0])
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return np.exp(self.model_.predict(features(np.asarray(X, dtype=np.float64))))
+        X = np.asarray(X, dtype=np.float64)
+        return np.exp(self.model_.predict(features(X)) + _log_offset(self.linear_, X))
 
     def export(self) -> dict[str, Any]:
         return _export_trees([e[0] for e in self.model_.estimators_], self.base_, self.learning_rate,
-                             "gradient_boosting")
+                             "gradient_boosting", self.linear_)
 
 
 CANDIDATES: dict[str, BaseEstimator] = {

@@ -279,17 +279,19 @@ def _encode_lut(cols: dict[str, list]) -> SpecTable:
 
 
 def _walk_model(path: Any, runtime: str) -> tuple[list[KernelSpec], list]:
-    """Layers of an ONNX/TFLite model through devprof's graph walk (issue 5), imported lazily."""
+    """Layers of an ONNX/TFLite model through devprof's graph walk, with the fusion the bundle's
+    runtime applies (imported lazily: it needs onnx, which plain queries do not)."""
     p = Path(path)
     if not p.is_file():
         raise BundleError(f"model file {p} not found")
     try:
-        from devprof.models import walk  # noqa: F401
+        from devprof.models.walk import FUSIONS, walk
     except ImportError:
         raise BundleError("predicting a model file needs devprof.models.walk, which this install lacks; "
                           "pass the model's layer specs instead") from None
-    layers, unknown = walk.model_layers(p, runtime=runtime)
-    return layers, unknown
+    fusion = "litert" if runtime.startswith("litert") else runtime
+    ml = walk(p, fusion=fusion if fusion in FUSIONS else "generic")
+    return ml.specs, [f"{l.name} ({','.join(l.ops)})" for l in ml.unknown]
 
 
 def load(path: str | os.PathLike) -> Predictor:

@@ -12,6 +12,7 @@ Tree ensemble JSON (all trees' nodes concatenated; a leaf points to itself on bo
      "value": [...]}
 
     prediction = exp(b + s * sum over trees of value[leaf reached])   (target "log_us")
+                 * linear(x)       when "times_linear" holds a linear model (else 1)
 
 Split rule as scikit-learn's: go left when float32(x[feature]) <= threshold.
 """
@@ -75,6 +76,8 @@ class TreeEnsemble:
             frontier = np.unique(np.concatenate([self.left[frontier], self.right[frontier]]))
         if not leaf[frontier].all():
             raise ModelFormatError("trees deeper than their declared depth")
+        lin = d.get("times_linear")
+        self.times_linear = Linear(lin) if lin else None
         self.target = d.get("target", "log_us")
         if self.target not in ("log_us", "us"):
             raise ModelFormatError(f"unknown target {self.target!r}")
@@ -135,4 +138,7 @@ def compile_model(d: Mapping[str, Any]) -> "TreeEnsemble | Linear":
 def predict_with(model: "TreeEnsemble | Linear", table: SpecTable | np.ndarray) -> np.ndarray:
     if isinstance(model, Linear):
         return model.predict_us(linear_features(table))
-    return model.predict_us(features(table))
+    out = model.predict_us(features(table))
+    if model.times_linear is not None:
+        out = out * model.times_linear.predict_us(linear_features(table))
+    return out

@@ -1,0 +1,189 @@
+"""`devprof fit-predictor`, `devprof publish`, `devprof predict`: datasets -> bundles -> answers.
+
+The split: `fit-predictor` fits and scores predictors from datasets and writes complete bundles
+(lookup table + regressors + metadata with held-out metrics) — by default straight into
+datasets_latency/<device>/<runtime>/. `publish` verifies bundles made elsewhere (a CI artifact,
+another machine, an `--out` staging folder) file by file and installs them atomically into the
+published tree. `predict` answers queries from a bundle for shell users and other languages.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import UsageError
+
+
+def _fmt(v, pct: bool = True) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.1%}" if pct else f"{v:.3f}"
+
+
+def _report_table(b, title: str):
+    from rich.table import Table
+
+    km = b.metrics["kernel"]
+    t = Table(title=title)
+    for c, j in (("op / group", "left"), ("samples", "right"), ("held out", "right"), ("±5%", "right"),
+                 ("±10%", "right"), ("MAPE", "right"), ("Spearman", "right"), ("estimator", "left")):
+        t.add_column(c, justify=j)
+    for op, m in km["per_op"].items():
+        ests = sorted({g["estimator"] or "-" for name, g in km["per_group"].items() if name.split("/")[0] == op})
+        t.add_row(f"[bold]{op}[/]", str(m["samples"]), str(m["n"]), _fmt(m["within_5"]), _fmt(m["within_10"]),
+                  _fmt(m["mape"]), _fmt(m["spearman"], False), ", ".join(ests))
+        for name, g in km["per_group"].items():
+            if name.split("/")[0] == op and len([n for n in km["per_group"] if n.split("/")[0] == op]) > 1:
+                t.add_row(f"  {name}", str(g["samples"]), str(g["n"]), _fmt(g["within_5"]), _fmt(g["within_10"]),
+                          _fmt(g["mape"]), _fmt(g["spearman"], False), g["estimator"] or "-")
+    o = km["overall"]
+    t.add_row("[bold]all kernels[/]", str(b.dataset["lut_rows"]), str(o["n"]), _fmt(o["within_5"]),
+              _fmt(o["within_10"]), _fmt(o["mape"]), _fmt(o["spearman"], False), "")
+    mm = b.metrics["model"]
+    if mm.get("overall"):
+        o = mm["overall"]
+        label = "[bold]whole models[/]" + ("" if mm.get("held_out") else " (in-sample)")
+        t.add_row(label, str(mm["n_train_models"] + mm["n_test_models"]), str(o["n"]), _fmt(o["within_5"]),
+                  _fmt(o["within_10"]), _fmt(o["mape"]), _fmt(o["spearman"], False), "layers + overhead")
+    return t
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("fit-predictor")
+    def fit_predictor(
+        datasets: List[Path] = typer.Argument(..., help="Dataset folder(s) written by 'devprof profile'."),
+        out: Path = typer.Option(Path("datasets_latency"), "--out", "-o",
+                                 help="Root folder: one bundle per device and runtime is written to "
+                                      "OUT/<device>/<runtime>/."),
+        runtime: Optional[List[str]] = typer.Option(None, "--runtime", "-r", help="Only these runtimes (repeatable)."),
+        estimator: Optional[List[str]] = typer.Option(
+            None, "--estimator", help="Candidate estimators for cross-validation (repeatable): flops_linear, "
+                                      "random_forest, gradient_boosting. Default: all three."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the held-out split and the estimators."),
+        json_out: bool = typer.Option(False, "--json", help="Print the accuracy report as JSON."),
+    ) -> None:
+        """Fit latency predictors (per device, runtime, op and sparsity scheme), score them on held-out
+        kernels and model variants, and write bundles: lookup table + predictor + metadata with the
+        accuracy report."""
+        from rich.console import Console
+
+        from predictors.fit import fit_bundles, read_datasets
+
+        err = Console(stderr=True)
+        df = read_datasets(datasets)
+        if runtime and len(df):
+            df = df[df["runtime"].isin(runtime)]
+        if not len(df):
+            raise UsageError("no records in " + ", ".join(map(str, datasets)) + (" for those runtimes" if runtime else ""))
+        cands = None
+        if estimator:
+            from predictors.estimators import CANDIDATES
+
+            bad = [e for e in estimator if e not in CANDIDATES]
+            if bad:
+                raise UsageError(f"unknown estimator {bad[0]!r} (known: {', '.join(CANDIDATES)})")
+            cands = {e: CANDIDATES[e] for e in estimator}
+        log = (lambda s: None) if json_out else (lambda s: err.print(f"  {s}", highlight=False))
+        bundles = fit_bundles(df, [str(d) for d in datasets], candidates=cands, seed=seed, log=log)
+        if not bundles:
+            raise UsageError("no kernel records to fit (model records alone cannot make a lookup table)")
+        report = []
+        for b in bundles:
+            path = b.write(out)
+            report.append({"bundle": str(path), "device": b.device.get("name"), "runtime": b.runtime["key"],
+                           "metrics": b.metrics, "predictor": b.selection, "dataset": b.dataset})
+            if not json_out:
+                Console(width=None if sys.stdout.isatty() else 160).print(_report_table(b, f"held-out accuracy: {b.device.get('name')} / {b.runtime['key']}"))
+                err.print(f"bundle written: {path}")
+        if json_out:
+            print(json.dumps(report, indent=2))
+
+    @app.command("publish")
+    def publish(
+        bundles: List[Path] = typer.Argument(..., help="Bundle folder(s) (containing metadata.json)."),
+        to: Path = typer.Option(Path("datasets_latency"), "--to", help="Published root: bundles go to "
+                                                                         "TO/<device>/<runtime>/."),
+        check: bool = typer.Option(False, "--check", help="Only verify (hashes, structure); install nothing."),
+        force: bool = typer.Option(False, "--force", help="Replace a published bundle of another device."),
+        json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Verify bundles file by file (sha256, sizes, structure, regressors) and install them atomically
+        into the published tree (default datasets_latency/)."""
+        from predictors.bundle import install, verify
+
+        rows = []
+        for b in bundles:
+            meta = verify(b)
+            dest = None if check else str(install(b, to, force=force))
+            rows.append({"bundle": str(b), "verified": True, "installed": dest,
+                         "device": meta.get("device", {}).get("name"), "runtime": meta.get("runtime", {}).get("key"),
+                         "format_version": meta.get("format_version"),
+                         "kernel_within_10": (meta.get("metrics", {}).get("kernel", {}).get("overall") or {}).get("within_10")})
+        if json_out:
+            print(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                print(f"{r['bundle']}: verified ({r['device']} / {r['runtime']})"
+                      + (f" -> {r['installed']}" if r["installed"] else ""))
+
+    @app.command("predict")
+    def predict(
+        bundle: Path = typer.Option(..., "--bundle", "-b", help="Bundle folder (datasets_latency/<device>/<runtime>)."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Whole model (.onnx / .tflite): "
+                                                                         "sum of layers + runtime overhead."),
+        spec: Optional[str] = typer.Option(None, "--spec", help="Kernel spec(s) as JSON (an object or a list), "
+                                                                "or a path to a .json file, or '-' for stdin."),
+        json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Predict latency from a bundle: a model file layer by layer, or kernel specs given as JSON."""
+        import predictors
+        from devprof.records import KernelSpec
+
+        if (model is None) == (spec is None):
+            raise UsageError("give exactly one of --model FILE or --spec JSON")
+        p = predictors.load(bundle)
+        if model is not None:
+            r = p.predict_model(model)
+            if json_out:
+                print(json.dumps({"bundle": str(bundle), "model": str(model), **r.to_dict()}, indent=2))
+                return
+            from rich.console import Console
+            from rich.table import Table
+
+            t = Table(title=f"{model}: {r.total_us / 1000:.3f} ms predicted ({len(r.layers_us)} layers)")
+            for c, j in (("#", "right"), ("layer", "left"), ("µs", "right"), ("share", "right"), ("source", "left")):
+                t.add_column(c, justify=j)
+            for i, (s, v, src) in enumerate(zip(r.specs, r.layers_us, r.source)):
+                t.add_row(str(i), s.key, f"{v:,.1f}", f"{v / r.total_us:.1%}", str(src))
+            t.add_row("", "runtime overhead (fitted)", f"{r.overhead_us:,.1f}", f"{r.overhead_us / r.total_us:.1%}", "")
+            Console(width=None if sys.stdout.isatty() else 160).print(t)
+            if r.unknown:
+                print(f"{len(r.unknown)} layer(s) devprof could not map were predicted by the fallback regressor")
+            return
+        text = sys.stdin.read() if spec == "-" else spec
+        if spec != "-" and spec is not None and not spec.lstrip().startswith(("{", "[")):
+            try:
+                text = Path(spec).read_text()
+            except OSError as e:
+                raise UsageError(f"--spec: cannot read {spec}: {e.strerror or e}") from None
+        try:
+            obj = json.loads(text or "")
+        except ValueError as e:
+            raise UsageError(f"--spec is not valid JSON ({e})") from None
+        items = obj if isinstance(obj, list) else [obj]
+        try:
+            specs = [KernelSpec.from_dict(d) for d in items]
+        except (TypeError, ValueError, AttributeError) as e:
+            raise UsageError(f"--spec: bad kernel spec ({e})") from None
+        r = p.predict(specs)
+        rows = [{"key": s.key, "latency_us": float(v), "source": str(src)}
+                for s, v, src in zip(specs, r.latency_us, r.source)]
+        if json_out:
+            print(json.dumps({"bundle": str(bundle), "predictions": rows}, indent=2))
+        else:
+            for row in rows:
+                print(f"{row['latency_us']:12,.1f} µs  {row['source']:8}  {row['key']}")

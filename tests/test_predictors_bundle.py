@@ -1,0 +1,252 @@
+"""Predictor bundles: publish -> load -> predict, exact LUT hits, tamper refusal, schema, imports."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import predictors
+from devprof.records import KernelSpec
+from devprof.store import Dataset
+from predictors import bundle as bmod
+from predictors.estimators import BoostedLatency, FlopsLinear, ForestLatency
+from predictors.fit import fit_bundles, read_datasets
+
+sys.path.insert(0, str(Path(__file__).parent))
+import predictors_synth as synth  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = {"flops_linear": FlopsLinear(), "gradient_boosting": BoostedLatency(n_estimators=40, max_depth=3),
+        "random_forest": ForestLatency(n_estimators=12)}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pred") / "ds"
+    ds = Dataset(path)
+    ds.create()
+    ds.append(synth.records(synth.random_specs(260, seed=3)))
+    ds.append(synth.model_records(12, seed=1))
+    return path
+
+
+@pytest.fixture(scope="module")
+def published(dataset, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bundles")
+    (b,) = fit_bundles(read_datasets([dataset]), [str(dataset)], candidates=FAST)
+    return b.write(root)
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def test_round_trip_and_exact_lut_hits(published: Path, dataset: Path) -> None:
+    assert published.parts[-2:] == ("local", "onnxruntime-t1")
+    p = predictors.load(published)
+    lut = p.lut
+    assert len(lut) == 260 and lut["key"].is_unique
+    specs = [KernelSpec.from_dict(json.loads(s)) for s in lut["spec_json"]]
+    r = p.predict(specs)
+    assert (r.source == "lut").all()
+    assert np.array_equal(r.latency_us, lut["median_us"].to_numpy())  # bit for bit
+    # the same through the array fast path (a DataFrame with dataset columns) and through keys
+    r2 = p.predict(predictors.encode(lut))
+    assert np.array_equal(r2.latency_us, lut["median_us"].to_numpy())
+    assert np.array_equal(p.lookup(list(lut["key"])), lut["median_us"].to_numpy())
+    # and the table medians are the dataset's medians
+    df = Dataset(dataset).read()
+    kern = df[df["kind"] == "kernel"].set_index("spec_key")["median_us"]
+    assert np.array_equal(kern.loc[lut["key"]].to_numpy(), lut["median_us"].to_numpy())
+
+
+def test_misses_use_regressors_and_are_sane(published: Path) -> None:
+    p = predictors.load(published)
+    new = [s for s in synth.random_specs(400, seed=77) if s.key not in set(p.keys)][:100]
+    r = p.predict(new)
+    assert set(r.source) <= {"model", "fallback"} and len(r) == len(new)
+    true = np.array([synth.true_latency_us(s) for s in new])
+    assert np.isfinite(r.latency_us).all() and (r.latency_us > 0).all()
+    assert np.median(np.abs(r.latency_us / true - 1)) < 0.15
+    # mixing hits and misses keeps row order
+    mixed = [new[0], KernelSpec.from_dict(json.loads(p.lut["spec_json"][0])), new[1]]
+    rm = p.predict(mixed)
+    assert list(rm.source) == [r.source[0], "lut", r.source[1]]
+    assert rm.latency_us[1] == p.median_us[0]
+
+
+def test_exported_trees_match_sklearn() -> None:
+    specs = synth.random_specs(150, seed=5)
+    t = predictors.encode(specs)
+    y = np.array([synth.true_latency_us(s) for s in specs]) * np.exp(np.random.default_rng(0).normal(0, .05, len(specs)))
+    from predictors.trees import compile_model, predict_with
+
+    for est in (ForestLatency(n_estimators=8), BoostedLatency(n_estimators=30), FlopsLinear()):
+        est.fit(t.data, y)
+        ours = predict_with(compile_model(json.loads(json.dumps(est.export()))), t)
+        np.testing.assert_allclose(ours, est.predict(t.data), rtol=1e-9)
+
+
+def test_model_prediction_sums_layers_plus_overhead(published: Path) -> None:
+    p = predictors.load(published)
+    specs = [KernelSpec.from_dict(json.loads(s)) for s in p.lut["spec_json"][:10]]
+    m = p.predict_model(specs)
+    layers = float(p.median_us[:10].sum())
+    assert m.total_us == pytest.approx(layers + p.overhead_us(10, layers))
+    o = p.overhead
+    assert m.overhead_us == pytest.approx((o["scale"] - 1) * layers + o["per_layer_us"] * 10 + o["intercept_us"])
+    meta = p.metadata
+    assert meta["metrics"]["model"]["overall"]["n"] >= 1
+
+
+def test_predict_model_from_onnx_file(published: Path, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from devprof.models import builders
+
+    cfg = builders.reference_config("mobilenetv2")
+    path = tmp_path / "m.onnx"
+    onnx.save(builders.build("mobilenetv2", cfg), str(path))
+    p = predictors.load(published)
+    m = p.predict_model(path)
+    assert len(m.layers_us) > 30 and m.total_us > m.layers_us.max() > 0
+
+
+def _tamper_cases(published: Path, tmp: Path):
+    cases = {}
+    d = _copy(published, tmp / "flip")
+    b = bytearray((d / "predictor.json").read_bytes())
+    b[len(b) // 2] ^= 0x01
+    (d / "predictor.json").write_bytes(bytes(b))
+    cases["flip"] = (d, "sha256")
+    d = _copy(published, tmp / "trunc")
+    (d / "lut.json").write_bytes((d / "lut.json").read_bytes()[:1000])
+    cases["trunc"] = (d, "truncated")
+    d = _copy(published, tmp / "missing")
+    (d / "lut.json").unlink()
+    cases["missing"] = (d, "missing")
+    d = _copy(published, tmp / "swap")
+    (d / "lut.json").write_bytes((d / "heldout.json").read_bytes())
+    cases["swap"] = (d, "lut.json")
+    d = _copy(published, tmp / "newer")
+    meta = json.loads((d / "metadata.json").read_text())
+    meta["format_version"] = bmod.FORMAT_VERSION + 1
+    (d / "metadata.json").write_text(json.dumps(meta))
+    cases["newer"] = (d, "newer")
+    d = _copy(published, tmp / "badmeta")
+    (d / "metadata.json").write_text("{not json")
+    cases["badmeta"] = (d, "not valid JSON")
+    return cases
+
+
+class _Payload:
+    """Unpickling this would create a marker file: proof that loading executed something."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_tampered_or_truncated_bundle_is_refused(published: Path, tmp_path: Path) -> None:
+    for name, (d, words) in _tamper_cases(published, tmp_path).items():
+        with pytest.raises(predictors.BundleError) as e:
+            predictors.load(d)
+        msg = str(e.value)
+        assert "\n" not in msg and words in msg, (name, msg)
+
+
+def test_pickle_payload_is_never_executed(published: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "executed"
+    evil = pickle.dumps(_Payload(str(marker)))
+    # 1: swapped in without touching metadata: refused by hash before any parsing
+    d = _copy(published, tmp_path / "evil1")
+    (d / "predictor.json").write_bytes(evil)
+    with pytest.raises(predictors.BundleError, match="predictor.json"):
+        predictors.load(d)
+    # 2: an attacker who also rewrites the hashes: refused as not-JSON, still nothing executed
+    d = _copy(published, tmp_path / "evil2")
+    (d / "predictor.json").write_bytes(evil)
+    meta = json.loads((d / "metadata.json").read_text())
+    meta["files"]["predictor.json"] = {"sha256": bmod.sha256_bytes(evil), "bytes": len(evil)}
+    (d / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(predictors.BundleError, match="not valid JSON"):
+        predictors.load(d)
+    assert not marker.exists()
+
+
+def test_structurally_bad_predictor_is_refused(published: Path, tmp_path: Path) -> None:
+    d = _copy(published, tmp_path / "bad")
+    obj = json.loads((d / "predictor.json").read_text())
+    g = next(k for k, v in obj["groups"].items() if v["kind"] == "tree_ensemble") if any(
+        v["kind"] == "tree_ensemble" for v in obj["groups"].values()) else None
+    target = obj["groups"][g] if g else obj["fallback"]
+    target["left"][0] = 10 ** 9  # out-of-range node index
+    raw = bmod.dumps(obj)
+    (d / "predictor.json").write_bytes(raw)
+    meta = json.loads((d / "metadata.json").read_text())
+    meta["files"]["predictor.json"] = {"sha256": bmod.sha256_bytes(raw), "bytes": len(raw)}
+    (d / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(predictors.BundleError, match="malformed"):
+        predictors.load(d)
+
+
+def test_every_published_file_validates_against_the_schema(published: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "docs" / "bundle.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+    def validate(obj, ref):
+        jsonschema.Draft202012Validator({"$ref": f"#/$defs/{ref}", "$defs": schema["$defs"]}).validate(obj)
+
+    meta = json.loads((published / "metadata.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(meta)
+    for name, ref in (("lut.json", "lut"), ("predictor.json", "predictor"), ("heldout.json", "heldout")):
+        assert name in meta["files"]
+        validate(json.loads((published / name).read_text()), ref)
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(published / "lut.parquet")
+    assert t.column_names == list(predictors.lut.COLUMNS) if hasattr(predictors, "lut") else True
+    assert t.num_rows == meta["dataset"]["lut_rows"]
+
+
+def test_query_imports_neither_torch_nor_sklearn(published: Path) -> None:
+    code = f"""
+import sys, json
+import predictors
+from devprof.records import KernelSpec
+p = predictors.load({str(published)!r})
+specs = [KernelSpec('conv2d', h=30, w=30, cin=24, cout=40, kh=3, kw=3, padding=1),
+         KernelSpec('fc', cin=300, cout=200)]
+r = p.predict(specs)
+m = p.predict_model(specs)
+heavy = [m for m in ('torch', 'sklearn', 'scipy', 'onnxruntime', 'tensorflow') if m in sys.modules]
+print(json.dumps({{"heavy": heavy, "n": len(r), "total": m.total_us}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["heavy"] == [] and res["n"] == 2 and res["total"] > 0
+
+
+def test_install_refuses_other_device_and_verifies(published: Path, tmp_path: Path) -> None:
+    dest = bmod.install(published, tmp_path / "pub")
+    assert dest == tmp_path / "pub" / "local" / "onnxruntime-t1"
+    assert predictors.load(dest).keys == predictors.load(published).keys
+    other = _copy(published, tmp_path / "other")
+    meta = json.loads((other / "metadata.json").read_text())
+    meta["device"]["id"] = "0000000000000000"
+    (other / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(predictors.BundleError, match="another device"):
+        bmod.install(other, tmp_path / "pub")
+    bmod.install(other, tmp_path / "pub", force=True)
