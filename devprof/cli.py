@@ -125,6 +125,8 @@ def profile(
     prune: Optional[str] = typer.Option(None, "--prune", metavar="SCHEME:RATIO",
                                         help="With --model: prune conv/FC layers (e.g. bcr:0.9) and time them "
                                              "with generated sparse kernels."),
+    space: Optional[Path] = typer.Option(None, "--space", help="Profile every block of a search space (TOML/JSON) "
+                                         "and write its table in the front end's format. See docs/formats.md."),
 ) -> None:
     """Measure a suite's kernels on a device and save them into a dataset (Parquet).
 
@@ -146,6 +148,10 @@ def profile(
     from .suites import load_suite
 
     device_names = list(device) if device else [os.environ.get("DEVPROF_DEVICE") or "local"]
+    if space is not None:  # search-space blocks: devprof.space_profile (docs/formats.md)
+        from .space_profile import cli_profile_space
+
+        return cli_profile_space(space, device_names[0], threads, out_dir, resume, quick, json_out)
     servers = list(adb_server or [])
     if len(device_names) > 1 or all_matching or len(servers) > 1:  # several devices: the farm (devprof/farm.py)
         from .farm import profile_command
