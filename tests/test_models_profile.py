@@ -1,0 +1,94 @@
+"""Whole-model profiling into a dataset, and one-line errors for broken model files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from devprof.errors import DevprofError
+from devprof.measure import Protocol
+from devprof.models.builders import build
+from devprof.models.profile import OVERHEAD_NAME, ModelSource, profile_model, resolve_model
+from devprof.models.tflite_export import onnx_to_tflite
+from devprof.models.walk import walk
+from devprof.store import Dataset
+
+
+def test_profile_model_writes_linked_layer_and_model_records(tmp_path):
+    src = ModelSource("mnv2-test", onnx=build("mobilenetv2", res=48), family="mobilenetv2")
+    runs = profile_model(src, out=tmp_path / "ds", protocol=Protocol.quick())
+    ort_run, lite_run = runs
+    assert not ort_run.error and not lite_run.error
+    ml = walk(src.onnx, fusion="onnxruntime")
+    df = Dataset(tmp_path / "ds").read()
+    ort_df = df[df.runtime == "onnxruntime"]
+    model = ort_df[ort_df.kind == "model"]
+    assert len(model) == 1 and model.iloc[0]["op"] == "model"
+    run_id = model.iloc[0]["model_run_id"]
+    layers = ort_df[(ort_df.kind == "layer") & (ort_df.layer_name != OVERHEAD_NAME)]
+    assert set(layers.model_run_id) == {run_id} and set(layers.model_name) == {"mnv2-test"}
+    # every layer that ran a kernel has a record; each layer's time is positive
+    assert len(layers) == sum(r.measurement is not None for r in ort_run.rows) >= len(ml) - 2
+    assert (layers.median_us > 0).all()
+    assert sorted(layers.layer_index) == sorted(r.layer.index for r in ort_run.rows if r.measurement)
+    over = ort_df[ort_df.layer_name == OVERHEAD_NAME]
+    assert len(over) == 1 and over.iloc[0]["layer_index"] == -1
+    # the profiled runs: their kernels plus the framework's time make up the run's wall time
+    assert ort_run.layer_sum_us > 0 and ort_run.framework_us >= 0
+    lite = df[(df.runtime == "litert") & (df.kind == "model")]
+    assert len(lite) == 1 and lite.iloc[0]["median_us"] > 0
+    # a rerun without --resume refuses; with --resume adds nothing
+    with pytest.raises(DevprofError, match="already holds"):
+        profile_model(src, out=tmp_path / "ds", protocol=Protocol.quick(), runtimes=["onnxruntime"])
+    again = profile_model(src, out=tmp_path / "ds", protocol=Protocol.quick(), resume=True)
+    assert all(r.skipped for r in again)
+    assert len(Dataset(tmp_path / "ds").read()) == len(df)
+
+
+def test_resolve_model_forms(tmp_path):
+    assert resolve_model("mobilenetv2@32").name == "mobilenetv2@32"
+    assert resolve_model("fsrcnn@12x20").onnx.graph.input[0].type.tensor_type.shape.dim[2].dim_value == 12
+    p = tmp_path / "m.tflite"
+    p.write_bytes(onnx_to_tflite(build("espcn", res=(12, 20))))
+    assert resolve_model(str(p)).tflite is not None
+    with pytest.raises(DevprofError, match="not a file, a built-in family"):
+        resolve_model("nosuchthing")
+
+
+def test_torch_factory_without_torch_is_one_line():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        with pytest.raises(DevprofError, match="needs torch"):
+            resolve_model("mypkg.nets:make_net")
+    else:  # pragma: no cover - with the torch extra, a missing module is the error
+        with pytest.raises(DevprofError, match="cannot import"):
+            resolve_model("no_such_pkg_xyz.nets:make_net")
+
+
+@pytest.mark.parametrize("kind", ["onnx-truncated", "onnx-garbage", "tflite-truncated", "tflite-garbage", "empty"])
+def test_broken_model_files_give_one_line_errors(tmp_path, kind):
+    onnx_bytes = build("mobilenetv1", res=32).SerializeToString()
+    tfl = onnx_to_tflite(build("mobilenetv1", res=32))
+    data = {"onnx-truncated": onnx_bytes[: len(onnx_bytes) // 3], "onnx-garbage": bytes(range(256)) * 20,
+            "tflite-truncated": tfl[: len(tfl) // 4], "tflite-garbage": b"\x00\x00\x00\x00TFL3" + b"\xff" * 300,
+            "empty": b""}[kind]
+    p = tmp_path / ("m.tflite" if kind.startswith("tflite") else "m.onnx")
+    p.write_bytes(data)
+    with pytest.raises(DevprofError):
+        walk(p)
+    r = run_cli("profile", "--model", str(p), "--out", str(tmp_path / "ds"), "--quick", timeout=120)
+    assert r.returncode != 0
+    lines = [l for l in r.stderr.splitlines() if l.strip() and not l.startswith("INFO")]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_profile_model_prints_the_layer_table(tmp_path):
+    r = run_cli("profile", "--model", "mobilenetv2@48", "--out", str(tmp_path / "ds"), "--quick",
+                "--runtime", "onnxruntime", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "median µs" in r.stdout and "share" in r.stdout and "blocks.1.expand" in r.stdout
+    assert "records saved" in r.stderr
+    df = Dataset(tmp_path / "ds").read()
+    assert set(df.kind) == {"model", "layer"}
