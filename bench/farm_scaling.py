@@ -79,8 +79,9 @@ def main() -> None:
             members = farm.resolve_farm(["S20"], [server.address], all_matching=True)
             members.sort(key=lambda m: m.info.serial)
             assert len(farm.fleets_of(members)) == 1, "the emulated phones should be identical"
-            # warm-up (not timed): every phone gets the program pushed, builds are cached
-            farm.run_farm(members, specs[:a.batch_size * a.phones], tmpd / "warm", batch_size=a.batch_size,
+            # warm-up (not timed, no cooldown): the whole suite once, so every build is cached and
+            # no timed run pays for compiling (devprof-c); pushes stay per run (each run is a new session)
+            farm.run_farm(members, specs, tmpd / "warm", batch_size=a.batch_size,
                           protocol=Protocol.quick(), suite_runtimes=suite.runtimes)
             print(f"suite: {len(specs)} kernels in {a.batches} batches of {a.batch_size}, runtime {a.runtime}, "
                   f"cooldown {a.cooldown:g} s between batches per phone; {os.cpu_count()} host CPUs")
@@ -101,8 +102,10 @@ def main() -> None:
     print(f"{'phones':>6}  {'wall s':>7}  {'speedup':>7}  {'batches per phone':>17}  {'records':>7}  {'refused':>7}")
     for n, wall, per, recs, failed in rows:
         print(f"{n:>6}  {wall:7.2f}  {base / wall:6.2f}x  {per:>17}  {recs:>7}  {failed:>7}")
-    ideal = a.batches / -(-a.batches // a.phones)
-    print(f"speedup at {a.phones} phones: {base / rows[-1][1]:.2f}x (ideal for {a.batches} batches: {ideal:.2f}x)")
+    per = -(-a.batches // a.phones)  # batches of the busiest phone
+    bound = (a.batches - 1) / (per - 1) if per > 1 else float("inf")
+    print(f"speedup at {a.phones} phones: {base / rows[-1][1]:.2f}x (aim >= 2.5x; if only the cooldowns counted: "
+          f"{a.batches - 1} vs {per - 1} pauses = {bound:.2f}x)")
 
 
 if __name__ == "__main__":
