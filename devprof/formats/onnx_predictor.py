@@ -1,0 +1,255 @@
+"""Predictors as ONNX graphs (features in, milliseconds out) for ONNX Runtime in any language.
+
+Search front ends written in C++, Java or JavaScript cannot import `predictors`, but they all
+have ONNX Runtime. Two kinds of graph are written with `onnx.helper` (no skl2onnx needed):
+
+1. **Layer-table predictor** (`layer_model_onnx`) — a table learned by `devprof.from_models` (or
+   any per-layer table): input ``features`` (double, N x F) holds, per candidate network, how
+   many times each layer id occurs (F_layers columns) followed by how many times each adjacent
+   pair occurs (F_pairs columns); output ``latency_ms`` (double, N x 1) =
+   ``(counts . t + overhead) * (1 + pair_counts . g) / 1000``. The column order is stored in the
+   model's metadata (``devprof.layer_ids``, ``devprof.pairs``, JSON) and in a sidecar JSON.
+   Double precision throughout, so it ranks candidates exactly as the Python predictor does.
+2. **Kernel regressors of a bundle** (`regressor_onnx`) — one graph per (op, scheme) group and
+   one for the fallback: input ``features`` (float, N x 28: `predictors.features.FEATURES` in
+   order) and ``linear_features`` (float, N x 2: effective FLOPs, bytes moved); output
+   ``latency_ms`` (float). Tree ensembles become ``ai.onnx.ml.TreeEnsembleRegressor`` with
+   thresholds rounded *down* to float32, which makes ``x <= t`` on float32 inputs decide exactly
+   as scikit-learn's ``float32(x) <= t`` did; the boosted scale is folded into the leaf weights.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import UsageError
+
+OPSET = 17
+ML_OPSET = 3
+
+
+def _model(graph, doc: str, meta: Mapping[str, str], ml: bool = False):
+    import onnx
+    from onnx import helper
+
+    ops = [helper.make_opsetid("", OPSET)]
+    if ml:
+        ops.append(helper.make_opsetid("ai.onnx.ml", ML_OPSET))
+    m = helper.make_model(graph, opset_imports=ops, producer_name="devprof")
+    m.ir_version = 8
+    m.doc_string = doc
+    for k, v in meta.items():
+        p = m.metadata_props.add()
+        p.key, p.value = k, v
+    onnx.checker.check_model(m)
+    return m
+
+
+# ---- 1. layer tables ---------------------------------------------------------------------------------
+def layer_model_onnx(model, name: str = "devprof-layer-table"):
+    """ONNX graph of a `devprof.from_models.LayerModel` (see the module docstring)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    K, P = len(model.keys), len(model.pairs)
+    W = np.zeros((K + P, 2), dtype=np.float64)
+    W[:K, 0] = model.latency_us / 1000.0
+    if P:
+        W[K:, 1] = model.pair_rel
+    inits = [numpy_helper.from_array(W, "weights"),
+             numpy_helper.from_array(np.array([model.overhead_us / 1000.0]), "overhead_ms"),
+             numpy_helper.from_array(np.array([1.0]), "one"),
+             numpy_helper.from_array(np.array([1, 1], dtype=np.int64), "split")]
+    nodes = [helper.make_node("MatMul", ["features", "weights"], ["y"]),
+             helper.make_node("Split", ["y", "split"], ["additive", "pairs"], axis=1),
+             helper.make_node("Add", ["additive", "overhead_ms"], ["base_ms"]),
+             helper.make_node("Add", ["pairs", "one"], ["factor"]),
+             helper.make_node("Mul", ["base_ms", "factor"], ["latency_ms"])]
+    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("features", TensorProto.DOUBLE, ["N", K + P])],
+                          [helper.make_tensor_value_info("latency_ms", TensorProto.DOUBLE, ["N", 1])], inits)
+    meta = {"devprof.kind": "layer-table", "devprof.layer_ids": json.dumps(list(model.keys)),
+            "devprof.pairs": json.dumps([list(p) for p in model.pairs]), "devprof.unit": "ms"}
+    return _model(g, "per-layer latency table: features = layer counts then adjacent-pair counts", meta)
+
+
+def layer_features(layers_list: Sequence[Sequence[str]], layer_ids: Sequence[str],
+                   pairs: Sequence[Sequence[str]] = ()) -> np.ndarray:
+    """The input matrix of a layer-table graph for candidate networks given as layer-id lists
+    (a front end computes the same counts in its own language)."""
+    ki = {k: i for i, k in enumerate(layer_ids)}
+    pi = {tuple(p): len(layer_ids) + i for i, p in enumerate(pairs)}
+    X = np.zeros((len(layers_list), len(layer_ids) + len(pairs)))
+    for r, layers in enumerate(layers_list):
+        for k in layers:
+            if k in ki:
+                X[r, ki[k]] += 1
+        for p in zip(layers[:-1], layers[1:]):
+            j = pi.get(p)
+            if j is not None:
+                X[r, j] += 1
+    return X
+
+
+def write_layer_model(model, path: str | Path) -> Path:
+    """Write the graph and a sidecar ``<name>.features.json`` (column order)."""
+    p = Path(path)
+    m = layer_model_onnx(model)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(m.SerializeToString())
+        p.with_suffix(".features.json").write_text(json.dumps(
+            {"input": "features", "output": "latency_ms", "layer_ids": list(model.keys),
+             "pairs": [list(x) for x in model.pairs]}, indent=1) + "\n")
+    except OSError as e:
+        raise UsageError(f"cannot write {p}: {e.strerror or e}") from None
+    return p
+
+
+# ---- 2. kernel regressors ------------------------------------------------------------------------------
+def _floor32(t: np.ndarray) -> np.ndarray:
+    """Largest float32 <= t: then float32(x) <= t  <=>  float32(x) <= floor32(t), exactly."""
+    f = t.astype(np.float32)
+    over = f.astype(np.float64) > t
+    f[over] = np.nextafter(f[over], np.float32(-np.inf))
+    return f
+
+
+def _tree_node(d: Mapping[str, Any]):
+    from onnx import helper
+
+    feat = np.asarray(d["feature"], dtype=np.int64)
+    thr = np.asarray(d["threshold"], dtype=np.float64)
+    left = np.asarray(d["left"], dtype=np.int64)
+    right = np.asarray(d["right"], dtype=np.int64)
+    val = np.asarray(d["value"], dtype=np.float64)
+    scale = float(d["scale"])
+    a: dict[str, list] = {k: [] for k in ("treeids", "nodeids", "featureids", "values", "modes", "true", "false")}
+    t_tree, t_node, t_w = [], [], []
+    for tree, root in enumerate(d["roots"]):
+        local: dict[int, int] = {}
+        order = [int(root)]
+        while order:  # breadth-first: local ids in visiting order
+            n = order.pop(0)
+            if n in local:
+                continue
+            local[n] = len(local)
+            if left[n] != n or right[n] != n:
+                order += [int(left[n]), int(right[n])]
+        for n, i in local.items():
+            leaf = left[n] == n and right[n] == n
+            a["treeids"].append(tree)
+            a["nodeids"].append(i)
+            a["featureids"].append(0 if leaf else int(feat[n]))
+            a["values"].append(0.0 if leaf else float(_floor32(thr[n:n + 1])[0]))
+            a["modes"].append("LEAF" if leaf else "BRANCH_LEQ")
+            a["true"].append(0 if leaf else local.get(int(left[n]), 0))
+            a["false"].append(0 if leaf else local.get(int(right[n]), 0))
+            if leaf:
+                t_tree.append(tree)
+                t_node.append(i)
+                t_w.append(float(np.float32(scale * val[n])))
+        # children were numbered after the parent was emitted: fix their ids now
+        base = len(a["nodeids"]) - len(local)
+        for j, n in enumerate(local):
+            if not (left[n] == n and right[n] == n):
+                a["true"][base + j] = local[int(left[n])]
+                a["false"][base + j] = local[int(right[n])]
+    return helper.make_node(
+        "TreeEnsembleRegressor", ["features"], ["raw"], domain="ai.onnx.ml", n_targets=1, aggregate_function="SUM",
+        base_values=[float(d["base"])], post_transform="NONE",
+        nodes_treeids=a["treeids"], nodes_nodeids=a["nodeids"], nodes_featureids=a["featureids"],
+        nodes_values=a["values"], nodes_modes=a["modes"], nodes_truenodeids=a["true"],
+        nodes_falsenodeids=a["false"], nodes_hitrates=[1.0] * len(a["nodeids"]),
+        nodes_missing_value_tracks_true=[0] * len(a["nodeids"]),
+        target_ids=[0] * len(t_w), target_nodeids=t_node, target_treeids=t_tree, target_weights=t_w)
+
+
+def _linear_nodes(d: Mapping[str, Any], out: str, prefix: str):
+    from onnx import helper, numpy_helper
+
+    coef = np.asarray(d["coef"], dtype=np.float32).reshape(2, 1)
+    inits = [numpy_helper.from_array(coef, f"{prefix}coef"),
+             numpy_helper.from_array(np.array([d["intercept"]], dtype=np.float32), f"{prefix}intercept"),
+             numpy_helper.from_array(np.array([d.get("floor_us", 0.0)], dtype=np.float32), f"{prefix}floor")]
+    nodes = [helper.make_node("MatMul", ["linear_features", f"{prefix}coef"], [f"{prefix}mm"]),
+             helper.make_node("Add", [f"{prefix}mm", f"{prefix}intercept"], [f"{prefix}lin"]),
+             helper.make_node("Max", [f"{prefix}lin", f"{prefix}floor"], [out])]
+    return nodes, inits
+
+
+def regressor_onnx(d: Mapping[str, Any], name: str = "devprof-regressor"):
+    """ONNX graph of one regressor of a bundle's predictor.json (tree ensemble or linear)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from predictors.features import FEATURES
+
+    nodes, inits = [], [numpy_helper.from_array(np.array([1000.0], dtype=np.float32), "us_per_ms")]
+    kind = d.get("kind")
+    if kind == "linear":
+        n, i = _linear_nodes(d, "us", "")
+        nodes += n
+        inits += i
+    elif kind == "tree_ensemble":
+        nodes.append(_tree_node(d))
+        target = d.get("target", "log_us")
+        nodes.append(helper.make_node("Exp" if target == "log_us" else "Identity", ["raw"],
+                                      ["trees_us" if d.get("times_linear") else "us"]))
+        if d.get("times_linear"):
+            n, i = _linear_nodes(d["times_linear"], "lin_us", "t_")
+            nodes += n + [helper.make_node("Mul", ["trees_us", "lin_us"], ["us"])]
+            inits += i
+    else:
+        raise UsageError(f"cannot export regressor kind {kind!r} to ONNX")
+    nodes.append(helper.make_node("Div", ["us", "us_per_ms"], ["latency_ms"]))
+    inputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", len(FEATURES)]),
+              helper.make_tensor_value_info("linear_features", TensorProto.FLOAT, ["N", 2])]
+    g = helper.make_graph(nodes, name, inputs, [helper.make_tensor_value_info("latency_ms", TensorProto.FLOAT,
+                                                                              ["N", 1])], inits)
+    used = {i for n in nodes for i in n.input}
+    keep = [v for v in g.input if v.name in used]
+    del g.input[:]
+    g.input.extend(keep)
+    meta = {"devprof.kind": "kernel-regressor", "devprof.features": json.dumps(list(FEATURES)),
+            "devprof.linear_features": json.dumps(["eff_flops", "bytes"]), "devprof.unit": "ms"}
+    return _model(g, f"devprof {d.get('estimator', kind)} latency regressor", meta, ml=kind == "tree_ensemble")
+
+
+def export_bundle(bundle: str | Path, dest: str | Path) -> list[Path]:
+    """Every regressor of a bundle as ONNX: DEST/<op>__<scheme>.onnx, DEST/fallback.onnx, plus
+    DEST/index.json (group -> file, feature names)."""
+    from predictors.bundle import parse_json, read_verified
+    from predictors.features import FEATURES
+
+    _, blobs = read_verified(bundle, ("predictor.json",))
+    pj = parse_json(bundle, "predictor.json", blobs["predictor.json"])
+    out = Path(dest)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
+    written, index = [], {}
+    items = list((pj.get("groups") or {}).items())
+    if pj.get("fallback"):
+        items.append(("*", pj["fallback"]))
+    for group, d in items:
+        fname = "fallback.onnx" if group == "*" else group.replace("/", "__") + ".onnx"
+        m = regressor_onnx(d, f"devprof-{group}")
+        (out / fname).write_bytes(m.SerializeToString())
+        index[group] = {"file": fname, "inputs": [i.name for i in m.graph.input]}
+        written.append(out / fname)
+    (out / "index.json").write_text(json.dumps({"features": list(FEATURES), "linear_features": ["eff_flops", "bytes"],
+                                                "output": "latency_ms", "groups": index}, indent=1) + "\n")
+    return written
+
+
+def ort_session(path_or_model: Any):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    data = path_or_model.SerializeToString() if hasattr(path_or_model, "SerializeToString") else \
+        Path(path_or_model).read_bytes()
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
