@@ -1,0 +1,179 @@
+"""Generated sparse kernels compute what numpy computes: every scheme x op kind, ragged shapes,
+edge ratios; and the compiled harness refuses a wrong output."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from devprof.build.harness_build import build_batch, host_toolchain, vector_shape
+from devprof.records import KernelSpec, Sparsity
+from devprof.runtimes.harness import parse_harness_output
+from devprof.sparse.codegen import generate, pruned_weights
+from devprof.sparse.reference import full_output
+from devprof.sparse.weights import input_tensor
+
+SCHEMES = [
+    ("unstructured", {}),
+    ("bcr", {"block": [4, 16]}),
+    ("bcr", {"block": [3, 5]}),
+    ("block", {"block": [4, 1]}),
+    ("block", {"block": [1, 4]}),
+    ("block", {"block": [8, 1]}),
+    ("nm", {"n": 2, "m": 4}),
+    ("nm", {"n": 1, "m": 4}),
+    ("pattern", {"patterns": 8}),
+]
+OPS = ["conv3x3s1", "conv3x3s2", "pw1x1", "fc"]
+FAST = ["--warmup-us=0", "--min-warmups=1", "--sample-us=0", "--min-repeats=1", "--max-repeats=1",
+        "--min-time-us=0", "--max-time-us=0"]
+
+
+@pytest.fixture(scope="module")
+def toolchain():
+    tc = host_toolchain()
+    if tc.available():
+        pytest.skip(tc.available())
+    return tc
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("harness-cache")
+
+
+def make_spec(op: str, h: int, w: int, cin: int, cout: int, n: int, scheme: str, ratio: float, params: dict,
+              act: str = "none", groups: int = 1) -> KernelSpec:
+    if scheme == "pattern" and op in ("pw1x1", "fc"):
+        scheme, params = "unstructured", {}
+    sp = Sparsity(scheme, ratio, params)
+    if op == "fc":
+        return KernelSpec("fc", n=n, cin=cin, cout=cout, sparsity=sp, activation=act)
+    if op == "pw1x1":
+        return KernelSpec("pwconv", n=n, h=h, w=w, cin=cin, cout=cout, sparsity=sp, activation=act)
+    stride = 2 if op == "conv3x3s2" else 1
+    return KernelSpec("conv2d", n=n, h=h, w=w, cin=cin * groups, cout=cout * groups, kh=3, kw=3, stride=stride,
+                      padding=1, groups=groups, sparsity=sp, activation=act)
+
+
+def run_batch(tc, cache: Path, specs: list[KernelSpec], variants=("sparse", "csr", "dense"), tmp: Path | None = None):
+    vl, regs = vector_shape(tc)
+    kernels = []
+    for s in specs:
+        for v in variants:
+            kernels.append(generate(s, v, vector_floats=vl, vector_regs=regs))
+    names = {k.name for k in kernels}
+    kernels = [k for i, k in enumerate(kernels) if k.name not in {x.name for x in kernels[:i]}]
+    assert len(names) == len(kernels)
+    batch = build_batch(kernels, tc, cache_dir=cache)
+    dump = Path(tmp or batch.folder) / "dump"
+    dump.mkdir(exist_ok=True)
+    p = subprocess.run([str(batch.binary), *FAST, f"--dump={dump}"], cwd=batch.folder, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    out = parse_harness_output(p.stdout)
+    assert out.started and out.ended and out.rejected == 0
+    return kernels, out, dump
+
+
+def check_against_numpy(kernels, out, dump: Path) -> None:
+    for k in kernels:
+        line = out.lines[k.name]
+        assert line.status == "ok", (k.spec.key, k.variant, line.error)
+        wm, b, _ = pruned_weights(k.spec)
+        want = full_output(k.spec, input_tensor(k.spec), wm, b).ravel()
+        got = np.fromfile(dump / f"{k.name}.out", dtype=np.float32)
+        assert got.shape == want.shape
+        scale = max(1.0, float(np.abs(want).max()))
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale, err_msg=f"{k.spec.key} {k.variant}")
+
+
+shape_st = st.tuples(st.integers(3, 13), st.integers(3, 19), st.integers(1, 21), st.integers(1, 23),
+                     st.integers(1, 3), st.floats(0.0, 0.97), st.sampled_from(["none", "relu", "relu6"]))
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shapes=st.lists(shape_st, min_size=len(SCHEMES) * len(OPS), max_size=len(SCHEMES) * len(OPS)))
+def test_every_scheme_and_op_matches_numpy(toolchain, cache, shapes):
+    """Random (mostly ragged) shapes for every scheme x {conv 3x3 s1, conv 3x3 s2, 1x1, fc}, each
+    kernel in its sparse, CSR and dense variant; one batch per example keeps compiles few."""
+    combos = [(op, sc, p) for sc, p in SCHEMES for op in OPS]
+    specs = [make_spec(op, h, w, cin, cout, n, sc, ratio, p, act)
+             for (op, sc, p), (h, w, cin, cout, n, ratio, act) in zip(combos, shapes)]
+    kernels, out, dump = run_batch(toolchain, cache, list(dict.fromkeys(specs)))
+    check_against_numpy(kernels, out, dump)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.995])
+def test_edge_ratios_every_scheme(toolchain, cache, ratio):
+    """Ratio 0 (nothing pruned) and >= 0.99 (rows left empty: output = bias) for every scheme x op."""
+    specs = []
+    for i, (scheme, params) in enumerate(SCHEMES):
+        for op in OPS:
+            specs.append(make_spec(op, 7 + i % 3, 9, 13, 11 + i, 2, scheme, ratio, params))
+    kernels, out, dump = run_batch(toolchain, cache, list(dict.fromkeys(specs)), variants=("sparse",))
+    check_against_numpy(kernels, out, dump)
+
+
+def test_grouped_depthwise_and_big_shapes(toolchain, cache):
+    """Depthwise/grouped convs, 5x5 kernels, fc with one row (GEMV path) and one larger layer whose
+    reference is sampled rather than complete."""
+    specs = [
+        KernelSpec("dwconv2d", h=15, w=17, cin=12, cout=12, groups=12, kh=3, kw=3, stride=2, padding=1,
+                   activation="relu6", sparsity=Sparsity("pattern", 0.7)),
+        KernelSpec("dwconv2d", h=15, w=17, cin=12, cout=12, groups=12, kh=3, kw=3, stride=1, padding=1,
+                   sparsity=Sparsity("unstructured", 0.5)),
+        make_spec("conv3x3s1", 9, 10, 4, 6, 1, "bcr", 0.6, {"block": [4, 4]}, groups=3),
+        KernelSpec("conv2d", h=12, w=13, cin=3, cout=10, kh=5, kw=5, padding=2, activation="hswish",
+                   sparsity=Sparsity("block", 0.5, {"block": [4, 1]})),
+        KernelSpec("fc", n=1, cin=301, cout=77, sparsity=Sparsity("bcr", 0.9, {"block": [4, 16]})),
+        KernelSpec("fc", n=1, cin=300, cout=70),
+    ]
+    kernels, out, dump = run_batch(toolchain, cache, specs)
+    check_against_numpy(kernels, out, dump)
+    big = KernelSpec("conv2d", h=120, w=140, cin=8, cout=16, kh=3, kw=3, padding=1,
+                     sparsity=Sparsity("bcr", 0.75, {"block": [4, 16]}))
+    kernels, out, _ = run_batch(toolchain, cache, [big], variants=("sparse",))
+    assert out.lines[kernels[0].name].status == "ok"
+
+
+def test_harness_refuses_wrong_output(toolchain, cache, tmp_path):
+    spec = make_spec("conv3x3s1", 8, 8, 4, 8, 1, "bcr", 0.5, {"block": [4, 4]})
+    vl, regs = vector_shape(toolchain)
+    k = generate(spec, "sparse", vector_floats=vl, vector_regs=regs)
+    good = generate(spec.replace(sparsity=Sparsity()), "dense", vector_floats=vl, vector_regs=regs)
+    batch = build_batch([k, good], toolchain, cache_dir=cache)
+    work = tmp_path / "batch"
+    shutil.copytree(batch.folder, work)
+    data = bytearray((work / f"{k.name}.bin").read_bytes())
+    # array 1 (reference values) starts after the header and array 0: corrupt its first value
+    n0 = int(np.frombuffer(data[16:24], dtype="<u8")[0])
+    off = 8 + 16 + 4 * n0 + 16
+    ref0 = np.frombuffer(bytes(data[off:off + 4]), dtype="<f4")[0]
+    data[off:off + 4] = np.float32(ref0 + 1.0).tobytes()
+    (work / f"{k.name}.bin").write_bytes(bytes(data))
+    (work / f"{good.name}.bin").write_bytes(b"DPB1garbage")
+    p = subprocess.run([str(work / "devprof-harness"), *FAST], cwd=work, capture_output=True, text=True, timeout=60)
+    out = parse_harness_output(p.stdout)
+    bad = out.lines[k.name]
+    assert bad.status == "mismatch" and "mismatch" in bad.error and bad.samples_us == ()
+    assert out.lines[good.name].status == "error"
+    for line in p.stdout.splitlines():
+        d = json.loads(line)
+        assert "samples_us" not in d or d["status"] == "ok"
+
+
+def test_build_is_cached(toolchain, cache):
+    spec = make_spec("pw1x1", 5, 5, 7, 9, 1, "nm", 0.5, {"n": 2, "m": 4})
+    vl, regs = vector_shape(toolchain)
+    ks = [generate(spec, v, vector_floats=vl, vector_regs=regs) for v in ("sparse", "dense")]
+    build_batch(ks, toolchain, cache_dir=cache)
+    again = build_batch([generate(spec, v, vector_floats=vl, vector_regs=regs) for v in ("sparse", "dense")],
+                        toolchain, cache_dir=cache)
+    assert not again.built and again.binary.exists()
