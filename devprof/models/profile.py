@@ -531,13 +531,17 @@ def summary_line(runs: list[ModelRun]) -> str:
             parts.append(f"{r.runtime}: already in dataset")
         elif r.error:
             parts.append(f"{r.runtime}: FAILED ({r.error[:120]})")
+        elif r.e2e and r.runtime == "devprof-c":  # a pruned model's composed layer chain
+            s = (f"{r.runtime} {r.name.split('|')[-1]}: layer chain {r.e2e.median_us / 1000:,.2f} ms over "
+                 f"{sum(x.measurement is not None for x in r.rows)} layers")
+            parts.append(s)
         elif r.e2e:
             s = f"{r.runtime}: {r.e2e.median_us / 1000:,.2f} ms"
             if r.rows:
                 s += (f" (interleaved {r.reference_us / 1000:,.2f} ms, Σ layer medians {r.layer_sum_us / 1000:,.2f} ms, "
                       f"gap {r.gap:+.1%}, framework overhead {r.framework_us / 1000:,.2f} ms)")
             parts.append(s)
-    return f"{runs[0].name if runs else '?'}: " + "; ".join(parts)
+    return f"{runs[0].name.split('|')[0] if runs else '?'}: " + "; ".join(parts)
 
 
 def profile_model(model: str | ModelSource, device=None, runtimes: Sequence[str] | None = None, threads: int = 1,
@@ -611,8 +615,12 @@ def cli_profile_models(device, models: Sequence[Any], *, runtimes: Sequence[str]
         done.extend(runs)
         if json_out:
             return
+        if prune and single and len(runs) == 2 and runs[0].rows and runs[1].rows:
+            from .prune import speedup_table
+
+            speedup_table(runs[0], runs[1], console)
         for r in runs:
-            if single and r.rows and not r.error:
+            if single and r.rows and not r.error and not prune:
                 layer_table(r, console)
         err.print(summary_line(runs), highlight=False, markup=False)
 
