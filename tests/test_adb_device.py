@@ -190,3 +190,13 @@ def test_bad_adb_server_address():
     with pytest.raises(UsageError):
         adb.parse_server("host:notaport")
     assert adb.parse_server("10.0.0.2:5038") == ("10.0.0.2", 5038)
+
+
+def test_output_before_a_disconnect_is_handed_over(make_phone):
+    phone = make_phone("--die-on", "salvage-marker", "--die-delay", "1.0")
+    d = resolve_device("S20")
+    d.info()
+    with pytest.raises(DeviceError) as e:
+        d.execute(["sh", "-c", "echo first-kernel-line; sleep 20; echo never", "salvage-marker"], "/data/local/tmp", 30)
+    partial = e.value.partial
+    assert partial.stdout == "first-kernel-line\n" and partial.returncode == -1

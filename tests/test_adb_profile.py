@@ -53,7 +53,7 @@ def test_phone_dies_mid_batch_then_resume_completes(make_phone, adb_server, tmp_
     suite = tmp_path / "two.toml"
     suite.write_text(TWO_BATCHES)
     out = tmp_path / "ds"
-    # the phone vanishes 0.2 s into the second harness run (as if unplugged)
+    # the phone vanishes 0.05 s into the second harness run (as if unplugged)
     phone = make_phone("--die-on", "devprof-harness", "--die-on-count", "2", "--die-delay", "0.05")
     args = ["profile", "--device", "S20", "--suite", str(suite), "--quick", "--out", str(out)]
     r = run_cli(*args, env=adb_server.env)
@@ -61,14 +61,16 @@ def test_phone_dies_mid_batch_then_resume_completes(make_phone, adb_server, tmp_
     err = [l for l in r.stderr.splitlines() if l.startswith("error:")]
     assert len(err) == 1 and phone.serial in err[0] and "--resume" in err[0] and "Traceback" not in r.stderr
     first = _read(out)
-    assert len(first) == 24  # every record of the finished batch is kept
+    # every record of the finished batch is kept, and so is any kernel the second batch finished
+    # before the phone vanished (the harness's lines arrive as each kernel ends)
+    assert 24 <= len(first) < 30 and first["record_key"].is_unique
 
     phone.args = []  # plugged back in (same port, same sandbox), no more faults
     phone.start()
     r = run_cli(*args, "--resume", "--json", env=adb_server.env)
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
-    assert s["measured"] == 6 and s["already"] == 24
+    assert s["measured"] == 30 - len(first) and s["already"] == len(first) and s["failed"] == 0
     df = _read(out)
     assert len(df) == 30 and df["record_key"].is_unique and df["spec_id"].is_unique
     assert df["device_id"].nunique() == 1  # the same phone (ro.serialno), although the adb serial may change

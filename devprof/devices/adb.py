@@ -241,17 +241,42 @@ class AdbDevice(Device):
                            "rerun with --resume")
 
     def shell(self, command: str, timeout_s: float = 60.0, what: str = "a shell command") -> tuple[int, str, str]:
-        """Run one shell command line (already quoted) on the phone: (exit code, stdout, stderr)."""
+        """Run one shell command line (already quoted) on the phone with the shell v2 protocol:
+        (exit code, stdout, stderr). When the phone goes away midway, the DeviceError carries what
+        had arrived (``err.partial = (stdout, stderr)``), so finished kernels of a batch are kept.
+        A silent phone past `timeout_s` raises adbutils.AdbTimeout (with ``.partial`` too)."""
         import adbutils
 
         self.round_trips += 1
+        out, err = bytearray(), bytearray()
+        rc: int | None = None
         try:
-            r = self._dev.shell2(command, timeout=timeout_s, v2=True)
-        except adbutils.AdbTimeout:
-            raise
+            c = self._dev.open_transport(timeout=timeout_s)
         except (adbutils.AdbError, OSError, EOFError) as e:
             raise self._adb_error(what, e) from None
-        return r.returncode, r.stdout or "", r.stderr or ""
+        try:
+            c.send_command(f"shell,v2:{command}")
+            c.check_okay()
+            while rc is None:
+                head = c.read_exact(5)
+                ident, n = head[0], int.from_bytes(head[1:5], "little")
+                data = c.read_exact(n) if n else b""
+                if ident == 1:
+                    out += data
+                elif ident == 2:
+                    err += data
+                elif ident == 3:
+                    rc = data[0] if data else 255
+        except adbutils.AdbTimeout as e:
+            e.partial = (out.decode(errors="replace"), err.decode(errors="replace"))  # type: ignore[attr-defined]
+            raise
+        except (adbutils.AdbError, OSError, EOFError) as e:
+            de = self._adb_error(what, e)
+            de.partial = (out.decode(errors="replace"), err.decode(errors="replace"))  # type: ignore[attr-defined]
+            raise de from None
+        finally:
+            c.close()
+        return rc, out.decode(errors="replace"), err.decode(errors="replace")
 
     # ------------------------------------------------------------------ identity
     @cached_property
@@ -429,9 +454,14 @@ class AdbDevice(Device):
         t0 = time.monotonic()
         try:
             rc, out, err = self.shell(script, timeout_s + 30.0, "a batch")
-        except adbutils.AdbTimeout:
-            return AdbExecResult(-9, "", f"no answer from {self.serial} within {timeout_s + 30:.0f} s",
+        except adbutils.AdbTimeout as e:
+            partial = getattr(e, "partial", ("", ""))
+            return AdbExecResult(-9, partial[0], f"no answer from {self.serial} within {timeout_s + 30:.0f} s",
                                  timed_out=True, seconds=time.monotonic() - t0)
+        except DeviceError as e:  # gone midway: hand over what the batch printed before, then raise
+            partial = getattr(e, "partial", ("", ""))
+            e.partial = AdbExecResult(-1, partial[0], partial[1], seconds=time.monotonic() - t0)  # type: ignore[attr-defined]
+            raise
         dt = time.monotonic() - t0
         before = after = DeviceState()
         kept = []

@@ -199,6 +199,7 @@ class DevprofC(Runtime):
                     yield Outcome(s, error=str(e), started_at=started, finished_at=time.time())
             return
         argv = [f"{remote}/devprof-harness", *protocol.harness_args()]
+        lost: DevprofError | None = None
         per_kernel = protocol.max_time_s + 20 * protocol.warmup_s + 10.0
         timeout = 30.0 + per_kernel * len(kernels)
         if device.kind == "local":
@@ -206,7 +207,13 @@ class DevprofC(Runtime):
                 res = device.execute(argv, remote, timeout, cpus=protocol.cpus)
             conditions = cond.result
         else:
-            res = device.execute(argv, remote, timeout, cpus=protocol.cpus)
+            try:
+                res = device.execute(argv, remote, timeout, cpus=protocol.cpus)
+            except DevprofError as e:  # the phone went away midway: keep the kernels it finished (issue 4)
+                res = getattr(e, "partial", None)
+                if res is None:
+                    raise
+                lost = e
             before, after = getattr(res, "state_before", None), getattr(res, "state_after", None)
             conditions = conditions_from(before, after, protocol.cpus) if before and after else Conditions(cpus=protocol.cpus)
         finished = time.time()
@@ -216,6 +223,8 @@ class DevprofC(Runtime):
         for k in kernels:
             line = parsed.lines.get(k.name)
             for s in by_name[k.name]:
+                if line is None and lost is not None:
+                    continue  # never ran: not a failure; --resume measures it
                 if line is None:
                     err = f"devprof-c: harness gave no result for this kernel ({why_missing})"
                     yield Outcome(s, error=err, conditions=conditions, started_at=started, finished_at=finished)
@@ -226,3 +235,5 @@ class DevprofC(Runtime):
                     m = Measurement(line.samples_us, warmups=line.warmups, number=line.number)
                     yield Outcome(s, m, conditions=conditions, harness_version=line.harness,
                                   started_at=started, finished_at=finished)
+        if lost is not None:
+            raise lost

@@ -94,6 +94,8 @@ class EmulatedPhone:
         return f"127.0.0.1:{self.port}"
 
     def start(self, *extra: str, timeout: float = 20) -> "EmulatedPhone":
+        if self.port:  # plugged back in: drop the server's stale transport first (it would back off)
+            self.server.run("disconnect", self.serial, timeout=10)
         argv = [sys.executable, str(LOOPBACK_ADBD), "--sandbox", str(self.sandbox), "--port", str(self.port),
                 *self.args, *extra]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
