@@ -22,7 +22,8 @@ from . import __version__
 from .errors import DevprofError, UsageError
 
 #: Modules adding subcommands; each exposes ``register(app)``.
-COMMAND_MODULES: list[str] = ["devprof.commands.predict", "devprof.commands.report", "devprof.commands.build_harness"]
+COMMAND_MODULES: list[str] = ["devprof.commands.predict", "devprof.commands.report", "devprof.commands.build_harness",
+                               "devprof.commands.models"]
 
 app = typer.Typer(
     name="devprof",
