@@ -23,7 +23,7 @@ from .errors import DevprofError, UsageError
 
 #: Modules adding subcommands; each exposes ``register(app)``.
 COMMAND_MODULES: list[str] = ["devprof.commands.predict", "devprof.commands.report", "devprof.commands.build_harness",
-                               "devprof.commands.models"]
+                               "devprof.commands.formats", "devprof.commands.models"]
 
 app = typer.Typer(
     name="devprof",

@@ -55,7 +55,7 @@ def _report_table(b, title: str):
 def register(app: typer.Typer) -> None:
     @app.command("fit-predictor")
     def fit_predictor(
-        datasets: List[Path] = typer.Argument(..., help="Dataset folder(s) written by 'devprof profile'."),
+        datasets: Optional[List[Path]] = typer.Argument(None, help="Dataset folder(s) written by 'devprof profile'."),
         out: Path = typer.Option(Path("datasets_latency"), "--out", "-o",
                                  help="Root folder: one bundle per device and runtime is written to "
                                       "OUT/<device>/<runtime>/."),
@@ -65,10 +65,20 @@ def register(app: typer.Typer) -> None:
                                       "random_forest, gradient_boosting. Default: all three."),
         seed: int = typer.Option(0, "--seed", help="Seed of the held-out split and the estimators."),
         json_out: bool = typer.Option(False, "--json", help="Print the accuracy report as JSON."),
+        from_models: Optional[Path] = typer.Option(
+            None, "--from-models", help="Learn a per-layer table from whole-model timings instead: a devprof "
+                                        "model-timings JSONL, an nn-Meter JSONL, or a dataset of --model runs "
+                                        "(see docs/formats.md)."),
     ) -> None:
         """Fit latency predictors (per device, runtime, op and sparsity scheme), score them on held-out
         kernels and model variants, and write bundles: lookup table + predictor + metadata with the
         accuracy report."""
+        if from_models is not None:  # devprof.from_models (issue 9)
+            from ..from_models import cli_fit_from_models
+
+            return cli_fit_from_models(from_models, out, seed, json_out)
+        if not datasets:
+            raise UsageError("give dataset folder(s), or --from-models FILE")
         from rich.console import Console
 
         from predictors.fit import fit_bundles, read_datasets
