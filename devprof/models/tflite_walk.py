@@ -63,7 +63,7 @@ def walk_tflite(src: Any, name: str | None = None) -> ModelLayers:
 
     def tname(i: int) -> str:
         n = T[i].name
-        return n.decode() if isinstance(n, bytes) else str(n)
+        return n.decode(errors="replace") if isinstance(n, bytes) else str(n)
 
     def opname(op) -> str:
         c = m.operatorCodes[op.opcodeIndex]
@@ -178,6 +178,6 @@ def walk_tflite(src: Any, name: str | None = None) -> ModelLayers:
         layers.append(Layer(len(layers), nodes[0] if opsl[0] != "PAD" else nodes[1], spec, nodes, opsl,
                             tname(cur) if cur >= 0 else ""))
         claimed.add(k)
-    desc = m.description.decode() if isinstance(m.description, bytes) else (m.description or "")
+    desc = m.description.decode(errors="replace") if isinstance(m.description, bytes) else (m.description or "")
     inp = nhwc(int(sg.inputs[0])) if sg.inputs is not None and len(sg.inputs) else ()
     return ModelLayers(name or desc or "model", layers, "tflite", "litert", tuple(inp))

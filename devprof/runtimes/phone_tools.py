@@ -168,7 +168,7 @@ def parse_ort_profile(data: str | bytes) -> OrtProfile:
     """Parse the Chrome-trace JSON that ``onnxruntime_perf_test -p`` / ``enable_profiling`` writes."""
     try:
         events = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: "[[[[..." nesting
         raise ToolOutputError(f"ORT profile is not JSON ({str(e)[:120]})") from None
     if isinstance(events, dict):
         events = events.get("traceEvents")
@@ -182,7 +182,7 @@ def parse_ort_profile(data: str | bytes) -> OrtProfile:
         try:
             name, cat = str(e.get("name", "")), e.get("cat")
             ts, dur = float(e.get("ts", 0)), float(e.get("dur", 0))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ToolOutputError("ORT profile: an event has a non-numeric ts/dur") from None
         if not (math.isfinite(ts) and math.isfinite(dur)) or dur < 0:
             raise ToolOutputError("ORT profile: an event has an invalid ts/dur")
