@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+import pytest
 
 from devprof.records import Conditions, DeviceInfo, KernelSpec, Measurement, Record, RuntimeInfo, Sparsity
 from devprof.store import Dataset
@@ -194,3 +195,45 @@ def write(path: Path, records: Iterable[Record]) -> Path:
         with ds:
             ds.append(recs)
     return path
+
+
+# ---- session fixtures shared by the report tests ------------------------------------------------
+@pytest.fixture(scope="session")
+def data(tmp_path_factory) -> dict[str, Path]:
+    """Datasets written through the real store: two devices, empty, one record, mixed devices."""
+    root = tmp_path_factory.mktemp("report-data")
+    out = {
+        "local": write(root / "local", full(LOCAL, 40)),
+        "s20": write(root / "s20", kernels(S20, (ORT, LITERT), 40) + sparse(S20, 3)
+                   + models(S20, LITERT, 4)),
+        "empty": write(root / "empty", []),
+    }
+    rng = np.random.default_rng(5)
+    spec = KernelSpec("conv2d", h=28, w=28, cin=32, cout=32, kh=3, kw=3, padding=1)
+    out["single"] = write(root / "single", [record(spec, LOCAL, ORT, 812.0, rng)])
+    mixed = kernels(LOCAL, (ORT,), 15, seed=7) + kernels(S20, (ORT,), 15, seed=7)
+    out["mixed"] = write(root / "mixed", mixed)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundle(data, tmp_path_factory) -> Path:
+    """A real bundle fitted on the local ORT records (linear estimator only, to stay fast)."""
+    from predictors.estimators import FlopsLinear
+    from predictors.fit import fit_bundles
+
+    df = Dataset(data["local"]).read()
+    fitted = fit_bundles(df[df["runtime"] == "onnxruntime"], candidates={"flops_linear": FlopsLinear()})
+    assert len(fitted) == 1
+    return fitted[0].write_to(tmp_path_factory.mktemp("bundle") / "local-ort")
+
+
+
+
+@pytest.fixture(scope="session")
+def full_report(data, bundle, tmp_path_factory):
+    """The full HTML report (two devices, sparse sweeps, models, a bundle), built once per session."""
+    from devprof.report import build_report
+
+    page = tmp_path_factory.mktemp("report") / "report.html"
+    return build_report([data["local"], data["s20"]], [bundle], out=page, strict=True)

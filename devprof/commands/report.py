@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         bundle: Optional[List[Path]] = typer.Option(
             None, "--bundle", "-b", help="Predictor bundle folder(s) whose accuracy to report (repeatable)."),
         out: Optional[Path] = typer.Option(None, "-o", "--out",
-                                           help="File to write [default: report.html, or report.md with --format md]."),
+                                           help="File to write (default report.html, or report.md with --format md)."),
         fmt: str = typer.Option("html", "--format", "-f", help="html (one self-contained page) or md (the tables "
                                                                "as Markdown, for terminals and pull requests)."),
         json_out: bool = typer.Option(False, "--json", help="Print what was written (path, sections drawn) as JSON."),

@@ -33,19 +33,24 @@ class ReportResult:
                 "records": self.records, "sections": self.sections}
 
 
-def build_document(datasets: Sequence[str | Path], bundles: Sequence[str | Path] = (), strict: bool = False):
-    """Load the data and build every section (no file written). `strict` re-raises section bugs."""
+def build_document(datasets: Sequence[str | Path], bundles: Sequence[str | Path] = (), strict: bool = False,
+                   figures: bool = True):
+    """Load the data and build every section (no file written). `strict` re-raises section bugs;
+    `figures=False` skips encoding the figures (for Markdown, which shows none)."""
     from .. import __version__
     from . import fmt
     from .data import load
     from .model import Report, Section
+
+    data = load(datasets, bundles)  # bad input fails here, before matplotlib is imported
+    from .figures import rendering
     from .sections import ORDER
 
-    data = load(datasets, bundles)
     sections = []
     for mod in ORDER:
         try:
-            sections.append(mod.build(data))
+            with rendering(figures):
+                sections.append(mod.build(data))
         except Exception as e:  # a bug in one section must not cost the user the whole report
             if strict:
                 raise
@@ -100,7 +105,7 @@ def build_report(datasets: Sequence[str | Path], bundles: Sequence[str | Path] =
         raise UsageError(f"{out} is a folder; give a file name with -o")
     if not out.parent.exists():
         raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
-    report, data = build_document(datasets, bundles, strict=strict)
+    report, data = build_document(datasets, bundles, strict=strict, figures=fmt == "html")
     from . import render
 
     text = render.html(report) if fmt == "html" else render.markdown(report)

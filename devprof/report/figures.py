@@ -71,8 +71,24 @@ def grid_shape(n: int, max_cols: int = 3) -> tuple[int, int]:
     return cols, math.ceil(n / cols)
 
 
+_RENDER = [True]
+
+
+@contextmanager
+def rendering(enabled: bool) -> Iterator[None]:
+    """Turn figure encoding off (Markdown output shows no figures, so none is rendered)."""
+    old = _RENDER[0]
+    _RENDER[0] = enabled
+    try:
+        yield
+    finally:
+        _RENDER[0] = old
+
+
 def to_data_uri(fig: MplFigure) -> str:
     """Encode a figure as an SVG data URI (vector for print, rasterised dense scatters)."""
+    if not _RENDER[0]:
+        return ""
     buf = io.BytesIO()
     fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "devprof"})
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

@@ -1,0 +1,159 @@
+"""`devprof report`: every section from realistic datasets, graceful gaps, Markdown, bad input.
+
+Datasets are built with the record model (tests/report_synth.py) and written through the real
+store; bundles are fitted and published by the real `predictors` code. Nothing of devprof is mocked.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+import report_synth as S
+from conftest import run_cli
+from report_synth import bundle, data, full_report  # noqa: F401 (session fixtures)
+from devprof.errors import DatasetError
+from devprof.report import build_document, build_report
+from devprof.store import Dataset
+
+SECTIONS = ("devices", "quality", "roofline", "sparse", "accuracy", "layers", "compare")
+
+
+def _images(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'<img src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', html)]
+
+
+def _sections(html: str) -> dict[str, str]:
+    return dict(re.findall(r'data-section="(\w+)" data-drawn="(true|false)"', html))
+
+
+def test_full_report_draws_every_section_self_contained(full_report):
+    res = full_report
+    out = res.path
+    assert out.is_file() and res.records > 400
+    assert [s["key"] for s in res.sections] == list(SECTIONS)
+    assert all(s["drawn"] for s in res.sections), [(s["key"], s["reason"]) for s in res.sections]
+    html = out.read_text()
+    assert _sections(html) == {k: "true" for k in SECTIONS}
+    imgs = _images(html)
+    assert len(imgs) == sum(s["figures"] for s in res.sections)
+    assert all(s["figures"] >= 1 for s in res.sections if s["key"] != "devices")
+    for svg in imgs:  # each figure is a complete, parseable SVG document
+        assert ET.fromstring(svg).tag.endswith("svg")
+    # nothing outside the file: no scripts, stylesheets, fonts or remote URLs
+    assert "<script" not in html and "<link" not in html and "@import" not in html and "url(" not in html
+    assert not re.search(r'(src|href)="(?!data:|#)', html)
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
+    assert "@media print" in html
+    # break-even ratios and held-out figures made it into the tables
+    assert "Break-even" in html and "Held-out kernel accuracy" in html and "±10%" in html
+
+
+def test_sections_say_why_they_cannot_be_drawn_on_an_empty_dataset(data, tmp_path):
+    res = build_report([data["empty"]], out=tmp_path / "e.html", strict=True)
+    assert not any(s["drawn"] for s in res.sections)
+    for s in res.sections:
+        assert s["reason"] and "\n" not in s["reason"]
+    html = (tmp_path / "e.html").read_text()
+    assert html.count("Cannot be drawn") == len(SECTIONS)
+    assert "no predictor bundle was given" in html and "hold no records" in html
+
+
+def test_single_record_dataset(data, tmp_path):
+    res = build_report([data["single"]], out=tmp_path / "one.html", strict=True)
+    drawn = {s["key"]: s for s in res.sections}
+    assert len(_images((tmp_path / "one.html").read_text())) == 2  # latency vs FLOPs and roofline
+    assert drawn["devices"]["drawn"] and drawn["quality"]["drawn"] and drawn["roofline"]["drawn"]
+    assert "no sparse kernel records" in drawn["sparse"]["reason"]
+    assert "per-layer records" in drawn["layers"]["reason"]
+    assert "one device and runtime" in drawn["compare"]["reason"]
+    assert "needs at least two records" in (tmp_path / "one.html").read_text()
+
+
+def test_mixed_device_dataset_compares_devices(data, tmp_path):
+    doc, _ = build_document([data["mixed"]], strict=True, figures=False)
+    sec = {s.key: s for s in doc.sections}
+    assert sec["compare"].drawn and sec["compare"].figures
+    table = sec["compare"].tables[0]
+    assert table.rows[0][0] == "across devices" and int(table.rows[0][3]) == 15
+    assert len(sec["devices"].tables[0].columns) == 3  # one column per device (transposed fingerprints)
+    assert "no sparse kernel records" in sec["sparse"].missing
+
+
+def test_speedup_break_even_is_interpolated(data):
+    from devprof.report.sections.sparse import break_even
+
+    r = S.np.array([0.5, 0.75, 0.9])
+    assert break_even(r, S.np.array([0.5, 2.0, 4.0])) == pytest.approx(0.625)
+    assert break_even(r, S.np.array([1.2, 2.0, 4.0])) == -0.5  # faster from the first ratio on
+    assert S.np.isnan(break_even(r, S.np.array([0.2, 0.5, 0.9])))
+
+
+def test_markdown_writes_the_same_tables(data, tmp_path):
+    out = tmp_path / "r.md"
+    res = build_report([data["local"], data["s20"]], out=out, fmt="md", strict=True)
+    md = out.read_text()
+    assert md.startswith("# Latency report")
+    for s in res.sections:
+        assert f"## {s['number']}. {s['title']}" in md
+    assert "Cannot be drawn because no predictor bundle was given" in md
+    tables = re.findall(r"^\*\*Table \d+\.\*\*", md, flags=re.M)
+    assert len(tables) == sum(s["tables"] for s in res.sections)
+    # every table row has as many cells as its header
+    blocks = re.findall(r"((?:^\|.*\n)+)", md, flags=re.M)
+    assert blocks
+    for block in blocks:
+        widths = {len(re.split(r"(?<!\\)\|", line.strip())) for line in block.splitlines()}
+        assert len(widths) == 1, block[:300]
+    assert "<img" not in md and "(figure in the HTML report)" in md
+
+
+def test_cli_prints_path_and_json(data, bundle, tmp_path):
+    out = tmp_path / "cli.html"
+    p = run_cli("report", str(data["single"]), "--bundle", str(bundle), "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == str(out) and out.is_file()
+    p = run_cli("report", str(data["empty"]), "-o", str(tmp_path / "e.md"), "--format", "md", "--json")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    assert info["path"] == str(tmp_path / "e.md") and info["records"] == 0 and len(info["sections"]) == 7
+
+
+def _one_line_error(p, code: int, text: str) -> None:
+    assert p.returncode == code, (p.returncode, p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and text in lines[0], p.stderr
+
+
+def test_newer_schema_is_a_one_line_error(data, tmp_path):
+    import shutil
+
+    ds = tmp_path / "future"
+    shutil.copytree(data["single"], ds)
+    (ds / "dataset.json").write_text(json.dumps({"format": "devprof-dataset", "schema_version": 99}))
+    with pytest.raises(DatasetError, match="newer than this devprof"):
+        build_report([ds], out=tmp_path / "x.html")
+    p = run_cli("report", str(ds), "-o", str(tmp_path / "x.html"))
+    _one_line_error(p, 4, "schema version 99")
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_bad_inputs_are_one_line_errors(data, bundle, tmp_path):
+    _one_line_error(run_cli("report", str(tmp_path / "missing")), 4, "no dataset at")
+    _one_line_error(run_cli("report", str(data["single"]), "--format", "pdf"), 2, "unknown --format")
+    _one_line_error(run_cli("report"), 2, "give at least one dataset")
+    _one_line_error(run_cli("report", str(data["single"]), "-o", str(tmp_path / "no" / "r.html")), 2,
+                    "does not exist")
+    import shutil
+
+    bad = tmp_path / "tampered"
+    shutil.copytree(bundle, bad)
+    lut = bad / "lut.json"
+    lut.write_bytes(lut.read_bytes().replace(b"conv2d", b"conv3d", 1))
+    _one_line_error(run_cli("report", str(data["single"]), "--bundle", str(bad), "-o", str(tmp_path / "t.html")),
+                    4, "refusing to load")
