@@ -48,6 +48,8 @@ else:  # pragma: no cover
 SHAPE_KEYS = ("n", "h", "w", "hw", "cin", "cout", "c", "k", "kh", "kw", "stride", "padding", "groups",
               "dilation", "activation", "bias", "dtype")
 SUITE_KEYS = ("suite", "kernels", "family", "model")
+#: A family may expand to at most this many specs (a 300-byte grid could otherwise hang devprof).
+MAX_FAMILY_SPECS = 100_000
 
 
 @dataclass(frozen=True)
@@ -190,10 +192,13 @@ def _family(fam: dict, where: str) -> list[KernelSpec]:
             if isinstance(v, dict):
                 raise UsageError(f"{where}: shape.{k}: ranges need sampling = \"random\"")
             lists.append(v if isinstance(v, list) else [v])
+        if math.prod(len(x) for x in lists) > MAX_FAMILY_SPECS:
+            raise UsageError(f"{where}: the grid has {math.prod(len(x) for x in lists)} points, more than "
+                             f"{MAX_FAMILY_SPECS}; split it or use sampling = \"random\"")
         combos = [dict(zip(keys, c)) for c in itertools.product(*lists)]
     elif sampling == "random":
-        if not isinstance(count, int) or count < 1:
-            raise UsageError(f"{where}: random sampling needs count = N (N >= 1)")
+        if not isinstance(count, int) or count < 1 or count > MAX_FAMILY_SPECS:
+            raise UsageError(f"{where}: random sampling needs count = N (1 <= N <= {MAX_FAMILY_SPECS})")
         rng = np.random.default_rng(seed)
         combos = [{k: _draw(rng, v, f"{where}: shape.{k}", mult.get(k, 1)) for k, v in shape.items()}
                   for _ in range(count)]
