@@ -13,6 +13,7 @@ import os
 import shutil
 import struct
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,14 +104,19 @@ def _sha(*parts: bytes | str) -> str:
     return h.hexdigest()[:20]
 
 
+def _tmp_tag() -> str:
+    """Unique per process *and thread*: farm workers (devprof/farm.py) build batches concurrently."""
+    return f"{os.getpid()}-{threading.get_ident()}"
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp = path.with_name(path.name + f".tmp{_tmp_tag()}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
 def _compile(tc: Toolchain, src: Path, obj: Path) -> None:
-    tmp = obj.with_name(obj.name + f".tmp{os.getpid()}.o")
+    tmp = obj.with_name(obj.name + f".tmp{_tmp_tag()}.o")
     cmd = [*tc.cc, *tc.cflags, *EXTRA_CFLAGS, "-I", str(HARNESS_DIR), "-c", str(src), "-o", str(tmp)]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
@@ -166,7 +172,7 @@ def build_batch(kernels: Sequence, toolchain: Toolchain, cache_dir: Path | None 
     batch.files = [folder / BINARY_NAME] + [folder / f"{k.name}.bin" for k in kernels]
     if (folder / ".complete").exists():
         return batch
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    tmp = folder.with_name(folder.name + f".tmp{_tmp_tag()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     cmd = [*toolchain.cc, *toolchain.cflags, *map(str, objs), "-o", str(tmp / BINARY_NAME), *toolchain.ldflags, "-lm"]
