@@ -104,7 +104,7 @@ def test_identical_phones_share_the_suite_and_a_lost_phone_hands_back_its_batch(
     ids = {s.id for s in suite.specs}
     got, _ = _by_serial(ds)
     s20 = got["R3CN30S20A"] + got.get("R3CN30S20B", [])
-    assert sorted(s20) == sorted(ids)  # the full S20 set: nothing lost, nothing twice
+    assert sorted(s20) == sorted(ids), (summary.to_dict(), Dataset(ds).failures())  # all S20 kernels, once
     assert got.get("R3CN30S20B"), "the second S20 measured its first batch before it vanished"
     assert len(got["R3CN30S20A"]) > len(got["R3CN30S20B"])  # ...and its peer took over the rest
     assert sorted(got["R3CN30S21X"]) == sorted(ids)  # a different phone runs everything
@@ -182,3 +182,24 @@ def test_cli_profile_farm_and_devices(lab, servers, suite_file, tmp_path):
     rows = [x for x in json.loads(r.stdout) if x["kind"] == "adb"]
     assert [x["model"] for x in rows] == ["SM-G981U", "SM-G981U", "SM-G991U"]  # grouped by model
     assert {x["server"] for x in rows} == {a.address, b.address}
+
+
+@pytest.mark.skipif("devprof-c" not in RUNTIMES, reason="the devprof-c harness runtime is not there yet")
+def test_cli_farm_with_the_real_harness(lab, servers, tmp_path):
+    """The user's command line end to end (a subprocess) with generated C kernels on every phone."""
+    a, b = servers
+    _three_phones(lab, servers)
+    suite = tmp_path / "c.toml"
+    suite.write_text('[suite]\nname = "farm-c"\ndescription = "x"\nruntimes = ["devprof-c"]\n'
+                     '[[family]]\nop = "fc"\nshape = { n = [1], cin = [16, 32], cout = [16, 32] }\n')
+    ds = tmp_path / "c-ds"
+    args = ["profile", "--device", "S20", "--all-matching", "--device", "S21", "--adb-server", a.address,
+            "--adb-server", b.address, "--suite", str(suite), "--quick", "--out", str(ds)]
+    r = run_cli(*args, "--json", timeout=120)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["measured"] == 8 and s["failed"] == 0, s
+    df = Dataset(ds).read()
+    assert set(df["runtime"]) == {"devprof-c"} and Counter(df["device_model"]) == {"SM-G981U": 4, "SM-G991U": 4}
+    r = run_cli(*args, "--resume", timeout=60)  # nothing left: every kernel is measured on its fleet
+    assert r.returncode == 0 and "0 measured" in r.stderr and "8 already there" in r.stderr, r.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -30,7 +31,15 @@ done
 """
 
 
+_LOCK = threading.Lock()  # farm workers are threads of one process
+
+
 def _script() -> Path:
+    with _LOCK:
+        return _write_script()
+
+
+def _write_script() -> Path:
     d = Path(os.environ.get("DEVPROF_CACHE") or tempfile.gettempdir()) / "farm-probe"
     d.mkdir(parents=True, exist_ok=True)
     p = d / SCRIPT_NAME
