@@ -364,7 +364,7 @@ class TFLiteBenchmark(_PhoneTool):
             warm = rep.warmup.count if rep.warmup else warm
         if not samples:
             raise ToolOutputError("benchmark_model printed nothing")
-        return Measurement(tuple(samples), warmups=warm, number=count)
+        return _measurement("benchmark_model", samples, warm, count)
 
 
 class OrtPerfTest(_PhoneTool):
@@ -414,7 +414,15 @@ class OrtPerfTest(_PhoneTool):
         warm = 1 if len(samples) > 3 else 0  # the first run pays for allocation: a warm-up
         if not samples[warm:]:
             raise ToolOutputError("ORT profile holds no timed run")
-        return Measurement(tuple(samples[warm:]), warmups=warm, number=1)
+        return _measurement("onnxruntime_perf_test", samples[warm:], warm, 1)
+
+
+def _measurement(tool: str, samples: Sequence[float], warmups: int, number: int) -> Measurement:
+    """A tool's timings as a Measurement; negative, NaN or overflowing times are the tool's fault."""
+    try:
+        return Measurement(tuple(samples), warmups=warmups, number=number)
+    except ValueError as e:
+        raise ToolOutputError(f"{tool}: unusable timings ({e})") from None
 
 
 def split_reps(stdout: str) -> list[str]:
