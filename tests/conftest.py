@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Phone path: a real adb server + emulated phones (tests/support/fixtures.py).
 from support.fixtures import adb_server, make_phone, phone  # noqa: E402,F401
+# Report tests: synthetic datasets, a fitted bundle and the full report, built once per session.
+from report_synth import report_bundle, report_data, report_full  # noqa: E402,F401
 
 TINY_SUITE = """
 [suite]

@@ -197,9 +197,9 @@ def write(path: Path, records: Iterable[Record]) -> Path:
     return path
 
 
-# ---- session fixtures shared by the report tests ------------------------------------------------
+# ---- session fixtures shared by the report tests (imported by tests/conftest.py) -----------------
 @pytest.fixture(scope="session")
-def data(tmp_path_factory) -> dict[str, Path]:
+def report_data(tmp_path_factory) -> dict[str, Path]:
     """Datasets written through the real store: two devices, empty, one record, mixed devices."""
     root = tmp_path_factory.mktemp("report-data")
     out = {
@@ -217,12 +217,12 @@ def data(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def bundle(data, tmp_path_factory) -> Path:
+def report_bundle(report_data, tmp_path_factory) -> Path:
     """A real bundle fitted on the local ORT records (linear estimator only, to stay fast)."""
     from predictors.estimators import FlopsLinear
     from predictors.fit import fit_bundles
 
-    df = Dataset(data["local"]).read()
+    df = Dataset(report_data["local"]).read()
     fitted = fit_bundles(df[df["runtime"] == "onnxruntime"], candidates={"flops_linear": FlopsLinear()})
     assert len(fitted) == 1
     return fitted[0].write_to(tmp_path_factory.mktemp("bundle") / "local-ort")
@@ -231,9 +231,9 @@ def bundle(data, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def full_report(data, bundle, tmp_path_factory):
+def report_full(report_data, report_bundle, tmp_path_factory):
     """The full HTML report (two devices, sparse sweeps, models, a bundle), built once per session."""
     from devprof.report import build_report
 
     page = tmp_path_factory.mktemp("report") / "report.html"
-    return build_report([data["local"], data["s20"]], [bundle], out=page, strict=True)
+    return build_report([report_data["local"], report_data["s20"]], [report_bundle], out=page, strict=True)

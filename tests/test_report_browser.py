@@ -15,7 +15,6 @@ import pytest
 
 from conftest import ROOT
 from report_browser import Browser, find_chromium
-from report_synth import bundle, data, full_report  # noqa: F401 (session fixtures)
 from devprof.report import build_report
 
 CHROMIUM = find_chromium()
@@ -58,8 +57,8 @@ def _render(page: Path, shot: Path, pdf: Path | None = None) -> tuple[dict, dict
         return facts, b.problems()
 
 
-def test_full_report_renders_in_chromium(full_report):
-    res = full_report
+def test_full_report_renders_in_chromium(report_full):
+    res = report_full
     out = artifacts()
     facts, problems = _render(res.path, out / "report-full.png", out / "report-full.pdf")
     assert problems == {"failed": [], "outside": [], "errors": []}
@@ -78,9 +77,9 @@ def test_full_report_renders_in_chromium(full_report):
     assert pdf[:5] == b"%PDF-" and pdf.count(b"/Type /Page") + pdf.count(b"/Type/Page") >= 4
 
 
-def test_empty_report_renders_with_reasons(data, tmp_path):
+def test_empty_report_renders_with_reasons(report_data, tmp_path):
     page = tmp_path / "empty.html"
-    build_report([data["empty"]], out=page, strict=True)
+    build_report([report_data["empty"]], out=page, strict=True)
     facts, problems = _render(page, artifacts() / "report-empty.png")
     assert problems == {"failed": [], "outside": [], "errors": []}
     assert [s[0] for s in facts["sections"]] == SECTIONS

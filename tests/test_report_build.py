@@ -15,7 +15,6 @@ import pytest
 
 import report_synth as S
 from conftest import run_cli
-from report_synth import bundle, data, full_report  # noqa: F401 (session fixtures)
 from devprof.errors import DatasetError
 from devprof.report import build_document, build_report
 from devprof.store import Dataset
@@ -31,8 +30,8 @@ def _sections(html: str) -> dict[str, str]:
     return dict(re.findall(r'data-section="(\w+)" data-drawn="(true|false)"', html))
 
 
-def test_full_report_draws_every_section_self_contained(full_report):
-    res = full_report
+def test_full_report_draws_every_section_self_contained(report_full):
+    res = report_full
     out = res.path
     assert out.is_file() and res.records > 400
     assert [s["key"] for s in res.sections] == list(SECTIONS)
@@ -53,8 +52,8 @@ def test_full_report_draws_every_section_self_contained(full_report):
     assert "Break-even" in html and "Held-out kernel accuracy" in html and "±10%" in html
 
 
-def test_sections_say_why_they_cannot_be_drawn_on_an_empty_dataset(data, tmp_path):
-    res = build_report([data["empty"]], out=tmp_path / "e.html", strict=True)
+def test_sections_say_why_they_cannot_be_drawn_on_an_empty_dataset(report_data, tmp_path):
+    res = build_report([report_data["empty"]], out=tmp_path / "e.html", strict=True)
     assert not any(s["drawn"] for s in res.sections)
     for s in res.sections:
         assert s["reason"] and "\n" not in s["reason"]
@@ -63,8 +62,8 @@ def test_sections_say_why_they_cannot_be_drawn_on_an_empty_dataset(data, tmp_pat
     assert "no predictor bundle was given" in html and "hold no records" in html
 
 
-def test_single_record_dataset(data, tmp_path):
-    res = build_report([data["single"]], out=tmp_path / "one.html", strict=True)
+def test_single_record_dataset(report_data, tmp_path):
+    res = build_report([report_data["single"]], out=tmp_path / "one.html", strict=True)
     drawn = {s["key"]: s for s in res.sections}
     assert len(_images((tmp_path / "one.html").read_text())) == 2  # latency vs FLOPs and roofline
     assert drawn["devices"]["drawn"] and drawn["quality"]["drawn"] and drawn["roofline"]["drawn"]
@@ -74,8 +73,8 @@ def test_single_record_dataset(data, tmp_path):
     assert "needs at least two records" in (tmp_path / "one.html").read_text()
 
 
-def test_mixed_device_dataset_compares_devices(data, tmp_path):
-    doc, _ = build_document([data["mixed"]], strict=True, figures=False)
+def test_mixed_device_dataset_compares_devices(report_data, tmp_path):
+    doc, _ = build_document([report_data["mixed"]], strict=True, figures=False)
     sec = {s.key: s for s in doc.sections}
     assert sec["compare"].drawn and sec["compare"].figures
     table = sec["compare"].tables[0]
@@ -84,7 +83,7 @@ def test_mixed_device_dataset_compares_devices(data, tmp_path):
     assert "no sparse kernel records" in sec["sparse"].missing
 
 
-def test_speedup_break_even_is_interpolated(data):
+def test_speedup_break_even_is_interpolated():
     from devprof.report.sections.sparse import break_even
 
     r = S.np.array([0.5, 0.75, 0.9])
@@ -93,9 +92,9 @@ def test_speedup_break_even_is_interpolated(data):
     assert S.np.isnan(break_even(r, S.np.array([0.2, 0.5, 0.9])))
 
 
-def test_markdown_writes_the_same_tables(data, tmp_path):
+def test_markdown_writes_the_same_tables(report_data, tmp_path):
     out = tmp_path / "r.md"
-    res = build_report([data["local"], data["s20"]], out=out, fmt="md", strict=True)
+    res = build_report([report_data["local"], report_data["s20"]], out=out, fmt="md", strict=True)
     md = out.read_text()
     assert md.startswith("# Latency report")
     for s in res.sections:
@@ -112,12 +111,12 @@ def test_markdown_writes_the_same_tables(data, tmp_path):
     assert "<img" not in md and "(figure in the HTML report)" in md
 
 
-def test_cli_prints_path_and_json(data, bundle, tmp_path):
+def test_cli_prints_path_and_json(report_data, report_bundle, tmp_path):
     out = tmp_path / "cli.html"
-    p = run_cli("report", str(data["single"]), "--bundle", str(bundle), "-o", str(out))
+    p = run_cli("report", str(report_data["single"]), "--bundle", str(report_bundle), "-o", str(out))
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == str(out) and out.is_file()
-    p = run_cli("report", str(data["empty"]), "-o", str(tmp_path / "e.md"), "--format", "md", "--json")
+    p = run_cli("report", str(report_data["empty"]), "-o", str(tmp_path / "e.md"), "--format", "md", "--json")
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout)
     assert info["path"] == str(tmp_path / "e.md") and info["records"] == 0 and len(info["sections"]) == 7
@@ -130,11 +129,11 @@ def _one_line_error(p, code: int, text: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("error:") and text in lines[0], p.stderr
 
 
-def test_newer_schema_is_a_one_line_error(data, tmp_path):
+def test_newer_schema_is_a_one_line_error(report_data, tmp_path):
     import shutil
 
     ds = tmp_path / "future"
-    shutil.copytree(data["single"], ds)
+    shutil.copytree(report_data["single"], ds)
     (ds / "dataset.json").write_text(json.dumps({"format": "devprof-dataset", "schema_version": 99}))
     with pytest.raises(DatasetError, match="newer than this devprof"):
         build_report([ds], out=tmp_path / "x.html")
@@ -143,17 +142,17 @@ def test_newer_schema_is_a_one_line_error(data, tmp_path):
     assert not (tmp_path / "x.html").exists()
 
 
-def test_bad_inputs_are_one_line_errors(data, bundle, tmp_path):
+def test_bad_inputs_are_one_line_errors(report_data, report_bundle, tmp_path):
     _one_line_error(run_cli("report", str(tmp_path / "missing")), 4, "no dataset at")
-    _one_line_error(run_cli("report", str(data["single"]), "--format", "pdf"), 2, "unknown --format")
+    _one_line_error(run_cli("report", str(report_data["single"]), "--format", "pdf"), 2, "unknown --format")
     _one_line_error(run_cli("report"), 2, "give at least one dataset")
-    _one_line_error(run_cli("report", str(data["single"]), "-o", str(tmp_path / "no" / "r.html")), 2,
+    _one_line_error(run_cli("report", str(report_data["single"]), "-o", str(tmp_path / "no" / "r.html")), 2,
                     "does not exist")
     import shutil
 
     bad = tmp_path / "tampered"
-    shutil.copytree(bundle, bad)
+    shutil.copytree(report_bundle, bad)
     lut = bad / "lut.json"
     lut.write_bytes(lut.read_bytes().replace(b"conv2d", b"conv3d", 1))
-    _one_line_error(run_cli("report", str(data["single"]), "--bundle", str(bad), "-o", str(tmp_path / "t.html")),
+    _one_line_error(run_cli("report", str(report_data["single"]), "--bundle", str(bad), "-o", str(tmp_path / "t.html")),
                     4, "refusing to load")
