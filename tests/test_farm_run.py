@@ -134,20 +134,6 @@ def test_resume_counts_what_any_identical_peer_measured(lab, servers, suite_file
     assert sorted(got["R3CN30S20A"] + got.get("R3CN30S20B", [])) == sorted(x.id for x in suite.specs)
 
 
-def test_names_across_servers(lab, servers):
-    a, b = servers
-    s20a, s20b, s21 = _three_phones(lab, servers)
-    addrs = [a.address, b.address]
-    with pytest.raises(UsageError, match="matches 2 phones.*--all-matching"):
-        farm.resolve_farm(["S20"], addrs)
-    assert [m.serial for m in farm.resolve_farm([s20b.serial], addrs)] == [s20b.serial]
-    assert [m.info.serial for m in farm.resolve_farm(["R3CN30S21X"], addrs)] == ["R3CN30S21X"]
-    with pytest.raises(UsageError, match="no attached device matches 'Pixel 9'"):
-        farm.resolve_farm(["Pixel 9"], addrs)
-    # the same phone named twice (by model and by serial) is one member
-    assert len(farm.resolve_farm(["S21", s21.serial], addrs)) == 1
-
-
 def test_work_queue_gives_back_and_wakes_peers():
     q = farm.WorkQueue([farm.Batch("r", None, [1]), farm.Batch("r", None, [2])])  # type: ignore[arg-type,list-item]
     first, second = q.take(), q.take()
@@ -162,9 +148,17 @@ def test_work_queue_gives_back_and_wakes_peers():
     assert q.take() is None
 
 
-def test_cli_profile_farm_and_devices(lab, servers, suite_file, tmp_path):
+def test_cli_profile_farm_devices_and_names_across_servers(lab, servers, suite_file, tmp_path):
     a, b = servers
-    _three_phones(lab, servers)
+    s20a, s20b, s21 = _three_phones(lab, servers)
+    addrs = [a.address, b.address]
+    with pytest.raises(UsageError, match="matches 2 phones.*--all-matching"):
+        farm.resolve_farm(["S20"], addrs)
+    assert [m.serial for m in farm.resolve_farm([s20b.serial], addrs)] == [s20b.serial]
+    assert [m.info.serial for m in farm.resolve_farm(["R3CN30S21X"], addrs)] == ["R3CN30S21X"]
+    with pytest.raises(UsageError, match="no attached device matches 'Pixel 9'"):
+        farm.resolve_farm(["Pixel 9"], addrs)
+    assert len(farm.resolve_farm(["S21", s21.serial], addrs)) == 1  # one phone named twice is one member
     from devprof.cli import app
 
     ds = tmp_path / "cli-ds"
@@ -203,3 +197,51 @@ def test_cli_farm_with_the_real_harness(lab, servers, tmp_path):
     assert set(df["runtime"]) == {"devprof-c"} and Counter(df["device_model"]) == {"SM-G981U": 4, "SM-G991U": 4}
     r = run_cli(*args, "--resume", timeout=60)  # nothing left: every kernel is measured on its fleet
     assert r.returncode == 0 and "0 measured" in r.stderr and "8 already there" in r.stderr, r.stderr
+
+
+def test_a_fleet_with_no_phone_left_is_unfinished_and_resume_finishes_it(lab, servers, suite_file, tmp_path):
+    a, b = servers
+    lab(a, "R3CN30S20A")
+    s21 = lab(b, "R3CN30S21X", "--model", "SM-G991U", "--prop", f"ro.build.fingerprint={S21_BUILD}",
+              "--die-on", "farm-probe", "--die-on-count", "2", "--die-delay", "0.05")
+    addrs = [a.address, b.address]
+    suite = load_suite(str(suite_file))
+    ds = tmp_path / "ds"
+    s = farm.run_farm(farm.resolve_farm(["S20", "S21"], addrs), suite.specs, ds, protocol=Protocol.quick(),
+                      suite_runtimes=suite.runtimes)
+    assert s.unfinished == 14 and s.measured == 16 + 2  # the S21 finished one batch, then was unplugged
+    assert [f["unfinished"] for f in s.fleets] == [0, 14]
+    s21.stop()
+    lab(b, "R3CN30S21Y", "--model", "SM-G991U", "--prop", f"ro.build.fingerprint={S21_BUILD}")  # its twin
+    s = farm.run_farm(farm.resolve_farm(["S20", "S21"], addrs), suite.specs, ds, protocol=Protocol.quick(),
+                      suite_runtimes=suite.runtimes, resume=True)
+    assert (s.already, s.measured, s.unfinished) == (18, 14, 0)
+    got, models = _by_serial(ds)
+    assert Counter(models) == {"SM-G981U": 16, "SM-G991U": 16}
+    assert sorted(got["R3CN30S21X"] + got["R3CN30S21Y"]) == sorted(x.id for x in suite.specs)
+
+
+def test_interrupt_keeps_every_finished_record(lab, servers, suite_file, tmp_path):
+    import os
+    import signal
+
+    a, _ = servers
+    lab(a, "R3CN30S20A")
+    lab(a, "R3CN30S20B")
+    suite = load_suite(str(suite_file))
+    members = farm.resolve_farm(["S20"], [a.address], all_matching=True)
+    ds = tmp_path / "ds"
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        s = farm.run_farm(members, suite.specs, ds, protocol=Protocol.quick(), cooldown_s=0.4,
+                          suite_runtimes=suite.runtimes)
+    finally:
+        timer.cancel()
+    assert s.interrupted and 0 < s.measured < 16
+    assert len(Dataset(ds).read()) == s.measured  # every acknowledged record is on disk
+    s2 = farm.run_farm(members, suite.specs, ds, protocol=Protocol.quick(), suite_runtimes=suite.runtimes,
+                       resume=True)
+    assert s2.already == s.measured and s.measured + s2.measured == 16
+    got, _ = _by_serial(ds)
+    assert sorted(got["R3CN30S20A"] + got.get("R3CN30S20B", [])) == sorted(x.id for x in suite.specs)
