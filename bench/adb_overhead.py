@@ -9,7 +9,7 @@ and prints, for the runtime's default batching and for one batch per suite:
 
 * adb round trips per kernel (shell calls + sync sessions; target <= 0.05),
 * harness + transfer overhead as a share of pure kernel time, where pure kernel time is what the
-  harness spent inside kernel calls ((warm-ups + repeats x number) x median, per kernel) and the
+  harness spent inside kernel calls (the timed calls: sum of samples x number; warm-ups: count x median) and the
   overhead is the wall time of `stage` + `execute` beyond it (push, adb, process start, data file
   loading, output checks, calibration). Host-side code generation and compilation are reported
   apart (they are cached across runs and do not touch the phone).
@@ -103,7 +103,8 @@ def run(dev: TimedAdbDevice, specs: list[KernelSpec], out: str, protocol: Protoc
     finally:
         DevprofC.batch_size = default
     df = Dataset(out).read()
-    pure_s = float(((df["warmups"] + df["repeats"] * df["number"]) * df["median_us"]).sum()) / 1e6
+    timed_us = df["samples_us"].map(lambda xs: float(sum(xs))) * df["number"]  # every timed call
+    pure_s = float((timed_us + df["warmups"] * df["median_us"]).sum()) / 1e6
     phone_s = dev.stage_s + dev.exec_s
     return {"batch": batch or default, "measured": s.measured, "failed": s.failed, "round_trips": dev.round_trips,
             "rt_per_kernel": dev.round_trips / max(1, s.measured), "pure_s": pure_s, "phone_s": phone_s,
