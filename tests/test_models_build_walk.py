@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 
 from devprof.errors import DevprofError
-from devprof.models.builders import FAMILIES, build
+from devprof.models.builders import FAMILIES, build, reference_config
 from devprof.models.tflite_export import onnx_to_tflite
 from devprof.models.variants import expand_entry, variants
 from devprof.models.walk import FUSIONS, walk
@@ -17,7 +17,13 @@ SMALL = {"classification": 48, "sr": (12, 20)}
 
 
 def small(name: str, seed: int = 0):
-    return build(name, res=SMALL[FAMILIES[name].kind], seed=seed)
+    """Each family at a small input; ResNet-50 also at quarter width (its full width is 25M weights)."""
+    res = SMALL[FAMILIES[name].kind]
+    if name == "resnet50":
+        cfg = reference_config(name, res)
+        cfg.update(stem=16, widths=[16, 32, 64, 128])
+        return build(name, cfg, seed=seed)
+    return build(name, res=res, seed=seed)
 
 
 @pytest.fixture(scope="module")
