@@ -134,6 +134,12 @@ def test_grouped_depthwise_and_big_shapes(toolchain, cache):
                    sparsity=Sparsity("block", 0.5, {"block": [4, 1]})),
         KernelSpec("fc", n=1, cin=301, cout=77, sparsity=Sparsity("bcr", 0.9, {"block": [4, 16]})),
         KernelSpec("fc", n=1, cin=300, cout=70),
+        # whole-row tiles stored straight into the output (1x1, and 3x3 without padding), with a tail
+        KernelSpec("conv2d", h=20, w=21, cin=5, cout=9, kh=3, kw=3, padding=0, activation="relu6",
+                   sparsity=Sparsity("pattern", 0.8)),
+        KernelSpec("pwconv", h=24, w=23, cin=16, cout=20, activation="hswish",
+                   sparsity=Sparsity("bcr", 0.995, {"block": [4, 16]})),
+        KernelSpec("pwconv", h=24, w=23, cin=16, cout=20, activation="relu", sparsity=Sparsity("nm", 0.5)),
     ]
     kernels, out, dump = run_batch(toolchain, cache, specs)
     check_against_numpy(kernels, out, dump)

@@ -198,6 +198,26 @@ def _mk_spatial(r: int, nv: int, t: int) -> str:
     return "\n".join(L)
 
 
+_VACT = {"none": "{}", "relu": "dp_relu({})", "relu6": "dp_relu6({})", "hswish": "dp_hswish({})"}
+
+
+def _mk_direct(r: int, nv: int, ystride: int, act: str) -> str:
+    """Like `_mk_spatial` but for a tile of whole output rows: accumulators start at the bias and
+    are stored straight into the NCHW output with the activation applied (no tile buffer pass)."""
+    L = [f"static inline void mkd_{r}(const float *restrict xq, const int32_t *restrict off, const float *restrict val,",
+         "                           int nc, const int32_t *restrict rows, float *restrict yq, const float *restrict bias) {"]
+    L += [f"    dp_v a{i}_{v} = dp_splat(bias[rows[{i}]]);" for i in range(r) for v in range(nv)]
+    L += ["    for (int j = 0; j < nc; j++) {", "        const float *b = xq + off[j];"]
+    L += [f"        const dp_v b{v} = dp_ld(b + {v} * DP_VL);" for v in range(nv)]
+    L += [f"        const float w{i} = val[(size_t)j * {r} + {i}];" for i in range(r)]
+    L += [f"        a{i}_{v} = dp_fma(a{i}_{v}, w{i}, b{v});" for i in range(r) for v in range(nv)]
+    L += ["    }"]
+    L += [f"    dp_st(yq + (size_t)rows[{i}] * {ystride} + {v} * DP_VL, {_VACT[act].format(f'a{i}_{v}')});"
+          for i in range(r) for v in range(nv)]
+    L += ["}"]
+    return "\n".join(L)
+
+
 def _mk_gemv(r: int) -> str:
     """GEMV (fc with one row): R rows at once; R = vector width vectorises across channels."""
     L = [f"static inline void mk_{r}(const float *restrict xq, const int32_t *restrict off, const float *restrict val,",
@@ -278,7 +298,14 @@ def _epilogue_src(spec: KernelSpec, geo: Geometry) -> str:
         "        }", "    }", "}"])
 
 
-def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, body: list[str]) -> str:
+def direct_ok(spec: KernelSpec, geo: Geometry) -> bool:
+    """Whole-row tiles can be stored straight into the output when no junk columns exist."""
+    return geo.mode == "conv" and geo.wph == spec.out_w and geo.q >= geo.t
+
+
+def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], body: list[str],
+                body_direct: list[str] | None = None, empty_rows: Sequence[int] = ()) -> str:
+    proto = f"void {symbol}(const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a)"
     if geo.mode == "gemv":
         loop = ["    const float *xq = x;", *body, "    epilogue(ct, y, 0, bias);"]
         ws = ["    float *ct = ws;"]
@@ -288,16 +315,31 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, body: list[str]) -
                 "        epilogue(ct, y, q0, bias);", "    }"]
         ws = ["    float *xc = ws;", f"    float *ct = ws + {geo.xc_size};"]
     else:
+        ohw = spec.out_h * spec.out_w
         loop = [f"    for (int n = 0; n < {spec.n}; n++) {{",
                 f"        fill(x + (size_t)n * {spec.cin * spec.h * spec.w}, xc);",
-                f"        float *yn = y + (size_t)n * {spec.cout * spec.out_h * spec.out_w};",
-                f"        for (int q0 = 0; q0 < {geo.qpad}; q0 += {geo.t}) {{",
-                "            const float *xq = xc + q0;", *["        " + b for b in body],
-                "            epilogue(ct, yn, q0, bias);", "        }", "    }"]
+                f"        float *yn = y + (size_t)n * {spec.cout * ohw};"]
+        qfull = 0
+        if body_direct is not None:
+            qfull = geo.q // geo.t * geo.t
+            if empty_rows:
+                er = ", ".join(map(str, empty_rows))
+                loop += [f"        static const int empty[{len(empty_rows)}] = {{{er}}};",
+                         f"        for (int e = 0; e < {len(empty_rows)}; e++) {{",
+                         "            const float v = bias[empty[e]];",
+                         f"            const float r = {_act_expr(spec.activation, 'v')};",
+                         f"            for (int q = 0; q < {qfull}; q++) yn[(size_t)empty[e] * {ohw} + q] = r;",
+                         "        }"]
+            loop += [f"        for (int q0 = 0; q0 < {qfull}; q0 += {geo.t}) {{",
+                     "            const float *xq = xc + q0;", "            float *yq = yn + q0;",
+                     *["        " + b for b in body_direct], "        }"]
+        if qfull < geo.qpad:
+            loop += [f"        for (int q0 = {qfull}; q0 < {geo.qpad}; q0 += {geo.t}) {{",
+                     "            const float *xq = xc + q0;", *["        " + b for b in body],
+                     "            epilogue(ct, yn, q0, bias);", "        }"]
+        loop += ["    }"]
         ws = ["    float *xc = ws;", f"    float *ct = ws + {geo.xc_size};"]
-    return "\n".join([f"void {symbol}(const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a);",
-                      f"void {symbol}(const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a) {{",
-                      *ws, *loop, "}"])
+    return "\n".join([f"{proto};", f"{proto} {{", *ws, *head, *loop, "}"])
 
 
 # ---- per-format generators -----------------------------------------------------------------
@@ -332,7 +374,9 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
         offs += _col_offsets(spec, geo, g.rows[0], g.cols)
         blk = wm2[np.ix_(g.rows, g.cols)].T  # (nc, R): column-major so the inner loop reads in order
         vals += blk.ravel().tolist()
-    kernels, body = [], []
+    kernels, body, body_d = [], [], []
+    direct = direct_ok(spec, geo)
+    ohw = spec.out_h * spec.out_w
     gi = 0
     for r in sorted({len(g.rows) for g in groups}, reverse=True):
         g1 = gi + sum(1 for g in groups if len(g.rows) == r)
@@ -340,14 +384,21 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
         body += [f"    for (int g = {gi}; g < {g1}; g++) {{",
                  "        const int32_t *m = meta + 4 * g;",
                  f"        mk_{r}(xq, offs + m[1], vals + m[2], m[0], rows + m[3], ct);", "    }"]
+        if direct:
+            kernels.append(_mk_direct(r, geo.nv, ohw, spec.activation))
+            body_d += [f"    for (int g = {gi}; g < {g1}; g++) {{",
+                       "        const int32_t *m = meta + 4 * g;",
+                       f"        mkd_{r}(xq, offs + m[1], vals + m[2], m[0], rows + m[3], yq, bias);", "    }"]
         gi = g1
+    used = {r for g in groups for r in g.rows}
+    empty = [r for r in range(spec.cout) if r not in used]
     head = ["    const int32_t *meta = (const int32_t *)a[2].data;",
             "    const int32_t *rows = (const int32_t *)a[3].data;",
             "    const int32_t *offs = (const int32_t *)a[4].data;",
             "    const float *vals = (const float *)a[5].data;",
             "    const float *bias = (const float *)a[6].data;"]
     src = "\n\n".join([*kernels, _fill_src(spec, geo), _epilogue_src(spec, geo),
-                       _driver_src(spec, geo, symbol, head + body)])
+                       _driver_src(spec, geo, symbol, head, body, body_d if direct else None, empty)])
     arrays = [np.asarray(meta, np.int32), np.asarray(rows, np.int32), np.asarray(offs, np.int32),
               np.asarray(vals, np.float32)]
     fmas = sum(len(g.rows) * len(g.cols) for g in groups)
@@ -389,6 +440,17 @@ def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, reg
         L += ["        }", "        ch += c; w += 4 * c;", "    }"]
     L += [f"    dp_st(ct + (size_t)m[0] * {geo.t} + {v} * DP_VL, a{v});" for v in range(nv_)]
     L += ["}"]
+    direct = direct_ok(spec, geo)
+    ohw = spec.out_h * spec.out_w
+    if direct:  # same body, accumulators start at the bias and go straight to the output
+        D = "\n".join(L).replace("static inline void prow(", "static inline void prowd(").replace(
+            "const float *restrict w, float *restrict ct) {",
+            "const float *restrict w, float *restrict yq, const float *restrict bias) {")
+        for v in range(nv_):
+            D = D.replace(f"    dp_v a{v} = dp_zero();", f"    dp_v a{v} = dp_splat(bias[m[0]]);")
+            D = D.replace(f"    dp_st(ct + (size_t)m[0] * {geo.t} + {v} * DP_VL, a{v});",
+                          f"    dp_st(yq + (size_t)m[0] * {ohw} + {v} * DP_VL, {_VACT[spec.activation].format(f'a{v}')});")
+        L += ["", D]
     head = ["    const int32_t *meta = (const int32_t *)a[2].data;",
             "    const int32_t *choff = (const int32_t *)a[3].data;",
             "    const float *pvals = (const float *)a[4].data;",
@@ -396,8 +458,10 @@ def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, reg
     body = [f"    for (int r = 0; r < {len(order)}; r++) {{",
             f"        const int32_t *m = meta + {2 + npat} * r;",
             "        prow(xq, m, choff + m[1], pvals + 4 * (size_t)m[1], ct);", "    }"]
+    body_d = [b.replace("prow(", "prowd(").replace(", ct);", ", yq, bias);") for b in body]
+    empty = [co for co in range(spec.cout) if not hist[co].sum()]
     src = "\n\n".join(["\n".join(L), _fill_src(spec, geo), _epilogue_src(spec, geo),
-                       _driver_src(spec, geo, symbol, head + body)])
+                       _driver_src(spec, geo, symbol, head, body, body_d if direct else None, empty)])
     arrays = [np.asarray(meta, np.int32), np.asarray(choff, np.int32), np.asarray(pvals, np.float32)]
     stats = {"rows": len(order), "fma_per_position": 4 * len(choff), "patterns": npat}
     return src, arrays, geo, stats

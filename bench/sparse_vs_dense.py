@@ -1,0 +1,320 @@
+"""Generated sparse kernels vs dense baselines, side by side in one run (single thread, fp32).
+
+For every conv/FC layer shape of the `sparse-sweep` suite (depthwise layers excluded: no dense
+GEMM to compare with), this measures with one protocol:
+  * ONNX Runtime dense (the same op: Conv / Gemm, bias and activation, 1 intra-op thread),
+  * the generated dense kernel (devprof-c, same compiler as the sparse ones),
+  * each scheme's generated sparse kernel at several ratios,
+  * scipy.sparse CSR x dense on the same pruned weight (W_csr @ im2col(X), im2col not timed),
+and prints speedups and effective GFLOP/s (dense-equivalent FLOPs / time) next to this CPU's
+measured FMA peak, then the figures the sparse-kernel issue targets. Writes a CSV.
+
+    .venv/bin/python bench/sparse_vs_dense.py [--quick] [--csv PATH]
+
+SR layers (360x640) are measured on a 90x160 crop: the same GEMM M and K, N / 16 (per-pixel
+work is identical; the crop keeps scipy's im2col matrix in memory).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from devprof.build.harness_build import build_batch, host_toolchain, vector_shape  # noqa: E402
+from devprof.measure import Protocol, measure_callable  # noqa: E402
+from devprof.records import KernelSpec, Sparsity  # noqa: E402
+from devprof.runtimes.harness import parse_harness_output  # noqa: E402
+from devprof.sparse.codegen import generate, pruned_weights  # noqa: E402
+from devprof.sparse.weights import input_tensor  # noqa: E402
+from devprof.suites import load_suite  # noqa: E402
+
+SCHEMES = [
+    ("unstructured", {}),
+    ("bcr", {"block": [4, 16]}),
+    ("block", {"block": [4, 1]}),
+    ("block", {"block": [8, 1]}),
+    ("block", {"block": [1, 4]}),
+    ("nm", {}),  # n:m chosen from the ratio (2:4, 1:4, 1:10, 1:20...)
+    ("pattern", {"patterns": 8}),
+]
+RATIOS = [0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95]
+QUICK_RATIOS = [0.5, 0.7, 0.9]
+PROTOCOL = Protocol(warmup_s=0.02, min_warmups=2, sample_s=0.004, min_repeats=7, max_repeats=60,
+                    min_time_s=0.06, max_time_s=0.6)
+CROP = (90, 160)
+
+PEAK_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#ifdef __AVX512F__
+#define VL 16
+#else
+#define VL 8
+#endif
+typedef float v __attribute__((vector_size(VL * 4)));
+int main(int argc, char **argv) {
+    long iters = argc > 1 ? atol(argv[1]) : 50000000L;
+    v a0 = {0}, a1 = a0 + 1, a2 = a0 + 2, a3 = a0 + 3, a4 = a0 + 4, a5 = a0 + 5, a6 = a0 + 6, a7 = a0 + 7;
+    v a8 = a0 + 8, a9 = a0 + 9, a10 = a0 + 10, a11 = a0 + 11;
+    v b = a0 + 0.999999f, c = a0 + 1e-7f;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long i = 0; i < iters; i++) {
+        a0 = a0 * b + c; a1 = a1 * b + c; a2 = a2 * b + c; a3 = a3 * b + c; a4 = a4 * b + c; a5 = a5 * b + c;
+        a6 = a6 * b + c; a7 = a7 * b + c; a8 = a8 * b + c; a9 = a9 * b + c; a10 = a10 * b + c; a11 = a11 * b + c;
+        __asm__ volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5));
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    v t = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
+    printf("%.3f %g\n", iters * 12.0 * VL * 2 / s / 1e9, (double)t[0]);
+    return 0;
+}
+"""
+
+
+def measure_peak(tc) -> float:
+    """Single-core fp32 FMA peak (GFLOP/s) of a tight 12-chain FMA loop, best of 5."""
+    with tempfile.TemporaryDirectory() as d:
+        src, exe = Path(d) / "peak.c", Path(d) / "peak"
+        src.write_text(PEAK_C)
+        subprocess.run([*tc.cc, *tc.cflags, str(src), "-o", str(exe)], check=True)
+        best = 0.0
+        for _ in range(5):
+            out = subprocess.run([str(exe), "20000000"], capture_output=True, text=True, check=True).stdout
+            best = max(best, float(out.split()[0]))
+        return best
+
+
+def bench_shapes(quick: bool) -> list[KernelSpec]:
+    seen: list[KernelSpec] = []
+    for s in load_suite("sparse-sweep").specs:
+        if s.op == "dwconv2d" or s.sparsity.scheme != "dense":
+            continue
+        if s.h * s.w > 100_000:
+            s = s.replace(h=CROP[0], w=CROP[1], attrs={"crop_of": f"{s.h}x{s.w}"})
+        if s not in seen:
+            seen.append(s)
+    seen.sort(key=lambda s: s.flops)
+    if quick:  # the median shape and a spread around it
+        mid = len(seen) // 2
+        seen = [seen[i] for i in sorted({mid, mid - 3, mid + 3, len(seen) - 1, len(seen) // 5})]
+    return seen
+
+
+def gemm_shape(s: KernelSpec) -> str:
+    if s.op == "fc":
+        return f"{s.cout}x{s.cin}x{s.n}"
+    return f"{s.cout}x{s.kh * s.kw * s.cin // s.groups}x{s.out_h * s.out_w * s.n}"
+
+
+# ---- baselines -----------------------------------------------------------------------------
+def ort_session(s: KernelSpec, w: np.ndarray, b: np.ndarray):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [], [numpy_helper.from_array(b, "b")]
+    if s.op == "fc":
+        inits.append(numpy_helper.from_array(w, "w"))
+        nodes.append(helper.make_node("Gemm", ["x", "w", "b"], ["z"], transB=1))
+        xshape = [s.n, s.cin]
+    else:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(np.transpose(w, (0, 3, 1, 2))), "w"))
+        nodes.append(helper.make_node("Conv", ["x", "w", "b"], ["z"], strides=[s.stride] * 2, pads=[s.padding] * 4,
+                                      group=s.groups, kernel_shape=[s.kh, s.kw]))
+        xshape = [s.n, s.cin, s.h, s.w]
+    if s.activation == "relu":
+        nodes.append(helper.make_node("Relu", ["z"], ["y"]))
+    elif s.activation == "relu6":
+        inits += [numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")]
+        nodes.append(helper.make_node("Clip", ["z", "lo", "hi"], ["y"]))
+    else:
+        nodes.append(helper.make_node("Identity", ["z"], ["y"]))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, xshape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def im2col(s: KernelSpec, x: np.ndarray) -> np.ndarray:
+    """(K, N) matrix with K in OHWI column order, as the pruned weight matrix is laid out."""
+    if s.op == "fc":
+        return np.ascontiguousarray(x.T)
+    p, st_ = s.padding, s.stride
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    oh, ow = s.out_h, s.out_w
+    cols = [xp[:, :, i:i + st_ * (oh - 1) + 1:st_, j:j + st_ * (ow - 1) + 1:st_] for i in range(s.kh) for j in range(s.kw)]
+    a = np.stack(cols, 0)  # (kh*kw, n, cin, oh, ow)
+    a = np.transpose(a, (0, 2, 1, 3, 4)).reshape(s.kh * s.kw * s.cin, -1)
+    return np.ascontiguousarray(a.astype(np.float32))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="5 shapes, ratios 0.5/0.7/0.9")
+    ap.add_argument("--csv", default=str(Path(__file__).resolve().parent / "results" / "sparse_vs_dense.csv"))
+    args = ap.parse_args()
+    import scipy
+    import scipy.sparse as sps
+    import onnxruntime as ort
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        os.sched_setaffinity(0, [sorted(os.sched_getaffinity(0))[-1]])
+    except (AttributeError, OSError):
+        pass
+    tc = host_toolchain()
+    vl, regs = vector_shape(tc)
+    peak = measure_peak(tc)
+    ratios = QUICK_RATIOS if args.quick else RATIOS
+    shapes = bench_shapes(args.quick)
+    print(f"CPU: {_cpu()} | measured 1-core FMA peak {peak:.1f} GFLOP/s | vector {vl} floats | "
+          f"onnxruntime {ort.__version__}, scipy {scipy.__version__}, {' '.join(tc.cc)} {' '.join(tc.cflags)}")
+    print(f"{len(shapes)} shapes x {len(SCHEMES)} schemes x ratios {ratios}; single thread, fp32\n")
+    rows: list[dict] = []
+    t_start = time.time()
+    for s in shapes:
+        # ---- the harness kernels of this shape (one batch)
+        kernels, specs = [], {}
+        for variant, sp in [("dense", Sparsity())] + [("sparse", Sparsity(sc, r, p)) for sc, p in SCHEMES for r in ratios]:
+            spec = s.replace(sparsity=sp)
+            if spec.sparsity.scheme == "pattern" and (spec.op == "fc" or (spec.kh, spec.kw) != (3, 3)):
+                continue
+            k = generate(spec, variant, vector_floats=vl, vector_regs=regs)
+            kernels.append(k)
+            specs[k.name] = (spec, k)
+        batch = build_batch(kernels, tc)
+        p = subprocess.run([str(batch.binary), *PROTOCOL.harness_args()], cwd=batch.folder, capture_output=True,
+                           text=True, timeout=3600)
+        out = parse_harness_output(p.stdout)
+        # ---- ORT dense
+        w, b = pruned_weights(s)[:2]
+        x = input_tensor(s)
+        sess = ort_session(s, w, b)
+        feeds = {"x": x}
+        ort_us = measure_callable(lambda: sess.run(None, feeds), PROTOCOL).median_us
+        X = im2col(s, x)
+        dense_line = out.lines[kernels[0].name]
+        gen_dense_us = float(np.median(dense_line.samples_us)) if dense_line.status == "ok" else math.nan
+        label = s.key + (f" (crop of {s.a['crop_of']})" if s.a.get("crop_of") else "")
+        print(f"{label}  GEMM {gemm_shape(s)}  {s.flops / 1e6:.1f} MFLOP")
+        print(f"  ORT dense {ort_us:9.1f} us ({s.flops / ort_us / 1e3:5.1f} GF/s) | generated dense {gen_dense_us:9.1f} us "
+              f"({s.flops / gen_dense_us / 1e3:5.1f} GF/s, {gen_dense_us / ort_us:.2f}x ORT time)")
+        rows.append(dict(shape=label, gemm=gemm_shape(s), op=s.op, flops=s.flops, scheme="dense-generated", params="",
+                         ratio=0.0, achieved=0.0, us=gen_dense_us, ort_us=ort_us, scipy_us=math.nan,
+                         gen_dense_us=gen_dense_us, speedup_vs_ort=ort_us / gen_dense_us, speedup_vs_scipy=math.nan,
+                         speedup_vs_gen_dense=1.0, eff_gflops=s.flops / gen_dense_us / 1e3, peak_gflops=peak))
+        for k in kernels[1:]:
+            spec = k.spec
+            line = out.lines.get(k.name)
+            if line is None or line.status != "ok":
+                print(f"  {spec.sparsity.label():32s} FAILED: {line.error if line else 'no result'}")
+                continue
+            us = float(np.median(line.samples_us))
+            wm = pruned_weights(spec)[0].reshape(spec.cout, -1)
+            csr = sps.csr_matrix(wm)
+            scipy_us = measure_callable(lambda: csr @ X, PROTOCOL).median_us
+            sp = spec.sparsity
+            r = dict(shape=label, gemm=gemm_shape(s), op=s.op, flops=s.flops, scheme=sp.scheme,
+                     params=json.dumps(sp.to_dict()["params"], sort_keys=True), ratio=sp.ratio,
+                     achieved=k.stats["achieved_ratio"], us=us, ort_us=ort_us, scipy_us=scipy_us,
+                     gen_dense_us=gen_dense_us, speedup_vs_ort=ort_us / us, speedup_vs_scipy=scipy_us / us,
+                     speedup_vs_gen_dense=gen_dense_us / us, eff_gflops=s.flops / us / 1e3, peak_gflops=peak)
+            rows.append(r)
+            print(f"  {sp.label():32s} {us:9.1f} us  x{r['speedup_vs_ort']:5.2f} ORT  x{r['speedup_vs_scipy']:6.2f} scipy  "
+                  f"x{r['speedup_vs_gen_dense']:5.2f} gen-dense  {r['eff_gflops']:6.1f} eff GF/s")
+        sys.stdout.flush()
+    path = Path(args.csv)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=list(rows[0]))
+        wr.writeheader()
+        wr.writerows(rows)
+    summarize(rows, shapes, ratios, peak)
+    print(f"\nCSV: {path}  ({time.time() - t_start:.0f} s)")
+    return 0
+
+
+def _scheme_name(r: dict) -> str:
+    p = json.loads(r["params"]) if r["params"] else {}
+    if "block" in p:
+        return f"{r['scheme']}({'x'.join(map(str, p['block']))})"
+    return r["scheme"]
+
+
+def summarize(rows: list[dict], shapes: list[KernelSpec], ratios: list[float], peak: float) -> None:
+    sparse = [r for r in rows if r["scheme"] not in ("dense-generated",)]
+    names = sorted({_scheme_name(r) for r in sparse})
+    mid = shapes[len(shapes) // 2]
+    mlabel = mid.key + (f" (crop of {mid.a['crop_of']})" if mid.a.get("crop_of") else "")
+    print(f"\n=== Summary (median shape by FLOPs: {mlabel}) ===")
+    print(f"{'scheme':16s} " + " ".join(f"{r:>6g}" for r in ratios) + "   <- speedup vs ORT dense on the median shape")
+    for n in names:
+        vals = []
+        for ratio in ratios:
+            m = [r for r in sparse if _scheme_name(r) == n and r["ratio"] == ratio and r["shape"] == mlabel]
+            vals.append(f"{m[0]['speedup_vs_ort']:6.2f}" if m else f"{'-':>6s}")
+        print(f"{n:16s} " + " ".join(vals))
+    print(f"{'scheme':16s} " + " ".join(f"{r:>6g}" for r in ratios) + "   <- geomean speedup vs ORT over all shapes")
+    for n in names:
+        vals = []
+        for ratio in ratios:
+            m = [r["speedup_vs_ort"] for r in sparse if _scheme_name(r) == n and r["ratio"] == ratio]
+            vals.append(f"{math.exp(np.mean(np.log(m))):6.2f}" if m else f"{'-':>6s}")
+        print(f"{n:16s} " + " ".join(vals))
+    # targets
+    def at(n, ratio):
+        m = [r for r in sparse if _scheme_name(r) == n and r["ratio"] == ratio and r["shape"] == mlabel]
+        return m[0]["speedup_vs_ort"] if m else math.nan
+    r90 = 0.9 if 0.9 in ratios else max(ratios)
+    blocks = [n for n in names if n.startswith("block")]
+    best_block = max(blocks, key=lambda n: at(n, r90)) if blocks else None
+    print("\nTargets:")
+    print(f"  BCR @ {r90:g} vs ORT dense, median shape: {at('bcr(4x16)', r90):.2f}x (target >= 3x)")
+    if best_block:
+        print(f"  best block scheme {best_block} @ {r90:g}: {at(best_block, r90):.2f}x (target >= 3x)")
+    for n in names:
+        be = [ratio for ratio in ratios if at(n, ratio) >= 1.0]
+        print(f"  break-even vs ORT, {n:14s}: " + (f"at <= {min(be):g} sparsity" if be else "not reached") +
+              " (median shape; target <= 0.7)")
+    vs = [r["speedup_vs_scipy"] for r in sparse if not math.isnan(r["speedup_vs_scipy"])]
+    worst = min(sparse, key=lambda r: r["speedup_vs_scipy"])
+    print(f"  vs scipy CSR: {np.mean(np.asarray(vs) >= 2.0) * 100:.1f}% of {len(vs)} sparse kernels >= 2x faster; "
+          f"min {min(vs):.2f}x ({_scheme_name(worst)}@{worst['ratio']:g} on {worst['shape']}), median {np.median(vs):.2f}x")
+    dense = [r for r in rows if r["scheme"] == "dense-generated"]
+    worst_d = max(dense, key=lambda r: r["us"] / r["ort_us"])
+    print(f"  generated dense vs ORT dense: time ratio median {np.median([r['us'] / r['ort_us'] for r in dense]):.2f}, "
+          f"worst {worst_d['us'] / worst_d['ort_us']:.2f} ({worst_d['shape']}) (target <= 2)")
+    best = max(sparse, key=lambda r: r["eff_gflops"])
+    print(f"  best effective throughput {best['eff_gflops']:.0f} GF/s ({_scheme_name(best)}@{best['ratio']:g}) vs "
+          f"measured dense peak {peak:.0f} GF/s")
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "?"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
