@@ -128,6 +128,11 @@ def profile(
                                              "with generated sparse kernels."),
     space: Optional[Path] = typer.Option(None, "--space", help="Profile every block of a search space (TOML/JSON) "
                                          "and write its table in the front end's format. See docs/formats.md."),
+    adaptive: bool = typer.Option(False, "--adaptive", help="Measure only where the predictor is least certain "
+                                  "(refit after each batch) until --target-acc or --budget. See docs/predictors.md."),
+    target_acc: float = typer.Option(0.95, "--target-acc", help="With --adaptive: stop when this share of new "
+                                     "kernels was predicted within ±10% before being measured."),
+    budget: int = typer.Option(200, "--budget", help="With --adaptive: at most this many measurements."),
 ) -> None:
     """Measure a suite's kernels on a device and save them into a dataset (Parquet).
 
@@ -153,6 +158,11 @@ def profile(
         from .space_profile import cli_profile_space
 
         return cli_profile_space(space, device_names[0], threads, out_dir, resume, quick, json_out)
+    if adaptive:  # active sampling: devprof.commands.predict (docs/predictors.md)
+        from .commands.predict import cli_profile_adaptive
+
+        return cli_profile_adaptive(device_names[0], suite, runtime, threads, cores, out_dir, quick, json_out,
+                                    target_acc, budget, (adb_server or [None])[0])
     servers = list(adb_server or [])
     if len(device_names) > 1 or all_matching or len(servers) > 1:  # several devices: the farm (devprof/farm.py)
         from .farm import profile_command

@@ -48,7 +48,10 @@ def slug(text: str) -> str:
 
 
 def runtime_slug(name: str, threads: int, options: Mapping[str, Any]) -> str:
-    opts = "-".join(f"{k}-{v}" for k, v in sorted(options.items()) if v not in (None, ""))
+    """``onnxruntime-t1``, ``litert-xnnpack-t4``: the name, options switched on, threads. (Other
+    option values are in metadata.json; bundles of two configurations that differ only there need
+    their own --out.)"""
+    opts = "-".join(str(k) for k, v in sorted(options.items()) if v is True)
     return slug("-".join(x for x in (name, opts, f"t{threads}") if x))
 
 

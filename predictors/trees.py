@@ -14,7 +14,9 @@ Tree ensemble JSON (all trees' nodes concatenated; a leaf points to itself on bo
     prediction = exp(b + s * sum over trees of value[leaf reached])   (target "log_us")
                  * linear(x)       when "times_linear" holds a linear model (else 1)
 
-Split rule as scikit-learn's: go left when float32(x[feature]) <= threshold.
+Split rule as scikit-learn's: go left when float32(x[feature]) <= threshold. Thresholds are
+stored as float32 values (rounded down from scikit-learn's float64 midpoints, which keeps every
+decision identical for float32 inputs); values are stored to float32 precision.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ class TreeEnsemble:
 
     def __init__(self, d: Mapping[str, Any], n_features: int = len(FEATURES)) -> None:
         self.feature = _arr(d, "feature", np.int64)
-        self.threshold = _arr(d, "threshold", np.float64)
+        self.threshold = _arr(d, "threshold", np.float64).astype(np.float32)
         self.left = _arr(d, "left", np.int64)
         self.right = _arr(d, "right", np.int64)
         self.value = _arr(d, "value", np.float64)
@@ -91,7 +93,7 @@ class TreeEnsemble:
         n, f = X.shape
         if n == 0:
             return np.zeros((0, self.n_trees))
-        Xf = X.astype(np.float32).astype(np.float64).ravel()
+        Xf = X.astype(np.float32).ravel()
         off = (np.arange(n, dtype=np.int64) * f)[:, None]
         node = np.broadcast_to(self.roots, (n, self.n_trees)).copy()
         for _ in range(self.depth):
