@@ -107,12 +107,13 @@ def expand_entry(entry: dict, where: str = "suite") -> list[tuple[str, Any]]:
     """A suite's ``[[model]]`` table -> ``[(name, onnx.ModelProto or .tflite path)]``.
 
     Keys: ``family`` with ``variants`` (count, default 1), ``seed`` (0), ``res`` (one or a list),
-    ``reference`` (true: the first is the published architecture); or ``path`` to a model file.
+    ``reference`` (true: the first is the published architecture), ``max_gmacs`` (skip variants
+    above this many GMACs: keeps a suite's run time bounded); or ``path`` to a model file.
     """
     if "path" in entry:
         p = Path(entry["path"])
         return [(entry.get("name") or p.stem, p)]
-    unknown = set(entry) - {"family", "variants", "seed", "res", "reference", "name"}
+    unknown = set(entry) - {"family", "variants", "seed", "res", "reference", "name", "max_gmacs"}
     if unknown:
         raise UsageError(f"{where}: model entry has unknown key(s) {', '.join(sorted(unknown))}")
     try:
@@ -122,7 +123,25 @@ def expand_entry(entry: dict, where: str = "suite") -> list[tuple[str, Any]]:
         raise UsageError(f"{where}: model entry variants/seed must be integers") from None
     if count < 1:
         raise UsageError(f"{where}: model entry variants must be >= 1")
+    budget = entry.get("max_gmacs")
+    if budget is not None and not isinstance(budget, (int, float)):
+        raise UsageError(f"{where}: model entry max_gmacs must be a number")
     out = []
-    for name, cfg in variants(str(entry["family"]), count, seed, entry.get("res"), bool(entry.get("reference", False))):
-        out.append((name, build(cfg.get("name", entry["family"]), cfg, seed=seed)))
+    # with a compute budget, draw more candidates and keep the first `count` that fit it
+    pool = variants(str(entry["family"]), count if budget is None else 20 * count, seed, entry.get("res"),
+                    bool(entry.get("reference", False)))
+    seen: set[str] = set()
+    for name, cfg in pool:
+        if name.rsplit("-", 1)[-1] in seen:  # the same architecture drawn twice
+            continue
+        seen.add(name.rsplit("-", 1)[-1])
+        m = build(cfg.get("name", entry["family"]), cfg, seed=seed)
+        if budget is not None:
+            from .walk import walk
+
+            if sum(s.macs for s in walk(m).specs) > float(budget) * 1e9:
+                continue
+        out.append((name, m))
+        if len(out) == count:
+            break
     return out
