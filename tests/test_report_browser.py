@@ -34,6 +34,8 @@ PAGE_FACTS = """(() => {
     figures: document.querySelectorAll('figure').length,
     tables: document.querySelectorAll('table').length,
     unavailable: Array.from(document.querySelectorAll('.unavailable')).map(e => e.textContent.trim()),
+    overflowing: Array.from(document.querySelectorAll('.table-wrap'))
+      .filter(w => w.scrollWidth > w.clientWidth + 1).map(w => w.querySelector('caption').textContent.slice(0, 40)),
     scrollWidth: document.documentElement.scrollWidth,
     innerWidth: window.innerWidth,
     title: document.title,
@@ -70,6 +72,7 @@ def test_full_report_renders_in_chromium(report_full):
     assert facts["visible"] == n_fig, "a figure is laid out too small to read"
     assert facts["tables"] == sum(s["tables"] for s in res.sections)
     assert facts["scrollWidth"] <= facts["innerWidth"], "the page scrolls sideways on a laptop screen"
+    assert facts["overflowing"] == [], "tables wider than the text column"
     assert facts["title"].startswith("Latency report")
     shot = (out / "report-full.png").read_bytes()
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 100_000

@@ -97,13 +97,38 @@ def load_datasets(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, list[Sourc
     return _derive(df), sources
 
 
-def _short_runtime(name: str, threads: Any, options: str) -> str:
+def _options(js: str) -> dict:
     try:
-        opts = json.loads(options or "{}")
+        v = json.loads(js or "{}")
     except ValueError:
-        opts = {}
-    o = ",".join(f"{k}={_fmt_opt(v)}" for k, v in sorted(opts.items()))
-    return f"{name}{'[' + o + ']' if o else ''}/t{int(threads)}"
+        return {}
+    return v if isinstance(v, dict) else {}
+
+
+def _runtime_labels(df: pd.DataFrame) -> list[str]:
+    """Short runtime labels for legends and tables: name, the backend options that differ between
+    this runtime's records (options every record shares say nothing), and the thread count."""
+    combos = df.drop_duplicates(["runtime", "runtime_options"])[["runtime", "runtime_options"]]
+    varying: dict[str, set[str]] = {}
+    for name, g in combos.groupby("runtime"):
+        opts = [_options(o) for o in g["runtime_options"]]
+        keys = set().union(*opts) if opts else set()
+        varying[name] = {k for k in keys if len({json.dumps(o.get(k), sort_keys=True) for o in opts}) > 1}
+    cache: dict[tuple, str] = {}
+    out = []
+    for name, threads, js in zip(df["runtime"], df["threads"], df["runtime_options"]):
+        key = (name, threads, js)
+        if key not in cache:
+            opts = _options(js)
+            o = ",".join(f"{k}={_fmt_opt(opts[k])}" for k in sorted(varying.get(name, ())) if k in opts)
+            cache[key] = f"{name}{'[' + o + ']' if o else ''}/t{int(threads)}"
+        out.append(cache[key])
+    return out
+
+
+def options_text(js: str) -> str:
+    """All backend options of a runtime, for the devices table."""
+    return ", ".join(f"{k}={_fmt_opt(v)}" for k, v in sorted(_options(js).items())) or "–"
 
 
 def _fmt_opt(v: Any) -> str:
@@ -126,9 +151,7 @@ def _derive(df: pd.DataFrame) -> pd.DataFrame:
             lab = f"{lab} [{did[:6]}]"
         dev_label[did] = lab
     df["device_label"] = df["device_id"].map(dev_label)
-    df["runtime_label"] = [
-        _short_runtime(n, t, o) for n, t, o in zip(df["runtime"], df["threads"], df["runtime_options"])
-    ]
+    df["runtime_label"] = _runtime_labels(df)
     # when one runtime label covers several versions, say which
     ver = df.groupby("runtime_label")["runtime_version"].nunique()
     multi = set(ver[ver > 1].index)

@@ -66,6 +66,16 @@ def new(ncols: int = 1, nrows: int = 1, height: float = 2.4, width: float = TEXT
     return fig, [ax for row in axes for ax in row]
 
 
+def grid_width(ncols: int) -> float:
+    """Width of a small-multiples grid: panels keep their size when there are fewer of them."""
+    return min(TEXT_WIDTH_IN, 0.6 + 2.05 * ncols)
+
+
+def scale(fig: MplFigure) -> float:
+    """The figure's width as a share of the text width (the page shows it at that share)."""
+    return round(min(1.0, fig.get_figwidth() / TEXT_WIDTH_IN), 3)
+
+
 def grid_shape(n: int, max_cols: int = 3) -> tuple[int, int]:
     cols = min(n, max_cols)
     return cols, math.ceil(n / cols)
@@ -142,3 +152,13 @@ def log_axis(ax, which: str, values) -> None:
         else:
             lo, hi = lo / 1.6, hi * 1.6
         (ax.set_xlim if which == "x" else ax.set_ylim)(lo, hi)
+
+
+def legend_below(fig: MplFigure, handles: list, labels: list, label_in: float = 1.25, **kw) -> None:
+    """One legend under all panels, with as many columns as fit the figure's width."""
+    if not handles:
+        return
+    longest = max(len(lab) for lab in labels)
+    per = max(label_in, 0.45 + 0.055 * longest)
+    ncols = max(1, min(len(labels), int(fig.get_figwidth() / per)))
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, **kw)

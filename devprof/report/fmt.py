@@ -19,10 +19,10 @@ def us(v: float) -> str:
         return "–"
     v = float(v)
     if v >= 1e6:
-        return f"{v / 1e6:.3g} s"
+        return f"{v / 1e6:.3g}\u00a0s"
     if v >= 1e3:
-        return f"{v / 1e3:.3g} ms"
-    return f"{v:.3g} µs"
+        return f"{v / 1e3:.3g}\u00a0ms"
+    return f"{v:.3g}\u00a0µs"
 
 
 def num(v: Any, digits: int = 3) -> str:
@@ -39,8 +39,13 @@ def flops(v: Any) -> str:
     v = float(v)
     for unit, scale in (("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
         if v >= scale:
-            return f"{v / scale:.3g} {unit}"
-    return f"{v:.0f} FLOP"
+            return f"{v / scale:.3g}\u00a0{unit}"
+    return f"{v:.0f}\u00a0FLOP"
+
+
+def flops_range(lo: Any, hi: Any) -> str:
+    a, b = flops(lo), flops(hi)
+    return a if a == b else f"{a} – {b}"
 
 
 def pct(v: Any, digits: int = 1) -> str:
@@ -73,6 +78,16 @@ def when(ts: Any) -> str:
         return ts.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     except (ValueError, OverflowError, AttributeError, TypeError):
         return "–"
+
+
+def span(t0: Any, t1: Any) -> str:
+    """A measuring period: one date when it fits in a day, else first and last."""
+    a, b = when(t0), when(t1)
+    if a == b or b == "–":
+        return a
+    if a[:10] == b[:10]:
+        return f"{a[:16]}–{b[11:]}"
+    return f"{a} → {b}"
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:

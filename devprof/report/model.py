@@ -36,7 +36,7 @@ class Figure:
     caption: str
     data_uri: str  # data:image/svg+xml;base64,... (self-contained, opens from disk)
     alt: str = ""
-    wide: bool = True
+    scale: float = 1.0  # share of the text width the figure is drawn for (and shown at)
     number: int = 0
 
 

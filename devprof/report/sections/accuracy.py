@@ -195,8 +195,7 @@ def _figure(b: BundleInfo, hk: pd.DataFrame, hm: pd.DataFrame) -> Figure:
             handles += [h for h, lab in zip(h3, l3) if lab != "±10%"]
             labels += [lab for lab in l3 if lab != "±10%"]
         keep = [(h, lab) for h, lab in zip(handles, labels) if lab != "±10%"]
-        fig.legend([h for h, _ in keep], [lab for _, lab in keep], loc="outside lower center",
-                   ncols=min(7, len(keep)), markerscale=1.5)
+        F.legend_below(fig, [h for h, _ in keep], [lab for _, lab in keep], markerscale=1.5)
         uri = F.to_data_uri(fig)
     return Figure(f"Held-out predictions of bundle {b.label}: (a) predicted vs measured latency per kernel (grey "
                   "band: ±10%), (b) cumulative distribution of the absolute relative error per op type"

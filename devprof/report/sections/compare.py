@@ -142,7 +142,7 @@ def _figure(comps: list[Comparison]) -> Figure:
 
     with F.style():
         ncols, nrows = F.grid_shape(len(comps), 3)
-        fig, axes = F.new(ncols, nrows, height=2.15)
+        fig, axes = F.new(ncols, nrows, height=2.15, width=F.grid_width(ncols))
         for ax, c in zip(axes, comps):
             for op, g in c.common.groupby("op"):
                 F.scatter(ax, g["flops"].clip(lower=1), g["ratio"], color=F.color(ocol[op]),
@@ -169,8 +169,8 @@ def _figure(comps: list[Comparison]) -> Figure:
                 if lab not in labels:
                     handles.append(h)
                     labels.append(lab)
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(7, len(labels)), markerscale=1.6)
-        uri = F.to_data_uri(fig)
+        F.legend_below(fig, handles, labels, markerscale=1.6)
+        uri, sc = F.to_data_uri(fig), F.scale(fig)
     return Figure("Latency of the same kernels relative to a reference, one panel per comparison (title: other vs "
                   "reference), coloured by op type. Solid line: parity; dashed: geometric mean.", uri,
-                  alt="latency ratio plots across devices and runtimes")
+                  alt="latency ratio plots across devices and runtimes", scale=sc)

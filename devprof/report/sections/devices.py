@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .. import fmt
-from ..data import ReportData
+from ..data import ReportData, options_text
 from ..model import Section, Table
 
 TITLE = "Devices and runtimes"
@@ -69,19 +69,20 @@ def build(data: ReportData) -> Section:
         kinds_txt = ", ".join(f"{kinds[k]} {k}" for k in ("kernel", "layer", "model") if k in kinds)
         suites = ", ".join(sorted(x for x in g["suite"].unique() if x)) or "–"
         t0, t1 = g["started_at"].min(), g["finished_at"].max()
-        span = f"{fmt.when(t0)} → {fmt.when(t1)}" if fmt.when(t0) != fmt.when(t1) else fmt.when(t0)
-        proto = (f"{_med(g['warmups'])} warm-ups, {_med(g['repeats'])} × {_med(g['number'])} calls")
+        span = fmt.span(t0, t1)
+        proto = f"{_med(g['warmups'])} warm-ups; {_med(g['repeats'])} × {_med(g['number'])} calls"
         cpus = ", ".join(sorted({c for c in g["cpus"] if c})) or "not pinned"
         gov = ", ".join(sorted({c for c in g["governor"] if c})) or "–"
         vers = ", ".join(sorted(set(g["runtime_version"])))
+        opts = "; ".join(sorted({options_text(o) for o in g["runtime_options"]}))
         dv = ", ".join(sorted({v for v in g["devprof_version"] if v})) or "–"
         hv = ", ".join(sorted({v for v in g["harness_version"] if v}))
-        rows.append([dlabel, rlabel, vers, kinds_txt, suites, span, proto, cpus, gov,
+        rows.append([dlabel, rlabel, vers, opts, kinds_txt, suites, span, proto, cpus, gov,
                      dv + (f" (harness {hv})" if hv else "")])
     s.add(Table("Runtimes and measurement campaigns per device. Protocol columns give the median per record: "
                 "warm-up calls, then repetitions × back-to-back calls per sample; a record's latency is the "
                 "median sample.",
-                ["Device", "Runtime", "Version", "Records", "Suites", "Measured", "Protocol", "CPUs",
+                ["Device", "Runtime", "Version", "Options", "Records", "Suites", "Measured", "Protocol", "CPUs",
                  "Governor", "devprof"], rows))
     srcs = [f"{src.label} ({fmt.plural(src.records, 'record')}, {fmt.plural(len(src.failures), 'failure')})"
             for src in data.sources]

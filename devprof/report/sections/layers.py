@@ -122,7 +122,7 @@ def _figure(runs) -> Figure:
         uniq = {}
         for hnd, lab in zip(handles, labels):
             uniq.setdefault(lab, hnd)
-        fig.legend(list(uniq.values()), list(uniq.keys()), loc="outside lower center", ncols=min(7, len(uniq)))
+        F.legend_below(fig, list(uniq.values()), list(uniq.keys()))
         fig.get_layout_engine().set(w_pad=0.02, rect=(0, 0, 0.9, 1))
         uri = F.to_data_uri(fig)
     return Figure("Composition of each model run by op type, as shares of the summed per-layer medians (100% "

@@ -122,10 +122,10 @@ def _figure(groups: list[tuple[str, pd.DataFrame]]) -> Figure:
         lo, hi = ax2.get_xlim()
         ax2.set_xlim(lo, max(hi, NOISY_REL_IQR * 2))
         ax2.axvline(NOISY_REL_IQR, color="#b00", ls="--", lw=0.8)
-        ax2.text(NOISY_REL_IQR, 0.04, " noisy →", color="#b00", fontsize=6.5, ha="left")
+        ax2.text(NOISY_REL_IQR, 1.0, " noisy →", color="#b00", fontsize=6.5, ha="left", va="bottom")
         ax1.set_title("(a) CV of the samples", loc="left")
         ax2.set_title("(b) relative IQR", loc="left")
-        fig.legend(*ax1.get_legend_handles_labels(), loc="outside lower center", ncols=3)
+        F.legend_below(fig, *ax1.get_legend_handles_labels())
         uri = F.to_data_uri(fig)
     more = f" (first {MAX_GROUPS} of {len(groups)} groups)" if len(groups) > MAX_GROUPS else ""
     return Figure("Cumulative distribution of the per-record spread, one curve per device and runtime" + more

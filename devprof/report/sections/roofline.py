@@ -60,7 +60,7 @@ def build(data: ReportData) -> Section:
         gf = finite(g["gflops"])
         key = (g["device_id"].iloc[0], int(g["threads"].iloc[0]))
         p = pk.get(key)
-        rows.append([op, group, fmt.num(len(g)), f"{fmt.flops(g['flops'].min())} – {fmt.flops(g['flops'].max())}",
+        rows.append([op, group, fmt.num(len(g)), fmt.flops_range(g['flops'].min(), g['flops'].max()),
                      fmt.num(np.median(gf)), fmt.num(gf.max()),
                      fmt.pct(gf.max() / p.gflops) if p else "–"])
     s.add(Table("Achieved throughput per op type (dense kernels). % of peak compares the best kernel with the "
@@ -96,7 +96,7 @@ def build(data: ReportData) -> Section:
 def _latency_figure(df, ops, groups, gcolor, pk) -> Figure:
     with F.style():
         ncols, nrows = F.grid_shape(len(ops), 3)
-        fig, axes = F.new(ncols, nrows, height=2.0)
+        fig, axes = F.new(ncols, nrows, height=2.0, width=F.grid_width(ncols))
         for ax, op in zip(axes, ops):
             d = df[df["op"] == op]
             for group, g in d.groupby("group"):
@@ -121,12 +121,11 @@ def _latency_figure(df, ops, groups, gcolor, pk) -> Figure:
                 if lab not in labels:
                     handles.append(h)
                     labels.append(lab)
-        fig.legend(handles, [F.short(lab, 48) for lab in labels], loc="outside lower center",
-                   ncols=min(3, len(labels)), markerscale=1.6)
-        uri = F.to_data_uri(fig)
+        F.legend_below(fig, handles, [F.short(lab, 48) for lab in labels], markerscale=1.6)
+        uri, sc = F.to_data_uri(fig), F.scale(fig)
     return Figure("Median latency vs FLOPs per op type, one colour per device and runtime. Dashed: latency at "
                   "the estimated fp32 compute ceiling (FLOPs / peak).", uri,
-                  alt="log-log latency vs FLOPs per op")
+                  alt="log-log latency vs FLOPs per op", scale=sc)
 
 
 def _roofline_figure(df, groups, gcolor, pk) -> Figure:
@@ -154,7 +153,7 @@ def _roofline_figure(df, groups, gcolor, pk) -> Figure:
         ax.set_xlabel("arithmetic intensity (FLOP / byte of compulsory traffic)")
         ax.set_ylabel("achieved GFLOP/s")
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=1.6)
-        uri = F.to_data_uri(fig)
+        uri, sc = F.to_data_uri(fig), F.scale(fig)
     return Figure("Roofline: achieved GFLOP/s of every dense kernel against its arithmetic intensity "
                   "(FLOPs over the bytes of input, output and weights). Dashed: estimated compute ceiling.",
-                  uri, alt="roofline plot")
+                  uri, alt="roofline plot", scale=sc)

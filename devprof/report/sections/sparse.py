@@ -109,7 +109,7 @@ def build(data: ReportData) -> Section:
 def _figure(panels, scolor) -> Figure:
     with F.style():
         ncols, nrows = F.grid_shape(len(panels), 3)
-        fig, axes = F.new(ncols, nrows, height=2.2, sharey=False)
+        fig, axes = F.new(ncols, nrows, height=2.2, sharey=False, width=F.grid_width(ncols))
         for ax, ((dev, baseline), g) in zip(axes, panels):
             for sch, c in g.groupby("scheme_label"):
                 if scolor[sch] >= MAX_CURVES:
@@ -138,8 +138,8 @@ def _figure(panels, scolor) -> Figure:
                 if lab not in labels:
                     handles.append(h)
                     labels.append(lab)
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)))
-        uri = F.to_data_uri(fig)
+        F.legend_below(fig, handles, labels)
+        uri, sc = F.to_data_uri(fig), F.scale(fig)
     return Figure("Speedup over the dense baseline vs sparsity ratio (share of weights pruned), one curve per scheme (geometric mean over "
                   "shapes; band: min–max over shapes). × marks the break-even ratio; above the line at 1× the "
-                  "sparse kernel is faster.", uri, alt="sparse speedup vs sparsity ratio")
+                  "sparse kernel is faster.", uri, alt="sparse speedup vs sparsity ratio", scale=sc)
