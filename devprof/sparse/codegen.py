@@ -316,8 +316,12 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         ws = ["    float *xc = ws;", f"    float *ct = ws + {geo.xc_size};"]
     else:
         ohw = spec.out_h * spec.out_w
+        # 1x1 stride-1 unpadded convs read the NCHW input in place (xc would be a plain copy);
+        # only the last partial tile is copied, into the zero-padded workspace
+        inplace = body_direct is not None and (spec.kh, spec.kw, spec.stride, spec.padding) == (1, 1, 1, 0)
         loop = [f"    for (int n = 0; n < {spec.n}; n++) {{",
-                f"        fill(x + (size_t)n * {spec.cin * spec.h * spec.w}, xc);",
+                f"        const float *xn = x + (size_t)n * {spec.cin * spec.h * spec.w};",
+                "        fill(xn, xc);" if not inplace else "",
                 f"        float *yn = y + (size_t)n * {spec.cout * ohw};"]
         qfull = 0
         if body_direct is not None:
@@ -331,15 +335,19 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
                          f"            for (int q = 0; q < {qfull}; q++) yn[(size_t)empty[e] * {ohw} + q] = r;",
                          "        }"]
             loop += [f"        for (int q0 = 0; q0 < {qfull}; q0 += {geo.t}) {{",
-                     "            const float *xq = xc + q0;", "            float *yq = yn + q0;",
+                     f"            const float *xq = {'xn' if inplace else 'xc'} + q0;", "            float *yq = yn + q0;",
                      *["        " + b for b in body_direct], "        }"]
         if qfull < geo.qpad:
+            if inplace:
+                loop += [f"        for (int ci = 0; ci < {spec.cin}; ci++)",
+                         f"            memcpy(xc + (size_t)ci * {geo.cs} + {qfull}, xn + (size_t)ci * {geo.q} + {qfull}, "
+                         f"{geo.q - qfull} * sizeof(float));"]
             loop += [f"        for (int q0 = {qfull}; q0 < {geo.qpad}; q0 += {geo.t}) {{",
                      "            const float *xq = xc + q0;", *["        " + b for b in body],
                      "            epilogue(ct, yn, q0, bias);", "        }"]
         loop += ["    }"]
         ws = ["    float *xc = ws;", f"    float *ct = ws + {geo.xc_size};"]
-    return "\n".join([f"{proto};", f"{proto} {{", *ws, *head, *loop, "}"])
+    return "\n".join([f"{proto};", f"{proto} {{", *ws, *head, *[l for l in loop if l], "}"])
 
 
 # ---- per-format generators -----------------------------------------------------------------
