@@ -96,3 +96,16 @@ def test_cli_profile_model_prints_the_layer_table(tmp_path):
     assert "records saved" in r.stderr
     df = Dataset(tmp_path / "ds").read()
     assert set(df.kind) == {"model", "layer"}
+
+
+def test_kernels_named_after_tensors_map_back(tmp_path):
+    """ORT names NCHWc kernels after their output tensor, not the node (torch exports differ)."""
+    m = build("mobilenetv1", res=32)
+    for i, n in enumerate(m.graph.node):
+        n.name = f"/{i}/{n.op_type}"
+    run = profile_model(ModelSource("renamed", onnx=m), out=tmp_path / "ds", protocol=Protocol.quick(),
+                        runtimes=["onnxruntime"])[0]
+    assert not run.error
+    timed = [r for r in run.rows if r.measurement is not None]
+    assert len(timed) == len(run.rows)  # every layer of MobileNetV1 runs a kernel
+    assert all(r.measurement.median_us > 0 for r in timed)

@@ -158,6 +158,7 @@ def _runs_for(per_run_s: float, protocol: Protocol) -> int:
 
 
 _SUFFIXES = re.compile(r"(_nchwc|_fused.*|_token_\d+)$")
+_FUSION_TAG = re.compile(r"/\w*Fusion\w*/?$")
 
 
 def _resolver(by_node: dict[str, int]) -> Callable[[str], int | str]:
@@ -167,14 +168,14 @@ def _resolver(by_node: dict[str, int]) -> Callable[[str], int | str]:
     def resolve(kernel: str) -> int | str:
         if kernel in cache:
             return cache[kernel]
-        base = kernel.split("/")[0]
+        base = _FUSION_TAG.sub("", kernel)  # "stem.swish/QuickGeluFusion/" -> "stem.swish"
         out: int | str = "prev"
-        for cand in (base, _SUFFIXES.sub("", base), _SUFFIXES.sub("", _SUFFIXES.sub("", base))):
+        for cand in (kernel, base, _SUFFIXES.sub("", base), _SUFFIXES.sub("", _SUFFIXES.sub("", base))):
             if cand in by_node:
                 out = by_node[cand]
                 break
         else:
-            if base.startswith("Reorder"):
+            if base.startswith("Reorder") or base.split("/")[-1].startswith("Reorder"):
                 out = "next"
         cache[kernel] = out
         return out
@@ -222,7 +223,10 @@ def profile_ort_layers(model, ml: ModelLayers, threads: int, runs: int, warmups:
     run_windows = model_runs
     kernels = sorted((e["ts"], e["name"][: -len("_kernel_time")], float(e["dur"])) for e in events
                      if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"))
-    resolve = _resolver(ml.by_node())
+    by_node = ml.by_node()
+    names = {o: by_node[n.name] for n in model.graph.node if n.name in by_node for o in n.output if o}
+    names.update(by_node)  # ORT names kernels after a node, or (NCHWc) after its output tensor
+    resolve = _resolver(names)
     samples: dict[int, list[float]] = {l.index: [] for l in ml.layers}
     reorders: dict[int, list[float]] = {}
     unmapped: set[str] = set()
