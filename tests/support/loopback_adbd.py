@@ -352,6 +352,8 @@ class Faults:
     die_on_count: int = 1
     die_delay: float = 0.0
     seen: int = 0
+    shell_subs: list = field(default_factory=list)  # (regex, replacement) applied to shell commands
+    sync_space: int = -1  # bytes that SEND may still write before failing with ENOSPC (-1: no limit)
 
 
 class EmulatedPhone:
@@ -389,6 +391,8 @@ class EmulatedPhone:
         self.shells += 1
         if command:
             command = self.fs.rewrite(command)
+            for pat, repl in self.faults.shell_subs:  # fault injection (tests): e.g. wrap the harness
+                command = re.sub(pat, repl, command, flags=re.M)
         argv = ["/bin/sh", "-c", command] if command else ["/bin/sh"]
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=self.fs.root, env=self.fs.env, start_new_session=True,
@@ -538,6 +542,12 @@ class EmulatedPhone:
                 data = await s.readexactly(n)
                 if err:
                     continue
+                if f and self.faults.sync_space >= 0:  # fault injection: a full /data
+                    if len(data) > self.faults.sync_space:
+                        self.faults.sync_space = 0
+                        err = f"{dev_path}: No space left on device"
+                        continue
+                    self.faults.sync_space -= len(data)
                 if f:
                     f.write(data)
                 else:
@@ -620,6 +630,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--die-on", default="", metavar="REGEX", help="fault: vanish during a shell command matching REGEX")
     ap.add_argument("--die-on-count", type=int, default=1, help="fault: ...the N-th such command (default 1)")
     ap.add_argument("--die-delay", type=float, default=0.0, help="fault: ...this many seconds after it started")
+    ap.add_argument("--shell-sub", nargs=2, action="append", default=[], metavar=("REGEX", "REPL"),
+                    help="fault: rewrite shell commands (after path mapping) with re.sub, e.g. to wrap the harness")
+    ap.add_argument("--sync-space", type=int, default=-1, metavar="BYTES",
+                    help="fault: pushes fail with 'No space left on device' after this many bytes")
     ap.add_argument("-v", "--verbose", action="count", default=0)
     return ap
 
@@ -647,7 +661,9 @@ def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(a.verbose, 2)],
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
-    phone = EmulatedPhone(a.sandbox, profile_from_args(a), Faults(a.die_on, a.die_on_count, a.die_delay))
+    phone = EmulatedPhone(a.sandbox, profile_from_args(a), Faults(a.die_on, a.die_on_count, a.die_delay,
+                                                                  shell_subs=[tuple(x) for x in a.shell_sub],
+                                                                  sync_space=a.sync_space))
     try:
         asyncio.run(phone.serve(a.host, a.port))
     except KeyboardInterrupt:
