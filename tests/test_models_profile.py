@@ -1,7 +1,6 @@
 """Whole-model profiling into a dataset, and one-line errors for broken model files."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from conftest import run_cli

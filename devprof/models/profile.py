@@ -570,18 +570,25 @@ def profile_models(models: Sequence[Any], device=None, runtimes: Sequence[str] |
         return profile_pruned(models, device, threads, out, resume, protocol, suite, prune, on_model)
     if threads < 1:
         raise UsageError("--threads must be >= 1")
-    sources = list(_sources(models))
+    sources = _sources(models)  # lazily: a suite's models are built one entry at a time
     rts = list(runtimes) if runtimes else ["onnxruntime", "litert"]
     results: list[ModelRun] = []
-    with Dataset(out) as ds:
-        prof = ModelProfiler(device, ds, rts, threads, protocol, resume, suite)
-        for src in sources:
-            src = src() if callable(src) else src
-            runs = prof.profile(src)
-            results.extend(runs)
-            if on_model:
-                on_model(runs)
-        ds.compact()
+    pinned = None
+    if protocol.cpus and device.in_process:  # --cores on local: pin this process, as kernel suites do
+        pinned = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, [int(c) for c in protocol.cpus.split(",")])
+    try:
+        with Dataset(out) as ds:
+            prof = ModelProfiler(device, ds, rts, threads, protocol, resume, suite)
+            for src in sources:
+                runs = prof.profile(src)
+                results.extend(runs)
+                if on_model:
+                    on_model(runs)
+            ds.compact()
+    finally:
+        if pinned is not None:
+            os.sched_setaffinity(0, pinned)
     return results
 
 

@@ -19,7 +19,6 @@ import time
 import uuid
 from typing import Any, Callable, Sequence
 
-import numpy as np
 
 from .. import __version__
 from ..errors import UsageError
