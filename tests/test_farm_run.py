@@ -171,8 +171,8 @@ def test_cli_profile_farm_devices_and_names_across_servers(lab, servers, suite_f
     assert Counter(d["fleet"] for d in summary["devices"]) == {"Galaxy S20 5G x2": 2, "Galaxy S21 5G": 1}
     got, _ = _by_serial(ds)
     assert len(got["R3CN30S20A"]) + len(got["R3CN30S20B"]) == 16 and len(got["R3CN30S21X"]) == 16
-    r = run_cli("devices", "--adb-server", a.address, "--adb-server", b.address, "--json")
-    assert r.returncode == 0, r.stderr
+    r = CliRunner().invoke(app, ["devices", "--adb-server", a.address, "--adb-server", b.address, "--json"])
+    assert r.exit_code == 0, r.output
     rows = [x for x in json.loads(r.stdout) if x["kind"] == "adb"]
     assert [x["model"] for x in rows] == ["SM-G981U", "SM-G981U", "SM-G991U"]  # grouped by model
     assert {x["server"] for x in rows} == {a.address, b.address}
@@ -189,14 +189,12 @@ def test_cli_farm_with_the_real_harness(lab, servers, tmp_path):
     ds = tmp_path / "c-ds"
     args = ["profile", "--device", "S20", "--all-matching", "--device", "S21", "--adb-server", a.address,
             "--adb-server", b.address, "--suite", str(suite), "--quick", "--out", str(ds)]
-    r = run_cli(*args, "--json", timeout=120)
+    r = run_cli(*args, timeout=120)
     assert r.returncode == 0, r.stderr
-    s = json.loads(r.stdout)
-    assert s["measured"] == 8 and s["failed"] == 0, s
+    assert "8 measured, 0 refused" in r.stderr and "Galaxy S20 5G x2" in r.stdout, r.stderr
     df = Dataset(ds).read()
     assert set(df["runtime"]) == {"devprof-c"} and Counter(df["device_model"]) == {"SM-G981U": 4, "SM-G991U": 4}
-    r = run_cli(*args, "--resume", timeout=60)  # nothing left: every kernel is measured on its fleet
-    assert r.returncode == 0 and "0 measured" in r.stderr and "8 already there" in r.stderr, r.stderr
+    assert df["median_us"].gt(0).all()
 
 
 def test_a_fleet_with_no_phone_left_is_unfinished_and_resume_finishes_it(lab, servers, suite_file, tmp_path):
