@@ -176,6 +176,8 @@ def _scheme_label(scheme: str, params_json: str) -> str:
         params = json.loads(params_json or "{}")
     except ValueError:
         params = {}
+    if scheme == "nm" and {"n", "m"} <= set(params):
+        return f"nm({params['n']}:{params['m']})"
     ps = ",".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(params.items()))
     return f"{scheme}({ps})" if ps else scheme
 

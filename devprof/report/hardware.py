@@ -77,7 +77,8 @@ def estimate_peak(device: Mapping[str, Any], threads: int, observed_freq_khz: fl
     elif math.isfinite(_freq_from_name(cpu)):
         ghz, src = _freq_from_name(cpu), "frequency from the CPU name"
     elif observed_freq_khz and math.isfinite(observed_freq_khz) and observed_freq_khz > 0:
-        ghz, src = observed_freq_khz / 1e6, "frequency read during the measurements"
+        ghz, src = observed_freq_khz / 1e6, ("frequency read during the measurements; a VM reports its base "
+                                              "clock, so turbo can exceed this ceiling")
     else:
         return None
     cores_total = int(device.get("cores") or 0) or threads

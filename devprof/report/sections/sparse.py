@@ -32,7 +32,19 @@ def speedups(data: ReportData) -> pd.DataFrame:
     if m.empty:
         return m
     m["speedup"] = m["base_us"] / m["median_us"]
+    m["curve"] = curve_labels(m)
     return m
+
+
+def curve_labels(df: pd.DataFrame) -> list[str]:
+    """One curve per scheme. Parameters join the label only when they split a scheme at one ratio
+    (e.g. bcr 4x16 and bcr 16x4 both at 0.9); N:M, whose parameters change with the ratio, stays one
+    curve."""
+    split = set()
+    for scheme, g in df.groupby("scheme"):
+        if (g.groupby("sparsity_ratio")["scheme_label"].nunique() > 1).any():
+            split.add(scheme)
+    return [lab if sch in split else sch for sch, lab in zip(df["scheme"], df["scheme_label"])]
 
 
 def break_even(ratios: np.ndarray, speed: np.ndarray) -> float:
@@ -79,11 +91,12 @@ def build(data: ReportData) -> Section:
         s.missing = (f"{nsparse} sparse kernel records are present but none has a dense baseline of the same "
                      "shape on the same device and thread count")
         return s
-    agg = (sp.groupby(["device_label", "baseline", "scheme_label", "sparsity_ratio"])
+    agg = (sp.groupby(["device_label", "baseline", "curve", "sparsity_ratio"])
            .agg(speedup=("speedup", geomean), lo=("speedup", "min"), hi=("speedup", "max"),
-                shapes=("shape_key", "nunique")).reset_index())
+                shapes=("shape_key", "nunique"), params=("scheme_label", lambda v: ", ".join(sorted(set(v)))))
+           .reset_index())
     panels = list(agg.groupby(["device_label", "baseline"], sort=True))
-    schemes = sorted(agg["scheme_label"].unique())
+    schemes = sorted(agg["curve"].unique())
     scolor = {sch: i for i, sch in enumerate(schemes)}
     s.add(_figure(panels[:MAX_PANELS], scolor))
     if len(panels) > MAX_PANELS:
@@ -91,10 +104,13 @@ def build(data: ReportData) -> Section:
 
     ratios = sorted(agg["sparsity_ratio"].unique())
     rows = []
-    for (dev, baseline, sch), g in agg.groupby(["device_label", "baseline", "scheme_label"], sort=True):
+    for (dev, baseline, sch), g in agg.groupby(["device_label", "baseline", "curve"], sort=True):
         by_r = dict(zip(g["sparsity_ratio"], g["speedup"]))
         be = break_even(g["sparsity_ratio"].to_numpy(float), g["speedup"].to_numpy(float))
-        rows.append([dev, baseline, sch, fmt.num(int(g["shapes"].max()))]
+        variants = sorted(set(", ".join(g["params"]).split(", ")))
+        label = variants[0] if len(variants) == 1 else (
+            f"{sch} (" + ", ".join(v[len(sch) + 1:-1] if v.startswith(sch + "(") else v for v in variants) + ")")
+        rows.append([dev, baseline, label, fmt.num(int(g["shapes"].max()))]
                     + [fmt.ratio(by_r.get(r, math.nan)) for r in ratios] + [_be_text(be)])
     s.add(Table("Geometric-mean speedup over the dense baseline at each sparsity ratio, and the break-even ratio "
                 "(interpolated in log-speedup between the measured ratios).",
@@ -111,7 +127,7 @@ def _figure(panels, scolor) -> Figure:
         ncols, nrows = F.grid_shape(len(panels), 3)
         fig, axes = F.new(ncols, nrows, height=2.2, sharey=False, width=F.grid_width(ncols))
         for ax, ((dev, baseline), g) in zip(axes, panels):
-            for sch, c in g.groupby("scheme_label"):
+            for sch, c in g.groupby("curve"):
                 if scolor[sch] >= MAX_CURVES:
                     continue
                 c = c.sort_values("sparsity_ratio")
