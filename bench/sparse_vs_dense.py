@@ -8,8 +8,10 @@ GEMM to compare with), this measures with one protocol:
   * scipy.sparse CSR x dense on the same pruned weight (W_csr @ im2col(X), im2col not timed),
 and prints speedups and effective GFLOP/s (dense-equivalent FLOPs / time) next to this CPU's
 measured FMA peak, then the figures the sparse-kernel issue targets. Writes a CSV.
+On a shared, noisy machine every contender is measured `--rounds` times, interleaved (harness
+batch, ORT, scipy), and the lowest median of each is kept — the same rule for all.
 
-    .venv/bin/python bench/sparse_vs_dense.py [--quick] [--csv PATH]
+    .venv/bin/python bench/sparse_vs_dense.py [--quick] [--rounds N] [--csv PATH]
 
 SR layers (360x640) are measured on a 90x160 crop: the same GEMM M and K, N / 16 (per-pixel
 work is identical; the crop keeps scipy's im2col matrix in memory).
@@ -48,7 +50,7 @@ SCHEMES = [
     ("nm", {}),  # n:m chosen from the ratio (2:4, 1:4, 1:10, 1:20...)
     ("pattern", {"patterns": 8}),
 ]
-RATIOS = [0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95]
+RATIOS = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
 QUICK_RATIOS = [0.5, 0.7, 0.9]
 PROTOCOL = Protocol(warmup_s=0.02, min_warmups=2, sample_s=0.004, min_repeats=7, max_repeats=60,
                     min_time_s=0.06, max_time_s=0.6)
@@ -92,10 +94,21 @@ def measure_peak(tc) -> float:
         src.write_text(PEAK_C)
         subprocess.run([*tc.cc, *tc.cflags, str(src), "-o", str(exe)], check=True)
         best = 0.0
-        for _ in range(5):
-            out = subprocess.run([str(exe), "20000000"], capture_output=True, text=True, check=True).stdout
+        for _ in range(30):  # short runs, best of many: a busy machine still gives whole time slices
+            out = subprocess.run([str(exe), "400000"], capture_output=True, text=True, check=True).stdout
             best = max(best, float(out.split()[0]))
         return best
+
+
+def isa_peak() -> float:
+    """Paper peak: current MHz x 32 fp32 FLOP/cycle (two 256-bit FMA pipes, as on Zen 4, whose
+    AVX-512 is double-pumped; Intel cores with two 512-bit FMA units would reach 64)."""
+    try:
+        mhz = max(float(l.split(":")[1]) for l in Path("/proc/cpuinfo").read_text().splitlines()
+                  if l.startswith("cpu MHz"))
+    except (OSError, ValueError):
+        return math.nan
+    return mhz / 1000 * 32
 
 
 def bench_shapes(quick: bool) -> list[KernelSpec]:
@@ -168,6 +181,7 @@ def im2col(s: KernelSpec, x: np.ndarray) -> np.ndarray:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="5 shapes, ratios 0.5/0.7/0.9")
+    ap.add_argument("--rounds", type=int, default=2, help="measure everything N times, keep the best median")
     ap.add_argument("--csv", default=str(Path(__file__).resolve().parent / "results" / "sparse_vs_dense.csv"))
     args = ap.parse_args()
     import scipy
@@ -184,10 +198,11 @@ def main() -> int:
     peak = measure_peak(tc)
     ratios = QUICK_RATIOS if args.quick else RATIOS
     shapes = bench_shapes(args.quick)
-    print(f"CPU: {_cpu()} | measured 1-core FMA peak {peak:.1f} GFLOP/s | vector {vl} floats | "
+    print(f"CPU: {_cpu()} | measured 1-core FMA peak {peak:.1f} GFLOP/s (paper {isa_peak():.0f}) | vector {vl} floats | "
           f"onnxruntime {ort.__version__}, scipy {scipy.__version__}, {' '.join(tc.cc)} {' '.join(tc.cflags)}")
     print(f"{len(shapes)} shapes x {len(SCHEMES)} schemes x ratios {ratios}; single thread, fp32\n")
     rows: list[dict] = []
+    errors: dict[str, str] = {}
     t_start = time.time()
     for s in shapes:
         # ---- the harness kernels of this shape (one batch)
@@ -200,18 +215,28 @@ def main() -> int:
             kernels.append(k)
             specs[k.name] = (spec, k)
         batch = build_batch(kernels, tc)
-        p = subprocess.run([str(batch.binary), *PROTOCOL.harness_args()], cwd=batch.folder, capture_output=True,
-                           text=True, timeout=3600)
-        out = parse_harness_output(p.stdout)
-        # ---- ORT dense
         w, b = pruned_weights(s)[:2]
         x = input_tensor(s)
         sess = ort_session(s, w, b)
         feeds = {"x": x}
-        ort_us = measure_callable(lambda: sess.run(None, feeds), PROTOCOL).median_us
         X = im2col(s, x)
-        dense_line = out.lines[kernels[0].name]
-        gen_dense_us = float(np.median(dense_line.samples_us)) if dense_line.status == "ok" else math.nan
+        csrs = {k.name: sps.csr_matrix(pruned_weights(k.spec)[0].reshape(k.spec.cout, -1)) for k in kernels[1:]}
+        best: dict[str, float] = {}
+        ort_us, scipy_best = math.inf, {n: math.inf for n in csrs}
+        for _ in range(max(1, args.rounds)):
+            p = subprocess.run([str(batch.binary), *PROTOCOL.harness_args()], cwd=batch.folder, capture_output=True,
+                               text=True, timeout=3600)
+            out = parse_harness_output(p.stdout)
+            for name, line in out.lines.items():
+                if line.status == "ok":
+                    best[name] = min(best.get(name, math.inf), float(np.median(line.samples_us)))
+                else:
+                    best.setdefault(name, math.nan)
+                    errors[name] = line.error
+            ort_us = min(ort_us, measure_callable(lambda: sess.run(None, feeds), PROTOCOL).median_us)
+            for n, csr in csrs.items():
+                scipy_best[n] = min(scipy_best[n], measure_callable(lambda: csr @ X, PROTOCOL).median_us)
+        gen_dense_us = best.get(kernels[0].name, math.nan)
         label = s.key + (f" (crop of {s.a['crop_of']})" if s.a.get("crop_of") else "")
         print(f"{label}  GEMM {gemm_shape(s)}  {s.flops / 1e6:.1f} MFLOP")
         print(f"  ORT dense {ort_us:9.1f} us ({s.flops / ort_us / 1e3:5.1f} GF/s) | generated dense {gen_dense_us:9.1f} us "
@@ -222,14 +247,11 @@ def main() -> int:
                          speedup_vs_gen_dense=1.0, eff_gflops=s.flops / gen_dense_us / 1e3, peak_gflops=peak))
         for k in kernels[1:]:
             spec = k.spec
-            line = out.lines.get(k.name)
-            if line is None or line.status != "ok":
-                print(f"  {spec.sparsity.label():32s} FAILED: {line.error if line else 'no result'}")
+            us = best.get(k.name, math.nan)
+            if math.isnan(us):
+                print(f"  {spec.sparsity.label():32s} FAILED: {errors.get(k.name, 'no result')}")
                 continue
-            us = float(np.median(line.samples_us))
-            wm = pruned_weights(spec)[0].reshape(spec.cout, -1)
-            csr = sps.csr_matrix(wm)
-            scipy_us = measure_callable(lambda: csr @ X, PROTOCOL).median_us
+            scipy_us = scipy_best[k.name]
             sp = spec.sparsity
             r = dict(shape=label, gemm=gemm_shape(s), op=s.op, flops=s.flops, scheme=sp.scheme,
                      params=json.dumps(sp.to_dict()["params"], sort_keys=True), ratio=sp.ratio,
@@ -289,10 +311,18 @@ def summarize(rows: list[dict], shapes: list[KernelSpec], ratios: list[float], p
     print(f"  BCR @ {r90:g} vs ORT dense, median shape: {at('bcr(4x16)', r90):.2f}x (target >= 3x)")
     if best_block:
         print(f"  best block scheme {best_block} @ {r90:g}: {at(best_block, r90):.2f}x (target >= 3x)")
-    for n in names:
-        be = [ratio for ratio in ratios if at(n, ratio) >= 1.0]
-        print(f"  break-even vs ORT, {n:14s}: " + (f"at <= {min(be):g} sparsity" if be else "not reached") +
-              " (median shape; target <= 0.7)")
+    for n in names:  # lowest ratio from which the scheme stays at least as fast as ORT
+        be = None
+        for ratio in sorted(ratios, reverse=True):
+            if at(n, ratio) >= 1.0:
+                be = ratio
+            else:
+                break
+        gm = [ratio for ratio in sorted(ratios) if _geo(sparse, n, ratio) >= 1.0]
+        na = all(math.isnan(at(n, ratio)) for ratio in ratios)
+        med = "n/a" if na else (f"from {be:g}" if be is not None else "not reached")
+        print(f"  break-even vs ORT, {n:14s}: median shape {med}" +
+              f"; geomean over shapes from {min(gm) if gm else '-'} (target <= 0.7)")
     vs = [r["speedup_vs_scipy"] for r in sparse if not math.isnan(r["speedup_vs_scipy"])]
     worst = min(sparse, key=lambda r: r["speedup_vs_scipy"])
     print(f"  vs scipy CSR: {np.mean(np.asarray(vs) >= 2.0) * 100:.1f}% of {len(vs)} sparse kernels >= 2x faster; "
@@ -304,6 +334,11 @@ def summarize(rows: list[dict], shapes: list[KernelSpec], ratios: list[float], p
     best = max(sparse, key=lambda r: r["eff_gflops"])
     print(f"  best effective throughput {best['eff_gflops']:.0f} GF/s ({_scheme_name(best)}@{best['ratio']:g}) vs "
           f"measured dense peak {peak:.0f} GF/s")
+
+
+def _geo(sparse: list[dict], n: str, ratio: float) -> float:
+    m = [r["speedup_vs_ort"] for r in sparse if _scheme_name(r) == n and r["ratio"] == ratio]
+    return math.exp(np.mean(np.log(m))) if m else math.nan
 
 
 def _cpu() -> str:
