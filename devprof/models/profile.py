@@ -193,6 +193,7 @@ class OrtProfile:
     clean_us: list[float] = field(default_factory=list)  # interleaved unprofiled end-to-end runs
     profiled_us: list[float] = field(default_factory=list)  # the profiled runs' own wall time
     framework_us: list[float] = field(default_factory=list)  # per profiled run: time outside kernels
+    clean_cpu_us: list[float] = field(default_factory=list)  # CPU time of the interleaved clean runs
 
 def profile_ort_layers(model, ml: ModelLayers, threads: int, runs: int, warmups: int = 2,
                        clean: Callable[[], Any] | None = None) -> OrtProfile:
@@ -205,6 +206,7 @@ def profile_ort_layers(model, ml: ModelLayers, threads: int, runs: int, warmups:
 
     name, x = _input(model)
     clean_us: list[float] = []
+    clean_cpu_us: list[float] = []  # CPU time of this thread (ORT runs 1-thread sessions on it)
     with tempfile.TemporaryDirectory(prefix="devprof-ortprof-") as tmp:
         sess = ort.InferenceSession(model.SerializeToString(), _ort_options(threads, os.path.join(tmp, "p")),
                                     providers=["CPUExecutionProvider"])
@@ -212,9 +214,10 @@ def profile_ort_layers(model, ml: ModelLayers, threads: int, runs: int, warmups:
         for i in range(warmups + runs):
             y = sess.run(None, {name: x})[0]
             if clean is not None and i >= warmups:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.thread_time()
                 clean()
                 clean_us.append((time.perf_counter() - t) * 1e6)
+                clean_cpu_us.append((time.thread_time() - c) * 1e6)
         path = sess.end_profiling()
         with open(path) as f:
             events = json.load(f)
@@ -267,7 +270,7 @@ def profile_ort_layers(model, ml: ModelLayers, threads: int, runs: int, warmups:
     n = len(run_windows)
     reorder_med = {i: float(np.median(v + [0.0] * (n - len(v)))) for i, v in reorders.items()}
     return OrtProfile(samples, reorder_med, sorted(u for u in unmapped if not u.startswith("Reorder")), n, y,
-                      clean_us, [float(b - a) for a, b in run_windows], framework)
+                      clean_us, [float(b - a) for a, b in run_windows], framework, clean_cpu_us)
 
 
 def _litert_interpreter(tfl: bytes, threads: int, xnnpack: bool):
@@ -310,6 +313,7 @@ class ModelRun:
     interleaved_us: float = float("nan")  # median of clean runs interleaved with the profiled ones
     profiled_us: float = float("nan")  # median wall time of the profiled runs
     framework_us: float = float("nan")  # median time per profiled run spent outside kernels
+    cpu_us: float = float("nan")  # median CPU time of the clean runs (1 thread: immune to preemption)
     unmapped: list[str] = field(default_factory=list)
     error: str = ""
     records: list[Record] = field(default_factory=list)
@@ -334,12 +338,21 @@ class ModelRun:
             return float("nan")
         return (self.reference_us - self.layer_sum_us) / self.reference_us
 
+    @property
+    def gap_cpu(self) -> float:
+        """(end-to-end CPU time − Σ layer medians) / end-to-end CPU time (1 thread only): the same
+        check with preemption by other processes taken out of the end-to-end side."""
+        if not self.rows or self.cpu_us != self.cpu_us or self.cpu_us <= 0:
+            return float("nan")
+        return (self.cpu_us - self.layer_sum_us) / self.cpu_us
+
     def to_dict(self) -> dict:
         return {"model": self.name, "runtime": self.runtime, "model_run_id": self.run_id, "hash": self.model_hash,
                 "e2e_median_us": self.e2e.median_us if self.e2e else None, "layers": len(self.rows),
                 "layer_sum_us": self.layer_sum_us if self.rows else None,
                 "interleaved_e2e_us": _num(self.interleaved_us), "profiled_run_us": _num(self.profiled_us),
                 "gap": _num(self.gap), "overhead_us": self.overhead_us, "framework_us": _num(self.framework_us),
+                "e2e_cpu_us": _num(self.cpu_us), "gap_cpu": _num(self.gap_cpu),
                 "unmapped_kernels": self.unmapped, "error": self.error, "skipped": self.skipped}
 
 
@@ -437,6 +450,8 @@ class ModelProfiler:
                     run.interleaved_us = float(np.median(prof.clean_us))
                     run.profiled_us = float(np.median(prof.profiled_us))
                     run.framework_us = float(np.median(prof.framework_us))
+                    if self.threads == 1 and prof.clean_cpu_us:
+                        run.cpu_us = float(np.median(prof.clean_cpu_us))
                     for layer in ml_ort.layers:
                         s = prof.layer_samples[layer.index]
                         m = Measurement(tuple(s), warmups=self.protocol.min_warmups) if s and max(s) > 0 else None
@@ -509,7 +524,9 @@ def layer_table(run: ModelRun, console, top: int = 0) -> None:
     total = run.layer_sum_us or 1.0
     t = Table(title=f"{run.name} on {run.runtime}: {len(run.rows)} layers, Σ layer medians {run.layer_sum_us:,.0f} µs, "
                     f"end to end {run.reference_us:,.0f} µs (gap {run.gap:+.1%}; framework overhead "
-                    f"{run.framework_us:,.0f} µs)" if run.e2e else run.name)
+                    f"{run.framework_us:,.0f} µs"
+                    + (f"; CPU time {run.cpu_us:,.0f} µs, gap {run.gap_cpu:+.1%}" if run.gap_cpu == run.gap_cpu else "")
+                    + ")" if run.e2e else run.name)
     for c, j in (("#", "right"), ("layer", "left"), ("op", "left"), ("shape", "left"), ("median µs", "right"),
                  ("share", "right"), ("", "left")):
         t.add_column(c, justify=j)
@@ -543,7 +560,9 @@ def summary_line(runs: list[ModelRun]) -> str:
             s = f"{r.runtime}: {r.e2e.median_us / 1000:,.2f} ms"
             if r.rows:
                 s += (f" (interleaved {r.reference_us / 1000:,.2f} ms, Σ layer medians {r.layer_sum_us / 1000:,.2f} ms, "
-                      f"gap {r.gap:+.1%}, framework overhead {r.framework_us / 1000:,.2f} ms)")
+                      f"gap {r.gap:+.1%}, framework overhead {r.framework_us / 1000:,.2f} ms"
+                      + (f"; CPU-time end to end {r.cpu_us / 1000:,.2f} ms, gap {r.gap_cpu:+.1%}"
+                         if r.gap_cpu == r.gap_cpu else "") + ")")
             parts.append(s)
     return f"{runs[0].name.split('|')[0] if runs else '?'}: " + "; ".join(parts)
 
@@ -633,7 +652,7 @@ def cli_profile_models(device, models: Sequence[Any], *, runtimes: Sequence[str]
         for r in runs:
             if single and r.rows and not r.error and not prune:
                 layer_table(r, console)
-        err.print(summary_line(runs), highlight=False, markup=False)
+        err.print(summary_line(runs), highlight=False, markup=False, soft_wrap=True)
 
     try:
         profile_models(models, device, runtimes, threads, out, resume, protocol, suite, prune, on_model)
