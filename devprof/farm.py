@@ -113,8 +113,13 @@ def attached(servers: Sequence[str] = ()) -> tuple[list[Member], list[str]]:
 
 def by_model(members: Iterable[Member]) -> list[Member]:
     """Members sorted so that phones of one model (then one fleet) are next to each other."""
-    return sorted(members, key=lambda m: (m.info.kind != "local", m.info.name, m.info.model, m.fleet, m.server,
-                                          m.serial))
+    return sorted(members, key=lambda m: (m.info.kind != "local", m.info.name, m.info.model, m.fleet, m.info.serial,
+                                          m.server, m.serial))
+
+
+def _describe(m: Member) -> str:
+    where = f"{m.serial} on {m.server}" if m.serial != m.info.serial else f"on {m.server}"
+    return f"{m.info.serial or m.serial} ({m.info.name}, {m.info.model}, {where})"
 
 
 def resolve_farm(names: Sequence[str], servers: Sequence[str] = (), all_matching: bool = False) -> list[Member]:
@@ -148,11 +153,10 @@ def resolve_farm(names: Sequence[str], servers: Sequence[str] = (), all_matching
                 hits = [p for p in phones if wanted in (p.serial, p.info.serial) or table.norm(p.info.serial) == key
                         or getattr(p.device, "matches", lambda _k: False)(key)]
             if not hits:
-                listed = ", ".join(["local"] + [f"{p.serial} ({p.info.name}, {p.info.model}) on {p.server}"
-                                                for p in by_model(phones)])
+                listed = ", ".join(["local"] + [_describe(p) for p in by_model(phones)])
                 raise UsageError(f"no attached device matches {name!r}; attached: {listed}")
             if len(hits) > 1 and not all_matching:
-                listed = ", ".join(f"{p.serial} ({p.info.name}) on {p.server}" for p in by_model(hits))
+                listed = ", ".join(_describe(p) for p in by_model(hits))
                 raise UsageError(f"{name!r} matches {len(hits)} phones: {listed}; pass --all-matching to use "
                                  "them all, or name each by serial")
         for m in hits:
@@ -298,6 +302,8 @@ def plan_fleets(fleets: Sequence[Fleet], specs: Sequence[KernelSpec], runtimes: 
                 else:
                     todo.append(s)
             n = max(1, batch_size or rt.batch_size)
+            if not batch_size and todo and len(todo) < n * len(fl.members):
+                n = -(-len(todo) // len(fl.members))  # a small suite still gives every identical phone a share
             fl.batches += [Batch(name, info, todo[i:i + n]) for i in range(0, len(todo), n)]
             fl.total += len(todo)
         already += fl.already
