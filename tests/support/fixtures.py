@@ -139,6 +139,7 @@ def adb_server() -> Iterator[AdbServer]:
 def make_phone(adb_server: AdbServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Factory: ``make_phone("--model", "SM-G991U")`` starts and attaches an emulated phone.
     Sets ANDROID_ADB_SERVER_PORT so in-process devprof code talks to the test's adb server."""
+    adb_server.start()  # idempotent; revives the server if an earlier test (faults) killed it
     monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(adb_server.port))
     monkeypatch.delenv("ANDROID_SERIAL", raising=False)
     monkeypatch.setenv("DEVPROF_CONFIG", str(tmp_path / "no-devprof-config.toml"))
