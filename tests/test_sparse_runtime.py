@@ -69,7 +69,8 @@ def test_runtime_measures_through_the_device(device):
     specs = [KernelSpec("conv2d", h=10, w=12, cin=8, cout=16, kh=3, kw=3, stride=2, padding=1,
                         sparsity=Sparsity("pattern", 0.8)),
              KernelSpec("pwconv", h=9, w=9, cin=16, cout=8, activation="relu6"),
-             KernelSpec("fc", n=1, cin=40, cout=10, sparsity=Sparsity("nm", 0.5, {"n": 2, "m": 4}))]
+             KernelSpec("fc", n=1, cin=40, cout=10, sparsity=Sparsity("nm", 0.5, {"n": 2, "m": 4})),
+             KernelSpec("fc", n=3, cin=40, cout=10, sparsity=Sparsity("bcr", 0.5), attrs={"kernel": "csr"})]
     specs.append(specs[1])  # a duplicate spec in one batch is measured once, reported twice
     outs = list(rt.measure(device, specs, 1, Protocol.quick()))
     assert sorted(o.spec.id for o in outs) == sorted(s.id for s in specs)
@@ -79,6 +80,7 @@ def test_runtime_measures_through_the_device(device):
     assert info.name == "devprof-c" and info.options
     assert rt.supports(KernelSpec("maxpool", h=4, w=4, cin=2, cout=2, kh=2, kw=2, stride=2))
     assert rt.supports(KernelSpec("pwconv", h=4, w=4, cin=2, cout=2, sparsity=Sparsity("pattern", 0.6)))
+    assert rt.supports(KernelSpec("fc", cin=4, cout=4, attrs={"kernel": "blas"}))
 
 
 def test_runtime_refuses_threads(device):

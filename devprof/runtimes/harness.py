@@ -128,6 +128,11 @@ def parse_harness_output(text: str) -> HarnessOutput:
 
 
 def variant_for(spec: KernelSpec) -> str:
+    """The scheme's own kernel, or the one `attrs.kernel` names: "csr" (same-compiler CSR baseline
+    on the scheme's mask) or "dense" (the generated dense kernel, zeros included)."""
+    asked = spec.a.get("kernel")
+    if asked in ("csr", "dense", "sparse"):
+        return str(asked)
     return "dense" if spec.sparsity.scheme == "dense" else "sparse"
 
 
@@ -147,8 +152,10 @@ class DevprofC(Runtime):
         return tc.available()
 
     def supports(self, spec: KernelSpec) -> str | None:
-        from ..sparse.codegen import unsupported
+        from ..sparse.codegen import VARIANTS, unsupported
 
+        if "kernel" in spec.a and spec.a["kernel"] not in VARIANTS:
+            return f"attrs.kernel must be one of {', '.join(VARIANTS)}"
         return unsupported(spec)
 
     def info(self, device: "Device", threads: int) -> RuntimeInfo:
