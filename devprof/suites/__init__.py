@@ -70,6 +70,13 @@ def builtin_names() -> list[str]:
 
 def load_suite(name_or_path: str) -> Suite:
     """Load a built-in suite by name or a suite file by path; one-line UsageError when invalid."""
+    try:
+        return _load_suite(name_or_path)
+    except OSError as e:  # e.g. ENAMETOOLONG from a hostile name: still a one-line error
+        raise UsageError(f"cannot read suite {name_or_path[:120]!r}: {e.strerror or e}") from None
+
+
+def _load_suite(name_or_path: str) -> Suite:
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists():
         if not p.is_file():
