@@ -43,6 +43,7 @@ from .runtimes.base import Outcome
 from .store import Dataset
 
 LOCAL_NAMES = ("local", "host", "localhost")
+MAX_RETRIES = 1  # a batch hit by a device error on a phone that still answers is tried once more
 
 
 # ---------------------------------------------------------------------- identity
@@ -174,6 +175,7 @@ class Batch:
     runtime: str
     info: RuntimeInfo
     specs: list[KernelSpec]
+    retries: int = 0  # times it was handed back after a device error on a phone that still answers
 
 
 class WorkQueue:
@@ -383,6 +385,7 @@ class _Worker(threading.Thread):
         self.threads, self.protocol = threads, protocol
         self.cooldown_s, self.max_temp_c = cooldown_s, max_temp_c
         self._runtimes: dict[str, Runtime] = {}
+        self._current: Batch | None = None  # taken from the queue and not yet done or given back
 
     def _post(self, kind: str, batch: Batch | None = None, outcome: Outcome | None = None, text: str = "") -> None:
         self.events.put(Event(kind, self.member, batch, outcome, text))
@@ -391,6 +394,9 @@ class _Worker(threading.Thread):
         try:
             self._loop()
         except BaseException as e:  # noqa: BLE001 - a worker must always say it ended
+            if self._current is not None:  # never strand a batch: peers wait for what is in flight
+                self.work.give_back(self._current)
+                self._current = None
             self._post("lost", text=f"internal {type(e).__name__}: {e}")
         finally:
             self._post("exit")
@@ -401,7 +407,7 @@ class _Worker(threading.Thread):
             os.sched_setaffinity(0, [int(c) for c in self.protocol.cpus.split(",")])
         first = True
         while not self.stop.is_set():
-            batch = self.work.take()
+            batch = self._current = self.work.take()
             if batch is None:
                 return
             if not first and (self.cooldown_s > 0 or self.max_temp_c is not None):
@@ -409,28 +415,38 @@ class _Worker(threading.Thread):
                 try:
                     dev.cooldown(self.max_temp_c, self.cooldown_s)
                 except Exception as e:  # noqa: BLE001 - the temperature read found no phone
-                    self.work.give_back(batch)
+                    self._give_back(batch)
                     self._post("lost", text=str(e))
                     return
             first = False
             if self.stop.is_set():
-                self.work.give_back(batch)
+                self._give_back(batch)
                 return
             self._post("state", batch=batch, text=f"{batch.runtime}: {len(batch.specs)} kernels")
             if not self._run_batch(batch):
                 return
 
+    def _give_back(self, batch: Batch) -> None:
+        self.work.give_back(batch)
+        self._current = None
+
+    def _done(self) -> None:
+        self.work.done()
+        self._current = None
+
     def _run_batch(self, batch: Batch) -> bool:
         """Measure one batch; False when the device was lost (the unfinished rest is given back)."""
         dev = self.member.device
-        rt = self._runtimes.get(batch.runtime)
-        if rt is None:
-            rt = self._runtimes[batch.runtime] = get_runtime(batch.runtime)
         finished: set[str] = set()
         errors: list[Outcome] = []
         crash = ""
-        gen = rt.measure(dev, batch.specs, self.threads, self.protocol)
+        device_error = False
+        gen = None
         try:
+            rt = self._runtimes.get(batch.runtime)
+            if rt is None:
+                rt = self._runtimes[batch.runtime] = get_runtime(batch.runtime)
+            gen = rt.measure(dev, batch.specs, self.threads, self.protocol)
             for o in gen:
                 if o.ok:
                     finished.add(o.spec.id)
@@ -441,13 +457,18 @@ class _Worker(threading.Thread):
                     break
         except Exception as e:  # noqa: BLE001 - decided below: lost phone, or this batch failed
             crash = str(e) or type(e).__name__
+            device_error = isinstance(e, (DeviceError, OSError, EOFError))
         finally:
-            gen.close() if hasattr(gen, "close") else None
+            if gen is not None and hasattr(gen, "close"):
+                gen.close()
         if (crash or errors) and _is_lost(dev):
-            rest = [s for s in batch.specs if s.id not in finished]
-            self.work.give_back(dataclasses.replace(batch, specs=rest))
+            self._give_back(dataclasses.replace(batch, specs=[s for s in batch.specs if s.id not in finished]))
             self._post("lost", text=crash or (errors[0].error if errors else "no answer"))
             return False
+        rest = [s for s in batch.specs if s.id not in finished]
+        if device_error and rest and batch.retries < MAX_RETRIES:  # a hiccup: the phone answers again
+            self._give_back(dataclasses.replace(batch, specs=rest, retries=batch.retries + 1))
+            return True
         for o in errors:
             finished.add(o.spec.id)
             self._post("outcome", batch, o)
@@ -458,9 +479,9 @@ class _Worker(threading.Thread):
             finished.update(s.id for s in batch.specs)
         rest = [s for s in batch.specs if s.id not in finished]
         if rest:  # stopped mid-batch
-            self.work.give_back(dataclasses.replace(batch, specs=rest))
+            self._give_back(dataclasses.replace(batch, specs=rest))
         else:
-            self.work.done()
+            self._done()
         return True
 
 
