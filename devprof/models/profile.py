@@ -419,15 +419,15 @@ class ModelProfiler:
         out: list[ModelRun] = []
         ort_output = None
         x_name, x = _input(src.onnx) if src.onnx is not None else ("", None)
-        for rt in self.runtimes:
+        rts = [r for r in self.runtimes if src.onnx is not None or r != "onnxruntime"]  # .tflite: LiteRT only
+        if not rts:
+            raise UsageError(f"{src.name} is a .tflite model: it runs on litert or litert-builtin, not onnxruntime")
+        for rt in rts:
             run = ModelRun(src.name, rt, uuid.uuid4().hex[:16], src.content_hash)
             out.append(run)
             t0 = time.time()
             try:
                 if rt == "onnxruntime":
-                    if src.onnx is None:
-                        run.error = "a .tflite model runs on LiteRT only"
-                        continue
                     spec = model_spec(src, ml_ort)
                     if self.already(spec, rt, src.name):
                         if not self.resume:
