@@ -134,8 +134,10 @@ def _stable_share(names: Iterable[str], share: float, seed: int) -> dict[str, bo
 
 
 def family_of(model_name: str) -> str:
-    """`mobilenetv2-v3` / `resnet18_2` -> `mobilenetv2` / `resnet18` (variant suffix dropped)."""
-    return re.sub(r"([-_](v|var|variant|seed|s)?\d+)+$", "", model_name) or model_name
+    """The family part of a model name: ``mobilenetv2-v0.1-128x128-8ebb30`` -> ``mobilenetv2``,
+    ``resnet18_2`` -> ``resnet18``."""
+    head = re.split(r"[-@ ]", model_name, maxsplit=1)[0]
+    return re.sub(r"_\d+$", "", head) or model_name
 
 
 def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int = 5,
@@ -202,6 +204,13 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
         "predicted_us": [float(v) for v in pred[te_idx]],
     }, "models": None}
     km: dict[str, Any] = {"overall": summary(pred[te_idx], y[te_idx]), "per_op": {}, "per_group": {}}
+    # how repeatable the targets are: no predictor can be more accurate than its measurements
+    rel_iqr = lut["iqr_us"].to_numpy(dtype=np.float64) / y
+    km["noise"] = {"median_rel_iqr": float(np.median(rel_iqr)) if len(y) else None,
+                   "noisy_share": float(lut["noisy"].mean()) if len(y) else None,
+                   "per_op": {o: {"median_rel_iqr": float(np.median(rel_iqr[lut["op"].to_numpy() == o])),
+                                  "noisy_share": float(lut["noisy"].to_numpy()[lut["op"].to_numpy() == o].mean())}
+                              for o in sorted(set(lut["op"]))}}
     ops = lut["op"].to_numpy()
     for o in sorted(set(ops)):
         sel = te_idx[ops[te_idx] == o]

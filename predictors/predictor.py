@@ -185,21 +185,35 @@ class Predictor:
         return np.where(hit, cand, -1)
 
     def predict_table(self, t: SpecTable) -> Predictions:
+        """Predict an encoded table. Distinct specs are found first (search batches repeat the
+        same layers many times) and each is looked up / evaluated once; within one batch, specs
+        are told apart by their 64-bit identity hash (a collision needs ~2^32 distinct specs)."""
         n = len(t)
+        if t.parent is not None and t.index is not None and len(t.parent) < n:
+            r = self.predict_table(t.parent)
+            return Predictions(r.latency_us[t.index], r.source_code[t.index])
+        if n > 256:
+            uh, first, inv = np.unique(t.hashes, return_index=True, return_inverse=True)
+            if len(uh) < n:
+                vals, srcs = self._predict_distinct(t.data[first], uh)
+                inv = inv.reshape(-1)
+                return Predictions(vals[inv], srcs[inv])
+        vals, srcs = self._predict_distinct(t.data, t.hashes)
+        return Predictions(vals, srcs)
+
+    def _predict_distinct(self, data: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(data)
         out = np.empty(n, dtype=np.float64)
         src = np.empty(n, dtype=np.int8)
-        idx = self._lut_match(t)
+        idx = self._lut_match(SpecTable(data, hashes))
         hit = idx >= 0
         out[hit] = self.median_us[idx[hit]]
         src[hit] = SRC_LUT
         miss = np.flatnonzero(~hit)
         if len(miss):
-            # evaluate regressors once per distinct spec (search batches repeat layers a lot)
-            uh, first, inv = np.unique(t.hashes[miss], return_index=True, return_inverse=True)
-            rows = miss[first]
-            sub = t.data[rows]
-            vals = np.empty(len(rows))
-            srcs = np.empty(len(rows), dtype=np.int8)
+            sub = data[miss]
+            vals = np.empty(len(miss))
+            srcs = np.empty(len(miss), dtype=np.int8)
             g = (sub[:, col("op")] * _NS + sub[:, col("scheme")]).astype(np.int64)
             for code in np.unique(g):
                 sel = g == code
@@ -213,9 +227,9 @@ class Predictor:
                     raise BundleError(f"bundle {self.path} has no regressor for "
                                       f"{OPS[int(code) // _NS]}/{SCHEMES[int(code) % _NS]} and no fallback")
                 vals[sel] = predict_with(model, sub[sel])
-            out[miss] = vals[inv.reshape(-1)]
-            src[miss] = srcs[inv.reshape(-1)]
-        return Predictions(out, src)
+            out[miss] = vals
+            src[miss] = srcs
+        return out, src
 
     def predict(self, specs: Any) -> Predictions:
         """Latency of each spec: exact LUT hits first, the regressors for the rest.

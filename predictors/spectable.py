@@ -127,6 +127,10 @@ class SpecTable:
     data: np.ndarray
     hashes: np.ndarray
     keys: list[str] | None = None
+    #: set by `take`: the table rows were taken from and their indices there, so a predictor
+    #: can answer for the (smaller) parent once and gather, instead of deduplicating the batch
+    parent: "SpecTable | None" = None
+    index: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
@@ -135,12 +139,12 @@ class SpecTable:
         return self.data[:, _CI[name]]
 
     def take(self, idx: Any) -> "SpecTable":
-        idx = np.asarray(idx)
-        keys = None
-        if self.keys is not None:
-            ii = np.arange(len(self))[idx]
-            keys = [self.keys[i] for i in ii.tolist()]
-        return SpecTable(self.data[idx], self.hashes[idx], keys)
+        ii = np.arange(len(self))[np.asarray(idx)]
+        keys = [self.keys[i] for i in ii.tolist()] if self.keys is not None else None
+        parent, index = self, ii
+        if self.parent is not None and self.index is not None:
+            parent, index = self.parent, self.index[ii]
+        return SpecTable(self.data[ii], self.hashes[ii], keys, parent, index)
 
     @classmethod
     def concat(cls, tables: Sequence["SpecTable"]) -> "SpecTable":

@@ -72,10 +72,13 @@ class TreeEnsemble:
             raise ModelFormatError("depth out of range")
         # a leaf points to itself, so after `depth` steps every row sits on a leaf; check it
         leaf = (self.left == np.arange(m)) & (self.right == np.arange(m))
-        node = self.roots.copy()
-        frontier = node
+        frontier = np.zeros(m, dtype=bool)
+        frontier[self.roots] = True
         for _ in range(self.depth):
-            frontier = np.unique(np.concatenate([self.left[frontier], self.right[frontier]]))
+            nxt = np.zeros(m, dtype=bool)
+            nxt[self.left[frontier]] = True
+            nxt[self.right[frontier]] = True
+            frontier = nxt
         if not leaf[frontier].all():
             raise ModelFormatError("trees deeper than their declared depth")
         lin = d.get("times_linear")

@@ -62,6 +62,14 @@ def test_round_trip_and_exact_lut_hits(published: Path, dataset: Path) -> None:
     # the same through the array fast path (a DataFrame with dataset columns) and through keys
     r2 = p.predict(predictors.encode(lut))
     assert np.array_equal(r2.latency_us, lut["median_us"].to_numpy())
+    # a big batch taken from an encoded pool, and the same rows without provenance (dedup path)
+    pool = predictors.encode(specs)
+    pick = np.random.default_rng(0).integers(0, len(specs), 3000)
+    batch = pool.take(pick)
+    rb = p.predict(batch)
+    rp = p.predict(predictors.SpecTable(batch.data, batch.hashes))
+    assert np.array_equal(rb.latency_us, lut["median_us"].to_numpy()[pick])
+    assert np.array_equal(rp.latency_us, rb.latency_us) and (rp.source == "lut").all()
     assert np.array_equal(p.lookup(list(lut["key"])), lut["median_us"].to_numpy())
     # and the table medians are the dataset's medians
     df = Dataset(dataset).read()

@@ -108,6 +108,10 @@ def register(app: typer.Typer) -> None:
                            "metrics": b.metrics, "predictor": b.selection, "dataset": b.dataset})
             if not json_out:
                 Console(width=None if sys.stdout.isatty() else 160).print(_report_table(b, f"held-out accuracy: {b.device.get('name')} / {b.runtime['key']}"))
+                noise = b.metrics["kernel"].get("noise") or {}
+                if noise.get("median_rel_iqr") is not None:
+                    err.print(f"measurement spread: median IQR/median {noise['median_rel_iqr']:.1%}, "
+                              f"{noise['noisy_share']:.0%} of kernels flagged noisy (accuracy cannot beat repeatability)")
                 err.print(f"bundle written: {path}")
         if json_out:
             print(json.dumps(report, indent=2))

@@ -1,0 +1,109 @@
+"""`devprof fit-predictor`, `publish`, `predict` through the real console script."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devprof.store import Dataset
+
+sys.path.insert(0, str(Path(__file__).parent))
+import predictors_synth as synth  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DEVPROF = [sys.executable, "-m", "devprof"]
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([*DEVPROF, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory) -> tuple[Path, Path, dict]:
+    tmp = tmp_path_factory.mktemp("cli")
+    ds = Dataset(tmp / "ds")
+    ds.create()
+    ds.append(synth.records(synth.random_specs(120, seed=9)))
+    ds.append(synth.model_records(6, seed=4))
+    r = run("fit-predictor", str(ds.path), "--out", str(tmp / "stage"), "--estimator", "flops_linear",
+            "--estimator", "gradient_boosting", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert len(report) == 1
+    return tmp, Path(report[0]["bundle"]), report[0]
+
+
+def test_fit_predictor_reports_and_writes_metrics(fitted) -> None:
+    tmp, bundle, report = fitted
+    assert bundle == tmp / "stage" / "local" / "onnxruntime-t1"
+    meta = json.loads((bundle / "metadata.json").read_text())
+    assert meta["metrics"] == report["metrics"]
+    k = meta["metrics"]["kernel"]
+    assert k["overall"]["n"] > 0 and set(k["per_op"]) == {"conv2d", "dwconv2d", "pwconv", "fc"}
+    assert 0 <= k["overall"]["within_10"] <= 1 and -1 <= k["overall"]["spearman"] <= 1
+    assert meta["metrics"]["model"]["overall"]["n"] >= 1
+
+
+def test_publish_check_and_install(fitted) -> None:
+    tmp, bundle, _ = fitted
+    r = run("publish", str(bundle), "--check", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0]["installed"] is None
+    r = run("publish", str(bundle), "--to", str(tmp / "pub"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp / "pub" / "local" / "onnxruntime-t1" / "metadata.json").is_file()
+    # a tampered bundle: one line, exit code 4, nothing installed
+    bad = tmp / "bad"
+    bad.mkdir()
+    for f in bundle.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    (bad / "lut.json").write_bytes((bad / "lut.json").read_bytes()[:-10])
+    r = run("publish", str(bad), "--to", str(tmp / "pub2"))
+    assert r.returncode == 4
+    assert "lut.json" in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not (tmp / "pub2").exists()
+
+
+def test_predict_specs_json(fitted) -> None:
+    tmp, bundle, _ = fitted
+    lut = json.loads((bundle / "lut.json").read_text())["columns"]
+    hit = json.loads(lut["spec_json"][0])
+    miss = {"op": "conv2d", "h": 33, "w": 33, "cin": 24, "cout": 40, "kh": 3, "kw": 3, "padding": 1}
+    r = run("predict", "--bundle", str(bundle), "--spec", json.dumps([hit, miss]), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["predictions"]
+    assert rows[0]["source"] == "lut" and rows[0]["latency_us"] == lut["median_us"][0]
+    assert rows[1]["source"] in ("model", "fallback") and rows[1]["latency_us"] > 0
+
+
+def test_predict_model_file(fitted, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from devprof.models import builders
+
+    _, bundle, _ = fitted
+    path = tmp_path / "m.onnx"
+    onnx.save(builders.build("mobilenetv1", builders.reference_config("mobilenetv1")), str(path))
+    r = run("predict", "--bundle", str(bundle), "--model", str(path), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["total_us"] > 0 and len(out["layers"]) > 10
+
+
+@pytest.mark.parametrize("args,words", [
+    (["predict", "--bundle", "/nonexistent", "--spec", "{}"], "no bundle"),
+    (["predict", "--bundle", "BUNDLE", "--spec", "{not json"], "not valid JSON"),
+    (["predict", "--bundle", "BUNDLE", "--spec", '{"op": "conv9d"}'], "bad kernel spec"),
+    (["predict", "--bundle", "BUNDLE"], "exactly one"),
+    (["fit-predictor", "/nonexistent-dataset"], "no dataset"),
+    (["fit-predictor", "DATASET", "--estimator", "magic"], "unknown estimator"),
+])
+def test_bad_input_is_one_line(fitted, args, words) -> None:
+    tmp, bundle, _ = fitted
+    args = [str(bundle) if a == "BUNDLE" else str(tmp / "ds") if a == "DATASET" else a for a in args]
+    r = run(*args)
+    assert r.returncode != 0
+    err = r.stderr.strip()
+    assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
