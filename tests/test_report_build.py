@@ -78,7 +78,7 @@ def test_mixed_device_dataset_compares_devices(report_data, tmp_path):
     sec = {s.key: s for s in doc.sections}
     assert sec["compare"].drawn and sec["compare"].figures
     table = sec["compare"].tables[0]
-    assert table.rows[0][0] == "across devices" and int(table.rows[0][3]) == 15
+    assert table.rows[0][0] == "across devices" and int(table.rows[0][3]) == 15  # common kernels
     assert len(sec["devices"].tables[0].columns) == 3  # one column per device (transposed fingerprints)
     assert "no sparse kernel records" in sec["sparse"].missing
 

@@ -34,7 +34,7 @@ class Comparison:
 
 
 def _per_spec(df: pd.DataFrame) -> pd.DataFrame:
-    return df.groupby("spec_id").agg(us=("median_us", "median"), op=("op", "first"), flops=("flops", "first"))
+    return df.groupby("cmp_key").agg(us=("median_us", "median"), op=("op", "first"), flops=("flops", "first"))
 
 
 def _pair(kind: str, ref: str, other: str, a: pd.DataFrame, b: pd.DataFrame) -> Comparison | None:
@@ -49,16 +49,18 @@ def _pair(kind: str, ref: str, other: str, a: pd.DataFrame, b: pd.DataFrame) -> 
 
 
 def comparisons(data: ReportData) -> list[Comparison]:
-    df = data.kind("kernel")
+    df = data.kind("kernel", "model")
     df = df[df["median_us"] > 0]
     if df.empty:
         return []
+    # kernels match on their spec; whole models on their name (each runtime's walk gives its own spec)
+    df = df.assign(cmp_key=np.where(df["kind"] == "model", "model:" + df["model_name"], df["spec_id"]))
     out: list[Comparison] = []
     order = {lab: i for i, lab in enumerate(s.label for s in data.sources)}
     # across devices, per runtime
     for rt, g in df.groupby("runtime_label", sort=True):
         devs = g.groupby("device_label").agg(first=("dataset", lambda d: min(order.get(x, 99) for x in d)),
-                                             n=("spec_id", "nunique")).sort_values(["first", "n"],
+                                             n=("cmp_key", "nunique")).sort_values(["first", "n"],
                                                                                    ascending=[True, False])
         if len(devs) < 2:
             continue
@@ -70,7 +72,7 @@ def comparisons(data: ReportData) -> list[Comparison]:
                 out.append(c)
     # across runtimes, per device
     for dev, g in df.groupby("device_label", sort=True):
-        specs = {rt: set(x["spec_id"]) for rt, x in g.groupby("runtime_label", sort=True)}
+        specs = {rt: set(x["cmp_key"]) for rt, x in g.groupby("runtime_label", sort=True)}
         if len(specs) < 2:
             continue
         # the reference shares the most kernels with the others (not merely the most kernels: a sparse
@@ -97,24 +99,28 @@ KIND_TEXT = {"device": "across devices", "runtime": "across runtimes", "repeat":
 
 def build(data: ReportData) -> Section:
     s = Section("compare", TITLE, lead=(
-        "The same kernels (identical spec) on different devices, runtimes or in repeated campaigns, as the ratio of "
+        "The same kernels (identical spec) and whole models (same name) on different devices, runtimes or in "
+        "repeated campaigns, as the ratio of "
         "their median latencies (other / reference; below 1× the other side is faster). Devices are compared per "
         "runtime against the first dataset's device; runtimes per device against the runtime sharing the most "
-        "kernels with the others; a device and runtime found in several datasets against the first (a reproducibility check)."))
+        "kernels with the others; a device and runtime found in several datasets against the first (a "
+        "reproducibility check)."))
     if data.empty:
         s.missing = "the datasets hold no records"
         return s
-    kern = data.kind("kernel")
+    kern = data.kind("kernel", "model")
     ndev, nrt, nds = kern["device_id"].nunique(), kern["runtime_label"].nunique(), kern["dataset"].nunique()
     comps = comparisons(data)
     if not comps:
-        if ndev < 2 and nrt < 2 and nds < 2:
-            only = f"{kern['device_label'].iloc[0]} · {kern['runtime_label'].iloc[0]}" if len(kern) else "none"
-            s.missing = (f"all kernel records come from one device and runtime ({only}); give several datasets, "
-                         "devices or runtimes to compare")
+        if not len(kern):
+            s.missing = "the datasets hold only per-layer records, which are compared through their models"
+        elif ndev < 2 and nrt < 2 and nds < 2:
+            only = f"{kern['device_label'].iloc[0]} · {kern['runtime_label'].iloc[0]}"
+            s.missing = (f"all kernel and model records come from one device and runtime ({only}); give several "
+                         "datasets, devices or runtimes to compare")
         else:
-            s.missing = (f"no kernel was measured on two devices, runtimes or datasets alike ({ndev} device(s), "
-                         f"{nrt} runtime(s), {nds} dataset(s) share no spec)")
+            s.missing = (f"no kernel or model was measured on two devices, runtimes or datasets alike ({ndev} "
+                         f"device(s), {nrt} runtime(s), {nds} dataset(s) share no spec)")
         return s
     comps.sort(key=lambda c: ({"device": 0, "runtime": 1, "repeat": 2}[c.kind], -len(c.common)))
     s.add(_figure(comps[:MAX_PANELS]))
@@ -128,9 +134,9 @@ def build(data: ReportData) -> Section:
         rows.append([KIND_TEXT[c.kind], c.other, c.ref, fmt.num(len(r)), fmt.ratio(geomean(r)),
                      f"{fmt.ratio(np.percentile(r, 10))} – {fmt.ratio(np.percentile(r, 90))}",
                      fmt.pct(float(np.mean(r < 1)), 0), per_op])
-    s.add(Table("Latency ratio other / reference over the kernels both measured: geometric mean, 10th–90th "
+    s.add(Table("Latency ratio other / reference over the kernels (and models) both measured: geometric mean, 10th–90th "
                 "percentile, share of kernels faster than on the reference, and geometric mean per op type.",
-                ["Comparison", "Other", "Reference", "Common kernels", "Geomean", "p10 – p90", "Faster",
+                ["Comparison", "Other", "Reference", "Common", "Geomean", "p10 – p90", "Faster",
                  "Geomean per op"], rows, numeric=[False, False, False, True, True, True, True, False]))
     return s
 
@@ -145,14 +151,15 @@ def _figure(comps: list[Comparison]) -> Figure:
         fig, axes = F.new(ncols, nrows, height=2.15, width=F.grid_width(ncols))
         for ax, c in zip(axes, comps):
             for op, g in c.common.groupby("op"):
-                F.scatter(ax, g["flops"].clip(lower=1), g["ratio"], color=F.color(ocol[op]),
-                          marker=F.marker(ocol[op]), label=op)
+                F.scatter(ax, g["ref_us"], g["ratio"], color=F.color(ocol[op]),
+                          marker=F.marker(ocol[op]) if op != "model" else "*", label=op,
+                          s=30 if op == "model" else 9)
             ax.axhline(1.0, color="#333", lw=0.7)
             gm = geomean(c.common["ratio"])
             ax.axhline(gm, color="#b00", lw=0.8, ls="--")
             ax.text(0.99, 0.97, f"geomean {gm:.2f}×", transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
                     color="#b00")
-            F.log_axis(ax, "x", c.common["flops"].clip(lower=1))
+            F.log_axis(ax, "x", c.common["ref_us"])
             ax.set_yscale("log", base=2)
             r = c.common["ratio"].to_numpy(float)
             lo, hi = min(r.min(), 1.0), max(r.max(), 1.0)
@@ -160,7 +167,7 @@ def _figure(comps: list[Comparison]) -> Figure:
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
             ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_title(F.short(c.other, 44) + "\nvs " + F.short(c.ref, 44), loc="left", fontsize=6.5)
-            ax.set_xlabel("FLOPs")
+            ax.set_xlabel("reference median latency (µs)")
             ax.set_ylabel("latency ratio")
         F.hide_unused(axes, len(comps))
         handles, labels = [], []
@@ -171,6 +178,7 @@ def _figure(comps: list[Comparison]) -> Figure:
                     labels.append(lab)
         F.legend_below(fig, handles, labels, markerscale=1.6)
         uri, sc = F.to_data_uri(fig), F.scale(fig)
-    return Figure("Latency of the same kernels relative to a reference, one panel per comparison (title: other vs "
-                  "reference), coloured by op type. Solid line: parity; dashed: geometric mean.", uri,
+    return Figure("Latency of the same kernels (and whole models, ★) relative to a reference, against the "
+                  "reference latency; one panel per comparison (title: other vs reference), coloured by op type. "
+                  "Solid line: parity; dashed: geometric mean.", uri,
                   alt="latency ratio plots across devices and runtimes", scale=sc)
