@@ -682,6 +682,7 @@ def profile_command(names: Sequence[str], servers: Sequence[str], all_matching: 
                         disable=not show_progress, transient=True)
     lines: dict[int, int] = {}
     fleet_lines: dict[str, int] = {}
+    lost: set[int] = set()
 
     def on_plan(fleets: list[Fleet]) -> None:
         for fl in fleets:
@@ -709,11 +710,12 @@ def profile_command(names: Sequence[str], servers: Sequence[str], all_matching: 
         elif ev.kind == "state":
             progress.update(line, status=ev.text)
         elif ev.kind == "lost":
-            progress.update(line, status=f"[red]lost[/]")
+            lost.add(id(ev.member))
+            progress.update(line, status="[red]lost[/]")
             if not json_out:
                 progress.console.print(f"[yellow]lost[/] {ev.member.label}: {ev.text}; its unfinished kernels go "
                                        "to its identical peers")
-        elif ev.kind == "exit" and "lost" not in str(progress.tasks[line].fields.get("status", "")):
+        elif ev.kind == "exit" and id(ev.member) not in lost:
             progress.update(line, status="done")
 
     with progress:
