@@ -173,15 +173,16 @@ def evolve(latency, budget_ms: float | None = None, population: int = 32, genera
         return [cache[a] for a in archs]
 
     pop = [sample() for _ in range(population)]
+    probe = [sample() for _ in range(64)]  # drawn either way, so every backend sees the same random stream
     if budget_ms is None:  # the median latency of random networks: a budget that bites
-        budget_ms = float(np.median(lat([sample() for _ in range(64)])))
+        budget_ms = float(np.median(lat(probe)))
 
     def fitness(a):
         return (lat([a])[0] <= budget_ms, score(pos, a))
 
     for _ in range(generations):
         lat(pop)
-        ranked = sorted(set(pop), key=lambda a: fitness(a), reverse=True)
+        ranked = sorted(dict.fromkeys(pop), key=lambda a: (*fitness(a), a), reverse=True)
         parents = ranked[: max(2, population // 4)]
         children = []
         while len(children) < population - len(parents):
@@ -191,7 +192,7 @@ def evolve(latency, budget_ms: float | None = None, population: int = 32, genera
             children.append(child)
         pop = parents + children
     lat(pop)
-    feasible = [a for a in set(pop) if lat([a])[0] <= budget_ms]
+    feasible = [a for a in dict.fromkeys(pop) if lat([a])[0] <= budget_ms]
     best = sorted(feasible, key=lambda a: (-score(pos, a), lat([a])[0], a))[:top]
     return best, {a: cache[a] for a in best}, budget_ms
 

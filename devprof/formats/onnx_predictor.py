@@ -13,9 +13,9 @@ have ONNX Runtime. Two kinds of graph are written with `onnx.helper` (no skl2onn
 2. **Kernel regressors of a bundle** (`regressor_onnx`) — one graph per (op, scheme) group and
    one for the fallback: input ``features`` (float, N x 28: `predictors.features.FEATURES` in
    order) and ``linear_features`` (float, N x 2: effective FLOPs, bytes moved); output
-   ``latency_ms`` (float). Tree ensembles become ``ai.onnx.ml.TreeEnsembleRegressor`` with
-   thresholds rounded *down* to float32, which makes ``x <= t`` on float32 inputs decide exactly
-   as scikit-learn's ``float32(x) <= t`` did; the boosted scale is folded into the leaf weights.
+   ``latency_ms`` (float). Tree ensembles become ``ai.onnx.ml.TreeEnsembleRegressor`` whose
+   float32 thresholds are the bundle's (predictors.trees evaluates ``float32(x) <= float32(t)``,
+   and so does ONNX Runtime on float32 inputs); the boosted scale is folded into the leaf weights.
 """
 from __future__ import annotations
 
@@ -108,12 +108,9 @@ def write_layer_model(model, path: str | Path) -> Path:
 
 
 # ---- 2. kernel regressors ------------------------------------------------------------------------------
-def _floor32(t: np.ndarray) -> np.ndarray:
-    """Largest float32 <= t: then float32(x) <= t  <=>  float32(x) <= floor32(t), exactly."""
-    f = t.astype(np.float32)
-    over = f.astype(np.float64) > t
-    f[over] = np.nextafter(f[over], np.float32(-np.inf))
-    return f
+def _threshold32(t: np.ndarray) -> np.ndarray:
+    """Thresholds exactly as `predictors.trees` uses them (float32; bundles store float32 values)."""
+    return np.asarray(t, dtype=np.float64).astype(np.float32)
 
 
 def _tree_node(d: Mapping[str, Any]):
@@ -142,7 +139,7 @@ def _tree_node(d: Mapping[str, Any]):
             a["treeids"].append(tree)
             a["nodeids"].append(i)
             a["featureids"].append(0 if leaf else int(feat[n]))
-            a["values"].append(0.0 if leaf else float(_floor32(thr[n:n + 1])[0]))
+            a["values"].append(0.0 if leaf else float(_threshold32(thr[n:n + 1])[0]))
             a["modes"].append("LEAF" if leaf else "BRANCH_LEQ")
             a["true"].append(0 if leaf else local.get(int(left[n]), 0))
             a["false"].append(0 if leaf else local.get(int(right[n]), 0))

@@ -1,0 +1,199 @@
+"""Learning per-layer tables from whole-model timings, publishing them, and the ONNX predictors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from devprof import from_models as fm
+from predictors.bundle import BundleError
+
+from devprof.errors import UsageError
+from devprof.formats import onnx_predictor as op
+from devprof.space import mbconv_space
+
+sys.path.insert(0, str(Path(__file__).parent))
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _space_timings(n: int, seed: int = 0, overhead: float = 40.0, pair_effect: float = 0.0, noise: float = 0.0):
+    """Synthetic end-to-end timings of an MBConv space from a known per-(position, block) table."""
+    space = mbconv_space(res=32, stages=[(16, 2, 2), (24, 2, 2)], expand=(3, 6), kernel=(3, 5))
+    rng = np.random.default_rng(seed)
+    ids = sorted({i for p in space.positions for b in p.choices if b.type != "skip"
+                  for i in [f"{p.name}/{b.key}"]})
+    true = {k: float(rng.uniform(20, 200)) for k in ids}
+    models, seen = [], set()
+    while len(models) < n:
+        a = space.sample(rng)
+        if a in seen:
+            continue
+        seen.add(a)
+        layers = space.layer_ids(a)
+        y = overhead + sum(true[k] for k in layers)
+        if pair_effect:  # neighbours with the same kernel size run faster together (a made-up cache effect)
+            y *= 1.0 - pair_effect * sum(x.split("kernel:")[1][:1] == z.split("kernel:")[1][:1]
+                                         for x, z in zip(layers[1:-1], layers[2:]))
+        y *= float(np.exp(rng.normal(0, noise))) if noise else 1.0
+        models.append(fm.ModelTiming(f"m{len(models):04d}", layers, y, {k: space.layer_spec(k) for k in layers}))
+    return space, true, models
+
+
+def test_nnls_recovers_a_known_per_layer_table() -> None:
+    # layers that come and go independently (as kernels across nn-Meter's model variants): identifiable
+    rng = np.random.default_rng(1)
+    true = {f"layer{i:02d}": float(rng.uniform(5, 500)) for i in range(30)}
+    names = list(true)
+    models = []
+    for i in range(200):
+        layers = [k for k in names if rng.random() < 0.4] * int(rng.integers(1, 3))
+        models.append(fm.ModelTiming(f"m{i}", layers, 40.0 + sum(true[k] for k in layers)))
+    lm = fm.fit_additive(models)
+    est = lm.table()
+    assert set(est) == set(true)
+    assert max(abs(est[k] - v) / v for k, v in true.items()) < 1e-4
+    assert lm.overhead_us == pytest.approx(40.0, rel=1e-3)
+
+
+def test_space_table_reproduces_every_identifiable_quantity() -> None:
+    # per (position, block): within-position differences and whole-network totals are unique; the level
+    # of an always-present position is not (it trades off against the overhead and other such positions)
+    space, true, models = _space_timings(300, seed=1)
+    lm = fm.fit_additive(models)
+    est = lm.table()
+    assert set(est) == set(true)
+    for p in space.positions:
+        ids = [f"{p.name}/{b.key}" for b in p.choices if b.type != "skip"]
+        for a, b in zip(ids, ids[1:]):
+            assert est[a] - est[b] == pytest.approx(true[a] - true[b], rel=1e-3, abs=1e-2)
+    rep = fm.fit_and_score(models)
+    assert rep.heldout["within_5"] == 1.0 and rep.heldout["mape"] < 1e-4 and rep.n_test > 30
+
+
+def test_pair_correction_learns_a_non_additive_effect() -> None:
+    _, _, models = _space_timings(400, seed=2, pair_effect=0.04, noise=0.005)
+    tr, te = fm.split(models)
+    add = fm.evaluate(fm.fit(tr, interactions=False), te)
+    full_model = fm.fit(tr)
+    full = fm.evaluate(full_model, te)
+    assert full_model.alpha is not None and len(full_model.pairs) > 0
+    assert full["mape"] < 0.7 * add["mape"], (full["mape"], add["mape"])
+
+
+def test_bundle_round_trip_and_onnx_layer_table(tmp_path: Path) -> None:
+    import predictors
+    from devprof.devices import LocalDevice
+
+    _, _, models = _space_timings(200, seed=3, pair_effect=0.03, noise=0.003)
+    dev = LocalDevice().info()
+    b = fm.make_bundle(models, dev.to_dict() | {"id": dev.id},
+                       {"name": "onnxruntime", "version": "1.32", "threads": 1, "options": {}, "key": "ort/t1"})
+    path = b.write(tmp_path / "bundles")
+    assert path.name.endswith("-from-models")
+    p = predictors.load(path)  # a normal, hash-verified bundle
+    lm = fm.load_model(path)
+    m = models[0]
+    specs = [m.specs[k] for k in m.layers]
+    assert p.predict_model(specs).total_us == pytest.approx(lm.additive_us(m.layers), rel=1e-12)
+    assert (p.predict(specs).source == "lut").all()
+    # the ONNX graph predicts what the Python model predicts, in double precision
+    onnx_path = op.write_layer_model(lm, tmp_path / "lt.onnx")
+    sidecar = json.loads(onnx_path.with_suffix(".features.json").read_text())
+    X = op.layer_features([x.layers for x in models], sidecar["layer_ids"], sidecar["pairs"])
+    got = op.ort_session(onnx_path).run(None, {"features": X})[0][:, 0]
+    want = lm.predict([x.layers for x in models]) / 1000.0
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert list(np.argsort(got, kind="stable")) == list(np.argsort(want, kind="stable"))
+    # tampering with the learned model is refused before anything is parsed
+    (path / "from_models.json").write_text((path / "from_models.json").read_text().replace("1", "2", 1))
+    with pytest.raises(BundleError, match="tampered"):
+        fm.load_model(path)
+
+
+def test_kernel_regressors_export_to_onnx(tmp_path: Path) -> None:
+    import predictors_synth as synth
+    from predictors.estimators import BoostedLatency, FlopsLinear, ForestLatency
+    from predictors.features import features, linear_features
+    from predictors.fit import fit_bundles, read_datasets
+    from predictors.spectable import encode
+    from predictors.trees import compile_model, predict_with
+
+    from devprof.store import Dataset
+
+    ds = Dataset(tmp_path / "ds")
+    ds.create()
+    ds.append(synth.records(synth.random_specs(120, seed=4)))
+    cands = {"flops_linear": FlopsLinear(), "gradient_boosting": BoostedLatency(n_estimators=20, max_depth=3),
+             "random_forest": ForestLatency(n_estimators=8)}
+    (b,) = fit_bundles(read_datasets([ds.path]), candidates=cands)
+    path = b.write(tmp_path / "bundles")
+    files = op.export_bundle(path, tmp_path / "onnx")
+    index = json.loads((tmp_path / "onnx" / "index.json").read_text())
+    assert len(files) == len(index["groups"]) and "*" in index["groups"]
+    T = encode(synth.random_specs(150, seed=9))
+    feeds = {"features": features(T).astype(np.float32), "linear_features": linear_features(T).astype(np.float32)}
+    kinds = set()
+    for group, d in list(b.predictor["groups"].items()) + [("*", b.predictor["fallback"])]:
+        kinds.add(d["kind"])
+        sess = op.ort_session(tmp_path / "onnx" / index["groups"][group]["file"])
+        got = sess.run(None, {i.name: feeds[i.name] for i in sess.get_inputs()})[0][:, 0] * 1000.0
+        want = predict_with(compile_model(d), T)
+        np.testing.assert_allclose(got, want, rtol=2e-5)
+    assert "tree_ensemble" in kinds
+
+
+def test_fit_predictor_from_models_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from devprof.cli import _register_commands, app
+
+    _register_commands()
+    _, _, models = _space_timings(80, seed=5)
+    tpath = fm.write_timings(tmp_path / "timings.jsonl", fm.TimingSet({"name": "Edge NPU", "id": "npu1"},
+                                                                      {"name": "vendor-rt", "version": "3",
+                                                                       "threads": 1, "options": {}}, models))
+    r = CliRunner().invoke(app, ["fit-predictor", "--from-models", str(tpath), "-o", str(tmp_path / "b"), "--json"])
+    assert r.exit_code == 0, r.output
+    (rep,) = json.loads(r.stdout)
+    assert rep["models"] == 80 and rep["heldout"]["within_10"] == 1.0
+    assert Path(rep["bundle"], "from_models.json").is_file()
+    r = CliRunner().invoke(app, ["export-table", "-b", rep["bundle"], "-f", "onnx", "-o", str(tmp_path / "x.onnx")])
+    assert r.exit_code == 0 and (tmp_path / "x.onnx").is_file()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    r = CliRunner().invoke(app, ["fit-predictor", "--from-models", str(bad)])
+    assert isinstance(r.exception, UsageError) and "first line is not JSON" in str(r.exception)
+
+
+def test_example_search_loop_onnx_matches_python_predictor(tmp_path: Path) -> None:
+    """The example's space, synthetic whole-model timings -> bundle -> ONNX; the search loop ranks
+    its top candidates identically with the ONNX graph and with devprof's Python predictor."""
+    ex = ROOT / "examples" / "evolution_search.py"
+    py = sys.executable
+    subprocess.run([py, str(ex), "--write-space", str(tmp_path / "space.toml")], check=True, capture_output=True)
+    from devprof.space import load_space
+
+    space = load_space(tmp_path / "space.toml")
+    rng = np.random.default_rng(0)
+    cost = {b.key: 10.0 + (b.mid if b.type == "expanded_conv" else 8) * (b.kernel or 3) ** 2 / 20.0
+            for b in space.blocks()}
+    models, seen = [], set()
+    while len(models) < 150:
+        a = space.sample(rng)
+        if a not in seen:
+            seen.add(a)
+            ids = space.layer_ids(a)
+            y = 25.0 + sum(cost[k.split("/", 1)[1]] for k in ids)
+            models.append(fm.ModelTiming(f"m{len(models)}", ids, y * float(np.exp(rng.normal(0, 0.01)))))
+    b = fm.make_bundle(models, {"name": "local", "id": "x"}, {"name": "onnxruntime", "version": "1", "threads": 1,
+                                                              "options": {}})
+    bundle = b.write(tmp_path / "bundles")
+    onnx_path = op.write_layer_model(fm.load_model(bundle), tmp_path / "lt.onnx")
+    r = subprocess.run([py, str(ex), "--onnx", str(onnx_path), "--compare-bundle", str(bundle), "--generations", "8"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "same top candidates and ranking (ONNX vs Python predictor): yes" in r.stdout
