@@ -60,7 +60,10 @@ class Block:
         if self.type not in TYPES and self.type != SKIP:
             raise ValueError(f"unknown block type {self.type!r} (known: {', '.join(TYPES)}, {SKIP})")
         for name in ("input", "output"):
-            v = tuple(int(x) for x in getattr(self, name))
+            raw = getattr(self, name)
+            if not isinstance(raw, (tuple, list)) or any(isinstance(x, bool) or not isinstance(x, int) for x in raw):
+                raise ValueError(f"block {name} must be a list of integers, got {raw!r}")
+            v = tuple(int(x) for x in raw)
             if not v or any(x < 1 for x in v):
                 raise ValueError(f"block {name} shape must be positive integers, got {v}")
             object.__setattr__(self, name, v)
@@ -76,7 +79,7 @@ class Block:
         for f in _FIELDS:
             v = getattr(self, f)
             if v is not None:
-                if isinstance(v, bool) or int(v) != v or v < 0:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or v < 0:
                     raise ValueError(f"{f} must be a non-negative integer, got {v!r}")
                 object.__setattr__(self, f, int(v))
         if self.type == "expanded_conv":
