@@ -66,6 +66,7 @@ static inline dp_v dp_zero(void) { dp_v v = {0}; return v; }
 static inline dp_v dp_fma(dp_v a, float w, dp_v b) { return a + w * b; }
 typedef int32_t dp_vi __attribute__((vector_size(DP_VL * 4)));
 static inline dp_v dp_splat(float s) { return dp_zero() + s; }
+static inline dp_v dp_add(dp_v a, dp_v b) { return a + b; }
 static inline dp_v dp_relu(dp_v a) { dp_vi m = a > dp_zero(); return (dp_v)((dp_vi)a & m); }
 static inline dp_v dp_relu6(dp_v a) {
     dp_v six = dp_splat(6.f);
@@ -81,6 +82,7 @@ static inline void dp_st(float *p, dp_v v) { memcpy(p, v.f, sizeof v.f); }
 static inline dp_v dp_zero(void) { dp_v v; int i; for (i = 0; i < DP_VL; i++) v.f[i] = 0.f; return v; }
 static inline dp_v dp_fma(dp_v a, float w, dp_v b) { int i; for (i = 0; i < DP_VL; i++) a.f[i] += w * b.f[i]; return a; }
 static inline dp_v dp_splat(float s) { dp_v v; int i; for (i = 0; i < DP_VL; i++) v.f[i] = s; return v; }
+static inline dp_v dp_add(dp_v a, dp_v b) { int i; for (i = 0; i < DP_VL; i++) a.f[i] += b.f[i]; return a; }
 static inline dp_v dp_relu(dp_v a) { int i; for (i = 0; i < DP_VL; i++) a.f[i] = a.f[i] > 0.f ? a.f[i] : 0.f; return a; }
 static inline dp_v dp_relu6(dp_v a) { int i; for (i = 0; i < DP_VL; i++) a.f[i] = a.f[i] < 0.f ? 0.f : (a.f[i] > 6.f ? 6.f : a.f[i]); return a; }
 static inline dp_v dp_hswish(dp_v a) {

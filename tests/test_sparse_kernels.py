@@ -183,3 +183,16 @@ def test_build_is_cached(toolchain, cache):
     again = build_batch([generate(spec, v, vector_floats=vl, vector_regs=regs) for v in ("sparse", "dense")],
                         toolchain, cache_dir=cache)
     assert not again.built and again.binary.exists()
+
+
+def test_portable_fallback_without_vector_extensions(toolchain, cache):
+    """The plain-C fallback (no GNU vector extensions) computes the same answers."""
+    import dataclasses
+
+    tc = dataclasses.replace(toolchain, cflags=(*toolchain.cflags, "-DDP_NO_VECTOR_EXT"))
+    specs = [make_spec("conv3x3s2", 9, 11, 5, 7, 1, "pattern", 0.7, {"patterns": 8}, "relu6"),
+             make_spec("pw1x1", 17, 16, 6, 9, 1, "bcr", 0.5, {"block": [4, 4]}, "relu"),
+             KernelSpec("fc", n=1, cin=70, cout=40, sparsity=Sparsity("block", 0.5, {"block": [4, 1]})),
+             KernelSpec("conv2d", h=20, w=19, cin=3, cout=8, kh=3, kw=3, padding=0, activation="hswish")]
+    kernels, out, dump = run_batch(tc, cache, specs, variants=("sparse", "dense"))
+    check_against_numpy(kernels, out, dump)

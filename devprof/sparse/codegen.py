@@ -218,10 +218,19 @@ def _mk_direct(r: int, nv: int, ystride: int, act: str) -> str:
     return "\n".join(L)
 
 
-def _mk_gemv(r: int) -> str:
-    """GEMV (fc with one row): R rows at once; R = vector width vectorises across channels."""
+def _mk_gemv(r: int, vl: int = 0) -> str:
+    """GEMV (fc with one row): R rows at once; R = vector width vectorises across channels
+    (one vector of R weights per column, 4 accumulators to hide the FMA latency)."""
     L = [f"static inline void mk_{r}(const float *restrict xq, const int32_t *restrict off, const float *restrict val,",
          "                          int nc, const int32_t *restrict rows, float *restrict ct) {"]
+    if r == vl:
+        L += ["    dp_v a0 = dp_zero(), a1 = dp_zero(), a2 = dp_zero(), a3 = dp_zero();", "    int j = 0;",
+              "    for (; j + 4 <= nc; j += 4) {"]
+        L += [f"        a{u} = dp_fma(a{u}, xq[off[j + {u}]], dp_ld(val + (size_t)(j + {u}) * {r}));" for u in range(4)]
+        L += ["    }", f"    for (; j < nc; j++) a0 = dp_fma(a0, xq[off[j]], dp_ld(val + (size_t)j * {r}));",
+              f"    float t[{r}];", "    dp_st(t, dp_add(dp_add(a0, a1), dp_add(a2, a3)));",
+              f"    for (int i = 0; i < {r}; i++) ct[rows[i]] = t[i];", "}"]
+        return "\n".join(L)
     if r == 1:
         L += ["    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;", "    int j = 0;",
               "    for (; j + 4 <= nc; j += 4) {",
@@ -388,7 +397,7 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
     gi = 0
     for r in sorted({len(g.rows) for g in groups}, reverse=True):
         g1 = gi + sum(1 for g in groups if len(g.rows) == r)
-        kernels.append(_mk_gemv(r) if geo.mode == "gemv" else _mk_spatial(r, geo.nv, geo.t))
+        kernels.append(_mk_gemv(r, vl) if geo.mode == "gemv" else _mk_spatial(r, geo.nv, geo.t))
         body += [f"    for (int g = {gi}; g < {g1}; g++) {{",
                  "        const int32_t *m = meta + 4 * g;",
                  f"        mk_{r}(xq, offs + m[1], vals + m[2], m[0], rows + m[3], ct);", "    }"]
