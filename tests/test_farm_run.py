@@ -159,6 +159,11 @@ def test_cli_profile_farm_devices_and_names_across_servers(lab, servers, suite_f
     with pytest.raises(UsageError, match="no attached device matches 'Pixel 9'"):
         farm.resolve_farm(["Pixel 9"], addrs)
     assert len(farm.resolve_farm(["S21", s21.serial], addrs)) == 1  # one phone named twice is one member
+    canary = tmp_path / "pwned"
+    for hostile in (f"S20; touch {canary}", f"$(touch {canary})", f"`touch {canary}`"):
+        with pytest.raises(UsageError):
+            farm.resolve_farm([hostile, "S21"], addrs, all_matching=True)
+    assert not canary.exists()
     from devprof.cli import app
 
     ds = tmp_path / "cli-ds"
@@ -169,6 +174,7 @@ def test_cli_profile_farm_devices_and_names_across_servers(lab, servers, suite_f
     summary = json.loads(r.stdout)
     assert summary["measured"] == 32 and summary["unfinished"] == 0
     assert Counter(d["fleet"] for d in summary["devices"]) == {"Galaxy S20 5G x2": 2, "Galaxy S21 5G": 1}
+    assert all(d["measured"] > 0 and not d["lost"] for d in summary["devices"])  # both S20s took batches
     got, _ = _by_serial(ds)
     assert len(got["R3CN30S20A"]) + len(got["R3CN30S20B"]) == 16 and len(got["R3CN30S21X"]) == 16
     r = CliRunner().invoke(app, ["devices", "--adb-server", a.address, "--adb-server", b.address, "--json"])
