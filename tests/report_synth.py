@@ -177,8 +177,17 @@ def models(dev: DeviceInfo, rt: RuntimeInfo, seed: int = 2, variants: int = 2) -
                 total += lat
                 out.append(record(spec, dev, rt, lat, rng, kind="layer", suite="models", model_run_id=run_id,
                                   model_name=name, layer_index=i, layer_name=f"{spec.op}_{i}"))
-            mspec = KernelSpec("model", attrs={"name": name, "layers": len(layers)})
+            overhead = 0.04 * total  # the framework's per-run time outside the kernels (devprof.models.profile)
+            out.append(record(KernelSpec("other", attrs={"model": name, "term": "overhead"}), dev, rt, overhead, rng,
+                              kind="layer", suite="models", model_run_id=run_id, model_name=name, layer_index=-1,
+                              layer_name="(overhead)"))
+            mspec = KernelSpec("model", attrs={"model": name, "family": fam, "layers": len(layers)})
             out.append(record(mspec, dev, rt, total * 1.06, rng, kind="model", suite="models", model_run_id=run_id,
+                              model_name=name))
+            # the same model end to end on LiteRT (no per-layer profile there)
+            lrun = uuid.UUID(int=int(rng.integers(1 << 62))).hex
+            lspec = KernelSpec("model", attrs={"model": name, "family": fam, "fusion": "litert"})
+            out.append(record(lspec, dev, LITERT, total * 0.93, rng, kind="model", suite="models", model_run_id=lrun,
                               model_name=name))
     return out
 

@@ -48,8 +48,10 @@ def test_full_report_draws_every_section_self_contained(report_full):
     assert not re.search(r'(src|href)="(?!data:|#)', html)
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
     assert "@media print" in html
-    # break-even ratios and held-out figures made it into the tables
+    # break-even ratios, held-out figures, overhead terms and model comparisons made it into the tables
     assert "Break-even" in html and "Held-out kernel accuracy" in html and "±10%" in html
+    assert "Overhead term" in html and "(overhead)" not in html  # the term is a column, never a "layer"
+    assert re.search(r"model 0\.[89]\d×", html)  # LiteRT vs ONNX Runtime end to end (synthetic: 0.93 / 1.06)
 
 
 def test_sections_say_why_they_cannot_be_drawn_on_an_empty_dataset(report_data, tmp_path):
