@@ -12,6 +12,7 @@ RUNTIMES: dict[str, str] = {
     "litert-builtin": "devprof.runtimes.litert:LiteRTBuiltin",
     "tflite-benchmark": "devprof.runtimes.phone_tools:TFLiteBenchmark",  # phones: TFLite benchmark_model
     "ort-perf-test": "devprof.runtimes.phone_tools:OrtPerfTest",  # phones: onnxruntime_perf_test
+    "openblas": "devprof.runtimes.openblas:OpenBLASGemm",  # dense GEMM baseline (static OpenBLAS, any ABI)
     "devprof-c": "devprof.runtimes.harness:DevprofC",
 }
 

@@ -168,10 +168,21 @@ class DevprofC(Runtime):
                            {"cc": _compiler_version(tc.cc), "toolchain": tc.kind, "vector_floats": vl,
                             "layout": "nchw"})
 
+    def toolchain(self, device: "Device"):
+        """The compiler for `device` (a seam: the OpenBLAS baseline adds its library)."""
+        from ..build.harness_build import toolchain_for
+
+        return toolchain_for(device)
+
+    def generate_kernel(self, spec: KernelSpec, variant: str, vl: int, regs: int, name: str):
+        """One kernel's C source and data (a seam: the OpenBLAS baseline generates GEMM calls)."""
+        from ..sparse.codegen import generate
+
+        return generate(spec, variant, vector_floats=vl, vector_regs=regs, name=name)
+
     def measure(self, device: "Device", specs: Sequence[KernelSpec], threads: int,
                 protocol: Protocol) -> Iterator[Outcome]:
-        from ..build.harness_build import build_batch, toolchain_for, vector_shape
-        from ..sparse.codegen import generate
+        from ..build.harness_build import build_batch, vector_shape
         from .conditions import conditions_around, conditions_from
 
         started = time.time()
@@ -180,7 +191,7 @@ class DevprofC(Runtime):
                 yield Outcome(s, error="devprof-c kernels are single-threaded; use --threads 1",
                               started_at=started, finished_at=time.time())
             return
-        tc = toolchain_for(device)
+        tc = self.toolchain(device)
         vl, regs = vector_shape(tc)
         kernels, by_name = [], {}
         for s in specs:
@@ -189,7 +200,7 @@ class DevprofC(Runtime):
                 by_name[name].append(s)
                 continue
             try:
-                k = generate(s, variant_for(s), vector_floats=vl, vector_regs=regs, name=name)
+                k = self.generate_kernel(s, variant_for(s), vl, regs, name)
             except (ValueError, MemoryError) as e:
                 yield Outcome(s, error=f"devprof-c: cannot generate: {e}", started_at=started, finished_at=time.time())
                 continue
