@@ -5,7 +5,8 @@ Conv+BN+activation nodes as exporters write them) and timed end to end with ONNX
 `local` under the one measurement protocol. Every block becomes a record in the dataset (op
 "other", ``attrs["block"]`` = its OFA key, so `--resume` skips what was measured and the data can
 be shown, reported and fitted like any other), and the table is written in the space's format:
-OFA YAML (``mean``/``std`` in ms over the timing samples, ``count`` = samples), or flat CSV/JSON.
+OFA YAML (``mean`` = the median of the timing samples in ms — robust to a preempted sample —,
+``std`` = 1.4826 x MAD, ``count`` = samples), or flat CSV/JSON.
 """
 from __future__ import annotations
 
