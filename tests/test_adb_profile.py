@@ -11,17 +11,16 @@ from devprof.store import Dataset
 
 from conftest import run_cli
 
-#: 30 small fc kernels: two devprof-c batches (24 + 6), so a phone can die between them.
-TWO_BATCHES = """
-[suite]
-name = "two-batches"
-description = "30 small fc kernels for the phone fault tests"
-runtimes = ["devprof-c"]
+def two_batches_suite() -> tuple[str, int]:
+    """A suite of small fc kernels that fills one devprof-c batch and starts a second (3 kernels),
+    so a phone can die between, or during, batches."""
+    from devprof.runtimes.harness import DevprofC
 
-[[family]]
-op = "fc"
-shape = { n = [1, 2, 3, 4, 5, 6], cin = [16, 24, 32, 40, 48], cout = [8] }
-"""
+    n = DevprofC.batch_size + 3
+    kernels = "".join(f"\n[[kernels]]\nop = \"fc\"\nn = {1 + i % 4}\ncin = {16 + 8 * (i // 4)}\ncout = 8\n"
+                      for i in range(n))
+    head = '[suite]\nname = "two-batches"\ndescription = "small fc kernels"\nruntimes = ["devprof-c"]\n'
+    return head + kernels, n
 
 
 def _read(path) -> pd.DataFrame:
@@ -50,8 +49,12 @@ def test_profile_smoke_on_the_phone(phone, adb_server, tmp_path):
 
 
 def test_phone_dies_mid_batch_then_resume_completes(make_phone, adb_server, tmp_path):
+    from devprof.runtimes.harness import DevprofC
+
+    text, total = two_batches_suite()
+    batch = DevprofC.batch_size
     suite = tmp_path / "two.toml"
-    suite.write_text(TWO_BATCHES)
+    suite.write_text(text)
     out = tmp_path / "ds"
     # the phone vanishes 0.05 s into the second harness run (as if unplugged)
     phone = make_phone("--die-on", "devprof-harness", "--die-on-count", "2", "--die-delay", "0.05")
@@ -63,16 +66,16 @@ def test_phone_dies_mid_batch_then_resume_completes(make_phone, adb_server, tmp_
     first = _read(out)
     # every record of the finished batch is kept, and so is any kernel the second batch finished
     # before the phone vanished (the harness's lines arrive as each kernel ends)
-    assert 24 <= len(first) < 30 and first["record_key"].is_unique
+    assert batch <= len(first) < total and first["record_key"].is_unique
 
     phone.args = []  # plugged back in (same port, same sandbox), no more faults
     phone.start()
     r = run_cli(*args, "--resume", "--json", env=adb_server.env)
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
-    assert s["measured"] == 30 - len(first) and s["already"] == len(first) and s["failed"] == 0
+    assert s["measured"] == total - len(first) and s["already"] == len(first) and s["failed"] == 0
     df = _read(out)
-    assert len(df) == 30 and df["record_key"].is_unique and df["spec_id"].is_unique
+    assert len(df) == total and df["record_key"].is_unique and df["spec_id"].is_unique
     assert df["device_id"].nunique() == 1  # the same phone (ro.serialno), although the adb serial may change
     r = run_cli(*args, "--resume", "--json", env=adb_server.env)
     assert r.returncode == 0 and json.loads(r.stdout)["measured"] == 0
