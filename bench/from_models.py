@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,7 +73,8 @@ def main() -> int:
     ap.add_argument("--passes", type=int, default=3, help="interleaved timing passes (fastest kept)")
     ap.add_argument("--stat", choices=("min", "median"), default="min")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("bench-out/from_models"), help="where timings and the bundle go")
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "devprof-bench-from_models",
+                    help="where timings and the bundle go")
     ap.add_argument("--reuse", action="store_true", help="reuse OUT/timings.jsonl instead of measuring")
     args = ap.parse_args()
 

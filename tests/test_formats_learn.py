@@ -197,3 +197,37 @@ def test_example_search_loop_onnx_matches_python_predictor(tmp_path: Path) -> No
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "same top candidates and ranking (ONNX vs Python predictor): yes" in r.stdout
+
+
+def test_from_models_reads_nnmeter_and_model_run_datasets(tmp_path: Path) -> None:
+    """nn-Meter JSONL (one timing set per device) and a dataset of whole-model runs (model records
+    with their layer records) both feed the same fit."""
+    import predictors_synth as synth
+    from test_formats_roundtrip import _nnmeter_graph
+
+    from devprof.formats import nnmeter
+    from devprof.store import Dataset
+
+    rng = np.random.default_rng(7)
+    lines = []
+    for i in range(40):
+        c, k = int(rng.choice([16, 24, 32, 48])), int(rng.choice([3, 5, 7]))
+        lines.append({"id": f"net{i}", "graph": _nnmeter_graph(c, k), "cortexA76cpu_tflite21": 0.2 + c * k / 300.0,
+                      "adreno640gpu_tflite21": 0.1 + c / 200.0})
+    p = tmp_path / "nets.jsonl"
+    p.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    sets = fm.read_timings(p)
+    assert [s.device["model"] for s in sets] == ["adreno640gpu_tflite21", "cortexA76cpu_tflite21"]
+    assert all(len(s.models) == 40 for s in sets)
+    (cpu,) = fm.read_timings(p, device="cortexA76cpu_tflite21")
+    m0 = cpu.models[0]
+    assert m0.layers == [s.key for s in nnmeter.read(p)[0].layers] and m0.specs[m0.layers[0]].op == "conv2d"
+    rep = fm.fit_and_score(cpu.models)
+    assert rep.n_test > 0 and len(rep.model.keys) > 5
+
+    ds = Dataset(tmp_path / "runs")
+    ds.create()
+    ds.append(synth.model_records(10, seed=2))
+    (runs,) = fm.read_timings(ds.path)
+    assert len(runs.models) == 10 and all(m.layers and m.latency_us > 0 for m in runs.models)
+    assert all(set(m.layers) <= set(m.specs) for m in runs.models)
