@@ -200,3 +200,16 @@ def test_output_before_a_disconnect_is_handed_over(make_phone):
         d.execute(["sh", "-c", "echo first-kernel-line; sleep 20; echo never", "salvage-marker"], "/data/local/tmp", 30)
     partial = e.value.partial
     assert partial.stdout == "first-kernel-line\n" and partial.returncode == -1
+
+
+def test_android_serial_picks_among_identical_phones(make_phone, monkeypatch):
+    a = make_phone()
+    b = make_phone("--serialno", "R3CN30EMUL2")
+    with pytest.raises(UsageError):
+        resolve_device("adb")  # two phones, no ANDROID_SERIAL
+    monkeypatch.setenv("ANDROID_SERIAL", b.serial)
+    assert resolve_device("adb").serial == b.serial
+    assert resolve_device("S20").serial == b.serial  # ANDROID_SERIAL settles an ambiguous name
+    monkeypatch.setenv("ANDROID_SERIAL", a.serial)
+    assert resolve_device("phone").serial == a.serial
+

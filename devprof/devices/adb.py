@@ -550,8 +550,8 @@ def _file_digest(p: Path) -> str:
 
 
 # ---------------------------------------------------------------------- discovery
-def attached_serials(adb_server: str | None = None) -> list[str]:
-    """Serials of phones in state ``device`` on the server (offline/unauthorized ones are skipped)."""
+def adb_states(adb_server: str | None = None) -> list[tuple[str, str]]:
+    """(serial, state) of everything the adb server knows: device, offline, unauthorized..."""
     import adbutils
 
     try:
@@ -559,7 +559,12 @@ def attached_serials(adb_server: str | None = None) -> list[str]:
     except (adbutils.AdbError, OSError) as e:
         host, port = parse_server(adb_server)
         raise DeviceError(f"cannot reach the adb server at {host}:{port} ({e})") from None
-    return [i.serial for i in infos if i.state == "device"]
+    return [(i.serial, i.state) for i in infos]
+
+
+def attached_serials(adb_server: str | None = None) -> list[str]:
+    """Serials of phones in state ``device`` on the server (offline/unauthorized ones are skipped)."""
+    return [s for s, st in adb_states(adb_server) if st == "device"]
 
 
 def list_phones(adb_server: str | None = None) -> list[AdbDevice]:
@@ -579,8 +584,15 @@ def list_phones(adb_server: str | None = None) -> list[AdbDevice]:
     return phones
 
 
-def _describe(phones: Sequence[AdbDevice]) -> str:
-    return ", ".join(["local"] + [f"{p.serial} ({p.name}, {p.model_code})" for p in phones])
+_STATE_HINTS = {"unauthorized": "accept the USB debugging prompt on the phone",
+                "offline": "reconnect the cable or restart adb", "no permissions": "check the udev rules"}
+
+
+def _describe(phones: Sequence[AdbDevice], others: Sequence[tuple[str, str]] = ()) -> str:
+    """``local, SERIAL (Galaxy S20 5G, SM-G981U), SERIAL2 [unauthorized: accept the prompt]``."""
+    items = ["local"] + [f"{p.serial} ({p.name}, {p.model_code})" for p in phones]
+    items += [f"{s} [{st}: {_STATE_HINTS.get(st, 'not usable')}]" for s, st in others if st != "device"]
+    return ", ".join(items)
 
 
 def resolve(name: str, adb_server: str | None = None) -> AdbDevice:
@@ -613,7 +625,7 @@ def resolve(name: str, adb_server: str | None = None) -> AdbDevice:
     if len(hits) == 1:
         return hits[0]
     if not hits:
-        raise UsageError(f"no attached device matches {name!r}; attached: {_describe(phones)}")
+        raise UsageError(f"no attached device matches {name!r}; attached: {_describe(phones, adb_states(adb_server))}")
     env = os.environ.get("ANDROID_SERIAL")
     if env and any(p.serial == env for p in hits):
         return next(p for p in hits if p.serial == env)
