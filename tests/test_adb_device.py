@@ -213,3 +213,9 @@ def test_android_serial_picks_among_identical_phones(make_phone, monkeypatch):
     monkeypatch.setenv("ANDROID_SERIAL", a.serial)
     assert resolve_device("phone").serial == a.serial
 
+
+
+def test_error_listing_names_unusable_phones():
+    msg = adb._describe([], [("R58X", "unauthorized"), ("10.0.0.9:5555", "offline")])
+    assert msg.startswith("local, ") and "R58X [unauthorized: accept the USB debugging prompt" in msg
+    assert "10.0.0.9:5555 [offline" in msg
