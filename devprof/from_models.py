@@ -299,8 +299,21 @@ def make_bundle(models: Sequence[ModelTiming], device: dict[str, Any], runtime: 
     from predictors.fit import FittedBundle, _clean
     from predictors.spectable import encode_frame
 
+    from .records import RuntimeInfo, content_id
+
     rep = report or fit_and_score(models, seed=seed)
     lm = rep.model
+    device = dict(device)
+    device.setdefault("name", "device")
+    device.setdefault("kind", "imported")
+    device.setdefault("id", content_id(["from-models", device["name"]]))
+    runtime = dict(runtime)
+    runtime.setdefault("name", "runtime")
+    runtime.setdefault("version", "")
+    runtime.setdefault("threads", 1)
+    runtime.setdefault("options", {})
+    runtime.setdefault("key", RuntimeInfo(str(runtime["name"]), str(runtime["version"]), int(runtime["threads"]),
+                                          runtime["options"] or {}).key)
     specs: dict[str, KernelSpec] = {}
     counts: dict[str, int] = {}
     for m in models:
@@ -323,7 +336,9 @@ def make_bundle(models: Sequence[ModelTiming], device: dict[str, Any], runtime: 
                           "layers": [0] * rep.n_test, "measured_us": rep.predictions["measured_us"],
                           "predicted_us": rep.predictions["predicted_us"],
                           "layers_sum_us": rep.predictions["predicted_us"]}}
-    metrics = {"kernel": {"overall": None, "per_op": {}, "per_group": {},
+    from predictors.metrics import summary
+
+    metrics = {"kernel": {"overall": summary(np.zeros(0), np.zeros(0)), "per_op": {}, "per_group": {},
                           "note": "learned from whole-model timings: no per-layer measurements to score"},
                "model": {"overall": rep.heldout if rep.n_test else None, "held_out": bool(rep.n_test),
                          "n_train_models": rep.n_train, "n_test_models": rep.n_test,

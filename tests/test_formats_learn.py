@@ -231,3 +231,15 @@ def test_from_models_reads_nnmeter_and_model_run_datasets(tmp_path: Path) -> Non
     (runs,) = fm.read_timings(ds.path)
     assert len(runs.models) == 10 and all(m.layers and m.latency_us > 0 for m in runs.models)
     assert all(set(m.layers) <= set(m.specs) for m in runs.models)
+
+
+def test_from_models_bundle_validates_against_the_bundle_schema(tmp_path: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    _, _, models = _space_timings(60, seed=8)
+    path = fm.make_bundle(models, {"name": "npu", "id": "n"}, {"name": "rt", "version": "1", "threads": 1,
+                                                                "options": {}}).write(tmp_path / "b")
+    schema = json.loads((ROOT / "docs" / "bundle.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(json.loads((path / "metadata.json").read_text()))
+    for name, ref in (("lut.json", "lut"), ("predictor.json", "predictor"), ("heldout.json", "heldout")):
+        jsonschema.Draft202012Validator({"$ref": f"#/$defs/{ref}", "$defs": schema["$defs"]}).validate(
+            json.loads((path / name).read_text()))
