@@ -349,8 +349,13 @@ class _OnnxWalker:
             p = self.attr(node, "pads", [0, 0, 0, 0])
             d = self.attr(node, "dilations", [1, 1])
             g = int(self.attr(node, "group", 1))
-            if self.attr(node, "auto_pad", "NOTSET") not in ("NOTSET", "VALID") or len(set(p)) > 1 \
-                    or k[0] != k[1] or s[0] != s[1] or d[0] != d[1]:
+            auto = self.attr(node, "auto_pad", "NOTSET")
+            if auto in ("SAME_UPPER", "SAME_LOWER") and t == "Conv":  # TF-style: symmetric when even
+                p = [_same_total(h, k[0], s[0], d[0]), _same_total(w, k[1], s[1], d[1])]
+                p = [p[0] // 2, p[1] // 2] * 2 if p[0] % 2 == 0 and p[1] % 2 == 0 else [0, 1]
+            elif auto not in ("NOTSET", "VALID"):
+                return None
+            if len(set(p)) > 1 or k[0] != k[1] or s[0] != s[1] or d[0] != d[1]:
                 return None
             cout = wshape[0] if t == "Conv" else wshape[1] * g
             f = {"n": n, "h": h, "w": w, "cin": cin, "cout": cout, "kh": k[0], "kw": k[1], "stride": s[0],
@@ -442,6 +447,12 @@ class _OnnxWalker:
             v = self.const(node.input[1])
             axes = None if v is None else list(v)
         return axes is not None and sorted(int(a) % 4 for a in axes) == [2, 3]
+
+
+def _same_total(size: int, k: int, s: int, d: int) -> int:
+    """Total padding of TF/ONNX SAME_* padding along one axis."""
+    out = -(-size // s)
+    return max((out - 1) * s + d * (k - 1) + 1 - size, 0)
 
 
 def _numel(shape: Iterable[int]) -> int:
