@@ -73,6 +73,7 @@ def main() -> int:
     end = t0 + args.minutes * 60
     injected: Counter = Counter()
     survived: Counter = Counter()
+    ignored: Counter = Counter()  # signals that did not stop the run within 30 s (sent again)
     problems: list[str] = []
     rss_samples: list[tuple[float, int]] = []
     seg_peaks: list[tuple[float, str, int]] = []
@@ -99,7 +100,14 @@ def main() -> int:
             peak = 0
             kind = None
             rc_expect: tuple[int, ...] = ()
+            sent_at = 0.0
             while proc.poll() is None:
+                if kind in ("SIGINT", "SIGTERM", "stop") and time.monotonic() - sent_at > 30:
+                    # still running 30 s after the signal: it was swallowed (or landed in a window
+                    # that ignores it); note it and repeat, as a user would press Ctrl-C again
+                    ignored[kind] += 1
+                    proc.send_signal(fk.SIGNALS.get(kind, signal.SIGINT))
+                    sent_at = time.monotonic()
                 rss = _rss_kib(proc.pid)
                 peak = max(peak, rss)
                 rss_samples.append((time.monotonic() - t0, rss))
@@ -108,6 +116,7 @@ def main() -> int:
                     kind_i += kind != "stop"
                     if kind in ("SIGINT", "SIGTERM", "SIGKILL", "stop"):
                         proc.send_signal(fk.SIGNALS.get(kind, signal.SIGINT))
+                        sent_at = time.monotonic()
                         rc_expect = (130, -2, -15, -9)
                     elif kind == "disk-full":
                         resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (4096, 4096))
@@ -167,6 +176,9 @@ def main() -> int:
     print(f"records written    {records}")
     print(f"records lost       {lost}")
     print("faults             " + ", ".join(f"{k}: {survived[k]}/{injected[k]} survived" for k in KINDS if injected[k]))
+    if ignored:
+        print("signals ignored    " + ", ".join(f"{k}: {v}" for k, v in ignored.items())
+              + " (the run went on; the signal was sent again 30 s later)")
     print(f"peak RSS           {max((p for _, _, p in seg_peaks), default=0) / 1024:.0f} MiB overall; "
           f"first third {first / 1024:.0f} MiB, last third {last / 1024:.0f} MiB "
           f"({'flat' if last <= first * 1.1 + 10240 else 'GROWING'})")

@@ -5,7 +5,8 @@ A regressor in a bundle is plain JSON data (never code): either a linear model o
 evaluates level by level for all rows and all trees at once. scikit-learn is never imported:
 search code queries bundles on machines without it.
 
-Tree ensemble JSON (all trees' nodes concatenated; a leaf points to itself on both sides)::
+Tree ensemble JSON (all trees' nodes concatenated; a leaf points to itself on both sides; each
+node array is a JSON list or, as written by devprof, ``{"dtype": "<i4"|"<f4", "b64": ...}``)::
 
     {"kind": "tree_ensemble", "target": "log_us", "base": b, "scale": s, "depth": D,
      "roots": [...], "feature": [...], "threshold": [...], "left": [...], "right": [...],
@@ -32,9 +33,39 @@ class ModelFormatError(ValueError):
     """A regressor's JSON does not describe a valid model (a bundle refuses to load)."""
 
 
+_B64_DTYPES = {"<f4": np.float32, "<f8": np.float64, "<i4": np.int32, "<i8": np.int64}
+
+
+def decode_array(v: Any, dtype: Any) -> np.ndarray:
+    """A JSON list of numbers, or ``{"dtype": "<f4", "b64": "..."}``: little-endian binary in
+    base64 (how big node arrays are stored: ~3x smaller and ~20x faster to parse than lists)."""
+    if isinstance(v, Mapping):
+        import base64
+        import binascii
+
+        dt = _B64_DTYPES.get(v.get("dtype"))  # type: ignore[arg-type]
+        b = v.get("b64")
+        if dt is None or not isinstance(b, str):
+            raise ValueError("an encoded array needs dtype (<f4, <f8, <i4, <i8) and b64")
+        try:
+            raw = base64.b64decode(b, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise ValueError(f"bad base64: {e}") from None
+        if len(raw) % np.dtype(dt).itemsize:
+            raise ValueError("encoded array length is not a multiple of its item size")
+        return np.frombuffer(raw, dtype=np.dtype(v["dtype"])).astype(dtype)
+    return np.asarray(v, dtype=dtype)
+
+
+def encode_array(a: np.ndarray, dtype: str) -> dict[str, str]:
+    import base64
+
+    return {"dtype": dtype, "b64": base64.b64encode(np.ascontiguousarray(a, dtype=np.dtype(dtype)).tobytes()).decode()}
+
+
 def _arr(d: Mapping[str, Any], name: str, dtype: Any) -> np.ndarray:
     try:
-        a = np.asarray(d[name], dtype=dtype)
+        a = decode_array(d[name], dtype)
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFormatError(f"field {name!r}: {e}") from None
     if a.ndim != 1:

@@ -198,7 +198,11 @@ def test_structurally_bad_predictor_is_refused(published: Path, tmp_path: Path) 
     g = next(k for k, v in obj["groups"].items() if v["kind"] == "tree_ensemble") if any(
         v["kind"] == "tree_ensemble" for v in obj["groups"].values()) else None
     target = obj["groups"][g] if g else obj["fallback"]
-    target["left"][0] = 10 ** 9  # out-of-range node index
+    from predictors.trees import decode_array, encode_array
+
+    left = decode_array(target["left"], np.int64)
+    left[0] = 10 ** 9  # out-of-range node index
+    target["left"] = encode_array(left, "<i8")
     raw = bmod.dumps(obj)
     (d / "predictor.json").write_bytes(raw)
     meta = json.loads((d / "metadata.json").read_text())
