@@ -8,6 +8,7 @@ loads nothing from outside.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
@@ -36,8 +37,14 @@ class Browser:
         self._from_r, from_w = os.pipe()
 
         def wire() -> None:  # runs in the child: the pipe ends become fds 3 and 4
-            os.dup2(to_r, 3)
-            os.dup2(from_w, 4)
+            # (moved above 10 first, so that one end already sitting on 3 or 4 is not clobbered;
+            # every other fd Python opened is non-inheritable and closes on exec)
+            a = fcntl.fcntl(to_r, fcntl.F_DUPFD, 10)
+            b = fcntl.fcntl(from_w, fcntl.F_DUPFD, 10)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+            os.close(a)
+            os.close(b)
 
         args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--no-default-browser-check",
@@ -46,7 +53,7 @@ class Browser:
                 f"--window-size={width},{height}", f"--user-data-dir={self.profile}",
                 "--remote-debugging-pipe", "about:blank"]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, pass_fds=(3, 4), preexec_fn=wire)
+                                     stderr=subprocess.DEVNULL, close_fds=False, preexec_fn=wire)
         os.close(to_r)
         os.close(from_w)
         self._buf = b""

@@ -136,14 +136,21 @@ def short(label: str, n: int = 38) -> str:
 def log_axis(ax, which: str, values) -> None:
     """Log scale that always spans at least one decade (so ticks get labels) and shows no minor labels."""
     import numpy as np
-    from matplotlib.ticker import LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v) & (v > 0)]
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
     axis.set_major_locator(LogLocator(base=10, numticks=7))
+    # minor ticks at 2x and 5x only: enough to read a log scale, a fraction of the tick objects
+    # (tick layout is most of a figure's rendering time)
+    axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0), numticks=12))
     axis.set_minor_formatter(NullFormatter())
+    # plain-text labels (no mathtext parsing per tick): numbers when the whole axis reads well so,
+    # else 10ⁿ throughout
+    plain = not v.size or (v.min() >= 0.01 and v.max() <= 2e4)
+    axis.set_major_formatter(FuncFormatter(_plain if plain else _pow10))
     if v.size:
         lo, hi = float(v.min()), float(v.max())
         if hi / lo < 12:
@@ -162,3 +169,19 @@ def legend_below(fig: MplFigure, handles: list, labels: list, label_in: float = 
     per = max(label_in, 0.45 + 0.055 * longest)
     ncols = max(1, min(len(labels), int(fig.get_figwidth() / per)))
     fig.legend(handles, labels, loc="outside lower center", ncols=ncols, **kw)
+
+
+_SUP = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _plain(v: float, _pos: object = None) -> str:
+    return f"{v:g}" if v > 0 else ""
+
+
+def _pow10(v: float, _pos: object = None) -> str:
+    if v <= 0:
+        return ""
+    e = math.log10(v)
+    if abs(e - round(e)) < 1e-9:
+        return "10" + str(int(round(e))).translate(_SUP)
+    return f"{v:.0e}"
