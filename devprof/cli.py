@@ -86,11 +86,16 @@ def devices(
     for i, r in enumerate(rows):
         if i and r["model"] != rows[i - 1]["model"]:
             t.add_section()  # one section per model: identical phones side by side
-        t.add_row(r["name"] + (f"\n{r['serial']} @ {r['server']}" if r["server"] else ""), r["kind"], r["model"],
+        x = r["extra"]
+        phone = r["kind"] == "adb"  # phones: clusters under the model code, battery under the temperature
+        t.add_row(r["name"] + (f"\n{r['serial']} @ {r['server']}" if r["server"] else ""), r["kind"],
+                  r["model"] + (f"\n{r['cpu']}" if phone else ""),
                   r["soc"] or "-", r["abi"], str(r["cores"]),
-                  " ".join(r["isa"][:6]) + ("…" if len(r["isa"]) > 6 else "") + f"\n{r['os']}",
+                  (" ".join(r["isa"][:6]) + ("…" if len(r["isa"]) > 6 else "") + "\n" if r["isa"] else "") + r["os"],
                   r["governor"] or "-", f"{r['freq_khz'] / 1e6:.2f} GHz" if r["freq_khz"] > 0 else "-",
-                  f"{r['temp_c']:.0f} °C" if r["temp_c"] is not None else "-")
+                  (f"{r['temp_c']:.0f} °C" if r["temp_c"] is not None else "-")
+                  + (f"\nbattery {x.get('battery_level')}%, {x.get('battery_temp_c')} °C"
+                     if phone and x.get("battery_level", -1) >= 0 else ""))
     out.print(t)
 
 

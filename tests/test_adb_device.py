@@ -64,6 +64,10 @@ def test_cli_devices_lists_the_phone(phone, adb_server):
     rows = json.loads(r.stdout)
     phones = [x for x in rows if x["kind"] == "adb"]
     assert len(phones) == 1 and phones[0]["name"] == "Galaxy S20 5G" and phones[0]["model"] == "SM-G981U"
+    p = phones[0]
+    assert p["cpu"] == "4x1.80+3x2.42+1x2.84 GHz (little/big/prime)" and p["governor"] == "schedutil"
+    assert p["extra"]["battery_level"] == 87 and "cpu-0-0-usr=41.0" in p["extra"]["thermal_zones"]
+    assert p["os"] == "Android 13 (SDK 33)" and p["soc"].startswith("Snapdragon 865") and p["abi"] == "x86_64"
     r = run_cli("devices", env=adb_server.env)
     assert r.returncode == 0 and "Galaxy S20" in r.stdout and "SM-G981U" in r.stdout
 

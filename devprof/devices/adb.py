@@ -318,7 +318,8 @@ class AdbDevice(Device):
         fp = self.fingerprint
         p = fp.props
         cl = fp.clusters
-        cpu = " + ".join(f"{len(c.cpus)}x{c.max_khz / 1e6:.2f} GHz ({c.name})" for c in cl) or "unknown"
+        cpu = (f"{'+'.join(f'{len(c.cpus)}x{c.max_khz / 1e6:.2f}' for c in cl)} GHz "
+               f"({'/'.join(c.name for c in cl)})") if cl else "unknown"
         gov = sorted({g for g in fp.governors.values() if g})
         extra: dict[str, Any] = {
             "adb_serial": self.serial, "manufacturer": p.get("ro.product.manufacturer", ""),
