@@ -1,10 +1,14 @@
 """Built-in model families: valid ONNX, every node walked, same answers in ONNX Runtime and LiteRT."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from devprof.errors import DevprofError
 from devprof.models.builders import FAMILIES, build, reference_config
@@ -124,3 +128,26 @@ def test_bad_model_entry_is_one_line_error():
         expand_entry({"family": "mobilenetv2", "widht": 2})
     with pytest.raises(DevprofError, match="unknown model family"):
         expand_entry({"family": "vgg16"})
+
+
+@pytest.fixture(scope="module")
+def model_files():
+    m = build("mobilenetv2", res=32)
+    return m.SerializeToString(), onnx_to_tflite(m)
+
+
+@settings(max_examples=int(os.environ.get("DEVPROF_FUZZ_EXAMPLES", 25)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_model_bytes_never_crash_the_walk(model_files, data):
+    """Truncated or bit-flipped files: the walk either works or raises devprof's one-line error."""
+    for blob in model_files:
+        b = bytearray(blob)
+        if data.draw(st.booleans(), label="truncate"):
+            b = b[: data.draw(st.integers(0, len(b) - 1), label="cut")]
+        else:
+            for _ in range(data.draw(st.integers(1, 8), label="flips")):
+                b[data.draw(st.integers(0, len(b) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+        try:
+            walk(bytes(b))
+        except DevprofError as e:
+            assert "\n" not in str(e)
