@@ -108,26 +108,19 @@ def write_layer_model(model, path: str | Path) -> Path:
 
 
 # ---- 2. kernel regressors ------------------------------------------------------------------------------
-def _threshold32(t: np.ndarray) -> np.ndarray:
-    """Thresholds exactly as `predictors.trees` uses them (float32; bundles store float32 values)."""
-    return np.asarray(t, dtype=np.float64).astype(np.float32)
-
-
-def _tree_node(d: Mapping[str, Any]):
+def _tree_node(m):
+    """TreeEnsembleRegressor node from a compiled `predictors.trees.TreeEnsemble` (so any storage
+    of the node arrays the bundle format uses is decoded by predictors itself)."""
     from onnx import helper
 
-    feat = np.asarray(d["feature"], dtype=np.int64)
-    thr = np.asarray(d["threshold"], dtype=np.float64)
-    left = np.asarray(d["left"], dtype=np.int64)
-    right = np.asarray(d["right"], dtype=np.int64)
-    val = np.asarray(d["value"], dtype=np.float64)
-    scale = float(d["scale"])
+    feat, thr, left, right = m.feature, np.asarray(m.threshold, dtype=np.float32), m.left, m.right
+    val, scale = np.asarray(m.value, dtype=np.float64), float(m.scale)
     a: dict[str, list] = {k: [] for k in ("treeids", "nodeids", "featureids", "values", "modes", "true", "false")}
     t_tree, t_node, t_w = [], [], []
-    for tree, root in enumerate(d["roots"]):
+    for tree, root in enumerate(m.roots.tolist()):
         local: dict[int, int] = {}
         order = [int(root)]
-        while order:  # breadth-first: local ids in visiting order
+        while order:  # breadth-first: local node ids in visiting order
             n = order.pop(0)
             if n in local:
                 continue
@@ -139,23 +132,17 @@ def _tree_node(d: Mapping[str, Any]):
             a["treeids"].append(tree)
             a["nodeids"].append(i)
             a["featureids"].append(0 if leaf else int(feat[n]))
-            a["values"].append(0.0 if leaf else float(_threshold32(thr[n:n + 1])[0]))
+            a["values"].append(0.0 if leaf else float(thr[n]))
             a["modes"].append("LEAF" if leaf else "BRANCH_LEQ")
-            a["true"].append(0 if leaf else local.get(int(left[n]), 0))
-            a["false"].append(0 if leaf else local.get(int(right[n]), 0))
+            a["true"].append(0 if leaf else local[int(left[n])])
+            a["false"].append(0 if leaf else local[int(right[n])])
             if leaf:
                 t_tree.append(tree)
                 t_node.append(i)
                 t_w.append(float(np.float32(scale * val[n])))
-        # children were numbered after the parent was emitted: fix their ids now
-        base = len(a["nodeids"]) - len(local)
-        for j, n in enumerate(local):
-            if not (left[n] == n and right[n] == n):
-                a["true"][base + j] = local[int(left[n])]
-                a["false"][base + j] = local[int(right[n])]
     return helper.make_node(
         "TreeEnsembleRegressor", ["features"], ["raw"], domain="ai.onnx.ml", n_targets=1, aggregate_function="SUM",
-        base_values=[float(d["base"])], post_transform="NONE",
+        base_values=[float(m.base)], post_transform="NONE",
         nodes_treeids=a["treeids"], nodes_nodeids=a["nodeids"], nodes_featureids=a["featureids"],
         nodes_values=a["values"], nodes_modes=a["modes"], nodes_truenodeids=a["true"],
         nodes_falsenodeids=a["false"], nodes_hitrates=[1.0] * len(a["nodeids"]),
@@ -163,13 +150,14 @@ def _tree_node(d: Mapping[str, Any]):
         target_ids=[0] * len(t_w), target_nodeids=t_node, target_treeids=t_tree, target_weights=t_w)
 
 
-def _linear_nodes(d: Mapping[str, Any], out: str, prefix: str):
+def _linear_nodes(lin, out: str, prefix: str):
+    """Nodes of a compiled `predictors.trees.Linear`: max(intercept + L . coef, floor)."""
     from onnx import helper, numpy_helper
 
-    coef = np.asarray(d["coef"], dtype=np.float32).reshape(2, 1)
+    coef = np.asarray(lin.coef, dtype=np.float32).reshape(2, 1)
     inits = [numpy_helper.from_array(coef, f"{prefix}coef"),
-             numpy_helper.from_array(np.array([d["intercept"]], dtype=np.float32), f"{prefix}intercept"),
-             numpy_helper.from_array(np.array([d.get("floor_us", 0.0)], dtype=np.float32), f"{prefix}floor")]
+             numpy_helper.from_array(np.array([lin.intercept], dtype=np.float32), f"{prefix}intercept"),
+             numpy_helper.from_array(np.array([lin.floor_us], dtype=np.float32), f"{prefix}floor")]
     nodes = [helper.make_node("MatMul", ["linear_features", f"{prefix}coef"], [f"{prefix}mm"]),
              helper.make_node("Add", [f"{prefix}mm", f"{prefix}intercept"], [f"{prefix}lin"]),
              helper.make_node("Max", [f"{prefix}lin", f"{prefix}floor"], [out])]
@@ -181,36 +169,37 @@ def regressor_onnx(d: Mapping[str, Any], name: str = "devprof-regressor"):
     from onnx import TensorProto, helper, numpy_helper
 
     from predictors.features import FEATURES
+    from predictors.trees import Linear, ModelFormatError, compile_model
 
+    try:
+        m = compile_model(d)  # validates and decodes, exactly as the Python predictor does
+    except ModelFormatError as e:
+        raise UsageError(f"cannot export a malformed regressor ({e})") from None
     nodes, inits = [], [numpy_helper.from_array(np.array([1000.0], dtype=np.float32), "us_per_ms")]
-    kind = d.get("kind")
-    if kind == "linear":
-        n, i = _linear_nodes(d, "us", "")
+    is_tree = not isinstance(m, Linear)
+    if not is_tree:
+        n, i = _linear_nodes(m, "us", "")
         nodes += n
         inits += i
-    elif kind == "tree_ensemble":
-        nodes.append(_tree_node(d))
-        target = d.get("target", "log_us")
-        nodes.append(helper.make_node("Exp" if target == "log_us" else "Identity", ["raw"],
-                                      ["trees_us" if d.get("times_linear") else "us"]))
-        if d.get("times_linear"):
-            n, i = _linear_nodes(d["times_linear"], "lin_us", "t_")
+    else:
+        nodes.append(_tree_node(m))
+        lin = m.times_linear
+        nodes.append(helper.make_node("Exp" if m.target == "log_us" else "Identity", ["raw"],
+                                      ["trees_us" if lin is not None else "us"]))
+        if lin is not None:
+            n, i = _linear_nodes(lin, "lin_us", "t_")
             nodes += n + [helper.make_node("Mul", ["trees_us", "lin_us"], ["us"])]
             inits += i
-    else:
-        raise UsageError(f"cannot export regressor kind {kind!r} to ONNX")
     nodes.append(helper.make_node("Div", ["us", "us_per_ms"], ["latency_ms"]))
     inputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", len(FEATURES)]),
               helper.make_tensor_value_info("linear_features", TensorProto.FLOAT, ["N", 2])]
+    used = {i for n in nodes for i in n.input}
+    inputs = [v for v in inputs if v.name in used]
     g = helper.make_graph(nodes, name, inputs, [helper.make_tensor_value_info("latency_ms", TensorProto.FLOAT,
                                                                               ["N", 1])], inits)
-    used = {i for n in nodes for i in n.input}
-    keep = [v for v in g.input if v.name in used]
-    del g.input[:]
-    g.input.extend(keep)
     meta = {"devprof.kind": "kernel-regressor", "devprof.features": json.dumps(list(FEATURES)),
             "devprof.linear_features": json.dumps(["eff_flops", "bytes"]), "devprof.unit": "ms"}
-    return _model(g, f"devprof {d.get('estimator', kind)} latency regressor", meta, ml=kind == "tree_ensemble")
+    return _model(g, f"devprof {d.get('estimator', d.get('kind'))} latency regressor", meta, ml=is_tree)
 
 
 def export_bundle(bundle: str | Path, dest: str | Path) -> list[Path]:
