@@ -93,6 +93,28 @@ class _Terminated(KeyboardInterrupt):
     """Raised from the SIGTERM handler so a terminated run stops like an interrupted one."""
 
 
+_interrupts = 0  # SIGINTs received; some C extensions' imports (ai_edge_litert) swallow the exception
+
+
+def _on_sigint(signum, frame):  # noqa: ARG001
+    global _interrupts
+    _interrupts += 1
+    raise KeyboardInterrupt
+
+
+def _check_interrupt() -> None:
+    """Honour a Ctrl-C whose KeyboardInterrupt a library swallowed (at the next kernel boundary)."""
+    if _interrupts:
+        raise KeyboardInterrupt
+
+
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # the CLI: count Ctrl-C before imports
+    try:
+        signal.signal(signal.SIGINT, _on_sigint)
+    except ValueError:  # imported outside the main thread
+        pass
+
+
 def profile(device: Device, specs: Sequence[KernelSpec], runtimes: Sequence[str], out: str | os.PathLike,
             *, threads: int = 1, resume: bool = False, protocol: Protocol = Protocol(), suite: str = "",
             cooldown_s: float = 0.0, max_temp_c: float | None = None,
@@ -118,6 +140,7 @@ def profile(device: Device, specs: Sequence[KernelSpec], runtimes: Sequence[str]
     try:
         dinfo = device.info()
         p = plan(device, dinfo, specs, runtimes, threads, ds, resume)
+        _check_interrupt()
         summary.skipped, summary.already = len(p.skipped), p.already
         if on_plan:
             on_plan(p)
@@ -144,9 +167,12 @@ def profile(device: Device, specs: Sequence[KernelSpec], runtimes: Sequence[str]
                     summary.failures.append(entry)
                 if on_outcome:
                     on_outcome(o, rec)
+                _check_interrupt()
         ds.compact()
     except (KeyboardInterrupt, _Terminated):
         summary.interrupted = True
+        global _interrupts
+        _interrupts = 0
     finally:
         if pinned_self:
             os.sched_setaffinity(0, old_affinity)
