@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/from_models.py                  # 1,250 models of an MBConv space, ~5-10 min
     .venv/bin/python bench/from_models.py --models 200 --passes 1    # a quick look
+    .venv/bin/python bench/from_models.py --space space.toml --out DIR   # networks of your own space:
+        # DIR/timings.jsonl then feeds `devprof fit-predictor --from-models DIR/timings.jsonl`
 
 What it does, in one run:
 1. builds a ProxylessNAS/OFA-like MBConv space (devprof.space.mbconv_space: stem + 8 positions of
@@ -70,6 +72,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", type=int, default=1250, help="architectures to time (>= 1,000 for the target)")
     ap.add_argument("--res", type=int, default=48, help="input resolution of the space")
+    ap.add_argument("--space", type=Path, default=None, help="time networks of this space file instead "
+                                                              "(e.g. the one examples/evolution_search.py writes)")
     ap.add_argument("--passes", type=int, default=3, help="interleaved timing passes (fastest kept)")
     ap.add_argument("--stat", choices=("min", "median"), default="min")
     ap.add_argument("--seed", type=int, default=0)
@@ -84,8 +88,13 @@ def main() -> int:
     from devprof.space import mbconv_space
 
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    space = mbconv_space(res=args.res, name=f"mbconv{args.res}", stages=[(24, 3, 2), (40, 3, 2), (80, 3, 2)],
-                         expand=(3, 6), kernel=(3, 5, 7))
+    if args.space is not None:
+        from devprof.space import load_space
+
+        space = load_space(args.space)
+    else:
+        space = mbconv_space(res=args.res, name=f"mbconv{args.res}", stages=[(24, 3, 2), (40, 3, 2), (80, 3, 2)],
+                             expand=(3, 6), kernel=(3, 5, 7))
     args.out.mkdir(parents=True, exist_ok=True)
     tpath = args.out / "timings.jsonl"
     dev = LocalDevice()
