@@ -53,19 +53,29 @@ def devprof_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "devprof", *args]
 
 
+def _child_setup(preexec: Callable[[], None] | None) -> Callable[[], None]:
+    """SIGINT back to its default in the child: a harness started in the background (`cmd &`)
+    inherits SIG_IGN for SIGINT, and Python then never turns Ctrl-C into KeyboardInterrupt."""
+    def pre() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if preexec:
+            preexec()
+    return pre
+
+
 def start(args: Sequence[str], *, env: dict | None = None, preexec: Callable[[], None] | None = None,
           ) -> subprocess.Popen:
     """Start the real `devprof` CLI (text pipes; stdout/stderr are small for --json runs)."""
     e = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.Popen(devprof_cmd(*args), cwd=ROOT, env=e, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_child_setup(preexec))
 
 
 def run(args: Sequence[str], *, env: dict | None = None, preexec: Callable[[], None] | None = None,
         timeout: float = 300) -> subprocess.CompletedProcess:
     e = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run(devprof_cmd(*args), cwd=ROOT, env=e, capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=preexec)
+                          timeout=timeout, preexec_fn=_child_setup(preexec))
 
 
 def error_lines(stderr: str) -> list[str]:

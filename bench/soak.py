@@ -62,7 +62,13 @@ def main() -> int:
     ap.add_argument("--suite", default="predictor-train")
     ap.add_argument("--runtime", "-r", action="append", default=None)
     ap.add_argument("--work", default=None, help="folder for the datasets (default: a temporary one)")
+    ap.add_argument("--kill-points", type=int, default=0, metavar="N",
+                    help="instead of the soak: N signals (SIGINT, SIGTERM, SIGKILL, double SIGINT) at random "
+                         "points of `devprof profile` on a small suite, chained with --resume")
+    ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
+    if args.kill_points:
+        return kill_points(args.kill_points, args.seed, Path(args.work or f"/tmp/devprof-kills-{os.getpid()}"))
     every = args.fault_every or max(15.0, args.minutes * 60 / 15)
     work = Path(args.work or f"/tmp/devprof-soak-{os.getpid()}")
     work.mkdir(parents=True, exist_ok=True)
@@ -185,6 +191,29 @@ def main() -> int:
     for p in problems:
         print("PROBLEM", p)
     return 1 if lost or problems else 0
+
+
+def kill_points(n: int, seed: int, work: Path) -> int:
+    work.mkdir(parents=True, exist_ok=True)
+    kinds = ("SIGINT", "SIGTERM", "SIGKILL", "SIGINTx2")
+    results, finals = fk.random_kill_loop(work, n, seed, kinds=kinds, log=lambda m: print(m, flush=True))
+    print()
+    print(f"kill points        {len(results)} ({len(finals)} datasets finished with --resume)")
+    for k in kinds:
+        rs = [r for r in results if r.kind == k]
+        landed = [r for r in rs if r.rc != 0]
+        print(f"  {k:9s} {len(rs):3d} sent, {len(landed):3d} landed before the run ended, "
+              f"{sum(r.survived for r in rs):3d} survived, lost {sum(r.lost for r in rs)}"
+              + (f", {sum(r.traceback for r in rs)} printed a traceback" if any(r.traceback for r in rs) else ""))
+    lost = sum(r.lost for r in results) + sum(len(c.lost) for c in finals)
+    dup = sum(1 for c in finals if any("duplicate" in p for p in c.problems))
+    print(f"records lost       {lost}")
+    print(f"final datasets     {sum(c.records == fk.TINY_RECORDS and not c.problems for c in finals)}/{len(finals)} "
+          f"complete with {fk.TINY_RECORDS} records, {dup} with duplicates")
+    bad = [r for r in results if not r.survived] + [c for c in finals if c.problems]
+    for b in bad:
+        print("PROBLEM", b)
+    return 1 if bad or lost else 0
 
 
 if __name__ == "__main__":
