@@ -204,6 +204,12 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
         "predicted_us": [float(v) for v in pred[te_idx]],
     }, "models": None}
     km: dict[str, Any] = {"overall": summary(pred[te_idx], y[te_idx]), "per_op": {}, "per_group": {}}
+    # the same figures on held-out kernels whose own measurement was steady (not flagged noisy)
+    ops = lut["op"].to_numpy()
+    steady = te_idx[~lut["noisy"].to_numpy(dtype=bool)[te_idx]]
+    km["overall_steady"] = summary(pred[steady], y[steady])
+    km["per_op_steady"] = {o: summary(pred[steady[ops[steady] == o]], y[steady[ops[steady] == o]])
+                           for o in sorted(set(ops))}
     # how repeatable the targets are: no predictor can be more accurate than its measurements
     rel_iqr = lut["iqr_us"].to_numpy(dtype=np.float64) / y
     km["noise"] = {"median_rel_iqr": float(np.median(rel_iqr)) if len(y) else None,

@@ -43,6 +43,10 @@ def _report_table(b, title: str):
     o = km["overall"]
     t.add_row("[bold]all kernels[/]", str(b.dataset["lut_rows"]), str(o["n"]), _fmt(o["within_5"]),
               _fmt(o["within_10"]), _fmt(o["mape"]), _fmt(o["spearman"], False), "")
+    st = km.get("overall_steady")
+    if st and st["n"]:
+        t.add_row("  held-out kernels not flagged noisy", "", str(st["n"]), _fmt(st["within_5"]),
+                  _fmt(st["within_10"]), _fmt(st["mape"]), _fmt(st["spearman"], False), "")
     mm = b.metrics["model"]
     if mm.get("overall"):
         o = mm["overall"]
