@@ -223,3 +223,11 @@ def test_error_listing_names_unusable_phones():
     msg = adb._describe([], [("R58X", "unauthorized"), ("10.0.0.9:5555", "offline")])
     assert msg.startswith("local, ") and "R58X [unauthorized: accept the USB debugging prompt" in msg
     assert "10.0.0.9:5555 [offline" in msg
+
+
+def test_very_long_or_control_names_give_short_one_line_errors(phone):
+    for name in ("S" * 100_000, "S20\nrm -rf /", "\x1b[31mS20"):
+        with pytest.raises(UsageError) as e:
+            resolve_device(name)
+        msg = str(e.value)
+        assert "\n" not in msg and "\x1b" not in msg and len(msg) < 400

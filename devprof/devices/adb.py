@@ -585,6 +585,11 @@ def list_phones(adb_server: str | None = None) -> list[AdbDevice]:
     return phones
 
 
+def _short(name: str, limit: int = 80) -> str:
+    """A user-given name for an error message: quoted, control characters escaped, bounded."""
+    return repr(name[:limit] + ("…" if len(name) > limit else ""))
+
+
 _STATE_HINTS = {"unauthorized": "accept the USB debugging prompt on the phone",
                 "offline": "reconnect the cable or restart adb", "no permissions": "check the udev rules"}
 
@@ -626,9 +631,10 @@ def resolve(name: str, adb_server: str | None = None) -> AdbDevice:
     if len(hits) == 1:
         return hits[0]
     if not hits:
-        raise UsageError(f"no attached device matches {name!r}; attached: {_describe(phones, adb_states(adb_server))}")
+        raise UsageError(f"no attached device matches {_short(name)}; attached: "
+                         f"{_describe(phones, adb_states(adb_server))}")
     env = os.environ.get("ANDROID_SERIAL")
     if env and any(p.serial == env for p in hits):
         return next(p for p in hits if p.serial == env)
-    raise UsageError(f"{name!r} matches {len(hits)} phones: {_describe(hits)[len('local, '):]}; "
+    raise UsageError(f"{_short(name)} matches {len(hits)} phones: {_describe(hits)[len('local, '):]}; "
                      "pass a serial (or set ANDROID_SERIAL)")
