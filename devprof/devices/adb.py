@@ -34,6 +34,7 @@ from .base import Device, DeviceState, ExecResult
 REMOTE_ROOT = "/data/local/tmp/devprof"
 COMPLETE = ".devprof-complete"
 _STATE_TAG = "@@devprof-state"
+_SPIN_ITERS = 30000  # ~20-50 ms of shell arithmetic: enough for schedutil/interactive to ramp up
 _ABIS = {"arm64-v8a": "arm64-v8a", "aarch64": "arm64-v8a", "x86_64": "x86_64", "x86": "x86",
          "armeabi-v7a": "armeabi-v7a"}
 #: Thermal zone types that track the CPU/SoC (phones expose dozens of zones: modem, PMIC, ...).
@@ -432,21 +433,26 @@ class AdbDevice(Device):
 
     # ------------------------------------------------------------------ run
     def execute(self, argv: Sequence[str], cwd: str, timeout_s: float, cpus: str = "") -> AdbExecResult:
-        """Run argv on the phone in ONE shell call: cd, state probe, ``timeout -s KILL`` +
-        ``taskset``, state probe. Every argv item is quoted; `cpus` is a validated CPU list."""
+        """Run argv on the phone in ONE shell call: cd, a short spin on the pinned CPU, state probe,
+        ``timeout -s KILL`` + ``taskset``, state probe. Every argv item is quoted; `cpus` is a validated CPU list."""
         import adbutils
 
         if not argv:
             raise UsageError("execute: empty command")
         run = " ".join(shlex.quote(str(a)) for a in argv)
+        pin = ""
         if cpus:
             from .local import parse_cpus
 
-            mask = sum(1 << c for c in parse_cpus(cpus))
-            run = f"taskset {mask:x} {run}"
+            pin = f"taskset {sum(1 << c for c in parse_cpus(cpus)):x} "
+            run = pin + run
         secs = max(1, int(timeout_s + 0.999))
+        # Ramp the pinned CPU up before the "before" read: an idle core reports its idle frequency,
+        # which would hide throttling (after < before) behind the governor's ramp-up.
+        spin = f"{pin}sh -c 'i=0; while [ $i -lt {_SPIN_ITERS} ]; do i=$((i+1)); done'"
         script = (f"cd {shlex.quote(cwd)} || exit 126\n"
                   f"s() {{ {self._state_probe(self._first_cpu(cpus))}; }}\n"
+                  f"{spin}\n"
                   f"s before\n"
                   f"timeout -s KILL {secs} {run}\n"
                   f"rc=$?\n"
