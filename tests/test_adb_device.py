@@ -231,3 +231,14 @@ def test_very_long_or_control_names_give_short_one_line_errors(phone):
             resolve_device(name)
         msg = str(e.value)
         assert "\n" not in msg and "\x1b" not in msg and len(msg) < 400
+
+
+def test_emulated_models_are_coherent(make_phone):
+    s21 = make_phone("--model", "SM-G991U")
+    info = resolve_device("S21").info()
+    assert info.name == "Galaxy S21 5G" and info.soc.startswith("Snapdragon 888") and info.os.startswith("Android 14")
+    assert info.build.startswith("samsung/o1quex/") and info.serial != "R3CN30EMUL"
+    make_phone("--model", "Pixel 7")
+    px = resolve_device("pixel 7")
+    assert px.info().soc == "Google Tensor G2 [GS201]" and [c.name for c in px.clusters] == ["little", "mid", "big"]
+    assert resolve_device("S21").serial == s21.serial

@@ -75,6 +75,26 @@ DEFAULT_PROPS: dict[str, str] = {
 #: (cpu count, max kHz) per cluster: Snapdragon 865's 4 little A55, 3 big A77 and 1 prime A77.
 DEFAULT_CLUSTERS: tuple[tuple[int, int], ...] = ((4, 1804800), (3, 2419200), (1, 2841600))
 
+#: Coherent identities for `--model` (props over DEFAULT_PROPS, and CPU clusters), so that farm tests
+#: can start an S20 next to an S21 and each looks like itself (SoC, board, build fingerprint).
+PRESETS: dict[str, tuple[dict[str, str], tuple[tuple[int, int], ...]]] = {
+    "SM-G981U": ({}, DEFAULT_CLUSTERS),
+    "SM-G988U": ({"ro.product.name": "z3quex", "ro.product.device": "z3q", "ro.serialno": "R3CN30ULTRA",
+                  "ro.build.fingerprint": "samsung/z3quex/z3q:13/TP1A.220624.014/G988USQS9HWE1:user/release-keys"},
+                 DEFAULT_CLUSTERS),
+    "SM-G991U": ({"ro.product.name": "o1quex", "ro.product.device": "o1q", "ro.soc.model": "SM8350",
+                  "ro.board.platform": "lahaina", "ro.serialno": "R3CR10S21EM",
+                  "ro.build.fingerprint": "samsung/o1quex/o1q:14/UP1A.231005.007/G991USQS9FXA1:user/release-keys",
+                  "ro.build.version.sdk": "34", "ro.build.version.release": "14"},
+                 ((4, 1804800), (3, 2419200), (1, 2841600))),
+    "Pixel 7": ({"ro.product.name": "panther", "ro.product.device": "panther", "ro.product.manufacturer": "Google",
+                 "ro.product.brand": "google", "ro.soc.manufacturer": "Google", "ro.soc.model": "GS201",
+                 "ro.board.platform": "gs201", "ro.hardware": "panther", "ro.serialno": "28031FDH2000EM",
+                 "ro.build.fingerprint": "google/panther/panther:14/AP2A.240805.005/12025142:user/release-keys",
+                 "ro.build.version.sdk": "34", "ro.build.version.release": "14"},
+                ((4, 1803000), (2, 2348000), (2, 2850000))),
+}
+
 
 @dataclass
 class PhoneProfile:
@@ -620,7 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--port", type=int, default=0,
                     help="TCP port (0: a free one; avoid 5555-5585, which the adb server scans for emulators)")
     ap.add_argument("--sandbox", required=True, help="folder holding the phone's file system")
-    ap.add_argument("--model", help="ro.product.model, e.g. SM-G991U (default SM-G981U, a Galaxy S20 5G)")
+    ap.add_argument("--model", help="ro.product.model, e.g. SM-G991U (default SM-G981U, a Galaxy S20 5G); "
+                                    f"known models ({', '.join(PRESETS)}) also get their SoC, build and clusters")
     ap.add_argument("--abi", help="ro.product.cpu.abi (default x86_64, so the x86_64 harness runs here)")
     ap.add_argument("--serialno", help="ro.serialno")
     ap.add_argument("--prop", action="append", default=[], metavar="KEY=VALUE", help="any other property (repeatable)")
@@ -640,6 +661,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def profile_from_args(a: argparse.Namespace) -> PhoneProfile:
     props = dict(DEFAULT_PROPS)
+    clusters = a.clusters
+    if a.model in PRESETS:  # a known model: its coherent identity first, explicit options on top
+        extra, preset_clusters = PRESETS[a.model]
+        props.update(extra)
+        if a.clusters == DEFAULT_CLUSTERS:
+            clusters = preset_clusters
     if a.props_json:
         props.update({str(k): str(v) for k, v in json.loads(a.props_json).items()})
     for kv in a.prop:
@@ -654,7 +681,7 @@ def profile_from_args(a: argparse.Namespace) -> PhoneProfile:
         props["ro.product.cpu.abilist"] = a.abi
     if a.serialno:
         props["ro.serialno"] = a.serialno
-    return PhoneProfile(props=props, clusters=a.clusters)
+    return PhoneProfile(props=props, clusters=clusters)
 
 
 def main(argv: list[str] | None = None) -> None:
