@@ -23,11 +23,11 @@ LOCAL = DeviceInfo(kind="local", name="local", model="AMD EPYC 9B14", cpu="AMD E
                    os="Debian GNU/Linux 12 (bookworm)", kernel="6.1.0-27-cloud-amd64",
                    extra={"memory_gib": 7.8, "max_freq_khz": -1, "python": "3.11.2"})
 S20 = DeviceInfo(kind="adb", name="Galaxy S20 5G", model="SM-G981U", serial="R3CN30ABCDE", soc="SM8250",
-                 abi="arm64-v8a", cpu="Kryo 585 (Cortex-A77 + A55)", cores=8, isa=("asimd", "asimddp", "fphp"),
+                 abi="arm64-v8a", cpu="4x1.80+3x2.42+1x2.84 GHz (little/mid/prime)", cores=8,
+                 isa=("asimd", "asimddp", "fphp"),
                  os="Android 13", kernel="4.19.113-perf", build="samsung/x1quex/x1q:13/TP1A.220624.014/G981USQU:user",
-                 extra={"clusters": [{"cpus": "0-3", "max_freq_khz": 1804800},
-                                     {"cpus": "4-6", "max_freq_khz": 2419200},
-                                     {"cpus": "7", "max_freq_khz": 2841600}]})
+                 extra={"clusters": "little=0-3@1804800;mid=4-6@2419200;prime=7@2841600",  # as devices/adb.py
+                        "governor": "performance", "memory_gib": 11.2})
 
 ORT = RuntimeInfo("onnxruntime", "1.32.0", 1)
 LITERT = RuntimeInfo("litert", "2.3.0", 1, {"xnnpack": True})

@@ -158,3 +158,18 @@ def test_bad_inputs_are_one_line_errors(report_data, report_bundle, tmp_path):
     lut.write_bytes(lut.read_bytes().replace(b"conv2d", b"conv3d", 1))
     _one_line_error(run_cli("report", str(report_data["single"]), "--bundle", str(bad), "-o", str(tmp_path / "t.html")),
                     4, "refusing to load")
+
+
+def test_compute_ceiling_from_fingerprints():
+    from devprof.report.hardware import estimate_peak
+
+    s20 = S.S20.to_dict()
+    p = estimate_peak(s20, 1, cpus="4-6")  # pinned to the 2.42 GHz cluster: NEON, 16 FLOP/cycle
+    assert p.gflops == pytest.approx(2.4192 * 16) and "pinned cluster (mid)" in p.how
+    assert estimate_peak(s20, 1).freq_ghz == pytest.approx(2.8416)  # unpinned: the fastest cluster
+    local = S.LOCAL.to_dict()
+    assert estimate_peak(local, 1) is None  # no frequency anywhere: no ceiling, and the page says why
+    p = estimate_peak(local, 4, observed_freq_khz=2_600_000)
+    assert p.cores == 2 and p.flops_per_cycle == 32 and p.gflops == pytest.approx(2.6 * 32 * 2)  # Zen 4
+    intel = {**local, "cpu": "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"}
+    assert estimate_peak(intel, 1).gflops == pytest.approx(2.9 * 64)

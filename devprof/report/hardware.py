@@ -49,21 +49,52 @@ def _freq_from_name(cpu: str) -> float:
     return float(m.group(1)) if m else math.nan
 
 
-def _extra_max_freq_khz(extra: Mapping[str, Any]) -> float:
-    best = -1.0
-    for k, v in extra.items():
-        if "max_freq" in k and isinstance(v, (int, float)):
-            best = max(best, float(v))
-        elif k in ("clusters", "cpufreq") and isinstance(v, (list, tuple)):
-            for c in v:
-                if isinstance(c, Mapping):
-                    for kk, vv in c.items():
-                        if "max" in kk and "freq" in kk and isinstance(vv, (int, float)):
-                            best = max(best, float(vv))
-    return best
+def _cpu_set(spec: str) -> set[int]:
+    out: set[int] = set()
+    for part in str(spec).split(","):
+        a, _, b = part.strip().partition("-")
+        if a.isdigit() and (not b or b.isdigit()):
+            out.update(range(int(a), int(b or a) + 1))
+    return out
 
 
-def estimate_peak(device: Mapping[str, Any], threads: int, observed_freq_khz: float = math.nan) -> Peak | None:
+def parse_clusters(v: Any) -> list[tuple[str, set[int], float]]:
+    """CPU clusters from a fingerprint's ``extra["clusters"]``: the adb device's string form
+    ``little=0-3@1804800;mid=4-6@2419200`` or a list of {"cpus", "max_freq_khz"} dicts."""
+    out = []
+    if isinstance(v, str):
+        for item in v.split(";"):
+            name, _, rest = item.partition("=")
+            cpus, _, khz = rest.partition("@")
+            try:
+                out.append((name.strip(), _cpu_set(cpus), float(khz)))
+            except ValueError:
+                continue
+    elif isinstance(v, (list, tuple)):
+        for i, c in enumerate(v):
+            if isinstance(c, Mapping):
+                khz = next((c[k] for k in c if "max" in k and "freq" in k and isinstance(c[k], (int, float))), None)
+                if khz is not None:
+                    out.append((str(c.get("name", f"cluster{i}")), _cpu_set(c.get("cpus", "")), float(khz)))
+    return out
+
+
+def _extra_max_freq_khz(extra: Mapping[str, Any], cpus: str = "") -> tuple[float, str]:
+    """The maximum frequency of the cores used: the pinned cluster when known, else the fastest."""
+    clusters = parse_clusters(extra.get("clusters"))
+    pinned = _cpu_set(cpus) if cpus else set()
+    if clusters:
+        used = [c for c in clusters if pinned & c[1]] if pinned else []
+        if used:
+            return max(c[2] for c in used), f"maximum frequency of the pinned cluster ({'/'.join(c[0] for c in used)})"
+        fastest = max(clusters, key=lambda c: c[2])
+        return fastest[2], f"maximum frequency of the fastest cluster ({fastest[0]})"
+    best = max((float(v) for k, v in extra.items() if "max_freq" in k and isinstance(v, (int, float))), default=-1.0)
+    return best, "maximum frequency from cpufreq"
+
+
+def estimate_peak(device: Mapping[str, Any], threads: int, observed_freq_khz: float = math.nan,
+                  cpus: str = "") -> Peak | None:
     """The fp32 compute ceiling of `threads` cores of `device`, or None when it cannot be known."""
     isa = {str(f).lower() for f in device.get("isa") or ()}
     cpu = str(device.get("cpu") or device.get("model") or "")
@@ -71,9 +102,9 @@ def estimate_peak(device: Mapping[str, Any], threads: int, observed_freq_khz: fl
     fpc = flops_per_cycle(isa, cpu, str(device.get("abi") or ""))
     if fpc is None:
         return None
-    khz = _extra_max_freq_khz(extra)
+    khz, how = _extra_max_freq_khz(extra, cpus)
     if khz > 0:
-        ghz, src = khz / 1e6, "maximum frequency from cpufreq"
+        ghz, src = khz / 1e6, how
     elif math.isfinite(_freq_from_name(cpu)):
         ghz, src = _freq_from_name(cpu), "frequency from the CPU name"
     elif observed_freq_khz and math.isfinite(observed_freq_khz) and observed_freq_khz > 0:

@@ -8,6 +8,7 @@ import pandas as pd
 
 from .. import fmt
 from ..data import ReportData, options_text
+from ..hardware import parse_clusters
 from ..model import Section, Table
 
 TITLE = "Devices and runtimes"
@@ -18,9 +19,9 @@ def _extra_text(extra: dict) -> str:
     for k, v in sorted(extra.items()):
         if k in ("hostname",) or v in ("", None, -1):
             continue
-        if k == "clusters" and isinstance(v, list) and all(isinstance(c, dict) for c in v):
-            v = ", ".join(f"{c.get('cpus', '?')} @ {c['max_freq_khz'] / 1e6:.2f} GHz" if isinstance(
-                c.get("max_freq_khz"), (int, float)) else str(c.get("cpus", "?")) for c in v)
+        if k == "clusters" and parse_clusters(v):
+            v = ", ".join(f"{name + ' ' if not name.startswith('cluster') else ''}{_cpus_text(cpus)} @ "
+                          f"{khz / 1e6:.2f} GHz" for name, cpus, khz in parse_clusters(v))
         elif isinstance(v, (list, dict)):
             v = json.dumps(v, separators=(",", ":"))
             if len(v) > 60:
@@ -89,6 +90,13 @@ def build(data: ReportData) -> Section:
     if len(srcs) > 1:
         s.para("Datasets: " + "; ".join(srcs) + ".", "note")
     return s
+
+
+def _cpus_text(cpus: set[int]) -> str:
+    c = sorted(cpus)
+    if not c:
+        return "?"
+    return f"{c[0]}-{c[-1]}" if len(c) > 1 and c == list(range(c[0], c[-1] + 1)) else ",".join(map(str, c))
 
 
 def _med(col: pd.Series) -> str:

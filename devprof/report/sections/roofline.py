@@ -29,7 +29,9 @@ def peaks(data: ReportData, df: pd.DataFrame) -> dict[tuple[str, int], Peak | No
     out = {}
     for (did, thr), g in df.groupby(["device_id", "threads"]):
         freq = finite(g["freq_before_khz"].astype(float).where(lambda v: v > 0))
-        out[(did, int(thr))] = estimate_peak(devs.get(did, {}), int(thr), float(np.median(freq)) if freq.size else math.nan)
+        pins = g["cpus"].value_counts()
+        out[(did, int(thr))] = estimate_peak(devs.get(did, {}), int(thr), float(np.median(freq)) if freq.size else math.nan,
+                                             cpus=str(pins.index[0]) if len(pins) else "")
     return out
 
 
