@@ -54,3 +54,23 @@ def test_adaptive_picks_uncertain_candidates() -> None:
     unc = model.uncertainty(X[cand])
     assert len(set(picked.tolist())) == 8
     assert model.uncertainty(X[picked]).mean() >= np.median(unc)
+
+
+def test_profile_adaptive_cli_measures_for_real(tmp_path: Path) -> None:
+    """`devprof profile --adaptive` on the smoke suite: 20 initial + 1 chosen batch, real ORT timings."""
+    import json
+    import subprocess
+
+    from devprof.store import Dataset
+
+    out = tmp_path / "ds"
+    r = subprocess.run([sys.executable, "-m", "devprof", "profile", "--adaptive", "--suite", "smoke", "-r",
+                        "onnxruntime", "--budget", "23", "--quick", "--out", str(out), "--json"],
+                       capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["measured"] == 23 and summary["stopped"] == "budget"
+    assert [x["measured"] for x in summary["rounds"]] == [20, 23]
+    assert summary["rounds"][1]["prospective_within_10"] is not None
+    df = Dataset(out).read()
+    assert len(df) == 23 and set(df["runtime"]) == {"onnxruntime"}
