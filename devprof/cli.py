@@ -183,7 +183,7 @@ def profile(
     names = list(runtime) if runtime else default_runtimes(dev, s.runtimes)
     proto = (Protocol.quick() if quick else Protocol()).with_cpus(dev.resolve_cores(cores))
     if prune and not (model or s.models):
-        raise UsageError("--prune applies to whole models: use it with --model (or a suite with [[model]] entries)")
+        raise UsageError("--prune applies to whole models: use it with --model (or a suite with model entries)")
     if model or s.models:  # whole models: devprof.models.profile (docs/models.md)
         from .models.profile import cli_profile_models
 
