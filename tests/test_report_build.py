@@ -9,7 +9,6 @@ import base64
 import json
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,6 @@ import report_synth as S
 from conftest import run_cli
 from devprof.errors import DatasetError
 from devprof.report import build_document, build_report
-from devprof.store import Dataset
 
 SECTIONS = ("devices", "quality", "roofline", "sparse", "accuracy", "layers", "compare")
 
