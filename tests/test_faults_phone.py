@@ -193,8 +193,7 @@ def test_adb_server_killed_and_restarted_mid_run(tmp_path):
     server = AdbServer(free_port()).start()
     phone = EmulatedPhone(server, tmp_path / "phone").start()
     suite = tmp_path / "s.toml"
-    suite.write_text(EIGHT.replace("cin = [16, 24, 32, 40]", "cin = [16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, "
-                                   "112, 120, 128]").replace("n = [1, 2]", "n = [1, 2]"))  # 30 kernels: 2 batches
+    suite.write_text(EIGHT.replace("cin = [16, 24, 32, 40]", "cin = [16, 24, 32, 40, 48, 56, 64, 72]"))  # 16 kernels
     env = {**server.env, "DEVPROF_CONFIG": str(tmp_path / "none.toml")}
     out = tmp_path / "ds"
     try:
@@ -233,7 +232,7 @@ def test_adb_server_killed_and_restarted_mid_run(tmp_path):
                     "--json", "--resume", env=env, timeout=240)
         assert r.returncode == 0, r.stderr[-2000:]
         df = Dataset(out).read()
-        assert len(df) == 30 and df["record_key"].is_unique and before <= set(df["record_key"])
+        assert len(df) == 16 and df["record_key"].is_unique and before <= set(df["record_key"])
     finally:
         phone.stop()
         server.stop()
