@@ -3,8 +3,8 @@
     .venv/bin/python bench/soak.py                   # 30 minutes, a fault every ~2 minutes
     .venv/bin/python bench/soak.py --minutes 3       # a short run (a fault every ~20 s)
 
-The real `devprof profile --resume` runs on one dataset (suite `predictor-train`, --quick, by
-default; a completed dataset is followed by a fresh one) and every `--fault-every` seconds one
+The real `devprof profile --resume` runs on one dataset (by default a generated suite of 2,000
+similar small kernels, --quick; a completed dataset is followed by a fresh one) and every `--fault-every` seconds one
 fault is injected, in turn:
 
   SIGINT      Ctrl-C; the run is restarted with --resume
@@ -38,6 +38,25 @@ import faultkit as fk  # noqa: E402
 
 KINDS = ("SIGINT", "writer", "SIGTERM", "disk-full", "SIGKILL")
 
+#: The default soak suite: 2,000 kernels of similar size (so that peak memory per run compares
+#: like with like; a suite whose later kernels are bigger would look like a leak).
+SOAK_SUITE = """
+[suite]
+name = "soak"
+description = "2000 similar small kernels for bench/soak.py"
+runtimes = ["onnxruntime", "litert"]
+""" + "".join(f"""
+[[family]]
+op = "{op}"
+sampling = "random"
+count = 500
+seed = {i}
+shape = {{ hw = {{ min = 8, max = 28 }}, {ch}, k = [1, 3, 5] }}
+""" for i, (op, ch) in enumerate([("conv2d", "cin = { min = 4, max = 48 }, cout = { min = 4, max = 48 }"),
+                                  ("dwconv2d", "cin = { min = 8, max = 96 }"),
+                                  ("pwconv", "cin = { min = 8, max = 96 }, cout = { min = 8, max = 96 }"),
+                                  ("fc", "cin = { min = 16, max = 512 }, cout = { min = 16, max = 512 }")]))
+
 
 def _ignore_xfsz() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # inherited through exec: EFBIG instead of a kill
@@ -59,7 +78,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--fault-every", type=float, default=None, metavar="SECONDS",
                     help="seconds between faults (default: minutes*60/15, at least 15)")
-    ap.add_argument("--suite", default="predictor-train")
+    ap.add_argument("--suite", default="", help="suite name or file (default: 2,000 similar small kernels)")
     ap.add_argument("--runtime", "-r", action="append", default=None)
     ap.add_argument("--work", default=None, help="folder for the datasets (default: a temporary one)")
     ap.add_argument("--kill-points", type=int, default=0, metavar="N",
@@ -73,6 +92,9 @@ def main() -> int:
     work = Path(args.work or f"/tmp/devprof-soak-{os.getpid()}")
     work.mkdir(parents=True, exist_ok=True)
     rt = sum((["-r", r] for r in (args.runtime or [])), [])
+    if not args.suite:
+        (work / "soak.toml").write_text(SOAK_SUITE)
+        args.suite = str(work / "soak.toml")
     base = ["profile", "--suite", args.suite, "--quick", "--json", *rt]
 
     t0 = time.monotonic()
