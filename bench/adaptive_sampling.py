@@ -1,6 +1,7 @@
 """Adaptive vs uniform sampling: predictor accuracy against the number of measurements.
 
     .venv/bin/python bench/adaptive_sampling.py [--dataset DIR --runtime onnxruntime] [--ops pwconv fc]
+    .venv/bin/python bench/adaptive_sampling.py --synthetic 1200    # known latencies, 2% noise
 
 How (said plainly): to keep the benchmark cheap and the comparison fair, a candidate pool is
 measured ONCE (either the dataset you pass, or — without --dataset — the `predictor-train`
@@ -29,7 +30,21 @@ ROOT = Path(__file__).resolve().parents[1]
 def _pool(args) -> "object":
     from devprof.store import Dataset
 
-    if args.dataset:
+    if args.synthetic:
+        sys.path.insert(0, str(ROOT / "tests"))
+        import predictors_synth as synth
+
+        from devprof.store import Dataset
+
+        out = Path(tempfile.mkdtemp(prefix="devprof-adaptive-")) / "synthetic"
+        ds = Dataset(out)
+        ds.create()
+        specs = [s for s in synth.random_specs(args.synthetic, seed=7) if s.op in args.ops]
+        ds.append(synth.records(specs, noise=0.02))
+        df = ds.read()
+        src = (f"SYNTHETIC pool of {len(specs)} kernels (roofline latencies + 2% noise, no device): shows the "
+               "algorithm when measurements are repeatable")
+    elif args.dataset:
         df = Dataset(args.dataset).read()
         src = f"dataset {args.dataset}"
     else:
@@ -51,6 +66,8 @@ def _pool(args) -> "object":
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", type=Path, default=None, help="an already measured pool (dataset folder)")
+    ap.add_argument("--synthetic", type=int, default=0, metavar="N",
+                    help="instead of real timings, a synthetic pool of N kernels with known latencies")
     ap.add_argument("--runtime", default="onnxruntime")
     ap.add_argument("--ops", nargs="+", default=["pwconv", "fc", "conv2d"])
     ap.add_argument("--seeds", type=int, default=3)
