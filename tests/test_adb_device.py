@@ -242,3 +242,24 @@ def test_emulated_models_are_coherent(make_phone):
     px = resolve_device("pixel 7")
     assert px.info().soc == "Google Tensor G2 [GS201]" and [c.name for c in px.clusters] == ["little", "mid", "big"]
     assert resolve_device("S21").serial == s21.serial
+
+
+def test_fingerprint_parser_on_a_real_looking_phone():
+    text = "\n".join([
+        "[ro.product.model]: [SM-G991B]", "[ro.product.cpu.abi]: [arm64-v8a]", "[ro.soc.model]: [s5e9840]",
+        "[ro.build.version.release]: [13]", "[weird line without brackets", "@@cpus",
+        "cpu0 2002000 energy_aware 1040000", "cpu1 2002000 energy_aware 1040000", "cpu2 2002000 energy_aware -1",
+        "cpu3 2002000 energy_aware 400000", "cpu4 2808000 energy_aware 2808000", "cpu5 2808000 energy_aware 2808000",
+        "cpu6 2808000 energy_aware 2808000", "cpu7 2912000 energy_aware 2912000", "@@thermal",
+        "thermal_zone0 38000 BIG", "thermal_zone1 36500 MID", "thermal_zone2 35000 LITTLE",
+        "thermal_zone3 -273000 not-a-sensor", "thermal_zone4 x broken", "thermal_zone5 29 battery",
+        "@@battery", "64 291", "@@kernel", "5.4.147-android11", "@@mem", "MemTotal:        7729644 kB"])
+    fp = adb.parse_fingerprint(text)
+    assert fp.props["ro.product.model"] == "SM-G991B" and len(fp.props) == 4
+    assert [(c.name, c.cpu_list, c.max_khz) for c in fp.clusters] == [
+        ("little", "0-3", 2002000), ("big", "4-6", 2808000), ("prime", "7", 2912000)]
+    assert fp.cur_khz[2] == -1 and fp.governors[0] == "energy_aware"
+    assert fp.cpu_zone_dirs == ["thermal_zone0", "thermal_zone1", "thermal_zone2"]
+    assert fp.battery_level == 64 and fp.battery_temp_c == pytest.approx(29.1)
+    assert fp.kernel == "5.4.147-android11" and fp.mem_kb == 7729644
+    assert table.lookup("SM-G991B").soc_for("SM-G991B") == "Exynos 2100"
