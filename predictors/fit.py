@@ -252,7 +252,9 @@ def fit_models(df, predictor: Predictor, seed: int = 0) -> tuple[dict[str, float
                      float(m["median_us"]), float(lay["median_us"].sum())))
     default = {"scale": 1.0, "per_layer_us": 0.0, "intercept_us": 0.0}
     if not rows:
-        return default, {"overall": None, "note": "no whole-model records in the data"}, None
+        note = ("no whole-model records in the data" if not len(models) else
+                f"{len(models)} whole-model records, none with per-layer records to sum (e.g. LiteRT end to end only)")
+        return default, {"overall": None, "note": note}, None
     names = [r[0] for r in rows]
     held = _stable_share(sorted(set(names)), MODEL_TEST_SHARE, seed)
     te = np.array([held[n] for n in names])
