@@ -81,8 +81,12 @@ def _label_for(path: Path, taken: set[str]) -> str:
 
 
 def load_datasets(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, list[Source]]:
-    frames, sources, taken = [], [], set()
+    frames, sources, taken, seen = [], [], set(), set()
     for p in paths:
+        real = Path(p).resolve()
+        if real in seen:  # the same folder named twice would only be compared with itself
+            continue
+        seen.add(real)
         ds = Dataset(p)
         df = ds.read()  # raises DatasetError (one line) on newer schema, missing or corrupt data
         label = _label_for(Path(p), taken)
