@@ -54,15 +54,34 @@ def test_resolve_model_forms(tmp_path):
         resolve_model("nosuchthing")
 
 
-def test_torch_factory_without_torch_is_one_line():
+TORCH_NET = """
+import torch.nn as nn
+
+def tiny():
+    return nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU6(),
+                         nn.Conv2d(16, 16, 3, 1, 1, groups=16), nn.BatchNorm2d(16), nn.Hardswish(),
+                         nn.Conv2d(16, 32, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+"""
+
+
+def test_torch_factory(tmp_path, monkeypatch):
+    """With the torch extra: export package.module:factory and walk it; without: a one-line error."""
     try:
         import torch  # noqa: F401
     except ImportError:
         with pytest.raises(DevprofError, match="needs torch"):
             resolve_model("mypkg.nets:make_net")
-    else:  # pragma: no cover - with the torch extra, a missing module is the error
-        with pytest.raises(DevprofError, match="cannot import"):
-            resolve_model("no_such_pkg_xyz.nets:make_net")
+        return
+    with pytest.raises(DevprofError, match="cannot import"):
+        resolve_model("no_such_pkg_xyz.nets:make_net")
+    (tmp_path / "devprof_test_nets.py").write_text(TORCH_NET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    src = resolve_model("devprof_test_nets:tiny@32")
+    ops = [l.spec.op for l in walk(src.onnx).layers]
+    assert ops == ["conv2d", "dwconv2d", "pwconv", "global_avgpool", "fc"]
+    run = profile_model(src, out=tmp_path / "ds", protocol=Protocol.quick())
+    assert not any(r.error for r in run)
+    assert all(r.measurement is not None for r in run[0].rows)  # kernels named after tensors map back
 
 
 @pytest.mark.parametrize("kind", ["onnx-truncated", "onnx-garbage", "tflite-truncated", "tflite-garbage", "empty"])

@@ -111,17 +111,25 @@ def torch_to_onnx(target: str, res: Any = None):
     h, w = (res, res) if isinstance(res, int) else (tuple(res) if res else (224, 224))
     x = torch.randn(1, int(getattr(net, "in_channels", 3)), h, w)
     import io
+    import warnings
 
     buf = io.BytesIO()
     try:
-        try:
-            torch.onnx.export(net, (x,), buf, opset_version=17, input_names=["input"], output_names=["output"],
-                              dynamo=False)
-        except TypeError:  # a torch without the dynamo switch
-            torch.onnx.export(net, (x,), buf, opset_version=17, input_names=["input"], output_names=["output"])
+        # the TorchScript exporter: the torch.export-based one needs onnxscript, not a devprof dependency
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _export(torch, net, x, buf)
     except Exception as e:
         raise UsageError(f"torch.onnx.export of {target} failed: {(str(e).splitlines() or [''])[0][:200]}") from None
     return load_onnx(buf.getvalue())
+
+
+def _export(torch, net, x, buf) -> None:
+    try:
+        torch.onnx.export(net, (x,), buf, opset_version=17, input_names=["input"], output_names=["output"],
+                          dynamo=False)
+    except TypeError:  # a torch without the dynamo switch
+        torch.onnx.export(net, (x,), buf, opset_version=17, input_names=["input"], output_names=["output"])
 
 
 # ---- running models --------------------------------------------------------------------------
