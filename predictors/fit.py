@@ -232,7 +232,8 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
 def _model_runs(df):
     """(model rows, {model_run_id: layer frame}) for whole-model records."""
     models = df[df["kind"] == "model"]
-    layers = df[df["kind"] == "layer"]
+    # layer_index -1 is the run's measured "(overhead)" row: the overhead term is fitted, not summed
+    layers = df[(df["kind"] == "layer") & (df["layer_index"] >= 0)]
     by_run = {k: g.sort_values("layer_index") for k, g in layers.groupby("model_run_id")}
     return models, by_run
 
