@@ -454,7 +454,9 @@ class AdbDevice(Device):
                   f"s() {{ {self._state_probe(self._first_cpu(cpus))}; }}\n"
                   f"{spin}\n"
                   f"s before\n"
-                  f"timeout -s KILL {secs} {run}\n"
+                  # phones without toybox `timeout` (old Androids) still get the host-side timeout
+                  f'if command -v timeout >/dev/null 2>&1; then T="timeout -s KILL {secs}"; else T=""; fi\n'
+                  f"$T {run}\n"
                   f"rc=$?\n"
                   f"s after\n"
                   f"exit $rc\n")
