@@ -62,18 +62,31 @@ def build(data: ReportData) -> Section:
     rows = []
     for b in data.bundles:
         km = (b.metadata.get("metrics") or {}).get("kernel") or {}
+        noise = km.get("noise") if isinstance(km.get("noise"), dict) else {}
+        per_noise = noise.get("per_op") if isinstance(noise.get("per_op"), dict) else {}
+
+        def spread(d: Any) -> str:
+            return fmt.pct(d.get("median_rel_iqr")) if isinstance(d, dict) else "–"
+
         for op, m in sorted((km.get("per_op") or {}).items()):
             if isinstance(m, dict):
-                rows.append([b.label, op, fmt.num(m.get("samples", "–"))] + _metric_cells(m))
+                rows.append([b.label, op, fmt.num(m.get("samples", "–"))] + _metric_cells(m)
+                            + [spread(per_noise.get(op))])
         if isinstance(km.get("overall"), dict):
             rows.append([b.label, "all ops", fmt.num(sum(int(m.get("samples") or 0) for m in
                                                          (km.get("per_op") or {}).values() if isinstance(m, dict)))]
-                        + _metric_cells(km["overall"]))
+                        + _metric_cells(km["overall"]) + [spread(noise)])
+        steady = km.get("overall_steady")
+        if isinstance(steady, dict) and steady.get("n"):
+            rows.append([b.label, "all ops, steady", "–"] + _metric_cells(steady) + ["–"])
     if rows:
         s.add(Table("Held-out kernel accuracy per op type, as recorded in each bundle. Samples: kernels of that op "
                     "in the bundle's data; n: how many were held out and predicted by a regressor fitted without "
-                    "them.", ["Bundle", "Op", "Samples", "n held out", "±5%", "±10%", "MAPE", "Spearman ρ"], rows,
-                    numeric=[False, False, True, True, True, True, True, True]))
+                    "them; “steady”: only held-out kernels whose own measurement was not flagged noisy. Spread: the "
+                    "median IQR/median of the bundle's measurements — no predictor can be more accurate than the "
+                    "numbers it is scored against.",
+                    ["Bundle", "Op", "Samples", "n held out", "±5%", "±10%", "MAPE", "Spearman ρ", "Spread"], rows,
+                    numeric=[False, False, True, True, True, True, True, True, True]))
     drawn = 0
     for b in data.bundles:
         hk, hm = heldout_kernels(b), heldout_models(b)
