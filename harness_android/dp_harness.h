@@ -67,6 +67,7 @@ static inline dp_v dp_fma(dp_v a, float w, dp_v b) { return a + w * b; }
 typedef int32_t dp_vi __attribute__((vector_size(DP_VL * 4)));
 static inline dp_v dp_splat(float s) { return dp_zero() + s; }
 static inline dp_v dp_add(dp_v a, dp_v b) { return a + b; }
+static inline dp_v dp_fmav(dp_v a, dp_v w, dp_v b) { return a + w * b; }
 static inline dp_v dp_relu(dp_v a) { dp_vi m = a > dp_zero(); return (dp_v)((dp_vi)a & m); }
 static inline dp_v dp_relu6(dp_v a) {
     dp_v six = dp_splat(6.f);
@@ -83,11 +84,33 @@ static inline dp_v dp_zero(void) { dp_v v; int i; for (i = 0; i < DP_VL; i++) v.
 static inline dp_v dp_fma(dp_v a, float w, dp_v b) { int i; for (i = 0; i < DP_VL; i++) a.f[i] += w * b.f[i]; return a; }
 static inline dp_v dp_splat(float s) { dp_v v; int i; for (i = 0; i < DP_VL; i++) v.f[i] = s; return v; }
 static inline dp_v dp_add(dp_v a, dp_v b) { int i; for (i = 0; i < DP_VL; i++) a.f[i] += b.f[i]; return a; }
+static inline dp_v dp_fmav(dp_v a, dp_v w, dp_v b) { int i; for (i = 0; i < DP_VL; i++) a.f[i] += w.f[i] * b.f[i]; return a; }
 static inline dp_v dp_relu(dp_v a) { int i; for (i = 0; i < DP_VL; i++) a.f[i] = a.f[i] > 0.f ? a.f[i] : 0.f; return a; }
 static inline dp_v dp_relu6(dp_v a) { int i; for (i = 0; i < DP_VL; i++) a.f[i] = a.f[i] < 0.f ? 0.f : (a.f[i] > 6.f ? 6.f : a.f[i]); return a; }
 static inline dp_v dp_hswish(dp_v a) {
     int i; for (i = 0; i < DP_VL; i++) { float t = a.f[i] + 3.f; t = t < 0.f ? 0.f : (t > 6.f ? 6.f : t); a.f[i] = a.f[i] * t * (1.f / 6.f); }
     return a;
+}
+#endif
+
+/* Gather base[idx[0..DP_VL)]: a hardware gather where the target has one (AVX-512/AVX2), plain
+ * loads otherwise. The only intrinsics in devprof, behind this portable fallback. */
+#if defined(__AVX512F__) && DP_VL == 16 && (defined(__GNUC__) || defined(__clang__)) && !defined(DP_NO_VECTOR_EXT) && !defined(DP_NO_INTRINSICS)
+#include <immintrin.h>
+static inline dp_v dp_gather(const float *base, const int32_t *idx) {
+    return (dp_v)_mm512_i32gather_ps(_mm512_loadu_si512((const void *)idx), base, 4);
+}
+#elif defined(__AVX2__) && DP_VL == 8 && (defined(__GNUC__) || defined(__clang__)) && !defined(DP_NO_VECTOR_EXT) && !defined(DP_NO_INTRINSICS)
+#include <immintrin.h>
+static inline dp_v dp_gather(const float *base, const int32_t *idx) {
+    return (dp_v)_mm256_i32gather_ps(base, _mm256_loadu_si256((const __m256i *)idx), 4);
+}
+#else
+static inline dp_v dp_gather(const float *base, const int32_t *idx) {
+    float t[DP_VL];
+    int i;
+    for (i = 0; i < DP_VL; i++) t[i] = base[idx[i]];
+    return dp_ld(t);
 }
 #endif
 

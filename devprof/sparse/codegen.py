@@ -394,6 +394,8 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
         rmax = 1 if single else 4
         nv = max(1, min(8, (regs - 4) // (rmax + 1)))
     geo = geometry(spec, vl, nv)
+    if geo.mode == "gemv" and variant == "sparse" and spec.sparsity.scheme != "dense":
+        return _gen_ell_gemv(spec, wm2, mask2, vl, geo, symbol)
     groups = make_groups(spec, mask2, variant, rmax)
     groups.sort(key=lambda g: -len(g.rows))
     meta, rows, offs, vals = [], [], [], []
@@ -433,6 +435,52 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
     fmas = sum(len(g.rows) * len(g.cols) for g in groups)
     stats = {"groups": len(groups), "fma_per_position": fmas, "rmax": rmax,
              "mean_rows_per_group": (sum(len(g.rows) for g in groups) / len(groups)) if groups else 0.0}
+    return src, arrays, geo, stats
+
+
+def _gen_ell_gemv(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, vl: int, geo: Geometry,
+                  symbol: str) -> tuple[str, list[np.ndarray], Geometry, dict]:
+    """fc with one row and a sparse scheme: VL rows at a time in
+    ELL layout (rows sorted by length, each lane its own column list, short rows padded with zero
+    weights), one gathered input vector per step: vectorised across output channels."""
+    cols = _row_cols(mask2)
+    order = sorted((r for r in range(spec.cout) if cols[r]), key=lambda r: -len(cols[r]))
+    meta, rows, offs, vals = [], [], [], []
+    chunks = [order[i:i + vl] for i in range(0, len(order), vl)]
+    for ch in chunks:
+        nc = len(cols[ch[0]])
+        meta += [nc, len(offs), len(vals), len(rows)]
+        rows += ch
+        o = np.zeros((nc, vl), np.int64)
+        v = np.zeros((nc, vl), np.float32)
+        for lane, r in enumerate(ch):
+            c = np.asarray(cols[r], np.int64)
+            o[:len(c), lane] = [geo.offset(spec, int(k), 0, 0) for k in c]
+            v[:len(c), lane] = wm2[r, c]
+        offs += o.ravel().tolist()
+        vals += v.ravel().tolist()
+    kern = ["static inline void mke(const float *restrict xq, const int32_t *restrict off, const float *restrict val,",
+            "                       int nc, const int32_t *restrict rows, float *restrict ct, int nr) {",
+            "    dp_v a0 = dp_zero(), a1 = dp_zero();", "    int j = 0;", "    for (; j + 2 <= nc; j += 2) {",
+            "        a0 = dp_fmav(a0, dp_ld(val + (size_t)j * DP_VL), dp_gather(xq, off + (size_t)j * DP_VL));",
+            "        a1 = dp_fmav(a1, dp_ld(val + (size_t)(j + 1) * DP_VL), dp_gather(xq, off + (size_t)(j + 1) * DP_VL));",
+            "    }",
+            "    if (j < nc) a0 = dp_fmav(a0, dp_ld(val + (size_t)j * DP_VL), dp_gather(xq, off + (size_t)j * DP_VL));",
+            "    float t[DP_VL];", "    dp_st(t, dp_add(a0, a1));",
+            "    for (int i = 0; i < nr; i++) ct[rows[i]] = t[i];", "}"]
+    head = ["    const int32_t *meta = (const int32_t *)a[2].data;",
+            "    const int32_t *rows = (const int32_t *)a[3].data;",
+            "    const int32_t *offs = (const int32_t *)a[4].data;",
+            "    const float *vals = (const float *)a[5].data;",
+            "    const float *bias = (const float *)a[6].data;"]
+    body = [f"    for (int g = 0; g < {len(chunks)}; g++) {{", "        const int32_t *m = meta + 4 * g;",
+            f"        mke(xq, offs + m[1], vals + m[2], m[0], rows + m[3], ct, g + 1 < {len(chunks)} ? DP_VL : {len(chunks[-1]) if chunks else 0});",
+            "    }"]
+    src = "\n\n".join(["\n".join(kern), _epilogue_src(spec, geo), _driver_src(spec, geo, symbol, head, body)])
+    arrays = [np.asarray(meta, np.int32), np.asarray(rows, np.int32), np.asarray(offs, np.int32),
+              np.asarray(vals, np.float32)]
+    padded = sum(len(cols[ch[0]]) * vl for ch in chunks)
+    stats = {"groups": len(chunks), "fma_per_position": padded, "rmax": vl, "format": "ell"}
     return src, arrays, geo, stats
 
 
