@@ -91,9 +91,9 @@ def suite(n: int) -> list[KernelSpec]:
 def run(dev: TimedAdbDevice, specs: list[KernelSpec], out: str, protocol: Protocol, batch: int | None) -> dict:
     from devprof.runtimes.harness import DevprofC
 
-    default = DevprofC.batch_size
+    default = DevprofC.phone_batch_size
     if batch:
-        DevprofC.batch_size = batch
+        DevprofC.phone_batch_size = batch
     dev.round_trips, dev.stage_s, dev.exec_s = 0, 0.0, 0.0
     dev._staged.clear()
     try:
@@ -101,7 +101,7 @@ def run(dev: TimedAdbDevice, specs: list[KernelSpec], out: str, protocol: Protoc
         s = profile(dev, specs, ["devprof-c"], out, protocol=protocol, suite="adb-overhead")
         wall = time.perf_counter() - t
     finally:
-        DevprofC.batch_size = default
+        DevprofC.phone_batch_size = default
     df = Dataset(out).read()
     timed_us = df["samples_us"].map(lambda xs: float(sum(xs))) * df["number"]  # every timed call
     pure_s = float((timed_us + df["warmups"] * df["median_us"]).sum()) / 1e6

@@ -303,7 +303,7 @@ def plan_fleets(fleets: Sequence[Fleet], specs: Sequence[KernelSpec], runtimes: 
                     fl.already += 1
                 else:
                     todo.append(s)
-            n = max(1, batch_size or rt.batch_size)
+            n = max(1, batch_size or rt.batch_size_for(rep))
             if not batch_size and todo and len(todo) < n * len(fl.members):
                 n = -(-len(todo) // len(fl.members))  # a small suite still gives every identical phone a share
             fl.batches += [Batch(name, info, todo[i:i + n]) for i in range(0, len(todo), n)]

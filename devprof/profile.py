@@ -81,8 +81,9 @@ def plan(device: Device, dinfo: DeviceInfo, specs: Sequence[KernelSpec], runtime
                 already += 1
             else:
                 todo.append(s)
-        for i in range(0, len(todo), max(1, rt.batch_size)):
-            tasks.append(Task(rt, info, todo[i:i + max(1, rt.batch_size)]))
+        n = max(1, rt.batch_size_for(device))
+        for i in range(0, len(todo), n):
+            tasks.append(Task(rt, info, todo[i:i + n]))
     if already and not resume:
         raise UsageError(f"{dataset.path} already holds {already} of these measurements; pass --resume to "
                          "measure only what is missing, or choose another --out")

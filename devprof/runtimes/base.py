@@ -42,6 +42,11 @@ class Runtime(ABC):
     #: take one at a time so every finished kernel is saved at once).
     batch_size: int = 1
 
+    def batch_size_for(self, device: "Device") -> int:
+        """Specs per `measure` call on `device` (phones want large batches: each adb round trip
+        costs ~20 ms, and a dying phone's finished kernels are kept anyway)."""
+        return self.batch_size
+
     def available(self, device: "Device") -> str | None:
         """None when usable on `device`, else a one-line reason (e.g. not installed)."""
         return None

@@ -141,6 +141,10 @@ class DevprofC(Runtime):
 
     name = "devprof-c"
     batch_size = 24
+    phone_batch_size = 128
+
+    def batch_size_for(self, device: "Device") -> int:
+        return self.batch_size if device.in_process else self.phone_batch_size
 
     def available(self, device: "Device") -> str | None:
         try:
