@@ -71,10 +71,32 @@ def parse_server(adb_server: str | None) -> tuple[str, int]:
     return host, int(port_s)
 
 
+def _ensure_local_server(host: str, port: int) -> None:
+    """Start a local adb server quietly when none listens (adbutils would start one too, but
+    with adb's "* daemon started" chatter on our stderr, breaking one-line errors)."""
+    import socket
+    import subprocess
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return
+    except OSError:
+        pass
+    try:
+        from adbutils import adb_path
+
+        subprocess.run([adb_path(), "-P", str(port), "start-server"], capture_output=True, timeout=20.0)
+    except (OSError, subprocess.SubprocessError, ImportError):
+        pass  # the connection attempt that follows reports the failure in one line
+
+
 def client(adb_server: str | None = None, timeout_s: float = 30.0):
     import adbutils
 
     host, port = parse_server(adb_server)
+    _ensure_local_server(host, port)
     return adbutils.AdbClient(host=host, port=port, socket_timeout=timeout_s)
 
 
