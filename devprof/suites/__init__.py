@@ -143,7 +143,7 @@ def _spec(d: dict, where: str) -> KernelSpec:
         raise UsageError(f"{where}: unknown op {d.get('op')!r} (known: {', '.join(OPS)})")
     try:
         return KernelSpec.from_dict(d)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:  # OverflowError: inf
         raise UsageError(f"{where}: {e}") from None
 
 
@@ -258,7 +258,7 @@ def _sparsity_variants(sparsity: Any, where: str) -> list[dict | None]:
         for r in ratios:
             try:
                 Sparsity(s["scheme"], r, params)
-            except (TypeError, ValueError) as e:
+            except (TypeError, ValueError, OverflowError) as e:  # OverflowError: inf
                 raise UsageError(f"{where}: {e}") from None
             out.append({"scheme": s["scheme"], "ratio": r, "params": params})
     return out
