@@ -137,7 +137,7 @@ class Predictor:
                               "devprof computes; refit it with `devprof fit-predictor`")
         try:
             return cls(root, meta, cols, pred_obj)
-        except (ModelFormatError, ValueError, TypeError, KeyError) as e:
+        except (ModelFormatError, ValueError, TypeError, KeyError, AttributeError) as e:  # e.g. a list for a table
             raise BundleError(f"bundle {root}: predictor.json is malformed ({e})") from None
 
     # ---- tables -----------------------------------------------------------------------------
