@@ -117,6 +117,8 @@ def test_hostile_paths_and_alias_end_to_end(phone, adb_server, tmp_path):
     (["--device", "y" * 5000], 2, "no attached device"),
     (["--out", "/tmp/" + "x" * 300], 4, "cannot write dataset"),
     (["--runtime", "; touch /tmp/pwned-devprof"], 2, "unknown runtime"),
+    (["--model", "mobilenetv2; touch /tmp/pwned-devprof"], 2, "--model"),
+    (["--model", "m" * 5000 + ".onnx"], 2, "--model"),
 ])
 def test_hostile_cli_arguments_are_one_line_errors(args, code, words, tmp_path):
     if "--out" not in args:

@@ -65,6 +65,10 @@ def resolve_model(arg: str, res: Any = None) -> ModelSource:
     from .builders import FAMILIES, build
 
     p = Path(arg)
+    try:
+        p.exists()
+    except OSError as e:  # ENAMETOOLONG from a hostile name: still a one-line error
+        raise UsageError(f"--model {arg[:120]!r}: {e.strerror or e}") from None
     if p.suffix.lower() in (".onnx", ".tflite") or p.exists():
         if not p.is_file():
             raise UsageError(f"model file {p} not found")
