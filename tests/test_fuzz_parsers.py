@@ -40,6 +40,7 @@ def test_known_hostile_cases_are_refused_in_one_line():
         lambda: parse_suite('[suite]\nname = "b"\n[[family]]\nop = "fc"\nsampling = "random"\ncount = 1000000000\n'
                             'shape = { cin = { min = 1, max = 8 } }\n'),
         lambda: parse_suite('[suite]\nname = "b"\n[[kernels]]\nop = "fc"\ncin = inf\ncout = 4\n'),  # OverflowError
+        lambda: parse_suite('[suite]\nname = "b"\n[[kernels]]\nop = "conv2d"\nkh = []\n'),  # TypeError
         lambda: parse_suite('[suite]\nname = "b"\n[[family]]\nop = "fc"\nshape = { cin = [inf], cout = [4] }\n'),
     ]
     for c in cases:

@@ -138,7 +138,10 @@ def _spec(d: dict, where: str) -> KernelSpec:
     d = dict(d)
     if "sparsity" in d and not isinstance(d["sparsity"], dict):
         raise UsageError(f"{where}: sparsity must be a table")
-    _expand_shorthand(d)
+    try:
+        _expand_shorthand(d)
+    except (TypeError, ValueError, OverflowError) as e:  # e.g. kh = [] in the padding default
+        raise UsageError(f"{where}: {e}") from None
     if d.get("op") not in OPS:
         raise UsageError(f"{where}: unknown op {d.get('op')!r} (known: {', '.join(OPS)})")
     try:
