@@ -279,10 +279,14 @@ def _fill_src(spec: KernelSpec, geo: Geometry) -> str:
     if s == 1:
         L += [f"            memcpy(drow + {p}, srow, {w} * sizeof(float));"]
     else:
-        L += [f"            for (int pb = 0; pb < {s}; pb++) {{",
-              f"                float *d = drow + (size_t)pb * {geo.plane};",
-              f"                for (int iw = ((pb - {p}) % {s} + {s}) % {s}; iw < {w}; iw += {s}) d[(iw + {p}) / {s}] = srow[iw];",
-              "            }"]
+        # phase pb holds padded columns c*s + pb, i.e. input columns iw = c*s + pb - p: contiguous
+        # stores, strided loads (vectorised with permutes)
+        for pb in range(s):
+            c0 = max(0, -(-(p - pb) // s))
+            c1 = (w - 1 + p - pb) // s + 1
+            if c1 > c0:
+                L += [f"            {{ float *d = drow + {pb * geo.plane};",
+                      f"              for (int c = {c0}; c < {c1}; c++) d[c] = srow[c * {s} + {pb - p}]; }}"]
     L += ["        }", "    }", "}"]
     return "\n".join(L)
 
