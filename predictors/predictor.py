@@ -132,12 +132,12 @@ class Predictor:
             raise BundleError(f"bundle {root}: predictor.json is not a devprof predictor")
         from .features import FEATURES
 
-        if list(pred_obj.get("features") or []) != list(FEATURES):
+        if not isinstance(pred_obj.get("features"), list) or pred_obj["features"] != list(FEATURES):
             raise BundleError(f"bundle {root}: predictor.json was fitted on other features than this "
                               "devprof computes; refit it with `devprof fit-predictor`")
         try:
             return cls(root, meta, cols, pred_obj)
-        except (ModelFormatError, ValueError, TypeError, KeyError, AttributeError) as e:  # e.g. a list for a table
+        except (ModelFormatError, ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:  # hostile JSON
             raise BundleError(f"bundle {root}: predictor.json is malformed ({e})") from None
 
     # ---- tables -----------------------------------------------------------------------------
