@@ -6,9 +6,9 @@
         # DIR/timings.jsonl then feeds `devprof fit-predictor --from-models DIR/timings.jsonl`
 
 What it does, in one run:
-1. builds a ProxylessNAS/OFA-like MBConv space (devprof.space.mbconv_space: stem + 8 positions of
-   expanded_conv blocks with expand {3,6} x kernel {3,5,7}, later positions skippable: ~3.6M
-   architectures) at a small resolution so one model runs in ~0.1-0.3 ms;
+1. builds a ProxylessNAS/OFA-like MBConv space (devprof.space.mbconv_space at 48x48: stem + 9
+   positions of expanded_conv blocks with expand {3,6} x kernel {3,5,7}, later positions of each
+   stage skippable: 37 distinct blocks, 25.4M architectures) so one model runs in ~0.1-0.3 ms;
 2. samples N distinct architectures (seeded) and times each end to end with ONNX Runtime on this
    machine, 1 thread (the same session options as devprof's ORT runtime). Timing: each pass takes
    40 samples of 2 back-to-back runs per model after 5 warm-up runs and keeps the fastest sample;
