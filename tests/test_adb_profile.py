@@ -12,11 +12,11 @@ from devprof.store import Dataset
 from conftest import run_cli
 
 def two_batches_suite() -> tuple[str, int]:
-    """A suite of small fc kernels that fills one devprof-c batch and starts a second (3 kernels),
+    """A suite of small fc kernels that fills one phone batch of devprof-c and starts a second (3 kernels),
     so a phone can die between, or during, batches."""
     from devprof.runtimes.harness import DevprofC
 
-    n = DevprofC.batch_size + 3
+    n = DevprofC.phone_batch_size + 3
     kernels = "".join(f"\n[[kernels]]\nop = \"fc\"\nn = {1 + i % 4}\ncin = {16 + 8 * (i // 4)}\ncout = 8\n"
                       for i in range(n))
     head = '[suite]\nname = "two-batches"\ndescription = "small fc kernels"\nruntimes = ["devprof-c"]\n'
@@ -52,7 +52,7 @@ def test_phone_dies_mid_batch_then_resume_completes(make_phone, adb_server, tmp_
     from devprof.runtimes.harness import DevprofC
 
     text, total = two_batches_suite()
-    batch = DevprofC.batch_size
+    batch = DevprofC.phone_batch_size
     suite = tmp_path / "two.toml"
     suite.write_text(text)
     out = tmp_path / "ds"
