@@ -14,6 +14,7 @@ bounded number of examples (tests/test_fuzz_parsers.py).
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import json
 import math
@@ -372,6 +373,7 @@ def _bundle_seed() -> tuple[Path, dict[str, bytes]]:
     from devprof.store import Dataset
 
     work = Path(tempfile.mkdtemp(prefix="devprof-fuzz-bundle-"))
+    atexit.register(shutil.rmtree, work, True)
     ds = Dataset(work / "ds")
     ds.create()
     ds.append(synth.records(synth.random_specs(120, seed=5)))
@@ -426,6 +428,7 @@ def _bundle_check(files: dict[str, bytes]) -> None:
 
     if not _BUNDLE_DIR:
         _BUNDLE_DIR.append(Path(tempfile.mkdtemp(prefix="devprof-fuzz-load-")))
+        atexit.register(shutil.rmtree, _BUNDLE_DIR[0], True)
     d = _BUNDLE_DIR[0] / "b"
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir()
