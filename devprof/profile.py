@@ -124,6 +124,8 @@ def profile(device: Device, specs: Sequence[KernelSpec], runtimes: Sequence[str]
     """Measure `specs` with each runtime on `device`, saving every record into the dataset `out`."""
     if threads < 1:
         raise UsageError("--threads must be >= 1")
+    global _interrupts
+    _interrupts = 0  # a Ctrl-C handled by an earlier run in this process (farm, tests) is not ours
     started = time.monotonic()
     ds = Dataset(out)
     ds.lock()
@@ -172,7 +174,6 @@ def profile(device: Device, specs: Sequence[KernelSpec], runtimes: Sequence[str]
         ds.compact()
     except (KeyboardInterrupt, _Terminated):
         summary.interrupted = True
-        global _interrupts
         _interrupts = 0
     finally:
         if pinned_self:

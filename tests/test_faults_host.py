@@ -107,7 +107,8 @@ def test_disk_full_on_a_small_tmpfs_mid_run(tmp_path, suite):
 def test_second_writer_gets_the_lock_error_and_nothing_interleaves(tmp_path, suite):
     out = tmp_path / "d"
     with fk.PartWatcher(out) as w:
-        a = fk.start(["profile", "--suite", str(suite), "--out", str(out), "--quick", "--json"])
+        # --cooldown keeps run A going (~0.4 s a kernel) well past B's start-up, however fast the machine
+        a = fk.start(["profile", "--suite", str(suite), "--out", str(out), "--quick", "--json", "--cooldown", "0.4"])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not list((out / "parts").glob("part-*.parquet")):
             time.sleep(0.02)

@@ -130,6 +130,28 @@ def bcr_mask(w2: np.ndarray, ratio: float, block: tuple[int, int]) -> np.ndarray
                 break
             mask[i * br:(i + 1) * br, j] = False
             diff -= cnt[i, j]
+    elif diff < 0:  # too sparse (row pruning overshot): restore the strongest pruned block-columns,
+        # each over its block's live rows only, so every block stays (kept rows) x (kept columns)
+        live = np.zeros((rows, nbc), bool)
+        for j in range(nbc):
+            live[:, j] = mask[:, j * bc:(j + 1) * bc].any(1)
+        live_full = np.repeat(live, bc, 1)[:, :cols]
+        val = np.zeros((nbr, cols))
+        cnt = np.zeros((nbr, cols), int)
+        kept = np.zeros((nbr, cols), bool)
+        for i in range(nbr):
+            rs = slice(i * br, (i + 1) * br)
+            val[i] = (sq[rs] * live_full[rs]).sum(0)
+            cnt[i] = live_full[rs].sum(0)
+            kept[i] = mask[rs].any(0)
+        cand = np.flatnonzero((~kept & (cnt > 0)).ravel())
+        for u in cand[np.argsort(-val.ravel()[cand], kind="stable")]:
+            if diff >= 0:
+                break
+            i, j = divmod(int(u), cols)
+            rs = slice(i * br, (i + 1) * br)
+            mask[rs, j] = live_full[rs, j]
+            diff += cnt[i, j]
     return mask
 
 
