@@ -431,7 +431,7 @@ def _bundle_check(files: dict[str, bytes]) -> None:
         atexit.register(shutil.rmtree, _BUNDLE_DIR[0], True)
     d = _BUNDLE_DIR[0] / "b"
     shutil.rmtree(d, ignore_errors=True)
-    d.mkdir()
+    d.mkdir(parents=True)
     for n, b in files.items():
         (d / n).write_bytes(b)
 
