@@ -182,8 +182,6 @@ class Dataset:
 
     def append(self, records: Iterable[Record]) -> int:
         """Write new records (those whose key is not there yet) as one atomic part; return count."""
-        import pyarrow.parquet as pq
-
         keys = self.keys()
         fresh, seen = [], set()
         for r in records:
@@ -193,45 +191,16 @@ class Dataset:
                 fresh.append(r)
         if not fresh:
             return 0
-        table = records_to_table(fresh)
-        parts = self.path / "parts"
-        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = parts / f".{name}.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                pq.write_table(table, f, compression="zstd")
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, parts / name)
-            _fsync_dir(parts)
-        except OSError as e:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-            raise _disk_error(e, parts / name, len(keys)) from None
+        self._write_part(records_to_table(fresh))
         keys.update(seen)
         self.saved += len(fresh)
         return len(fresh)
 
-    def log_failure(self, entry: dict) -> None:
-        line = json.dumps(entry, sort_keys=True) + "\n"
-        try:
-            with open(self.path / "failures.jsonl", "a") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as e:
-            raise _disk_error(e, self.path / "failures.jsonl", len(self.keys())) from None
-
-    def compact(self) -> None:
-        """Merge all parts into one (written first, old parts removed after: crash-safe)."""
+    def _write_part(self, table) -> None:
+        """Write one immutable part: temporary name, fsync, rename, fsync the folder. On failure
+        the temporary file is removed and the error names how many records are safe."""
         import pyarrow.parquet as pq
 
-        old = self.parts()
-        if len(old) <= 1:
-            return
-        table = self.read_table()
         parts = self.path / "parts"
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = parts / f".{name}.tmp"
@@ -248,6 +217,23 @@ class Dataset:
             except OSError:
                 pass
             raise _disk_error(e, parts / name, len(self.keys())) from None
+
+    def log_failure(self, entry: dict) -> None:
+        line = json.dumps(entry, sort_keys=True) + "\n"
+        try:
+            with open(self.path / "failures.jsonl", "a") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise _disk_error(e, self.path / "failures.jsonl", len(self.keys())) from None
+
+    def compact(self) -> None:
+        """Merge all parts into one (written first, old parts removed after: crash-safe)."""
+        old = self.parts()
+        if len(old) <= 1:
+            return
+        self._write_part(self.read_table())
         for p in old:
             p.unlink(missing_ok=True)
-        _fsync_dir(parts)
+        _fsync_dir(self.path / "parts")
