@@ -15,7 +15,6 @@ Nothing from the user reaches the phone's shell unquoted: every argv item goes t
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import socket
@@ -29,7 +28,7 @@ from typing import Any, Sequence
 from ..errors import DeviceError, UsageError
 from ..records import DeviceInfo
 from . import table
-from .base import Device, DeviceState, ExecResult
+from .base import Device, DeviceState, ExecResult, staging_digest
 
 REMOTE_ROOT = "/data/local/tmp/devprof"
 COMPLETE = ".devprof-complete"
@@ -417,10 +416,7 @@ class AdbDevice(Device):
         names = [f.name for f in files]
         if len(set(names)) != len(names):
             raise UsageError(f"stage: two files share a name in {names}")
-        h = hashlib.sha256()
-        for f in sorted(files, key=lambda p: p.name):
-            h.update(f.name.encode() + b"\0" + _file_digest(f).encode() + b"\0")
-        remote = f"{self.remote_root}/{h.hexdigest()[:16]}"
+        remote = f"{self.remote_root}/{staging_digest(files)}"
         if remote in self._staged:
             return remote
         self.round_trips += 1
@@ -570,14 +566,6 @@ class _SyncSession:
 
     def send(self, local: Path, remote: str, mode: int) -> None:
         self.send_bytes(Path(local).read_bytes(), remote, mode)
-
-
-def _file_digest(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------- discovery

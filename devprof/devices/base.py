@@ -31,6 +31,21 @@ class ExecResult:
     timed_out: bool = False
 
 
+def staging_digest(files: Sequence[Path]) -> str:
+    """Content address of a set of files (names and bytes): the folder they are staged in, so an
+    unchanged batch is never transferred twice, on this host or on a phone."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(files, key=lambda p: p.name):
+        d = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                d.update(chunk)
+        h.update(p.name.encode() + b"\0" + d.hexdigest().encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
 class Device(ABC):
     kind: str = ""
     #: True when Python runtimes (ORT, LiteRT) can run kernels in this process.

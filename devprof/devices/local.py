@@ -1,18 +1,16 @@
 """The embedded `local` device: this machine, measured with the same protocol as a phone."""
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import shutil
 import subprocess
-import time
 from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
 from ..records import DeviceInfo
-from .base import Device, DeviceState, ExecResult
+from .base import Device, DeviceState, ExecResult, staging_digest
 
 #: ISA features worth recording (they decide which kernels the compilers and runtimes use).
 _ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
@@ -127,10 +125,7 @@ class LocalDevice(Device):
 
     def stage(self, files: Sequence[Path]) -> str:
         """Copy files into a content-addressed folder of the cache (hard links where possible)."""
-        h = hashlib.sha256()
-        for p in sorted(files, key=lambda p: p.name):
-            h.update(p.name.encode() + b"\0" + _file_digest(p).encode())
-        dest = self.cache_dir / "staged" / h.hexdigest()[:16]
+        dest = self.cache_dir / "staged" / staging_digest(files)
         if (dest / ".complete").exists():
             return str(dest)
         tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
@@ -162,11 +157,3 @@ def _text(b: bytes | str | None) -> str:
     if b is None:
         return ""
     return b if isinstance(b, str) else b.decode(errors="replace")
-
-
-def _file_digest(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
