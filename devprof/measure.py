@@ -12,6 +12,7 @@ so Python runtimes and generated C kernels are timed alike.
 """
 from __future__ import annotations
 
+import gc
 import math
 import time
 from dataclasses import dataclass
@@ -53,7 +54,22 @@ class Protocol:
 
 
 def measure_callable(fn: Callable[[], object], protocol: Protocol = Protocol()) -> Measurement:
-    """Time `fn` (one kernel call) following `protocol`."""
+    """Time `fn` (one kernel call) following `protocol`.
+
+    Python's garbage collector is paused while timing (as `timeit` does): a collection of the
+    objects earlier kernels left behind would otherwise land inside some samples of this one.
+    """
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        return _measure(fn, protocol)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _measure(fn: Callable[[], object], protocol: Protocol) -> Measurement:
     clock = time.perf_counter
     # 1. warm-up (also gives a first estimate of the per-call time)
     warmups = 0
