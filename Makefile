@@ -24,7 +24,7 @@ demo: $(VENV)/.installed
 	$(BIN)/devprof devices
 	$(BIN)/devprof profile --device local --suite smoke --out $(DATA) --resume
 	$(BIN)/devprof show $(DATA)
-	@if $(BIN)/devprof report --help >/dev/null 2>&1; then $(BIN)/devprof report $(DATA) -o report.html; fi
+	$(BIN)/devprof report $(DATA) -o report.html
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
