@@ -138,21 +138,10 @@ def _export(torch, net, x, buf) -> None:
 
 # ---- running models --------------------------------------------------------------------------
 def _ort_options(threads: int, profile_prefix: str | None = None):
-    """The same session options as devprof's single-op ONNX Runtime kernels (runtimes/onnxruntime.py)."""
-    import onnxruntime as ort
+    """The same session options as devprof's single-op ONNX Runtime kernels."""
+    from ..runtimes.onnxruntime import session_options
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    if threads == 1:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if profile_prefix:
-        so.enable_profiling = True
-        so.profile_file_prefix = profile_prefix
-    return so
+    return session_options(threads, profile_prefix)
 
 
 def _input(model) -> tuple[str, np.ndarray]:

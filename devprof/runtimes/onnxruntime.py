@@ -13,6 +13,25 @@ from .base import Outcome, Runtime
 from .conditions import conditions_around
 
 
+def session_options(threads: int, profile_prefix: str | None = None):
+    """Session options for every ORT measurement (single-op kernels and whole models alike):
+    fixed intra-op threads, sequential execution, full graph optimisation, no spinning at 1 thread."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    if threads == 1:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    return so
+
+
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
 
@@ -37,15 +56,7 @@ class OnnxRuntime(Runtime):
     def session(self, model_bytes: bytes, threads: int):
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        if threads == 1:
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model_bytes, session_options(threads), providers=["CPUExecutionProvider"])
 
     def measure(self, device: Device, specs: Sequence[KernelSpec], threads: int,
                 protocol: Protocol) -> Iterator[Outcome]:

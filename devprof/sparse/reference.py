@@ -8,20 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..build.reference import activation as _act
 from ..records import KernelSpec
 
 FULL_CHECK_MAX = 1 << 16
 SAMPLES = 8192
 
 
-def _act(x: np.ndarray, kind: str) -> np.ndarray:
-    if kind == "relu":
-        return np.maximum(x, 0)
-    if kind == "relu6":
-        return np.clip(x, 0, 6)
-    if kind == "hswish":
-        return x * np.clip(x + 3, 0, 6) / 6
-    return x
 
 
 def _padded(spec: KernelSpec, x: np.ndarray) -> np.ndarray:
