@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY_SUITE = """
 [suite]
 name = "tiny"
-description = "a handful of small kernels for fault tests"
+description = "a handful of small kernels for tests and fault benchmarks"
 runtimes = ["onnxruntime", "litert"]
 
 [[family]]

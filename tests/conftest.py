@@ -15,28 +15,8 @@ from support.fixtures import adb_server, make_phone, phone  # noqa: E402,F401
 # Report tests: synthetic datasets, a fitted bundle and the full report, built once per session.
 from report_synth import report_bundle, report_data, report_full  # noqa: E402,F401
 
-TINY_SUITE = """
-[suite]
-name = "tiny"
-description = "a handful of small kernels for tests"
-runtimes = ["onnxruntime", "litert"]
-
-[[family]]
-op = "conv2d"
-shape = { hw = [8, 12], cin = [4], cout = [8], k = [3], stride = [1, 2], activation = "relu" }
-
-[[family]]
-op = "dwconv2d"
-shape = { hw = [10], cin = [8], k = [3], stride = [1, 2] }
-
-[[family]]
-op = "pwconv"
-shape = { hw = [6], cin = [8], cout = [16] }
-
-[[family]]
-op = "fc"
-shape = { n = [1, 2], cin = [32], cout = [16] }
-"""
+sys.path.insert(0, str(ROOT / "bench"))
+from faultkit import TINY_SUITE  # noqa: E402  (one tiny suite for tests and the fault benchmarks)
 
 
 @pytest.fixture(autouse=True)
