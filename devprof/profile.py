@@ -171,7 +171,7 @@ def profile(device: Device, specs: Sequence[KernelSpec], runtimes: Sequence[str]
                     on_outcome(o, rec)
                 _check_interrupt()
         ds.compact()
-    except (KeyboardInterrupt, _Terminated):
+    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM via _Terminated
         summary.interrupted = True
         _interrupts = 0
     finally:

@@ -195,16 +195,21 @@ def _act_expr(kind: str, v: str) -> str:
     return v
 
 
+def _accumulate(r: int, nv: int) -> list[str]:
+    """The micro-kernels' shared inner loop: for each kept column, R weights x NV input vectors."""
+    L = ["    for (int j = 0; j < nc; j++) {", "        const float *b = xq + off[j];"]
+    L += [f"        const dp_v b{v} = dp_ld(b + {v} * DP_VL);" for v in range(nv)]
+    L += [f"        const float w{i} = val[(size_t)j * {r} + {i}];" for i in range(r)]
+    L += [f"        a{i}_{v} = dp_fma(a{i}_{v}, w{i}, b{v});" for i in range(r) for v in range(nv)]
+    return L + ["    }"]
+
+
 def _mk_spatial(r: int, nv: int, t: int) -> str:
     """Register-blocked micro-kernel: R rows x NV vectors of positions, one shared column list."""
     L = [f"static inline void mk_{r}(const float *restrict xq, const int32_t *restrict off, const float *restrict val,",
          "                          int nc, const int32_t *restrict rows, float *restrict ct) {"]
     L += [f"    dp_v a{i}_{v} = dp_zero();" for i in range(r) for v in range(nv)]
-    L += ["    for (int j = 0; j < nc; j++) {", "        const float *b = xq + off[j];"]
-    L += [f"        const dp_v b{v} = dp_ld(b + {v} * DP_VL);" for v in range(nv)]
-    L += [f"        const float w{i} = val[(size_t)j * {r} + {i}];" for i in range(r)]
-    L += [f"        a{i}_{v} = dp_fma(a{i}_{v}, w{i}, b{v});" for i in range(r) for v in range(nv)]
-    L += ["    }"]
+    L += _accumulate(r, nv)
     L += [f"    dp_st(ct + (size_t)rows[{i}] * {t} + {v} * DP_VL, a{i}_{v});" for i in range(r) for v in range(nv)]
     L += ["}"]
     return "\n".join(L)
@@ -219,11 +224,7 @@ def _mk_direct(r: int, nv: int, ystride: int, act: str) -> str:
     L = [f"static inline void mkd_{r}(const float *restrict xq, const int32_t *restrict off, const float *restrict val,",
          "                           int nc, const int32_t *restrict rows, float *restrict yq, const float *restrict bias) {"]
     L += [f"    dp_v a{i}_{v} = dp_splat(bias[rows[{i}]]);" for i in range(r) for v in range(nv)]
-    L += ["    for (int j = 0; j < nc; j++) {", "        const float *b = xq + off[j];"]
-    L += [f"        const dp_v b{v} = dp_ld(b + {v} * DP_VL);" for v in range(nv)]
-    L += [f"        const float w{i} = val[(size_t)j * {r} + {i}];" for i in range(r)]
-    L += [f"        a{i}_{v} = dp_fma(a{i}_{v}, w{i}, b{v});" for i in range(r) for v in range(nv)]
-    L += ["    }"]
+    L += _accumulate(r, nv)
     L += [f"    dp_st(yq + (size_t)rows[{i}] * {ystride} + {v} * DP_VL, {_VACT[act].format(f'a{i}_{v}')});"
           for i in range(r) for v in range(nv)]
     L += ["}"]
