@@ -52,8 +52,8 @@ SCHEMES = [
 ]
 RATIOS = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
 QUICK_RATIOS = [0.5, 0.7, 0.9]
-PROTOCOL = Protocol(warmup_s=0.02, min_warmups=2, sample_s=0.004, min_repeats=7, max_repeats=60,
-                    min_time_s=0.06, max_time_s=0.6)
+PROTOCOL = Protocol(warmup_s=0.02, min_warmups=2, sample_s=0.004, rounds=5, round_s=0.012, round_samples=2,
+                    max_time_s=0.6)
 CROP = (90, 160)
 
 PEAK_C = r"""

@@ -3,4 +3,4 @@
 Importing this package is cheap on purpose (no runtimes, no adb): `predictors` and search code
 import `devprof.records` without pulling in the measuring machinery.
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -312,10 +312,13 @@ NOISY_REL_IQR = 0.10
 
 @dataclass(frozen=True)
 class Measurement:
-    """Raw timing samples of one kernel and their statistics; immutable.
+    """Timing samples of one kernel and their statistics; immutable.
 
-    Each sample is the mean time of `number` back-to-back calls (µs per call), so that very
-    short kernels are timed above the clock's resolution. `warmups` calls ran before.
+    Each sample is one round of the protocol (`devprof.measure`): the fastest of the round's
+    timings, each the mean of `number` back-to-back calls (µs per call), so that very short kernels
+    are timed above the clock's resolution. Samples from tools that only report their runs
+    (benchmark_model, onnxruntime_perf_test, ORT's per-layer profile) are those runs. `warmups`
+    calls ran before.
     """
 
     samples_us: tuple[float, ...]

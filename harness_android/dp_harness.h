@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define DP_HARNESS_VERSION "devprof-harness/1.0"
+#define DP_HARNESS_VERSION "devprof-harness/1.1"
 
 /* One array of a kernel's data file (values, offsets, bias, reference samples...). */
 typedef struct {

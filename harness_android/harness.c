@@ -33,7 +33,7 @@ extern const dp_kernel dp_kernels[];
 extern const int dp_nkernels;
 
 typedef struct {
-    long warmup_us, min_warmups, sample_us, min_repeats, max_repeats, min_time_us, max_time_us;
+    long warmup_us, min_warmups, sample_us, rounds, round_us, round_samples, max_time_us, group;
     const char *cpus, *only, *data_dir, *dump;
     double rtol;
     int list;
@@ -141,111 +141,171 @@ static void print_error(const dp_kernel *k, const char *status, const char *msg)
     fflush(stdout);
 }
 
-static void run_kernel(const dp_kernel *k, const options *o) {
+/* One kernel of a group: its data, buffers and timing state, from check to report. */
+typedef struct {
+    const dp_kernel *k;
+    dp_array *arr;
+    float *x, *y, *ws;
+    double checksum, max_abs, max_rel;
+    int64_t checked;
+    long warmups, number, per_round, rounds, taken;
+    double *samples; /* one per round: the round's fastest sample (µs per call) */
+    int ready;
+} slot;
+
+static void free_slot(slot *s) {
+    if (s->arr) for (int i = 0; i < s->k->narrays; i++) free(s->arr[i].data);
+    free(s->arr);
+    free(s->x);
+    free(s->y);
+    free(s->ws);
+    free(s->samples);
+    memset(s, 0, sizeof *s);
+}
+
+/* Load, run once, check against the shipped reference, warm up and plan the rounds.
+ * Returns 1 when the kernel is ready to be timed; otherwise it printed why not. */
+static int prepare(slot *s, const dp_kernel *k, const options *o) {
     char path[4096], err[256];
-    dp_array *arr = calloc((size_t)k->narrays, sizeof(dp_array));
-    float *x = NULL, *y = NULL, *ws = NULL;
+    memset(s, 0, sizeof *s);
+    s->k = k;
+    s->arr = calloc((size_t)k->narrays, sizeof(dp_array));
     snprintf(path, sizeof path, "%s/%s.bin", o->data_dir, k->name);
-    if (!arr || load_arrays(path, arr, k->narrays, err, sizeof err) != 0) {
-        print_error(k, "error", arr ? err : "out of memory");
-        goto done;
+    if (!s->arr || load_arrays(path, s->arr, k->narrays, err, sizeof err) != 0) {
+        print_error(k, "error", s->arr ? err : "out of memory");
+        return 0;
     }
-    x = alloc64((size_t)k->in_elems * 4);
-    y = alloc64((size_t)k->out_elems * 4);
-    ws = alloc64((size_t)k->ws_floats * 4);
-    if (!x || !y || !ws) { print_error(k, "error", "out of memory"); goto done; }
-    for (int64_t i = 0; i < k->in_elems; i++) x[i] = dp_input_value(k->seed, (uint32_t)i);
+    s->x = alloc64((size_t)k->in_elems * 4);
+    s->y = alloc64((size_t)k->out_elems * 4);
+    s->ws = alloc64((size_t)k->ws_floats * 4);
+    if (!s->x || !s->y || !s->ws) { print_error(k, "error", "out of memory"); return 0; }
+    for (int64_t i = 0; i < k->in_elems; i++) s->x[i] = dp_input_value(k->seed, (uint32_t)i);
 
     /* 1. correctness gate: every shipped reference sample must match */
-    k->run(x, y, ws, arr);
-    {
-        const int32_t *idx = (const int32_t *)arr[0].data;
-        const float *ref = (const float *)arr[1].data;
-        int64_t ns = arr[0].count < arr[1].count ? arr[0].count : arr[1].count;
-        double scale = 0.0, max_abs = 0.0, max_rel = 0.0, checksum = 0.0;
-        int64_t bad = -1;
-        if (arr[0].dtype != 1 || arr[1].dtype != 0 || ns == 0) { print_error(k, "error", "data file has no reference samples"); goto done; }
-        for (int64_t i = 0; i < ns; i++) scale = fmax(scale, fabs((double)ref[i]));
-        double atol = o->rtol * (scale > 0 ? scale : 1.0);
-        for (int64_t i = 0; i < ns; i++) {
-            if (idx[i] < 0 || idx[i] >= k->out_elems) { print_error(k, "error", "reference index out of range"); goto done; }
-            double got = y[idx[i]], want = ref[i], e = fabs(got - want);
-            if (!(e <= atol + o->rtol * fabs(want))) { if (bad < 0) bad = i; }
-            if (!(e <= max_abs)) max_abs = e;   /* NaN-safe */
-            if (want != 0.0 && e / fabs(want) > max_rel) max_rel = e / fabs(want);
-        }
-        for (int64_t i = 0; i < k->out_elems; i++) checksum += y[i];
-        if (bad >= 0 || !isfinite(checksum)) {
-            char msg[256];
-            if (bad >= 0)
-                snprintf(msg, sizeof msg, "output mismatch at element %d: got %.7g want %.7g (max abs err %.3g, atol %.3g)",
-                         (int)idx[bad], (double)y[idx[bad]], (double)ref[bad], max_abs, atol);
-            else
-                snprintf(msg, sizeof msg, "output contains NaN or Inf");
-            print_error(k, "mismatch", msg);
-            goto done;
-        }
-        if (o->dump) {
-            char dpath[4096];
-            snprintf(dpath, sizeof dpath, "%s/%s.out", o->dump, k->name);
-            FILE *f = fopen(dpath, "wb");
-            if (f) { fwrite(y, 4, (size_t)k->out_elems, f); fclose(f); }
-        }
-
-        /* 2. warm-up (also a first estimate of one call's time) */
-        long warmups = 0;
-        double t0 = now_us(), elapsed;
-        for (;;) {
-            k->run(x, y, ws, arr);
-            warmups++;
-            elapsed = now_us() - t0;
-            if (warmups >= o->min_warmups && elapsed >= (double)o->warmup_us) break;
-            if (warmups >= o->min_warmups && elapsed > 20.0 * (double)o->warmup_us) break;
-        }
-        double per_call = elapsed / (double)warmups;
-        /* 3. calibrate calls per sample, 4. repeat */
-        long number = per_call > 0 ? (long)ceil((double)o->sample_us / per_call) : 1;
-        if (number < 1) number = 1;
-        long cap = o->max_repeats > 0 ? o->max_repeats : 1;
-        double *samples = malloc(sizeof(double) * (size_t)cap);
-        if (!samples) { print_error(k, "error", "out of memory"); goto done; }
-        long ns_taken = 0;
-        double spent = 0.0;
-        while (ns_taken < cap) {
-            double t = now_us();
-            for (long r = 0; r < number; r++) k->run(x, y, ws, arr);
-            double dt = now_us() - t;
-            samples[ns_taken++] = dt / (double)number;
-            spent += dt;
-            if (ns_taken >= o->min_repeats && spent >= (double)o->min_time_us) break;
-            if (spent >= (double)o->max_time_us && ns_taken >= 3) break;
-        }
-        printf("{\"v\":1,\"harness\":\"%s\",\"kernel\":\"%s\",\"spec_id\":\"%s\",\"variant\":\"%s\",\"status\":\"ok\","
-               "\"warmups\":%ld,\"number\":%ld,\"checksum\":%.9g,\"max_abs_err\":%.3g,\"max_rel_err\":%.3g,"
-               "\"checked\":%ld,\"samples_us\":[",
-               DP_HARNESS_VERSION, k->name, k->spec_id, k->variant, warmups, number, checksum, max_abs, max_rel,
-               (long)ns);
-        for (long i = 0; i < ns_taken; i++) printf("%s%.4f", i ? "," : "", samples[i]);
-        printf("]}\n");
-        fflush(stdout);
-        free(samples);
+    k->run(s->x, s->y, s->ws, s->arr);
+    const int32_t *idx = (const int32_t *)s->arr[0].data;
+    const float *ref = (const float *)s->arr[1].data;
+    int64_t ns = s->arr[0].count < s->arr[1].count ? s->arr[0].count : s->arr[1].count;
+    double scale = 0.0, max_abs = 0.0, max_rel = 0.0, checksum = 0.0;
+    int64_t bad = -1;
+    if (s->arr[0].dtype != 1 || s->arr[1].dtype != 0 || ns == 0) { print_error(k, "error", "data file has no reference samples"); return 0; }
+    for (int64_t i = 0; i < ns; i++) scale = fmax(scale, fabs((double)ref[i]));
+    double atol = o->rtol * (scale > 0 ? scale : 1.0);
+    for (int64_t i = 0; i < ns; i++) {
+        if (idx[i] < 0 || idx[i] >= k->out_elems) { print_error(k, "error", "reference index out of range"); return 0; }
+        double got = s->y[idx[i]], want = ref[i], e = fabs(got - want);
+        if (!(e <= atol + o->rtol * fabs(want))) { if (bad < 0) bad = i; }
+        if (!(e <= max_abs)) max_abs = e;   /* NaN-safe */
+        if (want != 0.0 && e / fabs(want) > max_rel) max_rel = e / fabs(want);
     }
-done:
-    if (arr) for (int i = 0; i < k->narrays; i++) free(arr[i].data);
-    free(arr);
-    free(x);
-    free(y);
-    free(ws);
+    for (int64_t i = 0; i < k->out_elems; i++) checksum += s->y[i];
+    if (bad >= 0 || !isfinite(checksum)) {
+        char msg[256];
+        if (bad >= 0)
+            snprintf(msg, sizeof msg, "output mismatch at element %d: got %.7g want %.7g (max abs err %.3g, atol %.3g)",
+                     (int)idx[bad], (double)s->y[idx[bad]], (double)ref[bad], max_abs, atol);
+        else
+            snprintf(msg, sizeof msg, "output contains NaN or Inf");
+        print_error(k, "mismatch", msg);
+        return 0;
+    }
+    if (o->dump) {
+        char dpath[4096];
+        snprintf(dpath, sizeof dpath, "%s/%s.out", o->dump, k->name);
+        FILE *f = fopen(dpath, "wb");
+        if (f) { fwrite(s->y, 4, (size_t)k->out_elems, f); fclose(f); }
+    }
+    s->checksum = checksum; s->max_abs = max_abs; s->max_rel = max_rel; s->checked = ns;
+
+    /* 2. warm-up (also a first estimate of one call's time) */
+    long warmups = 0;
+    double t0 = now_us(), elapsed;
+    for (;;) {
+        k->run(s->x, s->y, s->ws, s->arr);
+        warmups++;
+        elapsed = now_us() - t0;
+        if (warmups >= o->min_warmups && elapsed >= (double)o->warmup_us) break;
+        if (warmups >= o->min_warmups && elapsed > 20.0 * (double)o->warmup_us) break;
+    }
+    /* 3. calibrate calls per sample and plan the rounds (Protocol.plan in devprof/measure.py) */
+    double per_call = elapsed / (double)warmups;
+    long number = per_call > 0 ? (long)ceil((double)o->sample_us / per_call) : 1;
+    if (number < 1) number = 1;
+    double sample = (double)number * per_call;
+    long per_round = o->round_samples < 1 ? 1 : o->round_samples, rounds = o->rounds < 1 ? 1 : o->rounds;
+    if (sample * (double)per_round * (double)rounds > (double)o->max_time_us) {
+        long pr = (long)((double)o->max_time_us / fmax(sample * 3.0, 1e-9));
+        per_round = pr < 1 ? 1 : (pr < per_round ? pr : per_round);
+        long nr = (long)((double)o->max_time_us / fmax(sample * (double)per_round, 1e-9));
+        rounds = nr < 3 ? 3 : (nr < rounds ? nr : rounds);
+    }
+    s->samples = malloc(sizeof(double) * (size_t)rounds);
+    if (!s->samples) { print_error(k, "error", "out of memory"); return 0; }
+    s->warmups = warmups; s->number = number; s->per_round = per_round; s->rounds = rounds;
+    s->ready = 1;
+    return 1;
+}
+
+/* One round of one kernel: an untimed call, then samples for round_us; keep the fastest. */
+static void time_round(slot *s, const options *o) {
+    const dp_kernel *k = s->k;
+    k->run(s->x, s->y, s->ws, s->arr);
+    double best = INFINITY, spent = 0.0;
+    long taken = 0;
+    for (;;) {
+        double t = now_us();
+        for (long r = 0; r < s->number; r++) k->run(s->x, s->y, s->ws, s->arr);
+        double dt = now_us() - t;
+        if (dt / (double)s->number < best) best = dt / (double)s->number;
+        spent += dt;
+        taken++;
+        if (taken >= s->per_round && spent >= (double)o->round_us) break;
+        if (taken >= s->per_round && spent * (double)s->rounds >= (double)o->max_time_us) break;
+    }
+    s->samples[s->taken++] = best;
+}
+
+static void report(const slot *s) {
+    const dp_kernel *k = s->k;
+    printf("{\"v\":1,\"harness\":\"%s\",\"kernel\":\"%s\",\"spec_id\":\"%s\",\"variant\":\"%s\",\"status\":\"ok\","
+           "\"warmups\":%ld,\"number\":%ld,\"checksum\":%.9g,\"max_abs_err\":%.3g,\"max_rel_err\":%.3g,"
+           "\"checked\":%ld,\"samples_us\":[",
+           DP_HARNESS_VERSION, k->name, k->spec_id, k->variant, s->warmups, s->number, s->checksum, s->max_abs,
+           s->max_rel, (long)s->checked);
+    for (long i = 0; i < s->taken; i++) printf("%s%.4f", i ? "," : "", s->samples[i]);
+    printf("]}\n");
+    fflush(stdout);
+}
+
+/* Time a group of kernels with alternating rounds (round 1 of each, round 2 of each, ...), so a
+ * slow stretch of the machine touches one round of many kernels instead of all rounds of one;
+ * report each kernel when the group is done. */
+static void run_group(const dp_kernel **ks, int n, const options *o) {
+    slot *slots = calloc((size_t)n, sizeof(slot));
+    if (!slots) { for (int i = 0; i < n; i++) print_error(ks[i], "error", "out of memory"); return; }
+    long max_rounds = 0;
+    for (int i = 0; i < n; i++) {
+        if (prepare(&slots[i], ks[i], o) && slots[i].rounds > max_rounds) max_rounds = slots[i].rounds;
+        if (!slots[i].ready) free_slot(&slots[i]);
+    }
+    for (long r = 0; r < max_rounds; r++)
+        for (int i = 0; i < n; i++)
+            if (slots[i].ready && r < slots[i].rounds) time_round(&slots[i], o);
+    for (int i = 0; i < n; i++) {
+        if (slots[i].ready) report(&slots[i]);
+        free_slot(&slots[i]);
+    }
+    free(slots);
 }
 
 int main(int argc, char **argv) {
-    options o = {50000, 3, 5000, 15, 200, 150000, 2000000, NULL, NULL, ".", NULL, 1e-4, 0};
+    options o = {50000, 3, 5000, 10, 30000, 3, 4000000, 16, NULL, NULL, ".", NULL, 1e-4, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (parse_long(a, "--warmup-us=", &o.warmup_us) || parse_long(a, "--min-warmups=", &o.min_warmups)
-            || parse_long(a, "--sample-us=", &o.sample_us) || parse_long(a, "--min-repeats=", &o.min_repeats)
-            || parse_long(a, "--max-repeats=", &o.max_repeats) || parse_long(a, "--min-time-us=", &o.min_time_us)
-            || parse_long(a, "--max-time-us=", &o.max_time_us))
+            || parse_long(a, "--sample-us=", &o.sample_us) || parse_long(a, "--rounds=", &o.rounds)
+            || parse_long(a, "--round-us=", &o.round_us) || parse_long(a, "--round-samples=", &o.round_samples)
+            || parse_long(a, "--max-time-us=", &o.max_time_us) || parse_long(a, "--group=", &o.group))
             continue;
         if (!strncmp(a, "--cpus=", 7)) o.cpus = a + 7;
         else if (!strncmp(a, "--only=", 7)) o.only = a + 7;
@@ -262,12 +322,19 @@ int main(int argc, char **argv) {
     printf("{\"v\":1,\"harness\":\"%s\",\"event\":\"start\",\"kernels\":%d,\"vector_floats\":%d}\n",
            DP_HARNESS_VERSION, dp_nkernels, DP_VL);
     fflush(stdout);
+    if (o.group < 1) o.group = 1;
+    const dp_kernel **group = malloc(sizeof(dp_kernel *) * (size_t)o.group);
+    if (!group) { fprintf(stderr, "out of memory\n"); return 3; }
+    int ng = 0;
     for (int i = 0; i < dp_nkernels; i++) {
         const dp_kernel *k = &dp_kernels[i];
         if (!selected(o.only, k->name)) continue;
         if (o.list) { printf("%s %s %s\n", k->name, k->spec_id, k->variant); continue; }
-        run_kernel(k, &o);
+        group[ng++] = k;
+        if (ng == o.group) { run_group(group, ng, &o); ng = 0; }
     }
+    if (ng) run_group(group, ng, &o);
+    free(group);
     printf("{\"v\":1,\"harness\":\"%s\",\"event\":\"end\"}\n", DP_HARNESS_VERSION);
     return 0;
 }

@@ -31,8 +31,8 @@ SCHEMES = [
     ("pattern", {"patterns": 8}),
 ]
 OPS = ["conv3x3s1", "conv3x3s2", "pw1x1", "fc"]
-FAST = ["--warmup-us=0", "--min-warmups=1", "--sample-us=0", "--min-repeats=1", "--max-repeats=1",
-        "--min-time-us=0", "--max-time-us=0"]
+FAST = ["--warmup-us=0", "--min-warmups=1", "--sample-us=0", "--rounds=1", "--round-samples=1", "--round-us=0",
+        "--max-time-us=0"]
 
 
 @pytest.fixture(scope="module")

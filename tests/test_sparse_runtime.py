@@ -13,7 +13,7 @@ from devprof.records import KernelSpec, Sparsity
 from devprof.runtimes import get_runtime
 from devprof.runtimes.harness import parse_harness_output, parse_line
 
-GOOD = {"v": 1, "harness": "devprof-harness/1.0", "kernel": "kabc_sparse", "spec_id": "abc", "variant": "sparse",
+GOOD = {"v": 1, "harness": "devprof-harness/1.1", "kernel": "kabc_sparse", "spec_id": "abc", "variant": "sparse",
         "status": "ok", "warmups": 3, "number": 10, "checksum": 1.5, "max_abs_err": 1e-7, "checked": 4,
         "samples_us": [10.5, 11.0, 10.7]}
 

@@ -41,8 +41,8 @@ SELFTEST_SPECS: tuple[tuple[KernelSpec, str], ...] = (
 )
 
 #: The cheapest protocol: one checked run and one sample (qemu timings are meaningless anyway).
-CHECK_ARGS = ("--warmup-us=0", "--min-warmups=1", "--sample-us=0", "--min-repeats=1", "--max-repeats=1",
-              "--min-time-us=0", "--max-time-us=0")
+CHECK_ARGS = ("--warmup-us=0", "--min-warmups=1", "--sample-us=0", "--rounds=1", "--round-samples=1", "--round-us=0",
+              "--max-time-us=0")
 
 
 @dataclass

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Sequence
+import time
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from ..measure import Protocol
+from ..measure import Protocol, measure_interleaved
 from ..records import Conditions, KernelSpec, Measurement, RuntimeInfo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,3 +68,25 @@ class Runtime(ABC):
         Yields one `Outcome` per spec, as soon as it is known. A wrong answer yields an
         Outcome with `error` set and no measurement (never recorded as a timing).
         """
+
+
+def timed_outcomes(device: "Device", ready: Sequence[tuple[KernelSpec, Callable[[], object], float]],
+                   protocol: Protocol, runtime: str) -> Iterator[Outcome]:
+    """Time checked in-process kernels together (alternating rounds) and yield their outcomes.
+
+    `ready` holds (spec, one call, time its build started). The block shares its conditions
+    (frequency/temperature before and after) and its finish time.
+    """
+    if not ready:
+        return
+    from .conditions import conditions_around
+
+    with conditions_around(device) as cond:
+        results = measure_interleaved([fn for _, fn, _ in ready], protocol)
+    finished = time.time()
+    for (spec, _, started), res in zip(ready, results):
+        if isinstance(res, Exception):
+            yield Outcome(spec, error=f"{runtime} failed while timed: {str(res).splitlines()[0][:300] if str(res) else type(res).__name__}",
+                          started_at=started, finished_at=finished)
+        else:
+            yield Outcome(spec, res, conditions=cond.result, started_at=started, finished_at=finished)

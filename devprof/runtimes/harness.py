@@ -22,7 +22,7 @@ from .base import Outcome, Runtime
 if TYPE_CHECKING:  # pragma: no cover
     from ..devices.base import Device
 
-HARNESS_VERSION = "devprof-harness/1.0"
+HARNESS_VERSION = "devprof-harness/1.1"
 CODEGEN_VERSION = "1"
 MAX_LINE = 1 << 20  # longer lines are refused unread
 MAX_SAMPLES = 100_000

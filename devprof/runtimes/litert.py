@@ -6,16 +6,16 @@ default) and `litert-builtin` (TFLite's own builtin kernels, no delegate).
 from __future__ import annotations
 
 import time
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from ..build import tflite_ops
 from ..build.reference import check_output, make_tensors, reference
 from ..devices.base import Device
-from ..measure import Protocol, measure_callable
+from ..measure import Protocol
 from ..records import KernelSpec, RuntimeInfo
-from .base import Outcome, Runtime
+from .base import Outcome, Runtime, timed_outcomes
 from .conditions import conditions_around
 
 
@@ -31,6 +31,7 @@ def _litert_version() -> str:
 class LiteRT(Runtime):
     name = "litert"
     xnnpack = True
+    batch_size = 16  # kernels whose rounds alternate (devprof.measure); an interrupt loses at most these
 
     def available(self, device: Device) -> str | None:
         if not device.in_process:
@@ -53,6 +54,7 @@ class LiteRT(Runtime):
 
     def measure(self, device: Device, specs: Sequence[KernelSpec], threads: int,
                 protocol: Protocol) -> Iterator[Outcome]:
+        ready: list[tuple[KernelSpec, Callable[[], object], float]] = []
         for spec in specs:
             started = time.time()
             try:
@@ -72,10 +74,8 @@ class LiteRT(Runtime):
             if bad:
                 yield Outcome(spec, error=bad, started_at=started, finished_at=time.time())
                 continue
-            invoke = it.invoke
-            with conditions_around(device) as cond:
-                m = measure_callable(invoke, protocol)
-            yield Outcome(spec, m, conditions=cond.result, started_at=started, finished_at=time.time())
+            ready.append((spec, it.invoke, started))
+        yield from timed_outcomes(device, ready, protocol, self.name)
 
 
 class LiteRTBuiltin(LiteRT):

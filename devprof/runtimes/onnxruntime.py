@@ -1,15 +1,16 @@
 """ONNX Runtime (CPU execution provider) on the local device: one single-op model per kernel."""
 from __future__ import annotations
 
+import functools
 import time
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..build import onnx_ops
 from ..build.reference import check_output, make_tensors, reference
 from ..devices.base import Device
-from ..measure import Protocol, measure_callable
+from ..measure import Protocol
 from ..records import KernelSpec, RuntimeInfo
-from .base import Outcome, Runtime
+from .base import Outcome, Runtime, timed_outcomes
 from .conditions import conditions_around
 
 
@@ -34,6 +35,7 @@ def session_options(threads: int, profile_prefix: str | None = None):
 
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
+    batch_size = 16  # kernels whose rounds alternate (devprof.measure); an interrupt loses at most these
 
     def available(self, device: Device) -> str | None:
         if not device.in_process:
@@ -60,6 +62,7 @@ class OnnxRuntime(Runtime):
 
     def measure(self, device: Device, specs: Sequence[KernelSpec], threads: int,
                 protocol: Protocol) -> Iterator[Outcome]:
+        ready: list[tuple[KernelSpec, Callable[[], object], float]] = []
         for spec in specs:
             started = time.time()
             try:
@@ -75,7 +78,5 @@ class OnnxRuntime(Runtime):
             if bad:
                 yield Outcome(spec, error=bad, started_at=started, finished_at=time.time())
                 continue
-            run, names = sess.run, None
-            with conditions_around(device) as cond:
-                m = measure_callable(lambda: run(names, feeds), protocol)
-            yield Outcome(spec, m, conditions=cond.result, started_at=started, finished_at=time.time())
+            ready.append((spec, functools.partial(sess.run, None, feeds), started))
+        yield from timed_outcomes(device, ready, protocol, self.name)
