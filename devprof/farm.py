@@ -37,6 +37,7 @@ from . import __version__
 from .devices.base import Device
 from .errors import DevprofError, DeviceError, UsageError
 from .measure import Protocol
+from .profile import _Terminated
 from .records import DeviceInfo, KernelSpec, Record, RuntimeInfo
 from .runtimes import Runtime, get_runtime
 from .runtimes.base import Outcome
@@ -485,10 +486,6 @@ class _Worker(threading.Thread):
         return True
 
 
-class _Terminated(BaseException):
-    """Raised from the SIGTERM handler so a terminated farm run stops like an interrupted one."""
-
-
 def run_farm(members: Sequence[Member], specs: Sequence[KernelSpec], out: str | os.PathLike, *,
              runtimes: Sequence[str] | None = None, suite_runtimes: Sequence[str] = (), threads: int = 1,
              cores: str = "", resume: bool = False, protocol: Protocol = Protocol(), suite: str = "",
@@ -549,7 +546,7 @@ def run_farm(members: Sequence[Member], specs: Sequence[KernelSpec], out: str | 
                     break
             running -= _write(got, ds, stats, recorded, summary, suite, on_event)
         ds.compact()
-    except (KeyboardInterrupt, _Terminated):
+    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM via _Terminated
         summary.interrupted = True
         stop.set()
         for q in queues.values():
@@ -630,7 +627,7 @@ def _drain(workers: Sequence[_Worker], events: "queue.Queue[Event]", ds: Dataset
             continue
         try:
             _write([ev], ds, stats, recorded, summary, suite, on_event)
-        except (KeyboardInterrupt, _Terminated):
+        except KeyboardInterrupt:  # Ctrl-C, and SIGTERM via _Terminated
             return
     while True:
         try:

@@ -45,6 +45,9 @@ class Protocol:
     max_time_s: float = 4.0
     """Timing budget per kernel: long kernels get fewer rounds (never fewer than 3) and fewer samples
     per round (never fewer than 1), so a 1-second model is not timed for a minute."""
+    block: int = 16
+    """Kernels whose rounds alternate (the harness's --group; in-process runtimes take 16 per
+    batch). Results of a block arrive together, so an interrupt loses at most one block."""
     min_repeats: int = 15
     max_repeats: int = 200
     min_time_s: float = 0.15
@@ -56,7 +59,7 @@ class Protocol:
     def quick(cls) -> "Protocol":
         """For tests and smoke checks: fewer, shorter rounds (still warm-up + median)."""
         return cls(warmup_s=0.005, min_warmups=1, sample_s=0.001, rounds=5, round_s=0.002, round_samples=2,
-                   max_time_s=0.3, min_repeats=5, max_repeats=20, min_time_s=0.01)
+                   max_time_s=0.3, block=4, min_repeats=5, max_repeats=20, min_time_s=0.01)
 
     def with_cpus(self, cpus: str) -> "Protocol":
         return dataclasses.replace(self, cpus=cpus)
@@ -66,7 +69,7 @@ class Protocol:
         return [f"--warmup-us={int(self.warmup_s * 1e6)}", f"--min-warmups={self.min_warmups}",
                 f"--sample-us={int(self.sample_s * 1e6)}", f"--rounds={self.rounds}",
                 f"--round-us={int(self.round_s * 1e6)}", f"--round-samples={self.round_samples}",
-                f"--max-time-us={int(self.max_time_s * 1e6)}"]
+                f"--max-time-us={int(self.max_time_s * 1e6)}", f"--group={max(1, self.block)}"]
 
     def plan(self, per_call_s: float) -> tuple[int, int, int]:
         """(calls per sample, samples per round at least, rounds) for a kernel of `per_call_s`."""

@@ -74,19 +74,24 @@ def timed_outcomes(device: "Device", ready: Sequence[tuple[KernelSpec, Callable[
                    protocol: Protocol, runtime: str) -> Iterator[Outcome]:
     """Time checked in-process kernels together (alternating rounds) and yield their outcomes.
 
-    `ready` holds (spec, one call, time its build started). The block shares its conditions
-    (frequency/temperature before and after) and its finish time.
+    `ready` holds (spec, one call, time its build started), timed in blocks of `protocol.block`.
+    A block shares its conditions (frequency/temperature before and after) and its finish time.
     """
-    if not ready:
-        return
     from .conditions import conditions_around
 
-    with conditions_around(device) as cond:
-        results = measure_interleaved([fn for _, fn, _ in ready], protocol)
+    step = max(1, protocol.block)
+    for i in range(0, len(ready), step):
+        block = ready[i:i + step]
+        with conditions_around(device) as cond:
+            results = measure_interleaved([fn for _, fn, _ in block], protocol)
+        yield from _outcomes(block, results, cond.result, runtime)
+
+
+def _outcomes(block, results, conditions, runtime: str) -> Iterator[Outcome]:
     finished = time.time()
-    for (spec, _, started), res in zip(ready, results):
+    for (spec, _, started), res in zip(block, results):
         if isinstance(res, Exception):
             yield Outcome(spec, error=f"{runtime} failed while timed: {str(res).splitlines()[0][:300] if str(res) else type(res).__name__}",
                           started_at=started, finished_at=finished)
         else:
-            yield Outcome(spec, res, conditions=cond.result, started_at=started, finished_at=finished)
+            yield Outcome(spec, res, conditions=conditions, started_at=started, finished_at=finished)
