@@ -22,7 +22,7 @@ FEATURES = (
     "log_flops", "log_eff_flops", "log_params", "log_nnz", "log_in_bytes", "log_out_bytes",
     "log_w_bytes", "intensity", "log_out_pixels", "h", "w", "cin", "cout", "cin_per_group",
     "kh", "kw", "stride", "groups", "dilation", "n", "ratio", "density", "p1", "p2",
-    "op", "scheme", "activation", "bias", "out_h", "out_w",
+    "op", "scheme", "activation", "bias", "attrs_code", "out_h", "out_w",
     "cout_pad8", "cout_pad16", "cout_pad32", "cout_pad64", "cin_pad8", "cin_pad16", "cin_pad32", "cin_pad64",
 )
 #: Channel tiles of CPU micro-kernels: a kernel's work is padded up to them (cout_pad16 = ceil(cout/16)*16/cout).
@@ -66,6 +66,9 @@ def features(table: SpecTable | np.ndarray) -> np.ndarray:
                  "op", "scheme", "activation", "bias"):
         X[:, _FI[name]] = c(name)
     X[:, _FI["cin_per_group"]] = c("cin") / np.maximum(c("groups"), 1.0)
+    # which variant of an op (activation kind, the ONNX op behind "other"...): its attrs' content
+    # hash folded into [0, 1), exact in float32 as tree thresholds are
+    X[:, _FI["attrs_code"]] = np.mod(c("attrs"), 1048576.0) / 1048576.0
     X[:, _FI["out_h"]] = c("out_h")
     X[:, _FI["out_w"]] = c("out_w")
     for ch in ("cout", "cin"):

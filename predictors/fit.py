@@ -7,9 +7,11 @@ on the held-out rows — the figures written into the bundle. The published regr
 refitted on every row (the held-out figures describe the train-only fit, a conservative
 estimate). Groups with fewer than 8 training rows use the all-ops fallback regressor.
 
-Whole-model records (kind "model", with their "layer" records) fit the per-runtime overhead
-``total = scale * sum(layers) + per_layer_us * n_layers + intercept_us`` on a seeded 70% of the
-models and report model-level accuracy on the other 30% (held-out model variants).
+Whole-model records (kind "model", with their "layer" records) give the in-model layer part (a
+table of layers timed inside models and regressors fitted on it) and the per-runtime overhead
+``total = scale * sum(layers) + per_layer_us * n_layers + intercept_us``, both fitted on a seeded
+70% of the models; model-level accuracy is reported on the other 30% (held-out model variants),
+then both are refitted on every model for publishing.
 
 This module imports scikit-learn; the query path never imports it.
 """
@@ -32,7 +34,7 @@ from . import lut as lutmod
 from .features import FEATURES
 from .metrics import summary
 from .predictor import Predictor, group_name
-from .spectable import encode_frame
+from .spectable import col, encode_frame, str_hash
 
 MIN_GROUP_TRAIN = 8
 TEST_SHARE = 0.2
@@ -238,37 +240,75 @@ def _model_runs(df):
     return models, by_run
 
 
-def fit_models(df, predictor: Predictor, seed: int = 0) -> tuple[dict[str, float], dict[str, Any], Any]:
-    """Fit the per-runtime model overhead on training models; score held-out model variants."""
-    from scipy.optimize import nnls
+def fit_layers(layers, candidates: dict | None = None, seed: int = 0, folds: int = 5) -> dict[str, Any] | None:
+    """The in-model layer part of a predictor: a table of layer medians (every distinct layer
+    spec timed inside a measured model) and per-(op, scheme) regressors fitted on it. Layers run
+    differently inside a model than alone (warm caches, the runtime's layout kept between layers),
+    so whole-model predictions start from these. None when there are no layer records."""
+    from .estimators import CANDIDATES, FlopsLinear, select
 
-    models, by_run = _model_runs(df)
-    rows = []
-    for _, m in models.iterrows():
-        lay = by_run.get(m["model_run_id"])
-        if lay is None or not len(lay):
+    if layers is None or not len(layers):
+        return None
+    table = lutmod.build(layers)
+    T = encode_frame(table)
+    y = table["median_us"].to_numpy(dtype=np.float64)
+    gnames = np.array([group_name(o, s) for o, s in zip(table["op"], table["scheme"])], dtype=object)
+    groups: dict[str, Any] = {}
+    # variants of one op (PReLU vs h-swish, ConvTranspose vs Resize behind "other") differ by
+    # orders of magnitude: each variant with data gets its own linear model, tried first
+    attrs = np.array([f"{g}#{int(h):012x}" for g, h in zip(gnames, T.data[:, col("attrs")])], dtype=object)
+    plain = str_hash("{}")
+    for a in sorted(set(attrs)):
+        m = attrs == a
+        if T.data[np.flatnonzero(m)[0], col("attrs")] != plain:
+            groups[a] = FlopsLinear().fit(T.data[m], y[m]).export()
+    for g in sorted(set(gnames)):
+        m = gnames == g
+        if m.sum() < 2:
+            continue  # a lone layer: the table has it; others of its kind use the kernel path
+        if m.sum() < MIN_GROUP_TRAIN:  # a few layers: latency proportional to work and bytes
+            groups[g] = FlopsLinear().fit(T.data[m], y[m]).export()
             continue
-        r = predictor.predict_table(encode_frame(lay))
-        rows.append((str(m["model_name"] or m["spec_key"]), float(r.latency_us.sum()), len(lay),
-                     float(m["median_us"]), float(lay["median_us"].sum())))
+        _, est, _ = select(T.data[m], y[m], candidates or CANDIDATES, folds, seed)
+        groups[g] = est.export()
+    return {"table": lutmod.to_json_obj(table)["columns"], "groups": groups,
+            "models": int(layers["model_run_id"].nunique())}
+
+
+def fit_models(df, predictor_json: dict[str, Any], lut_cols: dict[str, list], seed: int = 0,
+               candidates: dict | None = None) -> tuple[dict[str, float], dict[str, Any], Any, dict | None]:
+    """Fit the in-model layer part and the per-runtime overhead on training models; score
+    held-out model variants. Returns (overhead, metrics, held-out rows, layer part fitted on all
+    models)."""
+    models, by_run = _model_runs(df)
+    runs = [(str(m["model_name"] or m["spec_key"]), m["model_run_id"], float(m["median_us"]))
+            for _, m in models.iterrows() if by_run.get(m["model_run_id"]) is not None and len(by_run[m["model_run_id"]])]
     default = {"scale": 1.0, "per_layer_us": 0.0, "intercept_us": 0.0}
-    if not rows:
+    if not runs:
         note = ("no whole-model records in the data" if not len(models) else
                 f"{len(models)} whole-model records, none with per-layer records to sum (e.g. LiteRT end to end only)")
-        return default, {"overall": None, "note": note}, None
-    names = [r[0] for r in rows]
-    held = _stable_share(sorted(set(names)), MODEL_TEST_SHARE, seed)
+        return default, {"overall": None, "note": note}, None, None
+    names = [r[0] for r in runs]
+    held = _held_out_variants(sorted(set(names)), MODEL_TEST_SHARE, seed)
     te = np.array([held[n] for n in names])
     if te.all() or (~te).sum() < 3:
-        te = np.zeros(len(rows), dtype=bool)
+        te = np.zeros(len(runs), dtype=bool)
+    tr = ~te
+    train_layers = [by_run[r[1]] for r, t in zip(runs, tr) if t]
+    import pandas as pd
+
+    part = fit_layers(pd.concat(train_layers) if train_layers else None, candidates, seed)
+    pred = Predictor(Path("<memory>"), {}, lut_cols, {**predictor_json, "layers": part})
+    rows = []
+    for name, run_id, total in runs:
+        lay = by_run[run_id]
+        r = pred.predict_layers(encode_frame(lay))
+        rows.append((name, float(r.latency_us.sum()), len(lay), total, float(lay["median_us"].sum())))
     S = np.array([r[1] for r in rows])
     L = np.array([r[2] for r in rows], dtype=float)
     Y = np.array([r[3] for r in rows])
-    tr = ~te
-    A = np.stack([S, L, np.ones_like(S)], axis=1) / Y[:, None]
-    coef, _ = nnls(A[tr], np.ones(int(tr.sum())))
-    ov = {"scale": float(coef[0]), "per_layer_us": float(coef[1]), "intercept_us": float(coef[2])}
-    P = coef[0] * S + coef[1] * L + coef[2]
+    ov = _fit_overhead(S[tr], L[tr], Y[tr])
+    P = ov["scale"] * S + ov["per_layer_us"] * L + ov["intercept_us"]
     fam = np.array([family_of(n) for n in names], dtype=object)
     evalmask = te if te.any() else tr
     out: dict[str, Any] = {
@@ -279,6 +319,7 @@ def fit_models(df, predictor: Predictor, seed: int = 0) -> tuple[dict[str, float
         "per_family": {f: summary(P[evalmask & (fam == f)], Y[evalmask & (fam == f)])
                        for f in sorted(set(fam[evalmask]))},
         "overhead": ov,
+        "layers_from": "in-model layer table and regressors of the training models, single-kernel path for the rest",
     }
     if not te.any():
         out["note"] = "too few models to hold any out: figures are in-sample"
@@ -286,7 +327,48 @@ def fit_models(df, predictor: Predictor, seed: int = 0) -> tuple[dict[str, float
     held_json = {"model": [names[i] for i in idx], "family": [str(fam[i]) for i in idx],
                  "layers": [int(L[i]) for i in idx], "measured_us": [float(Y[i]) for i in idx],
                  "predicted_us": [float(P[i]) for i in idx], "layers_sum_us": [float(S[i]) for i in idx]}
-    return ov, out, held_json
+    # publish: layer part from every model, overhead refitted on every model with it
+    full = fit_layers(pd.concat([by_run[r[1]] for r in runs]), candidates, seed) if te.any() else part
+    if te.any():
+        pred = Predictor(Path("<memory>"), {}, lut_cols, {**predictor_json, "layers": full})
+        S2 = np.array([float(pred.predict_layers(encode_frame(by_run[r[1]])).latency_us.sum()) for r in runs])
+        ov = _fit_overhead(S2, L, Y)
+    return ov, out, held_json, full
+
+
+def _held_out_variants(names: list[str], share: float, seed: int) -> dict[str, bool]:
+    """Hold out about `share` of each family's variants (rounded, at least one), never a family's
+    last variant: held-out models are unseen variants of families the predictor knows."""
+    out = {n: False for n in names}
+    by_family: dict[str, list[str]] = {}
+    for n in names:
+        by_family.setdefault(family_of(n), []).append(n)
+    for members in by_family.values():
+        if len(members) < 2:
+            continue
+        order = sorted(members, key=lambda n: hashlib.sha256(f"{seed}:{n}".encode()).hexdigest())
+        k = min(len(members) - 1, max(1, int(round(share * len(members)))))
+        for n in order[:k]:
+            out[n] = True
+    return out
+
+
+def _fit_overhead(S: np.ndarray, L: np.ndarray, Y: np.ndarray) -> dict[str, float]:
+    """total = scale*S + per_layer_us*L + intercept_us, least squares on relative error.
+
+    per_layer_us may come out negative: layer timings from a runtime's profiler carry a per-node
+    profiling cost the unprofiled run does not pay. Falls back to non-negative coefficients when
+    the free fit would predict a non-positive time for a training model."""
+    from scipy.optimize import nnls
+
+    A = np.stack([S, L, np.ones_like(S)], axis=1) / Y[:, None]
+    b = np.ones(len(Y))
+    coef = np.zeros(3)
+    if len(Y) >= 3:  # scale and per-layer term free, no intercept (small models would pull it negative)
+        coef[:2] = np.linalg.lstsq(A[:, :2], b, rcond=None)[0]
+    if coef[0] <= 0 or np.any(coef[0] * S + coef[1] * L <= 0):
+        coef = nnls(A, b)[0]
+    return {"scale": float(coef[0]), "per_layer_us": float(coef[1]), "intercept_us": float(coef[2])}
 
 
 def _dataset_hash(df) -> str:
@@ -314,9 +396,9 @@ def fit_bundles(df, sources: list[str] | None = None, candidates: dict | None = 
         log(f"fitting {device.get('name')} / {rt_key}: {len(kern)} kernel records")
         lut = lutmod.build(kern)
         pj, heldout, km, selection = fit_kernels(lut, candidates, seed, log=log)
-        pred = Predictor(Path("<memory>"), {}, lutmod.to_json_obj(lut)["columns"], pj)
-        ov, mm, mheld = fit_models(g, pred, seed)
+        ov, mm, mheld, layers = fit_models(g, pj, lutmod.to_json_obj(lut)["columns"], seed, candidates)
         pj["model_overhead"] = ov
+        pj["layers"] = layers
         heldout["models"] = mheld
         metrics = {"kernel": km, "model": mm,
                    "split": {"kernel_test_share": TEST_SHARE, "model_test_share": MODEL_TEST_SHARE, "seed": seed,

@@ -7,7 +7,10 @@
 
 Exact lookup-table hits return the table's median (bit for bit); misses go to the regressor of
 their (op, scheme) group, or to the bundle's all-ops fallback regressor when the group had too
-little data. Everything is numpy; scikit-learn and torch are never imported.
+little data. Whole models first use the bundle's in-model layer table and regressors (fitted on
+layers timed inside measured models, where a layer runs in the context of its neighbours) and
+the single-kernel path for layers those do not cover. Everything is numpy; scikit-learn and
+torch are never imported.
 """
 from __future__ import annotations
 
@@ -26,8 +29,8 @@ from .bundle import BundleError, parse_json, read_verified
 from .spectable import SpecTable, col, encode, encode_columns
 from .trees import Linear, ModelFormatError, TreeEnsemble, compile_model, predict_with
 
-SOURCES = ("lut", "model", "fallback")
-SRC_LUT, SRC_MODEL, SRC_FALLBACK = 0, 1, 2
+SOURCES = ("lut", "model", "fallback", "layer-lut", "layer-model")
+SRC_LUT, SRC_MODEL, SRC_FALLBACK, SRC_LAYER_LUT, SRC_LAYER_MODEL = 0, 1, 2, 3, 4
 _NS = len(SCHEMES)
 
 
@@ -102,6 +105,7 @@ class Predictor:
         self._lut_order = order
         self._lut_sorted_hashes = self._lut_table.hashes[order]
         self._memo: dict[KernelSpec, tuple[float, int]] = {}
+        self._layer_memo: dict[KernelSpec, tuple[float, int]] = {}
         # regressors per (op code * n_schemes + scheme code)
         self.groups: dict[int, TreeEnsemble | Linear] = {}
         self.group_names: dict[str, str] = {}
@@ -111,6 +115,28 @@ class Predictor:
                 raise BundleError(f"bundle {path}: predictor group {name!r} names an unknown op or scheme")
             self.groups[OPS.index(op) * _NS + SCHEMES.index(scheme)] = compile_model(m)
             self.group_names[name] = m.get("estimator", m.get("kind", ""))
+        # in-model layers (optional): a table of layer medians and per-group regressors
+        layers = predictor.get("layers") or {}
+        self.layer_groups: dict[int, TreeEnsemble | Linear] = {}
+        self.layer_variants: dict[tuple[int, float], TreeEnsemble | Linear] = {}
+        for name, m in (layers.get("groups") or {}).items():
+            base, _, variant = str(name).partition("#")
+            op, _, scheme = base.partition("/")
+            if op not in OPS or scheme not in SCHEMES:
+                raise BundleError(f"bundle {path}: layer group {name!r} names an unknown op or scheme")
+            code = OPS.index(op) * _NS + SCHEMES.index(scheme)
+            if variant:  # one variant of the op: its attrs' 48-bit content hash, in hex
+                self.layer_variants[(code, float(int(variant, 16)))] = compile_model(m)
+            else:
+                self.layer_groups[code] = compile_model(m)
+        lt = layers.get("table") or {"key": [], "median_us": []}
+        lcols = lutmod.check_json_obj({"format": "devprof-lut", "rows": len(lt.get("key", [])), "columns": lt}) \
+            if lt.get("key") else None
+        self._layer_table = _encode_lut(lcols) if lcols else None
+        self._layer_median = np.asarray(lcols["median_us"], dtype=np.float64) if lcols else np.zeros(0)
+        if self._layer_table is not None:
+            self._layer_order = np.argsort(self._layer_table.hashes, kind="stable")
+            self._layer_sorted = self._layer_table.hashes[self._layer_order]
         fb = predictor.get("fallback")
         self.fallback: TreeEnsemble | Linear | None = compile_model(fb) if fb else None
         ov = predictor.get("model_overhead") or {}
@@ -170,19 +196,9 @@ class Predictor:
 
     def _lut_match(self, t: SpecTable) -> np.ndarray:
         """Index into the LUT per row, -1 for misses (hash match, then verified column by column)."""
-        if not len(self.keys) or not len(t):
+        if not len(self.keys):
             return np.full(len(t), -1, dtype=np.int64)
-        pos = np.searchsorted(self._lut_sorted_hashes, t.hashes)
-        pos = np.minimum(pos, len(self._lut_sorted_hashes) - 1)
-        cand = self._lut_order[pos]
-        hit = self._lut_sorted_hashes[pos] == t.hashes
-        if hit.any():
-            from .spectable import N_IDENT
-
-            rows = np.flatnonzero(hit)
-            same = (self._lut_table.data[cand[rows], :N_IDENT] == t.data[rows, :N_IDENT]).all(axis=1)
-            hit[rows[~same]] = False
-        return np.where(hit, cand, -1)
+        return _match(self._lut_table, self._lut_order, self._lut_sorted_hashes, t)
 
     def predict_table(self, t: SpecTable) -> Predictions:
         """Predict an encoded table. Distinct specs are found first (search batches repeat the
@@ -240,12 +256,12 @@ class Predictor:
             return self._predict_spec_list(specs)
         return self.predict_table(encode(specs))
 
-    def _predict_spec_list(self, specs: list) -> Predictions:
-        memo = self._memo
+    def _predict_spec_list(self, specs: list, layers: bool = False) -> Predictions:
+        memo = self._layer_memo if layers else self._memo
         got = [memo.get(s) for s in specs]
         if None in got:
             todo = list({s: None for s, v in zip(specs, got) if v is None})
-            r = self.predict_table(encode(todo))
+            r = (self.predict_layers if layers else self.predict_table)(encode(todo))
             for s, v, c in zip(todo, r.latency_us.tolist(), r.source_code.tolist()):
                 if len(memo) < 500_000:
                     memo[s] = (v, c)
@@ -253,6 +269,52 @@ class Predictor:
             got = [g if g is not None else res[s] for s, g in zip(specs, got)]
         a = np.array(got, dtype=np.float64).reshape(-1, 2)
         return Predictions(a[:, 0], a[:, 1].astype(np.int8))
+
+    @property
+    def has_layer_model(self) -> bool:
+        """Whether the bundle carries in-model layer timings (fitted from whole-model runs)."""
+        return self._layer_table is not None or bool(self.layer_groups) or bool(self.layer_variants)
+
+    def predict_layers(self, specs: Any) -> Predictions:
+        """Latency of each spec as a layer inside a model: the in-model layer table, then the
+        in-model layer regressors, then the single-kernel path (`predict`) for the rest."""
+        if isinstance(specs, list) and specs and all(type(s) is KernelSpec for s in specs):
+            return self._predict_spec_list(specs, layers=True) if self.has_layer_model else self._predict_spec_list(specs)
+        t = specs if isinstance(specs, SpecTable) else encode(list(specs) if isinstance(specs, tuple) else specs)
+        if not self.has_layer_model:
+            return self.predict_table(t)
+        n = len(t)
+        out = np.full(n, np.nan)
+        src = np.zeros(n, dtype=np.int8)
+        if self._layer_table is not None and n:
+            idx = _match(self._layer_table, self._layer_order, self._layer_sorted, t)
+            hit = idx >= 0
+            out[hit] = self._layer_median[idx[hit]]
+            src[hit] = SRC_LAYER_LUT
+        todo = np.flatnonzero(np.isnan(out))
+        if len(todo) and self.layer_variants:
+            codes = (t.data[todo, col("op")] * _NS + t.data[todo, col("scheme")]).astype(np.int64)
+            attrs = t.data[todo, col("attrs")]
+            for key in set(zip(codes.tolist(), attrs.tolist())):
+                model = self.layer_variants.get(key)
+                if model is not None:
+                    sel = todo[(codes == key[0]) & (attrs == key[1])]
+                    out[sel] = predict_with(model, t.data[sel])
+                    src[sel] = SRC_LAYER_MODEL
+        todo = np.flatnonzero(np.isnan(out))
+        if len(todo) and self.layer_groups:
+            g = (t.data[todo, col("op")] * _NS + t.data[todo, col("scheme")]).astype(np.int64)
+            for code in np.unique(g):
+                model = self.layer_groups.get(int(code))
+                if model is not None:
+                    sel = todo[g == code]
+                    out[sel] = predict_with(model, t.data[sel])
+                    src[sel] = SRC_LAYER_MODEL
+        rest = np.flatnonzero(np.isnan(out))
+        if len(rest):
+            r = self._predict_distinct(t.data[rest], t.hashes[rest])
+            out[rest], src[rest] = r
+        return Predictions(out, src)
 
     def overhead_us(self, n_layers: int, layers_sum_us: float) -> float:
         """The fitted per-model runtime overhead (session/interpreter cost, inter-layer copies)."""
@@ -270,14 +332,36 @@ class Predictor:
         else:
             specs = model
         if isinstance(specs, SpecTable):
-            r = self.predict_table(specs)
+            r = self.predict_layers(specs)
             specs_list: list = list(specs.keys or [])
         else:
             specs_list = list(specs)
-            r = self.predict(specs_list)
+            if self.has_layer_model and specs_list and all(type(s) is KernelSpec for s in specs_list):
+                r = self._predict_spec_list(specs_list, layers=True)
+            elif self.has_layer_model:
+                r = self.predict_layers(encode(specs_list))
+            else:
+                r = self.predict(specs_list)
         layers_sum = float(r.latency_us.sum())
         ov = self.overhead_us(len(r), layers_sum)
         return ModelPrediction(layers_sum + ov, r.latency_us, r.source, ov, specs_list, unknown)
+
+
+def _match(table: SpecTable, order: np.ndarray, sorted_hashes: np.ndarray, t: SpecTable) -> np.ndarray:
+    """Row of `table` per row of `t`, -1 for misses (hash match, then verified column by column)."""
+    if not len(sorted_hashes) or not len(t):
+        return np.full(len(t), -1, dtype=np.int64)
+    pos = np.searchsorted(sorted_hashes, t.hashes)
+    pos = np.minimum(pos, len(sorted_hashes) - 1)
+    cand = order[pos]
+    hit = sorted_hashes[pos] == t.hashes
+    if hit.any():
+        from .spectable import N_IDENT
+
+        rows = np.flatnonzero(hit)
+        same = (table.data[cand[rows], :N_IDENT] == t.data[rows, :N_IDENT]).all(axis=1)
+        hit[rows[~same]] = False
+    return np.where(hit, cand, -1)
 
 
 def _encode_lut(cols: dict[str, list]) -> SpecTable:

@@ -108,12 +108,30 @@ def test_model_prediction_sums_layers_plus_overhead(published: Path) -> None:
     p = predictors.load(published)
     specs = [KernelSpec.from_dict(json.loads(s)) for s in p.lut["spec_json"][:10]]
     m = p.predict_model(specs)
-    layers = float(p.median_us[:10].sum())
+    assert p.has_layer_model  # the synthetic models carry per-layer records
+    layers = float(p.predict_layers(specs).latency_us.sum())
     assert m.total_us == pytest.approx(layers + p.overhead_us(10, layers))
+    np.testing.assert_array_equal(m.layers_us, p.predict_layers(specs).latency_us)
     o = p.overhead
     assert m.overhead_us == pytest.approx((o["scale"] - 1) * layers + o["per_layer_us"] * 10 + o["intercept_us"])
     meta = p.metadata
     assert meta["metrics"]["model"]["overall"]["n"] >= 1
+
+
+def test_layers_timed_inside_models_come_first(published: Path, dataset: Path) -> None:
+    """A layer measured inside a model is predicted as that in-model median (bit for bit); a
+    layer no model had goes to the in-model regressors, and predict() keeps the kernel path."""
+    p = predictors.load(published)
+    df = read_datasets([dataset])
+    lay = df[(df["kind"] == "layer") & (df["layer_index"] >= 0)]
+    first = lay.groupby("spec_key")["median_us"].median()
+    specs = [KernelSpec.from_dict(json.loads(j)) for j in lay.drop_duplicates("spec_key")["spec_json"][:5]]
+    r = p.predict_layers(specs)
+    assert list(r.source) == ["layer-lut"] * 5
+    assert list(r.latency_us) == [first[s.key] for s in specs]
+    assert "layer-lut" not in set(p.predict(specs).source)  # single kernels never use in-model timings
+    new = [KernelSpec("conv2d", h=13, w=13, cin=24, cout=40, kh=3, kw=3, padding=1)]
+    assert p.predict_layers(new).source[0] in ("layer-model", "lut", "model", "fallback")
 
 
 def test_predict_model_from_onnx_file(published: Path, tmp_path: Path) -> None:
