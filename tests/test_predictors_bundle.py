@@ -280,3 +280,11 @@ def test_install_refuses_other_device_and_verifies(published: Path, tmp_path: Pa
     with pytest.raises(predictors.BundleError, match="another device"):
         bmod.install(other, tmp_path / "pub")
     bmod.install(other, tmp_path / "pub", force=True)
+
+
+def test_small_sparse_groups_share_their_op_regressor(published: Path) -> None:
+    """Sparse scheme groups with few kernels use one regressor pooled over their op's schemes
+    (scheme and its parameters are features), recorded in the selection metadata."""
+    sel = predictors.load(published).metadata["predictor"]
+    pooled = {g: v["pooled_over"] for g, v in sel.items() if "pooled_over" in v}
+    assert pooled and all(v == g.split("/")[0] + "/*" for g, v in pooled.items())
