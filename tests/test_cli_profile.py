@@ -45,8 +45,10 @@ def test_sigint_keeps_every_finished_record_and_resume_completes(tmp_path):
     out = tmp_path / "d"
     env = {**os.environ, "COLUMNS": "200"}
     # the full protocol (~0.5 s a kernel, blocks of 16): the signal lands mid-run however fast the machine
+    # (SIGINT reset to its default in the child: a suite run as a background job inherits it ignored)
     proc = subprocess.Popen([sys.executable, "-m", "devprof", "profile", "--suite", "smoke", "--out", str(out)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     parts = out / "parts"
     while time.monotonic() < deadline:

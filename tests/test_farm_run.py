@@ -235,6 +235,8 @@ def test_interrupt_keeps_every_finished_record(lab, servers, suite_file, tmp_pat
     suite = load_suite(str(suite_file))
     members = farm.resolve_farm(["S20"], [a.address], all_matching=True)
     ds = tmp_path / "ds"
+    # Ctrl-C must reach Python even when the suite runs with SIGINT ignored (a background job)
+    old_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     sent = []
 
     def interrupt_after_first_record(event, rec):  # Ctrl-C as soon as something is saved
@@ -242,8 +244,11 @@ def test_interrupt_keeps_every_finished_record(lab, servers, suite_file, tmp_pat
             sent.append(rec)
             os.kill(os.getpid(), signal.SIGINT)
 
-    s = farm.run_farm(members, suite.specs, ds, protocol=Protocol.quick(), cooldown_s=0.4,
-                      suite_runtimes=suite.runtimes, on_event=interrupt_after_first_record)
+    try:
+        s = farm.run_farm(members, suite.specs, ds, protocol=Protocol.quick(), cooldown_s=0.4,
+                          suite_runtimes=suite.runtimes, on_event=interrupt_after_first_record)
+    finally:
+        signal.signal(signal.SIGINT, old_handler)
     assert s.interrupted and 0 < s.measured < 16
     assert len(Dataset(ds).read()) == s.measured  # every acknowledged record is on disk
     s2 = farm.run_farm(members, suite.specs, ds, protocol=Protocol.quick(), suite_runtimes=suite.runtimes,
