@@ -15,7 +15,7 @@ machine's speed moves in phases of ~0.1-10 s while a kernel is timed, so a plain
 whichever phase it fell into (two runs of the same kernels agreed within 5% for only 40-50% of
 them on our CI machine). The fastest sample of a 30 ms round is the kernel's own steady-state time
 and repeats within ~1%; taking the median of ten such rounds spread over the block makes one slow
-phase irrelevant (97-100% of kernels within 5% run to run, `bench/stability.py`).
+phase irrelevant (89-100% of smoke kernels within 5% run to run, `bench/stability.py`).
 
 Tools we do not control (benchmark_model, onnxruntime_perf_test) only take a number of runs and
 a time: they get `min_repeats`, `min_time_s` and `max_time_s`, and their raw per-run samples.
