@@ -33,6 +33,9 @@ from typing import Callable, Sequence
 
 from .records import Measurement
 
+BLOCK = 16
+"""Kernels whose rounds alternate: the harness's --group, and in-process runtimes' batch size."""
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -45,8 +48,8 @@ class Protocol:
     max_time_s: float = 4.0
     """Timing budget per kernel: long kernels get fewer rounds (never fewer than 3) and fewer samples
     per round (never fewer than 1), so a 1-second model is not timed for a minute."""
-    block: int = 16
-    """Kernels whose rounds alternate (the harness's --group; in-process runtimes take 16 per
+    block: int = BLOCK
+    """Kernels whose rounds alternate (the harness's --group; in-process runtimes take BLOCK per
     batch). Results of a block arrive together, so an interrupt loses at most one block."""
     min_repeats: int = 15
     max_repeats: int = 200
@@ -144,7 +147,7 @@ def _measure(fns: list[Callable[[], object]], protocol: Protocol) -> list[Measur
                 best = math.inf
                 spent = 0.0
                 taken = 0
-                while taken < per_round or spent < protocol.round_s:
+                while True:
                     t = clock()
                     for _ in range(number):
                         fn()

@@ -114,6 +114,11 @@ def read_datasets(paths: Iterable[str | Path]):
     return df.drop_duplicates("record_key", keep="first").reset_index(drop=True)
 
 
+def _group_names(table) -> np.ndarray:
+    """'op/scheme' of each row of a LUT-shaped frame."""
+    return np.array([group_name(o, s) for o, s in zip(table["op"], table["scheme"])], dtype=object)
+
+
 def _split(groups: np.ndarray, share: float, seed: int) -> np.ndarray:
     """Boolean test mask: `share` of each group (groups of < 10 rows stay in training)."""
     rng = np.random.default_rng(seed)
@@ -155,7 +160,7 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
     T = encode_frame(lut)
     X = T.data
     y = lut["median_us"].to_numpy(dtype=np.float64)
-    gnames = np.array([group_name(o, s) for o, s in zip(lut["op"], lut["scheme"])], dtype=object)
+    gnames = _group_names(lut)
     test = _split(gnames, TEST_SHARE, seed)
     train = ~test
     pred = np.full(len(y), np.nan)
@@ -276,7 +281,7 @@ def fit_layers(layers, candidates: dict | None = None, seed: int = 0, folds: int
     table = lutmod.build(layers)
     T = encode_frame(table)
     y = table["median_us"].to_numpy(dtype=np.float64)
-    gnames = np.array([group_name(o, s) for o, s in zip(table["op"], table["scheme"])], dtype=object)
+    gnames = _group_names(table)
     groups: dict[str, Any] = {}
     # variants of one op (PReLU vs h-swish, ConvTranspose vs Resize behind "other") differ by
     # orders of magnitude: each variant with data gets its own linear model, tried first
@@ -322,15 +327,9 @@ def fit_models(df, predictor_json: dict[str, Any], lut_cols: dict[str, list], se
     import pandas as pd
 
     part = fit_layers(pd.concat(train_layers) if train_layers else None, candidates, seed)
-    pred = Predictor(Path("<memory>"), {}, lut_cols, {**predictor_json, "layers": part})
-    rows = []
-    for name, run_id, total in runs:
-        lay = by_run[run_id]
-        r = pred.predict_layers(encode_frame(lay))
-        rows.append((name, float(r.latency_us.sum()), len(lay), total, float(lay["median_us"].sum())))
-    S = np.array([r[1] for r in rows])
-    L = np.array([r[2] for r in rows], dtype=float)
-    Y = np.array([r[3] for r in rows])
+    S = _layer_sums(Predictor(Path("<memory>"), {}, lut_cols, {**predictor_json, "layers": part}), runs, by_run)
+    L = np.array([len(by_run[r[1]]) for r in runs], dtype=float)
+    Y = np.array([r[2] for r in runs])
     ov = _fit_overhead(S[tr], L[tr], Y[tr])
     P = ov["scale"] * S + ov["per_layer_us"] * L + ov["intercept_us"]
     fam = np.array([family_of(n) for n in names], dtype=object)
@@ -354,10 +353,15 @@ def fit_models(df, predictor_json: dict[str, Any], lut_cols: dict[str, list], se
     # publish: layer part from every model, overhead refitted on every model with it
     full = fit_layers(pd.concat([by_run[r[1]] for r in runs]), candidates, seed) if te.any() else part
     if te.any():
-        pred = Predictor(Path("<memory>"), {}, lut_cols, {**predictor_json, "layers": full})
-        S2 = np.array([float(pred.predict_layers(encode_frame(by_run[r[1]])).latency_us.sum()) for r in runs])
-        ov = _fit_overhead(S2, L, Y)
+        S_all = _layer_sums(Predictor(Path("<memory>"), {}, lut_cols, {**predictor_json, "layers": full}), runs, by_run)
+        ov = _fit_overhead(S_all, L, Y)
     return ov, out, held_json, full
+
+
+def _layer_sums(pred: Predictor, runs: list, by_run: dict) -> np.ndarray:
+    """Predicted sum of each model run's layers (runs: (name, run id, measured µs))."""
+    return np.array([float(pred.predict_layers(encode_frame(by_run[run_id])).latency_us.sum())
+                     for _, run_id, _ in runs])
 
 
 def _held_out_variants(names: list[str], share: float, seed: int) -> dict[str, bool]:

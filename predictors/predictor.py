@@ -111,10 +111,7 @@ class Predictor:
         self.groups: dict[int, TreeEnsemble | Linear] = {}
         self.group_names: dict[str, str] = {}
         for name, m in (predictor.get("groups") or {}).items():
-            op, _, scheme = str(name).partition("/")
-            if op not in OPS or scheme not in SCHEMES:
-                raise BundleError(f"bundle {path}: predictor group {name!r} names an unknown op or scheme")
-            self.groups[OPS.index(op) * _NS + SCHEMES.index(scheme)] = compile_model(m)
+            self.groups[_group_code(path, "predictor group", str(name))] = compile_model(m)
             self.group_names[name] = m.get("estimator", m.get("kind", ""))
         # in-model layers (optional): a table of layer medians and per-group regressors
         layers = predictor.get("layers") or {}
@@ -122,10 +119,7 @@ class Predictor:
         self.layer_variants: dict[tuple[int, float], TreeEnsemble | Linear] = {}
         for name, m in (layers.get("groups") or {}).items():
             base, _, variant = str(name).partition("#")
-            op, _, scheme = base.partition("/")
-            if op not in OPS or scheme not in SCHEMES:
-                raise BundleError(f"bundle {path}: layer group {name!r} names an unknown op or scheme")
-            code = OPS.index(op) * _NS + SCHEMES.index(scheme)
+            code = _group_code(path, "layer group", base)
             if variant:  # one variant of the op: its attrs' 48-bit content hash, in hex
                 self.layer_variants[(code, float(int(variant, 16)))] = compile_model(m)
             else:
@@ -231,7 +225,7 @@ class Predictor:
             sub = data[miss]
             vals = np.empty(len(miss))
             srcs = np.empty(len(miss), dtype=np.int8)
-            g = (sub[:, col("op")] * _NS + sub[:, col("scheme")]).astype(np.int64)
+            g = _group_codes(sub)
             for code in np.unique(g):
                 sel = g == code
                 model = self.groups.get(int(code))
@@ -280,7 +274,7 @@ class Predictor:
         """Latency of each spec as a layer inside a model: the in-model layer table, then the
         in-model layer regressors, then the single-kernel path (`predict`) for the rest."""
         if isinstance(specs, list) and specs and all(type(s) is KernelSpec for s in specs):
-            return self._predict_spec_list(specs, layers=True) if self.has_layer_model else self._predict_spec_list(specs)
+            return self._predict_spec_list(specs, layers=self.has_layer_model)
         t = specs if isinstance(specs, SpecTable) else encode(list(specs) if isinstance(specs, tuple) else specs)
         if not self.has_layer_model:
             return self.predict_table(t)
@@ -307,7 +301,7 @@ class Predictor:
             src[hit] = SRC_LAYER_LUT
         todo = np.flatnonzero(np.isnan(out))
         if len(todo) and self.layer_variants:
-            codes = (t.data[todo, col("op")] * _NS + t.data[todo, col("scheme")]).astype(np.int64)
+            codes = _group_codes(t.data[todo])
             attrs = t.data[todo, col("attrs")]
             for key in set(zip(codes.tolist(), attrs.tolist())):
                 model = self.layer_variants.get(key)
@@ -317,7 +311,7 @@ class Predictor:
                     src[sel] = SRC_LAYER_MODEL
         todo = np.flatnonzero(np.isnan(out))
         if len(todo) and self.layer_groups:
-            g = (t.data[todo, col("op")] * _NS + t.data[todo, col("scheme")]).astype(np.int64)
+            g = _group_codes(t.data[todo])
             for code in np.unique(g):
                 model = self.layer_groups.get(int(code))
                 if model is not None:
@@ -350,15 +344,23 @@ class Predictor:
             specs_list: list = list(specs.keys or [])
         else:
             specs_list = list(specs)
-            if self.has_layer_model and specs_list and all(type(s) is KernelSpec for s in specs_list):
-                r = self._predict_spec_list(specs_list, layers=True)
-            elif self.has_layer_model:
-                r = self.predict_layers(encode(specs_list))
-            else:
-                r = self.predict(specs_list)
+            r = self.predict_layers(specs_list)
         layers_sum = float(r.latency_us.sum())
         ov = self.overhead_us(len(r), layers_sum)
         return ModelPrediction(layers_sum + ov, r.latency_us, r.source, ov, specs_list, unknown)
+
+
+def _group_code(path: Path, what: str, name: str) -> int:
+    """The regressor slot of an 'op/scheme' group name (refused when it names no known group)."""
+    op, _, scheme = name.partition("/")
+    if op not in OPS or scheme not in SCHEMES:
+        raise BundleError(f"bundle {path}: {what} {name!r} names an unknown op or scheme")
+    return OPS.index(op) * _NS + SCHEMES.index(scheme)
+
+
+def _group_codes(data: np.ndarray) -> np.ndarray:
+    """The regressor slot of each encoded row (op code * schemes + scheme code)."""
+    return (data[:, col("op")] * _NS + data[:, col("scheme")]).astype(np.int64)
 
 
 def _match(table: SpecTable, order: np.ndarray, sorted_hashes: np.ndarray, t: SpecTable) -> np.ndarray:

@@ -91,7 +91,7 @@ def _outcomes(block, results, conditions, runtime: str) -> Iterator[Outcome]:
     finished = time.time()
     for (spec, _, started), res in zip(block, results):
         if isinstance(res, Exception):
-            yield Outcome(spec, error=f"{runtime} failed while timed: {str(res).splitlines()[0][:300] if str(res) else type(res).__name__}",
-                          started_at=started, finished_at=finished)
+            why = (str(res).splitlines() or [type(res).__name__])[0][:300]
+            yield Outcome(spec, error=f"{runtime} failed while timed: {why}", started_at=started, finished_at=finished)
         else:
             yield Outcome(spec, res, conditions=conditions, started_at=started, finished_at=finished)

@@ -13,10 +13,9 @@ import numpy as np
 from ..build import tflite_ops
 from ..build.reference import check_output, make_tensors, reference
 from ..devices.base import Device
-from ..measure import Protocol
+from ..measure import BLOCK, Protocol
 from ..records import KernelSpec, RuntimeInfo
 from .base import Outcome, Runtime, timed_outcomes
-from .conditions import conditions_around
 
 
 def _litert_version() -> str:
@@ -31,7 +30,7 @@ def _litert_version() -> str:
 class LiteRT(Runtime):
     name = "litert"
     xnnpack = True
-    batch_size = 16  # kernels whose rounds alternate (devprof.measure); an interrupt loses at most these
+    batch_size = BLOCK  # kernels whose rounds alternate (devprof.measure); an interrupt loses at most these
 
     def available(self, device: Device) -> str | None:
         if not device.in_process:

@@ -8,10 +8,9 @@ from typing import Callable, Iterator, Sequence
 from ..build import onnx_ops
 from ..build.reference import check_output, make_tensors, reference
 from ..devices.base import Device
-from ..measure import Protocol
+from ..measure import BLOCK, Protocol
 from ..records import KernelSpec, RuntimeInfo
 from .base import Outcome, Runtime, timed_outcomes
-from .conditions import conditions_around
 
 
 def session_options(threads: int, profile_prefix: str | None = None):
@@ -35,7 +34,7 @@ def session_options(threads: int, profile_prefix: str | None = None):
 
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
-    batch_size = 16  # kernels whose rounds alternate (devprof.measure); an interrupt loses at most these
+    batch_size = BLOCK  # kernels whose rounds alternate (devprof.measure); an interrupt loses at most these
 
     def available(self, device: Device) -> str | None:
         if not device.in_process:
