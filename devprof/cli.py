@@ -138,6 +138,11 @@ def profile(
     target_acc: float = typer.Option(0.95, "--target-acc", help="With --adaptive: stop when this share of new "
                                      "kernels was predicted within ±10% before being measured."),
     budget: int = typer.Option(200, "--budget", help="With --adaptive: at most this many measurements."),
+    retry_noisy: Optional[List[Path]] = typer.Option(
+        None, "--retry-noisy", metavar="DATASET",
+        help="Measure only the suite's kernels that have no steady record in DATASET (repeatable: earlier "
+             "campaigns), into another --out folder; fit-predictor merges the campaigns and prefers steady "
+             "records."),
 ) -> None:
     """Measure a suite's kernels on a device and save them into a dataset (Parquet).
 
@@ -149,7 +154,8 @@ def profile(
     Examples:\n
       devprof profile                                  # smoke suite on this machine\n
       devprof profile --suite mobilenetv2 -r onnxruntime -t 4\n
-      devprof profile --device S20 --cores big --suite sparse-sweep
+      devprof profile --device S20 --cores big --suite sparse-sweep\n
+      devprof profile -s predictor-train --retry-noisy data/train --out data/train-retry
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -182,6 +188,8 @@ def profile(
         dev = resolve_device(device_names[0], adb_server=servers[0] if servers else None)
     names = list(runtime) if runtime else default_runtimes(dev, s.runtimes)
     proto = (Protocol.quick() if quick else Protocol()).with_cpus(dev.resolve_cores(cores))
+    if retry_noisy and (model or s.models):
+        raise UsageError("--retry-noisy applies to kernel suites, not to whole models")
     if prune and not (model or s.models):
         raise UsageError("--prune applies to whole models: use it with --model (or a suite with model entries)")
     if model or s.models:  # whole models: devprof.models.profile (docs/models.md)
@@ -201,7 +209,8 @@ def profile(
 
     def on_plan(p) -> None:
         if not json_out:
-            err.print(f"profiling suite [bold]{s.name}[/] on [bold]{dev.name}[/] with {', '.join(names)}: "
+            rts = list(dict.fromkeys(t.info.name for t in p.tasks)) or names
+            err.print(f"profiling suite [bold]{s.name}[/] on [bold]{dev.name}[/] with {', '.join(rts)}: "
                       f"{p.total} kernels to measure"
                       + (f", {p.already} already in the dataset" if p.already else "")
                       + (f", {len(p.skipped)} unsupported pairs skipped" if p.skipped else ""))
@@ -216,10 +225,21 @@ def profile(
         elif not json_out:
             progress.console.print(f"[red]refused[/] {o.spec.key} ({o.spec.op}): {o.error}")
 
+    # (specs, runtimes) to measure: the whole suite, or per runtime the kernels still lacking a steady record
+    plan = [(s.specs, names)] if not retry_noisy else _noisy_plan(s.specs, names, threads, retry_noisy, out_dir)
+    if not plan:
+        err.print(f"nothing to retry: every kernel of {s.name} has a steady record in "
+                  f"{', '.join(map(str, retry_noisy or []))}")
+        return
     with progress:
-        summary = run_profile(dev, s.specs, names, out_dir, threads=threads, resume=resume, protocol=proto,
-                              suite=s.name, cooldown_s=cooldown, max_temp_c=max_temp, on_plan=on_plan,
-                              on_outcome=on_outcome)
+        summary = None
+        for specs, rts in plan:
+            part = run_profile(dev, specs, rts, out_dir, threads=threads, resume=resume, protocol=proto,
+                               suite=s.name, cooldown_s=cooldown, max_temp_c=max_temp, on_plan=on_plan,
+                               on_outcome=on_outcome)
+            summary = part if summary is None else _add_summaries(summary, part)
+            if summary.interrupted:
+                break
     if json_out:
         print(json.dumps(summary.to_dict(), indent=2, default=str))
     else:
@@ -240,6 +260,41 @@ def profile(
         raise typer.Exit(130)
     if summary.failed and not summary.measured and not summary.already:
         raise typer.Exit(5)
+
+
+def _add_summaries(a, b):
+    """Two runs' summaries as one (--retry-noisy runs once per runtime)."""
+    import dataclasses
+
+    return dataclasses.replace(a, measured=a.measured + b.measured, failed=a.failed + b.failed,
+                               skipped=a.skipped + b.skipped, already=a.already + b.already,
+                               interrupted=a.interrupted or b.interrupted, seconds=a.seconds + b.seconds,
+                               failures=a.failures + b.failures, saved_keys=a.saved_keys + b.saved_keys)
+
+
+def _noisy_plan(specs: list, runtimes: list[str], threads: int, campaigns: list[Path], out_dir: Path
+                ) -> list[tuple[list, list[str]]]:
+    """Per runtime, the specs whose records in `campaigns` are all flagged noisy (or missing)."""
+    from .store import Dataset
+
+    steady: set[tuple[str, str]] = set()
+    for c in campaigns:
+        if not Dataset(c).exists():
+            raise UsageError(f"--retry-noisy: no dataset at {c}")
+        if Path(c).resolve() == Path(out_dir).resolve():
+            raise UsageError("--retry-noisy: write the retries to another folder (--out): a dataset holds one "
+                             "record per kernel")
+        df = Dataset(c).read()
+        if not len(df):
+            continue
+        k = df[(df["kind"] == "kernel") & (~df["noisy"].astype(bool)) & (df["threads"] == threads)]
+        steady.update(zip(k["runtime"].astype(str), k["spec_key"].astype(str)))
+    plan = []
+    for rt in runtimes:
+        todo = [sp for sp in specs if (rt, sp.key) not in steady]
+        if todo:
+            plan.append((todo, [rt]))
+    return plan
 
 
 # ---- show ----------------------------------------------------------------------------------

@@ -101,7 +101,13 @@ def _clean(x: Any) -> Any:
 
 
 def read_datasets(paths: Iterable[str | Path]):
-    """All records of the given dataset folders as one DataFrame."""
+    """All records of the given dataset folders as one DataFrame.
+
+    The same spec measured in separate campaigns (e.g. ``predictor-train`` profiled twice, hours
+    apart, into two folders) gives several records: all are kept, and the lookup table merges
+    them (median of medians), which averages out the slow phases of the device's speed that a
+    single campaign cannot. The same measurement read twice (a folder given twice, or copied)
+    is one record: records are identical when their key and start time are."""
     import pandas as pd
 
     from devprof.store import Dataset
@@ -111,7 +117,7 @@ def read_datasets(paths: Iterable[str | Path]):
     if not frames:
         return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)
-    return df.drop_duplicates("record_key", keep="first").reset_index(drop=True)
+    return df.drop_duplicates(["record_key", "started_at"], keep="first").reset_index(drop=True)
 
 
 def _group_names(table) -> np.ndarray:
@@ -234,7 +240,7 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
         "measured_us": [float(v) for v in y[te_idx]],
         "predicted_us": [float(v) for v in pred[te_idx]],
     }, "models": None}
-    km: dict[str, Any] = {"overall": summary(pred[te_idx], y[te_idx]), "per_op": {}, "per_group": {}}
+    km: dict[str, Any] = {"overall": summary(pred[te_idx], y[te_idx]), "per_op": {}, "per_group": {},}
     # the same figures on held-out kernels whose own measurement was steady (not flagged noisy)
     ops = lut["op"].to_numpy()
     steady = te_idx[~lut["noisy"].to_numpy(dtype=bool)[te_idx]]

@@ -2,13 +2,16 @@
 
 Columns (JSON is columnar: each column a list; Parquet has the same columns):
     key           KernelSpec.key, the canonical spec key (unique)
-    median_us     median latency (µs); a spec measured in several records: median of medians
+    median_us     median latency (µs); a spec measured in several records (repeat campaigns):
+                  median of the medians of its steady records (of all of them if every one is
+                  flagged noisy) — a measurement that knows it is noisy is used only when
+                  nothing better exists
     iqr_us        interquartile range of the samples (µs) (several records: median)
     mad_us        median absolute deviation (µs)
     cv            coefficient of variation of the samples
     repeats       number of timing samples behind the median (summed over records)
     records       number of records merged into the row
-    noisy         any merged record flagged too noisy
+    noisy         every record of the spec flagged too noisy
     op, n, h, w, cin, cout, kh, kw, stride, padding, groups, dilation, bias, activation, dtype,
     scheme, sparsity_ratio, sparsity_params, attrs, out_h, out_w, flops, params
                   the spec, as in a dataset's Parquet columns
@@ -37,6 +40,9 @@ def build(kernels: Any) -> Any:
 
     if not len(kernels):
         return pd.DataFrame({c: [] for c in COLUMNS})
+    noisy = kernels["noisy"].astype(bool)
+    has_steady = (~noisy).groupby(kernels["spec_key"]).transform("any")
+    kernels = kernels[~(noisy & has_steady)]
     g = kernels.groupby("spec_key", sort=True)
     first = g.first()
     out = pd.DataFrame({
@@ -47,7 +53,7 @@ def build(kernels: Any) -> Any:
         "cv": g["cv"].median().to_numpy(),
         "repeats": g["repeats"].sum().to_numpy().astype(np.int64),
         "records": g.size().to_numpy().astype(np.int64),
-        "noisy": g["noisy"].any().to_numpy().astype(bool),
+        "noisy": g["noisy"].all().to_numpy().astype(bool),
     })
     for c in SPEC_COLUMNS + ("spec_json",):
         out[c] = first[c].to_numpy()

@@ -104,3 +104,31 @@ def test_devices_lists_local():
     rows = json.loads(p.stdout)
     local = rows[0]
     assert local["name"] == "local" and local["cores"] >= 1 and local["cpu"] and local["fingerprint"]
+
+
+def test_retry_noisy_measures_only_kernels_without_a_steady_record(tmp_path, tiny_suite):
+    import dataclasses
+
+    from devprof.records import Measurement
+
+    first = tmp_path / "first"
+    assert run_cli("profile", "--suite", str(tiny_suite), "--out", str(first), "--quick", "--json").returncode == 0
+    # the same campaign, with every record steady but one ONNX Runtime kernel caught in a noisy phase
+    recs = Dataset(first).records()
+    target = next(r for r in recs if r.runtime.name == "onnxruntime")
+    steady = Measurement((10.0, 10.1, 9.9, 10.0, 10.05))
+    noisy = Measurement((10.0, 15.0, 20.0, 9.0, 12.0))
+    edited = Dataset(tmp_path / "campaign")
+    edited.create()
+    edited.append([dataclasses.replace(r, measurement=noisy if r is target else steady) for r in recs])
+    out = tmp_path / "retry"
+    p = run_cli("profile", "--suite", str(tiny_suite), "--retry-noisy", str(edited.path), "--out", str(out),
+                "--quick", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["measured"] == 1
+    df = Dataset(out).read()
+    assert list(df["spec_key"]) == [target.spec.key] and list(df["runtime"]) == ["onnxruntime"]
+    _one_line_error(run_cli("profile", "--suite", str(tiny_suite), "--retry-noisy", str(edited.path),
+                            "--out", str(edited.path), "--quick"), 2, "another folder")
+    _one_line_error(run_cli("profile", "--suite", str(tiny_suite), "--retry-noisy", str(tmp_path / "nope"),
+                            "--out", str(out), "--quick"), 2, "no dataset")

@@ -1,6 +1,7 @@
 """Predictor bundles: publish -> load -> predict, exact LUT hits, tamper refusal, schema, imports."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import predictors
-from devprof.records import KernelSpec
+from devprof.records import KernelSpec, Measurement
 from devprof.store import Dataset
 from predictors import bundle as bmod
 from predictors.estimators import BoostedLatency, FlopsLinear, ForestLatency
@@ -254,7 +255,7 @@ def test_query_imports_neither_torch_nor_sklearn(published: Path) -> None:
     code = f"""
 import sys, json
 import predictors
-from devprof.records import KernelSpec
+from devprof.records import KernelSpec, Measurement
 p = predictors.load({str(published)!r})
 specs = [KernelSpec('conv2d', h=30, w=30, cin=24, cout=40, kh=3, kw=3, padding=1),
          KernelSpec('fc', cin=300, cout=200)]
@@ -288,3 +289,37 @@ def test_small_sparse_groups_share_their_op_regressor(published: Path) -> None:
     sel = predictors.load(published).metadata["predictor"]
     pooled = {g: v["pooled_over"] for g, v in sel.items() if "pooled_over" in v}
     assert pooled and all(v == g.split("/")[0] + "/*" for g, v in pooled.items())
+
+
+def test_repeat_campaigns_merge_and_the_same_records_count_once(tmp_path: Path) -> None:
+    """The same specs profiled in two campaigns (two folders) are both kept and merged in the
+    LUT (median of the records' medians); one campaign read twice counts once."""
+    from predictors import lut as lutmod
+
+    specs = synth.random_specs(20, seed=5, sparse=False)
+    paths = []
+    for i, scale in enumerate((1.0, 1.2)):
+        recs = [dataclasses.replace(r, started_at=1.7e9 + 3600 * i, finished_at=1.7e9 + 3600 * i + 1,
+                                    measurement=Measurement(tuple(s * scale for s in r.measurement.samples_us)))
+                for r in synth.records(specs, seed=1)]
+        if i == 1:  # the second campaign caught the first spec in a noisy phase
+            m = recs[0].measurement.median_us
+            recs[0] = dataclasses.replace(recs[0], measurement=Measurement((m, 1.5 * m, 2 * m, 0.9 * m, 1.2 * m)))
+            assert recs[0].measurement.noisy
+        ds = Dataset(tmp_path / f"campaign{i}")
+        ds.create()
+        ds.append(recs)
+        paths.append(ds.path)
+    once = read_datasets([paths[0], paths[0]])
+    assert len(once) == 20
+    both = read_datasets(paths)
+    assert len(both) == 40
+    lut = lutmod.build(both).set_index("key")
+    one = lutmod.build(once).set_index("key")
+    first = specs[0].key
+    assert (lut["records"].drop(first) == 2).all() and (one["records"] == 1).all()
+    np.testing.assert_allclose(lut["median_us"].drop(first), one.loc[lut.index.drop(first), "median_us"] * 1.1,
+                               rtol=1e-9)
+    # a steady record outweighs a noisy one: the noisy measurement is left out of the row
+    assert lut.loc[first, "records"] == 1 and not lut.loc[first, "noisy"]
+    assert lut.loc[first, "median_us"] == one.loc[first, "median_us"]

@@ -76,7 +76,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fit latency predictors (per device, runtime, op and sparsity scheme), score them on held-out
         kernels and model variants, and write bundles: lookup table + predictor + metadata with the
-        accuracy report."""
+        accuracy report.
+
+        Several campaigns of one suite (profiled at different times into different folders, or
+        'devprof profile --retry-noisy' folders) are merged: each kernel's table entry is the median
+        of its steady records' medians.
+
+        Example:\n
+          devprof fit-predictor data/train data/train-r2 data/train-retry data/models
+        """
         if from_models is not None:  # devprof.from_models (issue 9)
             from ..from_models import cli_fit_from_models
 
