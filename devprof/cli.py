@@ -279,12 +279,13 @@ def _noisy_plan(specs: list, runtimes: list[str], threads: int, campaigns: list[
 
     steady: set[tuple[str, str]] = set()
     for c in campaigns:
-        if not Dataset(c).exists():
+        ds = Dataset(c)
+        if not ds.exists():
             raise UsageError(f"--retry-noisy: no dataset at {c}")
         if Path(c).resolve() == Path(out_dir).resolve():
             raise UsageError("--retry-noisy: write the retries to another folder (--out): a dataset holds one "
                              "record per kernel")
-        df = Dataset(c).read()
+        df = ds.read()
         if not len(df):
             continue
         k = df[(df["kind"] == "kernel") & (~df["noisy"].astype(bool)) & (df["threads"] == threads)]

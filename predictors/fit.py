@@ -105,7 +105,7 @@ def read_datasets(paths: Iterable[str | Path]):
 
     The same spec measured in separate campaigns (e.g. ``predictor-train`` profiled twice, hours
     apart, into two folders) gives several records: all are kept, and the lookup table merges
-    them (median of medians), which averages out the slow phases of the device's speed that a
+    them (median of the steady records' medians, `lut.build`), which averages out the slow phases of the device's speed that a
     single campaign cannot. The same measurement read twice (a folder given twice, or copied)
     is one record: records are identical when their key and start time are."""
     import pandas as pd
@@ -136,15 +136,6 @@ def _split(groups: np.ndarray, share: float, seed: int) -> np.ndarray:
         pick = rng.permutation(idx)[: int(round(share * len(idx)))]
         test[pick] = True
     return test
-
-
-def _stable_share(names: Iterable[str], share: float, seed: int) -> dict[str, bool]:
-    """Deterministic held-out choice per name (independent of order and of the other names)."""
-    out = {}
-    for n in names:
-        h = int(hashlib.sha256(f"{seed}:{n}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-        out[n] = h < share
-    return out
 
 
 def family_of(model_name: str) -> str:
@@ -240,7 +231,7 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
         "measured_us": [float(v) for v in y[te_idx]],
         "predicted_us": [float(v) for v in pred[te_idx]],
     }, "models": None}
-    km: dict[str, Any] = {"overall": summary(pred[te_idx], y[te_idx]), "per_op": {}, "per_group": {},}
+    km: dict[str, Any] = {"overall": summary(pred[te_idx], y[te_idx]), "per_op": {}, "per_group": {}}
     # the same figures on held-out kernels whose own measurement was steady (not flagged noisy)
     ops = lut["op"].to_numpy()
     steady = te_idx[~lut["noisy"].to_numpy(dtype=bool)[te_idx]]
@@ -276,9 +267,9 @@ def _model_runs(df):
 
 
 def fit_layers(layers, candidates: dict | None = None, seed: int = 0, folds: int = 5) -> dict[str, Any] | None:
-    """The in-model layer part of a predictor: a table of layer times (every distinct layer
-    spec timed inside a measured model: the median over its occurrences of each one's fastest run) and per-(op, scheme) regressors fitted on it. Layers run
-    differently inside a model than alone (warm caches, the runtime's layout kept between layers),
+    """The in-model layer part of a predictor: a table of layer times (every distinct layer spec
+    timed inside a measured model: the median over its occurrences of each one's fastest run) and
+    per-(op, scheme) regressors fitted on it. Layers run differently inside a model than alone (warm caches, the runtime's layout kept between layers),
     so whole-model predictions start from these. None when there are no layer records."""
     from .estimators import CANDIDATES, FlopsLinear, select
 

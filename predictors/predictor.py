@@ -113,7 +113,7 @@ class Predictor:
         for name, m in (predictor.get("groups") or {}).items():
             self.groups[_group_code(path, "predictor group", str(name))] = compile_model(m)
             self.group_names[name] = m.get("estimator", m.get("kind", ""))
-        # in-model layers (optional): a table of layer medians and per-group regressors
+        # in-model layers (optional): a table of layer times and per-group regressors
         layers = predictor.get("layers") or {}
         self.layer_groups: dict[int, TreeEnsemble | Linear] = {}
         self.layer_variants: dict[tuple[int, float], TreeEnsemble | Linear] = {}

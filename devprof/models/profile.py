@@ -39,6 +39,7 @@ from .. import __version__
 from ..errors import DevprofError, KernelError, UsageError
 from ..measure import Protocol, measure_callable
 from ..records import KernelSpec, Measurement, Record, RuntimeInfo, record_key
+from ..runtimes.onnxruntime import session_options
 from .walk import Layer, ModelLayers, load_onnx, walk
 
 MODEL_RUNTIMES = ("onnxruntime", "litert", "litert-builtin")
@@ -137,13 +138,6 @@ def _export(torch, net, x, buf) -> None:
 
 
 # ---- running models --------------------------------------------------------------------------
-def _ort_options(threads: int, profile_prefix: str | None = None):
-    """The same session options as devprof's single-op ONNX Runtime kernels."""
-    from ..runtimes.onnxruntime import session_options
-
-    return session_options(threads, profile_prefix)
-
-
 def _input(model) -> tuple[str, np.ndarray]:
     inits = {t.name for t in model.graph.initializer}
     inp = [i for i in model.graph.input if i.name not in inits][0]
@@ -209,7 +203,7 @@ def profile_ort_layers(model, ml: ModelLayers, threads: int, runs: int, warmups:
     clean_us: list[float] = []
     clean_cpu_us: list[float] = []  # CPU time of this thread (ORT runs 1-thread sessions on it)
     with tempfile.TemporaryDirectory(prefix="devprof-ortprof-") as tmp:
-        sess = ort.InferenceSession(model.SerializeToString(), _ort_options(threads, os.path.join(tmp, "p")),
+        sess = ort.InferenceSession(model.SerializeToString(), session_options(threads, os.path.join(tmp, "p")),
                                     providers=["CPUExecutionProvider"])
         y = None
         for i in range(warmups + runs):
@@ -438,7 +432,7 @@ class ModelProfiler:
                         continue
                     import onnxruntime as ort
 
-                    sess = ort.InferenceSession(src.onnx.SerializeToString(), _ort_options(self.threads),
+                    sess = ort.InferenceSession(src.onnx.SerializeToString(), session_options(self.threads),
                                                 providers=["CPUExecutionProvider"])
                     feeds = {x_name: x}
                     ort_output = sess.run(None, feeds)[0]
@@ -490,7 +484,7 @@ class ModelProfiler:
                         if ort_output is None:
                             import onnxruntime as ort
 
-                            s2 = ort.InferenceSession(src.onnx.SerializeToString(), _ort_options(self.threads),
+                            s2 = ort.InferenceSession(src.onnx.SerializeToString(), session_options(self.threads),
                                                       providers=["CPUExecutionProvider"])
                             ort_output = s2.run(None, {x_name: x})[0]
                         z = it.get_tensor(it.get_output_details()[0]["index"])

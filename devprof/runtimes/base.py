@@ -6,9 +6,9 @@ writes records — `devprof.profile` does that with the provenance it adds.
 """
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-import time
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from ..measure import Protocol, measure_interleaved

@@ -15,8 +15,6 @@ FULL_CHECK_MAX = 1 << 16
 SAMPLES = 8192
 
 
-
-
 def _padded(spec: KernelSpec, x: np.ndarray) -> np.ndarray:
     p = spec.padding
     return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
