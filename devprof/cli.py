@@ -195,7 +195,8 @@ def profile(
     if model or s.models:  # whole models: devprof.models.profile (docs/models.md)
         from .models.profile import cli_profile_models
 
-        code = cli_profile_models(dev, [model] if model else s.models, runtimes=runtime, threads=threads, out=out_dir,
+        code = cli_profile_models(dev, [model] if model else s.models,
+                                  runtimes=runtime or (None if model else list(s.runtimes)), threads=threads, out=out_dir,
                                   resume=resume, protocol=proto, suite="" if model else s.name, prune=prune or "",
                                   json_out=json_out, single=bool(model))
         if code or model or not s.specs:
