@@ -6,7 +6,8 @@ intensity), the loop shape (spatial size, channels, kernel, stride, groups) and 
 structure (scheme, ratio, block shape / N:M / pattern parameters), and how much of the channel
 tiles of CPU micro-kernels (8-64 lanes) a layer wastes — the steps of measured latency against
 channel count (adding them took LiteRT conv2d from 92% to 99% of kernels within ±10% in
-cross-validation). Sizes enter as log2 so trees split on scale and the linear baseline stays well
+cross-validation), and whether channels are a multiple of 4 (ONNX Runtime runs other depthwise
+convs ~10x slower). Sizes enter as log2 so trees split on scale and the linear baseline stays well
 conditioned.
 
 The feature list is versioned with the bundle format: a published predictor names the features
@@ -24,9 +25,11 @@ FEATURES = (
     "kh", "kw", "stride", "groups", "dilation", "n", "ratio", "density", "p1", "p2",
     "op", "scheme", "activation", "bias", "attrs_code", "out_h", "out_w",
     "cout_pad8", "cout_pad16", "cout_pad32", "cout_pad64", "cin_pad8", "cin_pad16", "cin_pad32", "cin_pad64",
+    "cout_pad4", "cin_pad4",
 )
 #: Channel tiles of CPU micro-kernels: a kernel's work is padded up to them (cout_pad16 = ceil(cout/16)*16/cout).
-TILES = (8, 16, 32, 64)
+#: 4 also tells whether channels are a multiple of 4: ONNX Runtime's fast depthwise path needs it.
+TILES = (4, 8, 16, 32, 64)
 #: Raw (linear-scale) quantities the FLOPs-linear baseline uses.
 LINEAR_FEATURES = ("eff_flops", "bytes")
 _FI = {f: i for i, f in enumerate(FEATURES)}

@@ -37,7 +37,6 @@ from .predictor import Predictor, group_name
 from .spectable import col, encode_frame, str_hash
 
 MIN_GROUP_TRAIN = 8
-POOL_BELOW = 150  # a sparse scheme group with fewer training kernels uses its op's pooled regressor
 TEST_SHARE = 0.2
 MODEL_TEST_SHARE = 0.3
 
@@ -164,29 +163,29 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
     groups_json: dict[str, Any] = {}
     selection: dict[str, Any] = {}
     # the all-ops fallback: trees only (op and scheme are features)
-    fb_cands = {k: v for k, v in candidates.items() if k in ("random_forest", "gradient_boosting")} or candidates
+    fb_cands = {k: v for k, v in candidates.items() if k in ("random_forest", "gradient_boosting", "blend")} or candidates
     if train.sum() >= 2:
         fb_name, fb_est, fb_cv = select(X[train], y[train], fb_cands, folds, seed)
         log(f"fallback: {fb_name}")
     else:
         fb_name, fb_est, fb_cv = None, None, {}
-    # sparse kernels: one op's schemes share most of their cost structure, and a scheme has only
-    # tens of shapes x ratios; a regressor pooled over the op's schemes (scheme and its
-    # parameters are features) beats per-scheme ones there (devprof-c sparse-sweep, 5-fold CV:
-    # conv2d 65% -> 88% within ±10%, pwconv 64% -> 82%)
+    # sparse kernels: one op's schemes share most of their cost structure (the same generated
+    # loops over the non-zeros); a regressor pooled over the op's schemes (scheme and its
+    # parameters are features) beats per-scheme ones (devprof-c sparse-sweep, 5-fold CV: conv2d
+    # 65% -> 88% within ±10%, pwconv 64% -> 82%; with sparse-train's 276 pwconv kernels per
+    # scheme still 82% pooled vs 73% per scheme on held-out kernels)
     ops_of = np.array([g.split("/")[0] for g in gnames], dtype=object)
     pooled: dict[str, tuple[str, Any, dict]] = {}
     for op in sorted(set(ops_of)):
         om = ops_of == op
-        if len(set(gnames[om])) > 1 and min((gnames[om & train] == g).sum() for g in set(gnames[om])) < POOL_BELOW \
-                and (om & train).sum() >= MIN_GROUP_TRAIN:
+        if len(set(gnames[om])) > 1 and (om & train).sum() >= MIN_GROUP_TRAIN:
             pooled[op] = select(X[om & train], y[om & train], candidates, folds, seed)
             log(f"{op}/*: {pooled[op][0]} pooled over {len(set(gnames[om]))} schemes ({int((om & train).sum())} train)")
     for g in sorted(set(gnames)):
         m = gnames == g
         tr, te = m & train, m & test
         op = g.split("/")[0]
-        if op in pooled and tr.sum() < POOL_BELOW:
+        if op in pooled:
             name, est, cv = pooled[op]
             om = ops_of == op
             if te.any():

@@ -16,7 +16,7 @@ import predictors
 from devprof.records import KernelSpec, Measurement
 from devprof.store import Dataset
 from predictors import bundle as bmod
-from predictors.estimators import BoostedLatency, FlopsLinear, ForestLatency
+from predictors.estimators import BlendLatency, BoostedLatency, FlopsLinear, ForestLatency
 from predictors.fit import fit_bundles, read_datasets
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -99,10 +99,23 @@ def test_exported_trees_match_sklearn() -> None:
     y = np.array([synth.true_latency_us(s) for s in specs]) * np.exp(np.random.default_rng(0).normal(0, .05, len(specs)))
     from predictors.trees import compile_model, predict_with
 
-    for est in (ForestLatency(n_estimators=8), BoostedLatency(n_estimators=30), FlopsLinear()):
+    for est in (ForestLatency(n_estimators=8), BoostedLatency(n_estimators=30), FlopsLinear(), BlendLatency()):
         est.fit(t.data, y)
         ours = predict_with(compile_model(json.loads(json.dumps(est.export()))), t)
         np.testing.assert_allclose(ours, est.predict(t.data), rtol=1e-5)
+
+
+def test_blend_cross_validation_shortcut_equals_refitting() -> None:
+    """select() derives the blend's cross-validated predictions from the forest's and boosting's;
+    they must be what cross-validating the blend itself gives."""
+    from predictors.estimators import CANDIDATES, cv_predictions, select
+
+    specs = synth.random_specs(60, seed=7)
+    X = predictors.encode(specs).data
+    y = np.array([synth.true_latency_us(s) for s in specs]) * np.exp(np.random.default_rng(1).normal(0, .05, len(specs)))
+    _, _, table = select(X, y, CANDIDATES, folds=5, seed=0)
+    p = cv_predictions(BlendLatency(), X, y, 5, 0)
+    assert np.isclose(table["blend"]["cv_mape"], float(np.mean(np.abs(p - y) / y)), rtol=1e-9)
 
 
 def test_model_prediction_sums_layers_plus_overhead(published: Path) -> None:
