@@ -182,8 +182,12 @@ class BlendLatency(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.combine(self.forest_.predict(X), self.boost_.predict(X))
+
+    def combine(self, forest_us: np.ndarray, boost_us: np.ndarray) -> np.ndarray:
+        """The blend of the two parts' predictions (µs): their weighted mean in log-latency."""
         w = self.forest_weight
-        return np.exp(w * np.log(self.forest_.predict(X)) + (1.0 - w) * np.log(self.boost_.predict(X)))
+        return np.exp(w * np.log(forest_us) + (1.0 - w) * np.log(boost_us))
 
     def export(self) -> dict[str, Any]:
         # both parts share the FlopsLinear offset (fitted on the same rows, deterministic)
@@ -248,8 +252,7 @@ def select(X: np.ndarray, y: np.ndarray, candidates: dict[str, BaseEstimator] | 
             preds[n] = cv_predictions(e, X, y, k, seed)
     for n, e in candidates.items():
         if n not in preds:
-            w = e.forest_weight
-            preds[n] = np.exp(w * np.log(preds["random_forest"]) + (1 - w) * np.log(preds["gradient_boosting"]))
+            preds[n] = e.combine(preds["random_forest"], preds["gradient_boosting"])
     scores = {n: (within(p, y, 0.10), float(np.mean(np.abs(p - y) / y))) for n, p in preds.items()}
     best = max(scores, key=lambda n: (round(scores[n][0], 6), -scores[n][1]))
     table = {n: {"cv_within_10": s[0], "cv_mape": s[1]} for n, s in scores.items()}

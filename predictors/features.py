@@ -4,7 +4,7 @@ The features are what decides a kernel's time on a CPU: work (dense and effectiv
 pruning), memory traffic (input, output and non-zero weight bytes), their ratio (arithmetic
 intensity), the loop shape (spatial size, channels, kernel, stride, groups) and the sparse
 structure (scheme, ratio, block shape / N:M / pattern parameters), and how much of the channel
-tiles of CPU micro-kernels (8-64 lanes) a layer wastes — the steps of measured latency against
+tiles of CPU micro-kernels (4-64 lanes) a layer wastes — the steps of measured latency against
 channel count (adding them took LiteRT conv2d from 92% to 99% of kernels within ±10% in
 cross-validation), and whether channels are a multiple of 4 (ONNX Runtime runs other depthwise
 convs ~10x slower). Sizes enter as log2 so trees split on scale and the linear baseline stays well

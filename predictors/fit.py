@@ -104,8 +104,8 @@ def read_datasets(paths: Iterable[str | Path]):
 
     The same spec measured in separate campaigns (e.g. ``predictor-train`` profiled twice, hours
     apart, into two folders) gives several records: all are kept, and the lookup table merges
-    them (median of the steady records' medians, `lut.build`), which averages out the slow phases of the device's speed that a
-    single campaign cannot. The same measurement read twice (a folder given twice, or copied)
+    them (median of the steady records' medians, `lut.build`), which averages out the slow
+    phases of the device's speed that a single campaign cannot. The same measurement read twice (a folder given twice, or copied)
     is one record: records are identical when their key and start time are."""
     import pandas as pd
 
@@ -175,23 +175,25 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
     # 65% -> 88% within ±10%, pwconv 64% -> 82%; with sparse-train's 276 pwconv kernels per
     # scheme still 82% pooled vs 73% per scheme on held-out kernels)
     ops_of = np.array([g.split("/")[0] for g in gnames], dtype=object)
-    pooled: dict[str, tuple[str, Any, dict]] = {}
+    pooled: dict[str, tuple[str, Any, dict, dict]] = {}
     for op in sorted(set(ops_of)):
         om = ops_of == op
         if len(set(gnames[om])) > 1 and (om & train).sum() >= MIN_GROUP_TRAIN:
-            pooled[op] = select(X[om & train], y[om & train], candidates, folds, seed)
-            log(f"{op}/*: {pooled[op][0]} pooled over {len(set(gnames[om]))} schemes ({int((om & train).sum())} train)")
+            name, est, cv = select(X[om & train], y[om & train], candidates, folds, seed)
+            # published: refitted on every row of the op once, the same JSON stored under each scheme
+            final = clone(est).fit(X[om], y[om]) if (om & test).any() else est
+            pooled[op] = (name, est, cv, final.export())
+            log(f"{op}/*: {name} pooled over {len(set(gnames[om]))} schemes ({int((om & train).sum())} train)")
     for g in sorted(set(gnames)):
         m = gnames == g
         tr, te = m & train, m & test
         op = g.split("/")[0]
         if op in pooled:
-            name, est, cv = pooled[op]
+            name, est, cv, exported = pooled[op]
             om = ops_of == op
             if te.any():
                 pred[te] = est.predict(X[te])
-            final = clone(est).fit(X[om], y[om]) if (om & test).any() else est
-            groups_json[g] = final.export()
+            groups_json[g] = exported
             selection[g] = {"estimator": name, "pooled_over": f"{op}/*", "n_train": int((om & train).sum()),
                             "n_test": int(te.sum()), "cv": cv}
             continue
@@ -268,8 +270,9 @@ def _model_runs(df):
 def fit_layers(layers, candidates: dict | None = None, seed: int = 0, folds: int = 5) -> dict[str, Any] | None:
     """The in-model layer part of a predictor: a table of layer times (every distinct layer spec
     timed inside a measured model: the median over its occurrences of each one's fastest run) and
-    per-(op, scheme) regressors fitted on it. Layers run differently inside a model than alone (warm caches, the runtime's layout kept between layers),
-    so whole-model predictions start from these. None when there are no layer records."""
+    per-(op, scheme) regressors fitted on it. Layers run differently inside a model than alone
+    (warm caches, the runtime's layout kept between layers), so whole-model predictions start
+    from these. None when there are no layer records."""
     from .estimators import CANDIDATES, FlopsLinear, select
 
     if layers is None or not len(layers):
