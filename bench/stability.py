@@ -1,9 +1,12 @@
 """How repeatable are devprof's medians? Profile a suite twice and compare kernel by kernel.
 
     .venv/bin/python bench/stability.py [--suite smoke] [--runtime onnxruntime --runtime litert] [--cores 0]
+    .venv/bin/python bench/stability.py --datasets CAMPAIGN_A CAMPAIGN_B    # two existing campaigns
 
 Prints the share of (kernel, runtime) pairs whose two medians agree within 5% (and 2%, 10%),
-and the worst disagreements. A benchmark, not a test: the figure depends on the machine's noise.
+the same for their fastest rounds (minima), per runtime and op with --datasets, and the worst
+disagreements. A benchmark, not a test: the figure depends on the machine's noise. It is what
+`devprof fit-predictor --statistic` is chosen from: serve the statistic that repeats.
 """
 from __future__ import annotations
 
@@ -27,7 +30,11 @@ def main() -> None:
     ap.add_argument("--runtime", action="append")
     ap.add_argument("--cores", default="", help="pin to these CPUs (e.g. 0)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--datasets", nargs=2, metavar=("A", "B"),
+                    help="compare two campaigns already profiled (same kernels) instead of profiling")
     a = ap.parse_args()
+    if a.datasets:
+        return compare_campaigns(*a.datasets)
     dev = LocalDevice()
     suite = load_suite(a.suite)
     rts = a.runtime or default_runtimes(dev, suite.runtimes)
@@ -55,6 +62,30 @@ def main() -> None:
     print("  worst pairs:")
     for (sid, rt), r in worst.items():
         print(f"    {rt:14s} {sid}  {a_[(sid, rt)]:9.1f} vs {b_[(sid, rt)]:9.1f} µs  ({r:.1%})")
+
+
+def compare_campaigns(path_a: str, path_b: str) -> None:
+    """Agreement of two campaigns' medians and minima, per runtime and op (kernels in both)."""
+    frames = []
+    for p in (path_a, path_b):
+        df = Dataset(p).read()
+        df = df[df["kind"] == "kernel"]
+        frames.append(df.drop_duplicates(["spec_key", "runtime"], keep="last").set_index(["spec_key", "runtime"]))
+    both = frames[0].index.intersection(frames[1].index)
+    if not len(both):
+        raise SystemExit(f"error: {path_a} and {path_b} have no kernel in common")
+    x, y = frames[0].loc[both], frames[1].loc[both]
+    rows = []
+    for stat in ("median_us", "min_us"):
+        rel = (np.abs(x[stat] - y[stat]) / np.minimum(x[stat], y[stat])).rename(stat)
+        rows.append(rel)
+    rel = pd.concat(rows, axis=1).reset_index(drop=True).assign(op=x["op"].to_numpy(), runtime=both.get_level_values(1))
+    print(f"{path_a} vs {path_b}: {len(rel)} (kernel, runtime) pairs in both")
+    print(f"  {'runtime':<14}{'op':<10}{'pairs':>6}{'medians ±10%':>14}{'minima ±10%':>13}{'±5%':>7}{'±5%':>7}")
+    for (rt, op), g in [(("all", ""), rel)] + list(rel.groupby(["runtime", "op"])):
+        print(f"  {rt:<14}{op:<10}{len(g):>6}{np.mean(g.median_us <= .10):>14.1%}{np.mean(g.min_us <= .10):>13.1%}"
+              f"{np.mean(g.median_us <= .05):>7.1%}{np.mean(g.min_us <= .05):>7.1%}")
+    print("  (medians follow the machine's load phases; minima show the kernel's own repeatability)")
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ from typing import Any, Mapping
 from devprof.errors import DevprofError
 
 FORMAT = "devprof-bundle"
-FORMAT_VERSION = 1
-"""Bump when a file or field changes meaning; loaders refuse bundles newer than they know."""
+FORMAT_VERSION = 2
+"""Bump when a file or field changes meaning; loaders refuse bundles newer than they know.
+2 (devprof 0.2): the lookup table's min_us column and predictor.json's statistic (a bundle may
+serve fastest rounds, which a format-1 reader would silently mistake for medians)."""
 METADATA = "metadata.json"
 REQUIRED = ("lut.json", "predictor.json")
 MAX_FILE_BYTES = 512 * 1024 * 1024

@@ -145,9 +145,9 @@ def family_of(model_name: str) -> str:
 
 
 def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int = 5,
-                log: Callable[[str], None] = lambda s: None):
-    """Fit the regressors for one (device, runtime) LUT. Returns (predictor json, heldout, metrics,
-    selection)."""
+                log: Callable[[str], None] = lambda s: None, statistic: str = "median"):
+    """Fit the regressors for one (device, runtime) LUT to its `statistic` column ("median" or
+    "min"). Returns (predictor json, heldout, metrics, selection)."""
     from sklearn.base import clone
 
     from .estimators import CANDIDATES, ForestLatency, BoostedLatency, select
@@ -155,7 +155,7 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
     candidates = candidates or CANDIDATES
     T = encode_frame(lut)
     X = T.data
-    y = lut["median_us"].to_numpy(dtype=np.float64)
+    y = lut[f"{statistic}_us"].to_numpy(dtype=np.float64)
     gnames = _group_names(lut)
     test = _split(gnames, TEST_SHARE, seed)
     train = ~test
@@ -220,7 +220,7 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
         fallback_json = FlopsLinear().fit(X, y).export()
         selection["*"] = {"estimator": "flops_linear", "n_train": int(len(y)), "n_test": 0}
     predictor_json = {"format": "devprof-predictor", "version": 1, "features": list(FEATURES),
-                      "target": "log_us", "groups": groups_json, "fallback": fallback_json,
+                      "target": "log_us", "statistic": statistic, "groups": groups_json, "fallback": fallback_json,
                       "model_overhead": {"scale": 1.0, "per_layer_us": 0.0, "intercept_us": 0.0}}
     te_idx = np.flatnonzero(test & np.isfinite(pred))
     heldout = {"format": "devprof-heldout", "version": 1, "kernels": {
@@ -311,10 +311,11 @@ def fit_layers(layers, candidates: dict | None = None, seed: int = 0, folds: int
 def fit_models(df, predictor_json: dict[str, Any], lut_cols: dict[str, list], seed: int = 0,
                candidates: dict | None = None) -> tuple[dict[str, float], dict[str, Any], Any, dict | None]:
     """Fit the in-model layer part and the per-runtime overhead on training models; score
-    held-out model variants. Returns (overhead, metrics, held-out rows, layer part fitted on all
-    models)."""
+    held-out model variants (their end-to-end time in the predictor's statistic). Returns
+    (overhead, metrics, held-out rows, layer part fitted on all models)."""
     models, by_run = _model_runs(df)
-    runs = [(str(m["model_name"] or m["spec_key"]), m["model_run_id"], float(m["median_us"]))
+    stat = f"{predictor_json.get('statistic', 'median')}_us"
+    runs = [(str(m["model_name"] or m["spec_key"]), m["model_run_id"], float(m[stat]))
             for _, m in models.iterrows() if by_run.get(m["model_run_id"]) is not None and len(by_run[m["model_run_id"]])]
     default = {"scale": 1.0, "per_layer_us": 0.0, "intercept_us": 0.0}
     if not runs:
@@ -411,8 +412,11 @@ def _dataset_hash(df) -> str:
 
 
 def fit_bundles(df, sources: list[str] | None = None, candidates: dict | None = None, seed: int = 0,
-                log: Callable[[str], None] = lambda s: None) -> list[FittedBundle]:
-    """One FittedBundle per (device, runtime) found in the records `df`."""
+                log: Callable[[str], None] = lambda s: None, statistic: str = "median") -> list[FittedBundle]:
+    """One FittedBundle per (device, runtime) found in the records `df`, serving `statistic`
+    ("median": the median of each kernel's rounds; "min": its fastest round, see predictors.lut)."""
+    if statistic not in lutmod.STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r} (known: {', '.join(lutmod.STATISTICS)})")
     out = []
     if not len(df):
         return out
@@ -427,12 +431,12 @@ def fit_bundles(df, sources: list[str] | None = None, candidates: dict | None = 
                    "options": json.loads(first["runtime_options"] or "{}"), "key": rt_key}
         log(f"fitting {device.get('name')} / {rt_key}: {len(kern)} kernel records")
         lut = lutmod.build(kern)
-        pj, heldout, km, selection = fit_kernels(lut, candidates, seed, log=log)
+        pj, heldout, km, selection = fit_kernels(lut, candidates, seed, log=log, statistic=statistic)
         ov, mm, mheld, layers = fit_models(g, pj, lutmod.to_json_obj(lut)["columns"], seed, candidates)
         pj["model_overhead"] = ov
         pj["layers"] = layers
         heldout["models"] = mheld
-        metrics = {"kernel": km, "model": mm,
+        metrics = {"statistic": statistic, "kernel": km, "model": mm,
                    "split": {"kernel_test_share": TEST_SHARE, "model_test_share": MODEL_TEST_SHARE, "seed": seed,
                              "refit_on_all": True}}
         dataset = {"sha256": _dataset_hash(g), "records": int(len(g)), "kernel_records": int(len(kern)),

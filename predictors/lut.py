@@ -6,6 +6,10 @@ Columns (JSON is columnar: each column a list; Parquet has the same columns):
                   median of the medians of its steady records (of all of them if every one is
                   flagged noisy) — a measurement that knows it is noisy is used only when
                   nothing better exists
+    min_us        fastest round (µs): each record's fastest round (a round is already the best of
+                  its samples), median over the spec's steady records as for median_us. On a host
+                  shared with other tenants this is the reproducible figure (their load only ever
+                  slows a kernel down); a bundle serves one of the two (its `statistic`)
     iqr_us        interquartile range of the samples (µs) (several records: median)
     mad_us        median absolute deviation (µs)
     cv            coefficient of variation of the samples
@@ -26,12 +30,17 @@ import numpy as np
 SPEC_COLUMNS = ("op", "n", "h", "w", "cin", "cout", "kh", "kw", "stride", "padding", "groups", "dilation",
                 "bias", "activation", "dtype", "scheme", "sparsity_ratio", "sparsity_params", "attrs",
                 "out_h", "out_w", "flops", "params")
-STAT_COLUMNS = ("median_us", "iqr_us", "mad_us", "cv", "repeats", "records", "noisy")
+STAT_COLUMNS = ("median_us", "min_us", "iqr_us", "mad_us", "cv", "repeats", "records", "noisy")
 COLUMNS = ("key",) + STAT_COLUMNS + SPEC_COLUMNS + ("spec_json",)
 INT_COLUMNS = {"n", "h", "w", "cin", "cout", "kh", "kw", "stride", "padding", "groups", "dilation", "out_h",
                "out_w", "flops", "params", "repeats", "records"}
 BOOL_COLUMNS = {"bias", "noisy"}
-FLOAT_COLUMNS = {"median_us", "iqr_us", "mad_us", "cv", "sparsity_ratio"}
+OPTIONAL_COLUMNS = {"min_us"}
+"""Columns a format-1 table (devprof < 0.3) lacks; such a table can serve only its medians."""
+STATISTICS = ("median", "min")
+"""What a bundle serves for a kernel: the median of its rounds, or its fastest round
+(``<statistic>_us``). `devprof fit-predictor --statistic` picks it."""
+FLOAT_COLUMNS = {"median_us", "min_us", "iqr_us", "mad_us", "cv", "sparsity_ratio"}
 
 
 def build(kernels: Any) -> Any:
@@ -48,6 +57,7 @@ def build(kernels: Any) -> Any:
     out = pd.DataFrame({
         "key": first.index.astype(str),
         "median_us": g["median_us"].median().to_numpy(),
+        "min_us": (g["min_us"] if "min_us" in kernels else g["median_us"]).median().to_numpy(),
         "iqr_us": g["iqr_us"].median().to_numpy(),
         "mad_us": g["mad_us"].median().to_numpy(),
         "cv": g["cv"].median().to_numpy(),
@@ -66,6 +76,8 @@ def build(kernels: Any) -> Any:
 def to_json_obj(lut: Any) -> dict[str, Any]:
     cols: dict[str, list] = {}
     for c in COLUMNS:
+        if c in OPTIONAL_COLUMNS and c not in lut:
+            continue
         v = lut[c].to_numpy()
         if c in INT_COLUMNS:
             cols[c] = [int(x) for x in v]
@@ -90,11 +102,16 @@ def check_json_obj(obj: Any) -> dict[str, list]:
         raise ValueError("bad row count")
     for c in COLUMNS:
         v = cols.get(c)
+        if c in OPTIONAL_COLUMNS and v is None:
+            continue
         if not isinstance(v, list) or len(v) != n:
             raise ValueError(f"column {c!r} missing or of the wrong length")
-    med = np.asarray(cols["median_us"], dtype=np.float64)
-    if n and not (np.isfinite(med).all() and (med > 0).all()):
-        raise ValueError("median_us must be finite and positive")
+    for c in ("median_us", "min_us"):
+        if c not in cols:
+            continue
+        med = np.asarray(cols[c], dtype=np.float64)
+        if n and not (np.isfinite(med).all() and (med > 0).all()):
+            raise ValueError(f"{c} must be finite and positive")
     if len(set(cols["key"])) != n:
         raise ValueError("duplicate keys")
     return cols

@@ -5,9 +5,10 @@
     m = p.predict_model(specs)    # or an ONNX file: sum of layers + fitted overhead
     p.lut                         # the lookup table as a pandas DataFrame
 
-Exact lookup-table hits return the table's median (bit for bit); misses go to the regressor of
-their (op, scheme) group, or to the bundle's all-ops fallback regressor when the group had too
-little data. Whole models first use the bundle's in-model layer table and regressors (fitted on
+Exact lookup-table hits return the table's value (bit for bit) of the bundle's statistic — the
+median of the kernel's rounds, or its fastest round (`Predictor.statistic`); misses go to the
+regressor of their (op, scheme) group, or to the bundle's all-ops fallback regressor when the
+group had too little data. Whole models first use the bundle's in-model layer table and regressors (fitted on
 layers timed inside measured models, where a layer runs in the context of its neighbours) and
 the single-kernel path for layers those do not cover. Everything is numpy; scikit-learn and
 torch are never imported.
@@ -97,7 +98,13 @@ class Predictor:
         self._lut_cols = lut_cols
         self._lut_df = None
         self.keys: list[str] = list(lut_cols["key"])
+        self.statistic: str = predictor.get("statistic", "median")
+        """What the table serves and the regressors predict: "median" or "min" (lut.STATISTICS)."""
+        if self.statistic not in lutmod.STATISTICS or f"{self.statistic}_us" not in lut_cols:
+            raise ValueError(f"statistic {self.statistic!r} is unknown or not in the lookup table")
         self.median_us = np.asarray(lut_cols["median_us"], dtype=np.float64)
+        self.table_us = np.asarray(lut_cols[f"{self.statistic}_us"], dtype=np.float64)
+        """The served column of the lookup table: `statistic`'s figure per row."""
         self.iqr_us = np.asarray(lut_cols["iqr_us"], dtype=np.float64)
         self._key_index = {k: i for i, k in enumerate(self.keys)}
         self._lut_table = _encode_lut(lut_cols)
@@ -168,7 +175,7 @@ class Predictor:
         if self._lut_df is None:
             import pandas as pd
 
-            self._lut_df = pd.DataFrame({c: self._lut_cols[c] for c in lutmod.COLUMNS})
+            self._lut_df = pd.DataFrame({c: self._lut_cols[c] for c in lutmod.COLUMNS if c in self._lut_cols})
         return self._lut_df
 
     @property
@@ -183,8 +190,8 @@ class Predictor:
 
     # ---- queries ----------------------------------------------------------------------------
     def lookup(self, keys: Sequence[str]) -> np.ndarray:
-        """Table medians for canonical keys (NaN where the table has no such key)."""
-        ki, med = self._key_index, self.median_us
+        """Table values (the bundle's statistic) for canonical keys (NaN where the table has no such key)."""
+        ki, med = self._key_index, self.table_us
         idx = np.fromiter((ki.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
         out = np.where(idx >= 0, med[idx], np.nan)
         return out
@@ -218,7 +225,7 @@ class Predictor:
         src = np.empty(n, dtype=np.int8)
         idx = self._lut_match(SpecTable(data, hashes))
         hit = idx >= 0
-        out[hit] = self.median_us[idx[hit]]
+        out[hit] = self.table_us[idx[hit]]
         src[hit] = SRC_LUT
         miss = np.flatnonzero(~hit)
         if len(miss):

@@ -337,3 +337,52 @@ def test_repeat_campaigns_merge_and_the_same_records_count_once(tmp_path: Path) 
     # a steady record outweighs a noisy one: the noisy measurement is left out of the row
     assert lut.loc[first, "records"] == 1 and not lut.loc[first, "noisy"]
     assert lut.loc[first, "median_us"] == one.loc[first, "median_us"]
+
+
+def test_min_statistic_bundle_serves_fastest_rounds(dataset: Path, tmp_path: Path) -> None:
+    """`fit-predictor --statistic min`: the table's min_us column is served bit for bit, the
+    regressors and whole models are fitted to fastest rounds, and the choice is recorded; a
+    format-1 table (no min_us) still loads and serves medians; a bundle claiming 'min' without
+    the column is refused."""
+    (b,) = fit_bundles(read_datasets([dataset]), [str(dataset)], candidates=FAST, statistic="min")
+    path = b.write(tmp_path / "min")
+    p = predictors.load(path)
+    lut = p.lut
+    assert p.statistic == "min" and p.metadata["metrics"]["statistic"] == "min"
+    df = Dataset(dataset).read()
+    kern = df[df["kind"] == "kernel"].set_index("spec_key")
+    assert np.array_equal(kern.loc[lut["key"], "min_us"].to_numpy(), lut["min_us"].to_numpy())
+    assert (lut["min_us"] < lut["median_us"]).all()
+    specs = [KernelSpec.from_dict(json.loads(s)) for s in lut["spec_json"]]
+    r = p.predict(specs)
+    assert (r.source == "lut").all() and np.array_equal(r.latency_us, lut["min_us"].to_numpy())
+    assert np.array_equal(p.lookup(list(lut["key"])), lut["min_us"].to_numpy())
+    assert p.metrics["model"]["overall"]["n"] > 0
+    with pytest.raises(ValueError, match="statistic"):
+        fit_bundles(read_datasets([dataset]), statistic="mean")
+    # the column gone (a format-1 table): refused while the predictor asks for 'min'...
+    lj = json.loads((path / "lut.json").read_text())
+    del lj["columns"]["min_us"]
+    pj = json.loads((path / "predictor.json").read_text())
+    bad = _copy(path, tmp_path / "no-min")
+    for name, obj in (("lut.json", lj), ("predictor.json", pj)):
+        (bad / name).write_text(json.dumps(obj))
+    _rehash(bad)
+    with pytest.raises(bmod.BundleError, match="statistic 'min'"):
+        predictors.load(bad)
+    # ...and read as medians once the predictor says nothing of a statistic (format 1)
+    del pj["statistic"]
+    (bad / "predictor.json").write_text(json.dumps(pj))
+    _rehash(bad)
+    old = predictors.load(bad)
+    assert old.statistic == "median" and "min_us" not in old.lut
+    assert np.array_equal(old.predict(specs).latency_us, lut["median_us"].to_numpy())
+
+
+def _rehash(root: Path) -> None:
+    """Re-sign a hand-edited bundle (as a careful editor would), so the test reaches the parser."""
+    meta = json.loads((root / "metadata.json").read_text())
+    for name in meta["files"]:
+        data = (root / name).read_bytes()
+        meta["files"][name] = {"sha256": bmod.sha256_bytes(data), "bytes": len(data)}
+    (root / "metadata.json").write_text(json.dumps(meta))

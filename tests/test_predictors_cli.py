@@ -99,6 +99,7 @@ def test_predict_model_file(fitted, tmp_path: Path) -> None:
     (["predict", "--bundle", "BUNDLE"], "exactly one"),
     (["fit-predictor", "/nonexistent-dataset"], "no dataset"),
     (["fit-predictor", "DATASET", "--estimator", "magic"], "unknown estimator"),
+    (["fit-predictor", "DATASET", "--statistic", "mean"], "unknown --statistic"),
 ])
 def test_bad_input_is_one_line(fitted, args, words, monkeypatch, capsys) -> None:
     """In-process through `devprof.cli.main` (the console script's entry point): fast, same path."""

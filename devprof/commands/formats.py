@@ -68,7 +68,8 @@ def export_table(bundle: Path, fmt: str, out: Path, space: Optional[Path] = None
     import predictors
 
     p = predictors.load(bundle)
-    t = LatencyTable(stat="median", spread="iqr", meta={"format": "ofa-yaml"})
+    t = LatencyTable(stat=p.statistic, spread="iqr", meta={"format": "ofa-yaml"})
+    served = f"{p.statistic}_us"
     if space is not None:
         from ..models.walk import walk
         from ..space import load_space
@@ -78,7 +79,7 @@ def export_table(bundle: Path, fmt: str, out: Path, space: Optional[Path] = None
         fusion = rt if rt in ("onnxruntime", "litert") else "generic"
         block_rows = {}
         lut = p.lut
-        for a, k, med, iqr, n in zip(lut["attrs"], lut["key"], lut["median_us"], lut["iqr_us"], lut["repeats"]):
+        for a, k, med, iqr, n in zip(lut["attrs"], lut["key"], lut[served], lut["iqr_us"], lut["repeats"]):
             try:
                 blk = json.loads(a).get("block")
             except ValueError:
@@ -95,7 +96,7 @@ def export_table(bundle: Path, fmt: str, out: Path, space: Optional[Path] = None
             t.add(b.key, float(r.latency_us.sum()) / 1000.0, 0.0, 0)  # predicted: count 0
     else:
         lut = p.lut
-        for a, med, iqr, n in zip(lut["attrs"], lut["median_us"], lut["iqr_us"], lut["repeats"]):
+        for a, med, iqr, n in zip(lut["attrs"], lut[served], lut["iqr_us"], lut["repeats"]):
             try:
                 d = json.loads(a)
             except ValueError:

@@ -68,6 +68,12 @@ def register(app: typer.Typer) -> None:
             None, "--estimator", help="Candidate estimators for cross-validation (repeatable): flops_linear, "
                                       "random_forest, gradient_boosting. Default: all three."),
         seed: int = typer.Option(0, "--seed", help="Seed of the held-out split and the estimators."),
+        statistic: str = typer.Option(
+            "median", "--statistic", help="What the table serves and the regressors predict for a kernel: "
+                                          "'median' of its timed rounds, or 'min', its fastest round. On a phone "
+                                          "pinned and cooled the two agree; on a machine shared with other "
+                                          "tenants only 'min' repeats from one campaign to the next (see "
+                                          "docs/predictors.md)."),
         json_out: bool = typer.Option(False, "--json", help="Print the accuracy report as JSON."),
         from_models: Optional[Path] = typer.Option(
             None, "--from-models", help="Learn a per-layer table from whole-model timings instead: a devprof "
@@ -80,10 +86,11 @@ def register(app: typer.Typer) -> None:
 
         Several campaigns of one suite (profiled at different times into different folders, or
         'devprof profile --retry-noisy' folders) are merged: each kernel's table entry is the median
-        of its steady records' medians.
+        of its steady records' medians (of their fastest rounds with --statistic min).
 
-        Example:\n
-          devprof fit-predictor data/train data/train-r2 data/train-retry data/models
+        Examples:\n
+          devprof fit-predictor data/train data/train-r2 data/train-retry data/models\n
+          devprof fit-predictor --statistic min data/train data/train-r2   # a shared, noisy host
         """
         if from_models is not None:  # devprof.from_models (issue 9)
             from ..from_models import cli_fit_from_models
@@ -91,6 +98,10 @@ def register(app: typer.Typer) -> None:
             return cli_fit_from_models(from_models, out, seed, json_out)
         if not datasets:
             raise UsageError("give dataset folder(s), or --from-models FILE")
+        from predictors.lut import STATISTICS
+
+        if statistic not in STATISTICS:
+            raise UsageError(f"unknown --statistic {statistic!r} (known: {', '.join(STATISTICS)})")
         from rich.console import Console
 
         from predictors.fit import fit_bundles, read_datasets
@@ -110,7 +121,8 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"unknown estimator {bad[0]!r} (known: {', '.join(CANDIDATES)})")
             cands = {e: CANDIDATES[e] for e in estimator}
         log = (lambda s: None) if json_out else (lambda s: err.print(f"  {s}", highlight=False))
-        bundles = fit_bundles(df, [str(d) for d in datasets], candidates=cands, seed=seed, log=log)
+        bundles = fit_bundles(df, [str(d) for d in datasets], candidates=cands, seed=seed, log=log,
+                              statistic=statistic)
         if not bundles:
             raise UsageError("no kernel records to fit (model records alone cannot make a lookup table)")
         report = []
@@ -119,7 +131,8 @@ def register(app: typer.Typer) -> None:
             report.append({"bundle": str(path), "device": b.device.get("name"), "runtime": b.runtime["key"],
                            "metrics": b.metrics, "predictor": b.selection, "dataset": b.dataset})
             if not json_out:
-                Console(width=None if sys.stdout.isatty() else 160).print(_report_table(b, f"held-out accuracy: {b.device.get('name')} / {b.runtime['key']}"))
+                Console(width=None if sys.stdout.isatty() else 160).print(_report_table(b, f"held-out accuracy ({b.metrics.get('statistic', 'median')} latency): "
+                                                                                     f"{b.device.get('name')} / {b.runtime['key']}"))
                 noise = b.metrics["kernel"].get("noise") or {}
                 if noise.get("median_rel_iqr") is not None:
                     err.print(f"measurement spread: median IQR/median {noise['median_rel_iqr']:.1%}, "
