@@ -74,7 +74,9 @@ def test_predict_specs_json(fitted) -> None:
     miss = {"op": "conv2d", "h": 33, "w": 33, "cin": 24, "cout": 40, "kh": 3, "kw": 3, "padding": 1}
     r = run("predict", "--bundle", str(bundle), "--spec", json.dumps([hit, miss]), "--json")
     assert r.returncode == 0, r.stderr
-    rows = json.loads(r.stdout)["predictions"]
+    out = json.loads(r.stdout)
+    rows = out["predictions"]
+    assert out["statistic"] == "median"
     assert rows[0]["source"] == "lut" and rows[0]["latency_us"] == lut["median_us"][0]
     assert rows[1]["source"] in ("model", "fallback") and rows[1]["latency_us"] > 0
 

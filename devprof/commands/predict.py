@@ -188,12 +188,14 @@ def register(app: typer.Typer) -> None:
         if model is not None:
             r = p.predict_model(model)
             if json_out:
-                print(json.dumps({"bundle": str(bundle), "model": str(model), **r.to_dict()}, indent=2))
+                print(json.dumps({"bundle": str(bundle), "statistic": p.statistic, "model": str(model), **r.to_dict()},
+                                 indent=2))
                 return
             from rich.console import Console
             from rich.table import Table
 
-            t = Table(title=f"{model}: {r.total_us / 1000:.3f} ms predicted ({len(r.layers_us)} layers)")
+            t = Table(title=f"{model}: {r.total_us / 1000:.3f} ms predicted ({len(r.layers_us)} layers, "
+                            f"{p.statistic} latency)")
             for c, j in (("#", "right"), ("layer", "left"), ("µs", "right"), ("share", "right"), ("source", "left")):
                 t.add_column(c, justify=j)
             for i, (s, v, src) in enumerate(zip(r.specs, r.layers_us, r.source)):
@@ -222,7 +224,7 @@ def register(app: typer.Typer) -> None:
         rows = [{"key": s.key, "latency_us": float(v), "source": str(src)}
                 for s, v, src in zip(specs, r.latency_us, r.source)]
         if json_out:
-            print(json.dumps({"bundle": str(bundle), "predictions": rows}, indent=2))
+            print(json.dumps({"bundle": str(bundle), "statistic": p.statistic, "predictions": rows}, indent=2))
         else:
             for row in rows:
                 print(f"{row['latency_us']:12,.1f} µs  {row['source']:8}  {row['key']}")
