@@ -350,6 +350,8 @@ class _OnnxWalker:
             d = self.attr(node, "dilations", [1, 1])
             g = int(self.attr(node, "group", 1))
             auto = self.attr(node, "auto_pad", "NOTSET")
+            if not (len(k) == len(s) == len(d) == 2 and len(p) == 4):  # 2-D convs only (a damaged file may say else)
+                return None
             if auto in ("SAME_UPPER", "SAME_LOWER") and t == "Conv":  # TF-style: symmetric when even
                 p = [_same_total(h, k[0], s[0], d[0]), _same_total(w, k[1], s[1], d[1])]
                 p = [p[0] // 2, p[1] // 2] * 2 if p[0] % 2 == 0 and p[1] % 2 == 0 else [0, 1]
