@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from devprof.devices import LocalDevice
+from devprof.errors import DevprofError
 from devprof.measure import Protocol
 from devprof.profile import default_runtimes, profile
 from devprof.store import Dataset
@@ -47,9 +48,8 @@ def main() -> None:
             print(f"run {i + 1}: {s.measured} kernels in {time.monotonic() - t:.1f} s ({s.failed} refused)")
             frames.append(Dataset(f"{tmp}/run{i}").read().set_index(["spec_id", "runtime"]))
     a_, b_ = frames[0]["median_us"].align(frames[1]["median_us"], join="inner")
-    rel = np.abs(a_ - b_) / np.minimum(a_, b_)
-    amin, bmin = frames[0]["min_us"].align(frames[1]["min_us"], join="inner")
-    relmin = np.abs(amin - bmin) / np.minimum(amin, bmin)
+    rel = _rel_diff(a_, b_)
+    relmin = _rel_diff(*frames[0]["min_us"].align(frames[1]["min_us"], join="inner"))
     print(f"\nsuite {suite.name}, runtimes {', '.join(rts)}, {len(rel)} (kernel, runtime) pairs compared")
     print(f"  {'agree within':<14}{'medians':>9}{'minima':>9}")
     for tol in (0.02, 0.05, 0.10):
@@ -64,22 +64,27 @@ def main() -> None:
         print(f"    {rt:14s} {sid}  {a_[(sid, rt)]:9.1f} vs {b_[(sid, rt)]:9.1f} µs  ({r:.1%})")
 
 
+def _rel_diff(a, b):
+    """|a - b| relative to the smaller of the two (symmetric: which run came first does not matter)."""
+    return np.abs(a - b) / np.minimum(a, b)
+
+
 def compare_campaigns(path_a: str, path_b: str) -> None:
     """Agreement of two campaigns' medians and minima, per runtime and op (kernels in both)."""
     frames = []
     for p in (path_a, path_b):
-        df = Dataset(p).read()
+        try:
+            df = Dataset(p).read()
+        except DevprofError as e:
+            raise SystemExit(f"error: {e}") from None
         df = df[df["kind"] == "kernel"]
         frames.append(df.drop_duplicates(["spec_key", "runtime"], keep="last").set_index(["spec_key", "runtime"]))
     both = frames[0].index.intersection(frames[1].index)
     if not len(both):
         raise SystemExit(f"error: {path_a} and {path_b} have no kernel in common")
     x, y = frames[0].loc[both], frames[1].loc[both]
-    rows = []
-    for stat in ("median_us", "min_us"):
-        rel = (np.abs(x[stat] - y[stat]) / np.minimum(x[stat], y[stat])).rename(stat)
-        rows.append(rel)
-    rel = pd.concat(rows, axis=1).reset_index(drop=True).assign(op=x["op"].to_numpy(), runtime=both.get_level_values(1))
+    rel = pd.DataFrame({stat: _rel_diff(x[stat], y[stat]).to_numpy() for stat in ("median_us", "min_us")})
+    rel = rel.assign(op=x["op"].to_numpy(), runtime=both.get_level_values(1))
     print(f"{path_a} vs {path_b}: {len(rel)} (kernel, runtime) pairs in both")
     print(f"  {'runtime':<14}{'op':<10}{'pairs':>6}{'medians ±10%':>14}{'minima ±10%':>13}{'±5%':>7}{'±5%':>7}")
     for (rt, op), g in [(("all", ""), rel)] + list(rel.groupby(["runtime", "op"])):

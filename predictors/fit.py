@@ -105,8 +105,9 @@ def read_datasets(paths: Iterable[str | Path]):
     The same spec measured in separate campaigns (e.g. ``predictor-train`` profiled twice, hours
     apart, into two folders) gives several records: all are kept, and the lookup table merges
     them (median of the steady records' medians, `lut.build`), which averages out the slow
-    phases of the device's speed that a single campaign cannot. The same measurement read twice (a folder given twice, or copied)
-    is one record: records are identical when their key and start time are."""
+    phases of the device's speed that a single campaign cannot. The same measurement read twice
+    (a folder given twice, or copied) is one record: records are identical when their key and
+    start time are."""
     import pandas as pd
 
     from devprof.store import Dataset
@@ -150,7 +151,7 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
     "min"). Returns (predictor json, heldout, metrics, selection)."""
     from sklearn.base import clone
 
-    from .estimators import CANDIDATES, ForestLatency, BoostedLatency, select
+    from .estimators import CANDIDATES, select
 
     candidates = candidates or CANDIDATES
     T = encode_frame(lut)
@@ -254,7 +255,6 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
         sel = te_idx[gnames[te_idx] == g]
         km["per_group"][g] = {**summary(pred[sel], y[sel]), "samples": int((gnames == g).sum()),
                               "estimator": selection.get(g, {}).get("estimator")}
-    del BoostedLatency, ForestLatency
     return predictor_json, heldout, km, selection
 
 
@@ -304,7 +304,8 @@ def fit_layers(layers, candidates: dict | None = None, seed: int = 0, folds: int
             continue
         _, est, _ = select(T.data[m], y[m], candidates or CANDIDATES, folds, seed)
         groups[g] = est.export()
-    return {"table": lutmod.to_json_obj(table)["columns"], "groups": groups,
+    # median_us already holds the fastest runs: the table's own min_us column would only repeat it
+    return {"table": lutmod.to_json_obj(table.drop(columns="min_us"))["columns"], "groups": groups,
             "models": int(layers["model_run_id"].nunique())}
 
 

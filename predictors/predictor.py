@@ -8,9 +8,9 @@
 Exact lookup-table hits return the table's value (bit for bit) of the bundle's statistic — the
 median of the kernel's rounds, or its fastest round (`Predictor.statistic`); misses go to the
 regressor of their (op, scheme) group, or to the bundle's all-ops fallback regressor when the
-group had too little data. Whole models first use the bundle's in-model layer table and regressors (fitted on
-layers timed inside measured models, where a layer runs in the context of its neighbours) and
-the single-kernel path for layers those do not cover. Everything is numpy; scikit-learn and
+group had too little data. Whole models first use the bundle's in-model layer table and
+regressors (fitted on layers timed inside measured models, where a layer runs in the context of
+its neighbours) and the single-kernel path for layers those do not cover. Everything is numpy; scikit-learn and
 torch are never imported.
 """
 from __future__ import annotations

@@ -131,8 +131,8 @@ def register(app: typer.Typer) -> None:
             report.append({"bundle": str(path), "device": b.device.get("name"), "runtime": b.runtime["key"],
                            "metrics": b.metrics, "predictor": b.selection, "dataset": b.dataset})
             if not json_out:
-                Console(width=None if sys.stdout.isatty() else 160).print(_report_table(b, f"held-out accuracy ({b.metrics.get('statistic', 'median')} latency): "
-                                                                                     f"{b.device.get('name')} / {b.runtime['key']}"))
+                title = f"held-out accuracy ({b.metrics['statistic']} latency): {b.device.get('name')} / {b.runtime['key']}"
+                Console(width=None if sys.stdout.isatty() else 160).print(_report_table(b, title))
                 noise = b.metrics["kernel"].get("noise") or {}
                 if noise.get("median_rel_iqr") is not None:
                     err.print(f"measurement spread: median IQR/median {noise['median_rel_iqr']:.1%}, "
