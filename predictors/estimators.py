@@ -204,11 +204,12 @@ CANDIDATES: dict[str, BaseEstimator] = {
     "gradient_boosting": BoostedLatency(),
     "blend": BlendLatency(),
     "gradient_boosting_large": BoostedLatency(n_estimators=400, max_depth=6, learning_rate=0.05),
+    "gradient_boosting_deep": BoostedLatency(n_estimators=600, max_depth=7, learning_rate=0.05, subsample=0.8),
 }
 #: Candidates tried only on groups with at least this many training rows: a bigger model pays off
 #: where data supports it (the sparse kernels pooled per op: devprof-c 84% -> 89% of held-out
 #: kernels within ±10%) and would only cost fitting time on small groups.
-MIN_ROWS = {"gradient_boosting_large": 400}
+MIN_ROWS = {"gradient_boosting_large": 400, "gradient_boosting_deep": 400}
 
 
 def cv_predictions(est: BaseEstimator, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:

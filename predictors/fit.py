@@ -33,7 +33,7 @@ from . import bundle as bmod
 from . import lut as lutmod
 from .features import FEATURES
 from .metrics import summary
-from .predictor import Predictor, group_name
+from .predictor import Predictor, group_name, model_total
 from .spectable import col, encode_frame, str_hash
 
 MIN_GROUP_TRAIN = 8
@@ -176,25 +176,28 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
     # 65% -> 88% within ±10%, pwconv 64% -> 82%; with sparse-train's 276 pwconv kernels per
     # scheme still 82% pooled vs 73% per scheme on held-out kernels)
     ops_of = np.array([g.split("/")[0] for g in gnames], dtype=object)
-    pooled: dict[str, tuple[str, Any, dict, dict]] = {}
+    pooled: dict[str, tuple[str, Any, dict, dict, str | None]] = {}
     for op in sorted(set(ops_of)):
         om = ops_of == op
         if len(set(gnames[om])) > 1 and (om & train).sum() >= MIN_GROUP_TRAIN:
             name, est, cv = select(X[om & train], y[om & train], candidates, folds, seed)
-            # published: refitted on every row of the op once, the same JSON stored under each scheme
+            # published: refitted on every row of the op once, stored once for all its schemes
             final = clone(est).fit(X[om], y[om]) if (om & test).any() else est
-            pooled[op] = (name, est, cv, final.export())
+            pooled[op] = (name, est, cv, final.export(), None)
             log(f"{op}/*: {name} pooled over {len(set(gnames[om]))} schemes ({int((om & train).sum())} train)")
     for g in sorted(set(gnames)):
         m = gnames == g
         tr, te = m & train, m & test
         op = g.split("/")[0]
         if op in pooled:
-            name, est, cv, exported = pooled[op]
+            name, est, cv, exported, first = pooled[op]
             om = ops_of == op
             if te.any():
                 pred[te] = est.predict(X[te])
-            groups_json[g] = exported
+            # stored once, under the op's first group; its other groups refer to it
+            groups_json[g] = exported if first is None else {"kind": "same_as", "group": first}
+            if first is None:
+                pooled[op] = (name, est, cv, exported, g)
             selection[g] = {"estimator": name, "pooled_over": f"{op}/*", "n_train": int((om & train).sum()),
                             "n_test": int(te.sum()), "cv": cv}
             continue
@@ -337,7 +340,7 @@ def fit_models(df, predictor_json: dict[str, Any], lut_cols: dict[str, list], se
     L = np.array([len(by_run[r[1]]) for r in runs], dtype=float)
     Y = np.array([r[2] for r in runs])
     ov = _fit_overhead(S[tr], L[tr], Y[tr])
-    P = ov["scale"] * S + ov["per_layer_us"] * L + ov["intercept_us"]
+    P = model_total(ov, S, L)
     fam = np.array([family_of(n) for n in names], dtype=object)
     evalmask = te if te.any() else tr
     out: dict[str, Any] = {
@@ -347,7 +350,8 @@ def fit_models(df, predictor_json: dict[str, Any], lut_cols: dict[str, list], se
         "sum_of_layers_only": summary(S[evalmask], Y[evalmask]),
         "per_family": {f: summary(P[evalmask & (fam == f)], Y[evalmask & (fam == f)])
                        for f in sorted(set(fam[evalmask]))},
-        "overhead": ov,
+        "overhead": {k: v for k, v in ov.items() if k != "selection"},
+        "overhead_selection": ov.get("selection"),
         "layers_from": "in-model layer table and regressors of the training models, single-kernel path for the rest",
     }
     if not te.any():
@@ -361,6 +365,7 @@ def fit_models(df, predictor_json: dict[str, Any], lut_cols: dict[str, list], se
     if te.any():
         S_all = _layer_sums(Predictor(Path("<memory>"), {}, lut_cols, {**predictor_json, "layers": full}), runs, by_run)
         ov = _fit_overhead(S_all, L, Y)
+    ov.pop("selection", None)  # predictor.json keeps the chosen form; the scores are in the metrics
     return ov, out, held_json, full
 
 
@@ -387,22 +392,69 @@ def _held_out_variants(names: list[str], share: float, seed: int) -> dict[str, b
     return out
 
 
-def _fit_overhead(S: np.ndarray, L: np.ndarray, Y: np.ndarray) -> dict[str, float]:
+#: Forms of the whole-model overhead, by the terms they fit (0: scale of the layer sum, 1: per layer,
+#: 2: intercept); the one with the best leave-one-out accuracy over training models is published.
+OVERHEAD_FORMS: dict[str, tuple[int, ...]] = {
+    "scale": (0,), "scale+per_layer": (0, 1), "scale+intercept": (0, 2), "scale+per_layer+intercept": (0, 1, 2)}
+#: Fewer training models than this: no leave-one-out choice, the two-term form as before.
+MIN_MODELS_SELECT = 8
+
+
+def _lsq_overhead(A: np.ndarray, terms: tuple[int, ...]) -> np.ndarray | None:
+    """Coefficients (3) of one overhead form by least squares on relative error (A: rows of
+    (S, L, 1) / Y); None when the fit is unusable (non-positive scale or a non-positive total
+    for one of its own models)."""
+    coef = np.zeros(3)
+    coef[list(terms)] = np.linalg.lstsq(A[:, terms], np.ones(len(A)), rcond=None)[0]
+    if coef[0] <= 0 or np.any(A @ coef <= 0):
+        return None
+    return coef
+
+
+def _fit_overhead(S: np.ndarray, L: np.ndarray, Y: np.ndarray) -> dict[str, Any]:
     """total = scale*S + per_layer_us*L + intercept_us, least squares on relative error.
 
-    per_layer_us may come out negative: layer timings from a runtime's profiler carry a per-node
-    profiling cost the unprofiled run does not pay. Falls back to non-negative coefficients when
-    the free fit would predict a non-positive time for a training model."""
+    Which terms are free is chosen by leave-one-out over the training models (share within ±10%,
+    then mean relative error): a per-layer or constant term that only fits noise loses there.
+    per_layer_us and intercept_us may come out negative: layer timings from a runtime's profiler
+    carry profiling costs the unprofiled run does not pay. ``floor_share`` (the smallest measured /
+    layer-sum ratio among the models) bounds a prediction from below, so a model much smaller than
+    any fitted one never gets a non-positive total. Falls back to non-negative coefficients when no
+    form gives positive totals."""
     from scipy.optimize import nnls
 
+    from .metrics import within
+
     A = np.stack([S, L, np.ones_like(S)], axis=1) / Y[:, None]
-    b = np.ones(len(Y))
-    coef = np.zeros(3)
-    if len(Y) >= 3:  # scale and per-layer term free, no intercept (small models would pull it negative)
-        coef[:2] = np.linalg.lstsq(A[:, :2], b, rcond=None)[0]
-    if coef[0] <= 0 or np.any(coef[0] * S + coef[1] * L <= 0):
-        coef = nnls(A, b)[0]
-    return {"scale": float(coef[0]), "per_layer_us": float(coef[1]), "intercept_us": float(coef[2])}
+    floor = float(np.min(Y / S)) if len(Y) and np.all(S > 0) else 0.0
+    scores: dict[str, dict[str, float]] = {}
+    form, coef = None, None
+    if len(Y) >= MIN_MODELS_SELECT:
+        best = None
+        for name, terms in OVERHEAD_FORMS.items():
+            c_all = _lsq_overhead(A, terms)
+            if c_all is None:
+                continue
+            loo = np.empty(len(Y))
+            for i in range(len(Y)):
+                keep = np.arange(len(Y)) != i
+                c = _lsq_overhead(A[keep], terms)
+                loo[i] = (A[i] @ (c if c is not None else c_all)) * Y[i]
+            loo = np.maximum(loo, floor * S)
+            w, mape = within(loo, Y, 0.10), float(np.mean(np.abs(loo - Y) / Y))
+            scores[name] = {"loo_within_10": w, "loo_mape": mape}
+            if best is None or (round(w, 6), -mape) > best:
+                best, form, coef = (round(w, 6), -mape), name, c_all
+    elif len(Y) >= 3:  # scale and per-layer term free, no intercept (too few models to judge one)
+        coef = _lsq_overhead(A, (0, 1))
+        form = "scale+per_layer" if coef is not None else None
+    if coef is None:
+        coef, form = nnls(A, np.ones(len(Y)))[0], "non-negative"
+    out: dict[str, Any] = {"scale": float(coef[0]), "per_layer_us": float(coef[1]), "intercept_us": float(coef[2]),
+                           "floor_share": floor, "form": form}
+    if scores:
+        out["selection"] = scores
+    return out
 
 
 def _dataset_hash(df) -> str:

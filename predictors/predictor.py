@@ -28,7 +28,7 @@ from devprof.records import OPS, SCHEMES, KernelSpec
 from . import lut as lutmod
 from .bundle import BundleError, parse_json, read_verified
 from .spectable import SpecTable, col, encode, encode_columns
-from .trees import Linear, ModelFormatError, TreeEnsemble, compile_model, predict_with
+from .trees import Linear, ModelFormatError, TreeEnsemble, compile_model, predict_with, resolve_groups
 
 SOURCES = ("lut", "model", "fallback", "layer-lut", "layer-model")
 SRC_LUT, SRC_MODEL, SRC_FALLBACK, SRC_LAYER_LUT, SRC_LAYER_MODEL = 0, 1, 2, 3, 4
@@ -117,8 +117,11 @@ class Predictor:
         # regressors per (op code * n_schemes + scheme code)
         self.groups: dict[int, TreeEnsemble | Linear] = {}
         self.group_names: dict[str, str] = {}
-        for name, m in (predictor.get("groups") or {}).items():
-            self.groups[_group_code(path, "predictor group", str(name))] = compile_model(m)
+        compiled: dict[int, TreeEnsemble | Linear] = {}  # one object per stored model (pooled ones are shared)
+        for name, m in resolve_groups(predictor.get("groups") or {}).items():
+            if id(m) not in compiled:
+                compiled[id(m)] = compile_model(m)
+            self.groups[_group_code(path, "predictor group", str(name))] = compiled[id(m)]
             self.group_names[name] = m.get("estimator", m.get("kind", ""))
         # in-model layers (optional): a table of layer times and per-group regressors
         layers = predictor.get("layers") or {}
@@ -143,7 +146,9 @@ class Predictor:
         self.fallback: TreeEnsemble | Linear | None = compile_model(fb) if fb else None
         ov = predictor.get("model_overhead") or {}
         self.overhead = {k: float(ov.get(k, d)) for k, d in
-                         (("scale", 1.0), ("per_layer_us", 0.0), ("intercept_us", 0.0))}
+                         (("scale", 1.0), ("per_layer_us", 0.0), ("intercept_us", 0.0), ("floor_share", 0.0))}
+        if not all(np.isfinite(v) for v in self.overhead.values()) or self.overhead["floor_share"] < 0:
+            raise ValueError("model_overhead terms must be finite numbers, floor_share >= 0")
 
     # ---- loading ----------------------------------------------------------------------------
     @classmethod
@@ -332,9 +337,9 @@ class Predictor:
         return Predictions(out, src)
 
     def overhead_us(self, n_layers: int, layers_sum_us: float) -> float:
-        """The fitted per-model runtime overhead (session/interpreter cost, inter-layer copies)."""
-        o = self.overhead
-        return (o["scale"] - 1.0) * layers_sum_us + o["per_layer_us"] * n_layers + o["intercept_us"]
+        """The fitted per-model runtime overhead (session/interpreter cost, inter-layer copies,
+        less the profiler's own cost that layer timings carry): predicted total minus layer sum."""
+        return float(model_total(self.overhead, layers_sum_us, n_layers)) - layers_sum_us
 
     def predict_model(self, model: Any) -> ModelPrediction:
         """A whole model: sum of its layers' predictions plus the fitted per-runtime overhead.
@@ -355,6 +360,16 @@ class Predictor:
         layers_sum = float(r.latency_us.sum())
         ov = self.overhead_us(len(r), layers_sum)
         return ModelPrediction(layers_sum + ov, r.latency_us, r.source, ov, specs_list, unknown)
+
+
+def model_total(overhead: dict[str, float], layers_sum_us: Any, n_layers: Any) -> Any:
+    """A whole model's predicted time from its layers' sum (scalars or arrays):
+    ``max(scale*sum + per_layer_us*n + intercept_us, floor_share*sum)`` — the floor (the smallest
+    measured/sum ratio the overhead was fitted on) keeps models far smaller than any fitted one
+    from getting a non-positive total when the fitted terms are negative."""
+    o = overhead
+    t = o["scale"] * layers_sum_us + o["per_layer_us"] * n_layers + o["intercept_us"]
+    return np.maximum(t, o.get("floor_share", 0.0) * layers_sum_us)
 
 
 def _group_code(path: Path, what: str, name: str) -> int:

@@ -160,6 +160,23 @@ class Linear:
         return np.maximum(self.intercept + L @ self.coef, self.floor_us)
 
 
+def resolve_groups(groups: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Group name -> its model's JSON, following ``{"kind": "same_as", "group": G}`` entries: a
+    regressor pooled over an op's sparsity schemes is stored once, under its first group, and the
+    op's other groups name that group (a reference to a reference, or to a missing group, is an
+    error)."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for name, d in groups.items():
+        if isinstance(d, Mapping) and d.get("kind") == "same_as":
+            target = groups.get(d.get("group"))  # type: ignore[arg-type]
+            if not isinstance(target, Mapping) or target.get("kind") == "same_as":
+                raise ModelFormatError(f"group {name!r} refers to {d.get('group')!r}, which holds no model")
+            out[str(name)] = target
+        else:
+            out[str(name)] = d
+    return out
+
+
 def compile_model(d: Mapping[str, Any]) -> "TreeEnsemble | Linear":
     if not isinstance(d, Mapping):
         raise ModelFormatError("a model must be a JSON object")

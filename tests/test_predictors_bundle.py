@@ -127,9 +127,33 @@ def test_model_prediction_sums_layers_plus_overhead(published: Path) -> None:
     assert m.total_us == pytest.approx(layers + p.overhead_us(10, layers))
     np.testing.assert_array_equal(m.layers_us, p.predict_layers(specs).latency_us)
     o = p.overhead
-    assert m.overhead_us == pytest.approx((o["scale"] - 1) * layers + o["per_layer_us"] * 10 + o["intercept_us"])
+    total = max(o["scale"] * layers + o["per_layer_us"] * 10 + o["intercept_us"], o["floor_share"] * layers)
+    assert m.overhead_us == pytest.approx(total - layers)
     meta = p.metadata
     assert meta["metrics"]["model"]["overall"]["n"] >= 1
+
+
+def test_overhead_form_is_chosen_by_leave_one_out_and_floored() -> None:
+    from predictors.fit import _fit_overhead
+    from predictors.predictor import model_total
+
+    rng = np.random.default_rng(0)
+    S = rng.uniform(1000, 50000, 30)
+    L = rng.integers(10, 150, 30).astype(float)
+    Y = (1.04 * S - 300.0) * np.exp(rng.normal(0, 0.01, 30))  # a constant the profiled layers overcount
+    ov = _fit_overhead(S, L, Y)
+    assert ov["form"] in ("scale+intercept", "scale+per_layer+intercept") and ov["intercept_us"] < 0
+    sel = ov["selection"]
+    assert set(sel) == {"scale", "scale+per_layer", "scale+intercept", "scale+per_layer+intercept"}
+    assert sel[ov["form"]]["loo_mape"] <= sel["scale"]["loo_mape"]
+    assert 0 < ov["floor_share"] <= float(np.min(Y / S))
+    # a model far smaller than any fitted one: the negative terms would make it negative; floored
+    assert model_total(ov, 100.0, 3) == pytest.approx(ov["floor_share"] * 100.0)
+    np.testing.assert_allclose(model_total(ov, S, L), np.maximum(
+        ov["scale"] * S + ov["per_layer_us"] * L + ov["intercept_us"], ov["floor_share"] * S))
+    # too few models to judge a form: the two-term fit, no selection
+    few = _fit_overhead(S[:5], L[:5], Y[:5])
+    assert few["form"] == "scale+per_layer" and "selection" not in few
 
 
 def test_layers_timed_inside_models_come_first(published: Path, dataset: Path) -> None:
@@ -243,6 +267,28 @@ def test_structurally_bad_predictor_is_refused(published: Path, tmp_path: Path) 
     (d / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(predictors.BundleError, match="malformed"):
         predictors.load(d)
+
+
+def test_pooled_regressor_is_stored_once_and_references_are_checked(published: Path, tmp_path: Path) -> None:
+    obj = json.loads((published / "predictor.json").read_text())
+    refs = {k: v["group"] for k, v in obj["groups"].items() if v["kind"] == "same_as"}
+    assert refs and all(obj["groups"][t]["kind"] != "same_as" for t in refs.values())
+    p = predictors.load(published)
+    from predictors.predictor import _group_code
+
+    for name, target in refs.items():  # the same compiled regressor serves the op's every scheme
+        assert p.groups[_group_code(published, "", name)] is p.groups[_group_code(published, "", target)]
+    for bad in ("conv2d/nosuch", next(iter(refs))):  # a missing group; a reference to a reference
+        d = _copy(published, tmp_path / f"ref-{bad.replace('/', '-')}")
+        o = json.loads((d / "predictor.json").read_text())
+        o["groups"][next(iter(refs.values()))] = {"kind": "same_as", "group": bad}
+        raw = bmod.dumps(o)
+        (d / "predictor.json").write_bytes(raw)
+        meta = json.loads((d / "metadata.json").read_text())
+        meta["files"]["predictor.json"] = {"sha256": bmod.sha256_bytes(raw), "bytes": len(raw)}
+        (d / "metadata.json").write_text(json.dumps(meta))
+        with pytest.raises(predictors.BundleError, match="malformed.*holds no model"):
+            predictors.load(d)
 
 
 def test_every_published_file_validates_against_the_schema(published: Path) -> None:

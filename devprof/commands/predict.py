@@ -66,7 +66,9 @@ def register(app: typer.Typer) -> None:
         runtime: Optional[List[str]] = typer.Option(None, "--runtime", "-r", help="Only these runtimes (repeatable)."),
         estimator: Optional[List[str]] = typer.Option(
             None, "--estimator", help="Candidate estimators for cross-validation (repeatable): flops_linear, "
-                                      "random_forest, gradient_boosting. Default: all three."),
+                                      "random_forest, gradient_boosting, blend, gradient_boosting_large, "
+                                      "gradient_boosting_deep (the last two only on groups of >= 400 "
+                                      "training rows). Default: all."),
         seed: int = typer.Option(0, "--seed", help="Seed of the held-out split and the estimators."),
         statistic: str = typer.Option(
             "median", "--statistic", help="What the table serves and the regressors predict for a kernel: "

@@ -216,14 +216,23 @@ def export_bundle(bundle: str | Path, dest: str | Path) -> list[Path]:
     except OSError as e:
         raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
     written, index = [], {}
-    items = list((pj.get("groups") or {}).items())
+    from predictors.trees import ModelFormatError, resolve_groups
+
+    try:
+        items = list(resolve_groups(pj.get("groups") or {}).items())
+    except ModelFormatError as e:
+        raise UsageError(f"bundle {bundle}: predictor.json is malformed ({e})") from None
     if pj.get("fallback"):
         items.append(("*", pj["fallback"]))
+    done: dict[int, dict[str, Any]] = {}  # a regressor pooled over schemes: one file, every group names it
     for group, d in items:
+        if id(d) in done:
+            index[group] = done[id(d)]
+            continue
         fname = "fallback.onnx" if group == "*" else group.replace("/", "__") + ".onnx"
         m = regressor_onnx(d, f"devprof-{group}")
         (out / fname).write_bytes(m.SerializeToString())
-        index[group] = {"file": fname, "inputs": [i.name for i in m.graph.input]}
+        index[group] = done[id(d)] = {"file": fname, "inputs": [i.name for i in m.graph.input]}
         written.append(out / fname)
     (out / "index.json").write_text(json.dumps({"features": list(FEATURES), "linear_features": ["eff_flops", "bytes"],
                                                 "output": "latency_ms", "groups": index}, indent=1) + "\n")
