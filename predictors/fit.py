@@ -439,8 +439,8 @@ def _fit_overhead(S: np.ndarray, L: np.ndarray, Y: np.ndarray) -> dict[str, Any]
             for i in range(len(Y)):
                 keep = np.arange(len(Y)) != i
                 c = _lsq_overhead(A[keep], terms)
-                loo[i] = (A[i] @ (c if c is not None else c_all)) * Y[i]
-            loo = np.maximum(loo, floor * S)
+                floor_i = float(np.min(Y[keep] / S[keep])) if floor > 0 else 0.0
+                loo[i] = max((A[i] @ (c if c is not None else c_all)) * Y[i], floor_i * S[i])
             w, mape = within(loo, Y, 0.10), float(np.mean(np.abs(loo - Y) / Y))
             scores[name] = {"loo_within_10": w, "loo_mape": mape}
             if best is None or (round(w, 6), -mape) > best:

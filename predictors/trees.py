@@ -168,7 +168,8 @@ def resolve_groups(groups: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     out: dict[str, Mapping[str, Any]] = {}
     for name, d in groups.items():
         if isinstance(d, Mapping) and d.get("kind") == "same_as":
-            target = groups.get(d.get("group"))  # type: ignore[arg-type]
+            ref = d.get("group")
+            target = groups.get(ref) if isinstance(ref, str) else None
             if not isinstance(target, Mapping) or target.get("kind") == "same_as":
                 raise ModelFormatError(f"group {name!r} refers to {d.get('group')!r}, which holds no model")
             out[str(name)] = target
