@@ -51,6 +51,15 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _rewrite_predictor(d: Path, raw: bytes) -> None:
+    """Replace a bundle's predictor.json and re-sign it in metadata.json (as an attacker who also
+    rewrites the hashes would): what loading refuses then is the content itself."""
+    (d / "predictor.json").write_bytes(raw)
+    meta = json.loads((d / "metadata.json").read_text())
+    meta["files"]["predictor.json"] = {"sha256": bmod.sha256_bytes(raw), "bytes": len(raw)}
+    (d / "metadata.json").write_text(json.dumps(meta))
+
+
 def test_round_trip_and_exact_lut_hits(published: Path, dataset: Path) -> None:
     assert published.parts[-2:] == ("local", "onnxruntime-t1")
     p = predictors.load(published)
@@ -240,10 +249,7 @@ def test_pickle_payload_is_never_executed(published: Path, tmp_path: Path) -> No
         predictors.load(d)
     # 2: an attacker who also rewrites the hashes: refused as not-JSON, still nothing executed
     d = _copy(published, tmp_path / "evil2")
-    (d / "predictor.json").write_bytes(evil)
-    meta = json.loads((d / "metadata.json").read_text())
-    meta["files"]["predictor.json"] = {"sha256": bmod.sha256_bytes(evil), "bytes": len(evil)}
-    (d / "metadata.json").write_text(json.dumps(meta))
+    _rewrite_predictor(d, evil)
     with pytest.raises(predictors.BundleError, match="not valid JSON"):
         predictors.load(d)
     assert not marker.exists()
@@ -260,11 +266,7 @@ def test_structurally_bad_predictor_is_refused(published: Path, tmp_path: Path) 
     left = decode_array(target["left"], np.int64)
     left[0] = 10 ** 9  # out-of-range node index
     target["left"] = encode_array(left, "<i8")
-    raw = bmod.dumps(obj)
-    (d / "predictor.json").write_bytes(raw)
-    meta = json.loads((d / "metadata.json").read_text())
-    meta["files"]["predictor.json"] = {"sha256": bmod.sha256_bytes(raw), "bytes": len(raw)}
-    (d / "metadata.json").write_text(json.dumps(meta))
+    _rewrite_predictor(d, bmod.dumps(obj))
     with pytest.raises(predictors.BundleError, match="malformed"):
         predictors.load(d)
 
@@ -282,11 +284,7 @@ def test_pooled_regressor_is_stored_once_and_references_are_checked(published: P
         d = _copy(published, tmp_path / f"ref-{bad.replace('/', '-')}")
         o = json.loads((d / "predictor.json").read_text())
         o["groups"][next(iter(refs.values()))] = {"kind": "same_as", "group": bad}
-        raw = bmod.dumps(o)
-        (d / "predictor.json").write_bytes(raw)
-        meta = json.loads((d / "metadata.json").read_text())
-        meta["files"]["predictor.json"] = {"sha256": bmod.sha256_bytes(raw), "bytes": len(raw)}
-        (d / "metadata.json").write_text(json.dumps(meta))
+        _rewrite_predictor(d, bmod.dumps(o))
         with pytest.raises(predictors.BundleError, match="malformed.*holds no model"):
             predictors.load(d)
 
