@@ -37,7 +37,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     sa, sb = ra.std(), rb.std()
     if sa == 0 or sb == 0:
         return float("nan")
-    return float(np.mean((ra - ra.mean()) * (rb - rb.mean())) / (sa * sb))
+    # clipped: identical rankings can come out a rounding error above 1 (a schema violation)
+    return float(np.clip(np.mean((ra - ra.mean()) * (rb - rb.mean())) / (sa * sb), -1.0, 1.0))
 
 
 def summary(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:

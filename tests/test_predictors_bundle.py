@@ -430,3 +430,11 @@ def _rehash(root: Path) -> None:
         data = (root / name).read_bytes()
         meta["files"][name] = {"sha256": bmod.sha256_bytes(data), "bytes": len(data)}
     (root / "metadata.json").write_text(json.dumps(meta))
+
+
+def test_spearman_of_identical_rankings_is_exactly_one() -> None:
+    from predictors.metrics import spearman
+
+    # nine kernels ranked alike: the plain formula gives 1.0000000000000002, which the schema refuses
+    a = np.arange(9, dtype=float)
+    assert spearman(a, a * 3.0) == 1.0 and spearman(a, -a) == -1.0
