@@ -126,13 +126,17 @@ def _group_names(table) -> np.ndarray:
     return np.array([group_name(o, s) for o, s in zip(table["op"], table["scheme"])], dtype=object)
 
 
+def _seeded_hash(seed: int, key: str) -> bytes:
+    """sha256 of (seed, key): the held-out draw of kernels and of model variants, stable per item."""
+    return hashlib.sha256(f"{seed}:{key}".encode()).digest()
+
+
 def _split(groups: np.ndarray, keys: np.ndarray, share: float, seed: int) -> np.ndarray:
     """Boolean test mask: each kernel is held out when a hash of (seed, its spec key) falls in the
     first `share` of the range — about `share` of each group (groups of < 10 rows stay in
     training). A kernel's side depends on nothing else, so measuring more shapes (of any op) adds
     kernels on both sides and moves none: figures before and after compare on the same kernels."""
-    u = np.array([int.from_bytes(hashlib.sha256(f"{seed}:{k}".encode()).digest()[:8], "big") / 2.0 ** 64
-                  for k in keys], dtype=np.float64)
+    u = np.array([int.from_bytes(_seeded_hash(seed, k)[:8], "big") / 2.0 ** 64 for k in keys], dtype=np.float64)
     test = u < share
     for g in np.unique(groups):
         idx = np.flatnonzero(groups == g)
@@ -179,28 +183,28 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
     # 65% -> 88% within ±10%, pwconv 64% -> 82%; with sparse-train's 276 pwconv kernels per
     # scheme still 82% pooled vs 73% per scheme on held-out kernels)
     ops_of = np.array([g.split("/")[0] for g in gnames], dtype=object)
-    pooled: dict[str, tuple[str, Any, dict, dict, str | None]] = {}
+    pooled: dict[str, tuple[str, Any, dict, dict]] = {}
+    stored_under: dict[str, str] = {}  # op -> the group holding its pooled regressor
     for op in sorted(set(ops_of)):
         om = ops_of == op
         if len(set(gnames[om])) > 1 and (om & train).sum() >= MIN_GROUP_TRAIN:
             name, est, cv = select(X[om & train], y[om & train], candidates, folds, seed)
             # published: refitted on every row of the op once, stored once for all its schemes
             final = clone(est).fit(X[om], y[om]) if (om & test).any() else est
-            pooled[op] = (name, est, cv, final.export(), None)
+            pooled[op] = (name, est, cv, final.export())
             log(f"{op}/*: {name} pooled over {len(set(gnames[om]))} schemes ({int((om & train).sum())} train)")
     for g in sorted(set(gnames)):
         m = gnames == g
         tr, te = m & train, m & test
         op = g.split("/")[0]
         if op in pooled:
-            name, est, cv, exported, first = pooled[op]
+            name, est, cv, exported = pooled[op]
             om = ops_of == op
             if te.any():
                 pred[te] = est.predict(X[te])
             # stored once, under the op's first group; its other groups refer to it
-            groups_json[g] = exported if first is None else {"kind": "same_as", "group": first}
-            if first is None:
-                pooled[op] = (name, est, cv, exported, g)
+            first = stored_under.setdefault(op, g)
+            groups_json[g] = exported if first == g else {"kind": "same_as", "group": first}
             selection[g] = {"estimator": name, "pooled_over": f"{op}/*", "n_train": int((om & train).sum()),
                             "n_test": int(te.sum()), "cv": cv}
             continue
@@ -342,7 +346,7 @@ def fit_models(df, predictor_json: dict[str, Any], lut_cols: dict[str, list], se
     S = _layer_sums(Predictor(Path("<memory>"), {}, lut_cols, {**predictor_json, "layers": part}), runs, by_run)
     L = np.array([len(by_run[r[1]]) for r in runs], dtype=float)
     Y = np.array([r[2] for r in runs])
-    ov = _fit_overhead(S[tr], L[tr], Y[tr])
+    ov, ov_scores = _fit_overhead(S[tr], L[tr], Y[tr])
     P = model_total(ov, S, L)
     fam = np.array([family_of(n) for n in names], dtype=object)
     evalmask = te if te.any() else tr
@@ -353,8 +357,8 @@ def fit_models(df, predictor_json: dict[str, Any], lut_cols: dict[str, list], se
         "sum_of_layers_only": summary(S[evalmask], Y[evalmask]),
         "per_family": {f: summary(P[evalmask & (fam == f)], Y[evalmask & (fam == f)])
                        for f in sorted(set(fam[evalmask]))},
-        "overhead": {k: v for k, v in ov.items() if k != "selection"},
-        "overhead_selection": ov.get("selection"),
+        "overhead": ov,
+        "overhead_selection": ov_scores or None,
         "layers_from": "in-model layer table and regressors of the training models, single-kernel path for the rest",
     }
     if not te.any():
@@ -367,8 +371,7 @@ def fit_models(df, predictor_json: dict[str, Any], lut_cols: dict[str, list], se
     full = fit_layers(pd.concat([by_run[r[1]] for r in runs]), candidates, seed) if te.any() else part
     if te.any():
         S_all = _layer_sums(Predictor(Path("<memory>"), {}, lut_cols, {**predictor_json, "layers": full}), runs, by_run)
-        ov = _fit_overhead(S_all, L, Y)
-    ov.pop("selection", None)  # predictor.json keeps the chosen form; the scores are in the metrics
+        ov, _ = _fit_overhead(S_all, L, Y)  # predictor.json keeps the chosen form; the scores are in the metrics
     return ov, out, held_json, full
 
 
@@ -388,7 +391,7 @@ def _held_out_variants(names: list[str], share: float, seed: int) -> dict[str, b
     for members in by_family.values():
         if len(members) < 2:
             continue
-        order = sorted(members, key=lambda n: hashlib.sha256(f"{seed}:{n}".encode()).hexdigest())
+        order = sorted(members, key=lambda n: _seeded_hash(seed, n))
         k = min(len(members) - 1, max(1, int(round(share * len(members)))))
         for n in order[:k]:
             out[n] = True
@@ -414,8 +417,9 @@ def _lsq_overhead(A: np.ndarray, terms: tuple[int, ...]) -> np.ndarray | None:
     return coef
 
 
-def _fit_overhead(S: np.ndarray, L: np.ndarray, Y: np.ndarray) -> dict[str, Any]:
-    """total = scale*S + per_layer_us*L + intercept_us, least squares on relative error.
+def _fit_overhead(S: np.ndarray, L: np.ndarray, Y: np.ndarray) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """total = scale*S + per_layer_us*L + intercept_us, least squares on relative error; returns
+    (the overhead terms with `form` and `floor_share`, each form's leave-one-out scores).
 
     Which terms are free is chosen by leave-one-out over the training models (share within ±10%,
     then mean relative error): a per-layer or constant term that only fits noise loses there.
@@ -453,11 +457,8 @@ def _fit_overhead(S: np.ndarray, L: np.ndarray, Y: np.ndarray) -> dict[str, Any]
         form = "scale+per_layer" if coef is not None else None
     if coef is None:
         coef, form = nnls(A, np.ones(len(Y)))[0], "non-negative"
-    out: dict[str, Any] = {"scale": float(coef[0]), "per_layer_us": float(coef[1]), "intercept_us": float(coef[2]),
-                           "floor_share": floor, "form": form}
-    if scores:
-        out["selection"] = scores
-    return out
+    return {"scale": float(coef[0]), "per_layer_us": float(coef[1]), "intercept_us": float(coef[2]),
+            "floor_share": floor, "form": form}, scores
 
 
 def _dataset_hash(df) -> str:
