@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
 from sklearn.model_selection import KFold
 
-from .features import features, linear_features
+from .features import feature_index, features, linear_features
 from .trees import encode_array
 from .metrics import within
 
@@ -198,6 +198,57 @@ class BlendLatency(RegressorMixin, BaseEstimator):
         return _export_trees(rf + gb, (1.0 - w) * self.boost_.base_, 1.0, "blend", self.forest_.linear_, weights)
 
 
+class SwitchLatency(RegressorMixin, BaseEstimator):
+    """Gradient boosting pooled over all rows, and boosting of its own for the rows whose
+    `feature` is above `threshold`: a regime with a cost structure of its own. ONNX Runtime runs
+    convolutions whose channel count is not a multiple of 4 (``cin_pad4 > 1``) off its vectorised
+    paths (depthwise ~10x slower); one ensemble over both regimes fits the minority one poorly
+    (5-fold CV within ±10% on those kernels: dwconv2d 61% pooled, 68% on their own; conv2d 56%,
+    59%), while the aligned kernels are predicted best by the pooled model (it learns from the
+    regime's rows too). Exported as a ``switch`` (`predictors.trees.Switch`); with fewer than
+    `min_rows` rows in the regime it is the pooled model alone."""
+
+    def __init__(self, feature: str = "cin_pad4", threshold: float = 1.0, min_rows: int = 40,
+                 random_state: int = 0) -> None:
+        self.feature = feature
+        self.threshold = threshold
+        self.min_rows = min_rows
+        self.random_state = random_state
+
+    def _le(self, X: np.ndarray) -> np.ndarray:
+        # the query side's rule (predictors.trees.Switch.route), float32 as tree splits are
+        return features(X)[:, feature_index(self.feature)].astype(np.float32) <= np.float32(self.threshold)
+
+    def applies_to(self, X: np.ndarray) -> bool:
+        """Whether X has enough rows in the regime for a regressor of their own."""
+        return int((~self._le(np.asarray(X, dtype=np.float64))).sum()) >= self.min_rows
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "SwitchLatency":
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        gt = ~self._le(X)
+        self.pooled_ = BoostedLatency(random_state=self.random_state).fit(X, y)
+        self.regime_ = (BoostedLatency(random_state=self.random_state).fit(X[gt], y[gt])
+                        if gt.sum() >= self.min_rows else None)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        out = self.pooled_.predict(X)
+        if self.regime_ is not None:
+            gt = ~self._le(X)
+            if gt.any():
+                out[gt] = self.regime_.predict(X[gt])
+        return out
+
+    def export(self) -> dict[str, Any]:
+        if self.regime_ is None:
+            return self.pooled_.export()
+        return {"kind": "switch", "estimator": "gradient_boosting_switch", "feature": self.feature,
+                "threshold": float(np.float32(self.threshold)), "le": self.pooled_.export(),
+                "gt": self.regime_.export()}
+
+
 CANDIDATES: dict[str, BaseEstimator] = {
     "flops_linear": FlopsLinear(),
     "random_forest": ForestLatency(),
@@ -205,6 +256,7 @@ CANDIDATES: dict[str, BaseEstimator] = {
     "blend": BlendLatency(),
     "gradient_boosting_large": BoostedLatency(n_estimators=400, max_depth=6, learning_rate=0.05),
     "gradient_boosting_deep": BoostedLatency(n_estimators=600, max_depth=7, learning_rate=0.05, subsample=0.8),
+    "gradient_boosting_switch": SwitchLatency(),
 }
 #: Candidates tried only on groups with at least this many training rows: a bigger model pays off
 #: where data supports it (the sparse kernels pooled per op: devprof-c 84% -> 89% of held-out
@@ -245,7 +297,8 @@ def select(X: np.ndarray, y: np.ndarray, candidates: dict[str, BaseEstimator] | 
     if len(y) < 8:
         name = "flops_linear" if "flops_linear" in candidates else next(iter(candidates))
         return name, clone(candidates[name]).fit(X, y), {}
-    candidates = {n: e for n, e in candidates.items() if len(y) >= MIN_ROWS.get(n, 0)}
+    candidates = {n: e for n, e in candidates.items() if len(y) >= MIN_ROWS.get(n, 0)
+                  and (not hasattr(e, "applies_to") or e.applies_to(X))}
     k = min(folds, len(y) // 2)
     preds: dict[str, np.ndarray] = {}
     for n, e in candidates.items():

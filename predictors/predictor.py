@@ -28,7 +28,7 @@ from devprof.records import OPS, SCHEMES, KernelSpec
 from . import lut as lutmod
 from .bundle import BundleError, parse_json, read_verified
 from .spectable import SpecTable, col, encode, encode_columns
-from .trees import Linear, ModelFormatError, TreeEnsemble, compile_model, predict_with, resolve_groups
+from .trees import Model, ModelFormatError, compile_model, predict_with, resolve_groups
 
 SOURCES = ("lut", "model", "fallback", "layer-lut", "layer-model")
 SRC_LUT, SRC_MODEL, SRC_FALLBACK, SRC_LAYER_LUT, SRC_LAYER_MODEL = 0, 1, 2, 3, 4
@@ -115,9 +115,9 @@ class Predictor:
         self._layer_memo: dict[KernelSpec, tuple[float, int]] = {}
         self._layer_hash_memo: dict[int, tuple[float, int]] = {}  # 64-bit spec hash -> (µs, source)
         # regressors per (op code * n_schemes + scheme code)
-        self.groups: dict[int, TreeEnsemble | Linear] = {}
+        self.groups: dict[int, Model] = {}
         self.group_names: dict[str, str] = {}
-        compiled: dict[int, TreeEnsemble | Linear] = {}  # one object per stored model (pooled ones are shared)
+        compiled: dict[int, Model] = {}  # one object per stored model (pooled ones are shared)
         for name, m in resolve_groups(predictor.get("groups") or {}).items():
             if id(m) not in compiled:
                 compiled[id(m)] = compile_model(m)
@@ -125,8 +125,8 @@ class Predictor:
             self.group_names[name] = m.get("estimator", m.get("kind", ""))
         # in-model layers (optional): a table of layer times and per-group regressors
         layers = predictor.get("layers") or {}
-        self.layer_groups: dict[int, TreeEnsemble | Linear] = {}
-        self.layer_variants: dict[tuple[int, float], TreeEnsemble | Linear] = {}
+        self.layer_groups: dict[int, Model] = {}
+        self.layer_variants: dict[tuple[int, float], Model] = {}
         for name, m in (layers.get("groups") or {}).items():
             base, _, variant = str(name).partition("#")
             code = _group_code(path, "layer group", base)
@@ -143,7 +143,7 @@ class Predictor:
             self._layer_order = np.argsort(self._layer_table.hashes, kind="stable")
             self._layer_sorted = self._layer_table.hashes[self._layer_order]
         fb = predictor.get("fallback")
-        self.fallback: TreeEnsemble | Linear | None = compile_model(fb) if fb else None
+        self.fallback: Model | None = compile_model(fb) if fb else None
         ov = predictor.get("model_overhead") or {}
         self.overhead = {k: float(ov.get(k, d)) for k, d in
                          (("scale", 1.0), ("per_layer_us", 0.0), ("intercept_us", 0.0), ("floor_share", 0.0))}

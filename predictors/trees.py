@@ -15,6 +15,14 @@ node array is a JSON list or, as written by devprof, ``{"dtype": "<i4"|"<f4", "b
     prediction = exp(b + s * sum over trees of value[leaf reached])   (target "log_us")
                  * linear(x)       when "times_linear" holds a linear model (else 1)
 
+Switch JSON (one level: its two branches are tree ensembles or linear models)::
+
+    {"kind": "switch", "feature": "cin_pad4", "threshold": 1.0, "le": {model}, "gt": {model}}
+
+    a row whose float32(feature) <= threshold is predicted by "le", any other by "gt" — a
+    regime with its own cost structure (ONNX Runtime's depthwise convs whose channels are not a
+    multiple of 4 run on a ~10x slower path) gets a regressor of its own.
+
 Split rule as scikit-learn's: go left when float32(x[feature]) <= threshold. Thresholds are
 stored as float32 values (rounded down from scikit-learn's float64 midpoints, which keeps every
 decision identical for float32 inputs); values are stored to float32 precision.
@@ -178,7 +186,41 @@ def resolve_groups(groups: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return out
 
 
-def compile_model(d: Mapping[str, Any]) -> "TreeEnsemble | Linear":
+class Switch:
+    """Two regressors and the feature threshold that routes each row to one of them."""
+
+    def __init__(self, d: Mapping[str, Any]) -> None:
+        name = d.get("feature")
+        if name not in _FEATURE_INDEX:
+            raise ModelFormatError(f"switch on unknown feature {name!r}")
+        self.feature_name = str(name)
+        self.feature = _FEATURE_INDEX[self.feature_name]
+        try:
+            t = float(d["threshold"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFormatError(f"bad switch threshold: {e}") from None
+        if not abs(t) <= float(np.finfo(np.float32).max):
+            raise ModelFormatError("switch threshold out of float32 range")
+        self.threshold = np.float32(t)
+        branches = []
+        for side in ("le", "gt"):
+            b = d.get(side)
+            if isinstance(b, Mapping) and b.get("kind") == "switch":
+                raise ModelFormatError("a switch's branches must be tree ensembles or linear models")
+            branches.append(compile_model(b))
+        self.le, self.gt = branches
+
+    def route(self, X: np.ndarray) -> np.ndarray:
+        """True where a row (a feature matrix row) goes to the "le" branch."""
+        return X[:, self.feature].astype(np.float32) <= self.threshold
+
+
+_FEATURE_INDEX = {f: i for i, f in enumerate(FEATURES)}
+Model = TreeEnsemble | Linear | Switch
+"""A compiled regressor."""
+
+
+def compile_model(d: Mapping[str, Any]) -> Model:
     if not isinstance(d, Mapping):
         raise ModelFormatError("a model must be a JSON object")
     kind = d.get("kind")
@@ -186,10 +228,20 @@ def compile_model(d: Mapping[str, Any]) -> "TreeEnsemble | Linear":
         return TreeEnsemble(d)
     if kind == "linear":
         return Linear(d)
+    if kind == "switch":
+        return Switch(d)
     raise ModelFormatError(f"unknown model kind {kind!r}")
 
 
-def predict_with(model: "TreeEnsemble | Linear", table: SpecTable | np.ndarray) -> np.ndarray:
+def predict_with(model: Model, table: SpecTable | np.ndarray) -> np.ndarray:
+    if isinstance(model, Switch):
+        data = table.data if isinstance(table, SpecTable) else np.asarray(table)
+        le = model.route(features(data))
+        out = np.empty(len(data), dtype=np.float64)
+        for branch, rows in ((model.le, le), (model.gt, ~le)):
+            if rows.any():
+                out[rows] = predict_with(branch, data[rows])
+        return out
     if isinstance(model, Linear):
         return model.predict_us(linear_features(table))
     out = model.predict_us(features(table))

@@ -146,6 +146,16 @@ def test_kernel_regressors_export_to_onnx(tmp_path: Path) -> None:
         want = predict_with(compile_model(d), T)
         np.testing.assert_allclose(got, want, rtol=2e-5)
     assert "tree_ensemble" in kinds
+    # a switch: both branches in the graph, each row takes its own (Where on the feature)
+    from predictors.estimators import SwitchLatency
+
+    specs = synth.random_specs(150, seed=5)
+    y = np.array([synth.true_latency_us(s) for s in specs])
+    sw = SwitchLatency(feature="cin_pad16", min_rows=10).fit(encode(specs).data, y).export()
+    assert sw["kind"] == "switch"
+    sess = op.ort_session(op.regressor_onnx(sw))
+    got = sess.run(None, {i.name: feeds[i.name] for i in sess.get_inputs()})[0][:, 0] * 1000.0
+    np.testing.assert_allclose(got, predict_with(compile_model(sw), T), rtol=2e-5)
 
 
 def test_fit_predictor_from_models_cli(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import predictors
 from devprof.records import KernelSpec, Measurement
 from devprof.store import Dataset
 from predictors import bundle as bmod
-from predictors.estimators import BlendLatency, BoostedLatency, FlopsLinear, ForestLatency
+from predictors.estimators import BlendLatency, BoostedLatency, FlopsLinear, ForestLatency, SwitchLatency
 from predictors.fit import fit_bundles, read_datasets
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -106,10 +106,48 @@ def test_exported_trees_match_sklearn() -> None:
     y = np.array([synth.true_latency_us(s) for s in specs]) * np.exp(np.random.default_rng(0).normal(0, .05, len(specs)))
     from predictors.trees import compile_model, predict_with
 
-    for est in (ForestLatency(n_estimators=8), BoostedLatency(n_estimators=30), FlopsLinear(), BlendLatency()):
+    # (the synthetic channel counts are multiples of 8: the switch splits on 16-alignment here)
+    switch = SwitchLatency(feature="cin_pad16", min_rows=10)
+    for est in (ForestLatency(n_estimators=8), BoostedLatency(n_estimators=30), FlopsLinear(), BlendLatency(), switch):
         est.fit(t.data, y)
         ours = predict_with(compile_model(json.loads(json.dumps(est.export()))), t)
         np.testing.assert_allclose(ours, est.predict(t.data), rtol=1e-5)
+    assert switch.export()["kind"] == "switch" and switch.regime_ is not None
+    # too few rows in the regime: the pooled model alone, exported as a plain ensemble
+    alone = SwitchLatency(feature="cin_pad16", min_rows=10_000).fit(t.data, y)
+    assert not alone.applies_to(t.data) and alone.export()["kind"] == "tree_ensemble"
+
+
+def test_switch_routes_rows_by_feature_and_malformed_switches_are_refused(published: Path, tmp_path: Path) -> None:
+    obj = json.loads((published / "predictor.json").read_text())
+    group = "dwconv2d/dense"
+    base = obj["groups"][group]
+    const = {"kind": "linear", "coef": [0.0, 0.0], "intercept": 1234.5, "floor_us": 0.0}
+    obj["groups"][group] = {"kind": "switch", "feature": "cin_pad16", "threshold": 1.0, "le": base, "gt": const}
+    d = _copy(published, tmp_path / "switch")
+    _rewrite_predictor(d, bmod.dumps(obj))
+    before, after = predictors.load(published), predictors.load(d)
+    new = [s for s in synth.random_specs(600, seed=78) if s.op == "dwconv2d" and s.key not in set(before.keys)]
+    aligned = np.array([s.cin % 16 == 0 for s in new])
+    assert aligned.any() and (~aligned).any()
+    r0, r1 = before.predict(new), after.predict(new)
+    assert (r1.source == "model").all()
+    np.testing.assert_array_equal(r1.latency_us[aligned], r0.latency_us[aligned])
+    assert (r1.latency_us[~aligned] == 1234.5).all()
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "docs" / "bundle.schema.json").read_text())
+    jsonschema.Draft202012Validator({"$ref": "#/$defs/predictor", "$defs": schema["$defs"]}).validate(obj)
+    for i, (bad, why) in enumerate([({"feature": "no_such_feature"}, "unknown feature"),
+                                    ({"threshold": "high"}, "threshold"),
+                                    ({"threshold": 1e39}, "threshold"),  # beyond float32
+                                    ({"gt": dict(obj["groups"][group])}, "branches"),
+                                    ({"le": None}, "JSON object")]):
+        o = json.loads(json.dumps(obj))
+        o["groups"][group].update(bad)
+        dd = _copy(published, tmp_path / f"bad-switch-{i}")
+        _rewrite_predictor(dd, bmod.dumps(o))
+        with pytest.raises(predictors.BundleError, match=f"malformed.*{why}"):
+            predictors.load(dd)
 
 
 def test_blend_cross_validation_shortcut_equals_refitting() -> None:

@@ -16,6 +16,7 @@ have ONNX Runtime. Two kinds of graph are written with `onnx.helper` (no skl2onn
    ``latency_ms`` (float). Tree ensembles become ``ai.onnx.ml.TreeEnsembleRegressor`` whose
    float32 thresholds are the bundle's (predictors.trees evaluates ``float32(x) <= float32(t)``,
    and so does ONNX Runtime on float32 inputs); the boosted scale is folded into the leaf weights.
+   A ``switch`` computes both its branches and picks per row with ``Where(features[:, f] <= t)``.
 """
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ def write_layer_model(model, path: str | Path) -> Path:
 
 
 # ---- 2. kernel regressors ------------------------------------------------------------------------------
-def _tree_node(m):
+def _tree_node(m, out: str = "raw"):
     """TreeEnsembleRegressor node from a compiled `predictors.trees.TreeEnsemble` (so any storage
     of the node arrays the bundle format uses is decoded by predictors itself)."""
     from onnx import helper
@@ -141,7 +142,7 @@ def _tree_node(m):
                 t_node.append(i)
                 t_w.append(float(np.float32(scale * val[n])))
     return helper.make_node(
-        "TreeEnsembleRegressor", ["features"], ["raw"], domain="ai.onnx.ml", n_targets=1, aggregate_function="SUM",
+        "TreeEnsembleRegressor", ["features"], [out], domain="ai.onnx.ml", n_targets=1, aggregate_function="SUM",
         base_values=[float(m.base)], post_transform="NONE",
         nodes_treeids=a["treeids"], nodes_nodeids=a["nodeids"], nodes_featureids=a["featureids"],
         nodes_values=a["values"], nodes_modes=a["modes"], nodes_truenodeids=a["true"],
@@ -164,8 +165,42 @@ def _linear_nodes(lin, out: str, prefix: str):
     return nodes, inits
 
 
+def _model_nodes(m, out: str, prefix: str):
+    """Nodes computing a compiled regressor's µs into `out`; names inside start with `prefix`."""
+    from onnx import helper, numpy_helper
+
+    from predictors.trees import Linear, Switch
+
+    if isinstance(m, Linear):
+        return _linear_nodes(m, out, prefix)
+    if isinstance(m, Switch):
+        # both branches on every row, then each row takes its own: Where(x[:, f] <= t, le, gt)
+        nodes, inits = [], [numpy_helper.from_array(np.array([m.feature], dtype=np.int64), f"{prefix}f0"),
+                            numpy_helper.from_array(np.array([m.feature + 1], dtype=np.int64), f"{prefix}f1"),
+                            numpy_helper.from_array(np.array([1], dtype=np.int64), f"{prefix}axis"),
+                            numpy_helper.from_array(np.array([m.threshold], dtype=np.float32), f"{prefix}thr")]
+        for side, branch in (("le", m.le), ("gt", m.gt)):
+            n, i = _model_nodes(branch, f"{prefix}{side}_us", f"{prefix}{side}_")
+            nodes += n
+            inits += i
+        nodes += [helper.make_node("Slice", ["features", f"{prefix}f0", f"{prefix}f1", f"{prefix}axis"],
+                                   [f"{prefix}x"]),
+                  helper.make_node("LessOrEqual", [f"{prefix}x", f"{prefix}thr"], [f"{prefix}cond"]),
+                  helper.make_node("Where", [f"{prefix}cond", f"{prefix}le_us", f"{prefix}gt_us"], [out])]
+        return nodes, inits
+    nodes, inits = [_tree_node(m, f"{prefix}raw")], []
+    lin = m.times_linear
+    nodes.append(helper.make_node("Exp" if m.target == "log_us" else "Identity", [f"{prefix}raw"],
+                                  [f"{prefix}trees_us" if lin is not None else out]))
+    if lin is not None:
+        n, i = _linear_nodes(lin, f"{prefix}lin_us", f"{prefix}t_")
+        nodes += n + [helper.make_node("Mul", [f"{prefix}trees_us", f"{prefix}lin_us"], [out])]
+        inits += i
+    return nodes, inits
+
+
 def regressor_onnx(d: Mapping[str, Any], name: str = "devprof-regressor"):
-    """ONNX graph of one regressor of a bundle's predictor.json (tree ensemble or linear)."""
+    """ONNX graph of one regressor of a bundle's predictor.json (tree ensemble, linear or switch)."""
     from onnx import TensorProto, helper, numpy_helper
 
     from predictors.features import FEATURES
@@ -175,21 +210,9 @@ def regressor_onnx(d: Mapping[str, Any], name: str = "devprof-regressor"):
         m = compile_model(d)  # validates and decodes, exactly as the Python predictor does
     except ModelFormatError as e:
         raise UsageError(f"cannot export a malformed regressor ({e})") from None
-    nodes, inits = [], [numpy_helper.from_array(np.array([1000.0], dtype=np.float32), "us_per_ms")]
+    nodes, inits = _model_nodes(m, "us", "")
+    inits.append(numpy_helper.from_array(np.array([1000.0], dtype=np.float32), "us_per_ms"))
     is_tree = not isinstance(m, Linear)
-    if not is_tree:
-        n, i = _linear_nodes(m, "us", "")
-        nodes += n
-        inits += i
-    else:
-        nodes.append(_tree_node(m))
-        lin = m.times_linear
-        nodes.append(helper.make_node("Exp" if m.target == "log_us" else "Identity", ["raw"],
-                                      ["trees_us" if lin is not None else "us"]))
-        if lin is not None:
-            n, i = _linear_nodes(lin, "lin_us", "t_")
-            nodes += n + [helper.make_node("Mul", ["trees_us", "lin_us"], ["us"])]
-            inits += i
     nodes.append(helper.make_node("Div", ["us", "us_per_ms"], ["latency_ms"]))
     inputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", len(FEATURES)]),
               helper.make_tensor_value_info("linear_features", TensorProto.FLOAT, ["N", 2])]
