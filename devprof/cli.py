@@ -143,6 +143,11 @@ def profile(
         help="Measure only the suite's kernels that have no steady record in DATASET (repeatable: earlier "
              "campaigns), into another --out folder; fit-predictor merges the campaigns and prefers steady "
              "records."),
+    min_steady: int = typer.Option(1, "--min-steady", min=1, metavar="N",
+                                   help="With --retry-noisy: measure the kernels that have fewer than N steady "
+                                        "records across those campaigns (2 = a second campaign of every kernel "
+                                        "measured only once: a single campaign's label carries its phase of "
+                                        "the device's speed)."),
 ) -> None:
     """Measure a suite's kernels on a device and save them into a dataset (Parquet).
 
@@ -155,7 +160,8 @@ def profile(
       devprof profile                                  # smoke suite on this machine\n
       devprof profile --suite mobilenetv2 -r onnxruntime -t 4\n
       devprof profile --device S20 --cores big --suite sparse-sweep\n
-      devprof profile -s predictor-train --retry-noisy data/train --out data/train-retry
+      devprof profile -s predictor-train --retry-noisy data/train --out data/train-retry\n
+      devprof profile -s predictor-train --retry-noisy data/train --min-steady 2 --out data/train-r2
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -188,6 +194,8 @@ def profile(
         dev = resolve_device(device_names[0], adb_server=servers[0] if servers else None)
     names = list(runtime) if runtime else default_runtimes(dev, s.runtimes)
     proto = (Protocol.quick() if quick else Protocol()).with_cpus(dev.resolve_cores(cores))
+    if min_steady > 1 and not retry_noisy:
+        raise UsageError("--min-steady needs --retry-noisy DATASET (the campaigns whose steady records count)")
     if retry_noisy and (model or s.models):
         raise UsageError("--retry-noisy applies to kernel suites, not to whole models")
     if prune and not (model or s.models):
@@ -227,10 +235,11 @@ def profile(
             progress.console.print(f"[red]refused[/] {o.spec.key} ({o.spec.op}): {o.error}")
 
     # (specs, runtimes) to measure: the whole suite, or per runtime the kernels still lacking a steady record
-    plan = [(s.specs, names)] if not retry_noisy else _noisy_plan(s.specs, names, threads, retry_noisy, out_dir)
+    plan = ([(s.specs, names)] if not retry_noisy
+            else _noisy_plan(s.specs, names, threads, retry_noisy, out_dir, min_steady))
     if not plan:
-        err.print(f"nothing to retry: every kernel of {s.name} has a steady record in "
-                  f"{', '.join(map(str, retry_noisy or []))}")
+        err.print(f"nothing to retry: every kernel of {s.name} has {min_steady} steady record"
+                  f"{'s' if min_steady > 1 else ''} in {', '.join(map(str, retry_noisy or []))}")
         return
     with progress:
         summary = None
@@ -273,12 +282,15 @@ def _add_summaries(a, b):
                                failures=a.failures + b.failures, saved_keys=a.saved_keys + b.saved_keys)
 
 
-def _noisy_plan(specs: list, runtimes: list[str], threads: int, campaigns: list[Path], out_dir: Path
-                ) -> list[tuple[list, list[str]]]:
-    """Per runtime, the specs whose records in `campaigns` are all flagged noisy (or missing)."""
+def _noisy_plan(specs: list, runtimes: list[str], threads: int, campaigns: list[Path], out_dir: Path,
+                min_steady: int = 1) -> list[tuple[list, list[str]]]:
+    """Per runtime, the specs with fewer than `min_steady` steady records in `campaigns` (1: those
+    whose records are all flagged noisy, or missing)."""
+    from collections import Counter
+
     from .store import Dataset
 
-    steady: set[tuple[str, str]] = set()
+    steady: set[tuple[str, str, str]] = set()  # (runtime, spec, start): a campaign given twice counts once
     for c in campaigns:
         ds = Dataset(c)
         if not ds.exists():
@@ -290,10 +302,11 @@ def _noisy_plan(specs: list, runtimes: list[str], threads: int, campaigns: list[
         if not len(df):
             continue
         k = df[(df["kind"] == "kernel") & (~df["noisy"].astype(bool)) & (df["threads"] == threads)]
-        steady.update(zip(k["runtime"].astype(str), k["spec_key"].astype(str)))
+        steady.update(zip(k["runtime"].astype(str), k["spec_key"].astype(str), k["started_at"].astype(str)))
+    count = Counter((rt, key) for rt, key, _ in steady)
     plan = []
     for rt in runtimes:
-        todo = [sp for sp in specs if (rt, sp.key) not in steady]
+        todo = [sp for sp in specs if count[(rt, sp.key)] < min_steady]
         if todo:
             plan.append((todo, [rt]))
     return plan

@@ -132,3 +132,19 @@ def test_retry_noisy_measures_only_kernels_without_a_steady_record(tmp_path, tin
                             "--out", str(edited.path), "--quick"), 2, "another folder")
     _one_line_error(run_cli("profile", "--suite", str(tiny_suite), "--retry-noisy", str(tmp_path / "nope"),
                             "--out", str(out), "--quick"), 2, "no dataset")
+    # --min-steady 2: every kernel with fewer than two steady records across the campaigns; the
+    # same campaign given twice counts once (a record is its spec and start time)
+    again = Dataset(tmp_path / "campaign2")
+    again.create()
+    again.append([dataclasses.replace(r, measurement=steady, started_at=r.started_at + 3600.0) for r in recs])
+    p = run_cli("profile", "--suite", str(tiny_suite), "--retry-noisy", str(edited.path), "--retry-noisy",
+                str(edited.path), "--min-steady", "2", "--out", str(tmp_path / "dry"), "--quick", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["measured"] == len(recs)
+    p = run_cli("profile", "--suite", str(tiny_suite), "--retry-noisy", str(edited.path), "--retry-noisy",
+                str(again.path), "--min-steady", "2", "--out", str(tmp_path / "r2"), "--quick", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["measured"] == 1
+    assert list(Dataset(tmp_path / "r2").read()["spec_key"]) == [target.spec.key]
+    _one_line_error(run_cli("profile", "--suite", str(tiny_suite), "--min-steady", "2", "--out", str(out),
+                            "--quick"), 2, "--retry-noisy")
