@@ -148,6 +148,11 @@ def profile(
                                         "records across those campaigns (2 = a second campaign of every kernel "
                                         "measured only once: a single campaign's label carries its phase of "
                                         "the device's speed)."),
+    max_spread: Optional[float] = typer.Option(
+        None, "--max-spread", min=0.0, metavar="FRACTION",
+        help="With --retry-noisy: also measure the kernels whose steady records' fastest rounds differ by "
+             "more than this fraction (0.1: max/min > 1.1) — one more campaign settles which is typical "
+             "(the table takes the median)."),
 ) -> None:
     """Measure a suite's kernels on a device and save them into a dataset (Parquet).
 
@@ -194,8 +199,9 @@ def profile(
         dev = resolve_device(device_names[0], adb_server=servers[0] if servers else None)
     names = list(runtime) if runtime else default_runtimes(dev, s.runtimes)
     proto = (Protocol.quick() if quick else Protocol()).with_cpus(dev.resolve_cores(cores))
-    if min_steady > 1 and not retry_noisy:
-        raise UsageError("--min-steady needs --retry-noisy DATASET (the campaigns whose steady records count)")
+    if (min_steady > 1 or max_spread is not None) and not retry_noisy:
+        raise UsageError("--min-steady and --max-spread need --retry-noisy DATASET (the campaigns whose steady "
+                         "records count)")
     if retry_noisy and (model or s.models):
         raise UsageError("--retry-noisy applies to kernel suites, not to whole models")
     if prune and not (model or s.models):
@@ -236,10 +242,11 @@ def profile(
 
     # (specs, runtimes) to measure: the whole suite, or per runtime the kernels still lacking a steady record
     plan = ([(s.specs, names)] if not retry_noisy
-            else _noisy_plan(s.specs, names, threads, retry_noisy, out_dir, min_steady))
+            else _noisy_plan(s.specs, names, threads, retry_noisy, out_dir, min_steady, max_spread))
     if not plan:
+        agree = f" agreeing within {max_spread:.0%}" if max_spread is not None else ""
         err.print(f"nothing to retry: every kernel of {s.name} has {min_steady} steady record"
-                  f"{'s' if min_steady > 1 else ''} in {', '.join(map(str, retry_noisy or []))}")
+                  f"{'s' if min_steady > 1 else ''}{agree} in {', '.join(map(str, retry_noisy or []))}")
         return
     with progress:
         summary = None
@@ -283,14 +290,16 @@ def _add_summaries(a, b):
 
 
 def _noisy_plan(specs: list, runtimes: list[str], threads: int, campaigns: list[Path], out_dir: Path,
-                min_steady: int = 1) -> list[tuple[list, list[str]]]:
+                min_steady: int = 1, max_spread: float | None = None) -> list[tuple[list, list[str]]]:
     """Per runtime, the specs with fewer than `min_steady` steady records in `campaigns` (1: those
-    whose records are all flagged noisy, or missing)."""
+    whose records are all flagged noisy, or missing), and with `max_spread` those whose steady
+    records' fastest rounds differ by more than that fraction."""
     from collections import Counter
 
     from .store import Dataset
 
-    steady: set[tuple[str, str, str]] = set()  # (runtime, spec, start): a campaign given twice counts once
+    steady: dict[tuple[str, str, str], float] = {}  # (runtime, spec, start) -> fastest round: a campaign
+    # given twice counts once
     for c in campaigns:
         ds = Dataset(c)
         if not ds.exists():
@@ -302,11 +311,18 @@ def _noisy_plan(specs: list, runtimes: list[str], threads: int, campaigns: list[
         if not len(df):
             continue
         k = df[(df["kind"] == "kernel") & (~df["noisy"].astype(bool)) & (df["threads"] == threads)]
-        steady.update(zip(k["runtime"].astype(str), k["spec_key"].astype(str), k["started_at"].astype(str)))
+        steady.update(zip(zip(k["runtime"].astype(str), k["spec_key"].astype(str), k["started_at"].astype(str)),
+                          k["min_us"].astype(float)))
     count = Counter((rt, key) for rt, key, _ in steady)
+    lo: dict[tuple[str, str], float] = {}
+    hi: dict[tuple[str, str], float] = {}
+    for (rt, key, _), v in steady.items():
+        lo[(rt, key)] = min(lo.get((rt, key), v), v)
+        hi[(rt, key)] = max(hi.get((rt, key), v), v)
+    spread_out = set() if max_spread is None else {rk for rk in lo if hi[rk] > lo[rk] * (1.0 + max_spread)}
     plan = []
     for rt in runtimes:
-        todo = [sp for sp in specs if count[(rt, sp.key)] < min_steady]
+        todo = [sp for sp in specs if count[(rt, sp.key)] < min_steady or (rt, sp.key) in spread_out]
         if todo:
             plan.append((todo, [rt]))
     return plan

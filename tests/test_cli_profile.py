@@ -148,3 +148,14 @@ def test_retry_noisy_measures_only_kernels_without_a_steady_record(tmp_path, tin
     assert list(Dataset(tmp_path / "r2").read()["spec_key"]) == [target.spec.key]
     _one_line_error(run_cli("profile", "--suite", str(tiny_suite), "--min-steady", "2", "--out", str(out),
                             "--quick"), 2, "--retry-noisy")
+    # --max-spread: kernels whose steady campaigns disagree (one is 50% slower in a third campaign)
+    other = next(r for r in recs if r is not target)
+    slow = Dataset(tmp_path / "campaign3")
+    slow.create()
+    slow.append([dataclasses.replace(r, measurement=Measurement(tuple(1.5 * x for x in steady.samples_us))
+                                     if r is other else steady, started_at=r.started_at + 7200.0) for r in recs])
+    p = run_cli("profile", "--suite", str(tiny_suite), "--retry-noisy", str(again.path), "--retry-noisy",
+                str(slow.path), "--max-spread", "0.1", "--out", str(tmp_path / "spread"), "--quick", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["measured"] == 1
+    assert list(Dataset(tmp_path / "spread").read()["spec_key"]) == [other.spec.key]
