@@ -294,7 +294,7 @@ def _noisy_plan(specs: list, runtimes: list[str], threads: int, campaigns: list[
     """Per runtime, the specs with fewer than `min_steady` steady records in `campaigns` (1: those
     whose records are all flagged noisy, or missing), and with `max_spread` those whose steady
     records' fastest rounds differ by more than that fraction."""
-    from collections import Counter
+    from collections import defaultdict
 
     from .store import Dataset
 
@@ -313,16 +313,16 @@ def _noisy_plan(specs: list, runtimes: list[str], threads: int, campaigns: list[
         k = df[(df["kind"] == "kernel") & (~df["noisy"].astype(bool)) & (df["threads"] == threads)]
         steady.update(zip(zip(k["runtime"].astype(str), k["spec_key"].astype(str), k["started_at"].astype(str)),
                           k["min_us"].astype(float)))
-    count = Counter((rt, key) for rt, key, _ in steady)
-    lo: dict[tuple[str, str], float] = {}
-    hi: dict[tuple[str, str], float] = {}
+    fastest: dict[tuple[str, str], list[float]] = defaultdict(list)  # (runtime, spec) -> one per campaign
     for (rt, key, _), v in steady.items():
-        lo[(rt, key)] = min(lo.get((rt, key), v), v)
-        hi[(rt, key)] = max(hi.get((rt, key), v), v)
-    spread_out = set() if max_spread is None else {rk for rk in lo if hi[rk] > lo[rk] * (1.0 + max_spread)}
+        fastest[(rt, key)].append(v)
+
+    def wanted(v: list[float]) -> bool:
+        return len(v) < min_steady or (max_spread is not None and bool(v) and max(v) > min(v) * (1.0 + max_spread))
+
     plan = []
     for rt in runtimes:
-        todo = [sp for sp in specs if count[(rt, sp.key)] < min_steady or (rt, sp.key) in spread_out]
+        todo = [sp for sp in specs if wanted(fastest.get((rt, sp.key), []))]
         if todo:
             plan.append((todo, [rt]))
     return plan

@@ -258,11 +258,13 @@ class SwitchLatency(RegressorMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
-        out = self.pooled_.predict(X)
-        if self.regime_ is not None:
-            gt = ~self._le(X)
-            if gt.any():
-                out[gt] = self.regime_.predict(X[gt])
+        if self.regime_ is None:
+            return self.pooled_.predict(X)
+        le = self._le(X)
+        out = np.empty(len(X), dtype=np.float64)
+        for model, rows in ((self.pooled_, le), (self.regime_, ~le)):
+            if rows.any():
+                out[rows] = model.predict(X[rows])
         return out
 
     def export(self) -> dict[str, Any]:

@@ -234,17 +234,26 @@ def compile_model(d: Mapping[str, Any]) -> Model:
 
 
 def predict_with(model: Model, table: SpecTable | np.ndarray) -> np.ndarray:
-    if isinstance(model, Switch):
-        data = table.data if isinstance(table, SpecTable) else np.asarray(table)
-        le = model.route(features(data))
-        out = np.empty(len(data), dtype=np.float64)
-        for branch, rows in ((model.le, le), (model.gt, ~le)):
-            if rows.any():
-                out[rows] = predict_with(branch, data[rows])
-        return out
+    data = table.data if isinstance(table, SpecTable) else np.asarray(table)
     if isinstance(model, Linear):
-        return model.predict_us(linear_features(table))
-    out = model.predict_us(features(table))
+        return model.predict_us(linear_features(data))
+    F = features(data)
+    if not isinstance(model, Switch):
+        return _predict_rows(model, F, data)
+    # the feature matrix is computed once: it routes the rows and feeds both branches
+    le = model.route(F)
+    out = np.empty(len(data), dtype=np.float64)
+    for branch, rows in ((model.le, le), (model.gt, ~le)):
+        if rows.any():
+            out[rows] = _predict_rows(branch, F[rows], data[rows])
+    return out
+
+
+def _predict_rows(model: "TreeEnsemble | Linear", F: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """A tree ensemble or linear model on encoded rows `data` whose features `F` are computed."""
+    if isinstance(model, Linear):
+        return model.predict_us(linear_features(data))
+    out = model.predict_us(F)
     if model.times_linear is not None:
-        out = out * model.times_linear.predict_us(linear_features(table))
+        out = out * model.times_linear.predict_us(linear_features(data))
     return out
