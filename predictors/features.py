@@ -9,17 +9,21 @@ channel count (adding them took LiteRT conv2d from 92% to 99% of kernels within 
 cross-validation), and whether channels are a multiple of 4 (ONNX Runtime runs other depthwise
 convs ~10x slower); for generated sparse kernels, which vectorise along output positions, the
 same waste in output pixels and the number of kept weights per output channel (both took
-devprof-c pwconv from 93.0% to 95.9% within ±10% in 5-fold cross-validation). Sizes enter as
-log2 so trees split on scale and the linear baseline stays well conditioned.
+devprof-c pwconv from 93.0% to 95.9% within ±10% in 5-fold cross-validation), and how many
+output channels share each loaded input vector in those kernels (their register blocking: N:M
+and unstructured run one row per load, block and BCR a block's rows; took devprof-c conv2d from
+92.2% to 95.3% within ±10% in 5-fold cross-validation). Sizes enter as log2 so trees split on
+scale and the linear baseline stays well conditioned.
 
 The feature list is versioned with the bundle format: a published predictor names the features
-it was fitted on and `features(...)` must keep producing them in that order.
+it was fitted on and `features(...)` must keep producing them in that order; new features are
+only ever appended, so a bundle fitted on a prefix of them still loads.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .spectable import BYTES_PER_ELEM, SpecTable, col
+from .spectable import BYTES_PER_ELEM, SCHEME_CODE, SpecTable, col
 
 FEATURES = (
     "log_flops", "log_eff_flops", "log_params", "log_nnz", "log_in_bytes", "log_out_bytes",
@@ -28,7 +32,7 @@ FEATURES = (
     "op", "scheme", "activation", "bias", "attrs_code", "out_h", "out_w",
     "cout_pad8", "cout_pad16", "cout_pad32", "cout_pad64", "cin_pad8", "cin_pad16", "cin_pad32", "cin_pad64",
     "cout_pad4", "cin_pad4",
-    "opix_pad8", "opix_pad16", "opix_pad32", "opix_pad64", "log_nnz_per_cout",
+    "opix_pad8", "opix_pad16", "opix_pad32", "opix_pad64", "log_nnz_per_cout", "rows_per_load",
 )
 #: Channel tiles of CPU micro-kernels: a kernel's work is padded up to them (cout_pad16 = ceil(cout/16)*16/cout).
 #: 4 also tells whether channels are a multiple of 4: ONNX Runtime's fast depthwise path needs it.
@@ -36,6 +40,9 @@ TILES = (4, 8, 16, 32, 64)
 #: Vector widths along output positions: devprof's generated kernels vectorise the spatial loop,
 #: so a layer's work is padded up to them (opix_pad16 = ceil(out_pixels/16)*16/out_pixels).
 PIXEL_TILES = (8, 16, 32, 64)
+#: Output channels per register block of devprof's generated kernels (devprof.sparse.codegen):
+#: dense blocks 4 rows, block / BCR a block's rows (default 4), every other scheme one row.
+DENSE_ROWS = 4
 #: Raw (linear-scale) quantities the FLOPs-linear baseline uses.
 LINEAR_FEATURES = ("eff_flops", "bytes")
 _FI = {f: i for i, f in enumerate(FEATURES)}
@@ -89,6 +96,11 @@ def features(table: SpecTable | np.ndarray) -> np.ndarray:
         X[:, _FI[f"opix_pad{t}"]] = np.ceil(opix / t) * t / opix
     # the trip count of the inner loop over one output channel's kept weights
     X[:, _FI["log_nnz_per_cout"]] = np.log2(nnz / np.maximum(c("cout"), 1.0) + 1.0)
+    # rows of a register block: each loaded input vector feeds that many FMAs
+    s = c("scheme")
+    blocked = (s == SCHEME_CODE["block"]) | (s == SCHEME_CODE["bcr"])
+    block_rows = np.where(c("p1") >= 1.0, np.minimum(c("p1"), DENSE_ROWS), DENSE_ROWS)
+    X[:, _FI["rows_per_load"]] = np.where(s == SCHEME_CODE["dense"], DENSE_ROWS, np.where(blocked, block_rows, 1.0))
     X[:, _FI["ratio"]] = ratio
     X[:, _FI["density"]] = density
     return X

@@ -118,9 +118,10 @@ class Predictor:
         self.groups: dict[int, Model] = {}
         self.group_names: dict[str, str] = {}
         compiled: dict[int, Model] = {}  # one object per stored model (pooled ones are shared)
+        nf = len(predictor["features"])  # fitted on FEATURES[:nf] (Predictor.load checks)
         for name, m in resolve_groups(predictor.get("groups") or {}).items():
             if id(m) not in compiled:
-                compiled[id(m)] = compile_model(m)
+                compiled[id(m)] = compile_model(m, nf)
             self.groups[_group_code(path, "predictor group", str(name))] = compiled[id(m)]
             self.group_names[name] = m.get("estimator", m.get("kind", ""))
         # in-model layers (optional): a table of layer times and per-group regressors
@@ -131,9 +132,9 @@ class Predictor:
             base, _, variant = str(name).partition("#")
             code = _group_code(path, "layer group", base)
             if variant:  # one variant of the op: its attrs' 48-bit content hash, in hex
-                self.layer_variants[(code, float(int(variant, 16)))] = compile_model(m)
+                self.layer_variants[(code, float(int(variant, 16)))] = compile_model(m, nf)
             else:
-                self.layer_groups[code] = compile_model(m)
+                self.layer_groups[code] = compile_model(m, nf)
         lt = layers.get("table") or {"key": [], "median_us": []}
         lcols = lutmod.check_json_obj({"format": "devprof-lut", "rows": len(lt.get("key", [])), "columns": lt}) \
             if lt.get("key") else None
@@ -143,7 +144,7 @@ class Predictor:
             self._layer_order = np.argsort(self._layer_table.hashes, kind="stable")
             self._layer_sorted = self._layer_table.hashes[self._layer_order]
         fb = predictor.get("fallback")
-        self.fallback: Model | None = compile_model(fb) if fb else None
+        self.fallback: Model | None = compile_model(fb, nf) if fb else None
         ov = predictor.get("model_overhead") or {}
         self.overhead = {k: float(ov.get(k, d)) for k, d in
                          (("scale", 1.0), ("per_layer_us", 0.0), ("intercept_us", 0.0), ("floor_share", 0.0))}
@@ -165,7 +166,9 @@ class Predictor:
             raise BundleError(f"bundle {root}: predictor.json is not a devprof predictor")
         from .features import FEATURES
 
-        if not isinstance(pred_obj.get("features"), list) or pred_obj["features"] != list(FEATURES):
+        # features are only ever appended: a bundle fitted on a prefix of today's list still loads
+        fitted_on = pred_obj.get("features")
+        if not isinstance(fitted_on, list) or not fitted_on or fitted_on != list(FEATURES[:len(fitted_on)]):
             raise BundleError(f"bundle {root}: predictor.json was fitted on other features than this "
                               "devprof computes; refit it with `devprof fit-predictor`")
         try:

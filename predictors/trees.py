@@ -189,9 +189,9 @@ def resolve_groups(groups: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 class Switch:
     """Two regressors and the feature threshold that routes each row to one of them."""
 
-    def __init__(self, d: Mapping[str, Any]) -> None:
+    def __init__(self, d: Mapping[str, Any], n_features: int = len(FEATURES)) -> None:
         name = d.get("feature")
-        if name not in _FEATURE_INDEX:
+        if name not in _FEATURE_INDEX or _FEATURE_INDEX[name] >= n_features:
             raise ModelFormatError(f"switch on unknown feature {name!r}")
         self.feature_name = str(name)
         self.feature = _FEATURE_INDEX[self.feature_name]
@@ -207,7 +207,7 @@ class Switch:
             b = d.get(side)
             if isinstance(b, Mapping) and b.get("kind") == "switch":
                 raise ModelFormatError("a switch's branches must be tree ensembles or linear models")
-            branches.append(compile_model(b))
+            branches.append(compile_model(b, n_features))
         self.le, self.gt = branches
 
     def route(self, X: np.ndarray) -> np.ndarray:
@@ -220,16 +220,18 @@ Model = TreeEnsemble | Linear | Switch
 """A compiled regressor."""
 
 
-def compile_model(d: Mapping[str, Any]) -> Model:
+def compile_model(d: Mapping[str, Any], n_features: int = len(FEATURES)) -> Model:
+    """The regressor a model's JSON describes, validated; its trees may use the first
+    `n_features` features (those its predictor was fitted on)."""
     if not isinstance(d, Mapping):
         raise ModelFormatError("a model must be a JSON object")
     kind = d.get("kind")
     if kind == "tree_ensemble":
-        return TreeEnsemble(d)
+        return TreeEnsemble(d, n_features)
     if kind == "linear":
         return Linear(d)
     if kind == "switch":
-        return Switch(d)
+        return Switch(d, n_features)
     raise ModelFormatError(f"unknown model kind {kind!r}")
 
 

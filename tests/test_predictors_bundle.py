@@ -306,6 +306,48 @@ def test_structurally_bad_predictor_is_refused(published: Path, tmp_path: Path) 
         predictors.load(d)
 
 
+def _set_tree_features(obj: object, fn) -> None:
+    """Apply fn to the feature-index array of every tree ensemble inside a predictor JSON."""
+    from predictors.trees import decode_array, encode_array
+
+    if isinstance(obj, dict):
+        if obj.get("kind") == "tree_ensemble":
+            obj["feature"] = encode_array(fn(decode_array(obj["feature"], np.int64)), "<i4")
+        for v in obj.values():
+            _set_tree_features(v, fn)
+    elif isinstance(obj, list):
+        for v in obj:
+            _set_tree_features(v, fn)
+
+
+def test_bundle_fitted_on_a_prefix_of_the_features_loads(published: Path, tmp_path: Path) -> None:
+    """Features are only appended: a bundle fitted before the last one was added still loads and
+    predicts, but its trees may not use a feature it was not fitted on, nor may a switch."""
+    from predictors.features import FEATURES
+
+    nf = len(FEATURES) - 1
+    obj = json.loads((published / "predictor.json").read_text())
+    obj["features"] = list(FEATURES[:nf])
+    _set_tree_features(obj, lambda f: np.minimum(f, nf - 1))
+    d = _copy(published, tmp_path / "prefix")
+    _rewrite_predictor(d, bmod.dumps(obj))
+    assert np.isfinite(predictors.load(d).predict(synth.random_specs(200, seed=91)).latency_us).all()
+    g = next(k for k, v in obj["groups"].items() if v["kind"] == "tree_ensemble")
+    bad_tree = json.loads(json.dumps(obj))
+    _set_tree_features(bad_tree["groups"][g], lambda f: np.where(np.arange(len(f)) == 0, nf, f))
+    bad_switch = json.loads(json.dumps(obj))
+    bad_switch["groups"][g] = {"kind": "switch", "feature": FEATURES[nf], "threshold": 1.0,
+                               "le": obj["groups"][g], "gt": obj["groups"][g]}
+    reordered = json.loads(json.dumps(obj))
+    reordered["features"] = [FEATURES[1], FEATURES[0], *FEATURES[2:nf]]
+    for name, o, why in (("tree", bad_tree, "malformed.*feature index"),
+                         ("switch", bad_switch, "malformed.*unknown feature"), ("order", reordered, "other features")):
+        dd = _copy(published, tmp_path / f"prefix-{name}")
+        _rewrite_predictor(dd, bmod.dumps(o))
+        with pytest.raises(predictors.BundleError, match=why):
+            predictors.load(dd)
+
+
 def test_pooled_regressor_is_stored_once_and_references_are_checked(published: Path, tmp_path: Path) -> None:
     obj = json.loads((published / "predictor.json").read_text())
     refs = {k: v["group"] for k, v in obj["groups"].items() if v["kind"] == "same_as"}

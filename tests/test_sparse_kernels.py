@@ -196,3 +196,21 @@ def test_portable_fallback_without_vector_extensions(toolchain, cache):
              KernelSpec("conv2d", h=20, w=19, cin=3, cout=8, kh=3, kw=3, padding=0, activation="hswish")]
     kernels, out, dump = run_batch(tc, cache, specs, variants=("sparse", "dense"))
     check_against_numpy(kernels, out, dump)
+
+
+def test_rows_per_load_feature_is_the_generated_register_block() -> None:
+    """predictors' `rows_per_load` feature restates how the code generator blocks rows (the
+    output channels that share each loaded input vector): it must agree with what `generate`
+    actually emits, scheme by scheme."""
+    from predictors.features import feature_index, features
+    from predictors.spectable import encode
+
+    specs = [make_spec("conv3x3s1", 12, 12, 16, 32, 1, s, 0.5, p) for s, p in SCHEMES if s != "pattern"]
+    specs.append(make_spec("conv3x3s1", 12, 12, 16, 32, 1, "dense", 0.0, {}))
+    got = features(encode(specs))[:, feature_index("rows_per_load")]
+    for s, r in zip(specs, got):
+        st_ = generate(s, "dense" if s.sparsity.scheme == "dense" else "sparse").stats
+        emitted = max(1, int(np.ceil(st_["mean_rows_per_group"] - 1e-9)))
+        assert r == emitted <= st_["rmax"], (s.key, st_)
+    pat = make_spec("conv3x3s1", 12, 12, 16, 32, 1, "pattern", 0.5, {"patterns": 8})
+    assert features(encode([pat]))[0, feature_index("rows_per_load")] == 1.0  # PatDNN: per row
