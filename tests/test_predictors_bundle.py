@@ -163,6 +163,27 @@ def test_blend_cross_validation_shortcut_equals_refitting() -> None:
     assert np.isclose(table["blend"]["cv_mape"], float(np.mean(np.abs(p - y) / y)), rtol=1e-9)
 
 
+def test_shared_boosting_fits_equal_refitting() -> None:
+    """Inside shared_boosting_fits() an ensemble fitted on the same rows with the same parameters
+    is fitted once (bag 0 of the bagged candidate is plain boosting, the switch's pooled part is
+    the bagged candidate); the predictions are exactly those of fitting each anew."""
+    from predictors.estimators import cv_predictions, shared_boosting_fits
+
+    specs = synth.random_specs(80, seed=8)
+    X = predictors.encode(specs).data
+    y = np.array([synth.true_latency_us(s) for s in specs]) * np.exp(np.random.default_rng(2).normal(0, .05, len(specs)))
+    ests = [BoostedLatency(), BoostedLatency(n_bags=3),
+            SwitchLatency(feature="cin_pad16", min_rows=5, n_bags=3,
+                          regime=BoostedLatency(n_estimators=10, max_depth=2))]
+    alone = [cv_predictions(e, X, y, 4, 0) for e in ests]
+    with shared_boosting_fits() as fits:
+        shared = [cv_predictions(e, X, y, 4, 0) for e in ests]
+    for a, b in zip(alone, shared):
+        np.testing.assert_array_equal(a, b)
+    pooled = [k for k in fits if dict(k[2])["max_depth"] == 4]
+    assert len(pooled) == 4 * 3  # per fold: three bags, bag 0 the plain ensemble; the switch's fitted no more
+
+
 def test_model_prediction_sums_layers_plus_overhead(published: Path) -> None:
     p = predictors.load(published)
     specs = [KernelSpec.from_dict(json.loads(s)) for s in p.lut["spec_json"][:10]]
