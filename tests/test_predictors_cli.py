@@ -116,3 +116,16 @@ def test_bad_input_is_one_line(fitted, args, words, monkeypatch, capsys) -> None
     assert e.value.code not in (0, None)
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_fit_predictor_help_names_every_candidate(monkeypatch, capsys) -> None:
+    from devprof import cli
+    from predictors.estimators import CANDIDATES
+
+    monkeypatch.setattr(sys, "argv", ["devprof", "fit-predictor", "--help"])
+    monkeypatch.setenv("COLUMNS", "2000")
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code in (0, None)
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in CANDIDATES), text

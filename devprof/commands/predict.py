@@ -66,10 +66,13 @@ def register(app: typer.Typer) -> None:
         runtime: Optional[List[str]] = typer.Option(None, "--runtime", "-r", help="Only these runtimes (repeatable)."),
         estimator: Optional[List[str]] = typer.Option(
             None, "--estimator", help="Candidate estimators for cross-validation (repeatable): flops_linear, "
-                                      "random_forest, gradient_boosting, blend, gradient_boosting_large, "
+                                      "random_forest, gradient_boosting, blend, gradient_boosting_bagged, "
+                                      "gradient_boosting_switch, gradient_boosting_large, "
                                       "gradient_boosting_deep (the last two only on groups of >= 400 "
-                                      "training rows). Default: all."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the held-out split and the estimators."),
+                                      "training rows). Default: all (docs/predictors.md)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the held-out split and the cross-validation folds "
+                                                   "(the estimators' own seeds are fixed: the same data and seed "
+                                                   "give the same regressors)."),
         statistic: str = typer.Option(
             "median", "--statistic", help="What the table serves and the regressors predict for a kernel: "
                                           "'median' of its timed rounds, or 'min', its fastest round. On a phone "
