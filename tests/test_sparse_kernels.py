@@ -202,6 +202,7 @@ def test_rows_per_load_feature_is_the_generated_register_block() -> None:
     """predictors' `rows_per_load` feature restates how the code generator blocks rows (the
     output channels that share each loaded input vector): it must agree with what `generate`
     actually emits, scheme by scheme."""
+    from devprof.runtimes.harness import variant_for
     from predictors.features import feature_index, features
     from predictors.spectable import encode
 
@@ -209,7 +210,7 @@ def test_rows_per_load_feature_is_the_generated_register_block() -> None:
     specs.append(make_spec("conv3x3s1", 12, 12, 16, 32, 1, "dense", 0.0, {}))
     got = features(encode(specs))[:, feature_index("rows_per_load")]
     for s, r in zip(specs, got):
-        st_ = generate(s, "dense" if s.sparsity.scheme == "dense" else "sparse").stats
+        st_ = generate(s, variant_for(s)).stats
         emitted = max(1, int(np.ceil(st_["mean_rows_per_group"] - 1e-9)))
         assert r == emitted <= st_["rmax"], (s.key, st_)
     pat = make_spec("conv3x3s1", 12, 12, 16, 32, 1, "pattern", 0.5, {"patterns": 8})
