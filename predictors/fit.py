@@ -489,6 +489,7 @@ def fit_bundles(df, sources: list[str] | None = None, candidates: dict | None = 
         log(f"fitting {device.get('name')} / {rt_key}: {len(kern)} kernel records")
         lut = lutmod.build(kern)
         pj, heldout, km, selection = fit_kernels(lut, candidates, seed, log=log, statistic=statistic)
+        km["noise"]["campaigns"] = lutmod.campaign_agreement(kern, statistic)
         ov, mm, mheld, layers = fit_models(g, pj, lutmod.to_json_obj(lut)["columns"], seed, candidates)
         pj["model_overhead"] = ov
         pj["layers"] = layers

@@ -43,15 +43,20 @@ STATISTICS = ("median", "min")
 FLOAT_COLUMNS = {"median_us", "min_us", "iqr_us", "mad_us", "cv", "sparsity_ratio"}
 
 
+def _merged_records(kernels: Any) -> Any:
+    """The records a LUT row is made of: a spec's steady records, or all of them if none is."""
+    noisy = kernels["noisy"].astype(bool)
+    has_steady = (~noisy).groupby(kernels["spec_key"]).transform("any")
+    return kernels[~(noisy & has_steady)]
+
+
 def build(kernels: Any) -> Any:
     """Aggregate kernel records (a dataset DataFrame, one device+runtime) into LUT rows (DataFrame)."""
     import pandas as pd
 
     if not len(kernels):
         return pd.DataFrame({c: [] for c in COLUMNS})
-    noisy = kernels["noisy"].astype(bool)
-    has_steady = (~noisy).groupby(kernels["spec_key"]).transform("any")
-    kernels = kernels[~(noisy & has_steady)]
+    kernels = _merged_records(kernels)
     g = kernels.groupby("spec_key", sort=True)
     first = g.first()
     out = pd.DataFrame({
@@ -71,6 +76,33 @@ def build(kernels: Any) -> Any:
         out[c] = out[c].astype(np.int64)
     out["bias"] = out["bias"].astype(bool)
     return out.reset_index(drop=True)
+
+
+def campaign_agreement(kernels: Any, statistic: str = "median", tol: float = 0.10) -> dict[str, Any]:
+    """How well one campaign reproduces the others: over the specs measured in two or more merged
+    records (repeat campaigns), the share of records whose `statistic` lies within ±`tol` of the
+    median of the spec's *other* records, overall and per op. A shared host's load, or a layer
+    too big for the caches, moves a kernel's time from one campaign to the next; a regressor's
+    held-out share within ±`tol` is to be read against this one (it cannot do much better)."""
+    import pandas as pd
+
+    col = f"{statistic}_us"
+    k = _merged_records(kernels)
+    rows = []
+    for (key, op), v in k.groupby(["spec_key", "op"], sort=False)[col]:
+        a = v.to_numpy(dtype=np.float64)
+        if len(a) < 2:
+            continue
+        for i in range(len(a)):
+            ref = float(np.median(np.delete(a, i)))
+            rows.append((key, op, abs(a[i] - ref) <= tol * ref + 1e-12))
+    f = pd.DataFrame(rows, columns=["spec_key", "op", "ok"])
+
+    def share(frame: Any) -> dict[str, Any]:
+        return {"kernels": int(frame["spec_key"].nunique()), "records": int(len(frame)),
+                f"within_{round(tol * 100)}": float(frame["ok"].mean()) if len(frame) else None}
+
+    return {**share(f), "tolerance": tol, "per_op": {str(o): share(g) for o, g in f.groupby("op", sort=True)}}
 
 
 def to_json_obj(lut: Any) -> dict[str, Any]:

@@ -479,6 +479,13 @@ def test_repeat_campaigns_merge_and_the_same_records_count_once(tmp_path: Path) 
     # a steady record outweighs a noisy one: the noisy measurement is left out of the row
     assert lut.loc[first, "records"] == 1 and not lut.loc[first, "noisy"]
     assert lut.loc[first, "median_us"] == one.loc[first, "median_us"]
+    # one campaign reproduces the other: 1.2x apart everywhere -> outside ±10%; the noisy record of
+    # the first spec is left out, so that spec has one record and does not count
+    agree = lutmod.campaign_agreement(both, "median")
+    assert (agree["kernels"], agree["records"], agree["within_10"]) == (19, 38, 0.0)
+    assert sum(v["records"] for v in agree["per_op"].values()) == 38
+    assert lutmod.campaign_agreement(both, "median", tol=0.25)["within_25"] == 1.0
+    assert lutmod.campaign_agreement(once, "median")["within_10"] is None
 
 
 def test_min_statistic_bundle_serves_fastest_rounds(dataset: Path, tmp_path: Path) -> None:

@@ -142,6 +142,12 @@ def register(app: typer.Typer) -> None:
                 if noise.get("median_rel_iqr") is not None:
                     err.print(f"measurement spread: median IQR/median {noise['median_rel_iqr']:.1%}, "
                               f"{noise['noisy_share']:.0%} of kernels flagged noisy (accuracy cannot beat repeatability)")
+                camp = noise.get("campaigns") or {}
+                if camp.get("within_10") is not None:
+                    per = ", ".join(f"{o} {v['within_10']:.1%}" for o, v in camp["per_op"].items())
+                    err.print(f"repeat campaigns: one campaign within ±10% of the others for {camp['within_10']:.1%} "
+                              f"of {camp['records']} records of {camp['kernels']} kernels measured more than once "
+                              f"({per})")
                 err.print(f"bundle written: {path}")
         if json_out:
             print(json.dumps(report, indent=2))
