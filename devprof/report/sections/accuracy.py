@@ -64,29 +64,38 @@ def build(data: ReportData) -> Section:
         km = (b.metadata.get("metrics") or {}).get("kernel") or {}
         noise = km.get("noise") if isinstance(km.get("noise"), dict) else {}
         per_noise = noise.get("per_op") if isinstance(noise.get("per_op"), dict) else {}
+        camp = noise.get("campaigns") if isinstance(noise.get("campaigns"), dict) else {}
+        per_camp = camp.get("per_op") if isinstance(camp.get("per_op"), dict) else {}
 
         def spread(d: Any) -> str:
             return fmt.pct(d.get("median_rel_iqr")) if isinstance(d, dict) else "–"
 
+        def repeat(d: Any) -> str:
+            return fmt.pct(d.get("within_10")) if isinstance(d, dict) and d.get("within_10") is not None else "–"
+
         for op, m in sorted((km.get("per_op") or {}).items()):
             if isinstance(m, dict):
                 rows.append([b.label, op, fmt.num(m.get("samples", "–"))] + _metric_cells(m)
-                            + [spread(per_noise.get(op))])
+                            + [spread(per_noise.get(op)), repeat(per_camp.get(op))])
         if isinstance(km.get("overall"), dict):
             rows.append([b.label, "all ops", fmt.num(sum(int(m.get("samples") or 0) for m in
                                                          (km.get("per_op") or {}).values() if isinstance(m, dict)))]
-                        + _metric_cells(km["overall"]) + [spread(noise)])
+                        + _metric_cells(km["overall"]) + [spread(noise), repeat(camp)])
         steady = km.get("overall_steady")
         if isinstance(steady, dict) and steady.get("n"):
-            rows.append([b.label, "all ops, steady", "–"] + _metric_cells(steady) + ["–"])
+            rows.append([b.label, "all ops, steady", "–"] + _metric_cells(steady) + ["–", "–"])
     if rows:
         s.add(Table("Held-out kernel accuracy per op type, as recorded in each bundle. Samples: kernels of that op "
                     "in the bundle's data; n: how many were held out and predicted by a regressor fitted without "
                     "them; “steady”: only held-out kernels whose own measurement was not flagged noisy. Spread: the "
                     "median IQR/median of the bundle's measurements — no predictor can be more accurate than the "
-                    "numbers it is scored against.",
-                    ["Bundle", "Op", "Samples", "n held out", "±5%", "±10%", "MAPE", "Spearman ρ", "Spread"], rows,
-                    numeric=[False, False, True, True, True, True, True, True, True]))
+                    "numbers it is scored against. Repeat ±10%: of kernels measured in two or more campaigns, how "
+                    "often one campaign came within ±10% of the median of the others: how well the measurements "
+                    "themselves repeat (the table holds medians over campaigns, which repeat better than one "
+                    "campaign does).",
+                    ["Bundle", "Op", "Samples", "n held out", "±5%", "±10%", "MAPE", "Spearman ρ", "Spread",
+                     "Repeat ±10%"], rows,
+                    numeric=[False, False, True, True, True, True, True, True, True, True]))
     drawn = 0
     for b in data.bundles:
         hk, hm = heldout_kernels(b), heldout_models(b)
