@@ -22,22 +22,25 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
 from sklearn.model_selection import KFold
 
-from .features import feature_index, features, linear_features
+from .features import FEATURES, KERNEL_TERMS, LINEAR_FEATURES, feature_index, features, linear_features
+from .spectable import SCHEME_CODE, col
 from .trees import encode_array
 from .metrics import within
 
 
 class FlopsLinear(RegressorMixin, BaseEstimator):
     """Baseline: latency = c + a * effective FLOPs + b * bytes, non-negative, fitted to minimise
-    relative error (each row weighted by 1/latency)."""
+    relative error (each row weighted by 1/latency). `terms` names other `LINEAR_TERMS` to
+    combine instead (the generated kernels' cost terms: `KERNEL_TERMS`)."""
 
-    def __init__(self, fit_intercept: bool = True) -> None:
+    def __init__(self, fit_intercept: bool = True, terms: tuple[str, ...] = LINEAR_FEATURES) -> None:
         self.fit_intercept = fit_intercept
+        self.terms = terms
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "FlopsLinear":
         from scipy.optimize import nnls
 
-        L = linear_features(np.asarray(X, dtype=np.float64))
+        L = linear_features(np.asarray(X, dtype=np.float64), self.terms)
         y = np.asarray(y, dtype=np.float64)
         scale = np.maximum(L.max(axis=0), 1.0)
         cols = [L / scale]
@@ -45,18 +48,28 @@ class FlopsLinear(RegressorMixin, BaseEstimator):
             cols.append(np.ones((len(L), 1)))
         A = np.hstack(cols) / y[:, None]
         coef, _ = nnls(A, np.ones(len(y)))
-        self.coef_ = coef[:2] / scale
-        self.intercept_ = float(coef[2]) if self.fit_intercept else 0.0
+        k = L.shape[1]
+        self.coef_ = coef[:k] / scale
+        self.intercept_ = float(coef[k]) if self.fit_intercept else 0.0
         self.floor_us_ = float(np.min(y) * 0.5)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        L = linear_features(np.asarray(X, dtype=np.float64))
+        L = linear_features(np.asarray(X, dtype=np.float64), self.terms)
         return np.maximum(self.intercept_ + L @ self.coef_, self.floor_us_)
 
     def export(self) -> dict[str, Any]:
-        return {"kind": "linear", "estimator": "flops_linear", "inputs": ["eff_flops", "bytes"],
+        return {"kind": "linear", "estimator": "flops_linear", "inputs": list(self.terms),
                 "coef": [float(c) for c in self.coef_], "intercept": self.intercept_, "floor_us": self.floor_us_}
+
+
+#: Features every tree estimator sees; the generated kernels' read-bytes features after them are
+#: for the kernel-cost candidate only (other runtimes' kernels do not follow devprof's codegen).
+GENERIC_FEATURES = FEATURES.index("log_read_bytes")
+
+
+def generic_features(X: np.ndarray) -> np.ndarray:
+    return features(X)[:, :GENERIC_FEATURES]
 
 
 def _log_offset(linear: "FlopsLinear | None", X: np.ndarray) -> np.ndarray | float:
@@ -118,16 +131,16 @@ class ForestLatency(RegressorMixin, BaseEstimator):
         self.model_ = RandomForestRegressor(
             n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
             max_features=self.max_features, max_depth=self.max_depth, random_state=self.random_state,
-            n_jobs=1).fit(features(X), np.log(y) - _log_offset(self.linear_, X))
+            n_jobs=1).fit(generic_features(X), np.log(y) - _log_offset(self.linear_, X))
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
-        return np.exp(self.model_.predict(features(X)) + _log_offset(self.linear_, X))
+        return np.exp(self.model_.predict(generic_features(X)) + _log_offset(self.linear_, X))
 
     def uncertainty(self, X: np.ndarray) -> np.ndarray:
         """Std of the trees' log-latency predictions: ~ relative uncertainty of each row."""
-        F = features(np.asarray(X, dtype=np.float64))
+        F = generic_features(np.asarray(X, dtype=np.float64))
         per_tree = np.stack([t.predict(F) for t in self.model_.estimators_], axis=1)
         return per_tree.std(axis=1)
 
@@ -169,10 +182,17 @@ class BoostedLatency(RegressorMixin, BaseEstimator):
     """Gradient-boosted trees on log-latency. With ``n_bags > 1``, the mean (in log-latency) of
     that many boosted ensembles that differ only in their row subsamples' seeds: one ensemble's
     held-out accuracy moves by points with its seed alone (ORT conv2d 92.3-95.1% within ±10% over
-    five seeds), their mean sits at the top of that range. Exported as one ensemble."""
+    five seeds), their mean sits at the top of that range. Exported as one ensemble.
+
+    With ``kernel_cost=True`` the trees refine a linear model of the generated kernels' cost terms
+    (`KERNEL_TERMS`: FMAs, vector loads, output and input elements, input read, streams) instead
+    of FLOPs and bytes, and also see the read-bytes features: for devprof's sparse kernels, whose
+    time follows what the generated loop executes and reads rather than the nominal ratio. It
+    applies only to rows with sparse schemes."""
 
     def __init__(self, n_estimators: int = 150, learning_rate: float = 0.1, max_depth: int = 4,
-                 subsample: float = 0.9, on_linear: bool = True, random_state: int = 0, n_bags: int = 1) -> None:
+                 subsample: float = 0.9, on_linear: bool = True, random_state: int = 0, n_bags: int = 1,
+                 kernel_cost: bool = False) -> None:
         self.n_estimators = n_estimators
         self.on_linear = on_linear
         self.learning_rate = learning_rate
@@ -180,12 +200,21 @@ class BoostedLatency(RegressorMixin, BaseEstimator):
         self.subsample = subsample
         self.random_state = random_state
         self.n_bags = n_bags
+        self.kernel_cost = kernel_cost
+
+    def applies_to(self, X: np.ndarray) -> bool:
+        """The kernel-cost variant models devprof's generated sparse kernels: rows with a sparse scheme."""
+        return not self.kernel_cost or bool((np.asarray(X)[:, col("scheme")] != SCHEME_CODE["dense"]).any())
+
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        return features(X) if self.kernel_cost else generic_features(X)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "BoostedLatency":
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
-        self.linear_ = FlopsLinear().fit(X, y) if self.on_linear else None
-        F = features(X)
+        terms = KERNEL_TERMS if self.kernel_cost else LINEAR_FEATURES
+        self.linear_ = FlopsLinear(terms=terms).fit(X, y) if self.on_linear else None
+        F = self._features(X)
         target = np.log(y) - _log_offset(self.linear_, X)
         self.models_, self.bases_ = [], []
         for i in range(max(1, self.n_bags)):
@@ -198,7 +227,7 @@ class BoostedLatency(RegressorMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
-        F = features(X)
+        F = self._features(X)
         return np.exp(np.mean([m.predict(F) for m in self.models_], axis=0) + _log_offset(self.linear_, X))
 
     def tree_parts(self, weight: float = 1.0) -> tuple[list, list[float], float]:
@@ -315,11 +344,13 @@ CANDIDATES: dict[str, BaseEstimator] = {
     "gradient_boosting_deep": BoostedLatency(n_estimators=600, max_depth=7, learning_rate=0.05, subsample=0.8),
     "gradient_boosting_bagged": BoostedLatency(n_bags=5),
     "gradient_boosting_switch": SwitchLatency(n_bags=5),
+    "gradient_boosting_kernel": BoostedLatency(n_estimators=600, max_depth=7, learning_rate=0.05, subsample=0.8,
+                                               kernel_cost=True),
 }
 #: Candidates tried only on groups with at least this many training rows: a bigger model pays off
 #: where data supports it (the sparse kernels pooled per op: devprof-c 84% -> 89% of held-out
 #: kernels within ±10%) and would only cost fitting time on small groups.
-MIN_ROWS = {"gradient_boosting_large": 400, "gradient_boosting_deep": 400}
+MIN_ROWS = {"gradient_boosting_large": 400, "gradient_boosting_deep": 400, "gradient_boosting_kernel": 400}
 
 
 def cv_predictions(est: BaseEstimator, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Evaluate published regressors with numpy alone — the query side of the safe format.
 
-A regressor in a bundle is plain JSON data (never code): either a linear model over
-(effective FLOPs, bytes) or a tree ensemble stored as flat node arrays, which this module
+A regressor in a bundle is plain JSON data (never code): either a linear model over named
+linear terms (`predictors.features.LINEAR_TERMS`: effective FLOPs and bytes, or the generated
+kernels' cost terms) or a tree ensemble stored as flat node arrays, which this module
 evaluates level by level for all rows and all trees at once. scikit-learn is never imported:
 search code queries bundles on machines without it.
 
@@ -33,7 +34,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .features import FEATURES, features, linear_features
+from .features import FEATURES, LINEAR_FEATURES, LINEAR_TERMS, features, linear_features
 from .spectable import SpecTable
 
 
@@ -152,12 +153,17 @@ class TreeEnsemble:
 
 
 class Linear:
-    """latency_us = intercept + coef . (effective FLOPs, bytes), floored at `floor_us`."""
+    """latency_us = intercept + coef . (its `inputs`, named linear terms), floored at `floor_us`."""
 
     def __init__(self, d: Mapping[str, Any]) -> None:
         self.coef = _arr(d, "coef", np.float64)
-        if len(self.coef) != 2:
-            raise ModelFormatError("linear model needs 2 coefficients (eff_flops, bytes)")
+        inputs = d.get("inputs", list(LINEAR_FEATURES))
+        if (not isinstance(inputs, list) or not inputs or len(set(map(str, inputs))) != len(inputs)
+                or not all(isinstance(t, str) and t in LINEAR_TERMS for t in inputs)):
+            raise ModelFormatError(f"linear model inputs must be distinct names among {', '.join(LINEAR_TERMS)}")
+        self.inputs = tuple(inputs)
+        if len(self.coef) != len(self.inputs):
+            raise ModelFormatError(f"linear model needs {len(self.inputs)} coefficients ({', '.join(self.inputs)})")
         try:
             self.intercept = float(d["intercept"])
             self.floor_us = float(d.get("floor_us", 0.0))
@@ -166,6 +172,10 @@ class Linear:
 
     def predict_us(self, L: np.ndarray) -> np.ndarray:
         return np.maximum(self.intercept + L @ self.coef, self.floor_us)
+
+    def predict_rows(self, data: np.ndarray) -> np.ndarray:
+        """On encoded spec rows: its inputs computed, then `predict_us`."""
+        return self.predict_us(linear_features(data, self.inputs))
 
 
 def resolve_groups(groups: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -238,7 +248,7 @@ def compile_model(d: Mapping[str, Any], n_features: int = len(FEATURES)) -> Mode
 def predict_with(model: Model, table: SpecTable | np.ndarray) -> np.ndarray:
     data = table.data if isinstance(table, SpecTable) else np.asarray(table)
     if isinstance(model, Linear):
-        return model.predict_us(linear_features(data))
+        return model.predict_rows(data)
     F = features(data)
     if not isinstance(model, Switch):
         return _predict_rows(model, F, data)
@@ -254,8 +264,8 @@ def predict_with(model: Model, table: SpecTable | np.ndarray) -> np.ndarray:
 def _predict_rows(model: "TreeEnsemble | Linear", F: np.ndarray, data: np.ndarray) -> np.ndarray:
     """A tree ensemble or linear model on encoded rows `data` whose features `F` are computed."""
     if isinstance(model, Linear):
-        return model.predict_us(linear_features(data))
+        return model.predict_rows(data)
     out = model.predict_us(F)
     if model.times_linear is not None:
-        out = out * model.times_linear.predict_us(linear_features(data))
+        out = out * model.times_linear.predict_rows(data)
     return out

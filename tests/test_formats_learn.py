@@ -117,7 +117,7 @@ def test_bundle_round_trip_and_onnx_layer_table(tmp_path: Path) -> None:
 def test_kernel_regressors_export_to_onnx(tmp_path: Path) -> None:
     import predictors_synth as synth
     from predictors.estimators import BoostedLatency, FlopsLinear, ForestLatency
-    from predictors.features import features, linear_features
+    from predictors.features import LINEAR_TERMS, features, linear_features
     from predictors.fit import fit_bundles, read_datasets
     from predictors.spectable import encode
     from predictors.trees import compile_model, predict_with, resolve_groups
@@ -137,7 +137,7 @@ def test_kernel_regressors_export_to_onnx(tmp_path: Path) -> None:
     assert len(files) == len({g["file"] for g in index["groups"].values()}) and "*" in index["groups"]
     assert any(d.get("kind") == "same_as" for d in b.predictor["groups"].values())
     T = encode(synth.random_specs(150, seed=9))
-    feeds = {"features": features(T).astype(np.float32), "linear_features": linear_features(T).astype(np.float32)}
+    feeds = {"features": features(T).astype(np.float32), "linear_features": linear_features(T, LINEAR_TERMS).astype(np.float32)}
     kinds = set()
     for group, d in list(resolve_groups(b.predictor["groups"]).items()) + [("*", b.predictor["fallback"])]:
         kinds.add(d["kind"])

@@ -68,8 +68,9 @@ def register(app: typer.Typer) -> None:
             None, "--estimator", help="Candidate estimators for cross-validation (repeatable): flops_linear, "
                                       "random_forest, gradient_boosting, blend, gradient_boosting_bagged, "
                                       "gradient_boosting_switch, gradient_boosting_large, "
-                                      "gradient_boosting_deep (the last two only on groups of >= 400 "
-                                      "training rows). Default: all (docs/predictors.md)."),
+                                      "gradient_boosting_deep, gradient_boosting_kernel (the last three only "
+                                      "on groups of >= 400 training rows; the kernel-cost one only where "
+                                      "sparse schemes are: devprof-c). Default: all (docs/predictors.md)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the held-out split and the cross-validation folds "
                                                    "(the estimators' own seeds are fixed: the same data and seed "
                                                    "give the same regressors)."),

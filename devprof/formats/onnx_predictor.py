@@ -12,7 +12,8 @@ have ONNX Runtime. Two kinds of graph are written with `onnx.helper` (no skl2onn
    Double precision throughout, so it ranks candidates exactly as the Python predictor does.
 2. **Kernel regressors of a bundle** (`regressor_onnx`) — one graph per (op, scheme) group and
    one for the fallback: input ``features`` (float, N x 28: `predictors.features.FEATURES` in
-   order) and ``linear_features`` (float, N x 2: effective FLOPs, bytes moved); output
+   order) and ``linear_features`` (float, N x 8: `predictors.features.LINEAR_TERMS` in order —
+   effective FLOPs, bytes moved, then the generated kernels' cost terms); output
    ``latency_ms`` (float). Tree ensembles become ``ai.onnx.ml.TreeEnsembleRegressor`` whose
    float32 thresholds are the bundle's (predictors.trees evaluates ``float32(x) <= float32(t)``,
    and so does ONNX Runtime on float32 inputs); the boosted scale is folded into the leaf weights.
@@ -155,7 +156,12 @@ def _linear_nodes(lin, out: str, prefix: str):
     """Nodes of a compiled `predictors.trees.Linear`: max(intercept + L . coef, floor)."""
     from onnx import helper, numpy_helper
 
-    coef = np.asarray(lin.coef, dtype=np.float32).reshape(2, 1)
+    from predictors.features import LINEAR_TERMS
+
+    # the input holds every linear term; a model's coefficients sit at its inputs' columns
+    coef = np.zeros((len(LINEAR_TERMS), 1), dtype=np.float32)
+    for t, v in zip(lin.inputs, lin.coef):
+        coef[LINEAR_TERMS.index(t), 0] = v
     inits = [numpy_helper.from_array(coef, f"{prefix}coef"),
              numpy_helper.from_array(np.array([lin.intercept], dtype=np.float32), f"{prefix}intercept"),
              numpy_helper.from_array(np.array([lin.floor_us], dtype=np.float32), f"{prefix}floor")]
@@ -203,7 +209,7 @@ def regressor_onnx(d: Mapping[str, Any], name: str = "devprof-regressor"):
     """ONNX graph of one regressor of a bundle's predictor.json (tree ensemble, linear or switch)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from predictors.features import FEATURES
+    from predictors.features import FEATURES, LINEAR_TERMS
     from predictors.trees import Linear, ModelFormatError, compile_model
 
     try:
@@ -215,13 +221,13 @@ def regressor_onnx(d: Mapping[str, Any], name: str = "devprof-regressor"):
     is_tree = not isinstance(m, Linear)
     nodes.append(helper.make_node("Div", ["us", "us_per_ms"], ["latency_ms"]))
     inputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", len(FEATURES)]),
-              helper.make_tensor_value_info("linear_features", TensorProto.FLOAT, ["N", 2])]
+              helper.make_tensor_value_info("linear_features", TensorProto.FLOAT, ["N", len(LINEAR_TERMS)])]
     used = {i for n in nodes for i in n.input}
     inputs = [v for v in inputs if v.name in used]
     g = helper.make_graph(nodes, name, inputs, [helper.make_tensor_value_info("latency_ms", TensorProto.FLOAT,
                                                                               ["N", 1])], inits)
     meta = {"devprof.kind": "kernel-regressor", "devprof.features": json.dumps(list(FEATURES)),
-            "devprof.linear_features": json.dumps(["eff_flops", "bytes"]), "devprof.unit": "ms"}
+            "devprof.linear_features": json.dumps(list(LINEAR_TERMS)), "devprof.unit": "ms"}
     return _model(g, f"devprof {d.get('estimator', d.get('kind'))} latency regressor", meta, ml=is_tree)
 
 
@@ -229,7 +235,7 @@ def export_bundle(bundle: str | Path, dest: str | Path) -> list[Path]:
     """Every regressor of a bundle as ONNX: DEST/<op>__<scheme>.onnx, DEST/fallback.onnx, plus
     DEST/index.json (group -> file, feature names)."""
     from predictors.bundle import parse_json, read_verified
-    from predictors.features import FEATURES
+    from predictors.features import FEATURES, LINEAR_TERMS
 
     _, blobs = read_verified(bundle, ("predictor.json",))
     pj = parse_json(bundle, "predictor.json", blobs["predictor.json"])
@@ -257,7 +263,7 @@ def export_bundle(bundle: str | Path, dest: str | Path) -> list[Path]:
         (out / fname).write_bytes(m.SerializeToString())
         index[group] = done[id(d)] = {"file": fname, "inputs": [i.name for i in m.graph.input]}
         written.append(out / fname)
-    (out / "index.json").write_text(json.dumps({"features": list(FEATURES), "linear_features": ["eff_flops", "bytes"],
+    (out / "index.json").write_text(json.dumps({"features": list(FEATURES), "linear_features": list(LINEAR_TERMS),
                                                 "output": "latency_ms", "groups": index}, indent=1) + "\n")
     return written
 
