@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .features import features
+from .features import generic_features
 from .metrics import within
 
 
@@ -54,11 +54,11 @@ def choose(model, X: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.
     unc = model.uncertainty(X[candidates]) + rng.random(len(candidates)) * 1e-9
     picked: list[int] = []
     n_near = k // 4 if worst is not None and len(worst) else 0
-    if n_near:
-        F = features(X[candidates])
+    if n_near:  # nearness in the space the uncertainty model (the forest) sees
+        F = generic_features(X[candidates])
         scale = F.std(axis=0) + 1e-9
         for w in worst[:n_near]:
-            fw = features(Xall[[w]] if Xall is not None else X[[w]])[0]
+            fw = generic_features(Xall[[w]] if Xall is not None else X[[w]])[0]
             d = (((F - fw) / scale) ** 2).sum(axis=1)
             for j in np.argsort(d):
                 if int(candidates[j]) not in picked:

@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
 from sklearn.model_selection import KFold
 
-from .features import FEATURES, KERNEL_TERMS, LINEAR_FEATURES, feature_index, features, linear_features
+from .features import KERNEL_TERMS, LINEAR_FEATURES, feature_index, features, generic_features, linear_features
 from .spectable import SCHEME_CODE, col
 from .trees import encode_array
 from .metrics import within
@@ -61,15 +61,6 @@ class FlopsLinear(RegressorMixin, BaseEstimator):
     def export(self) -> dict[str, Any]:
         return {"kind": "linear", "estimator": "flops_linear", "inputs": list(self.terms),
                 "coef": [float(c) for c in self.coef_], "intercept": self.intercept_, "floor_us": self.floor_us_}
-
-
-#: Features every tree estimator sees; the generated kernels' read-bytes features after them are
-#: for the kernel-cost candidate only (other runtimes' kernels do not follow devprof's codegen).
-GENERIC_FEATURES = FEATURES.index("log_read_bytes")
-
-
-def generic_features(X: np.ndarray) -> np.ndarray:
-    return features(X)[:, :GENERIC_FEATURES]
 
 
 def _log_offset(linear: "FlopsLinear | None", X: np.ndarray) -> np.ndarray | float:

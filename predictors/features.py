@@ -63,6 +63,9 @@ LINEAR_FEATURES = LINEAR_TERMS[:2]
 #: The cost terms of devprof's generated kernels (`predictors.estimators`' kernel-cost candidate).
 KERNEL_TERMS = LINEAR_TERMS[2:]
 _FI = {f: i for i, f in enumerate(FEATURES)}
+#: How many of FEATURES every tree estimator sees; the generated kernels' read-bytes features after
+#: them are for the kernel-cost candidate only (other runtimes' kernels do not follow devprof's codegen).
+GENERIC_FEATURES = FEATURES.index("log_read_bytes")
 
 
 def feature_index(name: str) -> int:
@@ -215,6 +218,11 @@ def kernel_stats(table: SpecTable | np.ndarray) -> dict[str, np.ndarray]:
     clean = lambda a: np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)  # noqa: E731
     return {"fma": clean(fma), "loads": clean(loads), "groups": clean(groups), "read": clean(read),
             "rows": clean(rows)}
+
+
+def generic_features(table: SpecTable | np.ndarray) -> np.ndarray:
+    """`features` without the generated kernels' read-bytes columns."""
+    return features(table)[:, :GENERIC_FEATURES]
 
 
 def linear_features(table: SpecTable | np.ndarray, terms: tuple[str, ...] | list[str] = LINEAR_FEATURES) -> np.ndarray:
