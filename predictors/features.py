@@ -23,7 +23,8 @@ cache. `kernel_stats` gives the expected counts (FMAs, vector loads, register gr
 channels read, output rows computed per position) from the spec alone, in closed form (no pruning
 is run: a query stays vectorised); they feed the kernel cost terms below and four features (the
 input bytes read, their share, the working set with the output, the rows computed). With them
-devprof-c pwconv went from 92.0% to 93.5% of held-out kernels within ±10% (mean of 6 seeds).
+devprof-c pwconv went from 91.7 / 93.3 / 89.9% to 94.8 / 95.7 / 91.0% of held-out kernels within
+±10% (split seeds 0 / 1 / 2; docs/predictors.md).
 
 The feature list is versioned with the bundle format: a published predictor names the features
 it was fitted on and `features(...)` must keep producing them in that order; new features are
