@@ -156,8 +156,10 @@ def kernel_stats(table: SpecTable | np.ndarray) -> dict[str, np.ndarray]:
     # parameters a spec leaves out take devprof.sparse.pruning's defaults: blocks 4x1, BCR 4x16,
     # N:M 2:4 at ratio 0.5 and 1:round(1/(1-ratio)) otherwise
     unset = (p1 < 1.0) | (p2 < 1.0)
-    nm_m = np.where(np.abs(r - 0.5) < 1e-9, 4.0, np.maximum(1.0, np.round(1.0 / np.maximum(dens, 1e-9))))
-    p1 = np.where(unset, np.where(s == SCHEME_CODE["nm"], np.where(np.abs(r - 0.5) < 1e-9, 2.0, 1.0), 4.0), p1)
+    half = np.abs(r - 0.5) < 1e-9
+    nm_n = np.where(half, 2.0, 1.0)
+    nm_m = np.where(half, 4.0, np.maximum(1.0, np.round(1.0 / np.maximum(dens, 1e-9))))
+    p1 = np.where(unset, np.where(s == SCHEME_CODE["nm"], nm_n, 4.0), p1)
     p2 = np.where(unset, np.select([s == SCHEME_CODE["nm"], s == SCHEME_CODE["bcr"]], [nm_m, 16.0], 1.0), p2)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         fma = cout * K
