@@ -153,6 +153,11 @@ def profile(
         help="With --retry-noisy: also measure the kernels whose steady records' fastest rounds differ by "
              "more than this fraction (0.1: max/min > 1.1) — one more campaign settles which is typical "
              "(the table takes the median)."),
+    max_records: Optional[int] = typer.Option(
+        None, "--max-records", min=1, metavar="N",
+        help="With --retry-noisy: leave out the kernels already measured N times across those campaigns "
+             "(steady or noisy records), so a kernel whose campaigns never agree — a layer that straddles "
+             "a shared cache — is not measured again and again."),
 ) -> None:
     """Measure a suite's kernels on a device and save them into a dataset (Parquet).
 
@@ -199,9 +204,9 @@ def profile(
         dev = resolve_device(device_names[0], adb_server=servers[0] if servers else None)
     names = list(runtime) if runtime else default_runtimes(dev, s.runtimes)
     proto = (Protocol.quick() if quick else Protocol()).with_cpus(dev.resolve_cores(cores))
-    if (min_steady > 1 or max_spread is not None) and not retry_noisy:
-        raise UsageError("--min-steady and --max-spread need --retry-noisy DATASET (the campaigns whose steady "
-                         "records count)")
+    if (min_steady > 1 or max_spread is not None or max_records is not None) and not retry_noisy:
+        raise UsageError("--min-steady, --max-spread and --max-records need --retry-noisy DATASET (the campaigns "
+                         "whose records count)")
     if retry_noisy and (model or s.models):
         raise UsageError("--retry-noisy applies to kernel suites, not to whole models")
     if prune and not (model or s.models):
@@ -242,11 +247,12 @@ def profile(
 
     # (specs, runtimes) to measure: the whole suite, or per runtime the kernels still lacking a steady record
     plan = ([(s.specs, names)] if not retry_noisy
-            else _noisy_plan(s.specs, names, threads, retry_noisy, out_dir, min_steady, max_spread))
+            else _noisy_plan(s.specs, names, threads, retry_noisy, out_dir, min_steady, max_spread, max_records))
     if not plan:
         agree = f" agreeing within {max_spread:.0%}" if max_spread is not None else ""
+        capped = f" (or {max_records} records)" if max_records is not None else ""
         err.print(f"nothing to retry: every kernel of {s.name} has {min_steady} steady record"
-                  f"{'s' if min_steady > 1 else ''}{agree} in {', '.join(map(str, retry_noisy or []))}")
+                  f"{'s' if min_steady > 1 else ''}{agree}{capped} in {', '.join(map(str, retry_noisy or []))}")
         return
     with progress:
         summary = None
@@ -290,16 +296,19 @@ def _add_summaries(a, b):
 
 
 def _noisy_plan(specs: list, runtimes: list[str], threads: int, campaigns: list[Path], out_dir: Path,
-                min_steady: int = 1, max_spread: float | None = None) -> list[tuple[list, list[str]]]:
+                min_steady: int = 1, max_spread: float | None = None,
+                max_records: int | None = None) -> list[tuple[list, list[str]]]:
     """Per runtime, the specs with fewer than `min_steady` steady records in `campaigns` (1: those
     whose records are all flagged noisy, or missing), and with `max_spread` those whose steady
-    records' fastest rounds differ by more than that fraction."""
+    records' fastest rounds differ by more than that fraction; with `max_records`, none that has
+    that many records (steady or noisy) already."""
     from collections import defaultdict
 
     from .store import Dataset
 
     steady: dict[tuple[str, str, str], float] = {}  # (runtime, spec, start) -> fastest round: a campaign
     # given twice counts once
+    records: set[tuple[str, str, str]] = set()  # every (runtime, spec, start), noisy ones too
     for c in campaigns:
         ds = Dataset(c)
         if not ds.exists():
@@ -310,19 +319,27 @@ def _noisy_plan(specs: list, runtimes: list[str], threads: int, campaigns: list[
         df = ds.read()
         if not len(df):
             continue
-        k = df[(df["kind"] == "kernel") & (~df["noisy"].astype(bool)) & (df["threads"] == threads)]
+        mine = df[(df["kind"] == "kernel") & (df["threads"] == threads)]
+        records.update(zip(mine["runtime"].astype(str), mine["spec_key"].astype(str), mine["started_at"].astype(str)))
+        k = mine[~mine["noisy"].astype(bool)]
         steady.update(zip(zip(k["runtime"].astype(str), k["spec_key"].astype(str), k["started_at"].astype(str)),
                           k["min_us"].astype(float)))
     fastest: dict[tuple[str, str], list[float]] = defaultdict(list)  # (runtime, spec) -> one per campaign
     for (rt, key, _), v in steady.items():
         fastest[(rt, key)].append(v)
+    count: dict[tuple[str, str], int] = defaultdict(int)
+    for rt, key, _ in records:
+        count[(rt, key)] += 1
 
-    def wanted(v: list[float]) -> bool:
+    def wanted(rt: str, key: str) -> bool:
+        v = fastest.get((rt, key), [])
+        if max_records is not None and count[(rt, key)] >= max_records:
+            return False
         return len(v) < min_steady or (max_spread is not None and bool(v) and max(v) > min(v) * (1.0 + max_spread))
 
     plan = []
     for rt in runtimes:
-        todo = [sp for sp in specs if wanted(fastest.get((rt, sp.key), []))]
+        todo = [sp for sp in specs if wanted(rt, sp.key)]
         if todo:
             plan.append((todo, [rt]))
     return plan

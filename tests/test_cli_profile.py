@@ -159,3 +159,16 @@ def test_retry_noisy_measures_only_kernels_without_a_steady_record(tmp_path, tin
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["measured"] == 1
     assert list(Dataset(tmp_path / "spread").read()["spec_key"]) == [other.spec.key]
+    # --max-records: a kernel already measured that often is left out, however much its campaigns
+    # disagree (two records here); below the cap it is measured as before
+    capped = tmp_path / "capped"
+    p = run_cli("profile", "--suite", str(tiny_suite), "--retry-noisy", str(again.path), "--retry-noisy",
+                str(slow.path), "--max-spread", "0.1", "--max-records", "2", "--out", str(capped), "--quick")
+    assert p.returncode == 0, p.stderr
+    assert "nothing to retry" in p.stderr and "2 records" in p.stderr and not capped.exists()
+    p = run_cli("profile", "--suite", str(tiny_suite), "--retry-noisy", str(again.path), "--retry-noisy",
+                str(slow.path), "--max-spread", "0.1", "--max-records", "3", "--out", str(capped), "--quick", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["measured"] == 1
+    _one_line_error(run_cli("profile", "--suite", str(tiny_suite), "--max-records", "3", "--out", str(out),
+                            "--quick"), 2, "--retry-noisy")
