@@ -11,7 +11,7 @@ have ONNX Runtime. Two kinds of graph are written with `onnx.helper` (no skl2onn
    model's metadata (``devprof.layer_ids``, ``devprof.pairs``, JSON) and in a sidecar JSON.
    Double precision throughout, so it ranks candidates exactly as the Python predictor does.
 2. **Kernel regressors of a bundle** (`regressor_onnx`) — one graph per (op, scheme) group and
-   one for the fallback: input ``features`` (float, N x 28: `predictors.features.FEATURES` in
+   one for the fallback: input ``features`` (float, N x 51: `predictors.features.FEATURES` in
    order) and ``linear_features`` (float, N x 8: `predictors.features.LINEAR_TERMS` in order —
    effective FLOPs, bytes moved, then the generated kernels' cost terms); output
    ``latency_ms`` (float). Tree ensembles become ``ai.onnx.ml.TreeEnsembleRegressor`` whose
