@@ -22,7 +22,8 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
 from sklearn.model_selection import KFold
 
-from .features import KERNEL_TERMS, LINEAR_FEATURES, feature_index, features, generic_features, linear_features
+from .features import (KERNEL_TERMS, LINEAR_FEATURES, VECTOR_FLOATS, VECTOR_REGS, feature_index, features,
+                       generic_features, linear_features)
 from .spectable import SCHEME_CODE, col
 from .trees import encode_array
 from .metrics import within
@@ -179,11 +180,12 @@ class BoostedLatency(RegressorMixin, BaseEstimator):
     (`KERNEL_TERMS`: FMAs, vector loads, output and input elements, input read, streams) instead
     of FLOPs and bytes, and also see the read-bytes features: for devprof's sparse kernels, whose
     time follows what the generated loop executes and reads rather than the nominal ratio. It
-    applies only to rows with sparse schemes."""
+    applies only to rows with sparse schemes. `vector_floats` / `vector_regs`: the vector shape
+    the kernels were generated for (their loop tiles are features; the kernel-cost variant only)."""
 
     def __init__(self, n_estimators: int = 150, learning_rate: float = 0.1, max_depth: int = 4,
                  subsample: float = 0.9, on_linear: bool = True, random_state: int = 0, n_bags: int = 1,
-                 kernel_cost: bool = False) -> None:
+                 kernel_cost: bool = False, vector_floats: int = VECTOR_FLOATS, vector_regs: int = VECTOR_REGS) -> None:
         self.n_estimators = n_estimators
         self.on_linear = on_linear
         self.learning_rate = learning_rate
@@ -192,13 +194,15 @@ class BoostedLatency(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.n_bags = n_bags
         self.kernel_cost = kernel_cost
+        self.vector_floats = vector_floats
+        self.vector_regs = vector_regs
 
     def applies_to(self, X: np.ndarray) -> bool:
         """The kernel-cost variant models devprof's generated sparse kernels: rows with a sparse scheme."""
         return not self.kernel_cost or bool((np.asarray(X)[:, col("scheme")] != SCHEME_CODE["dense"]).any())
 
     def _features(self, X: np.ndarray) -> np.ndarray:
-        return features(X) if self.kernel_cost else generic_features(X)
+        return features(X, self.vector_floats, self.vector_regs) if self.kernel_cost else generic_features(X)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "BoostedLatency":
         X = np.asarray(X, dtype=np.float64)

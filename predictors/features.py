@@ -26,6 +26,10 @@ input bytes read, their share, the working set with the output, the rows compute
 devprof-c pwconv went from 91.7 / 93.3 / 89.9% to 94.8 / 95.7 / 91.0% of held-out kernels within
 ±10% (split seeds 0 / 1 / 2; docs/predictors.md).
 
+Last, the tile over output positions the generated loop runs (`kernel_tile`), which depends on the
+target's vector shape (floats per vector, registers): `features()` takes it, a bundle records it.
+Six held-out splits of devprof-c pwconv: 93.2% -> 94.5% within ±10%.
+
 The feature list is versioned with the bundle format: a published predictor names the features
 it was fitted on and `features(...)` must keep producing them in that order; new features are
 only ever appended, so a bundle fitted on a prefix of them still loads.
@@ -34,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spectable import BYTES_PER_ELEM, SCHEME_CODE, SpecTable, col
+from .spectable import BYTES_PER_ELEM, OP_CODE, SCHEME_CODE, SpecTable, col
 
 FEATURES = (
     "log_flops", "log_eff_flops", "log_params", "log_nnz", "log_in_bytes", "log_out_bytes",
@@ -45,6 +49,7 @@ FEATURES = (
     "cout_pad4", "cin_pad4",
     "opix_pad8", "opix_pad16", "opix_pad32", "opix_pad64", "log_nnz_per_cout", "rows_per_load",
     "log_read_bytes", "read_share", "log_working_set", "rows_share",
+    "tile_positions", "tile_waste", "log_tiles",
 )
 #: Channel tiles of CPU micro-kernels: a kernel's work is padded up to them (cout_pad16 = ceil(cout/16)*16/cout).
 #: 4 also tells whether channels are a multiple of 4: ONNX Runtime's fast depthwise path needs it.
@@ -63,6 +68,12 @@ LINEAR_TERMS = ("eff_flops", "bytes", "fma_pos", "load_pos", "out_elems", "in_el
 LINEAR_FEATURES = LINEAR_TERMS[:2]
 #: The cost terms of devprof's generated kernels (`predictors.estimators`' kernel-cost candidate).
 KERNEL_TERMS = LINEAR_TERMS[2:]
+#: The vector shape devprof's code generator targets when a bundle does not say (an AVX-512 host:
+#: 16 floats per vector, 32 registers; `devprof.build.harness_build.vector_shape`). The tile
+#: features depend on it; a predictor fitted for another target records its own
+#: (predictor.json's ``kernel_geometry``).
+VECTOR_FLOATS = 16
+VECTOR_REGS = 32
 _FI = {f: i for i, f in enumerate(FEATURES)}
 #: How many of FEATURES every tree estimator sees; the generated kernels' read-bytes features after
 #: them are for the kernel-cost candidate only (other runtimes' kernels do not follow devprof's codegen).
@@ -73,8 +84,10 @@ def feature_index(name: str) -> int:
     return _FI[name]
 
 
-def features(table: SpecTable | np.ndarray) -> np.ndarray:
-    """The feature matrix (rows x FEATURES), float64."""
+def features(table: SpecTable | np.ndarray, vector_floats: int = VECTOR_FLOATS,
+             vector_regs: int = VECTOR_REGS) -> np.ndarray:
+    """The feature matrix (rows x FEATURES), float64. The vector shape is that of the target
+    devprof's kernels were generated for; only the tile features depend on it."""
     d = table.data if isinstance(table, SpecTable) else table
     c = lambda name: d[:, col(name)]  # noqa: E731
     n = len(d)
@@ -130,7 +143,51 @@ def features(table: SpecTable | np.ndarray) -> np.ndarray:
     X[:, _FI["read_share"]] = st["read"] / np.maximum(c("cin"), 1.0)
     X[:, _FI["log_working_set"]] = np.log2(read_b + out_b + 1.0)
     X[:, _FI["rows_share"]] = st["rows"] / np.maximum(c("cout"), 1.0)
+    t, q = kernel_tile(d, vector_floats, vector_regs)
+    qpad = np.ceil(q / t) * t
+    X[:, _FI["tile_positions"]] = t
+    X[:, _FI["tile_waste"]] = qpad / q
+    X[:, _FI["log_tiles"]] = np.log2(qpad / t)
     return X
+
+
+def kernel_tile(table: SpecTable | np.ndarray, vector_floats: int = VECTOR_FLOATS,
+                vector_regs: int = VECTOR_REGS) -> tuple[np.ndarray, np.ndarray]:
+    """(positions per tile, positions per image) of devprof's generated kernel for each row, as
+    `devprof.sparse.codegen.geometry` chooses them: the loop over output positions runs in tiles of
+    NV x VL (NV vectors of VL floats, as many as the registers left by the row block allow,
+    2NV/3..NV picked to waste the fewest padded positions). A layer's time steps with that
+    padding and with how many tiles stream its input — which the pixel-count tiles
+    (`opix_pad*`) only approximate: positions include the junk columns of strided/padded rows,
+    and the tile is 80 positions for a 4-row block but 128 for one row. Over six held-out splits,
+    devprof-c pwconv 93.2% -> 94.5% within ±10% (docs/predictors.md)."""
+    d = table.data if isinstance(table, SpecTable) else table
+    c = lambda name: d[:, col(name)]  # noqa: E731
+    vl = float(vector_floats)
+    s = np.maximum(c("stride"), 1.0)
+    wph = np.ceil((c("w") + 2.0 * c("padding")) / s)
+    fc = c("op") == OP_CODE["fc"]
+    q = np.maximum(np.where(fc, c("n"), c("out_h") * wph), 1.0)
+    scheme = c("scheme")
+    # one output row per register block for unstructured, N:M and 1-row blocks, else up to 4
+    # (codegen._gen_groups); pattern kernels have their own register budget (_gen_pattern)
+    block_rows = np.where(c("p1") >= 1.0, c("p1"), 4.0)
+    single = ((scheme == SCHEME_CODE["unstructured"]) | (scheme == SCHEME_CODE["nm"])
+              | ((scheme == SCHEME_CODE["block"]) & (block_rows == 1.0)))
+    rmax = np.where(single, 1.0, float(DENSE_ROWS))
+    nv = np.maximum(1.0, np.minimum(8.0, np.floor((vector_regs - 4) / (rmax + 1.0))))
+    nv = np.where(scheme == SCHEME_CODE["pattern"], max(1, min(8, (vector_regs - 8) // 2)), nv)
+    best_pad = np.full(len(d), np.inf)
+    best_t = np.zeros(len(d))
+    for k in range(1, 9):  # NV' in [ceil(2NV/3), NV]; ties go to the wider tile
+        ok = (k >= np.ceil(2.0 * nv / 3.0)) & (k <= nv)
+        pad = np.ceil(q / (k * vl)) * (k * vl)
+        better = ok & (pad <= best_pad)
+        best_pad = np.where(better, pad, best_pad)
+        best_t = np.where(better, k * vl, best_t)
+    t = np.minimum(best_t, np.ceil(q / vl) * vl)
+    gemv = fc & (c("n") <= 1.0)  # fc on one row: a matrix-vector kernel, one position
+    return np.where(gemv, 1.0, t), q
 
 
 def kernel_stats(table: SpecTable | np.ndarray) -> dict[str, np.ndarray]:

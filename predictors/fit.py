@@ -152,15 +152,32 @@ def family_of(model_name: str) -> str:
     return re.sub(r"_\d+$", "", head) or model_name
 
 
+def kernel_geometry(runtime_options: dict[str, Any] | None) -> dict[str, int]:
+    """The vector shape devprof's kernels were generated for, from a devprof-c runtime's options
+    (``vector_floats``; `devprof.build.harness_build.vector_shape` pairs 16 floats with 32
+    registers and 8 with 16), else the features' defaults."""
+    from .features import VECTOR_FLOATS, VECTOR_REGS
+
+    vl = (runtime_options or {}).get("vector_floats")
+    if isinstance(vl, int) and not isinstance(vl, bool) and vl > 0:
+        return {"vector_floats": vl, "vector_regs": 2 * vl}
+    return {"vector_floats": VECTOR_FLOATS, "vector_regs": VECTOR_REGS}
+
+
 def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int = 5,
-                log: Callable[[str], None] = lambda s: None, statistic: str = "median"):
+                log: Callable[[str], None] = lambda s: None, statistic: str = "median",
+                geometry: dict[str, int] | None = None):
     """Fit the regressors for one (device, runtime) LUT to its `statistic` column ("median" or
-    "min"). Returns (predictor json, heldout, metrics, selection)."""
+    "min"); `geometry` is the vector shape of the runtime's generated kernels (`kernel_geometry`),
+    which estimators with those parameters get. Returns (predictor json, heldout, metrics,
+    selection)."""
     from sklearn.base import clone
 
     from .estimators import CANDIDATES, select
 
-    candidates = candidates or CANDIDATES
+    geometry = geometry or kernel_geometry(None)
+    candidates = {n: (clone(e).set_params(**geometry) if set(geometry) <= set(e.get_params()) else e)
+                  for n, e in (candidates or CANDIDATES).items()}
     T = encode_frame(lut)
     X = T.data
     y = lut[f"{statistic}_us"].to_numpy(dtype=np.float64)
@@ -231,6 +248,7 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
         fallback_json = FlopsLinear().fit(X, y).export()
         selection["*"] = {"estimator": "flops_linear", "n_train": int(len(y)), "n_test": 0}
     predictor_json = {"format": "devprof-predictor", "version": 1, "features": list(FEATURES),
+                      "kernel_geometry": dict(geometry),
                       "target": "log_us", "statistic": statistic, "groups": groups_json, "fallback": fallback_json,
                       "model_overhead": {"scale": 1.0, "per_layer_us": 0.0, "intercept_us": 0.0}}
     te_idx = np.flatnonzero(test & np.isfinite(pred))
@@ -488,7 +506,8 @@ def fit_bundles(df, sources: list[str] | None = None, candidates: dict | None = 
                    "options": json.loads(first["runtime_options"] or "{}"), "key": rt_key}
         log(f"fitting {device.get('name')} / {rt_key}: {len(kern)} kernel records")
         lut = lutmod.build(kern)
-        pj, heldout, km, selection = fit_kernels(lut, candidates, seed, log=log, statistic=statistic)
+        pj, heldout, km, selection = fit_kernels(lut, candidates, seed, log=log, statistic=statistic,
+                                                 geometry=kernel_geometry(runtime["options"]))
         km["noise"]["campaigns"] = lutmod.campaign_agreement(kern, statistic)
         ov, mm, mheld, layers = fit_models(g, pj, lutmod.to_json_obj(lut)["columns"], seed, candidates)
         pj["model_overhead"] = ov

@@ -119,6 +119,8 @@ class Predictor:
         self.group_names: dict[str, str] = {}
         compiled: dict[int, Model] = {}  # one object per stored model (pooled ones are shared)
         nf = len(predictor["features"])  # fitted on FEATURES[:nf] (Predictor.load checks)
+        self.geometry = _kernel_geometry(predictor.get("kernel_geometry"))
+        """Vector shape of the generated kernels the features describe (`predictors.features.kernel_tile`)."""
         for name, m in resolve_groups(predictor.get("groups") or {}).items():
             if id(m) not in compiled:
                 compiled[id(m)] = compile_model(m, nf)
@@ -252,7 +254,7 @@ class Predictor:
                 if model is None:
                     raise BundleError(f"bundle {self.path} has no regressor for "
                                       f"{OPS[int(code) // _NS]}/{SCHEMES[int(code) % _NS]} and no fallback")
-                vals[sel] = predict_with(model, sub[sel])
+                vals[sel] = predict_with(model, sub[sel], **self.geometry)
             out[miss] = vals
             src[miss] = srcs
         return out, src
@@ -322,7 +324,7 @@ class Predictor:
                 model = self.layer_variants.get(key)
                 if model is not None:
                     sel = todo[(codes == key[0]) & (attrs == key[1])]
-                    out[sel] = predict_with(model, t.data[sel])
+                    out[sel] = predict_with(model, t.data[sel], **self.geometry)
                     src[sel] = SRC_LAYER_MODEL
         todo = np.flatnonzero(np.isnan(out))
         if len(todo) and self.layer_groups:
@@ -331,7 +333,7 @@ class Predictor:
                 model = self.layer_groups.get(int(code))
                 if model is not None:
                     sel = todo[g == code]
-                    out[sel] = predict_with(model, t.data[sel])
+                    out[sel] = predict_with(model, t.data[sel], **self.geometry)
                     src[sel] = SRC_LAYER_MODEL
         rest = np.flatnonzero(np.isnan(out))
         if len(rest):
@@ -373,6 +375,20 @@ def model_total(overhead: dict[str, float], layers_sum_us: Any, n_layers: Any) -
     o = overhead
     t = o["scale"] * layers_sum_us + o["per_layer_us"] * n_layers + o["intercept_us"]
     return np.maximum(t, o.get("floor_share", 0.0) * layers_sum_us)
+
+
+def _kernel_geometry(d: Any) -> dict[str, int]:
+    """predictor.json's ``kernel_geometry`` checked (absent: the features' defaults, which every
+    bundle written before it existed was fitted with)."""
+    from .features import VECTOR_FLOATS, VECTOR_REGS
+
+    if d is None:
+        return {"vector_floats": VECTOR_FLOATS, "vector_regs": VECTOR_REGS}
+    ok = isinstance(d, dict) and set(d) == {"vector_floats", "vector_regs"} and all(
+        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024 for v in d.values())
+    if not ok:
+        raise ValueError("kernel_geometry must hold vector_floats and vector_regs, integers in 1..1024")
+    return {"vector_floats": int(d["vector_floats"]), "vector_regs": int(d["vector_regs"])}
 
 
 def _group_code(path: Path, what: str, name: str) -> int:

@@ -34,7 +34,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .features import FEATURES, LINEAR_FEATURES, LINEAR_TERMS, features, linear_features
+from .features import FEATURES, LINEAR_FEATURES, LINEAR_TERMS, VECTOR_FLOATS, VECTOR_REGS, features, linear_features
 from .spectable import SpecTable
 
 
@@ -245,11 +245,14 @@ def compile_model(d: Mapping[str, Any], n_features: int = len(FEATURES)) -> Mode
     raise ModelFormatError(f"unknown model kind {kind!r}")
 
 
-def predict_with(model: Model, table: SpecTable | np.ndarray) -> np.ndarray:
+def predict_with(model: Model, table: SpecTable | np.ndarray, vector_floats: int = VECTOR_FLOATS,
+                 vector_regs: int = VECTOR_REGS) -> np.ndarray:
+    """Latency (µs) of encoded spec rows by `model`; the vector shape is that of the target the
+    predictor's kernels were generated for (predictor.json's ``kernel_geometry``)."""
     data = table.data if isinstance(table, SpecTable) else np.asarray(table)
     if isinstance(model, Linear):
         return model.predict_rows(data)
-    F = features(data)
+    F = features(data, vector_floats, vector_regs)
     if not isinstance(model, Switch):
         return _predict_rows(model, F, data)
     # the feature matrix is computed once: it routes the rows and feeds both branches

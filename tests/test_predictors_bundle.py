@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import predictors
-from devprof.records import KernelSpec, Measurement
+from devprof.records import KernelSpec, Measurement, Sparsity
 from devprof.store import Dataset
 from predictors import bundle as bmod
 from predictors.estimators import BlendLatency, BoostedLatency, FlopsLinear, ForestLatency, SwitchLatency
@@ -411,7 +411,7 @@ def test_query_imports_neither_torch_nor_sklearn(published: Path) -> None:
     code = f"""
 import sys, json
 import predictors
-from devprof.records import KernelSpec, Measurement
+from devprof.records import KernelSpec, Measurement, Sparsity
 p = predictors.load({str(published)!r})
 specs = [KernelSpec('conv2d', h=30, w=30, cin=24, cout=40, kh=3, kw=3, padding=1),
          KernelSpec('fc', cin=300, cout=200)]
@@ -543,3 +543,32 @@ def test_spearman_of_identical_rankings_is_exactly_one() -> None:
     # nine kernels ranked alike: the plain formula gives 1.0000000000000002, which the schema refuses
     a = np.arange(9, dtype=float)
     assert spearman(a, a * 3.0) == 1.0 and spearman(a, -a) == -1.0
+
+
+def test_kernel_geometry_is_recorded_used_and_checked(published: Path, tmp_path: Path) -> None:
+    """predictor.json names the vector shape its tile features were computed with; a bundle
+    without it means the defaults, a malformed one is refused, and another shape changes what
+    the tile features say (so the predictor must pass it on)."""
+    from predictors.features import VECTOR_FLOATS, VECTOR_REGS, feature_index, features
+    from predictors.fit import kernel_geometry
+    from predictors.spectable import encode_specs
+
+    obj = json.loads((published / "predictor.json").read_text())
+    assert obj["kernel_geometry"] == {"vector_floats": VECTOR_FLOATS, "vector_regs": VECTOR_REGS}
+    assert predictors.load(published).geometry == obj["kernel_geometry"]
+    assert kernel_geometry({"vector_floats": 8, "cc": "gcc"}) == {"vector_floats": 8, "vector_regs": 16}
+    assert kernel_geometry({"layout": "nchw"}) == kernel_geometry(None) == obj["kernel_geometry"]
+    d = _copy(published, tmp_path / "old")
+    del obj["kernel_geometry"]
+    _rewrite_predictor(d, bmod.dumps(obj))
+    assert predictors.load(d).geometry == {"vector_floats": VECTOR_FLOATS, "vector_regs": VECTOR_REGS}
+    for bad in ({"vector_floats": 0, "vector_regs": 32}, {"vector_floats": "16", "vector_regs": 32},
+                {"vector_floats": 16}, [16, 32]):
+        obj["kernel_geometry"] = bad
+        _rewrite_predictor(d, bmod.dumps(obj))
+        with pytest.raises(predictors.BundleError, match="kernel_geometry"):
+            predictors.load(d)
+    spec = KernelSpec("pwconv", h=40, w=40, cin=16, cout=16, sparsity=Sparsity("nm", 0.5, {"n": 2, "m": 4}))
+    t = feature_index("tile_positions")
+    X = encode_specs([spec]).data
+    assert features(X, 16, 32)[0, t] == 96 and features(X, 8, 16)[0, t] == 40  # 1,600 positions

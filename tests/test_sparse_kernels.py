@@ -215,3 +215,32 @@ def test_rows_per_load_feature_is_the_generated_register_block() -> None:
         assert r == emitted <= st_["rmax"], (s.key, st_)
     pat = make_spec("conv3x3s1", 12, 12, 16, 32, 1, "pattern", 0.5, {"patterns": 8})
     assert features(encode([pat]))[0, feature_index("rows_per_load")] == 1.0  # PatDNN: per row
+
+
+@pytest.mark.parametrize("vl,regs", [(16, 32), (8, 16)])
+def test_tile_features_are_the_generated_loop_tile(vl: int, regs: int) -> None:
+    """predictors' loop-tile features restate how the code generator tiles output positions
+    (`devprof.sparse.codegen.geometry`: NV x VL positions, NV set by the row block and the
+    register count): `kernel_tile` must pick the tile `generate` emits, for every scheme, op and
+    both vector shapes devprof targets."""
+    from devprof.runtimes.harness import variant_for
+    from predictors.features import feature_index, features, kernel_tile
+    from predictors.spectable import encode
+
+    specs = []
+    for op, (h, w) in (("conv3x3s1", (13, 11)), ("conv3x3s2", (17, 30)), ("pw1x1", (28, 28)),
+                       ("pw1x1", (9, 47)), ("fc", (1, 1))):
+        for s, p in [*SCHEMES, ("dense", {})]:
+            ratio = 0.0 if s == "dense" else 0.5
+            specs += [make_spec(op, h, w, 8, 12, n, s, ratio, p) for n in ((1, 37) if op == "fc" else (1,))]
+    specs.append(KernelSpec("dwconv2d", h=19, w=21, cin=8, cout=8, kh=3, kw=3, padding=1, groups=8))
+    X = encode(specs)
+    t, q = kernel_tile(X, vl, regs)
+    F = features(X, vl, regs)
+    for s, ti, qi, f in zip(specs, t, q, F):
+        st_ = generate(s, variant_for(s), vector_floats=vl, vector_regs=regs).stats
+        assert ti == st_["tile"], (s.key, st_)
+        if st_["mode"] != "gemv":
+            assert f[feature_index("tile_waste")] == np.ceil(qi / ti) * ti / qi
+    # the tiles differ by scheme: one-row kernels get 8 vectors a tile, 4-row blocks 5
+    assert len(set(t.tolist())) >= 4

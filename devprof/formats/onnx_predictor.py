@@ -11,8 +11,8 @@ have ONNX Runtime. Two kinds of graph are written with `onnx.helper` (no skl2onn
    model's metadata (``devprof.layer_ids``, ``devprof.pairs``, JSON) and in a sidecar JSON.
    Double precision throughout, so it ranks candidates exactly as the Python predictor does.
 2. **Kernel regressors of a bundle** (`regressor_onnx`) — one graph per (op, scheme) group and
-   one for the fallback: input ``features`` (float, N x 51: `predictors.features.FEATURES` in
-   order) and ``linear_features`` (float, N x 8: `predictors.features.LINEAR_TERMS` in order —
+   one for the fallback: input ``features`` (float, N x 54: `predictors.features.FEATURES` in
+   order, computed with the bundle's ``kernel_geometry``, repeated in index.json) and ``linear_features`` (float, N x 8: `predictors.features.LINEAR_TERMS` in order —
    effective FLOPs, bytes moved, then the generated kernels' cost terms); output
    ``latency_ms`` (float). Tree ensembles become ``ai.onnx.ml.TreeEnsembleRegressor`` whose
    float32 thresholds are the bundle's (predictors.trees evaluates ``float32(x) <= float32(t)``,
@@ -263,8 +263,15 @@ def export_bundle(bundle: str | Path, dest: str | Path) -> list[Path]:
         (out / fname).write_bytes(m.SerializeToString())
         index[group] = done[id(d)] = {"file": fname, "inputs": [i.name for i in m.graph.input]}
         written.append(out / fname)
+    from predictors.predictor import _kernel_geometry
+
+    try:
+        geometry = _kernel_geometry(pj.get("kernel_geometry"))
+    except ValueError as e:
+        raise UsageError(f"bundle {bundle}: predictor.json is malformed ({e})") from None
     (out / "index.json").write_text(json.dumps({"features": list(FEATURES), "linear_features": list(LINEAR_TERMS),
-                                                "output": "latency_ms", "groups": index}, indent=1) + "\n")
+                                                "kernel_geometry": geometry, "output": "latency_ms",
+                                                "groups": index}, indent=1) + "\n")
     return written
 
 
