@@ -160,7 +160,9 @@ def kernel_tile(table: SpecTable | np.ndarray, vector_floats: int = VECTOR_FLOAT
     padding and with how many tiles stream its input — which the pixel-count tiles
     (`opix_pad*`) only approximate: positions include the junk columns of strided/padded rows,
     and the tile is 80 positions for a 4-row block but 128 for one row. Over six held-out splits,
-    devprof-c pwconv 93.2% -> 94.5% within ±10% (docs/predictors.md)."""
+    devprof-c pwconv 93.2% -> 94.5% within ±10% (docs/predictors.md). It is the tile of the
+    scheme's own kernel: a spec whose attrs ask for another variant (``attrs.kernel``: csr, dense)
+    is not told apart (attrs reach the features only as a hash)."""
     d = table.data if isinstance(table, SpecTable) else table
     c = lambda name: d[:, col(name)]  # noqa: E731
     vl = float(vector_floats)
