@@ -12,7 +12,8 @@ have ONNX Runtime. Two kinds of graph are written with `onnx.helper` (no skl2onn
    Double precision throughout, so it ranks candidates exactly as the Python predictor does.
 2. **Kernel regressors of a bundle** (`regressor_onnx`) — one graph per (op, scheme) group and
    one for the fallback: input ``features`` (float, N x 54: `predictors.features.FEATURES` in
-   order, computed with the bundle's ``kernel_geometry``, repeated in index.json) and ``linear_features`` (float, N x 8: `predictors.features.LINEAR_TERMS` in order —
+   order, computed with the bundle's ``kernel_geometry``, repeated in index.json) and
+   ``linear_features`` (float, N x 8: `predictors.features.LINEAR_TERMS` in order —
    effective FLOPs, bytes moved, then the generated kernels' cost terms); output
    ``latency_ms`` (float). Tree ensembles become ``ai.onnx.ml.TreeEnsembleRegressor`` whose
    float32 thresholds are the bundle's (predictors.trees evaluates ``float32(x) <= float32(t)``,
