@@ -74,6 +74,19 @@ KERNEL_TERMS = LINEAR_TERMS[2:]
 #: (predictor.json's ``kernel_geometry``).
 VECTOR_FLOATS = 16
 VECTOR_REGS = 32
+
+
+def kernel_geometry_of(d: object) -> dict[str, int]:
+    """A predictor's ``kernel_geometry`` checked (ValueError if malformed); absent (None): the
+    defaults above, which every bundle written before it existed was fitted with."""
+    if d is None:
+        return {"vector_floats": VECTOR_FLOATS, "vector_regs": VECTOR_REGS}
+    ok = isinstance(d, dict) and set(d) == {"vector_floats", "vector_regs"} and all(
+        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024 for v in d.values())
+    if not ok:
+        raise ValueError("kernel_geometry must hold vector_floats and vector_regs, integers in 1..1024")
+    return {"vector_floats": int(d["vector_floats"]), "vector_regs": int(d["vector_regs"])}
+
 _FI = {f: i for i, f in enumerate(FEATURES)}
 #: How many of FEATURES every tree estimator sees; the generated kernels' read-bytes features after
 #: them are for the kernel-cost candidate only (other runtimes' kernels do not follow devprof's codegen).

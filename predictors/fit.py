@@ -156,12 +156,12 @@ def kernel_geometry(runtime_options: dict[str, Any] | None) -> dict[str, int]:
     """The vector shape devprof's kernels were generated for, from a devprof-c runtime's options
     (``vector_floats``; `devprof.build.harness_build.vector_shape` pairs 16 floats with 32
     registers and 8 with 16), else the features' defaults."""
-    from .features import VECTOR_FLOATS, VECTOR_REGS
+    from .features import kernel_geometry_of
 
     vl = (runtime_options or {}).get("vector_floats")
     if isinstance(vl, int) and not isinstance(vl, bool) and vl > 0:
         return {"vector_floats": vl, "vector_regs": 2 * vl}
-    return {"vector_floats": VECTOR_FLOATS, "vector_regs": VECTOR_REGS}
+    return kernel_geometry_of(None)
 
 
 def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int = 5,

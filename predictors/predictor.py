@@ -27,6 +27,7 @@ from devprof.records import OPS, SCHEMES, KernelSpec
 
 from . import lut as lutmod
 from .bundle import BundleError, parse_json, read_verified
+from .features import kernel_geometry_of
 from .spectable import SpecTable, col, encode, encode_columns
 from .trees import Model, ModelFormatError, compile_model, predict_with, resolve_groups
 
@@ -119,7 +120,7 @@ class Predictor:
         self.group_names: dict[str, str] = {}
         compiled: dict[int, Model] = {}  # one object per stored model (pooled ones are shared)
         nf = len(predictor["features"])  # fitted on FEATURES[:nf] (Predictor.load checks)
-        self.geometry = _kernel_geometry(predictor.get("kernel_geometry"))
+        self.geometry = kernel_geometry_of(predictor.get("kernel_geometry"))
         """Vector shape of the generated kernels the features describe (`predictors.features.kernel_tile`)."""
         for name, m in resolve_groups(predictor.get("groups") or {}).items():
             if id(m) not in compiled:
@@ -375,20 +376,6 @@ def model_total(overhead: dict[str, float], layers_sum_us: Any, n_layers: Any) -
     o = overhead
     t = o["scale"] * layers_sum_us + o["per_layer_us"] * n_layers + o["intercept_us"]
     return np.maximum(t, o.get("floor_share", 0.0) * layers_sum_us)
-
-
-def _kernel_geometry(d: Any) -> dict[str, int]:
-    """predictor.json's ``kernel_geometry`` checked (absent: the features' defaults, which every
-    bundle written before it existed was fitted with)."""
-    from .features import VECTOR_FLOATS, VECTOR_REGS
-
-    if d is None:
-        return {"vector_floats": VECTOR_FLOATS, "vector_regs": VECTOR_REGS}
-    ok = isinstance(d, dict) and set(d) == {"vector_floats", "vector_regs"} and all(
-        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024 for v in d.values())
-    if not ok:
-        raise ValueError("kernel_geometry must hold vector_floats and vector_regs, integers in 1..1024")
-    return {"vector_floats": int(d["vector_floats"]), "vector_regs": int(d["vector_regs"])}
 
 
 def _group_code(path: Path, what: str, name: str) -> int:

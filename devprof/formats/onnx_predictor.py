@@ -264,10 +264,10 @@ def export_bundle(bundle: str | Path, dest: str | Path) -> list[Path]:
         (out / fname).write_bytes(m.SerializeToString())
         index[group] = done[id(d)] = {"file": fname, "inputs": [i.name for i in m.graph.input]}
         written.append(out / fname)
-    from predictors.predictor import _kernel_geometry
+    from predictors.features import kernel_geometry_of
 
     try:
-        geometry = _kernel_geometry(pj.get("kernel_geometry"))
+        geometry = kernel_geometry_of(pj.get("kernel_geometry"))
     except ValueError as e:
         raise UsageError(f"bundle {bundle}: predictor.json is malformed ({e})") from None
     (out / "index.json").write_text(json.dumps({"features": list(FEATURES), "linear_features": list(LINEAR_TERMS),
