@@ -158,6 +158,16 @@ def profile(
         help="With --retry-noisy: leave out the kernels already measured N times across those campaigns "
              "(steady or noisy records), so a kernel whose campaigns never agree — a layer that straddles "
              "a shared cache — is not measured again and again."),
+    where: Optional[str] = typer.Option(
+        None, "--where", metavar="CONDITIONS",
+        help="Measure only the suite's kernels that meet every comma-separated condition, e.g. "
+             "'op=pwconv,scheme!=dense,cout<=32' (fields: shape fields, out_h, out_w, flops, params, ratio; "
+             "op, scheme, activation, dtype with = or !=)."),
+    draw: int = typer.Option(
+        0, "--draw", min=0, metavar="N",
+        help="Prune sparse kernels from weight draw N (another seeded random dense tensor; 0 = the usual one). "
+             "Which weights survive moves a few-channel sparse layer's time by 10-30%: campaigns of several "
+             "draws, into separate --out folders, give the lookup table the median over draws."),
 ) -> None:
     """Measure a suite's kernels on a device and save them into a dataset (Parquet).
 
@@ -171,7 +181,8 @@ def profile(
       devprof profile --suite mobilenetv2 -r onnxruntime -t 4\n
       devprof profile --device S20 --cores big --suite sparse-sweep\n
       devprof profile -s predictor-train --retry-noisy data/train --out data/train-retry\n
-      devprof profile -s predictor-train --retry-noisy data/train --min-steady 2 --out data/train-r2
+      devprof profile -s predictor-train --retry-noisy data/train --min-steady 2 --out data/train-r2\n
+      devprof profile -s sparse-train -r devprof-c --where 'op=pwconv,cout<=32' --draw 1 --out data/st-d1
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -181,6 +192,10 @@ def profile(
     from .suites import load_suite
 
     device_names = list(device) if device else [os.environ.get("DEVPROF_DEVICE") or "local"]
+    if (where is not None or draw) and (space is not None or adaptive or model or len(device_names) > 1
+                                        or all_matching or len(adb_server or []) > 1):
+        raise UsageError("--where and --draw choose among a kernel suite's kernels on one device: not with "
+                         "--space, --adaptive, --model or a farm")
     if space is not None:  # search-space blocks: devprof.space_profile (docs/formats.md)
         from .space_profile import cli_profile_space
 
@@ -200,6 +215,8 @@ def profile(
         if dev is None:
             return
     s = load_suite(suite)
+    if where is not None or draw:
+        s = _select(s, where, draw)
     if len(device_names) == 1 and not all_matching and len(servers) <= 1:
         dev = resolve_device(device_names[0], adb_server=servers[0] if servers else None)
     names = list(runtime) if runtime else default_runtimes(dev, s.runtimes)
@@ -283,6 +300,19 @@ def profile(
         raise typer.Exit(130)
     if summary.failed and not summary.measured and not summary.already:
         raise typer.Exit(5)
+
+
+def _select(s, where: str | None, draw: int):
+    """The suite's kernels that meet --where, pruned from weight draw --draw (devprof.suites.select)."""
+    import dataclasses
+
+    from .suites.select import parse_where, with_draw
+
+    keep = parse_where(where) if where is not None else (lambda spec: True)
+    specs = tuple(with_draw(x, draw) for x in s.specs if keep(x))
+    if s.specs and not specs:
+        raise UsageError(f"--where {where!r}: none of the {len(s.specs)} kernels of suite {s.name} meets it")
+    return dataclasses.replace(s, specs=specs)
 
 
 def _add_summaries(a, b):

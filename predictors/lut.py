@@ -15,6 +15,9 @@ Columns (JSON is columnar: each column a list; Parquet has the same columns):
     cv            coefficient of variation of the samples
     repeats       number of timing samples behind the median (summed over records)
     records       number of records merged into the row
+    draws         number of weight draws behind the row (sparse specs measured with `devprof profile
+                  --draw`: the row is the median over draws of each draw's merged records; 1 otherwise;
+                  absent in tables written before it existed)
     noisy         every record of the spec flagged too noisy
     op, n, h, w, cin, cout, kh, kw, stride, padding, groups, dilation, bias, activation, dtype,
     scheme, sparsity_ratio, sparsity_params, attrs, out_h, out_w, flops, params
@@ -30,13 +33,14 @@ import numpy as np
 SPEC_COLUMNS = ("op", "n", "h", "w", "cin", "cout", "kh", "kw", "stride", "padding", "groups", "dilation",
                 "bias", "activation", "dtype", "scheme", "sparsity_ratio", "sparsity_params", "attrs",
                 "out_h", "out_w", "flops", "params")
-STAT_COLUMNS = ("median_us", "min_us", "iqr_us", "mad_us", "cv", "repeats", "records", "noisy")
+STAT_COLUMNS = ("median_us", "min_us", "iqr_us", "mad_us", "cv", "repeats", "records", "draws", "noisy")
 COLUMNS = ("key",) + STAT_COLUMNS + SPEC_COLUMNS + ("spec_json",)
 INT_COLUMNS = {"n", "h", "w", "cin", "cout", "kh", "kw", "stride", "padding", "groups", "dilation", "out_h",
-               "out_w", "flops", "params", "repeats", "records"}
+               "out_w", "flops", "params", "repeats", "records", "draws"}
 BOOL_COLUMNS = {"bias", "noisy"}
-OPTIONAL_COLUMNS = {"min_us"}
-"""Columns a format-1 table (devprof < 0.3) lacks; such a table can serve only its medians."""
+OPTIONAL_COLUMNS = {"min_us", "draws"}
+"""Columns older tables lack: min_us (format 1, which can serve only its medians), draws (tables
+written before weight draws)."""
 STATISTICS = ("median", "min")
 """What a bundle serves for a kernel: the median of its rounds, or its fastest round
 (``<statistic>_us``). `devprof fit-predictor --statistic` picks it."""
@@ -50,24 +54,58 @@ def _merged_records(kernels: Any) -> Any:
     return kernels[~(noisy & has_steady)]
 
 
+def _draws_pooled(kernels: Any) -> Any:
+    """Records of a sparse spec's weight draws (``attrs.draw``, `devprof profile --draw`) under the
+    key of the spec without the draw, with the draw in a ``_draw`` column (0 where absent). A query
+    names a scheme and a ratio, not the weights that survived pruning: the table serves the spec."""
+    attrs = kernels["attrs"].astype(str)
+    drawn = attrs.str.contains('"draw"', regex=False).to_numpy()
+    k = kernels.assign(_draw=0)
+    if not drawn.any():
+        return k
+    import json
+
+    from devprof.records import KernelSpec
+    from devprof.suites.select import DRAW_ATTR, without_draw
+
+    from .spectable import canon
+
+    k = k.copy()
+    cache: dict[str, tuple] = {}
+    cols = [k.columns.get_loc(c) for c in ("spec_key", "attrs", "spec_json", "_draw")]
+    for i in np.flatnonzero(drawn):
+        sj = k.iat[i, k.columns.get_loc("spec_json")]
+        if sj not in cache:
+            spec = KernelSpec.from_dict(json.loads(sj))
+            base = without_draw(spec)
+            cache[sj] = (base.key, canon(base.to_dict()["attrs"]), base.to_json(), int(spec.a.get(DRAW_ATTR, 0)))
+        for c, v in zip(cols, cache[sj]):
+            k.iat[i, c] = v
+    return k
+
+
 def build(kernels: Any) -> Any:
-    """Aggregate kernel records (a dataset DataFrame, one device+runtime) into LUT rows (DataFrame)."""
+    """Aggregate kernel records (a dataset DataFrame, one device+runtime) into LUT rows (DataFrame).
+
+    A spec measured under several weight draws: each draw's records are merged as above (its steady
+    records' medians), then the row takes the median over draws."""
     import pandas as pd
 
     if not len(kernels):
         return pd.DataFrame({c: [] for c in COLUMNS})
-    kernels = _merged_records(kernels)
-    g = kernels.groupby("spec_key", sort=True)
-    first = g.first()
+    kernels = _draws_pooled(_merged_records(kernels))
+    stats = ("median_us", "min_us", "iqr_us", "mad_us", "cv")
+    per_draw = kernels.groupby(["spec_key", "_draw"], sort=True).agg(
+        **{c: (c, "median") for c in stats}, repeats=("repeats", "sum"), records=("repeats", "size"),
+        noisy=("noisy", "all"))
+    g = per_draw.groupby(level="spec_key", sort=True)
+    first = kernels.groupby("spec_key", sort=True).first()
     out = pd.DataFrame({
         "key": first.index.astype(str),
-        "median_us": g["median_us"].median().to_numpy(),
-        "min_us": g["min_us"].median().to_numpy(),
-        "iqr_us": g["iqr_us"].median().to_numpy(),
-        "mad_us": g["mad_us"].median().to_numpy(),
-        "cv": g["cv"].median().to_numpy(),
+        **{c: g[c].median().to_numpy() for c in stats},
         "repeats": g["repeats"].sum().to_numpy().astype(np.int64),
-        "records": g.size().to_numpy().astype(np.int64),
+        "records": g["records"].sum().to_numpy().astype(np.int64),
+        "draws": g.size().to_numpy().astype(np.int64),
         "noisy": g["noisy"].all().to_numpy().astype(bool),
     })
     for c in SPEC_COLUMNS + ("spec_json",):
