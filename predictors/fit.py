@@ -486,20 +486,52 @@ def _dataset_hash(df) -> str:
     return h.hexdigest()
 
 
+class DeviceClash(ValueError):
+    """Records of several fingerprints of one device would make one bundle (see `fit_bundles`)."""
+
+
+def _fingerprint_diff(jsons: list[str]) -> str:
+    """'kernel: A vs B' for the fields in which devices' fingerprints differ (the first two)."""
+    a, b = (json.loads(j) for j in jsons[:2])
+    return "; ".join(f"{k}: {a.get(k)} vs {b.get(k)}" for k in sorted(set(a) | set(b))
+                     if k not in ("id", "extra") and a.get(k) != b.get(k)) or "extra"
+
+
 def fit_bundles(df, sources: list[str] | None = None, candidates: dict | None = None, seed: int = 0,
-                log: Callable[[str], None] = lambda s: None, statistic: str = "median") -> list[FittedBundle]:
+                log: Callable[[str], None] = lambda s: None, statistic: str = "median",
+                pool_devices: bool = False) -> list[FittedBundle]:
     """One FittedBundle per (device, runtime) found in the records `df`, serving `statistic`
-    ("median": the median of each kernel's rounds; "min": its fastest round, see predictors.lut)."""
+    ("median": the median of each kernel's rounds; "min": its fastest round, see predictors.lut).
+
+    A device is its fingerprint (model, SoC, cores, OS build, kernel...): an OS update can move
+    timings, so records of two fingerprints are two devices. Two fingerprints of one device *name*
+    would write one bundle folder: that is refused (`DeviceClash`) unless `pool_devices`, which fits
+    them as one device — for an update checked not to move timings (repeat a campaign of measured
+    kernels and compare). The bundle then describes the fingerprint with the most records, and its
+    dataset lists every fingerprint pooled (`devices`: id -> records)."""
     if statistic not in lutmod.STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r} (known: {', '.join(lutmod.STATISTICS)})")
     out = []
     if not len(df):
         return out
-    for (dev_id, rt_key), g in df.groupby(["device_id", "runtime_key"], sort=True):
+    names = {j: bmod.slug(json.loads(j).get("name") or "device") for j in df["device_json"].unique()}
+    df = df.assign(_device=df["device_json"].map(names))
+    fingerprints = df.groupby(["_device", "runtime_key"])["device_id"].nunique()
+    if not pool_devices and (fingerprints > 1).any():
+        name, rt_key = fingerprints[fingerprints > 1].index[0]
+        g = df[(df["_device"] == name) & (df["runtime_key"] == rt_key)]
+        ids = sorted(set(g["device_id"]))
+        raise DeviceClash(f"records of {len(ids)} fingerprints of device {name!r} ({', '.join(ids)}; "
+                          f"{_fingerprint_diff(list(g.drop_duplicates('device_id')['device_json']))}) would make "
+                          "one bundle: fit them apart, or pool them with --pool-devices once a repeat campaign "
+                          "shows the difference does not move timings")
+    for (_, rt_key), g in df.groupby(["_device" if pool_devices else "device_id", "runtime_key"], sort=True):
         kern = g[(g["kind"] == "kernel") & (g["op"] != "model")]
         if not len(kern):
             continue
-        first = g.iloc[0]
+        counts = g["device_id"].value_counts(sort=False).sort_index()
+        dev_id = str(counts.idxmax())
+        first = g[g["device_id"] == dev_id].iloc[0]
         device = json.loads(first["device_json"])
         device["id"] = dev_id
         runtime = {"name": first["runtime"], "version": first["runtime_version"], "threads": int(first["threads"]),
@@ -521,8 +553,16 @@ def fit_bundles(df, sources: list[str] | None = None, candidates: dict | None = 
                    "sources": list(sources or []),
                    "runtime_versions": sorted(set(map(str, g["runtime_version"]))),
                    "schemes": sorted(set(map(str, kern["scheme"])), key=SCHEMES.index)}
+        if len(counts) > 1:
+            dataset["devices"] = {str(k): int(v) for k, v in counts.items()}
         loc = (bmod.slug(device.get("name") or "device"),
                bmod.runtime_slug(runtime["name"], runtime["threads"], runtime["options"]))
         out.append(FittedBundle(loc, device, runtime, lut, _clean(pj), _clean(heldout), _clean(metrics),
                                 dataset, _clean(selection)))
+    locs = [b.location for b in out]
+    clash = next((l for l in locs if locs.count(l) > 1), None)
+    if clash is not None:
+        keys = [b.runtime["key"] for b in out if b.location == clash]
+        raise DeviceClash(f"runtimes {' and '.join(keys)} would write one bundle folder {'/'.join(clash)}: fit them "
+                          "apart (--runtime, or separate datasets)")
     return out

@@ -122,7 +122,9 @@ def campaign_agreement(kernels: Any, statistic: str = "median", tol: float = 0.1
     median of the spec's *other* records, overall and per op. A shared host's load, or a layer
     too big for the caches, moves a kernel's time from one campaign to the next; a regressor's
     held-out share within ±`tol` is to be read against this one (the table's values, medians over
-    campaigns, repeat better than one campaign does, so it is a yardstick, not a hard ceiling)."""
+    campaigns, repeat better than one campaign does, so it is a yardstick, not a hard ceiling).
+    Records of another weight draw (``attrs.draw``) are another spec here: this compares campaigns,
+    not draws."""
     import pandas as pd
 
     col = f"{statistic}_us"

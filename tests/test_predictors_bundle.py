@@ -572,3 +572,32 @@ def test_kernel_geometry_is_recorded_used_and_checked(published: Path, tmp_path:
     t = feature_index("tile_positions")
     X = encode_specs([spec]).data
     assert features(X, 16, 32)[0, t] == 96 and features(X, 8, 16)[0, t] == 40  # 1,600 positions
+
+
+def test_two_fingerprints_of_one_device_are_refused_or_pooled_on_request(dataset, tmp_path) -> None:
+    """An OS / kernel update changes a device's fingerprint. Its records would write the same bundle
+    folder as the old ones: refused (a one-line error naming what differs) unless --pool-devices."""
+    updated = dataclasses.replace(synth.DEVICE, kernel="6.1-update")
+    extra = tmp_path / "after-update"
+    ds = Dataset(extra)
+    ds.create()
+    ds.append([dataclasses.replace(r, device=updated)
+               for r in synth.records(synth.random_specs(60, seed=11), seed=5)])
+    df = read_datasets([dataset, extra])
+    assert df["device_id"].nunique() == 2
+    with pytest.raises(ValueError, match=r"2 fingerprints of device 'local' .*kernel: 6\.1 vs 6\.1-update"):
+        fit_bundles(df, candidates=FAST)
+    (b,) = fit_bundles(df, candidates=FAST, pool_devices=True)
+    old_id = synth.DEVICE.id
+    assert b.device["id"] == old_id and b.device["kernel"] == "6.1"  # the fingerprint with the most records
+    assert b.dataset["devices"] == {old_id: int((df["device_id"] == old_id).sum()), updated.id: 60}
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "docs" / "bundle.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(json.loads((b.write(tmp_path / "pooled") / "metadata.json").read_text()))
+
+    p = subprocess.run([sys.executable, "-m", "devprof", "fit-predictor", str(dataset), str(extra), "--out",
+                        str(tmp_path / "out"), "--estimator", "flops_linear"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().startswith("error:") and "--pool-devices" in p.stderr
+    assert not (tmp_path / "out").exists()  # nothing written

@@ -81,6 +81,11 @@ def register(app: typer.Typer) -> None:
                                           "tenants only 'min' repeats from one campaign to the next (see "
                                           "docs/predictors.md)."),
         json_out: bool = typer.Option(False, "--json", help="Print the accuracy report as JSON."),
+        pool_devices: bool = typer.Option(
+            False, "--pool-devices", help="Fit the records of every fingerprint of one device name as one device "
+                                          "(an OS or kernel update: first check with a repeat campaign of measured "
+                                          "kernels that it does not move timings). Without it, two fingerprints "
+                                          "of one device are refused: they would write one bundle folder."),
         from_models: Optional[Path] = typer.Option(
             None, "--from-models", help="Learn a per-layer table from whole-model timings instead: a devprof "
                                         "model-timings JSONL, an nn-Meter JSONL, or a dataset of --model runs "
@@ -110,7 +115,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"unknown --statistic {statistic!r} (known: {', '.join(STATISTICS)})")
         from rich.console import Console
 
-        from predictors.fit import fit_bundles, read_datasets
+        from predictors.fit import DeviceClash, fit_bundles, read_datasets
 
         err = Console(stderr=True)
         df = read_datasets(datasets)
@@ -127,8 +132,11 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"unknown estimator {bad[0]!r} (known: {', '.join(CANDIDATES)})")
             cands = {e: CANDIDATES[e] for e in estimator}
         log = (lambda s: None) if json_out else (lambda s: err.print(f"  {s}", highlight=False))
-        bundles = fit_bundles(df, [str(d) for d in datasets], candidates=cands, seed=seed, log=log,
-                              statistic=statistic)
+        try:
+            bundles = fit_bundles(df, [str(d) for d in datasets], candidates=cands, seed=seed, log=log,
+                                  statistic=statistic, pool_devices=pool_devices)
+        except DeviceClash as e:
+            raise UsageError(str(e)) from None
         if not bundles:
             raise UsageError("no kernel records to fit (model records alone cannot make a lookup table)")
         report = []
