@@ -70,17 +70,15 @@ def _draws_pooled(kernels: Any) -> Any:
 
     from .spectable import canon
 
-    k = k.copy()
-    cache: dict[str, tuple] = {}
-    cols = [k.columns.get_loc(c) for c in ("spec_key", "attrs", "spec_json", "_draw")]
-    for i in np.flatnonzero(drawn):
-        sj = k.iat[i, k.columns.get_loc("spec_json")]
-        if sj not in cache:
-            spec = KernelSpec.from_dict(json.loads(sj))
-            base = without_draw(spec)
-            cache[sj] = (base.key, canon(base.to_dict()["attrs"]), base.to_json(), int(spec.a.get(DRAW_ATTR, 0)))
-        for c, v in zip(cols, cache[sj]):
-            k.iat[i, c] = v
+    def rekeyed(sj: str) -> tuple:
+        spec = KernelSpec.from_dict(json.loads(sj))
+        base = without_draw(spec)
+        return base.key, canon(base.to_dict()["attrs"]), base.to_json(), int(spec.a.get(DRAW_ATTR, 0))
+
+    specs = k.loc[drawn, "spec_json"]
+    new = {sj: rekeyed(sj) for sj in specs.unique()}  # one parse per distinct spec, not per record
+    for j, c in enumerate(("spec_key", "attrs", "spec_json", "_draw")):
+        k.loc[drawn, c] = [new[sj][j] for sj in specs]
     return k
 
 

@@ -72,13 +72,12 @@ def with_draw(spec: KernelSpec, draw: int) -> KernelSpec:
     depend on its values, and its key stays as it was). Draw 0 is the spec without the attribute."""
     if spec.sparsity.scheme == "dense":
         return spec
-    attrs = {k: v for k, v in spec.attrs if k != DRAW_ATTR}
-    if draw:
-        attrs[DRAW_ATTR] = int(draw)
-    return spec.replace(attrs=attrs)
+    base = without_draw(spec)
+    return base.replace(attrs={**base.a, DRAW_ATTR: int(draw)}) if draw else base
 
 
 def without_draw(spec: KernelSpec) -> KernelSpec:
     """The spec a lookup table keys a draw's record by: the same spec with no draw attribute."""
-    return spec.replace(attrs={k: v for k, v in spec.attrs if k != DRAW_ATTR}) if spec.a.get(DRAW_ATTR) is not None \
-        else spec
+    if DRAW_ATTR not in spec.a:
+        return spec
+    return spec.replace(attrs={k: v for k, v in spec.attrs if k != DRAW_ATTR})
