@@ -64,8 +64,12 @@ def test_profiled_draws_merge_into_one_table_row(tmp_path) -> None:
     per_draw = df[df["scheme"] == "bcr"]["min_us"].to_numpy()
     assert row["records"] == 3 and row["draws"] == 3 and row["min_us"] == np.median(per_draw)
     assert json.loads(row["spec_json"])["attrs"] == {} and row["attrs"] == "{}"
-    # the dense kernel was measured alike in each campaign: three records of one draw
-    assert table.loc[DENSE.key, "records"] == 3 and table.loc[DENSE.key, "draws"] == 1
+    # the dense kernel was measured alike in each campaign: one draw, made of its three records less
+    # any a busy host flagged noisy (the table drops those while a steady one is left)
+    dense = df[df["scheme"] == "dense"]
+    steady = int((~dense["noisy"].astype(bool)).sum())
+    assert len(dense) == 3 and table.loc[DENSE.key, "draws"] == 1
+    assert table.loc[DENSE.key, "records"] == (steady or 3)
     # a campaign's agreement compares campaigns of one draw, never one draw with another
     assert lut.campaign_agreement(df[df["scheme"] == "bcr"], "min")["kernels"] == 0
 
