@@ -514,6 +514,7 @@ def fit_bundles(df, sources: list[str] | None = None, candidates: dict | None = 
     out = []
     if not len(df):
         return out
+    # the bundle folder of each device: the clash check, the pooled grouping and FittedBundle.location use it
     names = {j: bmod.slug(json.loads(j).get("name") or "device") for j in df["device_json"].unique()}
     df = df.assign(_device=df["device_json"].map(names))
     fingerprints = df.groupby(["_device", "runtime_key"])["device_id"].nunique()
@@ -555,7 +556,7 @@ def fit_bundles(df, sources: list[str] | None = None, candidates: dict | None = 
                    "schemes": sorted(set(map(str, kern["scheme"])), key=SCHEMES.index)}
         if len(counts) > 1:
             dataset["devices"] = {str(k): int(v) for k, v in counts.items()}
-        loc = (bmod.slug(device.get("name") or "device"),
+        loc = (str(first["_device"]),  # the device folder the records were grouped (and checked) by
                bmod.runtime_slug(runtime["name"], runtime["threads"], runtime["options"]))
         out.append(FittedBundle(loc, device, runtime, lut, _clean(pj), _clean(heldout), _clean(metrics),
                                 dataset, _clean(selection)))
