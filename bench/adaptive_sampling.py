@@ -32,7 +32,7 @@ def _pool(args) -> "object":
 
     if args.synthetic:
         sys.path.insert(0, str(ROOT / "tests"))
-        import predictors_synth as synth
+        from support import predictors_synth as synth
 
         from devprof.store import Dataset
 

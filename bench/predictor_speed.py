@@ -37,7 +37,7 @@ def _timeit(fn, repeat: int) -> float:
 
 
 def _synthetic_bundle(tmp: Path) -> Path:
-    import predictors_synth as synth
+    from support import predictors_synth as synth
 
     from devprof.store import Dataset
     from predictors.fit import fit_bundles, read_datasets
@@ -71,7 +71,7 @@ def main() -> None:
     lut_specs = [KernelSpec.from_dict(json.loads(s)) for s in p.lut["spec_json"]]
 
     # 2. batch: a search-like mix of hits and misses (70% / 30%)
-    import predictors_synth as synth
+    from support import predictors_synth as synth
 
     known = set(p.keys)
     misses = [s for s in synth.random_specs(6000, seed=1234) if s.key not in known][:3000]

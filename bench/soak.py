@@ -27,14 +27,13 @@ import argparse
 import os
 import resource
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import faultkit as fk  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import faultkit as fk  # noqa: E402
 
 KINDS = ("SIGINT", "writer", "SIGTERM", "disk-full", "SIGKILL")
 

@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devprof.build.harness_build import build_batch, host_toolchain, vector_shape  # noqa: E402
+from devprof.artifacts.harness_build import build_batch, host_toolchain, vector_shape  # noqa: E402
 from devprof.measure import Protocol, measure_callable  # noqa: E402
 from devprof.records import KernelSpec, Sparsity  # noqa: E402
 from devprof.runtimes.harness import parse_harness_output  # noqa: E402

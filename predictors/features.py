@@ -69,7 +69,7 @@ LINEAR_FEATURES = LINEAR_TERMS[:2]
 #: The cost terms of devprof's generated kernels (`predictors.estimators`' kernel-cost candidate).
 KERNEL_TERMS = LINEAR_TERMS[2:]
 #: The vector shape devprof's code generator targets when a bundle does not say (an AVX-512 host:
-#: 16 floats per vector, 32 registers; `devprof.build.harness_build.vector_shape`). The tile
+#: 16 floats per vector, 32 registers; `devprof.artifacts.harness_build.vector_shape`). The tile
 #: features depend on it; a predictor fitted for another target records its own
 #: (predictor.json's ``kernel_geometry``).
 VECTOR_FLOATS = 16

@@ -154,7 +154,7 @@ def family_of(model_name: str) -> str:
 
 def kernel_geometry(runtime_options: dict[str, Any] | None) -> dict[str, int]:
     """The vector shape devprof's kernels were generated for, from a devprof-c runtime's options
-    (``vector_floats``; `devprof.build.harness_build.vector_shape` pairs 16 floats with 32
+    (``vector_floats``; `devprof.artifacts.harness_build.vector_shape` pairs 16 floats with 32
     registers and 8 with 16), else the features' defaults."""
     from .features import kernel_geometry_of
 

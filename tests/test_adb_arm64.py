@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 
-from devprof.build import android
-from devprof.build.toolchains import android_toolchain
+from devprof.artifacts import android
+from devprof.artifacts.toolchains import android_toolchain
 
-from conftest import run_cli
+from support.cli import run_cli
 
 needs_cross = pytest.mark.skipif(android_toolchain("arm64-v8a").available() is not None
                                  or shutil.which("qemu-aarch64-static") is None,

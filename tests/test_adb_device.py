@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
 from devprof.devices import adb, resolve_device, table
 from devprof.errors import DeviceError, UsageError
 
-from conftest import run_cli
+from support.cli import run_cli
 
 
 def test_fingerprint_names_the_phone(phone):

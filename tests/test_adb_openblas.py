@@ -3,21 +3,20 @@ checked under qemu for arm64 and run on the emulated phone next to devprof-c."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
 
-from devprof.build import openblas
-from devprof.build.android import CHECK_ARGS
-from devprof.build.harness_build import build_batch
-from devprof.build.toolchains import android_toolchain
+from devprof.artifacts import openblas
+from devprof.artifacts.android import CHECK_ARGS
+from devprof.artifacts.harness_build import build_batch
+from devprof.artifacts.toolchains import android_toolchain
 from devprof.errors import UsageError
 from devprof.records import KernelSpec
 from devprof.runtimes.harness import parse_harness_output
 from devprof.store import Dataset
 
-from conftest import run_cli
+from support.cli import run_cli
 
 SPECS = [KernelSpec("fc", n=3, cin=40, cout=24, activation="relu"), KernelSpec("pwconv", h=9, w=9, cin=16, cout=24),
          KernelSpec("conv2d", h=11, w=13, cin=8, cout=16, kh=3, kw=3, stride=2, padding=1, activation="relu6")]

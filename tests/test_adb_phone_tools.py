@@ -2,7 +2,6 @@
 documented formats), and the full phone flow with stand-ins for the Android binaries."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

@@ -9,7 +9,7 @@ import pytest
 
 from devprof.store import Dataset
 
-from conftest import run_cli
+from support.cli import run_cli
 
 def two_batches_suite() -> tuple[str, int]:
     """A suite of small fc kernels that fills one phone batch of devprof-c and starts a second (3 kernels),

@@ -6,9 +6,8 @@ import subprocess
 import sys
 import time
 
-import pytest
 
-from conftest import ROOT, run_cli
+from support.cli import ROOT, run_cli
 from devprof.store import Dataset
 
 

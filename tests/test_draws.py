@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from support.cli import run_cli
 from devprof.errors import UsageError
 from devprof.records import KernelSpec, Sparsity
 from devprof.sparse.codegen import generate

@@ -20,7 +20,7 @@ from devprof.runtimes import RUNTIMES
 from devprof.store import Dataset
 from devprof.suites import load_suite
 
-from conftest import run_cli
+from support.cli import run_cli
 from support.fixtures import AdbServer, EmulatedPhone, free_port
 
 S21_BUILD = "samsung/o1quew/o1q:13/TP1A.220624.014/G991USQS9EWE1:user/release-keys"

@@ -9,16 +9,13 @@ import multiprocessing as mp
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "bench"))
-import faultkit as fk  # noqa: E402
+from support import faultkit as fk
 
 from devprof.errors import DatasetError  # noqa: E402
 from devprof.store import Dataset  # noqa: E402

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from support.cli import run_cli
 from devprof.store import Dataset
 from support.fixtures import AdbServer, EmulatedPhone, free_port
 

@@ -16,7 +16,6 @@ from devprof.errors import UsageError
 from devprof.formats import onnx_predictor as op
 from devprof.space import mbconv_space
 
-sys.path.insert(0, str(Path(__file__).parent))
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -115,7 +114,7 @@ def test_bundle_round_trip_and_onnx_layer_table(tmp_path: Path) -> None:
 
 
 def test_kernel_regressors_export_to_onnx(tmp_path: Path) -> None:
-    import predictors_synth as synth
+    from support import predictors_synth as synth
     from predictors.estimators import BoostedLatency, FlopsLinear, ForestLatency
     from predictors.features import LINEAR_TERMS, features, linear_features
     from predictors.fit import fit_bundles, read_datasets
@@ -214,7 +213,7 @@ def test_example_search_loop_onnx_matches_python_predictor(tmp_path: Path) -> No
 def test_from_models_reads_nnmeter_and_model_run_datasets(tmp_path: Path) -> None:
     """nn-Meter JSONL (one timing set per device) and a dataset of whole-model runs (model records
     with their layer records) both feed the same fit."""
-    import predictors_synth as synth
+    from support import predictors_synth as synth
     from test_formats_roundtrip import _nnmeter_graph
 
     from devprof.formats import nnmeter

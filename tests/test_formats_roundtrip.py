@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ from devprof.formats.records import records_table, table_records
 from devprof.formats.table import LatencyTable
 from devprof.store import Dataset
 
-sys.path.insert(0, str(Path(__file__).parent))
 
 KEYS = [
     "Conv-input:224x224x3-output:112x112x32",
@@ -87,7 +85,7 @@ def test_bad_yaml_is_one_line_error_and_never_constructs_objects(tmp_path: Path)
 
 def test_bundle_lut_exports_to_flat_tables(tmp_path: Path) -> None:
     import predictors
-    import predictors_synth as synth
+    from support import predictors_synth as synth
     from predictors.estimators import FlopsLinear
     from predictors.fit import fit_bundles, read_datasets
 

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, run_cli
+from support.cli import run_cli
 from devprof.devices import resolve_device
 from devprof.errors import DevprofError, UsageError
 from devprof.store import Dataset
 
-sys.path.insert(0, str(ROOT / "bench"))
-import faultkit as fk  # noqa: E402
+from support import faultkit as fk
 
 META = list(";|&$()`'\"\\<>*?!#~{}[]\n\t =%^") + [" .. ", "../", "$(", "${IFS}", "&&", "||"]
 

@@ -5,14 +5,11 @@ bundle never executes anything (pickle, os.system, subprocess are tripwired whil
 """
 from __future__ import annotations
 
-import sys
 
 import pytest
 
-from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "bench"))
-import fuzz  # noqa: E402
+from support import fuzzkit as fuzz
 
 N = {"bundle": 80}
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import run_cli
+from support.cli import run_cli
 from devprof.errors import DevprofError
 from devprof.measure import Protocol
 from devprof.models.builders import build

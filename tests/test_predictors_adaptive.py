@@ -9,8 +9,7 @@ import numpy as np
 import predictors
 from predictors import adaptive
 
-sys.path.insert(0, str(Path(__file__).parent))
-import predictors_synth as synth  # noqa: E402
+from support import predictors_synth as synth  # noqa: E402
 
 
 def _pool(n: int = 160):

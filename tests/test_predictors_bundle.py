@@ -19,8 +19,7 @@ from predictors import bundle as bmod
 from predictors.estimators import BlendLatency, BoostedLatency, FlopsLinear, ForestLatency, SwitchLatency
 from predictors.fit import fit_bundles, read_datasets
 
-sys.path.insert(0, str(Path(__file__).parent))
-import predictors_synth as synth  # noqa: E402
+from support import predictors_synth as synth  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"flops_linear": FlopsLinear(), "gradient_boosting": BoostedLatency(n_estimators=40, max_depth=3),

@@ -10,8 +10,7 @@ import pytest
 
 from devprof.store import Dataset
 
-sys.path.insert(0, str(Path(__file__).parent))
-import predictors_synth as synth  # noqa: E402
+from support import predictors_synth as synth  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVPROF = [sys.executable, "-m", "devprof"]

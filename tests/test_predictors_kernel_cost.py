@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,7 @@ from predictors.features import KERNEL_TERMS, LINEAR_TERMS, kernel_stats
 from predictors.spectable import encode_specs
 from predictors.trees import ModelFormatError, compile_model, predict_with
 
-sys.path.insert(0, str(Path(__file__).parent))
-import predictors_synth as synth  # noqa: E402
+from support import predictors_synth as synth  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from report_browser import Browser, find_chromium
+from support.cli import ROOT
+from support.report_browser import Browser, find_chromium
 from devprof.report import build_report
 
 CHROMIUM = find_chromium()

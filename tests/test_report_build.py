@@ -12,8 +12,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-import report_synth as S
-from conftest import run_cli
+from support import report_synth as S
+from support.cli import run_cli
 from devprof.errors import DatasetError
 from devprof.report import build_document, build_report
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devprof.build.harness_build import build_batch, host_toolchain, vector_shape
+from devprof.artifacts.harness_build import build_batch, host_toolchain, vector_shape
 from devprof.records import KernelSpec, Sparsity
 from devprof.runtimes.harness import parse_harness_output
 from devprof.sparse.codegen import generate, pruned_weights

@@ -22,8 +22,8 @@ def register(app: typer.Typer) -> None:
         Profiling does not need this step (batches are built for each phone's ABI on the fly); it tells
         you before plugging a phone in that the cross toolchain works.
         """
-        from ..build.android import build_all
-        from ..build.toolchains import ABIS
+        from ..artifacts.android import build_all
+        from ..artifacts.toolchains import ABIS
         from ..errors import UsageError
 
         bad = [a for a in abi or () if a not in ABIS]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..build.tflite_writer import TFLiteGraph, same_pads
+from ..artifacts.tflite_writer import TFLiteGraph, same_pads
 from ..errors import UsageError
 
 _FUSED = {"relu": 1, "relu6": 3}

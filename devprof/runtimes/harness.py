@@ -1,7 +1,7 @@
 """`devprof-c`: generated C kernels run by the native harness, on any Device.
 
 A batch of specs becomes one harness binary plus one data file per kernel
-(devprof.sparse.codegen -> devprof.build.harness_build), staged with `Device.stage` and run with
+(devprof.sparse.codegen -> devprof.artifacts.harness_build), staged with `Device.stage` and run with
 ONE `Device.execute` call, so the same code serves `local` and phones over adb. The harness checks
 every kernel's output against the shipped reference before timing it and prints one JSON line per
 kernel; `parse_harness_output` turns those lines into results and never trusts them blindly.
@@ -148,7 +148,7 @@ class DevprofC(Runtime):
 
     def available(self, device: "Device") -> str | None:
         try:
-            from ..build.harness_build import toolchain_for
+            from ..artifacts.harness_build import toolchain_for
 
             tc = toolchain_for(device)
         except DevprofError as e:
@@ -163,8 +163,8 @@ class DevprofC(Runtime):
         return unsupported(spec)
 
     def info(self, device: "Device", threads: int) -> RuntimeInfo:
-        from ..build.harness_build import toolchain_for, vector_shape
-        from ..build.toolchains import _compiler_version
+        from ..artifacts.harness_build import toolchain_for, vector_shape
+        from ..artifacts.toolchains import _compiler_version
 
         tc = toolchain_for(device)
         vl, _ = vector_shape(tc)
@@ -174,7 +174,7 @@ class DevprofC(Runtime):
 
     def toolchain(self, device: "Device"):
         """The compiler for `device` (a seam: the OpenBLAS baseline adds its library)."""
-        from ..build.harness_build import toolchain_for
+        from ..artifacts.harness_build import toolchain_for
 
         return toolchain_for(device)
 
@@ -186,7 +186,7 @@ class DevprofC(Runtime):
 
     def measure(self, device: "Device", specs: Sequence[KernelSpec], threads: int,
                 protocol: Protocol) -> Iterator[Outcome]:
-        from ..build.harness_build import build_batch, vector_shape
+        from ..artifacts.harness_build import build_batch, vector_shape
         from .conditions import conditions_around, conditions_from
 
         started = time.time()

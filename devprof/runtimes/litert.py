@@ -10,8 +10,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..build import tflite_ops
-from ..build.reference import check_output, make_tensors, reference
+from ..artifacts import tflite_ops
+from .reference import check_output, make_tensors, reference
 from ..devices.base import Device
 from ..measure import BLOCK, Protocol
 from ..records import KernelSpec, RuntimeInfo

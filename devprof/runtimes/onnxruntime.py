@@ -5,8 +5,8 @@ import functools
 import time
 from typing import Callable, Iterator, Sequence
 
-from ..build import onnx_ops
-from ..build.reference import check_output, make_tensors, reference
+from ..artifacts import onnx_ops
+from .reference import check_output, make_tensors, reference
 from ..devices.base import Device
 from ..measure import BLOCK, Protocol
 from ..records import KernelSpec, RuntimeInfo

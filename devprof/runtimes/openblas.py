@@ -4,7 +4,7 @@ The same flow as `devprof-c` (one batch = one static harness binary, staged and 
 `Device.execute`, outputs checked before timing), with kernels that call a tuned vendor-grade
 GEMM instead of devprof's generated code: conv2d as im2col + GEMM, 1x1 conv and fc as one GEMM.
 Works on `local` and on phones of either ABI; the library is fetched once per ABI
-(devprof/build/openblas.py).
+(devprof/artifacts/openblas.py).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class OpenBLASGemm(DevprofC):
         why = super().available(device)
         if why:
             return why
-        from ..build import openblas
+        from ..artifacts import openblas
 
         try:
             openblas.fetch(device.abi)
@@ -34,24 +34,24 @@ class OpenBLASGemm(DevprofC):
         return None
 
     def supports(self, spec: KernelSpec) -> str | None:
-        from ..build.openblas import unsupported
+        from ..artifacts.openblas import unsupported
 
         return unsupported(spec)
 
     def toolchain(self, device: "Device"):
-        from ..build import openblas
-        from ..build.harness_build import toolchain_for
+        from ..artifacts import openblas
+        from ..artifacts.harness_build import toolchain_for
 
         return openblas.toolchain_with(toolchain_for(device), openblas.fetch(device.abi))
 
     def generate_kernel(self, spec: KernelSpec, variant: str, vl: int, regs: int, name: str):
-        from ..build.openblas import generate
+        from ..artifacts.openblas import generate
 
         return generate(spec, name)
 
     def info(self, device: "Device", threads: int) -> RuntimeInfo:
-        from ..build import openblas
-        from ..build.toolchains import _compiler_version
+        from ..artifacts import openblas
+        from ..artifacts.toolchains import _compiler_version
 
         blas = openblas.fetch(device.abi)
         tc = self.toolchain(device)

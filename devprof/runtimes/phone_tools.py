@@ -320,7 +320,7 @@ class TFLiteBenchmark(_PhoneTool):
     xnnpack = True
 
     def supports(self, spec: KernelSpec) -> str | None:
-        from ..build import tflite_ops
+        from ..artifacts import tflite_ops
 
         return tflite_ops.supports(spec)
 
@@ -330,8 +330,8 @@ class TFLiteBenchmark(_PhoneTool):
     def build_checked(self, spec: KernelSpec) -> tuple[bytes, str]:
         import numpy as np
 
-        from ..build import tflite_ops
-        from ..build.reference import check_output, make_tensors, reference
+        from ..artifacts import tflite_ops
+        from .reference import check_output, make_tensors, reference
         from .litert import LiteRT
 
         try:
@@ -375,7 +375,7 @@ class OrtPerfTest(_PhoneTool):
     ext = ".onnx"
 
     def supports(self, spec: KernelSpec) -> str | None:
-        from ..build import onnx_ops
+        from ..artifacts import onnx_ops
 
         return onnx_ops.supports(spec)
 
@@ -383,8 +383,8 @@ class OrtPerfTest(_PhoneTool):
         return RuntimeInfo(self.name, _tool_version(tool_path(self.tool)), threads, {"ep": "CPUExecutionProvider"})
 
     def build_checked(self, spec: KernelSpec) -> tuple[bytes, str]:
-        from ..build import onnx_ops
-        from ..build.reference import check_output, make_tensors, reference
+        from ..artifacts import onnx_ops
+        from .reference import check_output, make_tensors, reference
         from .onnxruntime import OnnxRuntime
 
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..build.reference import activation as _act
+from ..runtimes.reference import activation as _act
 from ..records import KernelSpec
 
 FULL_CHECK_MAX = 1 << 16

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..records import KernelSpec
-from .reference import Pads
+from ..runtimes.reference import Pads
 from .tflite_writer import FUSED, TFLiteGraph, same_pads
 
 SUPPORTED = ("conv2d", "dwconv2d", "pwconv", "fc", "maxpool", "avgpool", "global_avgpool", "add", "mul",

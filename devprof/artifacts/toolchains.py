@@ -6,7 +6,7 @@ Why static: a static binary needs nothing from the phone's bionic libc, so Debia
 used instead (bionic, ``-static`` too). A toolchain also says how to *run* its binaries on this
 machine (natively, or under ``qemu-aarch64-static``), so arm64 builds are checked here too.
 
-The harness build (devprof/build/harness_build.py) asks `toolchain_for(device)` which compiler to
+The harness build (devprof/artifacts/harness_build.py) asks `toolchain_for(device)` which compiler to
 use; its cache key includes `Toolchain.key`, so a compiler or flag change rebuilds.
 """
 from __future__ import annotations

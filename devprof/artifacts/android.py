@@ -7,7 +7,7 @@ self-test batch (one kernel per sparsity scheme, plus dense and CSR baselines) f
 runs each build here (natively, or under ``qemu-aarch64-static``: its timings mean nothing, its
 answers do), and compares the outputs across ABIs.
 
-``python -m devprof.build.android [--abi arm64-v8a] [--out DIR] [--no-check]`` or
+``python -m devprof.artifacts.android [--abi arm64-v8a] [--out DIR] [--no-check]`` or
 ``devprof build-harness`` does it in one command.
 """
 from __future__ import annotations
@@ -155,7 +155,7 @@ def build_all(abis: Sequence[str] = ABIS, out: Path | None = None, check: bool =
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m devprof.build.android", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m devprof.artifacts.android", description=__doc__.splitlines()[0])
     ap.add_argument("--abi", action="append", choices=ABIS, help="ABI to build (repeatable; default: all)")
     ap.add_argument("--out", type=Path, help="copy each build to OUT/<abi>/")
     ap.add_argument("--no-check", action="store_true", help="build only; do not run the builds here")
