@@ -1,6 +1,6 @@
 """Host-side faults injected for real: signals at random points, a full disk, two writers at once.
 
-Each test drives the real `devprof profile` in subprocesses (bench/faultkit.py) and then reads the
+Each test drives the real `devprof profile` in subprocesses (tests/support/faultkit.py) and then reads the
 dataset as a user would. bench/soak.py and `bench/fuzz.py` run the same checks many more times.
 """
 from __future__ import annotations

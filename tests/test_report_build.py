@@ -1,6 +1,6 @@
 """`devprof report`: every section from realistic datasets, graceful gaps, Markdown, bad input.
 
-Datasets are built with the record model (tests/report_synth.py) and written through the real
+Datasets are built with the record model (tests/support/report_synth.py) and written through the real
 store; bundles are fitted and published by the real `predictors` code. Nothing of devprof is mocked.
 """
 from __future__ import annotations

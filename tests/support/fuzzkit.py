@@ -361,7 +361,7 @@ class _Tripwire(Exception):
 
 @functools.lru_cache(None)
 def _bundle_seed() -> tuple[Path, dict[str, bytes]]:
-    """Publish one small bundle from synthetic records (tests/predictors_synth.py)."""
+    """Publish one small bundle from synthetic records (tests/support/predictors_synth.py)."""
     from support import predictors_synth as synth
     from predictors.estimators import FlopsLinear, ForestLatency
     from predictors.fit import fit_bundles, read_datasets
