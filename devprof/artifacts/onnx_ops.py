@@ -201,3 +201,35 @@ def build_qdq_model(spec: KernelSpec, qk):
 
 def output_to_nhwc(spec: KernelSpec, y: np.ndarray) -> np.ndarray:
     return y if spec.op == "fc" else y.transpose(0, 2, 3, 1)
+
+
+#: Scale inputs (by position) of the ONNX ops that carry quantization scales.
+_SCALE_INPUTS = {"QuantizeLinear": (1,), "DequantizeLinear": (1,), "QLinearConv": (1, 4, 6),
+                 "QLinearMatMul": (1, 4, 6), "QLinearAdd": (1, 4, 6), "QLinearMul": (1, 4, 6), "QGemm": (1, 4, 6)}
+
+
+def qdq_scale_problem(model) -> str | None:
+    """None when every constant quantization scale of `model` is positive and finite, else one line
+    naming the first node whose scale is not (a zero scale divides by zero in every runtime)."""
+    from onnx import helper, numpy_helper
+
+    consts = {t.name: t for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = helper.get_attribute_value(n.attribute[0])
+    for n in model.graph.node:
+        for i in _SCALE_INPUTS.get(n.op_type, ()):
+            name = n.input[i] if i < len(n.input) else ""
+            if name not in consts:
+                continue  # computed at run time (dynamic quantization): nothing to check here
+            try:
+                scale = numpy_helper.to_array(consts[name]).astype(np.float64)
+            except Exception:  # not a numeric tensor: the checker's business
+                continue
+            bad = ~np.isfinite(scale) | (scale <= 0)
+            if bad.any():
+                what = "per-tensor scale" if scale.size == 1 else f"{int(bad.sum())} of {scale.size} per-channel scales"
+                value = float(scale.ravel()[np.argmax(bad.ravel())])
+                return (f"{n.op_type} node {n.name or n.output[0]!r} has {what} {value:g} (tensor {name!r}): "
+                        "quantization scales must be positive and finite")
+    return None
