@@ -108,6 +108,21 @@ class Int8ActivationsOnnxRuntime(OnnxRuntime):
     act_dtype = "int8"
 
 
+class FullRangeOnnxRuntime(OnnxRuntime):
+    """8-bit weights whatever the CPU: on x86 without VNNI, MLAS's u8 x s8 products saturate."""
+
+    def weight_qmax(self):
+        return 127
+
+
+@pytest.mark.skipif(not hostcpu.x86_without_vnni(), reason="the saturation is specific to x86 without VNNI")
+def test_full_range_weights_saturate_ort_u8s8_without_vnni_and_the_check_sees_it():
+    spec = KernelSpec("conv2d", 1, 16, 16, 32, 64, 3, 3, 1, 1, dtype="int8")
+    call, kernels, bad = FullRangeOnnxRuntime().checked(spec, 1)
+    assert call is None and "QLinearConv" in kernels and "LSB" in bad
+    assert OnnxRuntime().checked(spec, 1)[0] is not None  # 7-bit weights: exact
+
+
 def test_wrong_or_unfused_int8_models_are_refused():
     spec = INT8[0]
     call, _, bad = WrongInt8OnnxRuntime().checked(spec, 1)

@@ -89,10 +89,14 @@ class OnnxRuntime(Runtime):
         """The single-op model and its feeds (a seam: a subclass may build differently)."""
         return onnx_ops.build_model(spec, tensors)
 
+    def weight_qmax(self) -> int:
+        """127; 63 (7-bit weights, ORT's `reduce_range`) on x86 without VNNI, where MLAS's u8 x s8
+        kernels add pairs of products in saturating 16-bit lanes and full-range weights overflow."""
+        return WEIGHT_QMAX_7BIT if hostcpu.x86_without_vnni() else WEIGHT_QMAX
+
     def build_int8(self, spec: KernelSpec, tensors: dict):
         """(model, feeds, quantized tensors) of an int8 spec: QDQ, uint8 activations."""
-        qmax = WEIGHT_QMAX_7BIT if hostcpu.x86_without_vnni() else WEIGHT_QMAX
-        qk = quantize_kernel(spec, tensors, self.act_dtype, qmax)
+        qk = quantize_kernel(spec, tensors, self.act_dtype, self.weight_qmax())
         model, feeds = onnx_ops.build_qdq_model(spec, qk)
         return model, feeds, qk
 
