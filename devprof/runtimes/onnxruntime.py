@@ -107,7 +107,7 @@ class OnnxRuntime(Runtime):
                                     providers=["CPUExecutionProvider"])
 
     def checked(self, spec: KernelSpec, threads: int) -> tuple[Callable[[], object] | None, str, str]:
-        """Build and check one kernel: (the call to time, kernels that ran, "") or (None, "", why not)."""
+        """Build and check one kernel: (the call to time, kernels that ran, "") or (None, kernels, why not)."""
         why = self.supports(spec)
         if why:
             return None, "", why

@@ -11,10 +11,12 @@ requantization's clamp, which is how quantized runtimes fuse them.
 
 `reference_q` computes the kernel in integers: (x_q - x_zp) times w_q summed exactly, plus b_q,
 then requantized: y_q = y_zp + round(acc * x_scale * w_scale[c] / y_scale), clamped to the
-activation's range. The rounding mode is a parameter (`ROUNDINGS`): runtimes differ (ONNX
-Runtime's MLAS and XNNPACK requantize in fp32 and round half to even; TFLite's builtin kernels
-use gemmlowp's fixed-point multiplier, rounding half away from zero), and none multiplies by the
-exact real scale, so the check allows `TOLERANCES["int8"]` (one step of the output's scale).
+activation's range. The rounding mode is a parameter (`ROUNDINGS`) because runtimes differ:
+ONNX Runtime's MLAS and XNNPACK's QS8 kernels requantize in fp32 and round half to even (on
+requantizations that hit exact halves they match `half_even` bit for bit, tests/test_quantized.py);
+TFLite's builtin kernels use a fixed-point multiplier that matches no plain rule on such ties. An
+fp32 or fixed-point multiplier is not the exact real scale either, so the check allows
+`reference.TOLERANCES["int8"]` (one step of the output's scale).
 """
 from __future__ import annotations
 
