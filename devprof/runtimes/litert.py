@@ -41,7 +41,10 @@ def ran_kernels(it) -> list[tuple[str, bool]]:
     """(op name, taken by a delegate) for each op of the model, read from the interpreter after
     delegation: an op was delegated when each tensor it produces leaves a DELEGATE node or is
     consumed only by delegated ops (a tensor a builtin hands to a delegate is that node's input)."""
-    ops = it._get_ops_details()
+    details = getattr(it, "_get_ops_details", None)  # the interpreter's own (private) op listing
+    if details is None:
+        return []
+    ops = details()
     delegates = [o for o in ops if o["op_name"] == "DELEGATE"]
     plain = [o for o in ops if o["op_name"] != "DELEGATE"]
     d_out = {int(t) for d in delegates for t in d["outputs"]}
