@@ -168,6 +168,11 @@ def profile(
         help="Prune sparse kernels from weight draw N (another seeded random dense tensor; 0 = the usual one). "
              "Which weights survive moves a few-channel sparse layer's time by 10-30%: campaigns of several "
              "draws, into separate --out folders, give the lookup table the median over draws."),
+    dtype: Optional[str] = typer.Option(
+        None, "--dtype", metavar="DTYPE",
+        help="Measure every kernel of the suite in this data type, whatever the suite says: fp32, fp16 or "
+             "int8. int8: quantized single-op models (ORT QDQ, full-integer LiteRT, XNNPACK QS8); fp16: "
+             "LiteRT on CPUs with fp16 arithmetic (ARMv8.2). See docs/suites.md."),
 ) -> None:
     """Measure a suite's kernels on a device and save them into a dataset (Parquet).
 
@@ -182,7 +187,8 @@ def profile(
       devprof profile --device S20 --cores big --suite sparse-sweep\n
       devprof profile -s predictor-train --retry-noisy data/train --out data/train-retry\n
       devprof profile -s predictor-train --retry-noisy data/train --min-steady 2 --out data/train-r2\n
-      devprof profile -s sparse-train -r devprof-c --where 'op=pwconv,cout<=32' --draw 1 --out data/st-d1
+      devprof profile -s sparse-train -r devprof-c --where 'op=pwconv,cout<=32' --draw 1 --out data/st-d1\n
+      devprof profile --suite smoke --dtype int8 --out data/smoke-int8
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -192,6 +198,9 @@ def profile(
     from .suites import load_suite
 
     device_names = list(device) if device else [os.environ.get("DEVPROF_DEVICE") or "local"]
+    if dtype is not None and (space is not None or adaptive or len(device_names) > 1 or all_matching
+                              or len(adb_server or []) > 1):
+        raise UsageError("--dtype applies to a kernel suite on one device: not with --space, --adaptive or a farm")
     if (where is not None or draw) and (space is not None or adaptive or model or len(device_names) > 1
                                         or all_matching or len(adb_server or []) > 1):
         raise UsageError("--where and --draw choose among a kernel suite's kernels on one device: not with "
@@ -219,6 +228,8 @@ def profile(
         s = _select(s, where, draw)
     if len(device_names) == 1 and not all_matching and len(servers) <= 1:
         dev = resolve_device(device_names[0], adb_server=servers[0] if servers else None)
+    if dtype is not None:  # suite-wide data type (devprof.suites.select.with_dtype)
+        s = _with_dtype(s, dtype, dev, model)
     names = list(runtime) if runtime else default_runtimes(dev, s.runtimes)
     proto = (Protocol.quick() if quick else Protocol()).with_cpus(dev.resolve_cores(cores))
     if (min_steady > 1 or max_spread is not None or max_records is not None) and not retry_noisy:
@@ -313,6 +324,25 @@ def _select(s, where: str | None, draw: int):
     if s.specs and not specs:
         raise UsageError(f"--where {where!r}: none of the {len(s.specs)} kernels of suite {s.name} meets it")
     return dataclasses.replace(s, specs=specs)
+
+
+def _with_dtype(s, dtype: str, dev, model: str | None):
+    """The suite with every kernel in `dtype` (--dtype); one-line errors for what cannot be done."""
+    import dataclasses
+
+    from .suites.select import check_dtype, with_dtype
+
+    check_dtype(dtype, "--dtype")
+    if model or s.models:
+        raise UsageError("--dtype applies to kernel suites so far, not to whole models (--model, or a suite's model "
+                         "entries)")
+    if dtype == "fp16" and dev.in_process:
+        from .runtimes.hostcpu import fp16_arithmetic
+
+        why = fp16_arithmetic()
+        if why:
+            raise UsageError(f"--dtype fp16: {why}")
+    return dataclasses.replace(s, specs=with_dtype(s.specs, dtype))
 
 
 def _add_summaries(a, b):

@@ -4,6 +4,13 @@ ONNX activations are NCHW: the model takes the spec's NHWC input transposed, and
 output is transposed back before it is checked against the NHWC numpy reference. The activation
 is a separate node right after the op, which ONNX Runtime fuses into Conv/Gemm as it would in a
 real model.
+
+int8 specs become QDQ models (`build_qdq_model`), the form ONNX Runtime's quantizer writes:
+uint8 activations and int8 per-channel weights enter through DequantizeLinear, the float op
+computes, QuantizeLinear gives the uint8 output; ORT's graph optimiser fuses each such group into
+an integer kernel (QLinearConv, QGemm, QLinearAdd...), which `runtimes.onnxruntime` verifies from
+ORT's profile. A ReLU/ReLU6 stays a node before the QuantizeLinear: with the output's zero point
+at 0 (and its range within 6) ORT folds it into the requantization, as it does in real models.
 """
 from __future__ import annotations
 
@@ -21,8 +28,13 @@ def supports(spec: KernelSpec) -> str | None:
         return f"no single-op ONNX model for {spec.op}"
     if spec.sparsity.scheme != "dense":
         return "ONNX Runtime runs dense kernels only (sparse schemes run in devprof-c)"
-    if spec.dtype != "fp32":
-        return "only fp32 single-op models so far"
+    if spec.dtype == "fp16":
+        return ("fp16 is not measured on ONNX Runtime: its CPU execution provider casts fp16 Conv/Gemm to "
+                "fp32 and back (no fp16 arithmetic); fp16 kernels run on litert")
+    if spec.dtype == "int8":
+        from ..runtimes.quantize import supports_int8
+
+        return supports_int8(spec)
     if spec.activation == "prelu":
         return "prelu needs a slope tensor"
     return None
@@ -116,5 +128,108 @@ def build_model(spec: KernelSpec, tensors: dict[str, np.ndarray]):
     return model, feeds
 
 
+#: The ONNX op of each int8 spec's float core (between DequantizeLinear and QuantizeLinear).
+_QDQ_CORE = {"conv2d": "Conv", "dwconv2d": "Conv", "pwconv": "Conv", "fc": "Gemm", "maxpool": "MaxPool",
+             "avgpool": "AveragePool", "global_avgpool": "GlobalAveragePool", "add": "Add", "mul": "Mul"}
+_ONNX_TYPE = {"uint8": 2, "int8": 3}  # TensorProto.UINT8, INT8
+
+
+def build_qdq_model(spec: KernelSpec, qk):
+    """Return (ModelProto, feeds) for an int8 spec in QDQ form from its quantized tensors
+    (`runtimes.quantize.QKernel`, usually with uint8 activations); feeds are NCHW integers."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    def const(name: str, arr) -> None:
+        inits.append(numpy_helper.from_array(np.asarray(arr), name))
+
+    def dq(src: str, qp, dst: str) -> None:
+        const(f"{src}_scale", np.float32(qp.scale))
+        const(f"{src}_zp", np.array(qp.zero_point, qp.np_dtype))
+        nodes.append(helper.make_node("DequantizeLinear", [src, f"{src}_scale", f"{src}_zp"], [dst]))
+
+    op = spec.op
+    nodes: list = []
+    inits: list = []
+    feeds: dict[str, np.ndarray] = {}
+    names = ["x", "y"] if op in ("add", "mul") else ["x"]
+    for k in names:
+        q = qk.inputs[k]
+        feeds[f"{k}_q"] = q if op == "fc" else np.ascontiguousarray(q.transpose(0, 3, 1, 2))
+        dq(f"{k}_q", qk.in_params[k], f"{k}_f")
+    core_in = [f"{k}_f" for k in names]
+    attrs: dict = {}
+    if qk.w_q is not None:
+        w = qk.w_q if op == "fc" else np.ascontiguousarray(qk.w_q.transpose(0, 3, 1, 2))  # OHWI -> OIHW
+        const("w_q", w)
+        const("w_scale", qk.w_scale)
+        const("w_zp", np.zeros(len(qk.w_scale), np.int8))
+        nodes.append(helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zp"], ["w_f"], axis=0))
+        const("b_q", qk.b_q)
+        const("b_scale", qk.b_scale)
+        const("b_zp", np.zeros(len(qk.b_scale), np.int32))
+        nodes.append(helper.make_node("DequantizeLinear", ["b_q", "b_scale", "b_zp"], ["b_f"], axis=0))
+        core_in += ["w_f", "b_f"]
+    p = spec.padding
+    if op in ("conv2d", "dwconv2d", "pwconv"):
+        attrs = dict(kernel_shape=[spec.kh, spec.kw], strides=[spec.stride] * 2, pads=[p] * 4, group=spec.groups,
+                     dilations=[spec.dilation] * 2)
+    elif op == "fc":
+        attrs = dict(transB=1)
+    elif op in ("maxpool", "avgpool"):
+        attrs = dict(kernel_shape=[spec.kh, spec.kw], strides=[spec.stride] * 2, pads=[p] * 4)
+    core_out = "out_f" if spec.activation == "none" else "pre"
+    nodes.append(helper.make_node(_QDQ_CORE[op], core_in, [core_out], **attrs))
+    if spec.activation != "none":
+        nodes.extend(_act_nodes(helper, spec.activation, "pre", "out_f"))
+        if spec.activation == "relu6":
+            const("clip_min", np.float32(0))
+            const("clip_max", np.float32(6))
+    const("out_scale", np.float32(qk.out.scale))
+    const("out_zp", np.array(qk.out.zero_point, qk.out.np_dtype))
+    nodes.append(helper.make_node("QuantizeLinear", ["out_f", "out_scale", "out_zp"], ["out"]))
+    et = _ONNX_TYPE[qk.act_dtype]
+    inputs = [helper.make_tensor_value_info(k, et, list(v.shape)) for k, v in feeds.items()]
+    oshape = [spec.n, spec.cout] if op == "fc" else [spec.n, spec.cout, spec.out_h, spec.out_w]
+    graph = helper.make_graph(nodes, f"devprof_{spec.id}", inputs, [helper.make_tensor_value_info("out", et, oshape)],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="devprof")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model, feeds
+
+
 def output_to_nhwc(spec: KernelSpec, y: np.ndarray) -> np.ndarray:
     return y if spec.op == "fc" else y.transpose(0, 2, 3, 1)
+
+
+#: Scale inputs (by position) of the ONNX ops that carry quantization scales.
+_SCALE_INPUTS = {"QuantizeLinear": (1,), "DequantizeLinear": (1,), "QLinearConv": (1, 4, 6),
+                 "QLinearMatMul": (1, 4, 6), "QLinearAdd": (1, 4, 6), "QLinearMul": (1, 4, 6), "QGemm": (1, 4, 6)}
+
+
+def qdq_scale_problem(model) -> str | None:
+    """None when every constant quantization scale of `model` is positive and finite, else one line
+    naming the first node whose scale is not (a zero scale divides by zero in every runtime)."""
+    from onnx import helper, numpy_helper
+
+    consts = {t.name: t for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = helper.get_attribute_value(n.attribute[0])
+    for n in model.graph.node:
+        for i in _SCALE_INPUTS.get(n.op_type, ()):
+            name = n.input[i] if i < len(n.input) else ""
+            if name not in consts:
+                continue  # computed at run time (dynamic quantization): nothing to check here
+            try:
+                scale = numpy_helper.to_array(consts[name]).astype(np.float64)
+            except Exception:  # not a numeric tensor: the checker's business
+                continue
+            bad = ~np.isfinite(scale) | (scale <= 0)
+            if bad.any():
+                what = "per-tensor scale" if scale.size == 1 else f"{int(bad.sum())} of {scale.size} per-channel scales"
+                value = float(scale.ravel()[np.argmax(bad.ravel())])
+                return (f"{n.op_type} node {n.name or n.output[0]!r} has {what} {value:g} (tensor {name!r}): "
+                        "quantization scales must be positive and finite")
+    return None

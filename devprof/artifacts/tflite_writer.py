@@ -1,8 +1,9 @@
 """Write .tflite flatbuffers with the schema that ai-edge-litert ships (no TensorFlow needed).
 
 `TFLiteGraph` is a tiny graph builder over the schema's object API: add constant or activation
-tensors, add builtin operators, `finish()` to bytes. Single-op kernels (`tflite_ops`) and whole
-models exported by devprof use it alike.
+tensors (float32/16, int8/uint8/int32, with quantization parameters), add builtin operators,
+`finish()` to bytes (with metadata entries such as `reduced_precision_support`). Single-op
+kernels (`tflite_ops`) and whole models exported by devprof use it alike.
 """
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-_TYPES = {np.dtype(np.float32): 0, np.dtype(np.int32): 2}  # TensorType FLOAT32, INT32
+#: numpy dtype -> schema TensorType (FLOAT32, FLOAT16, INT32, UINT8, INT64, INT8)
+_TYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.int32): 2, np.dtype(np.uint8): 3,
+          np.dtype(np.int64): 4, np.dtype(np.int8): 9}
 
 
 def _schema():
@@ -28,17 +31,28 @@ class TFLiteGraph:
         self.buffers = [s.BufferT()]  # buffer 0: the empty sentinel every model starts with
         self.tensors: list[Any] = []
         self.ops: list[Any] = []
-        self.opcodes: dict[int, int] = {}
+        self.opcodes: dict[tuple[int, int], int] = {}  # (builtin code, version) -> operator code index
         self.codes: list[Any] = []
 
     def tensor(self, name: str, shape: Sequence[int], data: np.ndarray | None = None,
-               dtype: Any = np.float32) -> int:
-        """Add a tensor (a constant when `data` is given); return its index."""
+               dtype: Any = np.float32, quant: tuple | None = None) -> int:
+        """Add a tensor (a constant when `data` is given); return its index.
+
+        `quant` = (scales, zero_points, axis): affine quantization parameters, one per tensor or
+        one per slice along `axis` (per-channel weights).
+        """
         t = self.s.TensorT()
         t.name = name
         t.shape = [int(d) for d in shape]
         t.type = _TYPES[np.dtype(dtype if data is None else data.dtype)]
         t.buffer = 0
+        if quant is not None:
+            scales, zps, axis = quant
+            q = self.s.QuantizationParametersT()
+            q.scale = [float(v) for v in np.atleast_1d(scales)]
+            q.zeroPoint = [int(v) for v in np.atleast_1d(zps)]
+            q.quantizedDimension = int(axis)
+            t.quantization = q
         if data is not None:
             b = self.s.BufferT()
             b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), dtype=np.uint8)
@@ -48,19 +62,23 @@ class TFLiteGraph:
         return len(self.tensors) - 1
 
     def op(self, builtin: str, inputs: Sequence[int], outputs: Sequence[int], options: str | None = None,
-           **fields: Any) -> None:
-        """Add a builtin operator; `options` names its options table (e.g. "Conv2DOptions")."""
+           version: int = 1, **fields: Any) -> None:
+        """Add a builtin operator; `options` names its options table (e.g. "Conv2DOptions").
+
+        `version` is the operator version a converter would write (it names the op's semantics:
+        int8 CONV_2D is version 3, fp16-weight DEQUANTIZE version 3...); runtimes dispatch on it.
+        """
         s = self.s
         code = getattr(s.BuiltinOperator, builtin)
-        if code not in self.opcodes:
+        if (code, version) not in self.opcodes:
             oc = s.OperatorCodeT()
             oc.builtinCode = code
             oc.deprecatedBuiltinCode = min(code, 127)
-            oc.version = 1
+            oc.version = version
             self.codes.append(oc)
-            self.opcodes[code] = len(self.codes) - 1
+            self.opcodes[(code, version)] = len(self.codes) - 1
         o = s.OperatorT()
-        o.opcodeIndex = self.opcodes[code]
+        o.opcodeIndex = self.opcodes[(code, version)]
         o.inputs = list(inputs)
         o.outputs = list(outputs)
         if options:
@@ -71,10 +89,20 @@ class TFLiteGraph:
             o.builtinOptions = opts
         self.ops.append(o)
 
-    def finish(self, inputs: Sequence[int], outputs: Sequence[int]) -> bytes:
+    def finish(self, inputs: Sequence[int], outputs: Sequence[int],
+               metadata: dict[str, bytes] | None = None) -> bytes:
+        """The model as flatbuffer bytes; `metadata` entries are stored as named buffers."""
         import flatbuffers
 
         s = self.s
+        entries = []
+        for key, value in (metadata or {}).items():
+            b = s.BufferT()
+            b.data = np.frombuffer(bytes(value), dtype=np.uint8)
+            self.buffers.append(b)
+            e = s.MetadataT()
+            e.name, e.buffer = key, len(self.buffers) - 1
+            entries.append(e)
         sg = s.SubGraphT()
         sg.tensors, sg.operators, sg.inputs, sg.outputs, sg.name = self.tensors, self.ops, list(inputs), list(outputs), "main"
         m = s.ModelT()
@@ -83,6 +111,8 @@ class TFLiteGraph:
         m.operatorCodes = self.codes
         m.subgraphs = [sg]
         m.buffers = self.buffers
+        if entries:
+            m.metadata = entries
         b = flatbuffers.Builder(1024)
         b.Finish(m.Pack(b), file_identifier=b"TFL3")
         return bytes(b.Output())

@@ -111,6 +111,11 @@ def load_onnx(src: Any):
         if not m.graph.node:
             raise ValueError("the graph has no nodes")
         onnx.checker.check_model(m)
+        from ..artifacts.onnx_ops import qdq_scale_problem  # a QDQ model's scales (int8, issue 27)
+
+        bad = qdq_scale_problem(m)
+        if bad:
+            raise UsageError(f"{src if isinstance(src, (str, os.PathLike)) else 'model'}: {bad}")
     except UsageError:
         raise
     except Exception as e:  # protobuf DecodeError, checker errors...

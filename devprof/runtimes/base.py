@@ -29,6 +29,9 @@ class Outcome:
     harness_version: str = ""
     started_at: float = 0.0
     finished_at: float = 0.0
+    #: The runtime's own kernels that computed it, where the runtime reports them (ORT's profile:
+    #: "QLinearConv"; LiteRT: "CONV_2D:xnnpack"); "" when not read. Not yet stored in records.
+    kernel: str = ""
 
     @property
     def ok(self) -> bool:

@@ -2,16 +2,26 @@
 
 Two variants, recorded as different runtimes: `litert` (XNNPACK delegate, what apps get by
 default) and `litert-builtin` (TFLite's own builtin kernels, no delegate).
+
+int8 specs run as full-integer models (int8 activations: XNNPACK's QS8 kernels, which
+requantize in fp32 and round half to even, exactly as the integer reference does). fp16 specs
+run as fp16-weight models that XNNPACK computes in fp16 where the CPU has fp16 arithmetic
+(`hostcpu.fp16_arithmetic`); elsewhere they are refused rather than timed as the fp32 kernel
+they would be. Which kernels ran — XNNPACK or a builtin, per op — is read from the interpreter
+after delegation and reported with the outcome (`Outcome.kernel`).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from ..artifacts import tflite_ops
-from .reference import check_output, make_tensors, reference
+from . import hostcpu
+from .quantize import quantize_kernel, reference_q
+from .reference import check_output, fp16_tensors, make_tensors, reference
 from ..devices.base import Device
 from ..measure import BLOCK, Protocol
 from ..records import KernelSpec, RuntimeInfo
@@ -27,10 +37,46 @@ def _litert_version() -> str:
         return "unknown"
 
 
+def ran_kernels(it) -> list[tuple[str, bool]]:
+    """(op name, taken by a delegate) for each op of the model, read from the interpreter after
+    delegation: an op was delegated when each tensor it produces leaves a DELEGATE node or is
+    consumed only by delegated ops (a tensor a builtin hands to a delegate is that node's input)."""
+    details = getattr(it, "_get_ops_details", None)  # the interpreter's own (private) op listing
+    if details is None:
+        return []
+    ops = details()
+    delegates = [o for o in ops if o["op_name"] == "DELEGATE"]
+    plain = [o for o in ops if o["op_name"] != "DELEGATE"]
+    d_out = {int(t) for d in delegates for t in d["outputs"]}
+    d_in = {int(t) for d in delegates for t in d["inputs"]}
+    taken: set[int] = set()
+    for o in reversed(plain):  # ops are in execution order: consumers come later
+        ok = bool(delegates)
+        for t in map(int, o["outputs"]):
+            consumers = [c for c in plain if t in set(map(int, c["inputs"]))]
+            if t in d_out:
+                continue
+            if t in d_in or not consumers or any(c["index"] not in taken for c in consumers):
+                ok = False
+        if ok:
+            taken.add(o["index"])
+    return [(o["op_name"], o["index"] in taken) for o in plain]
+
+
+def computed_in_fp16(y: np.ndarray) -> bool:
+    """True when every output value is an fp16 number: what an fp16 computation returns, and what
+    an fp32 one practically never does over more than a handful of values."""
+    y = np.asarray(y, np.float32)
+    return bool(np.array_equal(y, y.astype(np.float16).astype(np.float32)))
+
+
 class LiteRT(Runtime):
     name = "litert"
     xnnpack = True
     batch_size = BLOCK  # kernels whose rounds alternate (devprof.measure); an interrupt loses at most these
+    #: How the int8 kernels requantize: XNNPACK's QS8 (fp32, half to even); TFLite's builtin kernels
+    #: use a fixed-point multiplier, within the stated 1 LSB of it.
+    rounding = "half_even"
 
     def available(self, device: Device) -> str | None:
         if not device.in_process:
@@ -38,7 +84,13 @@ class LiteRT(Runtime):
         return None
 
     def supports(self, spec: KernelSpec) -> str | None:
-        return tflite_ops.supports(spec)
+        why = tflite_ops.supports(spec)
+        if why or spec.dtype != "fp16":
+            return why
+        if not self.xnnpack:
+            return "fp16: TFLite's builtin kernels compute fp16-weight models in fp32 (XNNPACK computes in fp16)"
+        why = hostcpu.fp16_arithmetic()
+        return f"fp16: {why}" if why else None
 
     def info(self, device: Device, threads: int) -> RuntimeInfo:
         return RuntimeInfo(self.name, _litert_version(), threads, {"xnnpack": self.xnnpack})
@@ -51,30 +103,57 @@ class LiteRT(Runtime):
         it.allocate_tensors()
         return it
 
+    def build(self, spec: KernelSpec):
+        """(model bytes, feeds, expected output) for any dtype: the output the check compares with
+        is the float64 reference, or for int8 the integer reference."""
+        tensors = make_tensors(spec)
+        if spec.dtype == "int8":
+            qk = quantize_kernel(spec, tensors, "int8")
+            model, feeds, pads = tflite_ops.build_int8_model(spec, qk)
+            return model, feeds, reference_q(qk, pads, self.rounding)
+        if spec.dtype == "fp16":
+            tensors = fp16_tensors(tensors)  # the model holds these values exactly
+        model, feeds, pads = tflite_ops.build_model(spec, tensors)
+        return model, feeds, reference(spec, tensors, pads)
+
+    def checked(self, spec: KernelSpec, threads: int) -> tuple[Callable[[], object] | None, str, str]:
+        """Build and check one kernel: (the call to time, kernels that ran, "") or (None, kernels, why not)."""
+        why = self.supports(spec)
+        if why:
+            return None, "", why
+        model, feeds, want = self.build(spec)
+        it = self.interpreter(model, threads)
+        for d, arr in zip(it.get_input_details(), feeds.values()):
+            it.set_tensor(d["index"], np.ascontiguousarray(arr, dtype=d["dtype"]))
+        it.invoke()
+        y = it.get_tensor(it.get_output_details()[0]["index"]).copy()
+        kernels = ",".join(f"{op}:{'xnnpack' if taken else 'builtin'}" for op, taken in ran_kernels(it)
+                           if op != "DEQUANTIZE")
+        if spec.dtype == "fp16":
+            if not computed_in_fp16(y):
+                return None, kernels, "fp16: XNNPACK computed the fp16 model in fp32 on this CPU"
+            kernels += " fp16"
+        bad = check_output(spec, y, want)
+        return (None, kernels, bad) if bad else (it.invoke, kernels, "")
+
     def measure(self, device: Device, specs: Sequence[KernelSpec], threads: int,
                 protocol: Protocol) -> Iterator[Outcome]:
         ready: list[tuple[KernelSpec, Callable[[], object], float]] = []
+        kernels: dict[str, str] = {}
         for spec in specs:
             started = time.time()
             try:
-                tensors = make_tensors(spec)
-                model, feeds, pads = tflite_ops.build_model(spec, tensors)
-                it = self.interpreter(model, threads)
-                details = it.get_input_details()
-                for d, arr in zip(details, feeds.values()):
-                    it.set_tensor(d["index"], np.ascontiguousarray(arr, dtype=np.float32))
-                it.invoke()
-                y = it.get_tensor(it.get_output_details()[0]["index"]).copy()
+                call, kernels[spec.id], bad = self.checked(spec, threads)
             except Exception as e:  # this kernel failed, not the run
-                yield Outcome(spec, error=f"{self.name} failed: {str(e).splitlines()[0][:300]}", started_at=started,
-                              finished_at=time.time())
+                why = (str(e).splitlines() or [type(e).__name__])[0][:300]
+                yield Outcome(spec, error=f"{self.name} failed: {why}", started_at=started, finished_at=time.time())
                 continue
-            bad = check_output(spec, y, reference(spec, tensors, pads))
-            if bad:
-                yield Outcome(spec, error=bad, started_at=started, finished_at=time.time())
+            if call is None:
+                yield Outcome(spec, error=bad, started_at=started, finished_at=time.time(), kernel=kernels[spec.id])
                 continue
-            ready.append((spec, it.invoke, started))
-        yield from timed_outcomes(device, ready, protocol, self.name)
+            ready.append((spec, call, started))
+        for o in timed_outcomes(device, ready, protocol, self.name):
+            yield dataclasses.replace(o, kernel=kernels.get(o.spec.id, ""))
 
 
 class LiteRTBuiltin(LiteRT):

@@ -322,7 +322,7 @@ class TFLiteBenchmark(_PhoneTool):
     def supports(self, spec: KernelSpec) -> str | None:
         from ..artifacts import tflite_ops
 
-        return tflite_ops.supports(spec)
+        return _fp32_only(self.name, spec) or tflite_ops.supports(spec)
 
     def info(self, device: Device, threads: int) -> RuntimeInfo:
         return RuntimeInfo(self.name, _tool_version(tool_path(self.tool)), threads, {"xnnpack": self.xnnpack})
@@ -377,7 +377,7 @@ class OrtPerfTest(_PhoneTool):
     def supports(self, spec: KernelSpec) -> str | None:
         from ..artifacts import onnx_ops
 
-        return onnx_ops.supports(spec)
+        return _fp32_only(self.name, spec) or onnx_ops.supports(spec)
 
     def info(self, device: Device, threads: int) -> RuntimeInfo:
         return RuntimeInfo(self.name, _tool_version(tool_path(self.tool)), threads, {"ep": "CPUExecutionProvider"})
@@ -415,6 +415,14 @@ class OrtPerfTest(_PhoneTool):
         if not samples[warm:]:
             raise ToolOutputError("ORT profile holds no timed run")
         return _measurement("onnxruntime_perf_test", samples[warm:], warm, 1)
+
+
+def _fp32_only(tool: str, spec: KernelSpec) -> str | None:
+    """Phone tools time fp32 single-op models only so far (int8 and fp16 models are checked on the
+    host by the local runtimes; their phone runs come with devprof's int8 kernels)."""
+    if spec.dtype != "fp32":
+        return f"{tool} times fp32 models only so far, not {spec.dtype}"
+    return None
 
 
 def _measurement(tool: str, samples: Sequence[float], warmups: int, number: int) -> Measurement:

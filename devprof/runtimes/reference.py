@@ -2,7 +2,9 @@
 
 Every runtime's output is compared with `reference(spec, tensors)` once before it is timed; a
 kernel that disagrees is reported and never recorded. Layouts: activations NHWC, conv weights
-OHWI (I = cin / groups), fc weights (cout, cin).
+OHWI (I = cin / groups), fc weights (cout, cin). int8 kernels are checked against the integer
+reference in `quantize.reference_q`, fp16 kernels against this one on fp16-rounded tensors
+(`fp16_tensors`); how close each must come is `TOLERANCES`, the one statement of it.
 """
 from __future__ import annotations
 
@@ -11,6 +13,38 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..records import KernelSpec
+
+
+#: How closely a runtime's output must match the reference, per data type (docs/dataset-schema.md):
+#: fp32 and fp16: |got - want| <= atol + rtol * max(|want|, RMS(want)), where fp16's rtol grows with
+#: the square root of the reduction length K (fp16 accumulation error is a random walk over K
+#: roundings of 2^-11); int8: within `lsb` steps of the output's scale of the integer reference.
+TOLERANCES: dict[str, dict[str, float]] = {
+    "fp32": {"rtol": 1e-4, "atol": 1e-4},
+    "fp16": {"rtol": 2.0**-11, "rtol_per_sqrt_k": 2.0**-9, "atol": 1e-3},
+    "int8": {"lsb": 1},
+}
+
+
+def reduction_length(spec: KernelSpec) -> int:
+    """Terms summed into one output value: what fp16 rounding error grows with."""
+    if spec.op in ("conv2d", "dwconv2d", "pwconv"):
+        return spec.kh * spec.kw * (spec.cin // spec.groups)
+    if spec.op == "fc":
+        return spec.cin
+    if spec.op in ("maxpool", "avgpool"):
+        return spec.kh * spec.kw
+    if spec.op == "global_avgpool":
+        return spec.h * spec.w
+    return 1
+
+
+def fp16_tensors(t: dict) -> dict:
+    """`t` with every float tensor rounded to fp16 (kept as float32): what an fp16 model holds."""
+    def r(a):
+        return a.astype(np.float16).astype(np.float32) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
+
+    return {k: [r(a) for a in v] if isinstance(v, list) else r(v) for k, v in t.items()}
 
 
 @dataclass(frozen=True)
@@ -151,13 +185,19 @@ def reference(spec: KernelSpec, t: dict[str, np.ndarray], pads: Pads | None = No
     return activation(y, spec.activation)
 
 
-def check_output(spec: KernelSpec, got: np.ndarray, want: np.ndarray, rtol: float = 1e-4,
-                 atol: float = 1e-4) -> str | None:
-    """None when `got` matches `want`, else a one-line reason (shape or worst error).
+def check_output(spec: KernelSpec, got: np.ndarray, want: np.ndarray, rtol: float | None = None,
+                 atol: float | None = None) -> str | None:
+    """None when `got` matches `want` within `TOLERANCES[spec.dtype]`, else a one-line reason.
 
-    The tolerance scales with the output's magnitude: fp32 accumulation over K terms differs from
-    the float64 oracle by O(sqrt(K) eps |y|), which rtol 1e-4 on the RMS covers with margin.
+    fp32: accumulation over K terms differs from the float64 oracle by O(sqrt(K) eps |y|), which
+    rtol 1e-4 on the RMS covers with margin. int8: `got` and `want` are the quantized integers.
     """
+    tol = TOLERANCES[spec.dtype]
+    if spec.dtype == "int8":
+        return check_quantized(got, want, int(tol["lsb"]))
+    if rtol is None:
+        rtol = tol["rtol"] + tol.get("rtol_per_sqrt_k", 0.0) * float(np.sqrt(reduction_length(spec)))
+    atol = tol["atol"] if atol is None else atol
     got = np.asarray(got)
     if got.shape != want.shape:
         return f"output shape {tuple(got.shape)} != expected {tuple(want.shape)}"
@@ -171,4 +211,18 @@ def check_output(spec: KernelSpec, got: np.ndarray, want: np.ndarray, rtol: floa
         i = np.unravel_index(int(np.argmax(err - tol)), err.shape)
         return (f"wrong output: {int(bad.sum())} of {bad.size} values off, worst at {tuple(int(v) for v in i)}: "
                 f"got {float(got[i]):.6g}, expected {float(want[i]):.6g}")
+    return None
+
+
+def check_quantized(got: np.ndarray, want: np.ndarray, lsb: int) -> str | None:
+    """None when every value of `got` is within `lsb` steps of `want`, else a one-line reason."""
+    got = np.asarray(got)
+    if got.shape != want.shape:
+        return f"output shape {tuple(got.shape)} != expected {tuple(want.shape)}"
+    err = np.abs(got.astype(np.int64) - np.asarray(want).astype(np.int64))
+    bad = err > lsb
+    if bad.any():
+        i = np.unravel_index(int(np.argmax(err)), err.shape)
+        return (f"wrong output: {int(bad.sum())} of {bad.size} values off by more than {lsb} LSB, worst at "
+                f"{tuple(int(v) for v in i)}: got {int(got[i])}, expected {int(want[i])}")
     return None

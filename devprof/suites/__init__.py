@@ -7,6 +7,7 @@ A suite is either a built-in name (`smoke`, `mobilenetv2`, `sr720p`, ...: the fi
     name = "mine"
     description = "..."
     runtimes = ["onnxruntime", "litert"]      # defaults for `devprof profile`
+    dtype = "int8"                             # optional: the default dtype of every kernel (fp32)
 
     [[kernels]]                                # explicit specs: KernelSpec fields
     op = "conv2d"
@@ -38,6 +39,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..records import OPS, KernelSpec, Sparsity
+from .select import check_dtype
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -110,11 +112,12 @@ def parse_suite(text: str, source: str = "<string>") -> Suite:
     runtimes = head.get("runtimes", [])
     if not isinstance(runtimes, list) or not all(isinstance(r, str) for r in runtimes):
         raise UsageError(f"{where}: runtimes must be a list of names")
+    dtype = check_dtype(head["dtype"], f"{where}: [suite] dtype") if "dtype" in head else None
     specs: list[KernelSpec] = []
     for i, k in enumerate(_tables(doc, "kernels", where)):
-        specs.append(_spec(k, f"{where}: kernels[{i}]"))
+        specs.append(_spec(k, f"{where}: kernels[{i}]", dtype))
     for i, fam in enumerate(_tables(doc, "family", where)):
-        specs.extend(_family(fam, f"{where}: family[{i}]"))
+        specs.extend(_family(fam, f"{where}: family[{i}]", dtype))
     models = tuple(_tables(doc, "model", where))
     for i, m in enumerate(models):
         if "family" not in m and "path" not in m:
@@ -134,8 +137,13 @@ def _tables(doc: dict, key: str, where: str) -> list[dict]:
     return v
 
 
-def _spec(d: dict, where: str) -> KernelSpec:
+def _spec(d: dict, where: str, dtype: str | None = None) -> KernelSpec:
+    """A spec from a table of KernelSpec fields; `dtype`: the suite's default for the dtype field."""
     d = dict(d)
+    if dtype is not None:
+        d.setdefault("dtype", dtype)
+    if "dtype" in d:
+        check_dtype(d["dtype"], where)
     if "sparsity" in d and not isinstance(d["sparsity"], dict):
         raise UsageError(f"{where}: sparsity must be a table")
     try:
@@ -173,7 +181,7 @@ def _expand_shorthand(d: dict) -> None:
         d["padding"] = (d.get("kh", 1) - 1) // 2 * d.get("dilation", 1)
 
 
-def _family(fam: dict, where: str) -> list[KernelSpec]:
+def _family(fam: dict, where: str, dtype: str | None = None) -> list[KernelSpec]:
     fam = dict(fam)
     op = fam.pop("op", None)
     if op not in OPS:
@@ -185,6 +193,8 @@ def _family(fam: dict, where: str) -> list[KernelSpec]:
     seed = fam.pop("seed", 0)
     attrs = fam.pop("attrs", {})
     mult = fam.pop("multiple_of", {})
+    if "dtype" in fam:  # the family's dtype (shape.dtype may still vary it)
+        dtype = check_dtype(fam.pop("dtype"), where)
     if fam:
         raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(fam))}")
     if not isinstance(shape, dict):
@@ -219,7 +229,7 @@ def _family(fam: dict, where: str) -> list[KernelSpec]:
             d = {"op": op, **c, "attrs": attrs}
             if sp is not None:
                 d["sparsity"] = sp
-            out.append(_spec(d, where))
+            out.append(_spec(d, where, dtype))
     return out
 
 

@@ -1,4 +1,5 @@
-"""Choosing part of a suite (`profile --where`) and measuring it under another weight draw (`--draw`).
+"""Choosing part of a suite (`profile --where`), measuring it under another weight draw (`--draw`)
+or in another data type (`--dtype`).
 
 Why `--draw`: a sparse spec names a scheme and a ratio, not the weights that survive pruning.
 devprof prunes one seeded random dense tensor per layer, so one campaign times *one* draw. Where a
@@ -11,10 +12,10 @@ from __future__ import annotations
 
 import operator
 import re
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..errors import UsageError
-from ..records import KernelSpec
+from ..records import DTYPES, KernelSpec
 
 DRAW_ATTR = "draw"
 """The spec attribute naming the weight draw (absent = draw 0, the tensor every campaign without
@@ -81,3 +82,25 @@ def without_draw(spec: KernelSpec) -> KernelSpec:
     if DRAW_ATTR not in spec.a:
         return spec
     return spec.replace(attrs={k: v for k, v in spec.attrs if k != DRAW_ATTR})
+
+
+def check_dtype(value: object, where: str) -> str:
+    """`value` when it names a data type devprof measures, else a one-line UsageError listing them."""
+    if value not in DTYPES:
+        raise UsageError(f"{where}: unknown dtype {value!r} (known: {', '.join(DTYPES)})")
+    return str(value)
+
+
+def with_dtype(specs: Sequence[KernelSpec], dtype: str) -> tuple[KernelSpec, ...]:
+    """Every spec in data type `dtype` (the suite-wide `--dtype` override of the suite's own dtype
+    fields), in order; specs that differed only in their dtype are kept once. Runtimes that
+    cannot run a spec in that dtype skip it with their reason, as for any unsupported spec."""
+    check_dtype(dtype, "--dtype")
+    seen: set[str] = set()
+    out = []
+    for spec in specs:
+        s = spec if spec.dtype == dtype else spec.replace(dtype=dtype)
+        if s.id not in seen:
+            seen.add(s.id)
+            out.append(s)
+    return tuple(out)
