@@ -132,36 +132,3 @@ def write_table(table: LatencyTable, path: str | Path, fmt: str) -> Path:
     if p.suffix.lower() != f".{fmt}":
         raise UsageError(f"a {fmt} table file must end in .{fmt}")
     return flat.write(table, p)
-
-
-def cli_profile_space(space_file: Path, device: str, threads: int, out_dir: Path, resume: bool, quick: bool,
-                      json_out: bool, table: Path | None = None) -> None:
-    """The `devprof profile --space FILE` command body (the CLI only delegates here)."""
-    import json
-    import sys
-
-    from rich.console import Console
-    from rich.table import Table
-
-    from .devices import resolve_device
-    from .space import load_space
-
-    space = load_space(space_file)
-    dev = resolve_device(device)
-    proto = Protocol.quick() if quick else Protocol()
-    err = Console(stderr=True)
-    if not json_out:
-        err.print(f"profiling space [bold]{space.name}[/] on [bold]{dev.name}[/]: {len(space.blocks())} distinct "
-                  f"blocks over {len(space.positions)} positions ({space.size:,} architectures)")
-    res = profile_space(space, dev, out_dir, threads, proto, resume, table)
-    if json_out:
-        print(json.dumps(res.to_dict(), indent=2))
-        return
-    t = Table(title=f"{space.name}: {len(res.table)} blocks on {dev.name}")
-    for c, j in (("block", "left"), ("mean ms", "right"), ("std ms", "right"), ("count", "right")):
-        t.add_column(c, justify=j)
-    for k, ms, sd, n in res.rows:
-        t.add_row(k, f"{ms:.4f}", f"{sd:.4f}", str(n))
-    Console(width=None if sys.stdout.isatty() else 200).print(t)
-    err.print(f"{res.measured} measured, {res.already} already there; table ({space.format}): {res.table_path}; "
-              f"dataset: {res.dataset} ({res.seconds:.0f} s)")

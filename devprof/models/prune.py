@@ -157,25 +157,3 @@ def profile_pruned(models: Sequence[Any], device, threads: int, out, resume: boo
                 on_model(runs)
         ds.compact()
     return results
-
-
-def speedup_table(dense, sparse, console) -> None:
-    """Per prunable layer: dense vs pruned generated kernel, and the speedup."""
-    from rich.table import Table
-
-    t = Table(title=f"{sparse.name}: generated kernels, dense vs pruned (devprof-c, 1 thread)")
-    for c, j in (("#", "right"), ("layer", "left"), ("op", "left"), ("shape", "left"), ("dense µs", "right"),
-                 ("pruned µs", "right"), ("speedup", "right")):
-        t.add_column(c, justify=j)
-    for d, s in zip(dense.rows, sparse.rows):
-        if d.measurement is None or s.measurement is None:
-            continue
-        dm, sm = d.measurement.median_us, s.measurement.median_us
-        t.add_row(str(d.layer.index), d.layer.name, s.layer.spec.op + ("*" if s.layer.spec.sparsity.scheme != "dense" else ""),
-                  d.layer.shape_str(), f"{dm:,.1f}", f"{sm:,.1f}", f"{dm / sm:.2f}x" if sm > 0 else "-")
-    if dense.e2e and sparse.e2e:
-        t.caption = (f"layer chain (sum over the {sum(r.measurement is not None for r in sparse.rows)} layers "
-                     f"devprof-c runs): dense {dense.e2e.median_us / 1000:,.2f} ms, pruned "
-                     f"{sparse.e2e.median_us / 1000:,.2f} ms, {dense.e2e.median_us / sparse.e2e.median_us:.2f}x; "
-                     "* = pruned layer")
-    console.print(t)

@@ -1,0 +1,144 @@
+"""`devprof profile`: one command, six modes, each in its own module.
+
+This module holds the options and the checks that span modes; what each mode does lives in
+`profile_suite` (a kernel suite, also --retry-noisy), `profile_model` (--model, a suite's models,
+--prune), `profile_space` (--space), `profile_adaptive` (--adaptive) and `profile_farm` (several
+devices).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import UsageError
+
+
+def profile(
+    device: Optional[List[str]] = typer.Option(None, "--device", "-d",
+                                               help="Device: 'local', or a phone's serial, model code (SM-G981U), "
+                                                    "marketing name (S20) or alias; repeat for a farm (default: "
+                                                    "$DEVPROF_DEVICE or local)."),
+    all_matching: bool = typer.Option(False, "--all-matching", help="Use every attached phone each --device name "
+                                                                    "matches (e.g. all S20s): a farm."),
+    suite: str = typer.Option("smoke", "--suite", "-s",
+                              help="Built-in suite name (see 'devprof suites') or a path to a suite .toml."),
+    runtime: Optional[List[str]] = typer.Option(None, "--runtime", "-r",
+                                                help="Runtime(s) to use (repeat the option); default: the suite's."),
+    threads: int = typer.Option(1, "--threads", "-t", min=1, help="Threads per kernel."),
+    cores: str = typer.Option("", "--cores", help="Pin to CPUs: a list such as 0 or 0-3 (phones also: "
+                                                  "little, mid, big, prime)."),
+    out_dir: Path = typer.Option(Path("devprof-data"), "--out", "-o", help="Dataset folder (created if missing)."),
+    resume: bool = typer.Option(False, "--resume", help="Measure only what the dataset does not hold yet."),
+    quick: bool = typer.Option(False, "--quick", help="Shorter protocol (fewer, shorter samples): for checks, "
+                                                      "not for data you publish."),
+    cooldown: float = typer.Option(0.0, "--cooldown", metavar="SECONDS", help="Pause between batches."),
+    max_temp: Optional[float] = typer.Option(None, "--max-temp", metavar="CELSIUS",
+                                             help="Before each batch, wait until the device is this cool."),
+    adb_server: Optional[List[str]] = typer.Option(None, "--adb-server", metavar="HOST:PORT",
+                                                   help="adb server for phones (repeatable: a farm across hosts)."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Profile a whole model layer by layer: FILE.onnx, "
+                                        "FILE.tflite, a built-in family (mobilenetv2, resnet18@160...) or "
+                                        "package.module:factory (torch extra). See docs/models.md."),
+    prune: Optional[str] = typer.Option(None, "--prune", metavar="SCHEME:RATIO",
+                                        help="With --model: prune conv/FC layers (e.g. bcr:0.9) and time them "
+                                             "with generated sparse kernels."),
+    space: Optional[Path] = typer.Option(None, "--space", help="Profile every block of a search space (TOML/JSON) "
+                                         "and write its table in the front end's format. See docs/formats.md."),
+    adaptive: bool = typer.Option(False, "--adaptive", help="Measure only where the predictor is least certain "
+                                  "(refit after each batch) until --target-acc or --budget. See docs/predictors.md."),
+    target_acc: float = typer.Option(0.95, "--target-acc", help="With --adaptive: stop when this share of new "
+                                     "kernels was predicted within ±10% before being measured."),
+    budget: int = typer.Option(200, "--budget", help="With --adaptive: at most this many measurements."),
+    retry_noisy: Optional[List[Path]] = typer.Option(
+        None, "--retry-noisy", metavar="DATASET",
+        help="Measure only the suite's kernels that have no steady record in DATASET (repeatable: earlier "
+             "campaigns), into another --out folder; fit-predictor merges the campaigns and prefers steady "
+             "records."),
+    min_steady: int = typer.Option(1, "--min-steady", min=1, metavar="N",
+                                   help="With --retry-noisy: measure the kernels that have fewer than N steady "
+                                        "records across those campaigns (2 = a second campaign of every kernel "
+                                        "measured only once: a single campaign's label carries its phase of "
+                                        "the device's speed)."),
+    max_spread: Optional[float] = typer.Option(
+        None, "--max-spread", min=0.0, metavar="FRACTION",
+        help="With --retry-noisy: also measure the kernels whose steady records' fastest rounds differ by "
+             "more than this fraction (0.1: max/min > 1.1) — one more campaign settles which is typical "
+             "(the table takes the median)."),
+    max_records: Optional[int] = typer.Option(
+        None, "--max-records", min=1, metavar="N",
+        help="With --retry-noisy: leave out the kernels already measured N times across those campaigns "
+             "(steady or noisy records), so a kernel whose campaigns never agree — a layer that straddles "
+             "a shared cache — is not measured again and again."),
+    where: Optional[str] = typer.Option(
+        None, "--where", metavar="CONDITIONS",
+        help="Measure only the suite's kernels that meet every comma-separated condition, e.g. "
+             "'op=pwconv,scheme!=dense,cout<=32' (fields: shape fields, out_h, out_w, flops, params, ratio; "
+             "op, scheme, activation, dtype with = or !=)."),
+    draw: int = typer.Option(
+        0, "--draw", min=0, metavar="N",
+        help="Prune sparse kernels from weight draw N (another seeded random dense tensor; 0 = the usual one). "
+             "Which weights survive moves a few-channel sparse layer's time by 10-30%: campaigns of several "
+             "draws, into separate --out folders, give the lookup table the median over draws."),
+    dtype: Optional[str] = typer.Option(
+        None, "--dtype", metavar="DTYPE",
+        help="Measure every kernel of the suite in this data type, whatever the suite says: fp32, fp16 or "
+             "int8. int8: quantized single-op models (ORT QDQ, full-integer LiteRT, XNNPACK QS8); fp16: "
+             "LiteRT on CPUs with fp16 arithmetic (ARMv8.2). See docs/suites.md."),
+) -> None:
+    """Measure a suite's kernels on a device and save them into a dataset (Parquet).
+
+    Each kernel is built as a single-op model (ONNX Runtime, LiteRT) or generated C (devprof-c),
+    checked once against a numpy reference (a wrong answer is reported, never recorded), then timed:
+    warm-up, calibrated repetitions, median with IQR. Every finished kernel is saved at once, so
+    Ctrl-C loses nothing measured; rerun with --resume to finish.
+
+    Examples:\n
+      devprof profile                                  # smoke suite on this machine\n
+      devprof profile --suite mobilenetv2 -r onnxruntime -t 4\n
+      devprof profile --device S20 --cores big --suite sparse-sweep\n
+      devprof profile -s predictor-train --retry-noisy data/train --out data/train-retry\n
+      devprof profile -s predictor-train --retry-noisy data/train --min-steady 2 --out data/train-r2\n
+      devprof profile -s sparse-train -r devprof-c --where 'op=pwconv,cout<=32' --draw 1 --out data/st-d1\n
+      devprof profile --suite smoke --dtype int8 --out data/smoke-int8
+    """
+    device_names = list(device) if device else [os.environ.get("DEVPROF_DEVICE") or "local"]
+    servers = list(adb_server or [])
+    several = len(device_names) > 1 or all_matching or len(servers) > 1
+    if dtype is not None and (space is not None or adaptive or several):
+        raise UsageError("--dtype applies to a kernel suite on one device: not with --space, --adaptive or a farm")
+    if (where is not None or draw) and (space is not None or adaptive or model or several):
+        raise UsageError("--where and --draw choose among a kernel suite's kernels on one device: not with "
+                         "--space, --adaptive, --model or a farm")
+    if space is not None:  # search-space blocks (docs/formats.md)
+        from .profile_space import profile_space_command
+
+        return profile_space_command(space, device_names[0], threads, out_dir, resume, quick, json_out)
+    if adaptive:  # active sampling (docs/predictors.md)
+        from .profile_adaptive import profile_adaptive_command
+
+        return profile_adaptive_command(device_names[0], suite, runtime, threads, cores, out_dir, quick, json_out,
+                                        target_acc, budget, (servers or [None])[0])
+    dev = None
+    if several:  # several devices: the farm; names that resolve to one phone run on it alone
+        from .profile_farm import profile_farm_command
+
+        dev = profile_farm_command(device_names, servers, all_matching, suite=suite, runtime=runtime,
+                                   threads=threads, cores=cores, out_dir=out_dir, resume=resume, quick=quick,
+                                   cooldown=cooldown, max_temp=max_temp, json_out=json_out, model=model)
+        if dev is None:
+            return
+    from .profile_suite import profile_suite_command
+
+    profile_suite_command(dev, device_names[0], servers, suite=suite, runtime=runtime, threads=threads, cores=cores,
+                          out_dir=out_dir, resume=resume, quick=quick, cooldown=cooldown, max_temp=max_temp,
+                          json_out=json_out, model=model, prune=prune, retry_noisy=retry_noisy,
+                          min_steady=min_steady, max_spread=max_spread, max_records=max_records, where=where,
+                          draw=draw, dtype=dtype)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("profile")(profile)

@@ -1,0 +1,122 @@
+"""`devprof profile --model M` (and a suite's [[model]] entries, and --prune): whole models layer by
+layer, printed as per-layer tables and a summary line per model."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from ..measure import Protocol
+
+from ._console import err
+from ._console import out as stdout
+
+
+def profile_models_command(device, models: Sequence[Any], *, runtimes: Sequence[str] | None, threads: int,
+                       out: Path, resume: bool, protocol: Protocol, suite: str, prune: str,
+                       json_out: bool, single: bool) -> int:
+    """`devprof profile --model/--suite with [[model]]`: run, print tables or JSON; return exit code."""
+    from ..models.profile import profile_models
+
+    console = stdout
+    t0 = time.monotonic()
+    done: list = []
+
+    def on_model(runs: list) -> None:
+        done.extend(runs)
+        if json_out:
+            return
+        if prune and single and len(runs) == 2 and runs[0].rows and runs[1].rows:
+            speedup_table(runs[0], runs[1], console)
+        for r in runs:
+            if single and r.rows and not r.error and not prune:
+                layer_table(r, console)
+        err.print(summary_line(runs), highlight=False, markup=False, soft_wrap=True)
+
+    try:
+        profile_models(models, device, runtimes, threads, out, resume, protocol, suite, prune, on_model)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the {sum(len(r.records) for r in done)} records of finished models are saved; "
+                  "rerun with --resume to finish")
+        return 130
+    failed = [r for r in done if r.error]
+    saved = sum(len(r.records) for r in done)
+    if json_out:
+        print(json.dumps({"dataset": str(out), "seconds": round(time.monotonic() - t0, 1), "records": saved,
+                          "runs": [r.to_dict() for r in done]}, indent=2, default=str))
+    else:
+        err.print(f"{len({r.name for r in done})} model(s), {saved} records saved, {len(failed)} run(s) failed; "
+                  f"dataset: {out} ({time.monotonic() - t0:.0f} s)", highlight=False, markup=False)
+    return 5 if failed and not saved else 0
+
+
+def layer_table(run, console, top: int = 0) -> None:
+    """Print the per-layer table (layer, op, shape, latency, share of total) of an ORT model run."""
+    total = run.layer_sum_us or 1.0
+    t = Table(title=f"{run.name} on {run.runtime}: {len(run.rows)} layers, Σ layer medians {run.layer_sum_us:,.0f} µs, "
+                    f"end to end {run.reference_us:,.0f} µs (gap {run.gap:+.1%}; framework overhead "
+                    f"{run.framework_us:,.0f} µs"
+                    + (f"; CPU time {run.cpu_us:,.0f} µs, gap {run.gap_cpu:+.1%}" if run.gap_cpu == run.gap_cpu else "")
+                    + ")" if run.e2e else run.name)
+    for c, j in (("#", "right"), ("layer", "left"), ("op", "left"), ("shape", "left"), ("median µs", "right"),
+                 ("share", "right"), ("", "left")):
+        t.add_column(c, justify=j)
+    rows = run.rows
+    if top:
+        rows = sorted(rows, key=lambda r: -(r.measurement.median_us if r.measurement else 0))[:top]
+    for r in rows:
+        s = r.layer.spec
+        op = s.op + (f"+{s.activation}" if s.activation != "none" else "") + ("+sum" if s.a.get("sum") else "")
+        if s.op == "other":
+            op = f"other:{s.a.get('onnx_op', s.a.get('tflite_op', '?'))}"
+        med = r.measurement.median_us if r.measurement else 0.0
+        note = ("fused away" if r.measurement is None else
+                (f"incl. reorder {r.reorder_us:,.0f}" if r.reorder_us >= 0.5 else ""))
+        t.add_row(str(r.layer.index), r.layer.name, op, r.layer.shape_str(), f"{med:,.1f}", f"{med / total:.1%}", note)
+    console.print(t)
+
+
+def summary_line(runs: list) -> str:
+    parts = []
+    for r in runs:
+        if r.skipped:
+            parts.append(f"{r.runtime}: already in dataset")
+        elif r.error:
+            parts.append(f"{r.runtime}: FAILED ({r.error[:120]})")
+        elif r.e2e and r.runtime == "devprof-c":  # a pruned model's composed layer chain
+            s = (f"{r.runtime} {r.name.split('|')[-1]}: layer chain {r.e2e.median_us / 1000:,.2f} ms over "
+                 f"{sum(x.measurement is not None for x in r.rows)} layers")
+            parts.append(s)
+        elif r.e2e:
+            s = f"{r.runtime}: {r.e2e.median_us / 1000:,.2f} ms"
+            if r.rows:
+                s += (f" (interleaved {r.reference_us / 1000:,.2f} ms, Σ layer medians {r.layer_sum_us / 1000:,.2f} ms, "
+                      f"gap {r.gap:+.1%}, framework overhead {r.framework_us / 1000:,.2f} ms"
+                      + (f"; CPU-time end to end {r.cpu_us / 1000:,.2f} ms, gap {r.gap_cpu:+.1%}"
+                         if r.gap_cpu == r.gap_cpu else "") + ")")
+            parts.append(s)
+    return f"{runs[0].name.split('|')[0] if runs else '?'}: " + "; ".join(parts)
+
+
+def speedup_table(dense, sparse, console) -> None:
+    """Per prunable layer: dense vs pruned generated kernel, and the speedup."""
+    t = Table(title=f"{sparse.name}: generated kernels, dense vs pruned (devprof-c, 1 thread)")
+    for c, j in (("#", "right"), ("layer", "left"), ("op", "left"), ("shape", "left"), ("dense µs", "right"),
+                 ("pruned µs", "right"), ("speedup", "right")):
+        t.add_column(c, justify=j)
+    for d, s in zip(dense.rows, sparse.rows):
+        if d.measurement is None or s.measurement is None:
+            continue
+        dm, sm = d.measurement.median_us, s.measurement.median_us
+        t.add_row(str(d.layer.index), d.layer.name, s.layer.spec.op + ("*" if s.layer.spec.sparsity.scheme != "dense" else ""),
+                  d.layer.shape_str(), f"{dm:,.1f}", f"{sm:,.1f}", f"{dm / sm:.2f}x" if sm > 0 else "-")
+    if dense.e2e and sparse.e2e:
+        t.caption = (f"layer chain (sum over the {sum(r.measurement is not None for r in sparse.rows)} layers "
+                     f"devprof-c runs): dense {dense.e2e.median_us / 1000:,.2f} ms, pruned "
+                     f"{sparse.e2e.median_us / 1000:,.2f} ms, {dense.e2e.median_us / sparse.e2e.median_us:.2f}x; "
+                     "* = pruned layer")
+    console.print(t)

@@ -1,0 +1,75 @@
+"""`devprof show DATASET`: a dataset as a table (one row per kernel, or per record with --long)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from ._console import err, out
+
+
+def show(
+    dataset: Path = typer.Argument(..., help="Dataset folder written by 'devprof profile'."),
+    op: Optional[List[str]] = typer.Option(None, "--op", help="Only these ops (repeatable)."),
+    runtime: Optional[List[str]] = typer.Option(None, "--runtime", "-r", help="Only these runtimes (repeatable)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Only records whose device name or model contains this."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="kernel, layer or model."),
+    scheme: Optional[str] = typer.Option(None, "--scheme", help="Only this sparsity scheme (dense, bcr, ...)."),
+    long: bool = typer.Option(False, "--long", help="One row per record instead of one row per kernel with a "
+                                                    "column per runtime."),
+    limit: int = typer.Option(200, "--limit", help="At most this many rows (0 = all)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the selected records as JSON."),
+) -> None:
+    """Show a dataset as a table: by default one row per kernel, median µs per runtime side by side."""
+    from ..store import Dataset
+
+    df = Dataset(dataset).read()
+    if op:
+        df = df[df["op"].isin(op)]
+    if runtime:
+        df = df[df["runtime"].isin(runtime)]
+    if device:
+        df = df[df["device_name"].str.contains(device, case=False, regex=False)
+                | df["device_model"].str.contains(device, case=False, regex=False)]
+    if kind:
+        df = df[df["kind"] == kind]
+    if scheme:
+        df = df[df["scheme"] == scheme]
+    df = df.assign(gflops=(df["flops"] / (df["median_us"] * 1e3)).where(df["flops"] > 0))
+    if json_out:
+        cols = ["kind", "spec_key", "op", "scheme", "sparsity_ratio", "device_name", "runtime", "runtime_version",
+                "threads", "median_us", "iqr_us", "cv", "noisy", "repeats", "gflops", "model_name", "layer_name"]
+        sel = df[cols] if limit == 0 else df[cols].head(limit)
+        print(sel.to_json(orient="records", indent=2))
+        return
+    if df.empty:
+        err.print(f"{dataset}: no records match")
+        return
+    if long:
+        t = Table(title=f"{dataset}: {len(df)} records")
+        for c in ("op", "kernel", "device", "runtime", "median µs", "IQR µs", "CV", "GFLOP/s"):
+            t.add_column(c, justify="right" if c in ("median µs", "IQR µs", "CV", "GFLOP/s") else "left")
+        sel = df.sort_values(["op", "spec_key", "runtime"])
+        for _, r in (sel if limit == 0 else sel.head(limit)).iterrows():
+            t.add_row(r["op"], r["spec_key"], r["device_name"], r["runtime"], f"{r['median_us']:,.1f}",
+                      f"{r['iqr_us']:,.1f}", f"{r['cv']:.1%}", "-" if r["gflops"] != r["gflops"] else f"{r['gflops']:.1f}")
+        out.print(t)
+        return
+    piv = df.pivot_table(index=["op", "spec_key"], columns="runtime", values="median_us", aggfunc="median")
+    t = Table(title=f"{dataset}: {len(df)} records, {len(piv)} kernels, median µs per runtime "
+                    f"({df['device_name'].nunique()} device(s))")
+    t.add_column("op")
+    t.add_column("kernel")
+    for c in piv.columns:
+        t.add_column(str(c), justify="right")
+    for (o, key), r in (piv if limit == 0 else piv.head(limit)).iterrows():
+        t.add_row(o, key, *("-" if v != v else f"{v:,.1f}" for v in r.values))
+    out.print(t)
+    if limit and len(piv) > limit:
+        err.print(f"({len(piv) - limit} more rows; --limit 0 shows all)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("show")(show)
