@@ -20,8 +20,16 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bump when a column is added, removed or changes meaning; readers refuse newer versions."""
+
+#: Columns added after version 1: name -> (version that added it, value in older parts).
+#: `conform` fills them in when an older part is read, so every reader sees one layout.
+ADDED_COLUMNS = {
+    "emulated": (2, False),
+    "cooldown_timed_out": (2, False),
+    "kernel": (2, ""),
+}
 
 #: Operators a spec may name. Shape fields are interpreted per op (see `KernelSpec`).
 OPS = (
@@ -392,6 +400,9 @@ class DeviceInfo:
     kernel: str = ""
     build: str = ""  # ro.build.fingerprint on phones
     extra: tuple = ()  # clusters, frequencies, memory...: informative, not part of the id
+    #: An emulator (or a loopback phone under qemu): its timings say nothing about a real phone,
+    #: so it is part of the id and records say so.
+    emulated: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "isa", tuple(self.isa))
@@ -399,10 +410,11 @@ class DeviceInfo:
 
     @property
     def id(self) -> str:
-        return content_id(
-            [self.kind, self.model, self.soc, self.abi, self.cpu, self.cores, sorted(self.isa), self.os,
-             self.kernel, self.build, self.serial if self.kind != "local" else ""]
-        )
+        parts = [self.kind, self.model, self.soc, self.abi, self.cpu, self.cores, sorted(self.isa), self.os,
+                 self.kernel, self.build, self.serial if self.kind != "local" else ""]
+        if self.emulated:  # only when true, so the ids of real devices never change
+            parts.append("emulated")
+        return content_id(parts)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -451,6 +463,8 @@ class Conditions:
     temp_before_c: float = float("nan")
     temp_after_c: float = float("nan")
     throttled: bool = False
+    #: The cooldown before this measurement gave up waiting for the temperature/timeout target.
+    cooldown_timed_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -472,6 +486,8 @@ class Record:
     layer_index: int = -1
     layer_name: str = ""
     suite: str = ""
+    #: The runtime's own kernel that computed it, where the runtime reports it (not part of the key).
+    kernel: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -520,6 +536,7 @@ def _columns():
         ("devprof_version", pa.string()), ("harness_version", pa.string()),
         ("model_run_id", pa.string()), ("model_name", pa.string()), ("layer_index", pa.int32()),
         ("layer_name", pa.string()), ("suite", pa.string()),
+        ("emulated", pa.bool_()), ("cooldown_timed_out", pa.bool_()), ("kernel", pa.string()),
     ]
     return cols
 
@@ -529,6 +546,23 @@ def arrow_schema():
     import pyarrow as pa
 
     return pa.schema(_columns(), metadata={b"devprof.schema_version": str(SCHEMA_VERSION).encode()})
+
+
+def conform(table, version: int):
+    """An Arrow table read from a part of schema `version` in today's layout.
+
+    Columns added since `version` get their documented old value; a column missing from a part
+    of a version that should have it is an error (the part was not written by devprof)."""
+    import pyarrow as pa
+
+    schema = arrow_schema()
+    for name, (added_in, old_value) in ADDED_COLUMNS.items():
+        if name in table.column_names:
+            continue
+        if version >= added_in:
+            raise ValueError(f"column {name!r} missing from a schema-{version} part")
+        table = table.append_column(name, pa.array([old_value] * table.num_rows, type=schema.field(name).type))
+    return table.select(schema.names).cast(schema)
 
 
 def record_to_row(r: Record) -> dict[str, Any]:
@@ -555,6 +589,7 @@ def record_to_row(r: Record) -> dict[str, Any]:
         "devprof_version": r.devprof_version, "harness_version": r.harness_version,
         "model_run_id": r.model_run_id, "model_name": r.model_name, "layer_index": r.layer_index,
         "layer_name": r.layer_name, "suite": r.suite,
+        "emulated": d.emulated, "cooldown_timed_out": c.cooldown_timed_out, "kernel": r.kernel,
     }
     return row
 
@@ -593,9 +628,10 @@ def row_to_record(row: Mapping[str, Any]) -> Record:
         kind=row["kind"],
         conditions=Conditions(row["cpus"], row["governor"], int(row["freq_before_khz"]),
                               int(row["freq_after_khz"]), float(row["temp_before_c"]),
-                              float(row["temp_after_c"]), bool(row["throttled"])),
+                              float(row["temp_after_c"]), bool(row["throttled"]),
+                              bool(row.get("cooldown_timed_out", False))),
         started_at=ts(row["started_at"]), finished_at=ts(row["finished_at"]),
         devprof_version=row["devprof_version"], harness_version=row["harness_version"],
         model_run_id=row["model_run_id"], model_name=row["model_name"], layer_index=int(row["layer_index"]),
-        layer_name=row["layer_name"], suite=row["suite"],
+        layer_name=row["layer_name"], suite=row["suite"], kernel=row.get("kernel", "") or "",
     )
