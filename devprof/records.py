@@ -48,7 +48,17 @@ OPS = (
     "resize",
     "model",  # a whole model end to end; attrs name it (model records)
     "other",  # a layer devprof could not map (attrs["onnx_op"] says which)
+    # Transformer ops (appended, so the codes of the ops above never change). Tokens are rows:
+    # a (batch, seq, hidden) activation is n = batch, h = seq, w = 1, cin = hidden.
+    "matmul",  # batched activation x activation: (n, h, cin) @ (n, cin, cout) -> (n, h, cout)
+    "softmax",  # over the last axis (cin)
+    "layernorm",  # over the last axis, with learned scale and shift (cin each); attrs["eps"]
+    "gelu",  # elementwise; attrs["approximate"] = "none" (erf) or "tanh"
+    "attention",  # multi-head self-attention block: Q/K/V projections, softmax(QK^T/sqrt(d))V,
+    #             output projection; attrs["heads"] divides cin (the hidden size)
 )
+#: Ops whose output has the input's shape (cout == cin).
+SHAPE_PRESERVING = ("softmax", "layernorm", "gelu", "attention")
 CONV_OPS = ("conv2d", "dwconv2d", "pwconv")
 ACTIVATIONS = ("none", "relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish", "prelu", "leakyrelu")
 DTYPES = ("fp32", "fp16", "int8")
@@ -174,7 +184,7 @@ class KernelSpec:
         if self.padding < 0:
             raise ValueError("padding must be >= 0")
         object.__setattr__(self, "padding", int(self.padding))
-        object.__setattr__(self, "bias", bool(self.bias))
+        object.__setattr__(self, "bias", bool(self.bias) and self.op not in ("matmul", "softmax", "gelu"))
         if isinstance(self.sparsity, Mapping):
             object.__setattr__(self, "sparsity", Sparsity.from_dict(self.sparsity))
         object.__setattr__(self, "attrs", _frozen_items(self.attrs))
@@ -187,6 +197,18 @@ class KernelSpec:
             raise ValueError("pwconv is a 1x1 convolution with groups 1")
         if self.op == "conv2d" and (self.cin % self.groups or self.cout % self.groups):
             raise ValueError("conv2d: cin and cout must be divisible by groups")
+        if self.op in SHAPE_PRESERVING and self.cout != self.cin:
+            raise ValueError(f"{self.op} keeps its input's shape: cout must equal cin ({self.cin}), got {self.cout}")
+        if self.op in ("matmul", "softmax", "layernorm", "gelu", "attention") and self.w != 1:
+            raise ValueError(f"{self.op}: tokens are rows (h = sequence length); w must be 1, got {self.w}")
+        if self.op == "attention":
+            heads = self.a.get("heads")
+            if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1:
+                raise ValueError(f"attention needs attrs.heads, a positive integer (got {heads!r})")
+            if self.cin % heads:
+                raise ValueError(f"attention: heads ({heads}) must divide the hidden size cin ({self.cin})")
+        if self.op == "gelu" and self.a.get("approximate", "none") not in ("none", "tanh"):
+            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {self.a.get('approximate')!r}")
 
     # ---- derived shape facts (one place) -------------------------------------------------
     @property
@@ -220,12 +242,17 @@ class KernelSpec:
             return (self.cout, self.kh, self.kw, self.cin // self.groups)
         if self.op == "fc":
             return (self.cout, self.cin)
+        if self.op == "layernorm":
+            return (self.cin,)  # the scale; the shift is the "bias"
+        if self.op == "attention":
+            return (4, self.cin, self.cin)  # Q, K, V and output projections, each (out, in)
         return ()
 
     @property
     def params_count(self) -> int:
         ws = self.weight_shape
-        return (int(np.prod(ws)) + (self.cout if self.bias else 0)) if ws else 0
+        nbias = 4 * self.cout if self.op == "attention" else self.cout
+        return (int(np.prod(ws)) + (nbias if self.bias else 0)) if ws else 0
 
     @property
     def macs(self) -> int:
@@ -234,6 +261,10 @@ class KernelSpec:
             return self.n * self.out_h * self.out_w * self.cout * self.kh * self.kw * (self.cin // self.groups)
         if self.op == "fc":
             return self.n * self.cin * self.cout
+        if self.op == "matmul":
+            return self.n * self.h * self.cin * self.cout
+        if self.op == "attention":  # four projections, then QK^T and (softmax)V over all heads
+            return 4 * self.n * self.h * self.cin * self.cin + 2 * self.n * self.h * self.h * self.cin
         return 0
 
     @property
@@ -245,7 +276,7 @@ class KernelSpec:
             return self.n * self.out_h * self.out_w * self.cin * self.kh * self.kw
         if self.op in ("global_avgpool",):
             return self.n * self.h * self.w * self.cin
-        if self.op in ("add", "mul", "activation"):
+        if self.op in ("add", "mul", "activation", "softmax", "layernorm", "gelu"):
             return self.n * self.h * self.w * self.cin
         return 0
 
@@ -297,7 +328,7 @@ class KernelSpec:
                 parts.append(f"g{self.groups}")
             if self.dilation != 1:
                 parts.append(f"d{self.dilation}")
-        if self.macs and not self.bias:
+        if self.weight_shape and not self.bias:
             parts.append("nobias")
         if self.activation != "none":
             parts.append(self.activation)
