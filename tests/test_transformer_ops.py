@@ -98,3 +98,11 @@ def test_transformer_suite_covers_bert_layers():
     assert {"fc", "matmul", "softmax", "layernorm", "gelu", "attention"} <= ops
     assert any(s.op == "fc" and (s.n, s.cin, s.cout) == (128, 768, 3072) for s in specs)
     assert all(s.bias for s in specs if s.op in ("layernorm", "attention"))
+
+
+def test_transformer_train_has_200_shapes_of_every_op():
+    from collections import Counter
+
+    counts = Counter(s.op for s in load_suite("transformer-train").specs)
+    assert set(counts) == {"fc", "matmul", "softmax", "layernorm", "gelu", "attention"}
+    assert min(counts.values()) >= 200, counts
