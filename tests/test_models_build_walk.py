@@ -108,7 +108,7 @@ def test_tflite_export_matches_onnxruntime(models, name):
 
 
 def test_tflite_walk_agrees_with_onnx_litert_fusion(models):
-    for name in ("mobilenetv2", "resnet18", "squeezenet", "espcn"):
+    for name in ("mobilenetv2", "resnet18", "squeezenet", "espcn", "bert_tiny"):
         a = sorted(l.spec.key for l in walk(models[name], fusion="litert").layers)
         b = sorted(l.spec.key for l in walk(onnx_to_tflite(models[name])).layers)
         assert a == b, name

@@ -59,6 +59,7 @@ class _Exporter:
         self.t: dict[str, int] = {}  # ONNX tensor -> TFLite tensor index
         self.done: set[str] = set()
         self.outputs = {o.name for o in self.g.output}
+        self.tokens = False  # a transformer's token rows: no NCHW -> NHWC change anywhere
 
     # ---- helpers -------------------------------------------------------------------------------
     def attr(self, node, key: str, default: Any = None) -> Any:
@@ -72,7 +73,7 @@ class _Exporter:
 
     def nhwc(self, name: str) -> tuple:
         s = self.shapes[name]
-        return (s[0], s[2], s[3], s[1]) if len(s) == 4 else s
+        return (s[0], s[2], s[3], s[1]) if len(s) == 4 and not self.tokens else s
 
     def new(self, name: str, shape) -> int:
         return self.out.tensor(name, shape)
