@@ -11,7 +11,11 @@ measured FMA peak, then the figures the sparse-kernel issue targets. Writes a CS
 On a shared, noisy machine every contender is measured `--rounds` times, interleaved (harness
 batch, ORT, scipy), and the lowest median of each is kept — the same rule for all.
 
-    .venv/bin/python bench/sparse_vs_dense.py [--quick] [--rounds N] [--csv PATH]
+    .venv/bin/python bench/sparse_vs_dense.py [--quick] [--rounds N] [--csv PATH] [--suite NAME]
+
+`--suite transformer` takes the linear layers of BERT-style encoders instead: seq 128 x hidden
+256 / 512 / 768 GEMMs (projections and the 4x FFN), where ORT's dense kernel is the same MLAS
+SGEMM its MatMul runs.
 
 SR layers (360x640) are measured on a 90x160 crop: the same GEMM M and K, N / 16 (per-pixel
 work is identical; the crop keeps scipy's im2col matrix in memory).
@@ -111,10 +115,10 @@ def isa_peak() -> float:
     return mhz / 1000 * 32
 
 
-def bench_shapes(quick: bool) -> list[KernelSpec]:
+def bench_shapes(quick: bool, suite: str = "sparse-sweep") -> list[KernelSpec]:
     seen: list[KernelSpec] = []
-    for s in load_suite("sparse-sweep").specs:
-        if s.op == "dwconv2d" or s.sparsity.scheme != "dense":
+    for s in load_suite(suite).specs:
+        if s.op not in ("conv2d", "pwconv", "fc") or s.sparsity.scheme != "dense":
             continue
         if s.h * s.w > 100_000:
             s = s.replace(h=CROP[0], w=CROP[1], attrs={"crop_of": f"{s.h}x{s.w}"})
@@ -183,6 +187,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="5 shapes, ratios 0.5/0.7/0.9")
     ap.add_argument("--rounds", type=int, default=2, help="measure everything N times, keep the best median")
     ap.add_argument("--csv", default=str(Path(__file__).resolve().parent / "results" / "sparse_vs_dense.csv"))
+    ap.add_argument("--suite", default="sparse-sweep",
+                    help="whose conv/FC layer shapes to take (transformer: seq x hidden GEMMs)")
     args = ap.parse_args()
     import scipy
     import scipy.sparse as sps
@@ -197,7 +203,7 @@ def main() -> int:
     vl, regs = vector_shape(tc)
     peak = measure_peak(tc)
     ratios = QUICK_RATIOS if args.quick else RATIOS
-    shapes = bench_shapes(args.quick)
+    shapes = bench_shapes(args.quick, args.suite)
     print(f"CPU: {_cpu()} | measured 1-core FMA peak {peak:.1f} GFLOP/s (paper {isa_peak():.0f}) | vector {vl} floats | "
           f"onnxruntime {ort.__version__}, scipy {scipy.__version__}, {' '.join(tc.cc)} {' '.join(tc.cflags)}")
     print(f"{len(shapes)} shapes x {len(SCHEMES)} schemes x ratios {ratios}; single thread, fp32\n")

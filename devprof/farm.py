@@ -585,7 +585,7 @@ def _write(got: list[Event], ds: Dataset, stats: dict[int, MemberStats], recorde
             recorded.add(k)
             if o.ok:
                 rec = Record(o.spec, m.info, ev.batch.info, o.measurement, "kernel", o.conditions, o.started_at,
-                             o.finished_at, __version__, o.harness_version, suite=suite)
+                             o.finished_at, __version__, o.harness_version, suite=suite, kernel=o.kernel)
                 if st:
                     st.measured += 1
                 summary.measured += 1

@@ -157,7 +157,8 @@ def profile(device: Device, specs: Sequence[KernelSpec], runtimes: Sequence[str]
                 rec = None
                 if o.ok:
                     rec = Record(o.spec, dinfo, task.info, o.measurement, "kernel", o.conditions,
-                                 o.started_at, o.finished_at, __version__, o.harness_version, suite=suite)
+                                 o.started_at, o.finished_at, __version__, o.harness_version, suite=suite,
+                                 kernel=o.kernel)
                     ds.append([rec])
                     summary.measured += 1
                     summary.saved_keys.append(rec.key)

@@ -20,8 +20,16 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bump when a column is added, removed or changes meaning; readers refuse newer versions."""
+
+#: Columns added after version 1: name -> (version that added it, value in older parts).
+#: `conform` fills them in when an older part is read, so every reader sees one layout.
+ADDED_COLUMNS = {
+    "emulated": (2, False),
+    "cooldown_timed_out": (2, False),
+    "kernel": (2, ""),
+}
 
 #: Operators a spec may name. Shape fields are interpreted per op (see `KernelSpec`).
 OPS = (
@@ -40,7 +48,17 @@ OPS = (
     "resize",
     "model",  # a whole model end to end; attrs name it (model records)
     "other",  # a layer devprof could not map (attrs["onnx_op"] says which)
+    # Transformer ops (appended, so the codes of the ops above never change). Tokens are rows:
+    # a (batch, seq, hidden) activation is n = batch, h = seq, w = 1, cin = hidden.
+    "matmul",  # batched activation x activation: (n, h, cin) @ (n, cin, cout) -> (n, h, cout)
+    "softmax",  # over the last axis (cin)
+    "layernorm",  # over the last axis, with learned scale and shift (cin each); attrs["eps"]
+    "gelu",  # elementwise; attrs["approximate"] = "none" (erf) or "tanh"
+    "attention",  # multi-head self-attention block: Q/K/V projections, softmax(QK^T/sqrt(d))V,
+    #             output projection; attrs["heads"] divides cin (the hidden size)
 )
+#: Ops whose output has the input's shape (cout == cin).
+SHAPE_PRESERVING = ("softmax", "layernorm", "gelu", "attention")
 CONV_OPS = ("conv2d", "dwconv2d", "pwconv")
 ACTIVATIONS = ("none", "relu", "relu6", "hswish", "hsigmoid", "sigmoid", "swish", "prelu", "leakyrelu")
 DTYPES = ("fp32", "fp16", "int8")
@@ -166,7 +184,7 @@ class KernelSpec:
         if self.padding < 0:
             raise ValueError("padding must be >= 0")
         object.__setattr__(self, "padding", int(self.padding))
-        object.__setattr__(self, "bias", bool(self.bias))
+        object.__setattr__(self, "bias", bool(self.bias) and self.op not in ("matmul", "softmax", "gelu"))
         if isinstance(self.sparsity, Mapping):
             object.__setattr__(self, "sparsity", Sparsity.from_dict(self.sparsity))
         object.__setattr__(self, "attrs", _frozen_items(self.attrs))
@@ -179,6 +197,18 @@ class KernelSpec:
             raise ValueError("pwconv is a 1x1 convolution with groups 1")
         if self.op == "conv2d" and (self.cin % self.groups or self.cout % self.groups):
             raise ValueError("conv2d: cin and cout must be divisible by groups")
+        if self.op in SHAPE_PRESERVING and self.cout != self.cin:
+            raise ValueError(f"{self.op} keeps its input's shape: cout must equal cin ({self.cin}), got {self.cout}")
+        if self.op in ("matmul", "softmax", "layernorm", "gelu", "attention") and self.w != 1:
+            raise ValueError(f"{self.op}: tokens are rows (h = sequence length); w must be 1, got {self.w}")
+        if self.op == "attention":
+            heads = self.a.get("heads")
+            if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1:
+                raise ValueError(f"attention needs attrs.heads, a positive integer (got {heads!r})")
+            if self.cin % heads:
+                raise ValueError(f"attention: heads ({heads}) must divide the hidden size cin ({self.cin})")
+        if self.op == "gelu" and self.a.get("approximate", "none") not in ("none", "tanh"):
+            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {self.a.get('approximate')!r}")
 
     # ---- derived shape facts (one place) -------------------------------------------------
     @property
@@ -212,12 +242,17 @@ class KernelSpec:
             return (self.cout, self.kh, self.kw, self.cin // self.groups)
         if self.op == "fc":
             return (self.cout, self.cin)
+        if self.op == "layernorm":
+            return (self.cin,)  # the scale; the shift is the "bias"
+        if self.op == "attention":
+            return (4, self.cin, self.cin)  # Q, K, V and output projections, each (out, in)
         return ()
 
     @property
     def params_count(self) -> int:
         ws = self.weight_shape
-        return (int(np.prod(ws)) + (self.cout if self.bias else 0)) if ws else 0
+        nbias = 4 * self.cout if self.op == "attention" else self.cout
+        return (int(np.prod(ws)) + (nbias if self.bias else 0)) if ws else 0
 
     @property
     def macs(self) -> int:
@@ -226,6 +261,10 @@ class KernelSpec:
             return self.n * self.out_h * self.out_w * self.cout * self.kh * self.kw * (self.cin // self.groups)
         if self.op == "fc":
             return self.n * self.cin * self.cout
+        if self.op == "matmul":
+            return self.n * self.h * self.cin * self.cout
+        if self.op == "attention":  # four projections, then QK^T and (softmax)V over all heads
+            return 4 * self.n * self.h * self.cin * self.cin + 2 * self.n * self.h * self.h * self.cin
         return 0
 
     @property
@@ -237,7 +276,7 @@ class KernelSpec:
             return self.n * self.out_h * self.out_w * self.cin * self.kh * self.kw
         if self.op in ("global_avgpool",):
             return self.n * self.h * self.w * self.cin
-        if self.op in ("add", "mul", "activation"):
+        if self.op in ("add", "mul", "activation", "softmax", "layernorm", "gelu"):
             return self.n * self.h * self.w * self.cin
         return 0
 
@@ -289,7 +328,7 @@ class KernelSpec:
                 parts.append(f"g{self.groups}")
             if self.dilation != 1:
                 parts.append(f"d{self.dilation}")
-        if self.macs and not self.bias:
+        if self.weight_shape and not self.bias:
             parts.append("nobias")
         if self.activation != "none":
             parts.append(self.activation)
@@ -392,6 +431,9 @@ class DeviceInfo:
     kernel: str = ""
     build: str = ""  # ro.build.fingerprint on phones
     extra: tuple = ()  # clusters, frequencies, memory...: informative, not part of the id
+    #: An emulator (or a loopback phone under qemu): its timings say nothing about a real phone,
+    #: so it is part of the id and records say so.
+    emulated: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "isa", tuple(self.isa))
@@ -399,10 +441,11 @@ class DeviceInfo:
 
     @property
     def id(self) -> str:
-        return content_id(
-            [self.kind, self.model, self.soc, self.abi, self.cpu, self.cores, sorted(self.isa), self.os,
-             self.kernel, self.build, self.serial if self.kind != "local" else ""]
-        )
+        parts = [self.kind, self.model, self.soc, self.abi, self.cpu, self.cores, sorted(self.isa), self.os,
+                 self.kernel, self.build, self.serial if self.kind != "local" else ""]
+        if self.emulated:  # only when true, so the ids of real devices never change
+            parts.append("emulated")
+        return content_id(parts)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -451,6 +494,8 @@ class Conditions:
     temp_before_c: float = float("nan")
     temp_after_c: float = float("nan")
     throttled: bool = False
+    #: The cooldown before this measurement gave up waiting for the temperature/timeout target.
+    cooldown_timed_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -472,6 +517,8 @@ class Record:
     layer_index: int = -1
     layer_name: str = ""
     suite: str = ""
+    #: The runtime's own kernel that computed it, where the runtime reports it (not part of the key).
+    kernel: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -520,6 +567,7 @@ def _columns():
         ("devprof_version", pa.string()), ("harness_version", pa.string()),
         ("model_run_id", pa.string()), ("model_name", pa.string()), ("layer_index", pa.int32()),
         ("layer_name", pa.string()), ("suite", pa.string()),
+        ("emulated", pa.bool_()), ("cooldown_timed_out", pa.bool_()), ("kernel", pa.string()),
     ]
     return cols
 
@@ -529,6 +577,23 @@ def arrow_schema():
     import pyarrow as pa
 
     return pa.schema(_columns(), metadata={b"devprof.schema_version": str(SCHEMA_VERSION).encode()})
+
+
+def conform(table, version: int):
+    """An Arrow table read from a part of schema `version` in today's layout.
+
+    Columns added since `version` get their documented old value; a column missing from a part
+    of a version that should have it is an error (the part was not written by devprof)."""
+    import pyarrow as pa
+
+    schema = arrow_schema()
+    for name, (added_in, old_value) in ADDED_COLUMNS.items():
+        if name in table.column_names:
+            continue
+        if version >= added_in:
+            raise ValueError(f"column {name!r} missing from a schema-{version} part")
+        table = table.append_column(name, pa.array([old_value] * table.num_rows, type=schema.field(name).type))
+    return table.select(schema.names).cast(schema)
 
 
 def record_to_row(r: Record) -> dict[str, Any]:
@@ -555,6 +620,7 @@ def record_to_row(r: Record) -> dict[str, Any]:
         "devprof_version": r.devprof_version, "harness_version": r.harness_version,
         "model_run_id": r.model_run_id, "model_name": r.model_name, "layer_index": r.layer_index,
         "layer_name": r.layer_name, "suite": r.suite,
+        "emulated": d.emulated, "cooldown_timed_out": c.cooldown_timed_out, "kernel": r.kernel,
     }
     return row
 
@@ -593,9 +659,10 @@ def row_to_record(row: Mapping[str, Any]) -> Record:
         kind=row["kind"],
         conditions=Conditions(row["cpus"], row["governor"], int(row["freq_before_khz"]),
                               int(row["freq_after_khz"]), float(row["temp_before_c"]),
-                              float(row["temp_after_c"]), bool(row["throttled"])),
+                              float(row["temp_after_c"]), bool(row["throttled"]),
+                              bool(row.get("cooldown_timed_out", False))),
         started_at=ts(row["started_at"]), finished_at=ts(row["finished_at"]),
         devprof_version=row["devprof_version"], harness_version=row["harness_version"],
         model_run_id=row["model_run_id"], model_name=row["model_name"], layer_index=int(row["layer_index"]),
-        layer_name=row["layer_name"], suite=row["suite"],
+        layer_name=row["layer_name"], suite=row["suite"], kernel=row.get("kernel", "") or "",
     )

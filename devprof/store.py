@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import DatasetError
-from .records import SCHEMA_VERSION, Record, arrow_schema, records_to_table, row_to_record
+from .records import SCHEMA_VERSION, Record, arrow_schema, conform, records_to_table, row_to_record
 
 MANIFEST = "dataset.json"
 FORMAT = "devprof-dataset"
@@ -94,7 +94,11 @@ class Dataset:
             if v > SCHEMA_VERSION:
                 raise DatasetError(f"{p} has schema version {v}, newer than this devprof understands "
                                    f"({SCHEMA_VERSION}); upgrade devprof")
-            tables.append(t.select(arrow_schema().names).cast(arrow_schema()))
+            try:
+                tables.append(conform(t, v))
+            except (ValueError, KeyError, TypeError, NotImplementedError) as e:
+                raise DatasetError(f"dataset part {p} does not match schema version {v}: "
+                                   f"{str(e).splitlines()[0]}") from None
         if not tables:
             return arrow_schema().empty_table()
         t = pa.concat_tables(tables)

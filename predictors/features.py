@@ -112,6 +112,8 @@ def features(table: SpecTable | np.ndarray, vector_floats: int = VECTOR_FLOATS,
     params = c("params")
     nnz = params * density
     in_b = c("n") * c("h") * c("w") * c("cin") * bpe
+    # a matmul's second operand is an activation too (n x cin x cout), not a weight
+    in_b = in_b + (c("op") == OP_CODE["matmul"]) * c("n") * c("cin") * c("cout") * bpe
     out_pix = c("n") * c("out_h") * c("out_w")
     out_b = out_pix * c("cout") * bpe
     w_b = nnz * bpe

@@ -17,15 +17,20 @@ from devprof.models.variants import expand_entry, variants
 from devprof.models.walk import FUSIONS, walk
 from devprof.records import OPS
 
-SMALL = {"classification": 48, "sr": (12, 20)}
+SMALL = {"classification": 48, "sr": (12, 20), "transformer": 16}
 
 
 def small(name: str, seed: int = 0):
-    """Each family at a small input; ResNet-50 also at quarter width (its full width is 25M weights)."""
+    """Each family at a small input; ResNet-50 also at quarter width (its full width is 25M weights),
+    BERTs at two layers."""
     res = SMALL[FAMILIES[name].kind]
     if name == "resnet50":
         cfg = reference_config(name, res)
         cfg.update(stem=16, widths=[16, 32, 64, 128])
+        return build(name, cfg, seed=seed)
+    if FAMILIES[name].kind == "transformer":  # two encoder layers of the family's width
+        cfg = reference_config(name, res)
+        cfg["layers"] = min(cfg["layers"], 2)
         return build(name, cfg, seed=seed)
     return build(name, res=res, seed=seed)
 
@@ -91,7 +96,7 @@ def test_tflite_export_matches_onnxruntime(models, name):
     y = sess.run(None, {inp.name: x})[0]
     it = Interpreter(model_content=tfl)
     it.allocate_tensors()
-    it.set_tensor(it.get_input_details()[0]["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    it.set_tensor(it.get_input_details()[0]["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1) if x.ndim == 4 else x))
     it.invoke()
     z = it.get_tensor(it.get_output_details()[0]["index"])
     z = z.transpose(0, 3, 1, 2) if z.ndim == 4 else z
@@ -103,7 +108,7 @@ def test_tflite_export_matches_onnxruntime(models, name):
 
 
 def test_tflite_walk_agrees_with_onnx_litert_fusion(models):
-    for name in ("mobilenetv2", "resnet18", "squeezenet", "espcn"):
+    for name in ("mobilenetv2", "resnet18", "squeezenet", "espcn", "bert_tiny"):
         a = sorted(l.spec.key for l in walk(models[name], fusion="litert").layers)
         b = sorted(l.spec.key for l in walk(onnx_to_tflite(models[name])).layers)
         assert a == b, name

@@ -84,3 +84,12 @@ def test_dedup_key_ignores_measurement_but_not_context():
     assert a.key == b.key
     assert _record(kind="layer", model_name="m", layer_index=1).key != _record(kind="layer", model_name="m",
                                                                                 layer_index=2).key
+
+
+def test_emulated_devices_have_their_own_id_and_real_ids_are_unchanged():
+    dev = _record().device
+    assert dev.id == "7a88050cc200a3c9"  # published fingerprints must never change
+    emu = DeviceInfo(**{**dev.to_dict(), "emulated": True})
+    assert emu.id != dev.id
+    back = row_to_record(records_to_table([_record()]).to_pylist()[0])
+    assert back.device == dev and not back.conditions.cooldown_timed_out and back.kernel == ""

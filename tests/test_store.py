@@ -69,3 +69,25 @@ def test_leftover_temporary_files_are_ignored(tmp_path):
         ds.append([_record()])
     (tmp_path / "d" / "parts" / ".part-1.parquet.tmp").write_bytes(b"half a file")  # a crash mid-write
     assert len(Dataset(tmp_path / "d").read()) == 1
+
+
+def test_parts_of_schema_1_read_with_the_columns_added_since(tmp_path):
+    """A dataset written before version 2 reads in today's layout; a current part missing a column is refused."""
+    import pyarrow.parquet as pq
+
+    from devprof.records import ADDED_COLUMNS, records_to_table
+
+    ds = Dataset(tmp_path / "ds")
+    with ds:
+        ds.append([_record()])
+    (part,) = ds.parts()
+    t = records_to_table([_record(spec=KernelSpec("fc", n=1, cin=8, cout=8))])
+    old = t.drop_columns(list(ADDED_COLUMNS)).replace_schema_metadata({b"devprof.schema_version": b"1"})
+    pq.write_table(old, part.with_name("part-old.parquet"))
+    df = ds.read()
+    assert len(df) == 2 and set(df["emulated"]) == {False} and set(df["kernel"]) == {""}
+    assert not df["cooldown_timed_out"].any()
+    bad = t.drop_columns(["kernel"])  # says version 2 but lacks a version-2 column
+    pq.write_table(bad, part.with_name("part-bad.parquet"))
+    with pytest.raises(DatasetError, match="part-bad.parquet does not match schema version 2"):
+        ds.read()

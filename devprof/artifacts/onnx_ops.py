@@ -17,10 +17,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..records import KernelSpec
+from ..runtimes.reference import LAYERNORM_EPS, TOKEN_OPS
 
 OPSET = 17
 SUPPORTED = ("conv2d", "dwconv2d", "pwconv", "fc", "maxpool", "avgpool", "global_avgpool", "add", "mul",
-             "concat", "activation", "depth_to_space")
+             "concat", "activation", "depth_to_space", "matmul", "softmax", "layernorm", "gelu", "attention")
+#: Ops whose activations are token rows (n, seq, hidden): fed and returned as they are.
+ROW_OPS = ("fc", *TOKEN_OPS)
 
 
 def supports(spec: KernelSpec) -> str | None:
@@ -32,6 +35,8 @@ def supports(spec: KernelSpec) -> str | None:
         return ("fp16 is not measured on ONNX Runtime: its CPU execution provider casts fp16 Conv/Gemm to "
                 "fp32 and back (no fp16 arithmetic); fp16 kernels run on litert")
     if spec.dtype == "int8":
+        if spec.op in TOKEN_OPS:
+            return f"int8 {spec.op} is not built yet (fp32 only)"
         from ..runtimes.quantize import supports_int8
 
         return supports_int8(spec)
@@ -70,7 +75,7 @@ def build_model(spec: KernelSpec, tensors: dict[str, np.ndarray]):
     feeds: dict[str, np.ndarray] = {}
     op = spec.op
     x = tensors["x"]
-    if op == "fc":
+    if op in ROW_OPS:
         feeds["x"] = x
     else:
         feeds["x"] = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
@@ -110,6 +115,8 @@ def build_model(spec: KernelSpec, tensors: dict[str, np.ndarray]):
         nodes.extend(_act_nodes(helper, spec.a.get("kind", spec.activation), "x", "y"))
     elif op == "depth_to_space":
         nodes.append(helper.make_node("DepthToSpace", ["x"], [out], blocksize=int(spec.a.get("block", 2)), mode="DCR"))
+    elif op in TOKEN_OPS:
+        _token_nodes(spec, tensors, helper, numpy_helper, nodes, inits, feeds, out)
     else:
         raise ValueError(f"no ONNX builder for {op}")
     if out == "pre":
@@ -118,7 +125,8 @@ def build_model(spec: KernelSpec, tensors: dict[str, np.ndarray]):
             inits += [numpy_helper.from_array(np.array(0, np.float32), "clip_min"),
                       numpy_helper.from_array(np.array(6, np.float32), "clip_max")]
     inputs = [helper.make_tensor_value_info(k, TensorProto.FLOAT, list(v.shape)) for k, v in feeds.items()]
-    oshape = [spec.n, spec.cout] if op == "fc" else [spec.n, spec.cout, spec.out_h, spec.out_w]
+    oshape = ([spec.n, spec.cout] if op == "fc" else [spec.n, spec.h, spec.cout] if op in TOKEN_OPS
+              else [spec.n, spec.cout, spec.out_h, spec.out_w])
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, oshape)]
     graph = helper.make_graph(nodes, f"devprof_{spec.id}", inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
@@ -126,6 +134,67 @@ def build_model(spec: KernelSpec, tensors: dict[str, np.ndarray]):
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model, feeds
+
+
+def _token_nodes(spec: KernelSpec, tensors: dict, helper, numpy_helper, nodes: list, inits: list,
+                 feeds: dict, out: str) -> None:
+    """Transformer ops in the form exporters write them (PyTorch's ONNX export, opset 17):
+    GELU as its erf formula and attention as projections, reshapes and MatMuls, which ONNX
+    Runtime's optimiser fuses where it knows how, as it would in a real model."""
+    op = spec.op
+
+    def const(name: str, arr) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    if op == "matmul":
+        feeds["y2"] = tensors["y"]
+        nodes.append(helper.make_node("MatMul", ["x", "y2"], [out]))
+    elif op == "softmax":
+        nodes.append(helper.make_node("Softmax", ["x"], [out], axis=-1))
+    elif op == "layernorm":
+        ins = ["x", const("scale", tensors["w"])] + ([const("shift", tensors["b"])] if "b" in tensors else [])
+        nodes.append(helper.make_node("LayerNormalization", ins, [out], axis=-1,
+                                      epsilon=float(spec.a.get("eps", LAYERNORM_EPS))))
+    elif op == "gelu":
+        f = np.float32
+        if spec.a.get("approximate", "none") == "tanh":
+            nodes += [helper.make_node("Mul", ["x", "x"], ["x2"]), helper.make_node("Mul", ["x2", "x"], ["x3"]),
+                      helper.make_node("Mul", ["x3", const("c044715", f(0.044715))], ["cx3"]),
+                      helper.make_node("Add", ["x", "cx3"], ["inner"]),
+                      helper.make_node("Mul", ["inner", const("sqrt2pi", f(np.sqrt(2 / np.pi)))], ["arg"]),
+                      helper.make_node("Tanh", ["arg"], ["t"])]
+        else:
+            nodes += [helper.make_node("Div", ["x", const("sqrt2", f(np.sqrt(2)))], ["xs"]),
+                      helper.make_node("Erf", ["xs"], ["t"])]
+        nodes += [helper.make_node("Add", ["t", const("one", f(1))], ["t1"]),
+                  helper.make_node("Mul", ["x", "t1"], ["xt"]),
+                  helper.make_node("Mul", ["xt", const("half", f(0.5))], [out])]
+    elif op == "attention":
+        heads = int(spec.a["heads"])
+        d = spec.cin // heads
+        w, b = tensors["w"], tensors.get("b")
+        split = const("split_shape", np.array([0, 0, heads, d], np.int64))
+        for i, name in enumerate("qkv"):
+            nodes.append(helper.make_node("MatMul", ["x", const(f"w{name}", np.ascontiguousarray(w[i].T))], [f"{name}0"]))
+            src = f"{name}0"
+            if b is not None:
+                nodes.append(helper.make_node("Add", [src, const(f"b{name}", b[i])], [f"{name}1"]))
+                src = f"{name}1"
+            nodes.append(helper.make_node("Reshape", [src, split], [f"{name}4"]))
+            perm = [0, 2, 3, 1] if name == "k" else [0, 2, 1, 3]  # K goes in transposed: (n, h, d, seq)
+            nodes.append(helper.make_node("Transpose", [f"{name}4"], [f"{name}h"], perm=perm))
+        nodes += [helper.make_node("MatMul", ["qh", "kh"], ["scores"]),
+                  helper.make_node("Div", ["scores", const("sqrt_d", np.float32(np.sqrt(d)))], ["scaled"]),
+                  helper.make_node("Softmax", ["scaled"], ["probs"], axis=-1),
+                  helper.make_node("MatMul", ["probs", "vh"], ["ctx"]),
+                  helper.make_node("Transpose", ["ctx"], ["ctx_t"], perm=[0, 2, 1, 3]),
+                  helper.make_node("Reshape", ["ctx_t", const("merge_shape", np.array([0, 0, spec.cin], np.int64))],
+                                   ["merged"]),
+                  helper.make_node("MatMul", ["merged", const("wo", np.ascontiguousarray(w[3].T))],
+                                   ["o0" if b is not None else out])]
+        if b is not None:
+            nodes.append(helper.make_node("Add", ["o0", const("bo", b[3])], [out]))
 
 
 #: The ONNX op of each int8 spec's float core (between DequantizeLinear and QuantizeLinear).
@@ -190,7 +259,8 @@ def build_qdq_model(spec: KernelSpec, qk):
     nodes.append(helper.make_node("QuantizeLinear", ["out_f", "out_scale", "out_zp"], ["out"]))
     et = _ONNX_TYPE[qk.act_dtype]
     inputs = [helper.make_tensor_value_info(k, et, list(v.shape)) for k, v in feeds.items()]
-    oshape = [spec.n, spec.cout] if op == "fc" else [spec.n, spec.cout, spec.out_h, spec.out_w]
+    oshape = ([spec.n, spec.cout] if op == "fc" else [spec.n, spec.h, spec.cout] if op in TOKEN_OPS
+              else [spec.n, spec.cout, spec.out_h, spec.out_w])
     graph = helper.make_graph(nodes, f"devprof_{spec.id}", inputs, [helper.make_tensor_value_info("out", et, oshape)],
                               inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="devprof")
@@ -200,7 +270,7 @@ def build_qdq_model(spec: KernelSpec, qk):
 
 
 def output_to_nhwc(spec: KernelSpec, y: np.ndarray) -> np.ndarray:
-    return y if spec.op == "fc" else y.transpose(0, 2, 3, 1)
+    return y if spec.op in ROW_OPS else y.transpose(0, 2, 3, 1)
 
 
 #: Scale inputs (by position) of the ONNX ops that carry quantization scales.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..records import KernelSpec
-from ..runtimes.reference import Pads
+from ..runtimes.reference import LAYERNORM_EPS, TOKEN_OPS, Pads
 from .tflite_writer import FUSED, TFLiteGraph, same_pads
 
 #: Metadata that lets XNNPACK run the model in fp16 (with fp16 accumulation) where it can.
@@ -28,7 +28,7 @@ _INT8_VERSION = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "MA
                  "AVERAGE_POOL_2D": 2, "ADD": 2, "MUL": 2, "PAD": 2}
 
 SUPPORTED = ("conv2d", "dwconv2d", "pwconv", "fc", "maxpool", "avgpool", "global_avgpool", "add", "mul",
-             "concat", "activation", "depth_to_space")
+             "concat", "activation", "depth_to_space", "matmul", "softmax", "layernorm", "gelu", "attention")
 _SEPARATE_ACT = {"hswish": "HARD_SWISH", "sigmoid": "LOGISTIC", "leakyrelu": "LEAKY_RELU"}
 
 
@@ -38,6 +38,8 @@ def supports(spec: KernelSpec) -> str | None:
     if spec.sparsity.scheme != "dense":
         return "LiteRT runs dense kernels only (sparse schemes run in devprof-c)"
     if spec.dtype == "int8":
+        if spec.op in TOKEN_OPS:
+            return f"int8 {spec.op} is not built yet (fp32 only)"
         from ..runtimes.quantize import supports_int8
 
         return supports_int8(spec)
@@ -50,7 +52,7 @@ def supports(spec: KernelSpec) -> str | None:
 
 def _padding(spec: KernelSpec) -> tuple[str, Pads]:
     """Choose SAME/VALID (+explicit PAD) and return the pads the reference must use."""
-    if spec.op in ("fc", "global_avgpool", "add", "mul", "concat", "activation", "depth_to_space"):
+    if spec.op in ("fc", "global_avgpool", "add", "mul", "concat", "activation", "depth_to_space", *TOKEN_OPS):
         return "VALID", Pads(0, 0, 0, 0)
     p = spec.padding
     if p == 0:
@@ -146,7 +148,8 @@ def _build(spec: KernelSpec, tt, tensors: dict[str, np.ndarray]) -> tuple[bytes,
     padding = 0 if mode == "SAME" else 1  # Padding.SAME = 0, VALID = 1
     sep = _SEPARATE_ACT.get(spec.activation) if op != "activation" else None
     fused = FUSED.get(spec.activation, 0) if sep is None else 0
-    out_shape = (spec.n, spec.cout) if op == "fc" else (spec.n, spec.out_h, spec.out_w, spec.cout)
+    out_shape = ((spec.n, spec.cout) if op == "fc" else (spec.n, spec.h, spec.cout) if op in TOKEN_OPS
+                 else (spec.n, spec.out_h, spec.out_w, spec.cout))
     y = tt.act(g, "y" if sep is None else "pre", out_shape, "out")
     if op in ("conv2d", "pwconv", "dwconv2d"):
         if op == "dwconv2d":
@@ -193,6 +196,11 @@ def _build(spec: KernelSpec, tt, tensors: dict[str, np.ndarray]) -> tuple[bytes,
                  **({"alpha": 0.01} if kind == "leakyrelu" else {}))
     elif op == "depth_to_space":
         g.op("DEPTH_TO_SPACE", [xi], [y], "DepthToSpaceOptions", blockSize=int(spec.a.get("block", 2)))
+    elif op in TOKEN_OPS:
+        if op == "matmul":
+            feeds["y2"] = tensors["y"]
+            inputs.append(tt.act(g, "y2", tensors["y"].shape, "y"))
+        _token_ops(g, tt, spec, tensors, xi, inputs[-1], y)
     else:
         raise ValueError(f"no TFLite builder for {op}")
     out = y
@@ -201,3 +209,78 @@ def _build(spec: KernelSpec, tt, tensors: dict[str, np.ndarray]) -> tuple[bytes,
         g.op(sep, [y], [out], "LeakyReluOptions" if sep == "LEAKY_RELU" else None,
              **({"alpha": 0.01} if sep == "LEAKY_RELU" else {}))
     return g.finish(inputs, [out], metadata=tt.metadata()), feeds, pads
+
+
+def _token_ops(g: TFLiteGraph, tt, spec: KernelSpec, tensors: dict, xi: int, yi: int, out: int) -> None:
+    """Transformer ops as the TFLite converter writes them: BATCH_MATMUL, SOFTMAX and GELU are
+    builtins; layer norm has no builtin and becomes MEAN / SQUARED_DIFFERENCE / RSQRT arithmetic;
+    attention is FULLY_CONNECTED projections, RESHAPE / TRANSPOSE into heads and BATCH_MATMULs."""
+    op = spec.op
+    n, seq, hid = spec.n, spec.h, spec.cin
+
+    def tmp(name: str, shape) -> int:
+        return g.tensor(name, shape)
+
+    def scalar(name: str, v: float) -> int:
+        return g.tensor(name, (1,), np.array([v], np.float32))
+
+    if op == "matmul":
+        g.op("BATCH_MATMUL", [xi, yi], [out], "BatchMatMulOptions", adjX=False, adjY=False)
+    elif op == "softmax":
+        g.op("SOFTMAX", [xi], [out], "SoftmaxOptions", beta=1.0)
+    elif op == "gelu":
+        g.op("GELU", [xi], [out], "GeluOptions", approximate=spec.a.get("approximate", "none") == "tanh")
+    elif op == "layernorm":
+        axis = g.tensor("axis", (1,), np.array([-1], np.int32))
+        mean = tmp("mean", (n, seq, 1))
+        g.op("MEAN", [xi, axis], [mean], "ReducerOptions", keepDims=True)
+        sq = tmp("sqdiff", (n, seq, hid))
+        g.op("SQUARED_DIFFERENCE", [xi, mean], [sq])
+        var = tmp("var", (n, seq, 1))
+        g.op("MEAN", [sq, axis], [var], "ReducerOptions", keepDims=True)
+        ve = tmp("var_eps", (n, seq, 1))
+        g.op("ADD", [var, scalar("eps", float(spec.a.get("eps", LAYERNORM_EPS)))], [ve], "AddOptions")
+        r = tmp("rstd", (n, seq, 1))
+        g.op("RSQRT", [ve], [r])
+        xc = tmp("centered", (n, seq, hid))
+        g.op("SUB", [xi, mean], [xc], "SubOptions")
+        xn = tmp("normed", (n, seq, hid))
+        g.op("MUL", [xc, r], [xn], "MulOptions")
+        scaled = out if "b" not in tensors else tmp("scaled", (n, seq, hid))
+        g.op("MUL", [xn, tt.const(g, "scale", tensors["w"])], [scaled], "MulOptions")
+        if "b" in tensors:
+            g.op("ADD", [scaled, tt.const(g, "shift", tensors["b"])], [out], "AddOptions")
+    elif op == "attention":
+        heads = int(spec.a["heads"])
+        d = hid // heads
+        w = tensors["w"]
+        b = tensors.get("b", np.zeros((4, hid), np.float32))
+        split = g.tensor("split_shape", (4,), np.array([n, seq, heads, d], np.int32))
+        perm = g.tensor("perm_heads", (4,), np.array([0, 2, 1, 3], np.int32))
+        hs = []
+        for i, name in enumerate("qkv"):
+            p = tmp(f"{name}", (n, seq, hid))
+            g.op("FULLY_CONNECTED", [xi, tt.const(g, f"w{name}", w[i]), tt.const(g, f"b{name}", b[i])], [p],
+                 "FullyConnectedOptions", keepNumDims=True)
+            r = tmp(f"{name}_split", (n, seq, heads, d))
+            g.op("RESHAPE", [p, split], [r], "ReshapeOptions", newShape=[n, seq, heads, d])
+            h = tmp(f"{name}_heads", (n, heads, seq, d))
+            g.op("TRANSPOSE", [r, perm], [h], "TransposeOptions")
+            hs.append(h)
+        scores = tmp("scores", (n, heads, seq, seq))
+        g.op("BATCH_MATMUL", [hs[0], hs[1]], [scores], "BatchMatMulOptions", adjX=False, adjY=True)
+        scaled = tmp("scaled", (n, heads, seq, seq))
+        g.op("MUL", [scores, scalar("inv_sqrt_d", float(1 / np.sqrt(d)))], [scaled], "MulOptions")
+        probs = tmp("probs", (n, heads, seq, seq))
+        g.op("SOFTMAX", [scaled], [probs], "SoftmaxOptions", beta=1.0)
+        ctx = tmp("ctx", (n, heads, seq, d))
+        g.op("BATCH_MATMUL", [probs, hs[2]], [ctx], "BatchMatMulOptions", adjX=False, adjY=False)
+        ctx_t = tmp("ctx_t", (n, seq, heads, d))
+        g.op("TRANSPOSE", [ctx, perm], [ctx_t], "TransposeOptions")
+        merged = tmp("merged", (n, seq, hid))
+        g.op("RESHAPE", [ctx_t, g.tensor("merge_shape", (3,), np.array([n, seq, hid], np.int32))], [merged],
+             "ReshapeOptions", newShape=[n, seq, hid])
+        g.op("FULLY_CONNECTED", [merged, tt.const(g, "wo", w[3]), tt.const(g, "bo", b[3])], [out],
+             "FullyConnectedOptions", keepNumDims=True)
+    else:
+        raise ValueError(f"no TFLite builder for {op}")

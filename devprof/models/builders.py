@@ -15,6 +15,7 @@ import onnx
 
 from ..errors import UsageError
 from ..records import content_id
+from . import bert
 from .dsl import Net, T
 
 
@@ -335,7 +336,7 @@ class Family:
     name: str
     net: Callable[[dict], onnx.ModelProto]  # config -> model
     reference: Callable[..., dict]  # the published architecture's config
-    kind: str = "classification"  # or "sr"
+    kind: str = "classification"  # or "sr", "transformer" (its `res` is the sequence length)
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in [
@@ -354,6 +355,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("espcn", espcn_net, espcn, "sr"),
     Family("edsr", edsr_net, edsr_baseline, "sr"),
     Family("wdsr", wdsr_net, wdsr_a, "sr"),
+    *[Family(size, bert.bert_net, (lambda size: lambda res=128: bert.reference(size, res))(size), "transformer")
+      for size in bert.SIZES],
 ]}
 
 

@@ -476,7 +476,7 @@ class ModelProfiler:
                         continue
                     it = _litert_interpreter(tfl, self.threads, rt == "litert")
                     inp = it.get_input_details()[0]
-                    xin = x.transpose(0, 2, 3, 1).copy() if x is not None else \
+                    xin = (x.transpose(0, 2, 3, 1).copy() if x.ndim == 4 else x) if x is not None else \
                         np.random.default_rng(0).random(inp["shape"], dtype=np.float32)
                     it.set_tensor(inp["index"], np.ascontiguousarray(xin, dtype=np.float32))
                     it.invoke()

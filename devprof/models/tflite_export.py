@@ -4,6 +4,11 @@ Converts the ops devprof's model families use, the way TFLite converters do: Bat
 folded into the convolution before it, ReLU/ReLU6 become fused activations, padding that TFLite's
 SAME cannot express becomes an explicit PAD, channel shuffle becomes a 5-D reshape/transpose in
 NHWC. Anything else raises `UnsupportedOp` (one line naming the node).
+
+Transformer encoders (one input of token rows, (batch, seq, hidden)) keep their layout: a MatMul
+with a constant weight becomes FULLY_CONNECTED (keep_num_dims), two activations BATCH_MATMUL,
+Softmax SOFTMAX, the GELU erf formula one GELU op, LayerNormalization the MEAN / RSQRT arithmetic
+the TFLite converter writes, and the head Reshapes / Transposes RESHAPE / TRANSPOSE.
 """
 from __future__ import annotations
 
@@ -41,6 +46,8 @@ class _Exporter:
                 import onnx
 
                 self.consts[n.output[0]] = numpy_helper.to_array(onnx.helper.get_attribute_value(n.attribute[0]))
+            elif n.op_type == "Identity" and n.input and n.input[0] in self.consts:  # a shared weight
+                self.consts[n.output[0]] = self.consts[n.input[0]]
         self.shapes: dict[str, tuple] = {}
         for vi in list(self.g.input) + list(self.g.value_info) + list(self.g.output):
             self.shapes[vi.name] = tuple(max(1, d.dim_value) for d in vi.type.tensor_type.shape.dim)
@@ -52,6 +59,7 @@ class _Exporter:
         self.t: dict[str, int] = {}  # ONNX tensor -> TFLite tensor index
         self.done: set[str] = set()
         self.outputs = {o.name for o in self.g.output}
+        self.tokens = False  # a transformer's token rows: no NCHW -> NHWC change anywhere
 
     # ---- helpers -------------------------------------------------------------------------------
     def attr(self, node, key: str, default: Any = None) -> Any:
@@ -65,7 +73,7 @@ class _Exporter:
 
     def nhwc(self, name: str) -> tuple:
         s = self.shapes[name]
-        return (s[0], s[2], s[3], s[1]) if len(s) == 4 else s
+        return (s[0], s[2], s[3], s[1]) if len(s) == 4 and not self.tokens else s
 
     def new(self, name: str, shape) -> int:
         return self.out.tensor(name, shape)
@@ -134,13 +142,14 @@ class _Exporter:
     # ---- conversion ----------------------------------------------------------------------------
     def run(self) -> bytes:
         inputs = [i for i in self.g.input if i.name not in self.consts]
-        if len(inputs) != 1 or len(self.shapes[inputs[0].name]) != 4:
-            raise UnsupportedOp("the TFLite exporter takes models with one NCHW image input")
+        if len(inputs) != 1 or len(self.shapes[inputs[0].name]) not in (3, 4):
+            raise UnsupportedOp("the TFLite exporter takes models with one input: an NCHW image or token rows")
         name = inputs[0].name
+        self.tokens = len(self.shapes[name]) == 3
         self.t[name] = self.new(name, self.nhwc(name))
         in_idx = self.t[name]
         for node in self.g.node:
-            if node.output and node.output[0] in self.done or node.op_type == "Constant":
+            if node.output and (node.output[0] in self.done or node.output[0] in self.consts):
                 continue
             fn = getattr(self, "op_" + node.op_type, None)
             if fn is None:
@@ -364,7 +373,15 @@ class _Exporter:
             self.t[o] = y
 
     def op_Reshape(self, n) -> None:
-        """Only the channel-shuffle pattern Reshape(5-D) -> Transpose(0,2,1,3,4) -> Reshape(4-D)."""
+        """Only the channel-shuffle pattern Reshape(5-D) -> Transpose(0,2,1,3,4) -> Reshape(4-D),
+        and any reshape of token rows (no layout change there)."""
+        if self.tokens:
+            out = self.shapes[n.output[0]]
+            y = self.new(n.output[0], out)
+            self.out.op("RESHAPE", [self.t[n.input[0]], self.const(n.name + ".shape", np.array(out, np.int32))], [y],
+                        "ReshapeOptions", newShape=list(out))
+            self.t[n.output[0]] = y
+            return
         s5 = self.shapes[n.output[0]]
         tr = self.single(n.output[0], "Transpose")
         back = self.single(tr.output[0], "Reshape") if tr is not None else None
@@ -385,3 +402,100 @@ class _Exporter:
         if self.attr(n, "mode", "DCR") != "DCR":
             raise UnsupportedOp(f"TFLite export: DepthToSpace {n.name} in CRD mode")
         self._unary(n, "DEPTH_TO_SPACE", "DepthToSpaceOptions", blockSize=int(self.attr(n, "blocksize")))
+
+    # ---- transformer encoders (token rows; no layout change) ------------------------------------
+    def _token_only(self, n) -> None:
+        if not self.tokens:
+            raise UnsupportedOp(f"TFLite export: {n.op_type} {n.name} outside a token-row model")
+
+    def _scalar(self, name: str) -> float | None:
+        v = self.consts.get(name)
+        return None if v is None or np.asarray(v).size != 1 else float(np.asarray(v).reshape(-1)[0])
+
+    def op_MatMul(self, n) -> None:
+        self._token_only(n)
+        a, b = n.input
+        if b in self.consts and np.asarray(self.consts[b]).ndim == 2:
+            w = np.ascontiguousarray(np.asarray(self.consts[b], np.float32).T)  # (out, in)
+            out, bias = n.output[0], np.zeros(w.shape[0], np.float32)
+            add = self.single(out, "Add")  # the bias Add folds into the FC, as the converter does
+            other = [i for i in add.input if i != out] if add is not None else []
+            if other and other[0] in self.consts and np.asarray(self.consts[other[0]]).shape == (w.shape[0],):
+                bias, out = np.asarray(self.consts[other[0]], np.float32), add.output[0]
+                self.done.add(out)
+            y = self.new(out, self.shapes[out])
+            self.out.op("FULLY_CONNECTED", [self.t[a], self.const(n.name + ".w", w), self.const(n.name + ".b", bias)],
+                        [y], "FullyConnectedOptions", keepNumDims=True)
+            self.t[n.output[0]] = self.t[out] = y
+            return
+        y = self.new(n.output[0], self.shapes[n.output[0]])
+        self.out.op("BATCH_MATMUL", [self.t[a], self.t[b]], [y], "BatchMatMulOptions", adjX=False, adjY=False)
+        self.t[n.output[0]] = y
+
+    def op_Transpose(self, n) -> None:
+        self._token_only(n)
+        perm = [int(v) for v in self.attr(n, "perm")]
+        y = self.new(n.output[0], self.shapes[n.output[0]])
+        self.out.op("TRANSPOSE", [self.t[n.input[0]], self.const(n.name + ".perm", np.array(perm, np.int32))], [y])
+        self.t[n.output[0]] = y
+
+    def op_Softmax(self, n) -> None:
+        self._token_only(n)
+        if int(self.attr(n, "axis", -1)) not in (-1, len(self.shapes[n.input[0]]) - 1):
+            raise UnsupportedOp(f"TFLite export: Softmax {n.name} not over the last axis")
+        self._unary(n, "SOFTMAX", "SoftmaxOptions", beta=1.0)
+
+    def _gelu_chain(self, div) -> list | None:
+        erf = self.single(div.output[0], "Erf")
+        add = self.single(erf.output[0], "Add") if erf is not None else None
+        mul = self.single(add.output[0], "Mul") if add is not None else None
+        half = self.single(mul.output[0], "Mul") if mul is not None else None
+        if half is None or set(mul.input) != {div.input[0], add.output[0]}:
+            return None
+        return [erf, add, mul, half]
+
+    def op_Div(self, n) -> None:
+        self._token_only(n)
+        c = self._scalar(n.input[1])
+        if c is None:
+            raise UnsupportedOp(f"TFLite export: Div {n.name} by a tensor")
+        chain = self._gelu_chain(n) if abs(c - 2 ** 0.5) < 1e-3 else None
+        if chain:  # x * 0.5 * (1 + erf(x / sqrt 2)): one GELU, as the converter fuses it
+            out = chain[-1].output[0]
+            y = self.new(out, self.shapes[out])
+            self.out.op("GELU", [self.t[n.input[0]]], [y], "GeluOptions", approximate=False)
+            self.t[out] = y
+            self.done.update(o for node in chain for o in node.output)
+            return
+        y = self.new(n.output[0], self.shapes[n.output[0]])
+        self.out.op("MUL", [self.t[n.input[0]], self.const(n.name + ".inv", np.array([1.0 / c], np.float32))], [y],
+                    "MulOptions")
+        self.t[n.output[0]] = y
+
+    def op_LayerNormalization(self, n) -> None:
+        self._token_only(n)
+        shape = self.shapes[n.input[0]]
+        if int(self.attr(n, "axis", -1)) not in (-1, len(shape) - 1):
+            raise UnsupportedOp(f"TFLite export: LayerNormalization {n.name} not over the last axis")
+        x, name, red = self.t[n.input[0]], n.name, tuple(shape[:-1]) + (1,)
+        axis = self.const(name + ".axis", np.array([-1], np.int32))
+        mean, var, ve, r = (self.new(f"{name}.{k}", red) for k in ("mean", "var", "var_eps", "rstd"))
+        sq, xc, xn = (self.new(f"{name}.{k}", shape) for k in ("sqdiff", "centered", "normed"))
+        o = self.out
+        o.op("MEAN", [x, axis], [mean], "ReducerOptions", keepDims=True)
+        o.op("SQUARED_DIFFERENCE", [x, mean], [sq])
+        o.op("MEAN", [sq, axis], [var], "ReducerOptions", keepDims=True)
+        eps = float(self.attr(n, "epsilon", 1e-5))
+        o.op("ADD", [var, self.const(name + ".eps", np.array([eps], np.float32))], [ve], "AddOptions")
+        o.op("RSQRT", [ve], [r])
+        o.op("SUB", [x, mean], [xc], "SubOptions")
+        o.op("MUL", [xc, r], [xn], "MulOptions")
+        has_shift = len(n.input) > 2 and bool(n.input[2])
+        y = self.new(n.output[0], shape)
+        scaled = y if not has_shift else self.new(name + ".scaled", shape)
+        scale = np.asarray(self.consts[n.input[1]], np.float32)
+        o.op("MUL", [xn, self.const(name + ".scale", scale)], [scaled], "MulOptions")
+        if has_shift:
+            o.op("ADD", [scaled, self.const(name + ".shift", np.asarray(self.consts[n.input[2]], np.float32))], [y],
+                 "AddOptions")
+        self.t[n.output[0]] = y

@@ -4,6 +4,11 @@ TFLite graphs are already fused the way the interpreter runs them (BN folded, Re
 activations), so one operator is one layer; an explicit PAD before a conv or pool is folded into
 it (its padding), RESHAPE/SQUEEZE into the layer before. Unknown operators become ``op="other"``
 layers with ``attrs["tflite_op"]``.
+
+Transformer graphs (token rows, (batch, seq, hidden)): BATCH_MATMUL is `matmul`, SOFTMAX `softmax`,
+GELU `gelu`, the layer-norm arithmetic devprof's exporter writes (MEAN, SQUARED_DIFFERENCE, MEAN,
+ADD, RSQRT, SUB, MUL, MUL[, ADD]) one `layernorm`; a TRANSPOSE after a token layer folds into it
+as a view does.
 """
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ from .walk import Layer, ModelLayers
 
 _ACT = {0: "none", 1: "relu", 3: "relu6"}
 _VIEWS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
+_LAYERNORM = ["MEAN", "SQUARED_DIFFERENCE", "MEAN", "ADD", "RSQRT", "SUB", "MUL", "MUL"]
+_TOKEN_OPS = ("matmul", "softmax", "layernorm", "gelu")
 _STANDALONE_ACT = {"RELU": "relu", "RELU6": "relu6", "HARD_SWISH": "hswish", "LOGISTIC": "sigmoid",
                    "PRELU": "prelu", "LEAKY_RELU": "leakyrelu", "TANH": "tanh"}
 
@@ -78,6 +85,12 @@ def walk_tflite(src: Any, name: str | None = None) -> ModelLayers:
             return sh[0], 1, 1, sh[1]
         return 1, 1, 1, int(np.prod(sh)) if sh else 1
 
+    def tokens(i: int) -> dict:
+        sh = shape(i)
+        if len(sh) < 2:
+            return {"n": 1, "h": 1, "w": 1, "cin": int(np.prod(sh)) if sh else 1}
+        return {"n": int(np.prod(sh[:-2])), "h": sh[-2], "w": 1, "cin": sh[-1]}
+
     ops = list(sg.operators or [])
     consumers: dict[int, list[int]] = {}
     for k, op in enumerate(ops):
@@ -108,6 +121,28 @@ def walk_tflite(src: Any, name: str | None = None) -> ModelLayers:
                     continue
         fields: dict[str, Any]
         act = _ACT.get(int(getattr(opts, "fusedActivationFunction", 0) or 0), "none")
+        if kind == "MEAN" and len(shape(x)) == 3 and [opname(o) for o in ops[k:k + len(_LAYERNORM)]] == _LAYERNORM:
+            span = list(range(k + 1, k + len(_LAYERNORM)))
+            last = ops[span[-1]]
+            nxt = k + len(_LAYERNORM)
+            shift = nxt < len(ops) and opname(ops[nxt]) == "ADD" and int(last.outputs[0]) in list(ops[nxt].inputs)
+            if shift:
+                span.append(nxt)
+            claimed.update(span)
+            out = int(ops[span[-1]].outputs[0])
+            nodes = [tname(out)]
+            opsl = [opname(ops[j]) for j in [k, *span]]
+            t = tokens(x)
+            eps = 1e-5
+            for i in ops[k + 3].inputs:  # ADD(variance, eps)
+                buf = m.buffers[T[int(i)].buffer].data if T[int(i)].buffer else None
+                if buf is not None and len(buf) == 4:
+                    eps = float(f"{float(np.frombuffer(bytes(buf), np.float32)[0]):.6g}")
+            attrs = {} if abs(eps - 1e-5) < 1e-12 else {"eps": eps}
+            layers.append(Layer(len(layers), nodes[0], KernelSpec(op="layernorm", cout=t["cin"], bias=shift, attrs=attrs,
+                                                                  **t), nodes, opsl, tname(out)))
+            claimed.add(k)
+            continue
         try:
             if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D"):
                 pre = pad_of.get(k)
@@ -139,8 +174,22 @@ def walk_tflite(src: Any, name: str | None = None) -> ModelLayers:
                 ws = shape(int(op.inputs[1]))
                 rows = int(np.prod(shape(x))) // ws[1]
                 spec = KernelSpec(op="fc", n=rows, cin=ws[1], cout=ws[0], activation=act, bias=len(op.inputs) > 2)
+            elif kind == "BATCH_MATMUL":
+                a, b = shape(x), shape(int(op.inputs[1]))
+                adj = bool(getattr(opts, "adjY", False))
+                spec = KernelSpec(op="matmul", n=int(np.prod(a[:-2])), h=a[-2], cin=a[-1], cout=b[-2] if adj else b[-1])
+            elif kind in ("SOFTMAX", "GELU"):
+                t = tokens(x)
+                spec = KernelSpec(op=kind.lower(), cout=t["cin"], bias=False, **t,
+                                  attrs={"approximate": "tanh"} if kind == "GELU" and getattr(opts, "approximate", False)
+                                  else {})
             elif kind in ("ADD", "MUL"):
-                n, h, w, c = nhwc(max(op.inputs[:2], key=lambda i: int(np.prod(shape(int(i))) or 1)))
+                big = int(max(op.inputs[:2], key=lambda i: int(np.prod(shape(int(i))) or 1)))
+                if len(shape(big)) == 3:  # token rows
+                    t = tokens(big)
+                    n, h, w, c = t["n"], t["h"], 1, t["cin"]
+                else:
+                    n, h, w, c = nhwc(big)
                 spec = KernelSpec(op=kind.lower(), n=n, h=h, w=w, cin=c, cout=c, activation=act, bias=False)
             elif kind == "MEAN":
                 n, h, w, c = nhwc(x)
@@ -165,14 +214,24 @@ def walk_tflite(src: Any, name: str | None = None) -> ModelLayers:
             n, h, w, c = nhwc(x) if x >= 0 else (1, 1, 1, 1)
             spec = KernelSpec(op="other", n=n, h=h, w=w, cin=c, cout=nhwc(out)[3] if out >= 0 else c, bias=False,
                               attrs={"tflite_op": kind})
-        # fold views that follow
+        # fold views that follow (and, after a token layer, transposes)
+        views = _VIEWS | ({"TRANSPOSE"} if spec.op in _TOKEN_OPS or (spec.op == "fc" and len(shape(x)) == 3) else set())
+        if spec.op == "matmul":  # the 1/sqrt(d) scale the exporter writes as MUL by a constant
+            cs = consumers.get(out, [])
+            sc = ops[cs[0]] if len(cs) == 1 else None
+            if sc is not None and opname(sc) == "MUL" and any(
+                    T[int(i)].buffer and m.buffers[T[int(i)].buffer].data is not None and int(np.prod(shape(int(i)))) == 1
+                    for i in sc.inputs):
+                views = views | {"MUL"}
         cur = out
         while cur >= 0:
             cs = consumers.get(cur, [])
-            if len(cs) != 1 or opname(ops[cs[0]]) not in _VIEWS:
+            if len(cs) != 1 or opname(ops[cs[0]]) not in views:
                 break
             claimed.add(cs[0])
             cur = int(ops[cs[0]].outputs[0])
+            if spec.op == "matmul" and opname(ops[cs[0]]) == "MUL":
+                views = views - {"MUL"}  # one scale, then views only
             nodes.append(tname(cur))
             opsl.append(opname(ops[cs[0]]))
         layers.append(Layer(len(layers), nodes[0] if opsl[0] != "PAD" else nodes[1], spec, nodes, opsl,

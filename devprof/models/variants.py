@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
+from . import bert
 from .builders import FAMILIES, build, config_hash, family, make_div, reference_config
 
 MBNETS = ("mobilenetv2", "mobilenetv3", "efficientnet_b0", "mnasnet", "proxylessnas", "fbnet")
@@ -50,6 +51,8 @@ def _mbnet(ref: dict, rng: np.random.Generator) -> dict:
 def _sample(name: str, ref: dict, rng: np.random.Generator) -> dict:
     if name in MBNETS:
         return _mbnet(ref, rng)
+    if name in bert.SIZES:
+        return bert.sample(ref, rng)
     cfg = copy.deepcopy(ref)
     if name == "mobilenetv1":
         w = _pick(rng, [0.25, 0.5, 0.75, 1.0])

@@ -6,6 +6,12 @@ Nodes devprof cannot map are never dropped: they become layers with ``op="other"
 ``attrs["onnx_op"]`` (or ``tflite_op``) naming them. Layout-only nodes (Reshape, Flatten, Identity,
 Squeeze, Dropout...) are folded into the layer that produces their input.
 
+Transformer graphs (token rows: (batch, seq, hidden)) map onto the token ops: a MatMul with a
+constant weight is an `fc` over batch x seq rows (its bias Add folded in, as runtimes fuse it), a
+MatMul of two activations a `matmul` (a scalar Div/Mul after it folded in), Softmax `softmax`,
+LayerNormalization `layernorm`, GELU (the erf formula exporters write, or a Gelu node) `gelu`;
+the Reshapes and Transposes that split and merge attention heads fold into the layer before them.
+
 What a convolution absorbs depends on the runtime (`fusion`):
 
 - ``generic`` (default; the architecture's view): BN and any activation (swish, PReLU included);
@@ -163,9 +169,12 @@ class _OnnxWalker:
             self.shapes[vi.name] = dims
         for t in g.initializer:
             self.shapes[t.name] = tuple(t.dims)
-        for n in self.nodes:  # Constant nodes are constants too
+        for n in self.nodes:  # Constant nodes are constants too, and so are Identity copies of constants
             if n.op_type == "Constant" and n.attribute:
                 self.consts[n.output[0]] = onnx.helper.get_attribute_value(n.attribute[0])
+            elif n.op_type == "Identity" and n.input and n.input[0] in self.consts:
+                self.consts[n.output[0]] = self.consts[n.input[0]]
+                self.shapes.setdefault(n.output[0], self.shapes.get(n.input[0], ()))
         self.consumers: dict[str, list] = {}
         for n in self.nodes:
             for i in n.input:
@@ -284,8 +293,10 @@ class _OnnxWalker:
     def run(self) -> ModelLayers:
         layers: list[Layer] = []
         for k, node in enumerate(self.nodes):
-            if k in self.claimed or node.op_type == "Constant":
-                if node.op_type == "Constant":
+            is_const = node.op_type == "Constant" or (node.op_type == "Identity" and node.output
+                                                       and node.output[0] in self.consts)
+            if k in self.claimed or is_const:
+                if is_const:
                     self.claimed.add(k)
                 continue
             layer = {"nodes": [], "ops": [], "output": "", "activation": "none", "attrs": {}, "fuse_acts": True}
@@ -299,8 +310,28 @@ class _OnnxWalker:
                                   attrs={"kind": "swish"})
                 layers.append(Layer(len(layers), layer["nodes"][0], spec, layer["nodes"], layer["ops"], layer["output"]))
                 continue
+            gelu = self.gelu_from(node) if node.op_type == "Div" else None
+            if gelu:  # GELU as exporters write it: x * 0.5 * (1 + erf(x / sqrt(2)))
+                for part in gelu:
+                    self.claim(layer, part)
+                self.absorb_token_tail(layer, "gelu")
+                spec = KernelSpec(op="gelu", bias=False, **self.token_fields(node.input[0]))
+                layers.append(Layer(len(layers), layer["nodes"][0], spec, layer["nodes"], layer["ops"], layer["output"]))
+                continue
             spec_fn = self.spec_for(node, layer)
             self.claim(layer, node)
+            if spec_fn is not None and spec_fn[2] == "token":
+                op, fields, _ = spec_fn
+                layer["cout"] = fields["cout"]
+                self.absorb_token_tail(layer, op)
+                if layer.get("bias"):
+                    fields["bias"] = True
+                try:
+                    spec = KernelSpec(op=op, **fields)
+                except ValueError as e:
+                    spec = KernelSpec(op="other", attrs={"onnx_op": node.op_type, "why": str(e)[:80]})
+                layers.append(Layer(len(layers), layer["nodes"][0], spec, layer["nodes"], layer["ops"], layer["output"]))
+                continue
             if spec_fn is None:  # an op devprof does not model
                 op, fields = "other", self.other_fields(node)
                 self.absorb_views(layer)
@@ -323,6 +354,57 @@ class _OnnxWalker:
                 spec = KernelSpec(op="other", attrs={"onnx_op": node.op_type, "why": str(e)[:80]})
             layers.append(Layer(len(layers), layer["nodes"][0], spec, layer["nodes"], layer["ops"], layer["output"]))
         return ModelLayers(self.name, layers, "onnx", self.fusion, tuple(self.input_shape))
+
+    def token_fields(self, tensor: str) -> dict:
+        """(batch, seq, hidden) of a tensor of token rows: n = every leading axis, h = seq."""
+        s = self.shapes.get(tensor, ())
+        if len(s) < 2:
+            return {"n": 1, "h": 1, "w": 1, "cin": max(1, _numel(s)), "cout": max(1, _numel(s))}
+        return {"n": _numel(s[:-2]), "h": s[-2], "w": 1, "cin": s[-1], "cout": s[-1]}
+
+    def scalar_const(self, name: str) -> float | None:
+        v = self.const(name)
+        if v is None or v.size != 1:
+            return None
+        return float(v.reshape(-1)[0])
+
+    def gelu_from(self, div) -> list | None:
+        """[Div, Erf, Add, Mul, Mul] when `div` starts x * 0.5 * (1 + erf(x / sqrt(2)))."""
+        x = div.input[0]
+        if abs((self.scalar_const(div.input[1]) or 0.0) - 2 ** 0.5) > 1e-3:
+            return None
+        erf = self.only_consumer(div.output[0])
+        add = erf and erf.op_type == "Erf" and self.only_consumer(erf.output[0])
+        if not add or add.op_type != "Add" or self.scalar_const(
+                next((i for i in add.input if i != erf.output[0]), "")) != 1.0:
+            return None
+        mul = self.only_consumer(add.output[0])
+        if mul is None or mul.op_type != "Mul" or set(mul.input) != {x, add.output[0]}:
+            return None
+        half = self.only_consumer(mul.output[0])
+        if half is None or half.op_type != "Mul" or self.scalar_const(
+                next((i for i in half.input if i != mul.output[0]), "")) != 0.5:
+            return None
+        return [div, erf, add, mul, half]
+
+    def absorb_token_tail(self, layer: dict, op: str) -> None:
+        """Fold an fc's bias Add, a matmul's scalar scale and the head reshapes/transposes."""
+        while True:
+            out = layer["output"]
+            nxt = self.only_consumer(out)
+            if nxt is None:
+                return
+            others = [i for i in nxt.input if i != out]
+            const = len(others) == 1 and others[0] in self.consts
+            if (op == "fc" and nxt.op_type == "Add" and not layer.get("bias") and const
+                    and _numel(self.shapes.get(others[0], ())) == layer.get("cout")):
+                layer["bias"] = True
+            elif (op == "matmul" and nxt.op_type in ("Div", "Mul") and not layer.get("scaled") and const
+                  and self.scalar_const(others[0]) is not None):
+                layer["scaled"] = True
+            elif nxt.op_type not in VIEW_OPS and nxt.op_type != "Transpose":
+                return
+            self.claim(layer, nxt)
 
     def absorb_views(self, layer: dict) -> None:
         while True:
@@ -382,6 +464,25 @@ class _OnnxWalker:
             if op == "pwconv" and p[0]:
                 op = "conv2d"
             return op, f, True
+        if t == "MatMul" and len(self.shapes.get(node.input[0], ())) >= 3 or (
+                t == "MatMul" and node.input[1] not in self.consts):
+            a, b = self.shapes.get(node.input[0], ()), self.shapes.get(node.input[1], ())
+            if len(a) < 2 or len(b) < 2:
+                return None
+            if node.input[1] in self.consts and len(b) == 2:  # a linear layer over token rows
+                return "fc", {"n": _numel(a[:-1]), "cin": b[0], "cout": b[1], "bias": False}, "token"
+            return "matmul", {"n": _numel(a[:-2]), "h": a[-2], "w": 1, "cin": a[-1], "cout": b[-1],
+                              "bias": False}, "token"
+        if t == "Softmax" and int(self.attr(node, "axis", -1)) in (-1, len(self.shapes.get(node.input[0], ())) - 1):
+            return "softmax", {**self.token_fields(node.input[0]), "bias": False}, "token"
+        if t == "LayerNormalization" and int(self.attr(node, "axis", -1)) in (-1, len(self.shapes.get(node.input[0], ())) - 1):
+            eps = float(f"{float(self.attr(node, 'epsilon', 1e-5)):.6g}")  # float32 attr -> its short form
+            return "layernorm", {**self.token_fields(node.input[0]), "bias": len(node.input) > 2 and bool(node.input[2]),
+                                 "attrs": {} if abs(eps - 1e-5) < 1e-12 else {"eps": eps}}, "token"
+        if t in ("Gelu", "FastGelu"):
+            approx = "tanh" if t == "FastGelu" or self.attr(node, "approximate", "none") == "tanh" else "none"
+            return "gelu", {**self.token_fields(node.input[0]), "bias": False,
+                            "attrs": {} if approx == "none" else {"approximate": "tanh"}}, "token"
         if t in ("Gemm", "MatMul"):
             wshape = self.shapes.get(node.input[1], ())
             if len(wshape) != 2 or len(self.shapes.get(node.input[0], ())) != 2:
@@ -410,6 +511,9 @@ class _OnnxWalker:
             big = a if len(sa) >= len(sb) and _numel(sa) >= _numel(sb) else b
             small = b if big == a else a
             n, h, w, c = self.nhwc(big)
+            if len(self.shapes.get(big, ())) == 3:  # token rows (batch, seq, hidden)
+                f = self.token_fields(big)
+                n, h, w, c = f["n"], f["h"], 1, f["cin"]
             attrs: dict[str, Any] = {}
             ss = self.shapes.get(small, ())
             if small in self.consts and _numel(ss) <= 1:

@@ -36,6 +36,10 @@ def reduction_length(spec: KernelSpec) -> int:
         return spec.kh * spec.kw
     if spec.op == "global_avgpool":
         return spec.h * spec.w
+    if spec.op in ("matmul", "softmax", "layernorm"):
+        return spec.cin
+    if spec.op == "attention":
+        return max(spec.cin, spec.h)
     return 1
 
 
@@ -71,20 +75,68 @@ def make_tensors(spec: KernelSpec, seed: int | None = None) -> dict[str, np.ndar
     t: dict[str, np.ndarray] = {}
     if spec.op == "fc":
         t["x"] = rng.standard_normal((spec.n, spec.cin), dtype=np.float32)
+    elif spec.op in TOKEN_OPS:
+        t["x"] = rng.standard_normal((spec.n, spec.h, spec.cin), dtype=np.float32)
     else:
         t["x"] = rng.standard_normal((spec.n, spec.h, spec.w, spec.cin), dtype=np.float32)
     ws = spec.weight_shape
-    if ws:
+    if spec.op == "layernorm":
+        t["w"] = (1.0 + 0.1 * rng.standard_normal(ws, dtype=np.float32)).astype(np.float32)
+        if spec.bias:
+            t["b"] = (0.1 * rng.standard_normal(spec.cout, dtype=np.float32)).astype(np.float32)
+    elif spec.op == "attention":
+        t["w"] = (rng.standard_normal(ws, dtype=np.float32) / np.sqrt(spec.cin)).astype(np.float32)
+        if spec.bias:
+            t["b"] = (0.1 * rng.standard_normal((4, spec.cout), dtype=np.float32)).astype(np.float32)
+    elif ws:
         fan_in = int(np.prod(ws[1:]))
         t["w"] = (rng.standard_normal(ws, dtype=np.float32) / np.sqrt(fan_in)).astype(np.float32)
         if spec.bias:
             t["b"] = (0.1 * rng.standard_normal(spec.cout, dtype=np.float32)).astype(np.float32)
     if spec.op in ("add", "mul"):
         t["y"] = rng.standard_normal(t["x"].shape, dtype=np.float32)
+    if spec.op == "matmul":  # scaled like a projection so outputs stay O(1)
+        t["y"] = (rng.standard_normal((spec.n, spec.cin, spec.cout), dtype=np.float32) / np.sqrt(spec.cin)).astype(np.float32)
     if spec.op == "concat":
         chans = spec.a.get("channels") or (spec.cin, spec.cout - spec.cin)
         t["inputs"] = [rng.standard_normal((spec.n, spec.h, spec.w, c), dtype=np.float32) for c in chans]
     return t
+
+
+#: Ops whose activations are token rows, (n, h = seq, cin): 3-D in every runtime, no layout change.
+TOKEN_OPS = ("matmul", "softmax", "layernorm", "gelu", "attention")
+LAYERNORM_EPS = 1e-5
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    from scipy.special import erf
+
+    return 0.5 * x * (1 + erf(x / np.sqrt(2)))
+
+
+def layernorm(x: np.ndarray, scale: np.ndarray, shift: np.ndarray | None, eps: float) -> np.ndarray:
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    y = (x - mu) / np.sqrt(var + eps) * scale
+    return y + shift if shift is not None else y
+
+
+def attention(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, heads: int) -> np.ndarray:
+    """Multi-head self-attention over (n, seq, hidden) with stacked (4, hidden, hidden) weights."""
+    n, seq, hid = x.shape
+    d = hid // heads
+    proj = [x @ w[i].T + (b[i] if b is not None else 0.0) for i in range(3)]
+    q, k, v = (p.reshape(n, seq, heads, d).transpose(0, 2, 1, 3) for p in proj)
+    a = softmax(q @ k.transpose(0, 1, 3, 2) / np.sqrt(d)) @ v  # (n, heads, seq, d)
+    y = a.transpose(0, 2, 1, 3).reshape(n, seq, hid) @ w[3].T
+    return y + b[3] if b is not None else y
 
 
 def activation(x: np.ndarray, kind: str) -> np.ndarray:
@@ -175,6 +227,17 @@ def reference(spec: KernelSpec, t: dict[str, np.ndarray], pads: Pads | None = No
         y = np.concatenate([a.astype(np.float64) for a in t["inputs"]], axis=-1)
     elif op == "activation":
         return activation(t["x"].astype(np.float64), spec.a.get("kind", spec.activation))
+    elif op == "matmul":
+        y = t["x"].astype(np.float64) @ t["y"].astype(np.float64)
+    elif op == "softmax":
+        y = softmax(t["x"].astype(np.float64))
+    elif op == "layernorm":
+        y = layernorm(t["x"].astype(np.float64), t["w"], t.get("b"), float(spec.a.get("eps", LAYERNORM_EPS)))
+    elif op == "gelu":
+        y = gelu(t["x"].astype(np.float64), spec.a.get("approximate", "none"))
+    elif op == "attention":
+        b = t["b"].astype(np.float64) if "b" in t else None
+        y = attention(t["x"].astype(np.float64), t["w"].astype(np.float64), b, int(spec.a["heads"]))
     elif op == "depth_to_space":
         bs = int(spec.a.get("block", 2))
         n, h, w, c = t["x"].shape

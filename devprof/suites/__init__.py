@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from ..records import OPS, KernelSpec, Sparsity
+from ..records import OPS, SHAPE_PRESERVING, KernelSpec, Sparsity
 from .select import check_dtype
 
 if sys.version_info >= (3, 11):
@@ -177,6 +177,8 @@ def _expand_shorthand(d: dict) -> None:
         d.setdefault("bias", False)
         if op != "depth_to_space":
             d.setdefault("cout", d.get("cin", 1))
+    if op in SHAPE_PRESERVING:  # layer norm's shift and attention's biases are on unless said
+        d.setdefault("cout", d.get("cin", 1))
     if op in ("conv2d", "dwconv2d", "maxpool", "avgpool") and "padding" not in d:
         d["padding"] = (d.get("kh", 1) - 1) // 2 * d.get("dilation", 1)
 
