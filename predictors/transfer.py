@@ -15,8 +15,10 @@ one relative correction per layer group (the op: a device's convolutions may be 
 than another's pooling) and `d` one per layer. `γ` and `d` are ridge-penalised toward zero, so the
 fit starts at the prior and leaves it only as far as the samples demand; both penalties are chosen
 by LOO (closed form: the fit is linear in the samples) over a grid that includes "prior only",
-preferring the stronger penalty unless a weaker one's LOO error is clearly lower (few samples
-give noisy LOO figures). All errors are relative (search cares about ±x%). When the samples
+preferring the stronger penalty unless a weaker one's LOO error is clearly lower, and never
+spending more than a third of the samples on effective parameters (few samples give noisy LOO
+figures). The prior is that mixture, or the best single rescaled source alone, whichever LOO
+prefers (the mixture on ties). All errors are relative (search cares about ±x%). When the samples
 contradict every source the chosen penalties fall and the per-layer part carries the fit:
 `TableTransfer.prior_shrunk_away` says so.
 
@@ -44,6 +46,12 @@ OFF = float("inf")
 EARN = 0.05
 """A weaker penalty (a fit further from the prior) must lower the LOO mean squared relative
 error by this share to be chosen."""
+
+
+DF_SHARE = 1.0 / 3.0
+"""A fit may spend at most this share of the target samples on effective degrees of freedom
+(the trace of its hat matrix; three samples per parameter): with a handful of samples,
+leave-one-out cannot tell a correction that generalises from one that fits noise."""
 
 
 class TransferError(ValueError):
@@ -88,12 +96,13 @@ def _ridge_loo(X: np.ndarray, r: np.ndarray, pen: np.ndarray) -> tuple[np.ndarra
     Gi = np.linalg.pinv(G)
     beta = Gi @ (X.T @ r)
     h = np.einsum("ij,jk,ik->i", X, Gi, X)
+    _ridge_loo.df = float(h.sum())  # effective degrees of freedom of the last fit
     return beta, (r - X @ beta) / np.maximum(1.0 - h, 1e-9)
 
 
 def _select(cands: list[tuple[float, tuple, Any]]) -> tuple[float, tuple, Any]:
-    """cands: (loo_mse, strength, payload), strength = a tuple ordered so larger is simpler.
-    The simplest candidate whose LOO error is within EARN of the best."""
+    """cands: (loo_mse, preference, payload), preference a tuple ordered so larger is simpler (or
+    preferred on ties). The most preferred candidate whose LOO error is within EARN of the best."""
     best = min(c[0] for c in cands)
     ok = [c for c in cands if c[0] <= best * (1.0 + EARN) + 1e-15]
     return max(ok, key=lambda c: c[1])
@@ -284,7 +293,9 @@ def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[T
                 beta_c, res = _ridge_loo(Xr[:, cols], r, pen)
                 beta = np.zeros(Xr.shape[1])
                 beta[cols] = beta_c
-                cands.append((float(np.mean(res ** 2)), (ld, lg, pname == "best-single"), (beta, res, m, pname)))
+                df = _ridge_loo.df
+                if df <= max(1.0 + 1e-9, DF_SHARE * len(y)):
+                    cands.append((float(np.mean(res ** 2)), (ld, lg, pname == "mixture"), (beta, res, m, pname)))
     mse, (ld, lg, _), (beta, res, m, pname) = _select(cands)
     prior_only = next(c for c in cands if c[1][:2] == (OFF, OFF) and c[2][3] == pname)
     n0 = 1
