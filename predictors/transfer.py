@@ -8,8 +8,9 @@ to trust it, and leave-one-out (LOO) on those samples decides the shrinkage:
 
     t = c · m  +  m ⊙ (G γ)  +  m ⊙ d              (overhead: one more "layer" present in every model)
 
-where `m` is the prior table: each source's table rescaled to the target by one constant, averaged
-with weights from how well each rescaled source explains the target samples (a posterior over
+fitted to minimise a Huber loss of the relative errors (`ROBUST`), where `m` is the prior
+table: each source's table rescaled to the target by one constant, averaged with weights from
+how well each rescaled source explains the target samples (a posterior over
 "which source does this device resemble", Gaussian in the LOO errors); `c` is a free scale, `γ`
 one relative correction per layer group (the op: a device's convolutions may be relatively faster
 than another's pooling) and `d` one per layer. `γ` and `d` are ridge-penalised toward zero, so the
@@ -52,6 +53,14 @@ DF_SHARE = 1.0 / 3.0
 """A fit may spend at most this share of the target samples on effective degrees of freedom
 (the trace of its hat matrix; three samples per parameter): with a handful of samples,
 leave-one-out cannot tell a correction that generalises from one that fits noise."""
+
+
+ROBUST = 0.10
+"""Whole-model fits weigh a sample's relative error quadratically up to this size and linearly
+beyond (Huber, by iteratively reweighted ridge): phones' timings carry outliers (and whole-ms
+rounding) that squared error lets pull the table, while search asks for most networks within
+±10%. Penalties are chosen on the same loss of the leave-one-out residuals."""
+IRLS_ITERS = 6
 
 
 class TransferError(ValueError):
@@ -217,8 +226,17 @@ def _loo_figures(y: np.ndarray, rel_res: np.ndarray) -> dict[str, Any]:
     return s
 
 
+def _loss(res: np.ndarray, robust: float | None) -> float:
+    """Mean squared relative error, or mean Huber loss at `robust`."""
+    if not robust:
+        return float(np.mean(res ** 2))
+    a = np.abs(res)
+    return float(np.mean(np.where(a <= robust, 0.5 * a * a, robust * (a - 0.5 * robust))))
+
+
 def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[TableSource],
-              group_of: Callable[[str], str] = default_group, min_samples: int = 2) -> TableTransfer:
+              group_of: Callable[[str], str] = default_group, min_samples: int = 2,
+              robust: float | None = ROBUST) -> TableTransfer:
     """The target's per-layer table from `models` ((layer ids, end-to-end µs) each, the few target
     timings) and the sources' tables: see the module docstring."""
     _check_names([s.name for s in sources], "source")
@@ -290,12 +308,18 @@ def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[T
                        ([1 + ng + i for i in range(nk + 1)] if ld != OFF else [])
                 pen = np.array([0.0] + [lg * scale_ss] * (ng if lg != OFF else 0)
                                + [ld * scale_ss] * (nk + 1 if ld != OFF else 0))
-                beta_c, res = _ridge_loo(Xr[:, cols], r, pen)
+                Xc = Xr[:, cols]
+                sw = np.ones(len(y))
+                for _ in range(IRLS_ITERS if robust else 1):
+                    beta_c, res = _ridge_loo(Xc * sw[:, None], r * sw, pen)
+                    res = res / sw  # LOO residuals, unweighted
+                    df = _ridge_loo.df
+                    if robust:  # Huber weights from the in-sample residuals
+                        sw = np.sqrt(np.minimum(1.0, robust / np.maximum(np.abs(r - Xc @ beta_c), 1e-12)))
                 beta = np.zeros(Xr.shape[1])
                 beta[cols] = beta_c
-                df = _ridge_loo.df
                 if df <= max(1.0 + 1e-9, DF_SHARE * len(y)):
-                    cands.append((float(np.mean(res ** 2)), (ld, lg, pname == "mixture"), (beta, res, m, pname)))
+                    cands.append((_loss(res, robust), (ld, lg, pname == "mixture"), (beta, res, m, pname)))
     mse, (ld, lg, _), (beta, res, m, pname) = _select(cands)
     prior_only = next(c for c in cands if c[1][:2] == (OFF, OFF) and c[2][3] == pname)
     n0 = 1
