@@ -151,8 +151,8 @@ def main() -> int:
                     figs[name].append((within(p, y[te], 0.10), spearman(p, y[te])))
             m = {name: (float(np.mean([a for a, _ in v])), float(np.nanmean([b for _, b in v]))) for name, v in figs.items()}
             better = all(m["transfer"][i] > max(m["alone"][i], m["single"][i]) for i in (0, 1))
-            print(f"  {k:>4}  {m['transfer'][0]:>13.1%} {m['transfer'][1]:>6.3f}   {m['alone'][0]:>14.1%} "
-                  f"{m['alone'][1]:>6.3f}   {m['single'][0]:>20.1%} {m['single'][1]:>6.3f}   "
+            print(f"  {k:>4}  {m['transfer'][0]:>13.1%} {m['transfer'][1]:>6.4f}   {m['alone'][0]:>14.1%} "
+                  f"{m['alone'][1]:>6.4f}   {m['single'][0]:>20.1%} {m['single'][1]:>6.4f}   "
                   f"{'yes' if better else 'NO'}" + (f"  (prior shrunk away in {shrunk}/{args.repeats})" if shrunk else ""))
             results[tname][k] = {"transfer": m["transfer"], "alone": m["alone"], "best_single_source": m["single"],
                                  "better_than_both": better}

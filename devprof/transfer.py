@@ -333,7 +333,7 @@ def _kernel_bundle(sources, kt, specs, y, records, dev, rt, srcs, seed, statisti
     mo["intercept_us"] = float(mo.get("intercept_us", 0.0)) * overall
     pj["model_overhead"] = mo
     pj.pop("layers", None)  # in-model layer timings are the source's, not the target's
-    pj["statistic"] = "median"
+    pj["statistic"] = statistic  # the table's median_us and min_us columns both hold the target's figure
     info = kt.info()
     info["heldout"] = held
     info["regressors_from"] = src.name

@@ -226,6 +226,13 @@ def _loo_figures(y: np.ndarray, rel_res: np.ndarray) -> dict[str, Any]:
     return s
 
 
+def _layer_scale(m: np.ndarray, nk: int) -> np.ndarray:
+    """The unit of each per-layer correction: the prior's value, but at least a tenth of the mean
+    layer's (a layer some source fitted at zero can still move)."""
+    floor = 0.1 * float(np.mean(m[:nk])) if nk else 0.0
+    return np.maximum(m, max(floor, 1e-12))
+
+
 def _loss(res: np.ndarray, robust: float | None) -> float:
     """Mean squared relative error, or mean Huber loss at `robust`."""
     if not robust:
@@ -299,7 +306,7 @@ def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[T
     for pname, wts in priors.items():
         m = (B * cfull) @ wts  # prior table in target-normalised units (x ys = µs)
         Am = A * m[None, :]
-        Xr = np.hstack([(A @ m)[:, None], Am @ G, Am]) / yn[:, None]
+        Xr = np.hstack([(A @ m)[:, None], Am @ G, A * _layer_scale(m, nk)[None, :]]) / yn[:, None]
         scale_ss = float((Xr * Xr).sum() / max(Xr.shape[1], 1))
         scale_of[pname] = scale_ss
         for lg in grid:
@@ -323,13 +330,14 @@ def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[T
     mse, (ld, lg, _), (beta, res, m, pname) = _select(cands)
     prior_only = next(c for c in cands if c[1][:2] == (OFF, OFF) and c[2][3] == pname)
     n0 = 1
-    t_n = beta[0] * m + m * (G @ beta[n0:n0 + ng]) + m * beta[n0 + ng:]
+    sl = _layer_scale(m, nk)
+    t_n = beta[0] * m + m * (G @ beta[n0:n0 + ng]) + sl * beta[n0 + ng:]
     if (t_n < 0).any():
         # latencies cannot be negative: refit the table itself, non-negative, with the chosen
         # per-layer penalty pulling it toward the group-level fit (itself clipped at zero)
         t_g = np.maximum(beta[0] * m + m * (G @ beta[n0:n0 + ng]), 0.0)
         lam = (ld if ld != OFF else 1e6) * scale_of[pname]
-        wts = np.sqrt(lam) / np.maximum(m, 1e-12 * max(float(m.max()), 1e-300))
+        wts = np.sqrt(lam) / sl
         M = np.vstack([A / yn[:, None], np.diag(wts)])
         t_n = nnls(M, np.concatenate([np.ones(len(y)), wts * t_g]))
     t = t_n * ys

@@ -84,6 +84,21 @@ def test_models_transfer_recovers_a_scaled_source_from_5(tables, monkeypatch, ca
     assert code == 0 and "leave-one-out" in out and "bundle written" in err
 
 
+def test_models_transfer_contradicting_target_says_so(tables, monkeypatch, capsys):
+    tmp, a, b, _, _ = tables
+    rng = np.random.default_rng(9)
+    unlike = {k: float(v) for k, v in zip(_table(1), rng.permutation(list(_table(1).values())) * 3)}
+    target = _timings(tmp / "unlike.jsonl", "unlike-phone", unlike, 130, 7)
+    code, out, err = cli(monkeypatch, capsys, "fit-predictor", "--transfer-from", str(a), "--transfer-from", str(b),
+                         str(target), "--samples", "100", "--out", str(tmp / "unlike"))
+    assert code == 0, err
+    assert "contradict every source" in err
+    p = predictors.load(next((tmp / "unlike").glob("*/*")))
+    tr = p.metrics["transfer"]
+    assert tr["prior_shrunk_away"] is True and tr["n_target_samples"] == 100
+    assert tr["heldout"]["within_10"] >= 0.9  # it still fits (three timings per layer: 31 layers)
+
+
 @pytest.mark.parametrize("args,words", [
     (["--transfer-from", "A"], "give the target"),
     (["--transfer-from", "A", "--transfer-from", "A", "T"], "duplicate source name"),
@@ -91,6 +106,7 @@ def test_models_transfer_recovers_a_scaled_source_from_5(tables, monkeypatch, ca
     (["--transfer-from", "ALIEN", "T", "--samples", "5"], "another search space"),
     (["--transfer-from", "/nonexistent", "T"], "not found"),
     (["T", "--samples", "5"], "--samples goes with --transfer-from"),
+    (["--transfer-from", "A", "T", "--statistic", "mean"], "unknown --statistic"),
 ])
 def test_transfer_bad_input_is_one_line(tables, args, words, monkeypatch, capsys):
     tmp, a, b, target, alien = tables

@@ -21,6 +21,10 @@ def fit_transfer_command(sources: List[Path], data: List[Path], out: Path, sampl
     from ..errors import UsageError
     from ..transfer import load_sources, transfer_kernels, transfer_models
 
+    from predictors.lut import STATISTICS
+
+    if statistic not in STATISTICS:
+        raise UsageError(f"unknown --statistic {statistic!r} (known: {', '.join(STATISTICS)})")
     if not data:
         raise UsageError("--transfer-from: give the target device's data (whole-model timings or a kernel dataset)")
     log = (lambda s: None) if json_out else (lambda s: err.print(f"  {s}", highlight=False))
