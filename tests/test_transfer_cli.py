@@ -159,6 +159,12 @@ def test_kernel_transfer_and_adaptive_choice(kernel_bundles, tmp_path, monkeypat
     want = np.array([3.0 * synth.true_latency_us(s) for s in specs[40:]])  # never measured on the target
     got = p.predict(specs[40:]).latency_us
     assert np.mean(np.abs(got - want) / want <= 0.10) == 1.0
+    # kernels no table holds: the top source's regressors, rescaled
+    fresh = [s for s in synth.random_specs(60, seed=11) if s.key not in {x.key for x in specs}]
+    src_a = predictors.load(bundles[0])
+    r = p.predict(fresh)
+    assert (r.source != "lut").all()
+    np.testing.assert_allclose(r.latency_us, 3.0 * src_a.predict(fresh).latency_us, rtol=0.05)
     # which kernels to measure first on a new phone
     from devprof.transfer import choose_kernels, load_sources
 
