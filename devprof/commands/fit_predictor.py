@@ -84,6 +84,14 @@ def fit_predictor(
         None, "--from-models", help="Learn a per-layer table from whole-model timings instead: a devprof "
                                     "model-timings JSONL, an nn-Meter JSONL, or a dataset of --model runs "
                                     "(see docs/formats.md)."),
+    transfer_from: Optional[List[Path]] = typer.Option(
+        None, "--transfer-from", metavar="SOURCE",
+        help="Fit a new device from few measurements (DATA) plus other devices' bundles (repeatable): "
+             "from-models bundles or whole-model timings with target timings, or kernel bundles with a "
+             "target kernel dataset. See 'A new phone in an afternoon' in docs/predictors.md."),
+    samples: Optional[int] = typer.Option(
+        None, "--samples", metavar="K", help="With --transfer-from: use K of the target's measurements (a seeded "
+                                             "choice) and score the transfer on the rest."),
 ) -> None:
     """Fit latency predictors (per device, runtime, op and sparsity scheme), score them on held-out
     kernels and model variants, and write bundles: lookup table + predictor + metadata with the
@@ -95,8 +103,15 @@ def fit_predictor(
 
     Examples:\n
       devprof fit-predictor data/train data/train-r2 data/train-retry data/models\n
-      devprof fit-predictor --statistic min data/train data/train-r2   # a shared, noisy host
+      devprof fit-predictor --statistic min data/train data/train-r2   # a shared, noisy host\n
+      devprof fit-predictor --transfer-from datasets_latency/pixel3/x-from-models new-phone.jsonl
     """
+    if transfer_from:  # a new device from few measurements plus source bundles (devprof.transfer)
+        from .fit_transfer import fit_transfer_command
+
+        return fit_transfer_command(transfer_from, datasets or [], out, samples, seed, statistic, json_out)
+    if samples is not None:
+        raise UsageError("--samples goes with --transfer-from")
     if from_models is not None:  # whole-model timings (devprof.from_models)
         from .fit_from_models import fit_from_models_command
 

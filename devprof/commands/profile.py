@@ -53,6 +53,10 @@ def profile(
     target_acc: float = typer.Option(0.95, "--target-acc", help="With --adaptive: stop when this share of new "
                                      "kernels was predicted within ±10% before being measured."),
     budget: int = typer.Option(200, "--budget", help="With --adaptive: at most this many measurements."),
+    transfer_from: Optional[List[Path]] = typer.Option(
+        None, "--transfer-from", metavar="BUNDLE",
+        help="With --adaptive: on a new device, measure the --budget kernels these source devices' bundles "
+             "disagree on most (repeatable), then fit with 'fit-predictor --transfer-from'."),
     retry_noisy: Optional[List[Path]] = typer.Option(
         None, "--retry-noisy", metavar="DATASET",
         help="Measure only the suite's kernels that have no steady record in DATASET (repeatable: earlier "
@@ -117,6 +121,13 @@ def profile(
         from .profile_space import profile_space_command
 
         return profile_space_command(space, device_names[0], threads, out_dir, resume, quick, json_out)
+    if transfer_from and not adaptive:
+        raise UsageError("--transfer-from goes with --adaptive (or with fit-predictor)")
+    if adaptive and transfer_from:  # a new device: what the sources disagree on first
+        from .profile_transfer import profile_transfer_command
+
+        return profile_transfer_command(transfer_from, device_names[0], suite, runtime, threads, cores, out_dir,
+                                        quick, json_out, budget, (servers or [None])[0])
     if adaptive:  # active sampling (docs/predictors.md)
         from .profile_adaptive import profile_adaptive_command
 
