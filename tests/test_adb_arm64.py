@@ -78,19 +78,20 @@ def test_arm64_s20_profiles_smoke_and_a_sparse_suite_through_the_adb_server(make
 
     phone = make_phone("--abi", "arm64-v8a")
     out = tmp_path / "ds"
+    # a few kernels of each suite: every one is cross-built, pushed, checked and timed under qemu
     r = run_cli("profile", "--device", "S20", "-r", "devprof-c", "--suite", "smoke", "--quick", "--cores", "big",
-                "--out", str(out), "--json", env=adb_server.env)
+                "--where", "op!=add,cout<=32,h<=28", "--out", str(out), "--json", env=adb_server.env)
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
-    assert s["measured"] >= 20 and s["failed"] == 0
-    # a real sparse suite, cut down to its small pointwise layers (every scheme but 3x3 patterns)
+    assert s["measured"] == 4 and s["failed"] == 0, json.dumps(s)
+    # a real sparse suite, cut down to one small pointwise layer at 0.9 (one kernel per pointwise scheme)
     r = run_cli("profile", "--device", phone.serial, "-r", "devprof-c", "--suite", "sparse-sweep", "--quick",
-                "--where", "op=pwconv,cin<=32,cout<=32", "--cores", "big", "--out", str(out), "--json",
+                "--where", "op=pwconv,cin<=32,cout<=32,ratio=0.9", "--cores", "big", "--out", str(out), "--json",
                 env=adb_server.env)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["failed"] == 0
     df = Dataset(out).read()
-    assert len(df) >= 30 and {"dense", "unstructured", "bcr", "block", "nm"} <= set(df["scheme"])
+    assert len(df) == 8 and {"dense", "unstructured", "bcr", "block", "nm"} <= set(df["scheme"])
     assert df["emulated"].all() and set(df["device_model"]) == {"SM-G981N"} and df["device_id"].nunique() == 1
     dev = json.loads(df["device_json"].iloc[0])
     assert dev["abi"] == "arm64-v8a" and dev["emulated"] is True and dev["soc"].startswith("Snapdragon 865")
