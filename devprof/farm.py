@@ -25,18 +25,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import queue
-import signal
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from . import __version__
 from .devices.base import Device
 from .errors import DevprofError, DeviceError, UsageError
 from .measure import Protocol
-from .profile import _Terminated
+from .session import DEFAULT_COOLDOWN_TIMEOUT_S, Session
 from .records import DeviceInfo, KernelSpec, Record, RuntimeInfo
 from .runtimes import Runtime, get_runtime
 from .runtimes.base import Outcome
@@ -279,7 +277,7 @@ def fleet_done(ds: Dataset) -> set[tuple[str, str, str]]:
 
 def plan_fleets(fleets: Sequence[Fleet], specs: Sequence[KernelSpec], runtimes: Sequence[str] | None,
                 suite_runtimes: Sequence[str], threads: int, done: set[tuple[str, str, str]],
-                resume: bool, batch_size: int = 0) -> None:
+                session: Session, batch_size: int = 0) -> None:
     """Fill each fleet's batches with what it still has to measure (whole suite per fleet)."""
     from .profile import default_runtimes
 
@@ -309,9 +307,7 @@ def plan_fleets(fleets: Sequence[Fleet], specs: Sequence[KernelSpec], runtimes: 
             fl.batches += [Batch(name, info, todo[i:i + n]) for i in range(0, len(todo), n)]
             fl.total += len(todo)
         already += fl.already
-    if already and not resume:
-        raise UsageError(f"the dataset already holds {already} of these measurements; pass --resume to "
-                         "measure only what is missing, or choose another --out")
+    session.resume_rule(already, f"{already} of these measurements")
 
 
 # ---------------------------------------------------------------------- running
@@ -324,6 +320,7 @@ class Event:
     batch: Batch | None = None
     outcome: Outcome | None = None
     text: str = ""
+    cooldown_timed_out: bool = False  # the wait for --max-temp before this batch gave up
 
 
 @dataclass
@@ -351,6 +348,7 @@ class FarmSummary:
     already: int = 0
     unfinished: int = 0  # kernels left when every phone of their fleet was lost
     duplicates_dropped: int = 0
+    cooldown_timeouts: int = 0  # batches measured after the wait for --max-temp gave up
     interrupted: bool = False
     seconds: float = 0.0
     members: list[MemberStats] = field(default_factory=list)
@@ -379,16 +377,17 @@ class _Worker(threading.Thread):
     and posts every outcome to the writer."""
 
     def __init__(self, member: Member, work: WorkQueue, events: "queue.Queue[Event]", stop: threading.Event,
-                 threads: int, protocol: Protocol, cooldown_s: float, max_temp_c: float | None) -> None:
+                 threads: int, protocol: Protocol, session: Session) -> None:
         super().__init__(name=f"devprof-farm-{member.serial or member.info.name}", daemon=True)
         self.member, self.work, self.events, self.stop = member, work, events, stop
         self.threads, self.protocol = threads, protocol
-        self.cooldown_s, self.max_temp_c = cooldown_s, max_temp_c
+        self.session = session
+        self._timed_out = False  # the wait before the current batch gave up
         self._runtimes: dict[str, Runtime] = {}
         self._current: Batch | None = None  # taken from the queue and not yet done or given back
 
     def _post(self, kind: str, batch: Batch | None = None, outcome: Outcome | None = None, text: str = "") -> None:
-        self.events.put(Event(kind, self.member, batch, outcome, text))
+        self.events.put(Event(kind, self.member, batch, outcome, text, self._timed_out))
 
     def run(self) -> None:
         try:
@@ -410,10 +409,10 @@ class _Worker(threading.Thread):
             batch = self._current = self.work.take()
             if batch is None:
                 return
-            if not first and (self.cooldown_s > 0 or self.max_temp_c is not None):
+            if (self.session.cooldown_s > 0 and not first) or self.session.max_temp_c is not None:
                 self._post("state", text="cooling down")
                 try:
-                    dev.cooldown(self.max_temp_c, self.cooldown_s)
+                    self._timed_out = self.session.cool(dev, first=first, label=self.member.label)
                 except Exception as e:  # noqa: BLE001 - the temperature read found no phone
                     self._give_back(batch)
                     self._post("lost", text=str(e))
@@ -488,26 +487,23 @@ class _Worker(threading.Thread):
 def run_farm(members: Sequence[Member], specs: Sequence[KernelSpec], out: str | os.PathLike, *,
              runtimes: Sequence[str] | None = None, suite_runtimes: Sequence[str] = (), threads: int = 1,
              cores: str = "", resume: bool = False, protocol: Protocol = Protocol(), suite: str = "",
-             cooldown_s: float = 0.0, max_temp_c: float | None = None, batch_size: int = 0,
+             cooldown_s: float = 0.0, max_temp_c: float | None = None,
+             cooldown_timeout_s: float = DEFAULT_COOLDOWN_TIMEOUT_S, batch_size: int = 0,
              on_plan: Callable[[list[Fleet]], None] | None = None,
-             on_event: Callable[[Event, Record | None], None] | None = None) -> FarmSummary:
+             on_event: Callable[[Event, Record | None], None] | None = None,
+             on_note: Callable[[str], None] | None = None) -> FarmSummary:
     """Profile `specs` on every member: each fleet of identical devices measures the suite once,
     its batches shared through a work queue; every record goes into the dataset `out` through
-    this (the calling) thread only."""
+    this (the calling) thread only, by the run's `Session`."""
     if threads < 1:
         raise UsageError("--threads must be >= 1")
     if not members:
         raise UsageError("no device to profile on")
     started = time.monotonic()
-    ds = Dataset(out)
-    ds.lock()
-    summary = FarmSummary(dataset=str(ds.path))
-    old_term = None
-    if threading.current_thread() is threading.main_thread():
-        def on_term(signum, frame):  # noqa: ARG001
-            raise _Terminated()
-
-        old_term = signal.signal(signal.SIGTERM, on_term)
+    session = Session(out, suite=suite, resume=resume, cooldown_s=cooldown_s, max_temp_c=max_temp_c,
+                      cooldown_timeout_s=cooldown_timeout_s, on_note=on_note)
+    session.__enter__()
+    summary = FarmSummary(dataset=str(session.path))
     stop = threading.Event()
     events: "queue.Queue[Event]" = queue.Queue()
     workers: list[_Worker] = []
@@ -518,7 +514,7 @@ def run_farm(members: Sequence[Member], specs: Sequence[KernelSpec], out: str | 
     try:
         fleets = fleets_of(members)
         protocols = {id(m): protocol.with_cpus(m.device.resolve_cores(cores)) for m in members}
-        plan_fleets(fleets, specs, runtimes, suite_runtimes, threads, fleet_done(ds), resume, batch_size)
+        plan_fleets(fleets, specs, runtimes, suite_runtimes, threads, fleet_done(session.ds), session, batch_size)
         summary.already = sum(f.already for f in fleets)
         summary.skipped = sum(f.skipped for f in fleets)
         if on_plan:
@@ -527,8 +523,7 @@ def run_farm(members: Sequence[Member], specs: Sequence[KernelSpec], out: str | 
             queues[fl.id] = WorkQueue(fl.batches)
             for m in fl.members:
                 stats[id(m)] = MemberStats(m.label, m.info.serial, m.serial, m.server, fl.name)
-                workers.append(_Worker(m, queues[fl.id], events, stop, threads, protocols[id(m)], cooldown_s,
-                                       max_temp_c))
+                workers.append(_Worker(m, queues[fl.id], events, stop, threads, protocols[id(m)], session))
         summary.members = [stats[id(m)] for fl in fleets for m in fl.members]
         for w in workers:
             w.start()
@@ -543,21 +538,20 @@ def run_farm(members: Sequence[Member], specs: Sequence[KernelSpec], out: str | 
                     got.append(events.get_nowait())
                 except queue.Empty:
                     break
-            running -= _write(got, ds, stats, recorded, summary, suite, on_event)
-        ds.compact()
-    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM via _Terminated
+            running -= _write(got, session, stats, recorded, summary, on_event)
+        session.compact()
+    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM via Terminated
         summary.interrupted = True
         stop.set()
         for q in queues.values():
             q.close()
-        _drain(workers, events, ds, stats, recorded, summary, suite, on_event)
+        _drain(workers, events, session, stats, recorded, summary, on_event)
     finally:
         stop.set()
         for q in queues.values():
             q.close()
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
-        ds.unlock()
+        session.__exit__(None, None, None)
+        summary.cooldown_timeouts = session.cooldown_timeouts
         summary.seconds = round(time.monotonic() - started, 2)
     for fl in fleets:
         left = sum(len(b.specs) for b in queues[fl.id].left()) if fl.id in queues else 0
@@ -568,8 +562,8 @@ def run_farm(members: Sequence[Member], specs: Sequence[KernelSpec], out: str | 
     return summary
 
 
-def _write(got: list[Event], ds: Dataset, stats: dict[int, MemberStats], recorded: set, summary: FarmSummary,
-           suite: str, on_event: Callable | None) -> int:
+def _write(got: list[Event], session: Session, stats: dict[int, MemberStats], recorded: set, summary: FarmSummary,
+           on_event: Callable | None) -> int:
     """Persist a handful of events (the single writer); return how many workers ended."""
     ended = 0
     recs: list[tuple[Event, Record | None]] = []
@@ -584,16 +578,14 @@ def _write(got: list[Event], ds: Dataset, stats: dict[int, MemberStats], recorde
                 continue
             recorded.add(k)
             if o.ok:
-                rec = Record(o.spec, m.info, ev.batch.info, o.measurement, "kernel", o.conditions, o.started_at,
-                             o.finished_at, __version__, o.harness_version, suite=suite, kernel=o.kernel)
+                rec = session.record_outcome(o, m.info, ev.batch.info, cooldown_timed_out=ev.cooldown_timed_out)
                 if st:
                     st.measured += 1
                 summary.measured += 1
             else:
-                entry = {"time": time.time(), "runtime": ev.batch.info.key, "device_id": m.info.id,
-                         "fleet_id": m.fleet, "device": m.label, "spec_id": o.spec.id, "spec_key": o.spec.key,
-                         "error": o.error}
-                ds.log_failure(entry)
+                entry = session.fail({"runtime": ev.batch.info.key, "device_id": m.info.id, "fleet_id": m.fleet,
+                                      "device": m.label, "spec_id": o.spec.id, "spec_key": o.spec.key,
+                                      "error": o.error})
                 summary.failures.append(entry)
                 summary.failed += 1
                 if st:
@@ -606,16 +598,15 @@ def _write(got: list[Event], ds: Dataset, stats: dict[int, MemberStats], recorde
             ended += 1
         recs.append((ev, rec))
     fresh = [r for _, r in recs if r is not None]
-    if fresh:
-        ds.append(fresh)
+    session.save(fresh)
     if on_event:
         for ev, rec in recs:
             on_event(ev, rec)
     return ended
 
 
-def _drain(workers: Sequence[_Worker], events: "queue.Queue[Event]", ds: Dataset, stats: dict, recorded: set,
-           summary: FarmSummary, suite: str, on_event: Callable | None, timeout_s: float = 5.0) -> None:
+def _drain(workers: Sequence[_Worker], events: "queue.Queue[Event]", session: Session, stats: dict, recorded: set,
+           summary: FarmSummary, on_event: Callable | None, timeout_s: float = 5.0) -> None:
     """After an interrupt: save what workers still deliver for a few seconds (nothing measured is
     dropped on purpose), then leave the rest to --resume."""
     deadline = time.monotonic() + timeout_s
@@ -625,15 +616,15 @@ def _drain(workers: Sequence[_Worker], events: "queue.Queue[Event]", ds: Dataset
         except queue.Empty:
             continue
         try:
-            _write([ev], ds, stats, recorded, summary, suite, on_event)
-        except KeyboardInterrupt:  # Ctrl-C, and SIGTERM via _Terminated
+            _write([ev], session, stats, recorded, summary, on_event)
+        except KeyboardInterrupt:  # Ctrl-C, and SIGTERM via Terminated
             return
     while True:
         try:
             ev = events.get_nowait()
         except queue.Empty:
             return
-        _write([ev], ds, stats, recorded, summary, suite, on_event)
+        _write([ev], session, stats, recorded, summary, on_event)
 
 
 # ---------------------------------------------------------------------- command line

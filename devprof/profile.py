@@ -1,26 +1,25 @@
-"""Profiling: specs -> (runtime, device) -> outcomes -> records in a dataset. The one run loop.
+"""Profiling a kernel suite on one device: specs -> (runtime, device) -> outcomes -> records.
 
 The stages stay visible (as in TVM's measure.py): `plan` decides what to measure (skipping what
-the dataset already holds), each runtime's `measure` builds, checks and times, and `Session`
-turns every outcome into a `Record` with full provenance and saves it at once — so an interrupt
-or a dead device loses at most the kernel in flight, and `--resume` picks up from there.
+the dataset already holds), each runtime's `measure` builds, checks and times, and the
+`devprof.session.Session` turns every outcome into a `Record` with full provenance and saves it
+at once — so an interrupt or a dead device loses at most the kernel in flight, and `--resume`
+picks up from there.
 """
 from __future__ import annotations
 
 import os
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from . import __version__
 from .devices.base import Device
 from .errors import DevprofError, UsageError
 from .measure import Protocol
 from .records import DeviceInfo, KernelSpec, Record, RuntimeInfo, record_key
 from .runtimes import Runtime, get_runtime
 from .runtimes.base import Outcome
-from .store import Dataset
+from .session import DEFAULT_COOLDOWN_TIMEOUT_S, Session, Terminated, check_interrupt
 
 
 @dataclass
@@ -54,6 +53,7 @@ class Summary:
     interrupted: bool = False
     seconds: float = 0.0
     failures: list[dict] = field(default_factory=list)
+    cooldown_timeouts: int = 0  # batches measured after the wait for --max-temp gave up
     saved_keys: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -61,9 +61,8 @@ class Summary:
 
 
 def plan(device: Device, dinfo: DeviceInfo, specs: Sequence[KernelSpec], runtimes: Sequence[str], threads: int,
-         dataset: Dataset, resume: bool) -> Plan:
+         session: Session) -> Plan:
     """Decide what to measure: supported (runtime, spec) pairs not yet in the dataset."""
-    have = dataset.keys() if dataset.exists() else set()
     tasks, skipped, already = [], [], 0
     for name in runtimes:
         rt = get_runtime(name)
@@ -76,113 +75,67 @@ def plan(device: Device, dinfo: DeviceInfo, specs: Sequence[KernelSpec], runtime
             reason = rt.supports(s)
             if reason:
                 skipped.append((name, s.key, reason))
-            elif record_key("kernel", s.id, dinfo.id, info.key) in have:
+            elif session.holds(record_key("kernel", s.id, dinfo.id, info.key)):
                 already += 1
             else:
                 todo.append(s)
         n = max(1, rt.batch_size_for(device))
         for i in range(0, len(todo), n):
             tasks.append(Task(rt, info, todo[i:i + n]))
-    if already and not resume:
-        raise UsageError(f"{dataset.path} already holds {already} of these measurements; pass --resume to "
-                         "measure only what is missing, or choose another --out")
+    session.resume_rule(already, f"{already} of these measurements")
     return Plan(tasks, skipped, already)
-
-
-class _Terminated(KeyboardInterrupt):
-    """Raised from the SIGTERM handler so a terminated run stops like an interrupted one."""
-
-
-_interrupts = 0  # SIGINTs received; some C extensions' imports (ai_edge_litert) swallow the exception
-
-
-def _on_sigint(signum, frame):  # noqa: ARG001
-    global _interrupts
-    _interrupts += 1
-    raise KeyboardInterrupt
-
-
-def _check_interrupt() -> None:
-    """Honour a Ctrl-C whose KeyboardInterrupt a library swallowed (at the next kernel boundary)."""
-    if _interrupts:
-        raise KeyboardInterrupt
-
-
-if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # the CLI: count Ctrl-C before imports
-    try:
-        signal.signal(signal.SIGINT, _on_sigint)
-    except ValueError:  # imported outside the main thread
-        pass
 
 
 def profile(device: Device, specs: Sequence[KernelSpec], runtimes: Sequence[str], out: str | os.PathLike,
             *, threads: int = 1, resume: bool = False, protocol: Protocol = Protocol(), suite: str = "",
             cooldown_s: float = 0.0, max_temp_c: float | None = None,
+            cooldown_timeout_s: float = DEFAULT_COOLDOWN_TIMEOUT_S,
             on_plan: Callable[[Plan], None] | None = None,
-            on_outcome: Callable[[Outcome, Record | None], None] | None = None) -> Summary:
-    """Measure `specs` with each runtime on `device`, saving every record into the dataset `out`."""
+            on_outcome: Callable[[Outcome, Record | None], None] | None = None,
+            on_note: Callable[[str], None] | None = None) -> Summary:
+    """Measure `specs` with each runtime on `device`, saving every record into the dataset `out`
+    (one device: the same session a farm's writer uses)."""
     if threads < 1:
         raise UsageError("--threads must be >= 1")
-    global _interrupts
-    _interrupts = 0  # a Ctrl-C handled by an earlier run in this process (farm, tests) is not ours
     started = time.monotonic()
-    ds = Dataset(out)
-    ds.lock()
-    old_term = signal.getsignal(signal.SIGTERM)
-
-    def on_term(signum, frame):  # noqa: ARG001
-        raise _Terminated()
-
+    session = Session(out, suite=suite, resume=resume, cooldown_s=cooldown_s, max_temp_c=max_temp_c,
+                      cooldown_timeout_s=cooldown_timeout_s, on_note=on_note)
+    summary = Summary(dataset=str(session.path), device=device.name)
     try:
-        signal.signal(signal.SIGTERM, on_term)
-    except ValueError:  # not the main thread (tests, farms): SIGTERM keeps its default
-        old_term = None
-    summary = Summary(dataset=str(ds.path), device=device.name)
-    pinned_self = False
-    try:
-        dinfo = device.info()
-        p = plan(device, dinfo, specs, runtimes, threads, ds, resume)
-        _check_interrupt()
-        summary.skipped, summary.already = len(p.skipped), p.already
-        if on_plan:
-            on_plan(p)
-        if protocol.cpus and device.in_process:
-            old_affinity = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, [int(c) for c in protocol.cpus.split(",")])
-            pinned_self = True
-        for i, task in enumerate(p.tasks):
-            if i and (cooldown_s > 0 or max_temp_c is not None):
-                device.cooldown(max_temp_c, cooldown_s)
-            for o in task.runtime.measure(device, task.specs, threads, protocol):
-                rec = None
-                if o.ok:
-                    rec = Record(o.spec, dinfo, task.info, o.measurement, "kernel", o.conditions,
-                                 o.started_at, o.finished_at, __version__, o.harness_version, suite=suite,
-                                 kernel=o.kernel)
-                    ds.append([rec])
-                    summary.measured += 1
-                    summary.saved_keys.append(rec.key)
-                else:
-                    entry = {"time": time.time(), "runtime": task.info.key, "device_id": dinfo.id,
-                             "spec_id": o.spec.id, "spec_key": o.spec.key, "error": o.error}
-                    ds.log_failure(entry)
-                    summary.failed += 1
-                    summary.failures.append(entry)
-                if on_outcome:
-                    on_outcome(o, rec)
-                _check_interrupt()
-        ds.compact()
-    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM via _Terminated
+        with session:
+            dinfo = device.info()
+            p = plan(device, dinfo, specs, runtimes, threads, session)
+            check_interrupt()
+            summary.skipped, summary.already = len(p.skipped), p.already
+            if on_plan:
+                on_plan(p)
+            with session.pinned(device, protocol.cpus):
+                for i, task in enumerate(p.tasks):
+                    session.cool(device, first=(i == 0))
+                    for o in session.measure(device, task.runtime, task.specs, threads, protocol):
+                        rec = None
+                        if o.ok:
+                            rec = session.record_outcome(o, dinfo, task.info)
+                            session.save([rec])
+                            summary.measured += 1
+                            summary.saved_keys.append(rec.key)
+                        else:
+                            entry = session.fail({"runtime": task.info.key, "device_id": dinfo.id,
+                                                  "spec_id": o.spec.id, "spec_key": o.spec.key, "error": o.error})
+                            summary.failed += 1
+                            summary.failures.append(entry)
+                        if on_outcome:
+                            on_outcome(o, rec)
+            session.compact()
+    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM via Terminated
         summary.interrupted = True
-        _interrupts = 0
     finally:
-        if pinned_self:
-            os.sched_setaffinity(0, old_affinity)
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
-        ds.unlock()
+        summary.cooldown_timeouts = session.cooldown_timeouts
         summary.seconds = round(time.monotonic() - started, 2)
     return summary
+
+
+_Terminated = Terminated  # the farm's name for it
 
 
 def default_runtimes(device: Device, suite_runtimes: Iterable[str]) -> list[str]:

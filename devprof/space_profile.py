@@ -21,7 +21,9 @@ from .errors import UsageError
 from .formats.ofa import Block, block_spec, blocks_model
 from .formats.table import LatencyTable
 from .measure import Protocol, measure_callable
-from .records import Measurement, Record
+from .records import Measurement
+from .runtimes.base import Outcome
+from .session import Session
 from .space import Space
 
 EXT = {"ofa-yaml": ".yaml", "csv": ".csv", "json": ".json"}
@@ -36,25 +38,65 @@ class SpaceResult:
     already: int = 0
     seconds: float = 0.0
     rows: list = field(default_factory=list)  # (key, mean ms, std ms, count)
+    failed: list = field(default_factory=list)  # (key, why): blocks whose output was wrong
+    checked: int = 0  # records whose output was compared with the numpy reference before timing
 
     def to_dict(self) -> dict:
         return {"table": self.table_path, "dataset": self.dataset, "measured": self.measured,
-                "already": self.already, "blocks": len(self.table), "seconds": self.seconds}
+                "already": self.already, "failed": len(self.failed), "blocks": len(self.table),
+                "seconds": self.seconds}
 
 
-def time_onnx(model, threads: int, protocol: Protocol, seed: int = 0) -> Measurement:
-    """End-to-end time of an ONNX model in ONNX Runtime (the same session options as the
-    single-op runtime), under `protocol`."""
+def time_onnx(model, threads: int, protocol: Protocol, seed: int = 0, device=None) -> Outcome:
+    """Build, check and time an ONNX model end to end in ONNX Runtime (the same session options as
+    the single-op runtime), under `protocol`: its output is first compared with ONNX's own numpy
+    reference evaluator (a wrong answer is an error outcome, never a timing), then it is timed
+    with the device's conditions read around the timing."""
+    from .runtimes.base import CHECKED
+    from .runtimes.conditions import conditions_around
     from .runtimes.onnxruntime import OnnxRuntime
 
+    spec = block_spec_of(model)
+    started = time.time()
     sess = OnnxRuntime().session(model.SerializeToString(), threads)
     inp = sess.get_inputs()[0]
     shape = [d if isinstance(d, int) else 1 for d in inp.shape]
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     feeds = {inp.name: x}
     run = sess.run
-    run(None, feeds)
-    return measure_callable(lambda: run(None, feeds), protocol)
+    bad = check_model_output(model, run(None, feeds)[0], feeds)
+    if bad:
+        return Outcome(spec, error=f"onnxruntime computes a different answer: {bad}", started_at=started,
+                       finished_at=time.time())
+    if device is None:
+        m = measure_callable(lambda: run(None, feeds), protocol)
+        return Outcome(spec, m, started_at=started, finished_at=time.time(), checked=CHECKED)
+    with conditions_around(device, protocol.cpus or None) as cond:
+        m = measure_callable(lambda: run(None, feeds), protocol)
+    return Outcome(spec, m, conditions=cond.result, started_at=started, finished_at=time.time(), checked=CHECKED)
+
+
+def check_model_output(model, got: np.ndarray, feeds: dict, rtol: float = 1e-3) -> str | None:
+    """None when `got` matches ONNX's reference evaluator (numpy) on `feeds` within `rtol` of the
+    output's RMS, else a one-line reason."""
+    from onnx.reference import ReferenceEvaluator
+
+    want = np.asarray(ReferenceEvaluator(model).run(None, feeds)[0], dtype=np.float64)
+    got = np.asarray(got)
+    if got.shape != want.shape:
+        return f"output shape {tuple(got.shape)} != expected {tuple(want.shape)}"
+    if not np.all(np.isfinite(got)):
+        return "output contains NaN or Inf"
+    scale = float(np.sqrt(np.mean(want ** 2))) if want.size else 1.0
+    err = float(np.abs(got.astype(np.float64) - want).max()) if want.size else 0.0
+    return None if err <= rtol * max(scale, 1e-12) else f"off by {err:.3g} (output RMS {scale:.3g})"
+
+
+def block_spec_of(model):
+    """A placeholder spec for an outcome; the caller's spec names the block."""
+    from .records import KernelSpec
+
+    return KernelSpec(op="other", bias=False, attrs={"model": model.graph.name})
 
 
 def entry_of(m: Measurement) -> tuple[float, float, int]:
@@ -71,15 +113,14 @@ def profile_space(space: Space, device, out: str | Path, threads: int = 1, proto
                   on_block: Callable[[Block, Measurement | None], None] | None = None) -> SpaceResult:
     """Measure every distinct block of `space` on `device` (local ONNX Runtime) into dataset `out`
     and write the table. Blocks already in the dataset are reused when `resume`."""
-    from . import __version__
     from .runtimes.onnxruntime import OnnxRuntime
-    from .store import Dataset
 
     if not getattr(device, "in_process", False):
         raise UsageError(f"--space times blocks with ONNX Runtime in-process: use --device local "
                          f"({device.name} is not supported yet)")
     started = time.monotonic()
-    ds = Dataset(out)
+    session = Session(out, suite=f"space:{space.name}", resume=resume)
+    ds = session.ds
     dinfo = device.info()
     rinfo = OnnxRuntime().info(device, threads)
     have: dict[str, Measurement] = {}
@@ -89,33 +130,36 @@ def profile_space(space: Space, device, out: str | Path, threads: int = 1, proto
                 have[r.spec.key] = r.measurement
     blocks = space.blocks()
     specs = {b.key: block_spec(b) for b in blocks}
-    if have and not resume and any(specs[b.key].key in have for b in blocks):
-        raise UsageError(f"{ds.path} already holds blocks of this space; pass --resume to measure only what is "
-                         "missing, or choose another --out")
     table = LatencyTable(stat="mean", spread="std", meta={"space": space.name, "device": dinfo.name,
                                                           "runtime": rinfo.key})
     res = SpaceResult(table, "", str(ds.path))
-    ds.lock()
-    try:
+    with session, session.pinned(device, protocol.cpus):
+        session.resume_rule(sum(specs[b.key].key in have for b in blocks), "blocks of this space")
         for b in blocks:
             spec = specs[b.key]
             m = have.get(spec.key)
             if m is not None:
                 res.already += 1
             else:
-                t0 = time.time()
-                m = time_onnx(blocks_model([b], name=space.name, act=space.act), threads, protocol)
-                ds.append([Record(spec, dinfo, rinfo, m, "kernel", started_at=t0, finished_at=time.time(),
-                                  devprof_version=__version__, suite=f"space:{space.name}")])
+                o = time_onnx(blocks_model([b], name=space.name, act=space.act), threads, protocol, device=device)
+                if not o.ok:
+                    session.fail({"runtime": rinfo.key, "device_id": dinfo.id, "spec_id": spec.id,
+                                  "spec_key": spec.key, "block": b.key, "error": o.error})
+                    res.failed.append((b.key, o.error))
+                    if on_block:
+                        on_block(b, None)
+                    continue
+                session.save([session.record(spec, dinfo, rinfo, o.measurement, "kernel", conditions=o.conditions,
+                                             started_at=o.started_at, finished_at=o.finished_at, checked=o.checked)])
+                m = o.measurement
                 res.measured += 1
             ms, sd, n = entry_of(m)
             table.add(b.key, ms, sd, n)
             res.rows.append((b.key, ms, sd, n))
             if on_block:
                 on_block(b, m)
-        ds.compact()
-    finally:
-        ds.unlock()
+        session.compact()
+    res.checked = session.checked
     path = Path(table_path) if table_path else Path(out) / f"{space.name}{EXT[space.format]}"
     write_table(table, path, space.format)
     res.table_path = str(path)

@@ -93,17 +93,24 @@ class Device(ABC):
             raise UsageError(f"--cores {cores!r} names no CPU")
         return ",".join(str(c) for c in cpus)
 
-    def cooldown(self, max_temp_c: float | None = None, pause_s: float = 0.0, timeout_s: float = 120.0) -> None:
-        """Wait until the device is cool enough (or `pause_s` passes) before the next batch."""
+    def wait_cool(self, max_temp_c: float, timeout_s: float = 120.0) -> bool:
+        """Wait until the device is at most `max_temp_c`; False when `timeout_s` passed first
+        (a device without a readable sensor counts as cool: there is nothing to wait for)."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            t = self.state().temp_c
+            if not (t == t) or t <= max_temp_c:  # NaN: no sensor, nothing to wait for
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+
+    def cooldown(self, max_temp_c: float | None = None, pause_s: float = 0.0, timeout_s: float = 120.0) -> bool:
+        """Pause `pause_s`, then wait until the device is cool enough; True when the wait gave up."""
         import time
 
         if pause_s > 0:
             time.sleep(pause_s)
-        if max_temp_c is None:
-            return
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            t = self.state().temp_c
-            if not (t == t) or t <= max_temp_c:  # NaN: no sensor, nothing to wait for
-                return
-            time.sleep(1.0)
+        return max_temp_c is not None and not self.wait_cool(max_temp_c, timeout_s)

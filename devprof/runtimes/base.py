@@ -18,6 +18,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..devices.base import Device
 
 
+#: What in-process runtimes, the harness and the phone tools check every kernel's output against
+#: before timing it (devprof.runtimes.reference).
+CHECKED = "numpy reference"
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What running one spec produced: a measurement, or an error saying why not."""
@@ -32,6 +37,9 @@ class Outcome:
     #: The runtime's own kernels that computed it, where the runtime reports them (ORT's profile:
     #: "QLinearConv"; LiteRT: "CONV_2D:xnnpack"); "" when not read. Not yet stored in records.
     kernel: str = ""
+    #: What the output was compared with before it was timed ("numpy reference"); "" when the
+    #: outcome is a failure. Only a checked outcome becomes a record (devprof.session).
+    checked: str = ""
 
     @property
     def ok(self) -> bool:
@@ -97,4 +105,5 @@ def _outcomes(block, results, conditions, runtime: str) -> Iterator[Outcome]:
             why = (str(res).splitlines() or [type(res).__name__])[0][:300]
             yield Outcome(spec, error=f"{runtime} failed while timed: {why}", started_at=started, finished_at=finished)
         else:
-            yield Outcome(spec, res, conditions=conditions, started_at=started, finished_at=finished)
+            yield Outcome(spec, res, conditions=conditions, started_at=started, finished_at=finished,
+                          checked=CHECKED)

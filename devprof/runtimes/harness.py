@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from ..errors import DevprofError
 from ..measure import Protocol
 from ..records import Conditions, KernelSpec, Measurement, RuntimeInfo
-from .base import Outcome, Runtime
+from .base import CHECKED, Outcome, Runtime
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..devices.base import Device
@@ -256,6 +256,6 @@ class DevprofC(Runtime):
                 else:
                     m = Measurement(line.samples_us, warmups=line.warmups, number=line.number)
                     yield Outcome(s, m, conditions=conditions, harness_version=line.harness,
-                                  started_at=started, finished_at=finished)
+                                  started_at=started, finished_at=finished, checked=CHECKED)
         if lost is not None:
             raise lost

@@ -32,7 +32,7 @@ from ..devices.base import Device
 from ..errors import DevprofError
 from ..measure import Protocol
 from ..records import KernelSpec, Measurement, RuntimeInfo
-from .base import Outcome, Runtime
+from .base import CHECKED, Outcome, Runtime
 
 
 class ToolOutputError(DevprofError):
@@ -293,7 +293,7 @@ class _PhoneTool(Runtime):
             before, after = getattr(res, "state_before", None), getattr(res, "state_after", None)
             cond = conditions_from(before, after, protocol.cpus) if before and after else None
             kw: dict[str, Any] = {"conditions": cond} if cond else {}
-            yield Outcome(spec, m, started_at=started, finished_at=time.time(), **kw)
+            yield Outcome(spec, m, started_at=started, finished_at=time.time(), checked=CHECKED, **kw)
 
     @staticmethod
     def repeats(protocol: Protocol) -> int:
