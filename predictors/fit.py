@@ -100,6 +100,26 @@ def _clean(x: Any) -> Any:
     return x
 
 
+def _bundle_device_name(device: dict) -> str:
+    """The name a device's bundle folder is made from: an emulator's bundle never lands in the
+    folder of the phone it pretends to be."""
+    return (device.get("name") or "device") + (" emulated" if device.get("emulated") else "")
+
+
+def emulated_mix(df) -> str | None:
+    """None when the records are all from real devices or all from emulated ones, else why
+    they cannot be fitted together (emulated timings say nothing about a phone)."""
+    if not len(df) or "emulated" not in df:
+        return None
+    emu = df["emulated"].fillna(False).astype(bool)
+    if emu.all() or not emu.any():
+        return None
+    names = ", ".join(sorted(set(map(str, df.loc[emu, "device_name"]))))
+    return (f"{int(emu.sum())} records come from emulated devices ({names}: timings under an emulator say "
+            f"nothing about a phone) and {int((~emu).sum())} from real ones; fit them apart, or pass "
+            "--drop-emulated to fit the real ones")
+
+
 def read_datasets(paths: Iterable[str | Path]):
     """All records of the given dataset folders as one DataFrame.
 
@@ -515,7 +535,7 @@ def fit_bundles(df, sources: list[str] | None = None, candidates: dict | None = 
     if not len(df):
         return out
     # the bundle folder of each device: the clash check, the pooled grouping and FittedBundle.location use it
-    names = {j: bmod.slug(json.loads(j).get("name") or "device") for j in df["device_json"].unique()}
+    names = {j: bmod.slug(_bundle_device_name(json.loads(j))) for j in df["device_json"].unique()}
     df = df.assign(_device=df["device_json"].map(names))
     fingerprints = df.groupby(["_device", "runtime_key"])["device_id"].nunique()
     if not pool_devices and (fingerprints > 1).any():

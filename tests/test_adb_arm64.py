@@ -61,3 +61,48 @@ def test_build_harness_command(tmp_path):
     assert "7/7 kernels pass" in r.stdout and (tmp_path / "arm64-v8a" / "devprof-harness").exists()
     r = run_cli("build-harness", "--abi", "mips")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
+
+
+# ------------------------------------------------------------------ the emulated arm64 S20 over adb
+def _elf_machine(path) -> int:
+    import struct
+
+    return struct.unpack_from("<H", path.read_bytes()[:20], 18)[0]
+
+
+@needs_cross
+def test_arm64_s20_profiles_smoke_and_a_sparse_suite_through_the_adb_server(make_phone, adb_server, tmp_path):
+    import json
+
+    from devprof.store import Dataset
+
+    phone = make_phone("--abi", "arm64-v8a")
+    out = tmp_path / "ds"
+    # a few kernels of each suite: every one is cross-built, pushed, checked and timed under qemu
+    r = run_cli("profile", "--device", "S20", "-r", "devprof-c", "--suite", "smoke", "--quick", "--cores", "big",
+                "--where", "op!=add,cout<=32,h<=28", "--out", str(out), "--json", env=adb_server.env)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["measured"] == 4 and s["failed"] == 0, json.dumps(s)
+    # a real sparse suite, cut down to one small pointwise layer at 0.9 (one kernel per pointwise scheme)
+    r = run_cli("profile", "--device", phone.serial, "-r", "devprof-c", "--suite", "sparse-sweep", "--quick",
+                "--where", "op=pwconv,cin<=32,cout<=32,ratio=0.9", "--cores", "big", "--out", str(out), "--json",
+                env=adb_server.env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["failed"] == 0
+    df = Dataset(out).read()
+    assert len(df) == 8 and {"dense", "unstructured", "bcr", "block", "nm"} <= set(df["scheme"])
+    assert df["emulated"].all() and set(df["device_model"]) == {"SM-G981N"} and df["device_id"].nunique() == 1
+    dev = json.loads(df["device_json"].iloc[0])
+    assert dev["abi"] == "arm64-v8a" and dev["emulated"] is True and dev["soc"].startswith("Snapdragon 865")
+    assert json.loads(df["runtime_options"].iloc[0])["cc"].startswith("aarch64-linux-gnu-gcc")
+    # what ran on the phone is the arm64 harness (under qemu-aarch64-static), checked before timing
+    staged = list((phone.sandbox / "data/local/tmp/devprof").glob("*/devprof-harness"))
+    assert len(staged) >= 2 and all(_elf_machine(p) == 183 for p in staged)
+    # the x86_64 S20 next to it is a different, real-looking device
+    make_phone()
+    from devprof.devices import adb
+
+    infos = {p.abi: p.info() for p in adb.list_phones(adb_server.address)}
+    assert infos["arm64-v8a"].emulated and not infos["x86_64"].emulated
+    assert infos["arm64-v8a"].id == df["device_id"].iloc[0] != infos["x86_64"].id

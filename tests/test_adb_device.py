@@ -20,6 +20,7 @@ def test_fingerprint_names_the_phone(phone):
     assert "Snapdragon 865" in info.soc and info.os.startswith("Android 13")
     assert info.build.startswith("samsung/x1quex")
     assert info.serial == "R3CN30EMUL"  # ro.serialno, stable across reconnects (the adb serial is not)
+    assert not info.emulated  # the x86_64 phone runs its binaries natively: no qemu marker
     extra = dict(info.extra)
     assert extra["clusters"] == "little=0-3@1804800;big=4-6@2419200;prime=7@2841600"
     assert extra["governor"] == "schedutil" and extra["battery_level"] == 87 and extra["battery_temp_c"] == 30.5

@@ -32,7 +32,7 @@ def devices(
                      "abi": info.abi, "cpu": info.cpu, "cores": info.cores, "isa": list(info.isa), "os": info.os,
                      "kernel": info.kernel, "governor": st.governor, "freq_khz": st.freq_khz,
                      "temp_c": None if math.isnan(st.temp_c) else st.temp_c, "fingerprint": info.id,
-                     "extra": dict(info.extra), "server": server})
+                     "extra": dict(info.extra), "server": server, "emulated": info.emulated})
     if json_out:
         print(json.dumps(rows, indent=2, default=str))
         return
@@ -44,7 +44,8 @@ def devices(
             t.add_section()  # one section per model: identical phones side by side
         x = r["extra"]
         phone = r["kind"] == "adb"  # phones: clusters under the model code, battery under the temperature
-        t.add_row(r["name"] + (f"\n{r['serial']} @ {r['server']}" if r["server"] else ""), r["kind"],
+        t.add_row(r["name"] + (" (emulated)" if r["emulated"] else "")
+                  + (f"\n{r['serial']} @ {r['server']}" if r["server"] else ""), r["kind"],
                   r["model"] + (f"\n{r['cpu']}" if phone else ""),
                   r["soc"] or "-", r["abi"], str(r["cores"]),
                   (" ".join(r["isa"][:6]) + ("…" if len(r["isa"]) > 6 else "") + "\n" if r["isa"] else "") + r["os"],

@@ -89,6 +89,10 @@ def fit_predictor(
         help="Fit a new device from few measurements (DATA) plus other devices' bundles (repeatable): "
              "from-models bundles or whole-model timings with target timings, or kernel bundles with a "
              "target kernel dataset. See 'A new phone in an afternoon' in docs/predictors.md."),
+    drop_emulated: bool = typer.Option(
+        False, "--drop-emulated", help="Leave out the records of emulated devices (an Android emulator, or "
+                                       "the emulated arm64 phone running under qemu). Without it, datasets "
+                                       "that mix emulated and real records are refused."),
     samples: Optional[int] = typer.Option(
         None, "--samples", metavar="K", help="With --transfer-from: use K of the target's measurements (a seeded "
                                              "choice) and score the transfer on the rest."),
@@ -124,14 +128,26 @@ def fit_predictor(
         raise UsageError(f"unknown --statistic {statistic!r} (known: {', '.join(STATISTICS)})")
     from rich.console import Console
 
-    from predictors.fit import DeviceClash, fit_bundles, read_datasets
+    from predictors.fit import DeviceClash, emulated_mix, fit_bundles, read_datasets
 
     err = Console(stderr=True)
     df = read_datasets(datasets)
     if runtime and len(df):
         df = df[df["runtime"].isin(runtime)]
+    if len(df) and "emulated" in df:
+        emulated = df["emulated"].fillna(False).astype(bool)
+        if drop_emulated:
+            df = df[~emulated]
+        else:
+            mix = emulated_mix(df)
+            if mix:
+                raise UsageError(mix)
+            if emulated.all():
+                err.print("warning: every record comes from an emulated device: the bundle predicts the emulator, "
+                          "not a phone (it is written under a device folder named '... emulated')")
     if not len(df):
-        raise UsageError("no records in " + ", ".join(map(str, datasets)) + (" for those runtimes" if runtime else ""))
+        raise UsageError("no records in " + ", ".join(map(str, datasets)) + (" for those runtimes" if runtime else "")
+                         + (" from real devices" if drop_emulated else ""))
     cands = None
     if estimator:
         from predictors.estimators import CANDIDATES

@@ -38,9 +38,14 @@ def show(
     if scheme:
         df = df[df["scheme"] == scheme]
     df = df.assign(gflops=(df["flops"] / (df["median_us"] * 1e3)).where(df["flops"] > 0))
+    # an emulator's timings say nothing about a phone: its device name says so wherever it is shown
+    emulated = df["emulated"].astype(bool) if "emulated" in df else df["device_name"].map(lambda _: False)
+    emulated_names = ", ".join(sorted(set(df.loc[emulated, "device_name"])))
+    df = df.assign(device_name=df["device_name"].where(~emulated, df["device_name"] + " (emulated)"))
     if json_out:
         cols = ["kind", "spec_key", "op", "scheme", "sparsity_ratio", "device_name", "runtime", "runtime_version",
-                "threads", "median_us", "iqr_us", "cv", "noisy", "repeats", "gflops", "model_name", "layer_name"]
+                "threads", "median_us", "iqr_us", "cv", "noisy", "repeats", "gflops", "model_name", "layer_name",
+                "emulated"]
         sel = df[cols] if limit == 0 else df[cols].head(limit)
         print(sel.to_json(orient="records", indent=2))
         return
@@ -56,6 +61,7 @@ def show(
             t.add_row(r["op"], r["spec_key"], r["device_name"], r["runtime"], f"{r['median_us']:,.1f}",
                       f"{r['iqr_us']:,.1f}", f"{r['cv']:.1%}", "-" if r["gflops"] != r["gflops"] else f"{r['gflops']:.1f}")
         out.print(t)
+        _emulated_note(emulated, emulated_names)
         return
     piv = df.pivot_table(index=["op", "spec_key"], columns="runtime", values="median_us", aggfunc="median")
     t = Table(title=f"{dataset}: {len(df)} records, {len(piv)} kernels, median µs per runtime "
@@ -67,8 +73,15 @@ def show(
     for (o, key), r in (piv if limit == 0 else piv.head(limit)).iterrows():
         t.add_row(o, key, *("-" if v != v else f"{v:,.1f}" for v in r.values))
     out.print(t)
+    _emulated_note(emulated, emulated_names)
     if limit and len(piv) > limit:
         err.print(f"({len(piv) - limit} more rows; --limit 0 shows all)")
+
+
+def _emulated_note(emulated, names: str) -> None:
+    if emulated.any():
+        err.print(f"{int(emulated.sum())} of {len(emulated)} records come from emulated devices ({names}): their "
+                  "timings say nothing about a phone")
 
 
 def register(app: typer.Typer) -> None:

@@ -324,6 +324,15 @@ class AdbDevice(Device):
         return _ABIS.get(raw, raw)
 
     @property
+    def emulated(self) -> bool:
+        """An emulator, not a phone: the Android emulator sets ``ro.boot.qemu`` (``ro.kernel.qemu``
+        before Android 11) and runs on the ranchu/goldfish boards. Its timings (under qemu, or of
+        the host CPU) say nothing about a phone, so its records are marked and kept apart."""
+        p = self.fingerprint.props
+        return (p.get("ro.boot.qemu") == "1" or p.get("ro.kernel.qemu") == "1"
+                or p.get("ro.hardware", "") in ("ranchu", "goldfish"))
+
+    @property
     def clusters(self) -> list[Cluster]:
         return self.fingerprint.clusters
 
@@ -357,7 +366,8 @@ class AdbDevice(Device):
         return DeviceInfo(kind="adb", name=self.name, model=self.model_code,
                           serial=p.get("ro.serialno") or self.serial, soc=self.soc(), abi=self.abi, cpu=cpu,
                           cores=len(fp.max_khz), os=f"Android {release} (SDK {p.get('ro.build.version.sdk', '?')})",
-                          kernel=fp.kernel, build=p.get("ro.build.fingerprint", ""), extra=extra)
+                          kernel=fp.kernel, build=p.get("ro.build.fingerprint", ""), extra=extra,
+                          emulated=self.emulated)
 
     def matches(self, wanted: str) -> bool:
         """Does the normalised name `wanted` designate this phone (model code, marketing name, family)?"""

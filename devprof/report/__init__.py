@@ -84,6 +84,9 @@ def build_document(datasets: Sequence[str | Path], bundles: Sequence[str | Path]
         subtitle = (f"{fmt.plural(n, 'measurement')} of {fmt.plural(df['spec_id'].nunique(), 'distinct kernel')} "
                     f"on {fmt.plural(df['device_id'].nunique(), 'device')} with "
                     f"{fmt.plural(df['runtime_label'].nunique(), 'runtime configuration')}")
+        emu = df.loc[df["emulated"].astype(bool), "device_id"].nunique() if "emulated" in df else 0
+        if emu:
+            subtitle += f"; {fmt.plural(emu, 'device')} emulated (timings not a phone's)"
     else:
         subtitle = "No measurements in the given datasets"
     names = ", ".join(src.label for src in data.sources) or ", ".join(b.label for b in data.bundles)

@@ -146,13 +146,17 @@ def _derive(df: pd.DataFrame) -> pd.DataFrame:
         return df
     df = df.copy()
     # device labels: the device name, disambiguated when two fingerprints share a name
-    names = df.drop_duplicates("device_id")[["device_id", "device_name", "device_model"]]
-    counts = names["device_name"].value_counts()
+    if "emulated" not in df:
+        df["emulated"] = False
+    names = df.drop_duplicates("device_id")[["device_id", "device_name", "device_model", "emulated"]]
+    counts = names.groupby(["device_name", "emulated"]).size()
     dev_label = {}
-    for did, name, model in names.itertuples(index=False):
+    for did, name, model, emulated in names.itertuples(index=False):
         lab = name or model or did[:8]
-        if counts.get(name, 0) > 1:
+        if counts.get((name, emulated), 0) > 1:
             lab = f"{lab} [{did[:6]}]"
+        if emulated:  # every table and figure of an emulator says so: its timings are not a phone's
+            lab += " (emulated)"
         dev_label[did] = lab
     df["device_label"] = df["device_id"].map(dev_label)
     df["runtime_label"] = _runtime_labels(df)

@@ -23,6 +23,14 @@ Fault injection (for tests): ``--die-on REGEX [--die-on-count N] [--die-delay S]
 phone vanish (children killed, sockets dropped) S seconds after the N-th shell command matching
 REGEX started, as a phone that is unplugged mid-batch. SIGTERM does the same at once.
 
+arm64: ``--abi arm64-v8a`` presents a Galaxy S20 5G as sold in Korea (SM-G981N: Snapdragon 865,
+1+3+4 clusters, ABI list ``arm64-v8a,armeabi-v7a,armeabi``) and runs what is pushed to it the
+way the phone would, but under ``qemu-aarch64-static``: there is no binfmt_misc registration on
+CI machines, so a command word that names a pushed aarch64 ELF, in command position (after
+``;``, ``&&``, ``|``... and wrapper words such as ``timeout -s KILL 5``, ``taskset 70`` or an
+expanded ``$T``), gets the emulator prefixed. Such a phone says ``ro.boot.qemu=1``, as the Android
+emulator does, so devprof marks its records emulated (their timings say nothing about a phone).
+
 Run: ``python tests/support/loopback_adbd.py --sandbox DIR [--port 0] [--model SM-G991U]``;
 the first stdout line is ``listening on HOST:PORT`` (port 0 picks a free port).
 """
@@ -75,6 +83,15 @@ DEFAULT_PROPS: dict[str, str] = {
 #: (cpu count, max kHz) per cluster: Snapdragon 865's 4 little A55, 3 big A77 and 1 prime A77.
 DEFAULT_CLUSTERS: tuple[tuple[int, int], ...] = ((4, 1804800), (3, 2419200), (1, 2841600))
 
+#: What an arm64 phone reports besides its ABI (the Android emulator's own marker when binaries
+#: run under qemu here).
+ARM64_ABI_PROPS = {"ro.product.cpu.abi": "arm64-v8a", "ro.product.cpu.abilist": "arm64-v8a,armeabi-v7a,armeabi",
+                   "ro.product.cpu.abilist64": "arm64-v8a", "ro.product.cpu.abilist32": "armeabi-v7a,armeabi"}
+#: ELF e_machine values -> the ABI that runs them (to spot binaries foreign to this machine).
+ELF_MACHINES = {183: "arm64-v8a", 62: "x86_64"}
+#: The model `--abi arm64-v8a` presents when no `--model` is given.
+ARM64_MODEL = "SM-G981N"
+
 #: Coherent identities for `--model` (props over DEFAULT_PROPS, and CPU clusters), so that farm tests
 #: can start an S20 next to an S21 and each looks like itself (SoC, board, build fingerprint).
 PRESETS: dict[str, tuple[dict[str, str], tuple[tuple[int, int], ...]]] = {
@@ -87,6 +104,11 @@ PRESETS: dict[str, tuple[dict[str, str], tuple[tuple[int, int], ...]]] = {
                   "ro.build.fingerprint": "samsung/o1quex/o1q:14/UP1A.231005.007/G991USQS9FXA1:user/release-keys",
                   "ro.build.version.sdk": "34", "ro.build.version.release": "14"},
                  ((4, 1804800), (3, 2419200), (1, 2841600))),
+    # Galaxy S20 5G, Korean model: Snapdragon 865 like SM-G981U (the European SM-G981B has an
+    # Exynos 990 with 2+2+4 cores instead), arm64 as every real S20.
+    "SM-G981N": ({"ro.product.name": "x1qksx", "ro.serialno": "R3CN30ARM64",
+                  "ro.build.fingerprint": "samsung/x1qksx/x1q:13/TP1A.220624.014/G981NKSS9HWE1:user/release-keys",
+                  **ARM64_ABI_PROPS}, DEFAULT_CLUSTERS),
     "Pixel 7": ({"ro.product.name": "panther", "ro.product.device": "panther", "ro.product.manufacturer": "Google",
                  "ro.product.brand": "google", "ro.soc.manufacturer": "Google", "ro.soc.model": "GS201",
                  "ro.board.platform": "gs201", "ro.hardware": "panther", "ro.serialno": "28031FDH2000EM",
@@ -125,6 +147,73 @@ def parse_clusters(text: str) -> tuple[tuple[int, int], ...]:
 
 
 # ----------------------------------------------------------------------------------- sandbox
+def elf_abi(path: str) -> str:
+    """The ABI an ELF file is built for ("" when it is no ELF of a known machine)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return ""
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return ""
+    order = "<" if head[5] == 1 else ">"
+    return ELF_MACHINES.get(struct.unpack_from(order + "H", head, 18)[0], "")
+
+
+def host_abi() -> str:
+    import platform
+
+    m = platform.machine().lower()
+    return {"amd64": "x86_64", "aarch64": "arm64-v8a", "arm64": "arm64-v8a"}.get(m, m)
+
+
+def foreign_runners() -> dict[str, list[str]]:
+    """ABI -> argv prefix that runs its binaries on this machine (qemu user mode), for the ABIs
+    this machine cannot run natively."""
+    import shutil
+
+    out: dict[str, list[str]] = {}
+    if host_abi() != "arm64-v8a":
+        qemu = shutil.which("qemu-aarch64-static")
+        if qemu:
+            sysroot = "/usr/aarch64-linux-gnu"  # only dynamic binaries need it; devprof's are static
+            out["arm64-v8a"] = [qemu] + (["-L", sysroot] if os.path.isdir(sysroot) else [])
+    return out
+
+
+#: Words that run the next word as a program; each takes the options listed (with their argument
+#: when the second item is True), and `timeout`/`taskset` one positional argument more.
+_WRAPPERS: dict[str, tuple[tuple[str, ...], int]] = {
+    "timeout": (("-s", "-k", "--signal", "--kill-after"), 1), "taskset": ((), 1),
+    "exec": ((), 0), "nohup": ((), 0), "command": ((), 0), "env": ((), 0), "nice": (("-n",), 0),
+}
+_ASSIGNMENT = re.compile(r"[A-Za-z_]\w*=\S*\Z")
+_EXPANSION = re.compile(r"\$(\w+|\{\w+\})\Z")
+#: Where a new simple command starts in a shell line.
+_SEPARATOR = re.compile(r"[;&|(){}!\n`]|\$\(|(?<!\S)(?:then|do|else|elif|if|while|until)(?![^\s;])")
+
+
+def command_position(words: list[str]) -> bool:
+    """Do `words` (what precedes a word since the last separator) leave it in command position:
+    only assignments, expansions such as ``$T`` (a wrapper held in a variable) and wrapper
+    commands with their options and arguments?"""
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if _ASSIGNMENT.match(w) or _EXPANSION.match(w):
+            i += 1
+            continue
+        if w not in _WRAPPERS:
+            return False
+        with_arg, positional = _WRAPPERS[w]
+        i += 1
+        while i < len(words) and words[i].startswith("-") and words[i] != "-":
+            takes_arg = words[i] in with_arg
+            i += 2 if takes_arg else 1
+        i += positional
+    return i == len(words)
+
+
 class Sandbox:
     """The phone's file system: a folder, plus the shims and sysfs files devprof reads."""
 
@@ -150,6 +239,25 @@ class Sandbox:
     def rewrite(self, command: str) -> str:
         """Map absolute device paths in a shell command line into the sandbox."""
         return self._path_re.sub(lambda m: self.root + m.group(1), command)
+
+    def run_foreign(self, command: str, runners: dict[str, list[str]]) -> str:
+        """Prefix the emulator to every sandbox path (already rewritten) that is in command
+        position and names an ELF of a foreign ABI: what binfmt_misc does on a host set up for it.
+        Paths given as arguments (``cat``, ``chmod``, ``ls``...) are left alone."""
+        if not runners:
+            return command
+        word = re.compile(r"(?<![^\s'\"])(['\"]?)(" + re.escape(self.root) + r"/[^\s'\";|&()<>`]*)\1(?=[\s;|&)]|$)")
+        out, last = [], 0
+        for m in word.finditer(command):
+            runner = runners.get(elf_abi(m.group(2)))
+            if not runner:
+                continue
+            before = _SEPARATOR.split(command[:m.start()])[-1]
+            if not command_position(before.split()):
+                continue
+            out += [command[last:m.start()], " ".join(shlex.quote(x) for x in runner), " "]
+            last = m.start()
+        return "".join(out) + command[last:]
 
     def _write(self, dev_path: str, text: str, mode: int = 0o644) -> None:
         p = self.path(dev_path)
@@ -381,6 +489,15 @@ class EmulatedPhone:
 
     def __init__(self, sandbox: str, profile: PhoneProfile | None = None, faults: Faults | None = None) -> None:
         self.profile = profile or PhoneProfile()
+        props = self.profile.props
+        #: How binaries of each foreign ABI the phone claims run here (qemu user mode).
+        abis = set(props.get("ro.product.cpu.abilist", "").split(",")) | {props.get("ro.product.cpu.abi", "")}
+        self.runners = {abi: r for abi, r in foreign_runners().items() if abi in abis}
+        abi = props.get("ro.product.cpu.abi", "")
+        if abi in ELF_MACHINES.values() and abi != host_abi():
+            if abi not in self.runners:
+                raise SystemExit(f"an {abi} phone needs qemu-aarch64-static here (apt-get install qemu-user-static)")
+            props.setdefault("ro.boot.qemu", "1")  # what the Android emulator says; devprof reads it
         self.fs = Sandbox(sandbox, self.profile)
         self.faults = faults or Faults()
         self.children: set[int] = set()  # process groups of running shell commands
@@ -410,7 +527,7 @@ class EmulatedPhone:
         v2 = head.startswith("shell") and "v2" in head.split(",")[1:]
         self.shells += 1
         if command:
-            command = self.fs.rewrite(command)
+            command = self.fs.run_foreign(self.fs.rewrite(command), self.runners)
             for pat, repl in self.faults.shell_subs:  # fault injection (tests): e.g. wrap the harness
                 command = re.sub(pat, repl, command, flags=re.M)
         argv = ["/bin/sh", "-c", command] if command else ["/bin/sh"]
@@ -642,7 +759,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--sandbox", required=True, help="folder holding the phone's file system")
     ap.add_argument("--model", help="ro.product.model, e.g. SM-G991U (default SM-G981U, a Galaxy S20 5G); "
                                     f"known models ({', '.join(PRESETS)}) also get their SoC, build and clusters")
-    ap.add_argument("--abi", help="ro.product.cpu.abi (default x86_64, so the x86_64 harness runs here)")
+    ap.add_argument("--abi", help="ro.product.cpu.abi (default x86_64, so the x86_64 harness runs here); "
+                                  f"arm64-v8a: an arm64 phone (default model {ARM64_MODEL}) whose binaries run "
+                                  "under qemu-aarch64-static, marked ro.boot.qemu=1")
     ap.add_argument("--serialno", help="ro.serialno")
     ap.add_argument("--prop", action="append", default=[], metavar="KEY=VALUE", help="any other property (repeatable)")
     ap.add_argument("--props-json", help="a JSON object of properties (merged over the defaults)")
@@ -662,6 +781,8 @@ def build_parser() -> argparse.ArgumentParser:
 def profile_from_args(a: argparse.Namespace) -> PhoneProfile:
     props = dict(DEFAULT_PROPS)
     clusters = a.clusters
+    if a.abi == "arm64-v8a" and not a.model:
+        a.model = ARM64_MODEL
     if a.model in PRESETS:  # a known model: its coherent identity first, explicit options on top
         extra, preset_clusters = PRESETS[a.model]
         props.update(extra)
@@ -676,7 +797,9 @@ def profile_from_args(a: argparse.Namespace) -> PhoneProfile:
         props[k] = v
     if a.model:
         props["ro.product.model"] = a.model
-    if a.abi:
+    if a.abi == "arm64-v8a":
+        props.update(ARM64_ABI_PROPS)
+    elif a.abi:
         props["ro.product.cpu.abi"] = a.abi
         props["ro.product.cpu.abilist"] = a.abi
     if a.serialno:

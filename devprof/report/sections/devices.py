@@ -85,6 +85,11 @@ def build(data: ReportData) -> Section:
                 "median sample.",
                 ["Device", "Runtime", "Version", "Options", "Records", "Suites", "Measured", "Protocol", "CPUs",
                  "Governor", "devprof"], rows))
+    emu = sorted(set(df.loc[df["emulated"].astype(bool), "device_label"])) if "emulated" in df else []
+    if emu:
+        s.para(f"Emulated: {', '.join(emu)}. Its kernels ran under an emulator (qemu); they were checked "
+               "against the reference like any others, but their timings say nothing about a phone — "
+               "compare them with nothing but each other.", "note")
     srcs = [f"{src.label} ({fmt.plural(src.records, 'record')}, {fmt.plural(len(src.failures), 'failure')})"
             for src in data.sources]
     if len(srcs) > 1:
