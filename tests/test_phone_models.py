@@ -76,6 +76,7 @@ def test_models_on_the_emulated_arm64_phone_through_its_runtimes(make_phone, adb
     assert ort.skipped and not lite.error and not lite.skipped, lite.error
     df = Dataset(out).read()
     assert df["device_id"].nunique() == 1 and df["emulated"].all() and df["record_key"].is_unique
+    assert (df["checked"] == "numpy reference").all()  # on this host, before the push
     # LiteRT without XNNPACK: one row per operator, mapped onto the .tflite walk
     tml = walk(onnx_to_tflite(src.onnx))
     t = df[(df.runtime == "tflite-benchmark") & (df.kind == "layer") & (df.layer_name != OVERHEAD_NAME)]

@@ -344,15 +344,25 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
     """Every requested runtime on one model on the phone; records saved as each run finishes.
     A phone that stops answering ends the run (DeviceError): what was saved stays, --resume
     completes it."""
-    from .profile import LayerRow, ModelRun, OVERHEAD_NAME, _close, _input, _litert_interpreter, model_spec, \
-        overhead_spec
+    from ..runtimes.model_check import CHECKED, compare, reference_output
+    from .profile import LayerRow, ModelRun, OVERHEAD_NAME, _input, _litert_interpreter, model_spec, overhead_spec
 
     device, protocol, threads = prof.device, prof.protocol, prof.threads
     rts = [r for r in prof.runtimes if src.onnx is not None or PHONE_MODEL_RUNTIMES[r].tool != "onnxruntime_perf_test"]
     if not rts:
         raise UsageError(f"{src.name} is a .tflite model: it runs on litert or litert-builtin, not onnxruntime")
     out: list[ModelRun] = []
-    ort_output = None
+    want: list = []  # the numpy reference output of the ONNX graph, computed once
+
+    def check(got, what: str) -> None:
+        """On this host, before anything is pushed: `got` must be the numpy reference's answer."""
+        if not want:
+            name, x = _input(src.onnx)
+            want.append(reference_output(src.onnx, {name: x}))
+        bad = compare(got, want[0])
+        if bad:
+            raise KernelError(f"{what} computes a different answer for {src.name} on this host: {bad}")
+
     for rt in rts:
         tool = PHONE_MODEL_RUNTIMES[rt]
         if rt not in prof._infos:
@@ -367,8 +377,7 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
             if tool.ext == ".onnx":
                 ml = walk(src.onnx, fusion="onnxruntime", name=src.name)
                 data = src.onnx.SerializeToString()
-                if ort_output is None:
-                    ort_output = _host_ort(src, threads)
+                check(_host_ort(src), "ONNX Runtime")
             else:
                 data = src.tflite
                 if data is None:
@@ -376,9 +385,7 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
 
                     data = onnx_to_tflite(src.onnx)
                 ml = walk(data, name=src.name)
-                if src.onnx is not None:  # the .tflite devprof converted must compute what ORT computes
-                    if ort_output is None:
-                        ort_output = _host_ort(src, threads)
+                if src.onnx is not None:  # the .tflite devprof converted must compute the ONNX graph's answer
                     it = _litert_interpreter(data, 1, tool.xnnpack)
                     inp = it.get_input_details()[0]
                     _, x = _input(src.onnx)
@@ -386,16 +393,13 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
                                                                      dtype=np.float32))
                     it.invoke()
                     z = it.get_tensor(it.get_output_details()[0]["index"])
-                    bad = _close(z.transpose(0, 3, 1, 2) if z.ndim == 4 else z, ort_output)
-                    if bad:
-                        raise KernelError(f"{rt} computes a different answer for {src.name}: {bad}")
+                    check(z.transpose(0, 3, 1, 2) if z.ndim == 4 else z, "LiteRT")
             spec = model_spec(src, ml)
-            if prof.already(spec, rt, src.name):
-                if not prof.resume:
-                    raise UsageError(f"{prof.ds.path} already holds {src.name} on {tool.label}; pass --resume "
-                                     "to skip it, or choose another --out")
+            if prof.already(spec, rt, src.name):  # refused without --resume
                 run.skipped = True
                 continue
+            checked = CHECKED if src.onnx is not None else ""  # a .tflite-only model: no graph to evaluate
+            prof._cool()
             # 2. push tool and model once, together; 3. one shell call for every round
             with tempfile.TemporaryDirectory(prefix="devprof-phone-model-") as tmp:
                 bp = Path(tmp) / tool.tool
@@ -436,15 +440,15 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
                 run.rows.append(LayerRow(delegate_layer(src, g, ml),
                                          _measure(tool.tool, g.samples, number=got.e2e.number)))
             run.overhead_us = run.reference_us - run.layer_sum_us
-            recs = [prof._record("model", spec, rt, run.e2e, run.run_id, src.name, -1, "", cond, t0)]
+            recs = [prof._record("model", spec, rt, run.e2e, run.run_id, src.name, -1, "", cond, t0, checked)]
             for r in run.rows:
                 if r.measurement is not None:
                     recs.append(prof._record("layer", r.layer.spec, rt, r.measurement, run.run_id, src.name,
-                                             r.layer.index, r.layer.name, cond, t0))
+                                             r.layer.index, r.layer.name, cond, t0, checked))
             if got.framework:
                 recs.append(prof._record("layer", overhead_spec(src), rt, _measure(tool.tool, got.framework),
-                                         run.run_id, src.name, -1, OVERHEAD_NAME, cond, t0))
-            prof.ds.append(recs)
+                                         run.run_id, src.name, -1, OVERHEAD_NAME, cond, t0, checked))
+            prof.session.save(recs)
             run.records = recs
         except DeviceError:
             raise  # the phone went away: stop; what is saved stays (--resume)
@@ -457,12 +461,12 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
         except Exception as e:  # one model failing on one runtime must not end the suite
             run.error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
         if run.error:
-            prof.ds.log_failure({"time": time.time(), "runtime": tool.runtime, "device_id": prof.dinfo.id,
-                                 "model": src.name, "hash": src.content_hash, "error": run.error})
+            prof.session.fail({"runtime": tool.runtime, "device_id": prof.dinfo.id, "model": src.name,
+                               "hash": src.content_hash, "error": run.error})
     return out
 
 
-def _host_ort(src: "ModelSource", threads: int):
+def _host_ort(src: "ModelSource"):
     """ONNX Runtime's answer on this host: the model must load and run before it goes to the phone."""
     import onnxruntime as ort
 
