@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bump when a column is added, removed or changes meaning; readers refuse newer versions."""
 
 #: Columns added after version 1: name -> (version that added it, value in older parts).
@@ -29,6 +29,7 @@ ADDED_COLUMNS = {
     "emulated": (2, False),
     "cooldown_timed_out": (2, False),
     "kernel": (2, ""),
+    "checked": (3, ""),
 }
 
 #: Operators a spec may name. Shape fields are interpreted per op (see `KernelSpec`).
@@ -519,6 +520,9 @@ class Record:
     suite: str = ""
     #: The runtime's own kernel that computed it, where the runtime reports it (not part of the key).
     kernel: str = ""
+    #: What the output was compared with before it was timed ("numpy reference"); "" where nothing
+    #: could be (a .tflite-only model, records imported from tables, parts older than schema 3).
+    checked: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -568,6 +572,7 @@ def _columns():
         ("model_run_id", pa.string()), ("model_name", pa.string()), ("layer_index", pa.int32()),
         ("layer_name", pa.string()), ("suite", pa.string()),
         ("emulated", pa.bool_()), ("cooldown_timed_out", pa.bool_()), ("kernel", pa.string()),
+        ("checked", pa.string()),
     ]
     return cols
 
@@ -621,6 +626,7 @@ def record_to_row(r: Record) -> dict[str, Any]:
         "model_run_id": r.model_run_id, "model_name": r.model_name, "layer_index": r.layer_index,
         "layer_name": r.layer_name, "suite": r.suite,
         "emulated": d.emulated, "cooldown_timed_out": c.cooldown_timed_out, "kernel": r.kernel,
+        "checked": r.checked,
     }
     return row
 
@@ -665,4 +671,5 @@ def row_to_record(row: Mapping[str, Any]) -> Record:
         devprof_version=row["devprof_version"], harness_version=row["harness_version"],
         model_run_id=row["model_run_id"], model_name=row["model_name"], layer_index=int(row["layer_index"]),
         layer_name=row["layer_name"], suite=row["suite"], kernel=row.get("kernel", "") or "",
+        checked=row.get("checked", "") or "",
     )

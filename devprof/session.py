@@ -96,7 +96,7 @@ class Session:
         self.cooldown_timed_out = False
         self.saved = 0
         self.checked = 0  # records whose outcome was checked against a reference
-        self.unchecked = 0  # records with no output of their own to check (a layer inside a model run)
+        self.unchecked = 0  # records whose output nothing could be compared with
         self.cooldown_timeouts = 0
         self._have: set[str] | None = None
         self._old_term = None
@@ -204,9 +204,9 @@ class Session:
                model_run_id: str = "", model_name: str = "", layer_index: int = -1, layer_name: str = "") -> Record:
         """The one constructor of records: a measurement with its full provenance.
 
-        `checked` says what the output was compared with before timing ("" where nothing could
-        be: a layer's share of a profiled model run, a model's end-to-end time); `conditions` are the device's state around the timing, to which the
-        session adds whether the cooldown before it gave up."""
+        `checked` says what the output was compared with before timing (stored in the record; ""
+        where nothing could be, e.g. a .tflite-only model); `conditions` are the device's state
+        around the timing, to which the session adds whether the cooldown before it gave up."""
         flag = self.cooldown_timed_out if cooldown_timed_out is None else cooldown_timed_out
         if flag and not conditions.cooldown_timed_out:
             conditions = dataclasses.replace(conditions, cooldown_timed_out=True)
@@ -217,7 +217,7 @@ class Session:
         return Record(spec, device, runtime, m, kind, conditions, started_at,
                       time.time() if finished_at is None else finished_at, __version__, harness_version,
                       model_run_id=model_run_id, model_name=model_name, layer_index=layer_index,
-                      layer_name=layer_name, suite=self.suite, kernel=kernel)
+                      layer_name=layer_name, suite=self.suite, kernel=kernel, checked=checked)
 
     def record_outcome(self, o, device: DeviceInfo, runtime: RuntimeInfo, **links) -> Record:
         """The record of a successful `Outcome` (kind "kernel" unless `links` say otherwise)."""

@@ -23,7 +23,7 @@ from .formats.table import LatencyTable
 from .measure import Protocol, measure_callable
 from .records import Measurement
 from .runtimes.base import Outcome
-from .session import Session
+from .session import DEFAULT_COOLDOWN_TIMEOUT_S, Session
 from .space import Space
 
 EXT = {"ofa-yaml": ".yaml", "csv": ".csv", "json": ".json"}
@@ -52,8 +52,8 @@ def time_onnx(model, threads: int, protocol: Protocol, seed: int = 0, device=Non
     the single-op runtime), under `protocol`: its output is first compared with ONNX's own numpy
     reference evaluator (a wrong answer is an error outcome, never a timing), then it is timed
     with the device's conditions read around the timing."""
-    from .runtimes.base import CHECKED
     from .runtimes.conditions import conditions_around
+    from .runtimes.model_check import CHECKED, compare, reference_output
     from .runtimes.onnxruntime import OnnxRuntime
 
     spec = block_spec_of(model)
@@ -64,7 +64,7 @@ def time_onnx(model, threads: int, protocol: Protocol, seed: int = 0, device=Non
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     feeds = {inp.name: x}
     run = sess.run
-    bad = check_model_output(model, run(None, feeds)[0], feeds)
+    bad = compare(run(None, feeds)[0], reference_output(model, feeds))
     if bad:
         return Outcome(spec, error=f"onnxruntime computes a different answer: {bad}", started_at=started,
                        finished_at=time.time())
@@ -74,22 +74,6 @@ def time_onnx(model, threads: int, protocol: Protocol, seed: int = 0, device=Non
     with conditions_around(device, protocol.cpus or None) as cond:
         m = measure_callable(lambda: run(None, feeds), protocol)
     return Outcome(spec, m, conditions=cond.result, started_at=started, finished_at=time.time(), checked=CHECKED)
-
-
-def check_model_output(model, got: np.ndarray, feeds: dict, rtol: float = 1e-3) -> str | None:
-    """None when `got` matches ONNX's reference evaluator (numpy) on `feeds` within `rtol` of the
-    output's RMS, else a one-line reason."""
-    from onnx.reference import ReferenceEvaluator
-
-    want = np.asarray(ReferenceEvaluator(model).run(None, feeds)[0], dtype=np.float64)
-    got = np.asarray(got)
-    if got.shape != want.shape:
-        return f"output shape {tuple(got.shape)} != expected {tuple(want.shape)}"
-    if not np.all(np.isfinite(got)):
-        return "output contains NaN or Inf"
-    scale = float(np.sqrt(np.mean(want ** 2))) if want.size else 1.0
-    err = float(np.abs(got.astype(np.float64) - want).max()) if want.size else 0.0
-    return None if err <= rtol * max(scale, 1e-12) else f"off by {err:.3g} (output RMS {scale:.3g})"
 
 
 def block_spec_of(model):
@@ -110,16 +94,21 @@ def entry_of(m: Measurement) -> tuple[float, float, int]:
 
 def profile_space(space: Space, device, out: str | Path, threads: int = 1, protocol: Protocol = Protocol(),
                   resume: bool = False, table_path: str | Path | None = None,
-                  on_block: Callable[[Block, Measurement | None], None] | None = None) -> SpaceResult:
+                  on_block: Callable[[Block, Measurement | None], None] | None = None, *,
+                  cooldown_s: float = 0.0, max_temp_c: float | None = None,
+                  cooldown_timeout_s: float = DEFAULT_COOLDOWN_TIMEOUT_S,
+                  on_note: Callable[[str], None] | None = None) -> SpaceResult:
     """Measure every distinct block of `space` on `device` (local ONNX Runtime) into dataset `out`
-    and write the table. Blocks already in the dataset are reused when `resume`."""
+    and write the table. Blocks already in the dataset are reused when `resume`. The run is a
+    `Session`: locked, pinned, cooled before each block, every block checked before it is timed."""
     from .runtimes.onnxruntime import OnnxRuntime
 
     if not getattr(device, "in_process", False):
         raise UsageError(f"--space times blocks with ONNX Runtime in-process: use --device local "
                          f"({device.name} is not supported yet)")
     started = time.monotonic()
-    session = Session(out, suite=f"space:{space.name}", resume=resume)
+    session = Session(out, suite=f"space:{space.name}", resume=resume, cooldown_s=cooldown_s, max_temp_c=max_temp_c,
+                      cooldown_timeout_s=cooldown_timeout_s, on_note=on_note)
     ds = session.ds
     dinfo = device.info()
     rinfo = OnnxRuntime().info(device, threads)
@@ -135,12 +124,15 @@ def profile_space(space: Space, device, out: str | Path, threads: int = 1, proto
     res = SpaceResult(table, "", str(ds.path))
     with session, session.pinned(device, protocol.cpus):
         session.resume_rule(sum(specs[b.key].key in have for b in blocks), "blocks of this space")
+        first = True
         for b in blocks:
             spec = specs[b.key]
             m = have.get(spec.key)
             if m is not None:
                 res.already += 1
             else:
+                session.cool(device, first=first)
+                first = False
                 o = time_onnx(blocks_model([b], name=space.name, act=space.act), threads, protocol, device=device)
                 if not o.ok:
                     session.fail({"runtime": rinfo.key, "device_id": dinfo.id, "spec_id": spec.id,

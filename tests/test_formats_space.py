@@ -118,6 +118,13 @@ def test_profile_space_end_to_end(tmp_path: Path) -> None:
 
     back = records_table(Dataset(tmp_path / "data").read())
     assert sorted(back) == sorted(t) and all(back[k].ms == t[k].ms for k in t)
+    # each block was checked against the numpy reference before timing, and has its conditions
+    from support.conditions import assert_full_conditions
+
+    df = Dataset(tmp_path / "data").read()
+    assert len(df) == 8
+    for _, row in df.iterrows():
+        assert_full_conditions(row)
     # rerun: refused without --resume, nothing measured with it
     r = _devprof("profile", "--space", "tiny.toml", "--quick", "-o", "data", cwd=tmp_path)
     assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr

@@ -36,6 +36,8 @@ def test_profile_model_writes_linked_layer_and_model_records(tmp_path):
     assert ort_run.layer_sum_us > 0 and ort_run.framework_us >= 0
     lite = df[(df.runtime == "litert") & (df.kind == "model")]
     assert len(lite) == 1 and lite.iloc[0]["median_us"] > 0
+    # both runtimes' outputs were compared with the numpy reference before timing
+    assert set(df.checked) == {"numpy reference"}
     # a rerun without --resume refuses; with --resume adds nothing
     with pytest.raises(DevprofError, match="already holds"):
         profile_model(src, out=tmp_path / "ds", protocol=Protocol.quick(), runtimes=["onnxruntime"])
@@ -127,3 +129,28 @@ def test_kernels_named_after_tensors_map_back(tmp_path):
     timed = [r for r in run.rows if r.measurement is not None]
     assert len(timed) == len(run.rows)  # every layer of MobileNetV1 runs a kernel
     assert all(r.measurement.median_us > 0 for r in timed)
+
+
+def test_unnamed_nodes_keep_their_layer_time(tmp_path):
+    """A model whose nodes have no name (as `onnx.helper` builds them) still maps the profiler's
+    kernels to its layers: the conv's time is its layer's, not 0 µs "fused away"."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((16, 8, 3, 3)).astype(np.float32), "W")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "W"], ["y"], pads=[1, 1, 1, 1])], "unnamed",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 32, 32])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 32, 32])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    assert not m.graph.node[0].name
+    (run,) = profile_model(ModelSource("unnamed", onnx=m), out=tmp_path / "ds", protocol=Protocol.quick(),
+                           runtimes=["onnxruntime"])
+    assert not run.error and not run.unmapped
+    (row,) = run.rows
+    assert row.measurement is not None and row.layer.name == "Conv_0"
+    # the conv is nearly all of the model's time
+    assert run.layer_sum_us > 0.5 * run.reference_us
+    df = Dataset(tmp_path / "ds").read()
+    assert (df[(df.kind == "layer") & (df.layer_name == "Conv_0")].median_us > 0).all()
+    assert not m.graph.node[0].name  # the caller's model is left as it was

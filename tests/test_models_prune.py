@@ -28,7 +28,8 @@ def test_pruned_model_layers_dense_and_sparse(tmp_path):
     why = get_runtime("devprof-c").available(dev)
     if why:
         pytest.skip(f"devprof-c not available here: {why}")
-    runs = profile_model("espcn@8x12", out=tmp_path / "ds", protocol=Protocol.quick(), prune="unstructured:0.75")
+    runs = profile_model("espcn@8x12", out=tmp_path / "ds", protocol=Protocol.quick().with_cpus("0"),
+                         prune="unstructured:0.75")
     dense, sparse = runs
     assert not dense.error and not sparse.error, (dense.error, sparse.error)
     assert dense.e2e and sparse.e2e
@@ -39,3 +40,9 @@ def test_pruned_model_layers_dense_and_sparse(tmp_path):
     assert set(df[(df.kind == "layer") & (df.model_name == dense.name)].scheme) == {"dense"}
     model = df[(df.kind == "model") & (df.model_name == sparse.name)]
     assert len(model) == 1 and '"composed":"sum-of-layers"' in model.iloc[0]["attrs"]
+    # every layer was checked against the numpy reference by the harness and carries the
+    # conditions it was timed under (pinned to CPU 0), as kernels of a suite do
+    from support.conditions import assert_full_conditions
+
+    for _, row in df.iterrows():
+        assert_full_conditions(row, cpus="0")

@@ -113,7 +113,7 @@ def export_table(bundle: Path, fmt: str, out: Path, space: Optional[Path] = None
 def import_table(src: Path, fmt: str, out: Path, device: str, runtime: str, version: str) -> dict:
     from ..formats import flat, nnmeter, ofa
     from ..formats.records import table_records
-    from ..store import Dataset
+    from ..session import Session
 
     fmt = _guess(src) if fmt == "auto" else fmt
     if fmt not in IMPORT_FORMATS:
@@ -127,10 +127,9 @@ def import_table(src: Path, fmt: str, out: Path, device: str, runtime: str, vers
         t = ofa.read(src) if fmt == "ofa-yaml" else flat.read(src)
         recs = table_records(t, device, runtime, version, source=fmt)
         extra = {"entries": len(t)}
-    ds = Dataset(out)
-    with ds:
-        added = ds.append(recs)
-    return {"dataset": str(ds.path), "format": fmt, "records": len(recs), "added": added, **extra}
+    with Session(out) as ses:  # the one writer of records, imported ones too
+        added = ses.save(recs)
+    return {"dataset": str(ses.path), "format": fmt, "records": len(recs), "added": added, **extra}
 
 
 def register(app: typer.Typer) -> None:

@@ -35,10 +35,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .. import __version__
 from ..errors import DevprofError, KernelError, UsageError
 from ..measure import Protocol, measure_callable
 from ..records import KernelSpec, Measurement, Record, RuntimeInfo, record_key
+from ..runtimes.model_check import CHECKED, compare, reference_output
 from ..runtimes.onnxruntime import session_options
 from .walk import Layer, ModelLayers, load_onnx, walk
 
@@ -190,6 +190,24 @@ class OrtProfile:
     framework_us: list[float] = field(default_factory=list)  # per profiled run: time outside kernels
     clean_cpu_us: list[float] = field(default_factory=list)  # CPU time of the interleaved clean runs
 
+def named_nodes(model):
+    """`model` with every unnamed node named as the graph walk names it (``{op_type}_{index}``).
+
+    ONNX Runtime's profiler reports a kernel under its node's name, and the walk's layers list
+    their nodes by name; an unnamed node (exporters may leave ``name`` empty, `onnx.helper` does)
+    would otherwise match no layer. Returns `model` itself when every node has a name."""
+    if all(n.name for n in model.graph.node):
+        return model
+    import onnx
+
+    named = onnx.ModelProto()
+    named.CopyFrom(model)
+    for k, n in enumerate(named.graph.node):
+        if not n.name:
+            n.name = f"{n.op_type}_{k}"
+    return named
+
+
 def profile_ort_layers(model, ml: ModelLayers, threads: int, runs: int, warmups: int = 2,
                        clean: Callable[[], Any] | None = None) -> OrtProfile:
     """Run `model` `warmups + runs` times under ONNX Runtime's profiler; per-layer µs per run.
@@ -199,6 +217,7 @@ def profile_ort_layers(model, ml: ModelLayers, threads: int, runs: int, warmups:
     """
     import onnxruntime as ort
 
+    model = named_nodes(model)  # the profiler names kernels after nodes: an unnamed one's time would be lost
     name, x = _input(model)
     clean_us: list[float] = []
     clean_cpu_us: list[float] = []  # CPU time of this thread (ORT runs 1-thread sessions on it)
@@ -275,15 +294,6 @@ def _litert_interpreter(tfl: bytes, threads: int, xnnpack: bool):
     it = Interpreter(model_content=tfl, num_threads=threads, experimental_op_resolver_type=kind)
     it.allocate_tensors()
     return it
-
-
-def _close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-3) -> str:
-    """'' when the outputs agree, else a one-line reason (error relative to the output's scale)."""
-    if a.shape != b.shape:
-        return f"output shape {a.shape} != {b.shape}"
-    scale = float(np.abs(b).max()) or 1.0
-    err = float(np.abs(a - b).max()) / scale
-    return "" if err <= rtol else f"output differs from ONNX Runtime's by {err:.2e} of its range"
 
 
 # ---- results ---------------------------------------------------------------------------------
@@ -375,18 +385,20 @@ def overhead_spec(src: ModelSource) -> KernelSpec:
 
 
 class ModelProfiler:
-    """Profiles models on a device into a dataset (the caller holds the dataset's lock)."""
+    """What to measure of a whole model on each runtime; the `Session` it is given (entered by the
+    caller) cools, records with full conditions, logs failures and applies the --resume rule."""
 
-    def __init__(self, device, dataset, runtimes: Sequence[str] = ("onnxruntime", "litert"), threads: int = 1,
-                 protocol: Protocol = Protocol(), resume: bool = False, suite: str = "") -> None:
+    def __init__(self, device, session, runtimes: Sequence[str] = ("onnxruntime", "litert"), threads: int = 1,
+                 protocol: Protocol = Protocol()) -> None:
         bad = [r for r in runtimes if r not in MODEL_RUNTIMES]
         if bad:
             raise UsageError(f"whole models run on {', '.join(MODEL_RUNTIMES)} (not {', '.join(bad)}); "
                              "pruned models use --prune")
         if not device.in_process:
             raise UsageError(f"whole-model profiling runs on local only so far (not {device.name})")
-        self.device, self.ds, self.runtimes = device, dataset, list(runtimes)
-        self.threads, self.protocol, self.resume, self.suite = threads, protocol, resume, suite
+        self.device, self.session, self.runtimes = device, session, list(runtimes)
+        self.threads, self.protocol = threads, protocol
+        self._first = True  # the first model run of the session: --max-temp is waited for, no pause
         self.dinfo = device.info()
         self._infos: dict[str, RuntimeInfo] = {}
 
@@ -398,13 +410,19 @@ class ModelProfiler:
         return self._infos[rt]
 
     def _record(self, kind: str, spec: KernelSpec, rt: str, m: Measurement, run_id: str, name: str, idx: int,
-                lname: str, cond, t0: float) -> Record:
-        return Record(spec, self.dinfo, self.info(rt), m, kind, cond, t0, time.time(), __version__,
-                      model_run_id=run_id, model_name=name, layer_index=idx, layer_name=lname, suite=self.suite)
+                lname: str, cond, t0: float, checked: str) -> Record:
+        return self.session.record(spec, self.dinfo, self.info(rt), m, kind, conditions=cond, started_at=t0,
+                                   checked=checked, model_run_id=run_id, model_name=name, layer_index=idx,
+                                   layer_name=lname)
 
     def already(self, spec: KernelSpec, rt: str, name: str) -> bool:
-        have = self.ds.keys() if self.ds.exists() else set()
-        return record_key("model", spec.id, self.dinfo.id, self.info(rt).key, name) in have
+        """True when --resume skips this model run (refused without --resume)."""
+        return self.session.skip(record_key("model", spec.id, self.dinfo.id, self.info(rt).key, name),
+                                 f"{name} on {rt}")
+
+    def _cool(self) -> None:
+        self.session.cool(self.device, first=self._first)
+        self._first = False
 
     def profile(self, src: ModelSource) -> list[ModelRun]:
         """Every requested runtime on one model; records are saved as each run finishes."""
@@ -412,8 +430,20 @@ class ModelProfiler:
 
         ml_ort = walk(src.onnx, fusion="onnxruntime", name=src.name) if src.onnx is not None else None
         out: list[ModelRun] = []
-        ort_output = None
         x_name, x = _input(src.onnx) if src.onnx is not None else ("", None)
+        want: list = []  # the numpy reference output, computed once for all runtimes
+
+        def check(got, rt: str) -> str:
+            """What `got` was checked against ("" for a .tflite-only model: no ONNX graph to
+            evaluate); a wrong answer is an error, never a timing."""
+            if src.onnx is None:
+                return ""
+            if not want:
+                want.append(reference_output(src.onnx, {x_name: x}))
+            bad = compare(got, want[0])
+            if bad:
+                raise KernelError(f"{rt} computes a different answer for {src.name}: {bad}")
+            return CHECKED
         rts = [r for r in self.runtimes if src.onnx is not None or r != "onnxruntime"]  # .tflite: LiteRT only
         if not rts:
             raise UsageError(f"{src.name} is a .tflite model: it runs on litert or litert-builtin, not onnxruntime")
@@ -425,9 +455,6 @@ class ModelProfiler:
                 if rt == "onnxruntime":
                     spec = model_spec(src, ml_ort)
                     if self.already(spec, rt, src.name):
-                        if not self.resume:
-                            raise UsageError(f"{self.ds.path} already holds {src.name} on {rt}; pass --resume "
-                                             "to skip it, or choose another --out")
                         run.skipped = True
                         continue
                     import onnxruntime as ort
@@ -435,7 +462,8 @@ class ModelProfiler:
                     sess = ort.InferenceSession(src.onnx.SerializeToString(), session_options(self.threads),
                                                 providers=["CPUExecutionProvider"])
                     feeds = {x_name: x}
-                    ort_output = sess.run(None, feeds)[0]
+                    checked = check(sess.run(None, feeds)[0], rt)
+                    self._cool()
                     with conditions_around(self.device) as cond:
                         run.e2e = measure_callable(lambda: sess.run(None, feeds), self.protocol)
                     nruns = _runs_for(run.e2e.median_us / 1e6, self.protocol)
@@ -452,14 +480,15 @@ class ModelProfiler:
                         m = Measurement(tuple(s), warmups=self.protocol.min_warmups) if s and max(s) > 0 else None
                         run.rows.append(LayerRow(layer, m, prof.reorder_us.get(layer.index, 0.0)))
                     run.overhead_us = run.reference_us - run.layer_sum_us
-                    recs = [self._record("model", spec, rt, run.e2e, run.run_id, src.name, -1, "", cond.result, t0)]
+                    recs = [self._record("model", spec, rt, run.e2e, run.run_id, src.name, -1, "", cond.result, t0,
+                                         checked)]
                     for r in run.rows:
                         if r.measurement is not None:
                             recs.append(self._record("layer", r.layer.spec, rt, r.measurement, run.run_id, src.name,
-                                                     r.layer.index, r.layer.name, cond.result, t0))
+                                                     r.layer.index, r.layer.name, cond.result, t0, checked))
                     over = tuple(prof.framework_us)  # measured inside each profiled run
                     recs.append(self._record("layer", overhead_spec(src), rt, Measurement(over, self.protocol.min_warmups),
-                                             run.run_id, src.name, -1, OVERHEAD_NAME, cond.result, t0))
+                                             run.run_id, src.name, -1, OVERHEAD_NAME, cond.result, t0, checked))
                 else:  # LiteRT end to end
                     tfl = src.tflite
                     if tfl is None:
@@ -469,9 +498,6 @@ class ModelProfiler:
                     ml = walk(tfl, name=src.name)
                     spec = model_spec(src, ml)
                     if self.already(spec, rt, src.name):
-                        if not self.resume:
-                            raise UsageError(f"{self.ds.path} already holds {src.name} on {rt}; pass --resume "
-                                             "to skip it, or choose another --out")
                         run.skipped = True
                         continue
                     it = _litert_interpreter(tfl, self.threads, rt == "litert")
@@ -480,22 +506,14 @@ class ModelProfiler:
                         np.random.default_rng(0).random(inp["shape"], dtype=np.float32)
                     it.set_tensor(inp["index"], np.ascontiguousarray(xin, dtype=np.float32))
                     it.invoke()
-                    if ort_output is not None or src.onnx is not None:
-                        if ort_output is None:
-                            import onnxruntime as ort
-
-                            s2 = ort.InferenceSession(src.onnx.SerializeToString(), session_options(self.threads),
-                                                      providers=["CPUExecutionProvider"])
-                            ort_output = s2.run(None, {x_name: x})[0]
-                        z = it.get_tensor(it.get_output_details()[0]["index"])
-                        z = z.transpose(0, 3, 1, 2) if z.ndim == 4 else z
-                        bad = _close(z, ort_output)
-                        if bad:
-                            raise KernelError(f"{rt} computes a different answer for {src.name}: {bad}")
+                    z = it.get_tensor(it.get_output_details()[0]["index"])
+                    checked = check(z.transpose(0, 3, 1, 2) if z.ndim == 4 else z, rt)
+                    self._cool()
                     with conditions_around(self.device) as cond:
                         run.e2e = measure_callable(it.invoke, self.protocol)
-                    recs = [self._record("model", spec, rt, run.e2e, run.run_id, src.name, -1, "", cond.result, t0)]
-                self.ds.append(recs)
+                    recs = [self._record("model", spec, rt, run.e2e, run.run_id, src.name, -1, "", cond.result, t0,
+                                         checked)]
+                self.session.save(recs)
                 run.records = recs
             except UsageError as e:
                 if "already holds" in str(e):
@@ -506,52 +524,49 @@ class ModelProfiler:
             except Exception as e:  # one model failing on one runtime must not end the suite
                 run.error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
             if run.error:
-                self.ds.log_failure({"time": time.time(), "runtime": rt, "device_id": self.dinfo.id,
-                                     "model": src.name, "hash": src.content_hash, "error": run.error})
+                self.session.fail({"runtime": rt, "device_id": self.dinfo.id, "model": src.name,
+                                   "hash": src.content_hash, "error": run.error})
         return out
 
 
 def profile_model(model: str | ModelSource, device=None, runtimes: Sequence[str] | None = None, threads: int = 1,
                   out: str | os.PathLike = "devprof-data", resume: bool = False, protocol: Protocol = Protocol(),
-                  suite: str = "", prune: str = "") -> list[ModelRun]:
+                  suite: str = "", prune: str = "", **session_kw) -> list[ModelRun]:
     """Profile one model (path, family name, module:factory or `ModelSource`) into dataset `out`."""
-    return profile_models([model], device, runtimes, threads, out, resume, protocol, suite, prune)
+    return profile_models([model], device, runtimes, threads, out, resume, protocol, suite, prune, **session_kw)
 
 
 def profile_models(models: Sequence[Any], device=None, runtimes: Sequence[str] | None = None, threads: int = 1,
                    out: str | os.PathLike = "devprof-data", resume: bool = False, protocol: Protocol = Protocol(),
                    suite: str = "", prune: str = "",
-                   on_model: Callable[[list[ModelRun]], None] | None = None) -> list[ModelRun]:
-    """Profile models (strings as for `resolve_model`, `ModelSource`s, or suite ``[[model]]`` dicts)."""
+                   on_model: Callable[[list[ModelRun]], None] | None = None, *, cooldown_s: float = 0.0,
+                   max_temp_c: float | None = None, cooldown_timeout_s: float | None = None,
+                   on_note: Callable[[str], None] | None = None) -> list[ModelRun]:
+    """Profile models (strings as for `resolve_model`, `ModelSource`s, or suite ``[[model]]`` dicts)
+    in one `Session` on `out`: locked, pinned to ``protocol.cpus`` on local, cooled before each run."""
     from ..devices import resolve_device
-    from ..store import Dataset
+    from ..session import DEFAULT_COOLDOWN_TIMEOUT_S, Session
 
     device = device or resolve_device("local")
+    session = Session(out, suite=suite, resume=resume, cooldown_s=cooldown_s, max_temp_c=max_temp_c,
+                      cooldown_timeout_s=cooldown_timeout_s or DEFAULT_COOLDOWN_TIMEOUT_S, on_note=on_note)
     if prune:
         from .prune import profile_pruned
 
-        return profile_pruned(models, device, threads, out, resume, protocol, suite, prune, on_model)
+        return profile_pruned(models, device, threads, session, protocol, prune, on_model)
     if threads < 1:
         raise UsageError("--threads must be >= 1")
     sources = _sources(models)  # lazily: a suite's models are built one entry at a time
     rts = list(runtimes) if runtimes else ["onnxruntime", "litert"]
     results: list[ModelRun] = []
-    pinned = None
-    if protocol.cpus and device.in_process:  # --cores on local: pin this process, as kernel suites do
-        pinned = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, [int(c) for c in protocol.cpus.split(",")])
-    try:
-        with Dataset(out) as ds:
-            prof = ModelProfiler(device, ds, rts, threads, protocol, resume, suite)
-            for src in sources:
-                runs = prof.profile(src)
-                results.extend(runs)
-                if on_model:
-                    on_model(runs)
-            ds.compact()
-    finally:
-        if pinned is not None:
-            os.sched_setaffinity(0, pinned)
+    with session, session.pinned(device, protocol.cpus):
+        prof = ModelProfiler(device, session, rts, threads, protocol)
+        for src in sources:
+            runs = prof.profile(src)
+            results.extend(runs)
+            if on_model:
+                on_model(runs)
+        session.compact()
     return results
 
 

@@ -15,15 +15,16 @@ repetition, the sum of the layers' samples — over the layers devprof-c covers 
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from typing import Any, Callable, Sequence
 
 
-from .. import __version__
 from ..errors import UsageError
 from ..measure import Protocol
-from ..records import KernelSpec, Measurement, Record, Sparsity, record_key
+from ..records import Conditions, KernelSpec, Measurement, Sparsity, record_key
+from ..runtimes.base import CHECKED, Outcome
 from .walk import walk
 
 PRUNABLE = ("conv2d", "pwconv", "fc")
@@ -74,10 +75,12 @@ def _chain(ms: list[Measurement]) -> Measurement:
     return Measurement(tuple(float(sum(m.samples_us[i] for m in ms)) for i in range(n)))
 
 
-def profile_pruned(models: Sequence[Any], device, threads: int, out, resume: bool, protocol: Protocol, suite: str,
-                   prune: str, on_model: Callable | None = None) -> list:
+def profile_pruned(models: Sequence[Any], device, threads: int, session, protocol: Protocol, prune: str,
+                   on_model: Callable | None = None) -> list:
+    """Time each model's layers dense and under `prune` with generated kernels, in `session`
+    (not yet entered): every layer built, checked against the numpy reference and timed by the
+    harness; the session records them with their conditions and applies the --resume rule."""
     from ..runtimes import get_runtime
-    from ..store import Dataset
     from .profile import LayerRow, ModelRun, _sources
 
     sp = parse_prune(prune)
@@ -90,7 +93,8 @@ def profile_pruned(models: Sequence[Any], device, threads: int, out, resume: boo
     info = rt.info(device, 1)
     dinfo = device.info()
     results: list = []
-    with Dataset(out) as ds:
+    first = True
+    with session, session.pinned(device, protocol.cpus):
         for src in _sources(models):
             if src.onnx is None:
                 raise UsageError(f"--prune needs an ONNX model or a built-in family ({src.name} is .tflite)")
@@ -109,51 +113,60 @@ def profile_pruned(models: Sequence[Any], device, threads: int, out, resume: boo
                     "covered": len(specs), "uncovered": len(uncovered), "fusion": ml.fusion})
                 run = ModelRun(name, "devprof-c", uuid.uuid4().hex[:16], src.content_hash)
                 runs.append(run)
-                if record_key("model", mspec.id, dinfo.id, info.key, name) in ds.keys():
-                    if not resume:
-                        raise UsageError(f"{ds.path} already holds {name} on devprof-c; pass --resume to skip it")
+                if session.skip(record_key("model", mspec.id, dinfo.id, info.key, name), f"{name} on devprof-c"):
                     run.skipped = True
                     continue
                 t0 = time.time()
-                by_spec: dict[str, list[int]] = {}
-                for idx, s in specs.items():
-                    by_spec.setdefault(s.id, []).append(idx)
                 unique = {s.id: s for s in specs.values()}
-                got: dict[str, Measurement] = {}
+                got: dict[str, Outcome] = {}
                 errors: list[str] = []
                 todo = list(unique.values())
                 for i in range(0, len(todo), rt.batch_size):
-                    for o in rt.measure(device, todo[i:i + rt.batch_size], 1, protocol):
-                        if o.ok:
-                            got[o.spec.id] = o.measurement
+                    session.cool(device, first=first)
+                    first = False
+                    for o in session.measure(device, rt, todo[i:i + rt.batch_size], 1, protocol):
+                        if o.ok:  # flagged now: a later batch's cooldown is not this one's
+                            got[o.spec.id] = dataclasses.replace(o, conditions=dataclasses.replace(
+                                o.conditions, cooldown_timed_out=o.conditions.cooldown_timed_out
+                                or session.cooldown_timed_out))
                         else:
                             errors.append(f"{o.spec.key}: {o.error}")
-                            ds.log_failure({"time": time.time(), "runtime": info.key, "device_id": dinfo.id,
-                                            "model": name, "spec_key": o.spec.key, "error": o.error})
+                            session.fail({"runtime": info.key, "device_id": dinfo.id, "model": name,
+                                          "spec_key": o.spec.key, "error": o.error})
                 recs, chain = [], []
                 for layer in ml.layers:
                     s = specs.get(layer.index)
-                    m = got.get(s.id) if s is not None else None
+                    o = got.get(s.id) if s is not None else None
                     row = LayerRow(layer.__class__(layer.index, layer.name, s or layer.spec, layer.nodes, layer.ops,
-                                                   layer.output), m)
+                                                   layer.output), o.measurement if o else None)
                     run.rows.append(row)
-                    if m is not None:
-                        chain.append(m)
-                        recs.append(Record(s, dinfo, info, m, "layer", started_at=t0, finished_at=time.time(),
-                                           devprof_version=__version__, model_run_id=run.run_id, model_name=name,
-                                           layer_index=layer.index, layer_name=layer.name, suite=suite))
+                    if o is not None:
+                        chain.append(o)
+                        recs.append(session.record_outcome(o, dinfo, info, kind="layer", model_run_id=run.run_id,
+                                                           model_name=name, layer_index=layer.index,
+                                                           layer_name=layer.name, cooldown_timed_out=False))
                 if errors:
                     run.error = f"{len(errors)} layer(s) failed, e.g. {errors[0][:200]}"
                 if chain:
-                    run.e2e = _chain(chain)
-                    recs.append(Record(mspec, dinfo, info, run.e2e, "model", started_at=t0, finished_at=time.time(),
-                                       devprof_version=__version__, model_run_id=run.run_id, model_name=name,
-                                       suite=suite))
-                    ds.append(recs)
+                    run.e2e = _chain([o.measurement for o in chain])
+                    # composed of checked layers only; its conditions span the layers' batches
+                    recs.append(session.record(mspec, dinfo, info, run.e2e, "model", conditions=_span(chain),
+                                               started_at=t0, checked=CHECKED, harness_version=chain[0].harness_version,
+                                               cooldown_timed_out=False, model_run_id=run.run_id, model_name=name))
+                    session.save(recs)
                     run.records = recs
                 run.unmapped = [f"layer {i} ({ml.layers[i].spec.op}) not run by devprof-c" for i in uncovered]
             results.extend(runs)
             if on_model:
                 on_model(runs)
-        ds.compact()
+        session.compact()
     return results
+
+
+def _span(outcomes: Sequence[Outcome]) -> Conditions:
+    """The conditions around a chain of outcomes: the first one's state before, the last one's
+    after, throttled or timed out if any was."""
+    a, b = outcomes[0].conditions, outcomes[-1].conditions
+    return Conditions(a.cpus, a.governor or b.governor, a.freq_before_khz, b.freq_after_khz, a.temp_before_c,
+                      b.temp_after_c, any(o.conditions.throttled for o in outcomes),
+                      any(o.conditions.cooldown_timed_out for o in outcomes))
