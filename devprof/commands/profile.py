@@ -46,7 +46,9 @@ def profile(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Profile a whole model layer by layer: FILE.onnx, "
                                         "FILE.tflite, a built-in family (mobilenetv2, resnet18@160...) or "
-                                        "package.module:factory (torch extra). See docs/models.md."),
+                                        "package.module:factory (torch extra). On a phone: through its "
+                                        "onnxruntime_perf_test / benchmark_model (-r onnxruntime / litert / "
+                                        "litert-builtin; docs/phones.md). See docs/models.md."),
     prune: Optional[str] = typer.Option(None, "--prune", metavar="SCHEME:RATIO",
                                         help="With --model: prune conv/FC layers (e.g. bcr:0.9) and time them "
                                              "with generated sparse kernels."),

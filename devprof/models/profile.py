@@ -235,6 +235,15 @@ def profile_ort_layers(model, ml: ModelLayers, threads: int, runs: int, warmups:
         path = sess.end_profiling()
         with open(path) as f:
             events = json.load(f)
+    prof = ort_layers_from_events(events, model, ml, warmups)
+    prof.output, prof.clean_us, prof.clean_cpu_us = y, clean_us, clean_cpu_us
+    return prof
+
+
+def ort_layers_from_events(events: list, model, ml: ModelLayers, warmups: int) -> OrtProfile:
+    """Per-layer µs per run from ONNX Runtime's profile events (Chrome trace), after `warmups`
+    runs: the one mapping of ORT's kernels onto the walk's layers, for the profile of an in-process
+    session and for the one `onnxruntime_perf_test -p` writes on a phone."""
     model_runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
                         if e.get("cat") == "Session" and e.get("name") == "model_run")[warmups:]
     run_windows = model_runs
@@ -283,8 +292,8 @@ def profile_ort_layers(model, ml: ModelLayers, threads: int, runs: int, warmups:
             reorders.setdefault(idx, []).append(v)
     n = len(run_windows)
     reorder_med = {i: float(np.median(v + [0.0] * (n - len(v)))) for i, v in reorders.items()}
-    return OrtProfile(samples, reorder_med, sorted(u for u in unmapped if not u.startswith("Reorder")), n, y,
-                      clean_us, [float(b - a) for a, b in run_windows], framework, clean_cpu_us)
+    return OrtProfile(samples, reorder_med, sorted(u for u in unmapped if not u.startswith("Reorder")), n, None,
+                      [], [float(b - a) for a, b in run_windows], framework, [])
 
 
 def _litert_interpreter(tfl: bytes, threads: int, xnnpack: bool):
@@ -390,12 +399,14 @@ class ModelProfiler:
 
     def __init__(self, device, session, runtimes: Sequence[str] = ("onnxruntime", "litert"), threads: int = 1,
                  protocol: Protocol = Protocol()) -> None:
-        bad = [r for r in runtimes if r not in MODEL_RUNTIMES]
+        if not device.in_process:  # a phone: its own runtimes' binaries (devprof.models.phone_profile)
+            from .phone_profile import phone_runtimes
+
+            runtimes = phone_runtimes(device, runtimes)
+        bad = [r for r in runtimes if r not in MODEL_RUNTIMES and device.in_process]
         if bad:
             raise UsageError(f"whole models run on {', '.join(MODEL_RUNTIMES)} (not {', '.join(bad)}); "
                              "pruned models use --prune")
-        if not device.in_process:
-            raise UsageError(f"whole-model profiling runs on local only so far (not {device.name})")
         self.device, self.session, self.runtimes = device, session, list(runtimes)
         self.threads, self.protocol = threads, protocol
         self._first = True  # the first model run of the session: --max-temp is waited for, no pause
@@ -427,6 +438,11 @@ class ModelProfiler:
     def profile(self, src: ModelSource) -> list[ModelRun]:
         """Every requested runtime on one model; records are saved as each run finishes."""
         from ..runtimes.conditions import conditions_around
+
+        if not self.device.in_process:
+            from .phone_profile import profile_on_phone
+
+            return profile_on_phone(self, src)
 
         ml_ort = walk(src.onnx, fusion="onnxruntime", name=src.name) if src.onnx is not None else None
         out: list[ModelRun] = []
@@ -557,7 +573,7 @@ def profile_models(models: Sequence[Any], device=None, runtimes: Sequence[str] |
     if threads < 1:
         raise UsageError("--threads must be >= 1")
     sources = _sources(models)  # lazily: a suite's models are built one entry at a time
-    rts = list(runtimes) if runtimes else ["onnxruntime", "litert"]
+    rts = list(runtimes) if runtimes else (["onnxruntime", "litert"] if device.in_process else [])
     results: list[ModelRun] = []
     with session, session.pinned(device, protocol.cpus):
         prof = ModelProfiler(device, session, rts, threads, protocol)

@@ -6,6 +6,8 @@ stride-phase-split, channel-major buffer (`xc`), in which the input element a we
 meets at output position q sits at ``xc[off[k] + q]``. So a sparse weight column is just an
 offset, every kind of conv (3x3 s1/s2, 1x1, grouped, depthwise) is the same loop, and the inner
 loop is a contiguous vector load along q (vectorised along the spatial dimension).
+An fc layer with many rows (a transformer's token x hidden GEMM) packs each tile of T rows into
+a (cin x T) panel just before the tile's kernels run, so its columns are contiguous and in cache.
 
 Kernels are built from *groups*: R output channels sharing one list of columns (a dense R x nc
 block of values). Register blocking keeps R x NV vector accumulators (NV vectors of q) and reuses
@@ -75,7 +77,7 @@ class Geometry:
         if self.mode == "gemv":
             return ci
         if self.mode == "fc":
-            return ci * self.qpad
+            return ci * self.t
         s = spec.stride
         return ci * self.cs + ((i % s) * s + j % s) * self.plane + (i // s) * self.wph + j // s
 
@@ -98,7 +100,7 @@ def geometry(spec: KernelSpec, vl: int, nv: int) -> Geometry:
             return Geometry("gemv", 1, 1, 1, 1)
         t = _pick_tile(spec.n, vl, nv)
         qpad = -(-spec.n // t) * t
-        return Geometry("fc", t, t // vl, spec.n, qpad, xc_size=spec.cin * qpad)
+        return Geometry("fc", t, t // vl, spec.n, qpad, xc_size=spec.cin * t)
     s, p = spec.stride, spec.padding
     hph, wph = -(-(spec.h + 2 * p) // s), -(-(spec.w + 2 * p) // s)
     plane = hph * wph
@@ -263,11 +265,24 @@ def _fill_src(spec: KernelSpec, geo: Geometry) -> str:
     if geo.mode == "gemv":
         return ""
     if geo.mode == "fc":
+        # one tile's positions packed as a contiguous (cin x T) panel just before its kernels run
+        # (so it is still in cache): a column's T positions sit next to the next column's, so
+        # neither this copy nor the kernels stride by a power-of-two row length (which maps every
+        # column to the same few cache sets)
+        n, cin, t = spec.n, spec.cin, geo.t
         return "\n".join([
-            "static void fill(const float *restrict x, float *restrict xc) {",
-            f"    for (int q = 0; q < {spec.n}; q++)",
-            f"        for (int ci = 0; ci < {spec.cin}; ci++) xc[(size_t)ci * {geo.qpad} + q] = x[(size_t)q * {spec.cin} + ci];",
-            "}"])
+            "static void fill(const float *restrict x, float *restrict p, int q0) {",
+            "    {",
+            f"        const int te = {n} - q0 < {t} ? {n} - q0 : {t};",
+            # 16 channels (one cache line of each input row) at a time: rows a power of two
+            # apart would evict each other if read a float at a time
+            f"        for (int c0 = 0; c0 < {cin}; c0 += 16) {{",
+            f"            const int ce = c0 + 16 < {cin} ? c0 + 16 : {cin};",
+            "            for (int u = 0; u < te; u++)",
+            f"                for (int ci = c0; ci < ce; ci++) p[(size_t)ci * {t} + u] = x[(size_t)(q0 + u) * {cin} + ci];",
+            f"            for (int u = te; u < {t}; u++)",
+            f"                for (int ci = c0; ci < ce; ci++) p[(size_t)ci * {t} + u] = 0.f;",
+            "        }", "    }", "}"])
     s, p, h, w = spec.stride, spec.padding, spec.h, spec.w
     L = ["static void fill(const float *restrict x, float *restrict xc) {",
          f"    for (int ci = 0; ci < {spec.cin}; ci++) {{",
@@ -304,10 +319,13 @@ def _epilogue_src(spec: KernelSpec, geo: Geometry) -> str:
         return "\n".join([
             "static void epilogue(const float *restrict ct, float *restrict y, int q0, const float *restrict bias) {",
             f"    int te = {spec.n} - q0; if (te > {geo.t}) te = {geo.t};",
-            "    for (int t = 0; t < te; t++)",
-            f"        for (int co = 0; co < {spec.cout}; co++) {{",
-            f"            const float v = ct[(size_t)co * {geo.t} + t] + bias[co];",
-            f"            y[(size_t)(q0 + t) * {spec.cout} + co] = {_act_expr(act, 'v')};", "        }", "}"])
+            # 16 channels at a time: their tile rows stay in L1 while every position reads them
+            f"    for (int c0 = 0; c0 < {spec.cout}; c0 += 16) {{",
+            f"        const int ce = c0 + 16 < {spec.cout} ? c0 + 16 : {spec.cout};",
+            "        for (int t = 0; t < te; t++)",
+            "            for (int co = c0; co < ce; co++) {",
+            f"                const float v = ct[(size_t)co * {geo.t} + t] + bias[co];",
+            f"                y[(size_t)(q0 + t) * {spec.cout} + co] = {_act_expr(act, 'v')};", "            }", "    }", "}"])
     oh, ow, wph, t = spec.out_h, spec.out_w, geo.wph, geo.t
     return "\n".join([
         "static void epilogue(const float *restrict ct, float *restrict y, int q0, const float *restrict bias) {",
@@ -336,8 +354,8 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         loop = ["    const float *xq = x;", *body, "    epilogue(ct, y, 0, bias);"]
         ws = ["    float *ct = ws;"]
     elif geo.mode == "fc":
-        loop = ["    fill(x, xc);", f"    for (int q0 = 0; q0 < {geo.qpad}; q0 += {geo.t}) {{",
-                "        const float *xq = xc + q0;", *["    " + b for b in body],
+        loop = [f"    for (int q0 = 0; q0 < {geo.qpad}; q0 += {geo.t}) {{",
+                "        fill(x, xc, q0);", "        const float *xq = xc;", *["    " + b for b in body],
                 "        epilogue(ct, y, q0, bias);", "    }"]
         ws = ["    float *xc = ws;", f"    float *ct = ws + {geo.xc_size};"]
     else:
