@@ -401,9 +401,11 @@ class _Worker(threading.Thread):
             self._post("exit")
 
     def _loop(self) -> None:
+        with self.session.pinned(self.member.device, self.protocol.cpus):  # on Linux: this thread only
+            self._batches()
+
+    def _batches(self) -> None:
         dev = self.member.device
-        if self.protocol.cpus and dev.in_process:  # Linux pins the calling thread only
-            os.sched_setaffinity(0, [int(c) for c in self.protocol.cpus.split(",")])
         first = True
         while not self.stop.is_set():
             batch = self._current = self.work.take()

@@ -158,8 +158,8 @@ class Session:
     # ---- pinning and cooldown ----------------------------------------------------------------
     @contextlib.contextmanager
     def pinned(self, device, cpus: str) -> Iterator[None]:
-        """Pin this process to `cpus` while in-process runtimes measure on `device` (phones pin
-        their own process in the harness)."""
+        """Pin the calling thread (and the threads it starts) to `cpus` while in-process runtimes
+        measure on `device`; phones pin their own process in the harness."""
         if not cpus or not getattr(device, "in_process", False):
             yield
             return

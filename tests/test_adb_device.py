@@ -156,8 +156,10 @@ def test_cooldown_waits_for_the_thermal_zone(phone):
 
     threading.Timer(1.5, lambda: zone.write_text("39000\n")).start()
     t0 = time.monotonic()
-    d.cooldown(max_temp_c=40.0, timeout_s=20)
+    assert d.cooldown(max_temp_c=40.0, timeout_s=20) is False  # reached: the wait did not give up
     assert 1.0 < time.monotonic() - t0 < 10
+    zone.write_text("48000\n")
+    assert d.wait_cool(40.0, timeout_s=0.3) is False  # still hot when the time is up
 
 
 def test_a_vanished_phone_is_a_device_error(phone):

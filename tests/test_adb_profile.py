@@ -95,3 +95,38 @@ def test_bad_cores_are_one_line_errors(phone, adb_server, tmp_path, cores):
     r = run_cli("profile", "--device", "S20", "--cores", cores, "--suite", "smoke", "--out", str(tmp_path / "ds"),
                 env=adb_server.env)
     assert r.returncode == 2 and "--cores" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_max_temp_waits_before_the_first_batch_and_flags_a_wait_that_gives_up(phone, adb_server, tmp_path):
+    """--max-temp holds the first batch until the phone is cool; when the phone stays hot past
+    --cooldown-timeout the run says so on one line and its records say cooldown_timed_out."""
+    import threading
+
+    suite = tmp_path / "one.toml"
+    suite.write_text('[suite]\nname = "one"\nruntimes = ["devprof-c"]\n\n[[kernels]]\nop = "fc"\nn = 1\ncin = 16\n'
+                     'cout = 8\n')
+    zone = phone.sandbox / "sys/class/thermal/thermal_zone0/temp"
+    # stays hot: measured anyway after --cooldown-timeout, said once, flagged in the records
+    zone.write_text("48000\n")
+    hot = tmp_path / "hot"
+    r = run_cli("profile", "--device", "S20", "--suite", str(suite), "--quick", "--max-temp", "40",
+                "--cooldown-timeout", "1", "--out", str(hot), "--json", env=adb_server.env)
+    assert r.returncode == 0, r.stderr
+    said = [line for line in r.stderr.splitlines() if "still at 48 °C" in line]
+    assert len(said) == 1 and "cooldown_timed_out" in said[0], r.stderr
+    assert json.loads(r.stdout)["cooldown_timeouts"] == 1
+    df = _read(hot)
+    assert len(df) == 1 and df["cooldown_timed_out"].all() and df["temp_before_c"].iloc[0] == pytest.approx(48.0)
+    # hot at the start, cool 2.5 s later (the harness is built and staged already): the first (and
+    # only) batch waits for it
+    threading.Timer(2.5, lambda: zone.write_text("39000\n")).start()
+    cool = tmp_path / "cool"
+    r = run_cli("profile", "--device", "S20", "--suite", str(suite), "--quick", "--max-temp", "40", "--out", str(cool),
+                "--json", env=adb_server.env)
+    assert r.returncode == 0, r.stderr
+    df = _read(cool)
+    assert len(df) == 1 and df["temp_before_c"].iloc[0] == pytest.approx(39.0)
+    assert not df["cooldown_timed_out"].any() and "still at" not in r.stderr
+    r = run_cli("profile", "--device", "S20", "--suite", str(suite), "--cooldown-timeout", "0", "--out",
+                str(tmp_path / "x"), env=adb_server.env)
+    assert r.returncode == 2 and "--cooldown-timeout" in r.stderr

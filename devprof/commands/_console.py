@@ -11,3 +11,8 @@ from rich.console import Console
 
 out = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 160)))
 err = Console(stderr=True, width=None if sys.stderr.isatty() else int(os.environ.get("COLUMNS", 160)))
+
+
+def note(text: str) -> None:
+    """One line on stderr, printed as written (no markup: device names and values may hold brackets)."""
+    err.print(text, markup=False, highlight=False, soft_wrap=True)

@@ -36,7 +36,11 @@ def profile(
                                                       "not for data you publish."),
     cooldown: float = typer.Option(0.0, "--cooldown", metavar="SECONDS", help="Pause between batches."),
     max_temp: Optional[float] = typer.Option(None, "--max-temp", metavar="CELSIUS",
-                                             help="Before each batch, wait until the device is this cool."),
+                                             help="Before each batch (the first too), wait until the device is "
+                                                  "this cool."),
+    cooldown_timeout: float = typer.Option(120.0, "--cooldown-timeout", metavar="SECONDS",
+                                           help="With --max-temp: measure anyway after waiting this long (said "
+                                                "on stderr; the records are flagged cooldown_timed_out)."),
     adb_server: Optional[List[str]] = typer.Option(None, "--adb-server", metavar="HOST:PORT",
                                                    help="adb server for phones (repeatable: a farm across hosts)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
@@ -112,6 +116,9 @@ def profile(
       devprof profile --suite smoke --dtype int8 --out data/smoke-int8
     """
     device_names = list(device) if device else [os.environ.get("DEVPROF_DEVICE") or "local"]
+    if not cooldown_timeout > 0:
+        raise UsageError("--cooldown-timeout must be > 0 seconds")
+    cooling = {"cooldown": cooldown, "max_temp": max_temp, "cooldown_timeout": cooldown_timeout}
     servers = list(adb_server or [])
     several = len(device_names) > 1 or all_matching or len(servers) > 1
     if dtype is not None and (space is not None or adaptive or several):
@@ -122,7 +129,7 @@ def profile(
     if space is not None:  # search-space blocks (docs/formats.md)
         from .profile_space import profile_space_command
 
-        return profile_space_command(space, device_names[0], threads, out_dir, resume, quick, json_out)
+        return profile_space_command(space, device_names[0], threads, out_dir, resume, quick, json_out, **cooling)
     if transfer_from and not adaptive:
         raise UsageError("--transfer-from goes with --adaptive (or with fit-predictor)")
     if adaptive and transfer_from:  # a new device: what the sources disagree on first
@@ -141,16 +148,15 @@ def profile(
 
         dev = profile_farm_command(device_names, servers, all_matching, suite=suite, runtime=runtime,
                                    threads=threads, cores=cores, out_dir=out_dir, resume=resume, quick=quick,
-                                   cooldown=cooldown, max_temp=max_temp, json_out=json_out, model=model)
+                                   json_out=json_out, model=model, **cooling)
         if dev is None:
             return
     from .profile_suite import profile_suite_command
 
     profile_suite_command(dev, device_names[0], servers, suite=suite, runtime=runtime, threads=threads, cores=cores,
-                          out_dir=out_dir, resume=resume, quick=quick, cooldown=cooldown, max_temp=max_temp,
-                          json_out=json_out, model=model, prune=prune, retry_noisy=retry_noisy,
-                          min_steady=min_steady, max_spread=max_spread, max_records=max_records, where=where,
-                          draw=draw, dtype=dtype)
+                          out_dir=out_dir, resume=resume, quick=quick, json_out=json_out, model=model, prune=prune,
+                          retry_noisy=retry_noisy, min_steady=min_steady, max_spread=max_spread, max_records=max_records, where=where,
+                          draw=draw, dtype=dtype, **cooling)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,13 +13,13 @@ from rich.table import Table
 if TYPE_CHECKING:
     from ..devices import Device
 
-from ._console import err, out
+from ._console import err, note, out
 
 
 def profile_farm_command(names: Sequence[str], servers: Sequence[str], all_matching: bool, *, suite: str,
                     runtime: Sequence[str] | None, threads: int, cores: str, out_dir: Path, resume: bool,
                     quick: bool, cooldown: float, max_temp: float | None, json_out: bool,
-                    model: str | None = None) -> Device | None:
+                    model: str | None = None, cooldown_timeout: float = 120.0) -> Device | None:
     """`devprof profile` with several devices. Returns the device when the names resolve to just
     one (the caller's single-device path then runs, unchanged); runs the farm and returns None
     otherwise. Raises typer.Exit with the run's exit code when something is left undone."""
@@ -81,8 +81,8 @@ def profile_farm_command(names: Sequence[str], servers: Sequence[str], all_match
     with progress:
         summary = run_farm(members, s.specs, out_dir, runtimes=list(runtime) if runtime else None,
                            suite_runtimes=s.runtimes, threads=threads, cores=cores, resume=resume, protocol=proto,
-                           suite=s.name, cooldown_s=cooldown, max_temp_c=max_temp, on_plan=on_plan,
-                           on_event=on_event)
+                           suite=s.name, cooldown_s=cooldown, max_temp_c=max_temp,
+                           cooldown_timeout_s=cooldown_timeout, on_plan=on_plan, on_event=on_event, on_note=note)
     if json_out:
         print(json.dumps(summary.to_dict(), indent=2, default=str))
     else:

@@ -12,13 +12,14 @@ from rich.table import Table
 if TYPE_CHECKING:
     from ..measure import Protocol
 
-from ._console import err
+from ._console import err, note
 from ._console import out as stdout
 
 
 def profile_models_command(device, models: Sequence[Any], *, runtimes: Sequence[str] | None, threads: int,
                        out: Path, resume: bool, protocol: Protocol, suite: str, prune: str,
-                       json_out: bool, single: bool) -> int:
+                       json_out: bool, single: bool, cooldown: float = 0.0, max_temp: float | None = None,
+                       cooldown_timeout: float = 120.0) -> int:
     """`devprof profile --model/--suite with [[model]]`: run, print tables or JSON; return exit code."""
     from ..models.profile import profile_models
 
@@ -38,7 +39,8 @@ def profile_models_command(device, models: Sequence[Any], *, runtimes: Sequence[
         err.print(summary_line(runs), highlight=False, markup=False, soft_wrap=True)
 
     try:
-        profile_models(models, device, runtimes, threads, out, resume, protocol, suite, prune, on_model)
+        profile_models(models, device, runtimes, threads, out, resume, protocol, suite, prune, on_model,
+                       cooldown_s=cooldown, max_temp_c=max_temp, cooldown_timeout_s=cooldown_timeout, on_note=note)
     except KeyboardInterrupt:
         err.print(f"interrupted: the {sum(len(r.records) for r in done)} records of finished models are saved; "
                   "rerun with --resume to finish")

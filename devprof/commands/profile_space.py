@@ -6,11 +6,12 @@ from pathlib import Path
 
 from rich.table import Table
 
-from ._console import err, out
+from ._console import err, note, out
 
 
 def profile_space_command(space_file: Path, device: str, threads: int, out_dir: Path, resume: bool, quick: bool,
-                      json_out: bool, table: Path | None = None) -> None:
+                      json_out: bool, table: Path | None = None, *, cooldown: float = 0.0,
+                      max_temp: float | None = None, cooldown_timeout: float = 120.0) -> None:
     """Measure the blocks of SPACE_FILE, print the table (or JSON) and where it was written."""
     from ..devices import resolve_device
     from ..measure import Protocol
@@ -23,7 +24,8 @@ def profile_space_command(space_file: Path, device: str, threads: int, out_dir: 
     if not json_out:
         err.print(f"profiling space [bold]{space.name}[/] on [bold]{dev.name}[/]: {len(space.blocks())} distinct "
                   f"blocks over {len(space.positions)} positions ({space.size:,} architectures)")
-    res = profile_space(space, dev, out_dir, threads, proto, resume, table)
+    res = profile_space(space, dev, out_dir, threads, proto, resume, table, cooldown_s=cooldown, max_temp_c=max_temp,
+                        cooldown_timeout_s=cooldown_timeout, on_note=note)
     if json_out:
         print(json.dumps(res.to_dict(), indent=2))
         return

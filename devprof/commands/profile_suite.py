@@ -13,14 +13,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import UsageError
-from ._console import err, out
+from ._console import err, note, out
 
 
 def profile_suite_command(dev, device_name: str, servers: list[str], *, suite: str, runtime: Optional[List[str]],
                           threads: int, cores: str, out_dir: Path, resume: bool, quick: bool, cooldown: float,
                           max_temp: Optional[float], json_out: bool, model: Optional[str], prune: Optional[str],
                           retry_noisy: Optional[List[Path]], min_steady: int, max_spread: Optional[float],
-                          max_records: Optional[int], where: Optional[str], draw: int, dtype: Optional[str]) -> None:
+                          max_records: Optional[int], where: Optional[str], draw: int, dtype: Optional[str],
+                          cooldown_timeout: float = 120.0) -> None:
     """One device: a whole model (--model), a suite's models, its kernels, or (--retry-noisy) the
     kernels still lacking steady records."""
     from ..devices import resolve_device
@@ -50,7 +51,8 @@ def profile_suite_command(dev, device_name: str, servers: list[str], *, suite: s
         code = profile_models_command(dev, [model] if model else s.models,
                                       runtimes=runtime or (None if model else list(s.runtimes)), threads=threads,
                                       out=out_dir, resume=resume, protocol=proto, suite="" if model else s.name,
-                                      prune=prune or "", json_out=json_out, single=bool(model))
+                                      prune=prune or "", json_out=json_out, single=bool(model), cooldown=cooldown,
+                                      max_temp=max_temp, cooldown_timeout=cooldown_timeout)
         if code or model or not s.specs:
             raise typer.Exit(code)
     if retry_noisy:
@@ -62,12 +64,12 @@ def profile_suite_command(dev, device_name: str, servers: list[str], *, suite: s
     else:
         plan = [(s.specs, names)]
     run_kernel_plan(dev, s.name, plan, names, out_dir, threads=threads, resume=resume, protocol=proto,
-                    cooldown=cooldown, max_temp=max_temp, json_out=json_out)
+                    cooldown=cooldown, max_temp=max_temp, json_out=json_out, cooldown_timeout=cooldown_timeout)
 
 
 def run_kernel_plan(dev, suite_name: str, plan: list[tuple[list, list[str]]], names: list[str], out_dir: Path, *,
                     threads: int, resume: bool, protocol, cooldown: float, max_temp: Optional[float],
-                    json_out: bool) -> None:
+                    json_out: bool, cooldown_timeout: float = 120.0) -> None:
     """Measure each (specs, runtimes) pair of `plan` on `dev`, showing progress; print the table
     or the JSON summary; exit 130 when interrupted, 5 when every kernel was refused."""
     from ..profile import profile as run_profile
@@ -101,8 +103,8 @@ def run_kernel_plan(dev, suite_name: str, plan: list[tuple[list, list[str]]], na
         summary = None
         for specs, rts in plan:
             part = run_profile(dev, specs, rts, out_dir, threads=threads, resume=resume, protocol=protocol,
-                               suite=suite_name, cooldown_s=cooldown, max_temp_c=max_temp, on_plan=on_plan,
-                               on_outcome=on_outcome)
+                               suite=suite_name, cooldown_s=cooldown, max_temp_c=max_temp,
+                               cooldown_timeout_s=cooldown_timeout, on_plan=on_plan, on_outcome=on_outcome, on_note=note)
             summary = part if summary is None else _add_summaries(summary, part)
             if summary.interrupted:
                 break

@@ -345,7 +345,7 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
     A phone that stops answering ends the run (DeviceError): what was saved stays, --resume
     completes it."""
     from ..runtimes.model_check import CHECKED, compare, reference_output
-    from .profile import (LayerRow, ModelRun, OVERHEAD_NAME, _input, _litert_interpreter, model_spec, named_nodes,
+    from .profile import (OVERHEAD_NAME, LayerRow, ModelRun, _input, _litert_interpreter, model_spec, named_nodes,
                           overhead_spec)
 
     device, protocol, threads = prof.device, prof.protocol, prof.threads
@@ -377,8 +377,8 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
             # 1. walk and check on this host
             if tool.ext == ".onnx":
                 ml = walk(src.onnx, fusion="onnxruntime", name=src.name)
-                onnx_model = named_nodes(src.onnx)  # the profile names kernels after nodes, as on local
-                data = onnx_model.SerializeToString()
+                named = named_nodes(src.onnx)  # the profiler names kernels after nodes
+                data = named.SerializeToString()
                 check(_host_ort(src), "ONNX Runtime")
             else:
                 data = src.tflite
@@ -423,7 +423,7 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
             # 4. parse onto the walk
             delegates: list[_Group] = []
             if tool.ext == ".onnx":
-                got = parse_ort_run(res.stdout, onnx_model, ml)
+                got = parse_ort_run(res.stdout, named, ml)
             else:
                 got, delegates = parse_tflite_run(res.stdout, ml)
             from ..runtimes.conditions import conditions_from
