@@ -116,7 +116,7 @@ def phone_runtimes(device, requested: Sequence[str] | None) -> list[str]:
                              f"litert / litert-builtin (benchmark_model), not {rt}: {why}")
         why = missing_tool(tool)
         if why:
-            raise UsageError(f"-r {rt} on {device.name} runs the phone's {tool.tool}: {why}")
+            raise UsageError(f"{rt} on {device.name} (whole models) runs the phone's {tool.tool}: {why}")
     return list(dict.fromkeys(requested))
 
 
