@@ -112,6 +112,12 @@ def test_xnnpack_delegate_row_is_one_record_over_the_layers_it_ran():
     rep = parse_benchmark_model(sample)
     per = _round_layers(rep.ops, ml, ml.by_node(), set())
     assert per == {("D", 0, len(ml) - 1, "TfLiteXNNPackDelegate"): pytest.approx(1179.0)}
+    # builds that also list the delegate's own operators: their time is inside the delegate's row
+    inner = row.replace("TfLiteXNNPackDelegate", "Convolution (NHWC, F32) IGEMM").replace(
+        f"[{last}]:{len(ml)}", "Delegate/Convolution (NHWC, F32) IGEMM:0")
+    rep = parse_benchmark_model(sample + inner)
+    unmapped: set = set()
+    assert _round_layers(rep.ops, ml, ml.by_node(), unmapped) == per and len(unmapped) == 1
     clean = "INFO: count=50 first=1 curr=1 min=1 max=1 avg=1190 std=1\n"
     out = "".join(f"@@devprof-rep {i}\n@@devprof-clean\n{clean}@@devprof-profile\n{sample}" for i in range(3))
     got, delegates = parse_tflite_run(out, ml)

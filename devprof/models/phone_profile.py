@@ -271,6 +271,9 @@ def _round_layers(rows, ml: ModelLayers, by_node: dict[str, int], unmapped: set[
     done, last, pending = -1, None, 0.0
     for r in rows:
         us = r.avg_ms * 1000.0
+        if r.name.startswith("Delegate/"):  # an operator inside a delegate, whose own row holds its time
+            unmapped.add(r.name)
+            continue
         m = _ROW_NAME.match(r.name)
         idx = [by_node[t.strip()] for t in m.group(1).split(",") if t.strip() in by_node] if m else []
         if not idx:
