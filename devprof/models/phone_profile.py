@@ -118,7 +118,7 @@ def phone_runtimes(device, requested: Sequence[str] | None) -> list[str]:
                              f"litert / litert-builtin (benchmark_model), not {rt}: {why}")
         why = missing_tool(tool)
         if why:
-            raise UsageError(f"-r {rt} on {device.name} runs the phone's {tool.tool}: {why}")
+            raise UsageError(f"{rt} on {device.name} (whole models) runs the phone's {tool.tool}: {why}")
     return list(dict.fromkeys(requested))
 
 
@@ -273,6 +273,9 @@ def _round_layers(rows, ml: ModelLayers, by_node: dict[str, int], unmapped: set[
     done, last, pending = -1, None, 0.0
     for r in rows:
         us = r.avg_ms * 1000.0
+        if r.name.startswith("Delegate/"):  # an operator inside a delegate, whose own row holds its time
+            unmapped.add(r.name)
+            continue
         m = _ROW_NAME.match(r.name)
         idx = [by_node[t.strip()] for t in m.group(1).split(",") if t.strip() in by_node] if m else []
         if not idx:
