@@ -154,3 +154,22 @@ def test_unnamed_nodes_keep_their_layer_time(tmp_path):
     df = Dataset(tmp_path / "ds").read()
     assert (df[(df.kind == "layer") & (df.layer_name == "Conv_0")].median_us > 0).all()
     assert not m.graph.node[0].name  # the caller's model is left as it was
+
+
+def test_a_graph_the_numpy_evaluator_cannot_run_is_timed_and_marked_unchecked(tmp_path):
+    """ONNX Runtime's contrib ops run in ORT but not in onnx.reference: the model is still
+    profiled, and its records say nothing checked its output."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((16, 16)).astype(np.float32), "W")
+    node = helper.make_node("FusedMatMul", ["x", "W"], ["y"], domain="com.microsoft", alpha=1.0, name="mm")
+    g = helper.make_graph([node], "contrib", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 16])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    m.ir_version = 8
+    (run,) = profile_model(ModelSource("contrib", onnx=m), out=tmp_path / "ds", protocol=Protocol.quick(),
+                           runtimes=["onnxruntime"])
+    assert not run.error and run.e2e is not None
+    df = Dataset(tmp_path / "ds").read()
+    assert len(df) and set(df.checked) == {""}
