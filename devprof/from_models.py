@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .errors import UsageError
+from .models.layers import ModelTiming
 from .records import KernelSpec
 
 TEST_SHARE = 0.2
@@ -41,16 +42,6 @@ RIDGE_EPS = 1e-8
 ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 FLOOR_US = 1e-3  # lookup tables need positive medians; layers NNLS sets to 0 get this
 FORMAT = "devprof-from-models"
-
-
-@dataclass
-class ModelTiming:
-    """One whole model: its layer ids in execution order and its end-to-end latency (µs)."""
-
-    name: str
-    layers: list[str]
-    latency_us: float
-    specs: dict[str, KernelSpec] = field(default_factory=dict)  # optional: a KernelSpec per layer id
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The package's shape: command-line code only in the commands layer."""
+"""The package's shape: command-line code only in the commands layer, one writer of records, no import circles among the model modules."""
 from __future__ import annotations
 
 import ast
@@ -40,3 +40,39 @@ def test_every_command_has_its_module():
             "build-harness", "export-table", "import-table"} <= names
     for mod in COMMAND_MODULES:
         assert (ROOT / (mod.replace(".", "/") + ".py")).is_file()
+
+
+def _module_imports(path: Path) -> set[str]:
+    """Every devprof module `path` imports, at its top or inside functions (absolute names)."""
+    rel = path.relative_to(ROOT).with_suffix("")
+    package = list(rel.parts[:-1])
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else []))
+            names.add(mod)
+            names.update(f"{mod}.{a.name}" for a in node.names)  # `from . import profile`
+    return names
+
+
+def test_one_place_writes_records():
+    """Records and failure-log lines are written by the measurement session only."""
+    import re
+
+    writes = re.compile(r"\b(ds|dataset|self\.ds)\.(append|log_failure)\(")
+    offenders = [p.relative_to(ROOT).as_posix() for pkg in ("devprof", "predictors")
+                 for p in sorted((ROOT / pkg).rglob("*.py")) if writes.search(p.read_text())]
+    assert offenders == ["devprof/session.py"], offenders
+
+
+def test_model_modules_import_in_one_direction():
+    """The shared types live in their own modules, so these pairs never import each other both ways."""
+    mods = {m: _module_imports(ROOT / (m.replace(".", "/") + ".py")) for m in (
+        "devprof.models.profile", "devprof.models.prune", "devprof.models.walk", "devprof.models.tflite_walk",
+        "devprof.formats.nnmeter", "devprof.from_models")}
+    for a, b in (("devprof.models.profile", "devprof.models.prune"), ("devprof.models.walk", "devprof.models.tflite_walk"),
+                 ("devprof.formats.nnmeter", "devprof.from_models")):
+        assert not (b in mods[a] and a in mods[b]), f"{a} and {b} import each other"

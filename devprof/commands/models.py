@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write a built-in model (or N seeded variants of its family) to disk."""
         from ..errors import UsageError
-        from ..models.profile import resolve_model
+        from ..models.sources import resolve_model
         from ..models.tflite_export import onnx_to_tflite
         from ..models.variants import expand_entry
 
@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ..models.profile import resolve_model
+        from ..models.sources import resolve_model
         from ..models.walk import walk
 
         src = resolve_model(model)

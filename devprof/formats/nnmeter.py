@@ -211,7 +211,7 @@ def devices_of(models: Iterable[NNMeterModel]) -> list[str]:
 
 def to_timings(models: Iterable[NNMeterModel], device: str):
     """`devprof.from_models.ModelTiming`s of the models timed on `device` (layers keyed by spec key)."""
-    from ..from_models import ModelTiming
+    from ..models.layers import ModelTiming
 
     out = []
     for m in models:

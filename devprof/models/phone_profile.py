@@ -49,7 +49,9 @@ from ..runtimes.phone_tools import (ToolOutputError, parse_benchmark_model, pars
 from .walk import Layer, ModelLayers, walk
 
 if TYPE_CHECKING:
-    from .profile import ModelProfiler, ModelRun, ModelSource
+    from .profile import ModelProfiler
+    from .runs import ModelRun
+    from .sources import ModelSource
 
 
 @dataclass(frozen=True)
@@ -348,8 +350,9 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
     A phone that stops answering ends the run (DeviceError): what was saved stays, --resume
     completes it."""
     from ..runtimes.model_check import CHECKED, compare, reference_output
-    from .profile import (OVERHEAD_NAME, LayerRow, ModelRun, _input, _litert_interpreter, model_spec, named_nodes,
-                          overhead_spec)
+    from .profile import _litert_interpreter, named_nodes
+    from .runs import OVERHEAD_NAME, LayerRow, ModelRun, model_spec, overhead_spec
+    from .sources import model_input as _input
 
     device, protocol, threads = prof.device, prof.protocol, prof.threads
     rts = [r for r in prof.runtimes if src.onnx is not None or PHONE_MODEL_RUNTIMES[r].tool != "onnxruntime_perf_test"]
@@ -477,7 +480,7 @@ def _host_ort(src: "ModelSource"):
     import onnxruntime as ort
 
     from ..runtimes.onnxruntime import session_options
-    from .profile import _input
+    from .sources import model_input as _input
 
     try:
         sess = ort.InferenceSession(src.onnx.SerializeToString(), session_options(1),

@@ -21,8 +21,6 @@ kernel that ran before them, whose output they take.
 """
 from __future__ import annotations
 
-import hashlib
-import importlib
 import json
 import os
 import re
@@ -30,7 +28,6 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -40,111 +37,17 @@ from ..measure import Protocol, measure_callable
 from ..records import KernelSpec, Measurement, Record, RuntimeInfo, record_key
 from ..runtimes.model_check import CHECKED, compare, reference_output
 from ..runtimes.onnxruntime import session_options
-from .walk import Layer, ModelLayers, load_onnx, walk
+from .layers import ModelLayers
+from .runs import OVERHEAD_NAME, LayerRow, ModelRun, model_spec, overhead_spec
+from .sources import ModelSource, iter_sources
+from .sources import resolve_model, torch_to_onnx  # noqa: F401 - the documented import path
+from .sources import model_input as _input
+from .walk import walk
 
 MODEL_RUNTIMES = ("onnxruntime", "litert", "litert-builtin")
-OVERHEAD_NAME = "(overhead)"
-
-
-# ---- resolving what the user named -----------------------------------------------------------
-@dataclass
-class ModelSource:
-    name: str
-    onnx: Any = None  # onnx.ModelProto when the model is (or was converted from) ONNX
-    tflite: bytes | None = None  # .tflite bytes when given as such
-    family: str = ""
-
-    @property
-    def content_hash(self) -> str:
-        data = self.onnx.SerializeToString() if self.onnx is not None else self.tflite
-        return hashlib.sha256(data).hexdigest()[:16]
-
-
-def resolve_model(arg: str, res: Any = None) -> ModelSource:
-    """``FILE.onnx`` | ``FILE.tflite`` | a built-in family (``mobilenetv2``, ``mobilenetv2@160``)
-    | ``package.module:factory`` (torch extra) -> a `ModelSource`."""
-    from .builders import FAMILIES, build
-
-    p = Path(arg)
-    try:
-        p.exists()
-    except OSError as e:  # ENAMETOOLONG from a hostile name: still a one-line error
-        raise UsageError(f"--model {arg[:120]!r}: {e.strerror or e}") from None
-    if p.suffix.lower() in (".onnx", ".tflite") or p.exists():
-        if not p.is_file():
-            raise UsageError(f"model file {p} not found")
-        if p.suffix.lower() == ".tflite":
-            from .tflite_walk import load_tflite
-
-            data = p.read_bytes()
-            load_tflite(data)  # validates, one-line error when malformed
-            return ModelSource(p.stem, tflite=data)
-        return ModelSource(p.stem, onnx=load_onnx(p))
-    base, _, at = arg.partition("@")
-    if at:
-        try:
-            res = [int(v) for v in at.lower().split("x")]
-            res = res[0] if len(res) == 1 else res
-        except ValueError:
-            raise UsageError(f"bad resolution in {arg!r} (expected e.g. mobilenetv2@160 or fsrcnn@180x320)") from None
-    key = base.lower().replace("-", "_")
-    if key in FAMILIES:
-        m = build(key, res=res)
-        tag = "" if res is None else "@" + ("x".join(map(str, res)) if isinstance(res, list) else str(res))
-        return ModelSource(f"{key}{tag}", onnx=m, family=key)
-    if ":" in base and re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", base):
-        return ModelSource(base.replace(":", "."), onnx=torch_to_onnx(base, res))
-    raise UsageError(f"--model {arg!r}: not a file, a built-in family ({', '.join(FAMILIES)}) "
-                     "or package.module:factory")
-
-
-def torch_to_onnx(target: str, res: Any = None):
-    """Export ``package.module:factory`` (a torch.nn.Module or a function returning one) to ONNX."""
-    try:
-        import torch
-    except ImportError:
-        raise UsageError("--model package.module:factory needs torch: pip install 'devprof[torch]'") from None
-    mod_name, fn_name = target.split(":")
-    try:
-        obj = getattr(importlib.import_module(mod_name), fn_name)
-    except (ImportError, AttributeError) as e:
-        raise UsageError(f"cannot import {target}: {e}") from None
-    net = obj if isinstance(obj, torch.nn.Module) else obj()
-    if not isinstance(net, torch.nn.Module):
-        raise UsageError(f"{target} did not give a torch.nn.Module")
-    net.eval()
-    h, w = (res, res) if isinstance(res, int) else (tuple(res) if res else (224, 224))
-    x = torch.randn(1, int(getattr(net, "in_channels", 3)), h, w)
-    import io
-    import warnings
-
-    buf = io.BytesIO()
-    try:
-        # the TorchScript exporter: the torch.export-based one needs onnxscript, not a devprof dependency
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            _export(torch, net, x, buf)
-    except Exception as e:
-        raise UsageError(f"torch.onnx.export of {target} failed: {(str(e).splitlines() or [''])[0][:200]}") from None
-    return load_onnx(buf.getvalue())
-
-
-def _export(torch, net, x, buf) -> None:
-    try:
-        torch.onnx.export(net, (x,), buf, opset_version=17, input_names=["input"], output_names=["output"],
-                          dynamo=False)
-    except TypeError:  # a torch without the dynamo switch
-        torch.onnx.export(net, (x,), buf, opset_version=17, input_names=["input"], output_names=["output"])
 
 
 # ---- running models --------------------------------------------------------------------------
-def _input(model) -> tuple[str, np.ndarray]:
-    inits = {t.name for t in model.graph.initializer}
-    inp = [i for i in model.graph.input if i.name not in inits][0]
-    shape = [d.dim_value if d.dim_value > 0 else 1 for d in inp.type.tensor_type.shape.dim]
-    return inp.name, np.random.default_rng(0).random(shape, dtype=np.float32)
-
-
 def _runs_for(per_run_s: float, protocol: Protocol) -> int:
     """How many profiled runs: the protocol's repeats, bounded by its time budget (>= 3)."""
     want = max(protocol.min_repeats, int(np.ceil(protocol.min_time_s / max(per_run_s, 1e-6))))
@@ -303,94 +206,6 @@ def _litert_interpreter(tfl: bytes, threads: int, xnnpack: bool):
     it = Interpreter(model_content=tfl, num_threads=threads, experimental_op_resolver_type=kind)
     it.allocate_tensors()
     return it
-
-
-# ---- results ---------------------------------------------------------------------------------
-@dataclass
-class LayerRow:
-    layer: Layer
-    measurement: Measurement | None  # None: no kernel ran for it (fused away by the runtime)
-    reorder_us: float = 0.0
-
-
-@dataclass
-class ModelRun:
-    """One model on one runtime: its end-to-end time, its layers (ORT) and the records written."""
-
-    name: str
-    runtime: str
-    run_id: str
-    model_hash: str
-    e2e: Measurement | None = None
-    rows: list[LayerRow] = field(default_factory=list)
-    overhead_us: float = 0.0
-    interleaved_us: float = float("nan")  # median of clean runs interleaved with the profiled ones
-    profiled_us: float = float("nan")  # median wall time of the profiled runs
-    framework_us: float = float("nan")  # median time per profiled run spent outside kernels
-    cpu_us: float = float("nan")  # median CPU time of the clean runs (1 thread: immune to preemption)
-    unmapped: list[str] = field(default_factory=list)
-    error: str = ""
-    records: list[Record] = field(default_factory=list)
-    skipped: bool = False  # already in the dataset (--resume)
-
-    @property
-    def layer_sum_us(self) -> float:
-        return float(sum(r.measurement.median_us for r in self.rows if r.measurement is not None))
-
-    @property
-    def reference_us(self) -> float:
-        """The end-to-end figure the layers are compared with: the clean runs interleaved with the
-        profiled ones (same machine load), else the protocol's end-to-end median."""
-        if self.interleaved_us == self.interleaved_us:
-            return self.interleaved_us
-        return self.e2e.median_us if self.e2e else float("nan")
-
-    @property
-    def gap(self) -> float:
-        """(end-to-end − Σ layer medians) / end-to-end; the overhead term's share."""
-        if not self.e2e or not self.rows:
-            return float("nan")
-        return (self.reference_us - self.layer_sum_us) / self.reference_us
-
-    @property
-    def gap_cpu(self) -> float:
-        """(end-to-end CPU time − Σ layer medians) / end-to-end CPU time (1 thread only): the same
-        check with preemption by other processes taken out of the end-to-end side."""
-        if not self.rows or self.cpu_us != self.cpu_us or self.cpu_us <= 0:
-            return float("nan")
-        return (self.cpu_us - self.layer_sum_us) / self.cpu_us
-
-    def to_dict(self) -> dict:
-        return {"model": self.name, "runtime": self.runtime, "model_run_id": self.run_id, "hash": self.model_hash,
-                "e2e_median_us": self.e2e.median_us if self.e2e else None, "layers": len(self.rows),
-                "layer_sum_us": self.layer_sum_us if self.rows else None,
-                "interleaved_e2e_us": _num(self.interleaved_us), "profiled_run_us": _num(self.profiled_us),
-                "gap": _num(self.gap), "overhead_us": self.overhead_us, "framework_us": _num(self.framework_us),
-                "e2e_cpu_us": _num(self.cpu_us), "gap_cpu": _num(self.gap_cpu),
-                "unmapped_kernels": self.unmapped, "error": self.error, "skipped": self.skipped}
-
-
-def _num(v: float) -> float | None:
-    return None if v != v else round(float(v), 4)
-
-
-def model_spec(src: ModelSource, ml: ModelLayers, prune: str = "") -> KernelSpec:
-    n, h, w, c = (tuple(ml.input_shape) + (1, 1, 1, 1))[:4] if ml.source == "tflite" else _nhwc(ml.input_shape)
-    attrs = {"model": src.name, "hash": src.content_hash, "layers": len(ml), "fusion": ml.fusion}
-    if src.family:
-        attrs["family"] = src.family
-    if prune:
-        attrs["prune"] = prune
-    return KernelSpec(op="model", n=n, h=h, w=w, cin=c, cout=c, bias=False, attrs=attrs)
-
-
-def _nhwc(shape: tuple) -> tuple:
-    s = tuple(shape) + (1,) * (4 - len(shape))
-    return s[0], s[2], s[3], s[1]
-
-
-def overhead_spec(src: ModelSource) -> KernelSpec:
-    return KernelSpec(op="other", bias=False, attrs={"term": "overhead", "model": src.name, "hash": src.content_hash})
 
 
 class ModelProfiler:
@@ -572,7 +387,7 @@ def profile_models(models: Sequence[Any], device=None, runtimes: Sequence[str] |
         return profile_pruned(models, device, threads, session, protocol, prune, on_model)
     if threads < 1:
         raise UsageError("--threads must be >= 1")
-    sources = _sources(models)  # lazily: a suite's models are built one entry at a time
+    sources = iter_sources(models)  # lazily: a suite's models are built one entry at a time
     rts = list(runtimes) if runtimes else (["onnxruntime", "litert"] if device.in_process else [])
     results: list[ModelRun] = []
     with session, session.pinned(device, protocol.cpus):
@@ -584,20 +399,3 @@ def profile_models(models: Sequence[Any], device=None, runtimes: Sequence[str] |
                 on_model(runs)
         session.compact()
     return results
-
-
-def _sources(models: Sequence[Any]):
-    """Yield ModelSources (or zero-argument callables building one: suites build lazily)."""
-    from .variants import expand_entry
-
-    for m in models:
-        if isinstance(m, ModelSource):
-            yield m
-        elif isinstance(m, dict):
-            if "path" in m:
-                yield resolve_model(str(m["path"]))
-                continue
-            for name, proto in expand_entry(m):
-                yield ModelSource(name, onnx=proto, family=str(m.get("family", "")))
-        else:
-            yield resolve_model(str(m))

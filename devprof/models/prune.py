@@ -25,6 +25,8 @@ from ..errors import UsageError
 from ..measure import Protocol
 from ..records import Conditions, KernelSpec, Measurement, Sparsity, record_key
 from ..runtimes.base import CHECKED, Outcome
+from .runs import LayerRow, ModelRun
+from .sources import iter_sources
 from .walk import walk
 
 PRUNABLE = ("conv2d", "pwconv", "fc")
@@ -81,7 +83,6 @@ def profile_pruned(models: Sequence[Any], device, threads: int, session, protoco
     (not yet entered): every layer built, checked against the numpy reference and timed by the
     harness; the session records them with their conditions and applies the --resume rule."""
     from ..runtimes import get_runtime
-    from .profile import LayerRow, ModelRun, _sources
 
     sp = parse_prune(prune)
     rt = get_runtime("devprof-c")
@@ -95,7 +96,7 @@ def profile_pruned(models: Sequence[Any], device, threads: int, session, protoco
     results: list = []
     first = True
     with session, session.pinned(device, protocol.cpus):
-        for src in _sources(models):
+        for src in iter_sources(models):
             if src.onnx is None:
                 raise UsageError(f"--prune needs an ONNX model or a built-in family ({src.name} is .tflite)")
             ml = walk(src.onnx, fusion="litert", name=src.name)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..records import KernelSpec
-from .walk import Layer, ModelLayers
+from .layers import Layer, ModelLayers
 
 _ACT = {0: "none", 1: "relu", 3: "relu6"}
 _VIEWS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}

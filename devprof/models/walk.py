@@ -27,12 +27,12 @@ What a convolution absorbs depends on the runtime (`fusion`):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import UsageError
 from ..records import KernelSpec
+from .layers import Layer, ModelLayers
 
 #: ONNX ops that only relabel memory: folded into the layer that produced their input.
 VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
@@ -46,57 +46,6 @@ CONV_ACTS = {
     "onnxruntime": {"relu", "relu6", "hswish", "hsigmoid", "sigmoid", "leakyrelu"},
     "litert": {"relu", "relu6"},
 }
-
-
-@dataclass
-class Layer:
-    """One layer of a model: its spec, the graph nodes folded into it, and where it sits."""
-
-    index: int
-    name: str  # the name of the node that carries the computation (the conv, the pool...)
-    spec: KernelSpec
-    nodes: list[str] = field(default_factory=list)  # every original node folded into the layer
-    ops: list[str] = field(default_factory=list)  # their op types, same order
-    output: str = ""  # tensor the layer produces (after its fused ops)
-
-    @property
-    def known(self) -> bool:
-        return self.spec.op != "other"
-
-    def shape_str(self) -> str:
-        s = self.spec
-        if s.op in ("fc",):
-            return f"{s.cin}->{s.cout}"
-        core = f"{s.h}x{s.w}x{s.cin}"
-        if s.op in ("conv2d", "dwconv2d", "pwconv") or (s.op == "other" and s.kh > 1):
-            return f"{core} k{s.kh} s{s.stride} ->{s.out_h}x{s.out_w}x{s.cout}"
-        return core if s.cout == s.cin else f"{core}->{s.cout}"
-
-
-@dataclass
-class ModelLayers:
-    """The walk's result: the layers in execution order plus what identifies the model."""
-
-    name: str
-    layers: list[Layer]
-    source: str  # "onnx" | "tflite"
-    fusion: str
-    input_shape: tuple = ()
-
-    @property
-    def specs(self) -> list[KernelSpec]:
-        return [l.spec for l in self.layers]
-
-    @property
-    def unknown(self) -> list[Layer]:
-        return [l for l in self.layers if not l.known]
-
-    def by_node(self) -> dict[str, int]:
-        """Original node name -> layer index (how runtime profiles are mapped back)."""
-        return {n: l.index for l in self.layers for n in l.nodes}
-
-    def __len__(self) -> int:
-        return len(self.layers)
 
 
 # ---- loading -------------------------------------------------------------------------------------
