@@ -176,3 +176,16 @@ def test_phone_model_output_fails_only_with_a_tool_output_error(parts):
             parse()
         except ToolOutputError as e:
             assert "\n" not in str(e)
+
+
+def test_a_failing_tool_is_a_failed_run_and_nothing_is_saved(phone, tmp_path, monkeypatch):
+    from devprof.devices import resolve_device
+    from devprof.models.profile import profile_model
+
+    monkeypatch.setenv("DEVPROF_BENCHMARK_MODEL", "/bin/false")  # a real binary that exits 1 at once
+    monkeypatch.setenv("DEVPROF_CONFIG", str(tmp_path / "none.toml"))
+    out = tmp_path / "ds"
+    [run] = profile_model(_src(), resolve_device("S20"), ["litert"], out=out, protocol=PROTO)
+    assert run.error.startswith("benchmark_model exited 1") and not run.records
+    ds = Dataset(out)
+    assert not len(ds.read()) and "benchmark_model exited 1" in (out / "failures.jsonl").read_text()

@@ -380,12 +380,11 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
         out.append(run)
         t0 = time.time()
         try:
-            # 1. walk and check on this host
+            # 1. walk (what the run is keyed by), then check on this host
             if tool.ext == ".onnx":
                 ml = walk(src.onnx, fusion="onnxruntime", name=src.name)
                 named = named_nodes(src.onnx)  # the profiler names kernels after nodes
                 data = named.SerializeToString()
-                check(_host_ort(src), "ONNX Runtime")
             else:
                 data = src.tflite
                 if data is None:
@@ -393,19 +392,21 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
 
                     data = onnx_to_tflite(src.onnx)
                 ml = walk(data, name=src.name)
-                if src.onnx is not None:  # the .tflite devprof converted must compute the ONNX graph's answer
-                    it = _litert_interpreter(data, 1, tool.xnnpack)
-                    inp = it.get_input_details()[0]
-                    _, x = _input(src.onnx)
-                    it.set_tensor(inp["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1) if x.ndim == 4 else x,
-                                                                     dtype=np.float32))
-                    it.invoke()
-                    z = it.get_tensor(it.get_output_details()[0]["index"])
-                    check(z.transpose(0, 3, 1, 2) if z.ndim == 4 else z, "LiteRT")
             spec = model_spec(src, ml)
             if prof.already(spec, rt, src.name):  # refused without --resume
                 run.skipped = True
                 continue
+            if tool.ext == ".onnx":
+                check(_host_ort(src), "ONNX Runtime")
+            elif src.onnx is not None:  # the .tflite devprof converted must compute the ONNX graph's answer
+                it = _litert_interpreter(data, 1, tool.xnnpack)
+                inp = it.get_input_details()[0]
+                _, x = _input(src.onnx)
+                it.set_tensor(inp["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1) if x.ndim == 4 else x,
+                                                                 dtype=np.float32))
+                it.invoke()
+                z = it.get_tensor(it.get_output_details()[0]["index"])
+                check(z.transpose(0, 3, 1, 2) if z.ndim == 4 else z, "LiteRT")
             checked = CHECKED if src.onnx is not None else ""  # a .tflite-only model: no graph to evaluate
             prof._cool()
             # 2. push tool and model once, together; 3. one shell call for every round
