@@ -1,6 +1,6 @@
 # devprof quick start (Debian/Ubuntu, Python >= 3.10):
 #   make demo   set up .venv, profile the smoke suite on this machine, show it, write the HTML report
-#   make test   set up .venv with test extras and run the test suite
+#   make test   set up .venv with test extras and run the test suite (one worker per core)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -27,7 +27,7 @@ demo: $(VENV)/.installed
 	$(BIN)/devprof report $(DATA) -o report.html
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 clean:
 	rm -rf $(VENV) $(DATA) report.html .pytest_cache
