@@ -34,7 +34,20 @@ typedef struct {
     uint32_t seed;         /* input generator seed (dp_input_value) */
     int32_t narrays;       /* arrays in the data file, reference samples included */
     dp_run_fn run;
+    /* A whole-model program (devprof/models/program.py) times each of its layers inside every
+     * call: it adds each layer's microseconds to layer_us[i]; the harness zeroes them before a
+     * round and reports the round's per-call means. Plain kernels leave these 0 / NULL. */
+    int32_t nlayers;
+    double *layer_us;
 } dp_kernel;
+
+/* The clock layer timers use (the harness's own, so both agree). */
+#include <time.h>
+static inline double dp_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
 
 /* Deterministic input values shared with Python (devprof.sparse.weights.input_values):
  * a counter-based hash, so element i needs no sequential state; values in [-1, 1). */

@@ -150,6 +150,7 @@ typedef struct {
     int64_t checked;
     long warmups, number, per_round, rounds, taken;
     double *samples; /* one per round: the round's fastest sample (µs per call) */
+    double *layers;  /* programs: rounds x nlayers per-call mean layer times */
     int ready;
 } slot;
 
@@ -160,6 +161,7 @@ static void free_slot(slot *s) {
     free(s->y);
     free(s->ws);
     free(s->samples);
+    free(s->layers);
     memset(s, 0, sizeof *s);
 }
 
@@ -241,6 +243,10 @@ static int prepare(slot *s, const dp_kernel *k, const options *o) {
     }
     s->samples = malloc(sizeof(double) * (size_t)rounds);
     if (!s->samples) { print_error(k, "error", "out of memory"); return 0; }
+    if (k->nlayers > 0 && k->layer_us) {
+        s->layers = calloc((size_t)rounds * (size_t)k->nlayers, sizeof(double));
+        if (!s->layers) { print_error(k, "error", "out of memory"); return 0; }
+    }
     s->warmups = warmups; s->number = number; s->per_round = per_round; s->rounds = rounds;
     s->ready = 1;
     return 1;
@@ -252,6 +258,7 @@ static void time_round(slot *s, const options *o) {
     k->run(s->x, s->y, s->ws, s->arr);
     double best = INFINITY, spent = 0.0;
     long taken = 0;
+    if (s->layers) memset(k->layer_us, 0, sizeof(double) * (size_t)k->nlayers);
     for (;;) {
         double t = now_us();
         for (long r = 0; r < s->number; r++) k->run(s->x, s->y, s->ws, s->arr);
@@ -261,6 +268,10 @@ static void time_round(slot *s, const options *o) {
         taken++;
         if (taken >= s->per_round && spent >= (double)o->round_us) break;
         if (taken >= s->per_round && spent * (double)s->rounds >= (double)o->max_time_us) break;
+    }
+    if (s->layers) {
+        double calls = (double)taken * (double)s->number;
+        for (int i = 0; i < k->nlayers; i++) s->layers[(size_t)s->taken * (size_t)k->nlayers + (size_t)i] = k->layer_us[i] / calls;
     }
     s->samples[s->taken++] = best;
 }
@@ -273,7 +284,17 @@ static void report(const slot *s) {
            DP_HARNESS_VERSION, k->name, k->spec_id, k->variant, s->warmups, s->number, s->checksum, s->max_abs,
            s->max_rel, (long)s->checked);
     for (long i = 0; i < s->taken; i++) printf("%s%.4f", i ? "," : "", s->samples[i]);
-    printf("]}\n");
+    printf("]");
+    if (s->layers) { /* per layer: its per-call mean in each round */
+        printf(",\"layers_us\":[");
+        for (int l = 0; l < k->nlayers; l++) {
+            printf("%s[", l ? "," : "");
+            for (long i = 0; i < s->taken; i++) printf("%s%.4f", i ? "," : "", s->layers[(size_t)i * (size_t)k->nlayers + (size_t)l]);
+            printf("]");
+        }
+        printf("]");
+    }
+    printf("}\n");
     fflush(stdout);
 }
 

@@ -204,6 +204,12 @@ def kernel_tile(table: SpecTable | np.ndarray, vector_floats: int = VECTOR_FLOAT
         best_t = np.where(better, k * vl, best_t)
     t = np.minimum(best_t, np.ceil(q / vl) * vl)
     gemv = fc & (c("n") <= 1.0)  # fc on one row: a matrix-vector kernel, one position
+    # plain depthwise convs have their own kernel (devprof.sparse.depthwise): VL output columns
+    # at a time along each output row, a scalar tail
+    dw = ((c("op") == OP_CODE["dwconv2d"]) & (c("groups") == c("cin")) & (c("cout") == c("cin"))
+          & (c("dilation") <= 1.0) & (scheme == SCHEME_CODE["dense"]))
+    q = np.where(dw, np.maximum(c("out_w"), 1.0), q)
+    t = np.where(dw, vl, t)
     return np.where(gemv, 1.0, t), q
 
 

@@ -30,11 +30,18 @@ def test_pruned_model_layers_dense_and_sparse(tmp_path):
         pytest.skip(f"devprof-c not available here: {why}")
     runs = profile_model("espcn@8x12", out=tmp_path / "ds", protocol=Protocol.quick().with_cpus("0"),
                          prune="unstructured:0.75")
-    dense, sparse = runs
+    dense, sparse, pdense, psparse = runs  # layers alone, then the model as one program each
     assert not dense.error and not sparse.error, (dense.error, sparse.error)
     assert dense.e2e and sparse.e2e
+    assert not pdense.error and not psparse.error, (pdense.error, psparse.error)
+    assert psparse.name == sparse.name + "|program" and len(psparse.rows) == 4  # 3 convs + depth-to-space
     df = Dataset(tmp_path / "ds").read()
     assert set(df.runtime) == {"devprof-c"}
+    prog = df[(df.kind == "model") & (df.model_name == psparse.name)]
+    assert len(prog) == 1 and '"composed":"program"' in prog.iloc[0]["attrs"]
+    assert prog.iloc[0]["checked"] == "onnxruntime on the same pruned weights"
+    inmodel = df[(df.kind == "layer") & (df.model_name == psparse.name)]
+    assert len(inmodel) == 4 and all('"in_model":1' in a for a in inmodel.attrs)
     layers = df[(df.kind == "layer") & (df.model_name == sparse.name)]
     assert len(layers) == 3 and set(layers.scheme) == {"unstructured"}
     assert set(df[(df.kind == "layer") & (df.model_name == dense.name)].scheme) == {"dense"}
@@ -44,5 +51,8 @@ def test_pruned_model_layers_dense_and_sparse(tmp_path):
     # conditions it was timed under (pinned to CPU 0), as kernels of a suite do
     from support.conditions import assert_full_conditions
 
+    from devprof.runtimes.harness import PROGRAM_CHECKED
+
     for _, row in df.iterrows():
-        assert_full_conditions(row, cpus="0")
+        prog_row = str(row["model_name"]).endswith("|program")
+        assert_full_conditions(row, cpus="0", **({"checked": PROGRAM_CHECKED} if prog_row else {}))

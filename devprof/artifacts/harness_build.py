@@ -128,10 +128,12 @@ def _compile(tc: Toolchain, src: Path, obj: Path) -> None:
 def _registry_source(kernels: Sequence) -> str:
     lines = ['#include "dp_harness.h"']
     lines += [f"void {k.symbol}(const float *x, float *y, float *ws, const dp_array *a);" for k in kernels]
+    lines += [f"extern double {k.layer_symbol}[];" for k in kernels if getattr(k, "nlayers", 0)]
     lines.append("const dp_kernel dp_kernels[] = {")
     for k in kernels:
+        timers = f", {k.nlayers}, {k.layer_symbol}" if getattr(k, "nlayers", 0) else ""
         lines.append(f'    {{"{k.name}", "{k.spec.id}", "{k.variant}", {k.in_elems}LL, {k.out_elems}LL, '
-                     f'{k.ws_floats}LL, {k.seed}U, {len(k.arrays)}, {k.symbol}}},')
+                     f'{k.ws_floats}LL, {k.seed}U, {len(k.arrays)}, {k.symbol}{timers}}},')
     lines += ["};", f"const int dp_nkernels = {len(kernels)};", ""]
     return "\n".join(lines)
 
@@ -152,6 +154,7 @@ def build_batch(kernels: Sequence, toolchain: Toolchain, cache_dir: Path | None 
     for s in HARNESS_SOURCES:
         units.append((Path(s).stem, (HARNESS_DIR / s).read_text()))
     units += [(k.name, k.source) for k in kernels]
+    units += [u for k in kernels for u in getattr(k, "units", ())]  # a program's layer kernels
     units.append(("registry", _registry_source(kernels)))
     todo, objs = [], []
     for stem, source in units:

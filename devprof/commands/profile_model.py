@@ -31,8 +31,11 @@ def profile_models_command(device, models: Sequence[Any], *, runtimes: Sequence[
         done.extend(runs)
         if json_out:
             return
-        if prune and single and len(runs) == 2 and runs[0].rows and runs[1].rows:
+        if prune and single and len(runs) >= 2 and runs[0].rows and runs[1].rows:
             speedup_table(runs[0], runs[1], console)
+            progs = [r for r in runs[2:] if r.rows and not r.error]
+            if progs:
+                program_table(runs[0], runs[1], progs, console)
         for r in runs:
             if single and r.rows and not r.error and not prune:
                 layer_table(r, console)
@@ -89,6 +92,9 @@ def summary_line(runs: list) -> str:
             parts.append(f"{r.runtime}: already in dataset")
         elif r.error:
             parts.append(f"{r.runtime}: FAILED ({r.error[:120]})")
+        elif r.e2e and r.runtime == "devprof-c" and r.name.endswith("|program"):  # the model as one program
+            parts.append(f"devprof-c {r.name.split('|')[-2]} program: end to end {r.e2e.median_us / 1000:,.2f} ms "
+                         f"(Σ in-model layers {r.layer_sum_us / 1000:,.2f} ms)")
         elif r.e2e and r.runtime == "devprof-c":  # a pruned model's composed layer chain
             s = (f"{r.runtime} {r.name.split('|')[-1]}: layer chain {r.e2e.median_us / 1000:,.2f} ms over "
                  f"{sum(x.measurement is not None for x in r.rows)} layers")
@@ -121,4 +127,30 @@ def speedup_table(dense, sparse, console) -> None:
                      f"devprof-c runs): dense {dense.e2e.median_us / 1000:,.2f} ms, pruned "
                      f"{sparse.e2e.median_us / 1000:,.2f} ms, {dense.e2e.median_us / sparse.e2e.median_us:.2f}x; "
                      "* = pruned layer")
+    console.print(t)
+
+
+def program_table(dense, sparse, progs: list, console) -> None:
+    """Per layer, the pruned model as one generated program: its time inside the program next to
+    the same kernel timed alone (what isolated tables miss), and which layers still dominate."""
+    prog = progs[-1]
+    iso = {r.layer.index: r.measurement for r in sparse.rows if r.measurement is not None}
+    total = prog.layer_sum_us or 1.0
+    t = Table(title=f"{prog.name}: the model as one generated program (devprof-c, 1 thread), layers timed inside it")
+    for c, j in (("#", "right"), ("layer", "left"), ("op", "left"), ("in model µs", "right"), ("share", "right"),
+                 ("alone µs", "right")):
+        t.add_column(c, justify=j)
+    for r in sorted(prog.rows, key=lambda r: -r.measurement.median_us)[:15]:
+        s = r.layer.spec
+        a = iso.get(r.layer.index)
+        t.add_row(str(r.layer.index), r.layer.name, s.op + ("*" if s.sparsity.scheme != "dense" else ""),
+                  f"{r.measurement.median_us:,.1f}", f"{r.measurement.median_us / total:.1%}",
+                  f"{a.median_us:,.1f}" if a else "-")
+    alone = sum(m.median_us for m in iso.values())
+    cap = [f"end to end {prog.e2e.median_us / 1000:,.2f} ms; Σ in-model layers {total / 1000:,.2f} ms; "
+           f"Σ the same kernels alone {alone / 1000:,.2f} ms"]
+    if len(progs) == 2 and progs[0].e2e:
+        cap.append(f"dense program {progs[0].e2e.median_us / 1000:,.2f} ms: pruned "
+                   f"{progs[0].e2e.median_us / prog.e2e.median_us:.2f}x faster")
+    t.caption = "; ".join(cap) + " (15 slowest layers; * = pruned)"
     console.print(t)

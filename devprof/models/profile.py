@@ -390,7 +390,15 @@ def profile_models(models: Sequence[Any], device=None, runtimes: Sequence[str] |
     if prune:
         from .prune import profile_pruned
 
-        return profile_pruned(models, device, threads, session, protocol, prune, on_model)
+        pruned = profile_pruned(models, device, threads, session, protocol, prune, on_model)
+        others = [r for r in (runtimes or []) if r != "devprof-c"]
+        if not others:
+            return pruned
+        # the dense model on the other runtimes named, for the comparison the search wants (into
+        # the dataset the pruned run just wrote: hence resume)
+        return pruned + profile_models(models, device, others, threads, out, True, protocol, suite, "", on_model,
+                                       cooldown_s=cooldown_s, max_temp_c=max_temp_c,
+                                       cooldown_timeout_s=cooldown_timeout_s, on_note=on_note)
     if threads < 1:
         raise UsageError("--threads must be >= 1")
     sources = iter_sources(models)  # lazily: a suite's models are built one entry at a time

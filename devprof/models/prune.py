@@ -100,7 +100,7 @@ def profile_pruned(models: Sequence[Any], device, threads: int, session, protoco
             if src.onnx is None:
                 raise UsageError(f"--prune needs an ONNX model or a built-in family ({src.name} is .tflite)")
             ml = walk(src.onnx, fusion="litert", name=src.name)
-            runs = []
+            runs, programs = [], []  # isolated layers (dense, pruned), then the same as one program each
             for label, variant in (("dense", None), (sp.label(), sp)):
                 name = f"{src.name}|{label}"
                 specs: dict[int, KernelSpec] = {}
@@ -157,6 +157,9 @@ def profile_pruned(models: Sequence[Any], device, threads: int, session, protoco
                     session.save(recs)
                     run.records = recs
                 run.unmapped = [f"layer {i} ({ml.layers[i].spec.op}) not run by devprof-c" for i in uncovered]
+                programs.append(_program_run(src, ml, variant or Sparsity(), label, device, rt, info, dinfo, session,
+                                             protocol))
+            runs += programs
             results.extend(runs)
             if on_model:
                 on_model(runs)
@@ -171,3 +174,52 @@ def _span(outcomes: Sequence[Outcome]) -> Conditions:
     return Conditions(a.cpus, a.governor or b.governor, a.freq_before_khz, b.freq_after_khz, a.temp_before_c,
                       b.temp_after_c, any(o.conditions.throttled for o in outcomes),
                       any(o.conditions.cooldown_timed_out for o in outcomes))
+
+
+PROGRAM_SUFFIX = "program"
+
+
+def _program_run(src, ml, sp: Sparsity, label: str, device, rt, info, dinfo, session, protocol: Protocol):
+    """The model as one generated program (devprof.models.program), timed end to end with its
+    layers timed inside the same calls: a ModelRun named ``<model>|<label>|program`` with a model
+    record (attrs ``composed="program"``) and one ``in_model`` layer record per layer; None with a
+    note on the run when the program cannot run the model."""
+    from ..runtimes.harness import measure_program
+    from .layers import Layer
+
+    name = f"{src.name}|{label}|{PROGRAM_SUFFIX}"
+    run = ModelRun(name, "devprof-c", uuid.uuid4().hex[:16], src.content_hash)
+    mspec = KernelSpec(op="model", bias=False, attrs={"model": src.name, "hash": src.content_hash, "prune": label,
+                                                       "composed": "program", "layers": len(ml.layers),
+                                                       "fusion": ml.fusion})
+    if session.skip(record_key("model", mspec.id, dinfo.id, info.key, name), f"{name} on devprof-c"):
+        run.skipped = True
+        return run
+    session.cool(device)
+    try:
+        o, layers, prog = measure_program(rt, device, src.onnx, sp, protocol, name="prog_" + src.content_hash[:12])
+    except UsageError as e:
+        run.error = f"no generated program: {e}"
+        return run
+    if not o.ok:
+        run.error = o.error
+        session.fail({"runtime": info.key, "device_id": dinfo.id, "model": name, "spec_key": "program",
+                      "error": o.error})
+        return run
+    recs = []
+    for step, lm in zip(prog.steps, layers):
+        layer = ml.layers[step.index]
+        lspec = step.spec.replace(attrs={**dict(step.spec.attrs), "in_model": 1})
+        run.rows.append(LayerRow(Layer(layer.index, layer.name, step.spec, layer.nodes, layer.ops, layer.output), lm))
+        recs.append(session.record(lspec, dinfo, info, lm, "layer", conditions=o.conditions, started_at=o.started_at,
+                                   finished_at=o.finished_at, checked=o.checked, harness_version=o.harness_version,
+                                   cooldown_timed_out=session.cooldown_timed_out, model_run_id=run.run_id,
+                                   model_name=name, layer_index=layer.index, layer_name=layer.name))
+    run.e2e = o.measurement
+    recs.append(session.record(mspec, dinfo, info, o.measurement, "model", conditions=o.conditions,
+                               started_at=o.started_at, finished_at=o.finished_at, checked=o.checked,
+                               harness_version=o.harness_version, cooldown_timed_out=session.cooldown_timed_out,
+                               model_run_id=run.run_id, model_name=name))
+    session.save(recs)
+    run.records = recs
+    return run

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..devices.base import Device
 
 HARNESS_VERSION = "devprof-harness/1.1"
-CODEGEN_VERSION = "1"
+CODEGEN_VERSION = "2"  # 2: fc panels, direct depthwise kernel, whole-model programs
 MAX_LINE = 1 << 20  # longer lines are refused unread
 MAX_SAMPLES = 100_000
 
@@ -43,6 +43,7 @@ class HarnessLine:
     number: int = 1
     checksum: float = float("nan")
     max_abs_err: float = float("nan")
+    layers_us: tuple[tuple[float, ...], ...] = ()  # programs: per layer, its per-call mean per round
 
 
 @dataclass
@@ -99,7 +100,15 @@ def parse_line(line: str) -> HarnessLine | str | None:
         samples = tuple(_num(x) for x in raw)
         if not all(math.isfinite(x) and x >= 0 for x in samples):
             return None
-        return HarnessLine(**common, samples_us=samples, warmups=_int(d.get("warmups", 0), 0),
+        layers: tuple[tuple[float, ...], ...] = ()
+        if "layers_us" in d:
+            rawl = d["layers_us"]
+            if not isinstance(rawl, list) or len(rawl) > MAX_SAMPLES:
+                return None
+            layers = tuple(tuple(_num(x) for x in row) for row in rawl)
+            if any(len(row) != len(samples) or not all(math.isfinite(x) and x >= 0 for x in row) for row in layers):
+                return None
+        return HarnessLine(**common, samples_us=samples, layers_us=layers, warmups=_int(d.get("warmups", 0), 0),
                            number=_int(d.get("number", 1), 1), checksum=_num(d.get("checksum", float("nan"))),
                            max_abs_err=_num(d.get("max_abs_err", float("nan"))))
     except (KeyError, ValueError, TypeError, OverflowError):
@@ -259,3 +268,52 @@ class DevprofC(Runtime):
                                   started_at=started, finished_at=finished, checked=CHECKED)
         if lost is not None:
             raise lost
+
+
+#: A whole-model program is checked against ONNX Runtime on the same weights: tens of layers of
+#: float32 accumulated in a different order drift further than one kernel does.
+PROGRAM_RTOL = 1e-3
+PROGRAM_CHECKED = "onnxruntime on the same pruned weights"
+
+
+def measure_program(runtime: DevprofC, device: "Device", model, sparsity, protocol: Protocol,
+                    name: str = "prog") -> tuple[Outcome, list[Measurement], object]:
+    """Plan `model` as one generated program (devprof.models.program), check it against ONNX
+    Runtime and time it on `device` with the harness: (end-to-end outcome, per-layer in-model
+    measurements in program order, the Program). Raises UsageError when the model has a layer the
+    program cannot run."""
+    from ..artifacts.harness_build import build_batch, vector_shape
+    from ..models.program import plan
+    from .conditions import conditions_around, conditions_from
+
+    tc = runtime.toolchain(device)
+    vl, regs = vector_shape(tc)
+    prog = plan(model, sparsity, name=name, vector_floats=vl, vector_regs=regs)
+    spec = KernelSpec(op="model", bias=False, attrs={"program": prog.model})
+    started = time.time()
+    try:
+        batch = build_batch([prog], tc)
+        remote = device.stage(batch.files)
+    except DevprofError as e:
+        return Outcome(spec, error=str(e), started_at=started, finished_at=time.time()), [], prog
+    argv = [f"{remote}/devprof-harness", *protocol.harness_args(), f"--rtol={PROGRAM_RTOL}"]
+    timeout = 60.0 + 2 * protocol.max_time_s + 40 * protocol.warmup_s
+    if device.kind == "local":
+        with conditions_around(device, protocol.cpus) as cond:
+            res = device.execute(argv, remote, timeout, cpus=protocol.cpus)
+        conditions = cond.result
+    else:
+        res = device.execute(argv, remote, timeout, cpus=protocol.cpus)
+        before, after = getattr(res, "state_before", None), getattr(res, "state_after", None)
+        conditions = conditions_from(before, after, protocol.cpus) if before and after else Conditions(cpus=protocol.cpus)
+    finished = time.time()
+    line = parse_harness_output(res.stdout).lines.get(prog.name)
+    if line is None or line.status != "ok":
+        why = (f"{line.status}: {line.error}" if line is not None else
+               ("timed out" if res.timed_out else f"the harness exited with {res.returncode}"))
+        return Outcome(spec, error=f"devprof-c program: {why}", conditions=conditions, started_at=started,
+                       finished_at=finished), [], prog
+    m = Measurement(line.samples_us, warmups=line.warmups, number=line.number)
+    layers = [Measurement(row, warmups=line.warmups, number=line.number) for row in line.layers_us]
+    return (Outcome(spec, m, conditions=conditions, harness_version=line.harness, started_at=started,
+                    finished_at=finished, checked=PROGRAM_CHECKED), layers, prog)

@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from ..records import KernelSpec
+from . import depthwise
 from .pruning import PruneResult, block_param, prune
 from .reference import reference_samples
 from .weights import dense_weights, input_seed, input_tensor
@@ -62,7 +63,7 @@ def unsupported(spec: KernelSpec) -> str | None:
 class Geometry:
     """How the implicit GEMM walks one layer (all numbers become C constants)."""
 
-    mode: str  # "conv" | "fc" | "gemv"
+    mode: str  # "conv" | "fc" | "gemv" | "depthwise" (its own kernel: sparse/depthwise.py)
     t: int  # output positions per tile (NV * VL, or 1 for gemv)
     nv: int
     q: int  # positions per image (conv: oh * wph, junk columns included; fc: n)
@@ -585,7 +586,14 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, vector_floats: int = 
     wm2 = wm.reshape(spec.cout, -1)
     name = name or f"k{spec.id}_{variant}"
     symbol = f"dpk_{name}"
-    if variant == "sparse" and spec.sparsity.scheme == "pattern":
+    ws_floats = None
+    if depthwise.applies(spec):
+        src = depthwise.source(spec, symbol, vector_floats, _VACT[spec.activation], _act_expr(spec.activation, "v"))
+        arrays = [np.ascontiguousarray(wm.reshape(spec.cout, -1), np.float32)]
+        ws_floats = depthwise.geometry(spec, vector_floats)[2]
+        geo = Geometry("depthwise", vector_floats, 1, spec.out_w, -(-spec.out_w // vector_floats) * vector_floats)
+        stats = {"fma_per_position": spec.kh * spec.kw, "format": "depthwise"}
+    elif variant == "sparse" and spec.sparsity.scheme == "pattern":
         src, arrays, geo, stats = _gen_pattern(spec, wm, pr, vector_floats, vector_regs, symbol)
     else:
         src, arrays, geo, stats = _gen_groups(spec, wm2, pr.mask.reshape(spec.cout, -1), variant,
@@ -598,7 +606,7 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, vector_floats: int = 
         idx, ref = reference_samples(spec, input_tensor(spec), wm, b)
     else:
         idx, ref = np.zeros(0, np.int32), np.zeros(0, np.float32)
-    ws = geo.xc_size + spec.cout * geo.t
+    ws = ws_floats if ws_floats is not None else geo.xc_size + spec.cout * geo.t
     return GeneratedKernel(name=name, spec=spec, variant=variant, source=header + "\n" + src + "\n",
                            arrays=[idx, ref, *arrays], in_elems=spec.input_elems if spec.op != "fc" else spec.n * spec.cin,
                            out_elems=spec.output_elems, ws_floats=ws, seed=input_seed(spec), stats=stats)

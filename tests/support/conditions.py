@@ -7,12 +7,13 @@ from devprof.devices import resolve_device
 from devprof.runtimes.base import CHECKED
 
 
-def assert_full_conditions(row, cpus: str = "") -> None:
-    """`row` (a dataset row) went through the numpy check and holds the conditions this host can
-    report: the pinned CPUs, the governor, frequencies and temperature where readable here."""
+def assert_full_conditions(row, cpus: str = "", checked: str = CHECKED) -> None:
+    """`row` (a dataset row) went through the check (`checked`: the numpy reference, or ONNX
+    Runtime for a whole-model program) and holds the conditions this host can report: the pinned
+    CPUs, the governor, frequencies and temperature where readable here."""
     st = resolve_device("local").state(cpus)
     key = row["spec_key"]
-    assert row["checked"] == CHECKED, (key, row["checked"])
+    assert row["checked"] == checked, (key, row["checked"])
     assert row["cpus"] == cpus, (key, row["cpus"])
     assert row["governor"] == st.governor, key
     if st.freq_khz > 0:

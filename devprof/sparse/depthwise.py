@@ -1,0 +1,82 @@
+"""Depthwise convolutions as a direct kernel: one channel at a time, vectors along output columns.
+
+The implicit-GEMM loop of `codegen` treats a depthwise conv as C one-row groups of K*K columns,
+walked tile by tile across *all* channels: every tile touches every channel's plane, so nothing
+stays in cache and each output goes through the tile buffer. Depthwise layers dominate a pruned
+MobileNet (they stay dense), so they get their own loop: the channel's input is copied once into
+zero-bordered, stride-phase-split planes that fit in L1/L2 (so padding and stride cost no branch),
+then each output row is computed VL columns at a time from K*K contiguous (unaligned) loads with
+the weights held in registers, bias and activation applied, and stored straight into the NCHW
+output.
+"""
+from __future__ import annotations
+
+from ..records import KernelSpec
+
+
+def applies(spec: KernelSpec) -> bool:
+    """A plain depthwise conv: one input channel per output channel, no dilation, dense."""
+    return (spec.op == "dwconv2d" and spec.groups == spec.cin == spec.cout and spec.dilation == 1
+            and spec.sparsity.scheme == "dense")
+
+
+def geometry(spec: KernelSpec, vl: int) -> tuple[int, int, int]:
+    """(padded rows, floats per phase row, workspace floats)."""
+    s, p = spec.stride, spec.padding
+    hp = spec.h + 2 * p
+    pw = -(-(spec.w + 2 * p) // s) + vl
+    return hp, pw, s * hp * pw
+
+
+def source(spec: KernelSpec, symbol: str, vl: int, act_vec: str, act_scalar: str) -> str:
+    """C source of the kernel; arrays a[2] = weights (C x K*K), a[3] = bias (C)."""
+    s, p, k = spec.stride, spec.padding, spec.kh
+    h, w, c, oh, ow = spec.h, spec.w, spec.cin, spec.out_h, spec.out_w
+    hp, pw, _ = geometry(spec, vl)
+    fill = []
+    for ph in range(s):  # padded column s*j + ph holds input column s*j + ph - p
+        j0 = max(0, -(-(p - ph) // s))
+        j1 = (w - 1 + p - ph) // s + 1
+        if j1 > j0:
+            fill.append(f"            {{ float *d = ws + ((size_t){ph * hp} + r + {p}) * {pw};\n"
+                        f"              for (int j = {j0}; j < {j1}; j++) d[j] = srow[{s} * j + {ph - p}]; }}")
+    taps_v, taps_s = [], []
+    for ky in range(k):
+        for kx in range(k):
+            plane = (kx % s) * hp
+            off = kx // s
+            taps_v.append(f"                acc = dp_fma(acc, w{ky * k + kx}, dp_ld(ws + ((size_t){plane} + oy * {s} + {ky}) * {pw} + ox + {off}));")
+            taps_s.append(f"                v += w{ky * k + kx} * ws[((size_t){plane} + oy * {s} + {ky}) * {pw} + ox + {off}];")
+    wdecl = [f"        const float w{i} = wc[{i}];" for i in range(k * k)]
+    return "\n".join([
+        f"void {symbol}(const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a);",
+        f"void {symbol}(const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a) {{",
+        "    const float *wt = (const float *)a[2].data;",
+        "    const float *bias = (const float *)a[3].data;",
+        f"    for (int n = 0; n < {spec.n}; n++)",
+        f"    for (int c = 0; c < {c}; c++) {{",
+        f"        const float *src = x + ((size_t)n * {c} + c) * {h * w};",
+        f"        float *dst = y + ((size_t)n * {c} + c) * {oh * ow};",
+        f"        for (int r = 0; r < {h}; r++) {{",
+        f"            const float *srow = src + (size_t)r * {w};",
+        *fill,
+        "        }",
+        f"        const float *wc = wt + (size_t)c * {k * k};",
+        *wdecl,
+        "        const float b = bias[c];",
+        f"        for (int oy = 0; oy < {oh}; oy++) {{",
+        "            int ox = 0;",
+        f"            for (; ox + DP_VL <= {ow}; ox += DP_VL) {{",
+        "                dp_v acc = dp_splat(b);",
+        *taps_v,
+        f"                dp_st(dst + (size_t)oy * {ow} + ox, {act_vec.format('acc')});",
+        "            }",
+        f"            for (; ox < {ow}; ox++) {{",
+        "                float v = b;",
+        *taps_s,
+        f"                dst[(size_t)oy * {ow} + ox] = {act_scalar};",
+        "            }",
+        "        }",
+        "    }",
+        "}",
+    ])

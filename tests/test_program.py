@@ -1,0 +1,74 @@
+"""A whole model as one generated program: planned, checked against ONNX Runtime on the same
+(pruned) weights, and timed with its layers timed inside the same calls."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from devprof.errors import UsageError
+from devprof.measure import Protocol
+from devprof.models.builders import build
+from devprof.models.program import plan
+from devprof.models.prune import parse_prune
+
+PROTO = Protocol.quick().with_cpus("0")
+
+
+@pytest.fixture(scope="module")
+def local():
+    from devprof.devices import resolve_device
+    from devprof.runtimes import get_runtime
+
+    dev = resolve_device("local")
+    rt = get_runtime("devprof-c")
+    why = rt.available(dev)
+    if why:
+        pytest.skip(f"devprof-c not available here: {why}")
+    return dev, rt
+
+
+@pytest.mark.parametrize("family,res,prune", [
+    ("mobilenetv2", 32, "bcr:0.9"),  # conv/dw/pw with relu6, residual adds, global pool, fc
+    ("resnet18", 32, "unstructured:0.75"),  # max pool, add+relu
+    ("wdsr", (12, 20), None),  # SR: depth-to-space, a skip branch
+])
+def test_program_matches_onnxruntime_and_times_every_layer(local, family, res, prune):
+    from devprof.runtimes.harness import measure_program
+
+    dev, rt = local
+    o, layers, prog = measure_program(rt, dev, build(family, res=res), parse_prune(prune) if prune else None, PROTO,
+                                      name=f"t_{family}")
+    assert o.ok, o.error
+    assert o.checked == "onnxruntime on the same pruned weights"
+    assert len(layers) == len(prog.steps) and all(m.median_us > 0 for m in layers)
+    # per-layer times come from the same rounds as the end-to-end samples (no timing asserted)
+    assert all(m.repeats == o.measurement.repeats for m in layers)
+    if prune:  # prunable layers run pruned, depthwise ones stay dense
+        schemes = {s.spec.op: s.spec.sparsity.scheme for s in prog.steps}
+        assert schemes.get("pwconv", schemes.get("conv2d")) == prune.split(":")[0]
+        assert schemes.get("dwconv2d", "dense") == "dense"
+    # buffers are reused by liveness: far fewer than layers
+    assert len(prog.buffers) < len(prog.steps) / 2
+
+
+def test_a_wrong_program_is_refused_not_timed(local):
+    from devprof.artifacts.harness_build import build_batch, host_toolchain, vector_shape
+    from devprof.runtimes.harness import PROGRAM_RTOL, parse_harness_output
+    import subprocess
+
+    tc = host_toolchain()
+    vl, regs = vector_shape(tc)
+    prog = plan(build("espcn", res=(8, 12)), None, name="t_wrong", vector_floats=vl, vector_regs=regs)
+    prog.arrays[1] = (prog.arrays[1] + np.float32(1.0)).astype(np.float32)  # the reference says otherwise
+    b = build_batch([prog], tc)
+    p = subprocess.run([str(b.binary), *PROTO.harness_args(), f"--rtol={PROGRAM_RTOL}"], cwd=b.folder,
+                       capture_output=True, text=True, timeout=120)
+    line = parse_harness_output(p.stdout).lines["t_wrong"]
+    assert line.status == "mismatch" and not line.samples_us
+
+
+def test_a_layer_the_program_cannot_run_is_one_line():
+    with pytest.raises(UsageError) as e:
+        plan(build("fsrcnn", res=(8, 12)))  # PReLU activations (and a ConvTranspose tail)
+    msg = str(e.value)
+    assert "prelu" in msg and "onnxruntime, litert" in msg and "\n" not in msg
