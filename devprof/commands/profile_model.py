@@ -54,7 +54,7 @@ def profile_models_command(device, models: Sequence[Any], *, runtimes: Sequence[
         print(json.dumps({"dataset": str(out), "seconds": round(time.monotonic() - t0, 1), "records": saved,
                           "runs": [r.to_dict() for r in done]}, indent=2, default=str))
     else:
-        err.print(f"{len({r.name for r in done})} model(s), {saved} records saved, {len(failed)} run(s) failed; "
+        err.print(f"{len({r.name.split('|')[0] for r in done})} model(s), {saved} records saved, {len(failed)} run(s) failed; "
                   f"dataset: {out} ({time.monotonic() - t0:.0f} s)", highlight=False, markup=False)
     return 5 if failed and not saved else 0
 
