@@ -149,6 +149,20 @@ def test_grouped_depthwise_and_big_shapes(toolchain, cache):
     assert out.lines[kernels[0].name].status == "ok"
 
 
+def test_direct_depthwise_kernel_matches_numpy(toolchain, cache):
+    """Dense depthwise convs run their own kernel (devprof.sparse.depthwise): strides 1-3, kernels
+    3/5/7, padding 0..k//2, odd row and column counts (two-row blocks with a last single row, rows
+    narrower than a vector), every activation."""
+    specs = [KernelSpec("dwconv2d", h=h, w=w, cin=c, cout=c, groups=c, kh=k, kw=k, stride=s, padding=p, activation=a)
+             for h, w, c, k, s, p, a in [(15, 17, 5, 3, 1, 1, "relu6"), (15, 17, 5, 3, 2, 1, "none"),
+                                         (9, 5, 3, 5, 1, 2, "hswish"), (11, 23, 4, 5, 2, 2, "relu"),
+                                         (13, 14, 2, 7, 1, 3, "none"), (10, 10, 3, 3, 3, 0, "relu6"),
+                                         (6, 7, 2, 3, 1, 0, "none")]]
+    kernels, out, dump = run_batch(toolchain, cache, specs, variants=("dense",))
+    assert all(k.stats.get("format") == "depthwise" for k in kernels)
+    check_against_numpy(kernels, out, dump)
+
+
 def test_harness_refuses_wrong_output(toolchain, cache, tmp_path):
     spec = make_spec("conv3x3s1", 8, 8, 4, 8, 1, "bcr", 0.5, {"block": [4, 4]})
     vl, regs = vector_shape(toolchain)

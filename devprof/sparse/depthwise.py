@@ -40,13 +40,23 @@ def source(spec: KernelSpec, symbol: str, vl: int, act_vec: str, act_scalar: str
         if j1 > j0:
             fill.append(f"            {{ float *d = ws + ((size_t){ph * hp} + r + {p}) * {pw};\n"
                         f"              for (int j = {j0}; j < {j1}; j++) d[j] = srow[{s} * j + {ph - p}]; }}")
-    taps_v, taps_s = [], []
+    def row(r: int, kx: int, oy: str) -> str:  # padded input row oy*s + r, column ox*s + kx
+        return f"ws + ((size_t){(kx % s) * hp} + {oy} * {s} + {r}) * {pw} + ox + {kx // s}"
+
+    taps_v, taps_s, pair = [], [], []
     for ky in range(k):
         for kx in range(k):
-            plane = (kx % s) * hp
-            off = kx // s
-            taps_v.append(f"                acc = dp_fma(acc, w{ky * k + kx}, dp_ld(ws + ((size_t){plane} + oy * {s} + {ky}) * {pw} + ox + {off}));")
-            taps_s.append(f"                v += w{ky * k + kx} * ws[((size_t){plane} + oy * {s} + {ky}) * {pw} + ox + {off}];")
+            taps_v.append(f"                acc = dp_fma(acc, w{ky * k + kx}, dp_ld({row(ky, kx, 'oy')}));")
+            taps_s.append(f"                v += w{ky * k + kx} * *({row(ky, kx, 'oy')});")
+    # two output rows at once: each input row vector loaded once serves both (rows oy*s + r)
+    for r in range(k + s):
+        for kx in range(k):
+            uses = [(a, r - a * s) for a in (0, 1) if 0 <= r - a * s < k]
+            if not uses:
+                continue
+            pair.append(f"                {{ const dp_v v = dp_ld({row(r, kx, 'oy')});")
+            pair += [f"                  acc{a} = dp_fma(acc{a}, w{ky * k + kx}, v);" for a, ky in uses]
+            pair.append("                }")
     wdecl = [f"        const float w{i} = wc[{i}];" for i in range(k * k)]
     return "\n".join([
         f"void {symbol}(const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a);",
@@ -64,7 +74,22 @@ def source(spec: KernelSpec, symbol: str, vl: int, act_vec: str, act_scalar: str
         f"        const float *wc = wt + (size_t)c * {k * k};",
         *wdecl,
         "        const float b = bias[c];",
-        f"        for (int oy = 0; oy < {oh}; oy++) {{",
+        "        int oy = 0;",
+        f"        for (; oy + 2 <= {oh}; oy += 2) {{",
+        "            int ox = 0;",
+        f"            for (; ox + DP_VL <= {ow}; ox += DP_VL) {{",
+        "                dp_v acc0 = dp_splat(b), acc1 = acc0;",
+        *pair,
+        f"                dp_st(dst + (size_t)oy * {ow} + ox, {act_vec.format('acc0')});",
+        f"                dp_st(dst + (size_t)(oy + 1) * {ow} + ox, {act_vec.format('acc1')});",
+        "            }",
+        f"            for (; ox < {ow}; ox++) for (int o2 = oy; o2 < oy + 2; o2++) {{",
+        "                float v = b;",
+        *[t.replace("oy *", "o2 *") for t in taps_s],
+        f"                dst[(size_t)o2 * {ow} + ox] = {act_scalar.replace('v', 'v')};",
+        "            }",
+        "        }",
+        f"        for (; oy < {oh}; oy++) {{",
         "            int ox = 0;",
         f"            for (; ox + DP_VL <= {ow}; ox += DP_VL) {{",
         "                dp_v acc = dp_splat(b);",
