@@ -106,3 +106,22 @@ def test_arm64_s20_profiles_smoke_and_a_sparse_suite_through_the_adb_server(make
     infos = {p.abi: p.info() for p in adb.list_phones(adb_server.address)}
     assert infos["arm64-v8a"].emulated and not infos["x86_64"].emulated
     assert infos["arm64-v8a"].id == df["device_id"].iloc[0] != infos["x86_64"].id
+
+
+@needs_cross
+def test_arm64_s20_runs_a_pruned_model_as_one_program(make_phone, adb_server, tmp_path):
+    """The whole pruned model as one generated program, cross-built for arm64, pushed, checked
+    against ONNX Runtime on the same weights and timed on the emulated S20 (records emulated)."""
+    from devprof.store import Dataset
+
+    make_phone("--abi", "arm64-v8a")
+    out = tmp_path / "ds"
+    r = run_cli("profile", "--device", "S20", "--model", "espcn@8x12", "--prune", "bcr:0.9", "-r", "devprof-c",
+                "--quick", "--out", str(out), env=adb_server.env)
+    assert r.returncode == 0, r.stderr
+    df = Dataset(out).read()
+    prog = df[(df.kind == "model") & df.model_name.str.endswith("|program")]
+    assert len(prog) == 2 and prog["emulated"].all()  # dense and pruned programs
+    assert set(prog["checked"]) == {"onnxruntime on the same pruned weights"}
+    assert set(prog["device_model"]) == {"SM-G981N"}
+    assert len(df[(df.kind == "layer") & df.model_name.str.endswith("|program")]) == 8
