@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from ._console import err, note, out
+from ._console import err, note, out, styled
 
 
 def profile_space_command(space_file: Path, device: str, threads: int, out_dir: Path, resume: bool, quick: bool,
@@ -22,8 +22,9 @@ def profile_space_command(space_file: Path, device: str, threads: int, out_dir: 
     dev = resolve_device(device)
     proto = Protocol.quick() if quick else Protocol()
     if not json_out:
-        err.print(f"profiling space [bold]{space.name}[/] on [bold]{dev.name}[/]: {len(space.blocks())} distinct "
-                  f"blocks over {len(space.positions)} positions ({space.size:,} architectures)")
+        err.print(styled("profiling space ", (space.name, "bold"), " on ", (dev.name, "bold"),
+                         f": {len(space.blocks())} distinct blocks over {len(space.positions)} positions "
+                         f"({space.size:,} architectures)"))
     res = profile_space(space, dev, out_dir, threads, proto, resume, table, cooldown_s=cooldown, max_temp_c=max_temp,
                         cooldown_timeout_s=cooldown_timeout, on_note=note)
     if json_out:

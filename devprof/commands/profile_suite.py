@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import UsageError
-from ._console import err, note, out
+from ._console import err, note, out, styled
 
 
 def profile_suite_command(dev, device_name: str, servers: list[str], *, suite: str, runtime: Optional[List[str]],
@@ -75,8 +75,8 @@ def run_kernel_plan(dev, suite_name: str, plan: list[tuple[list, list[str]]], na
     from ..profile import profile as run_profile
 
     show_progress = not json_out and sys.stderr.isatty()
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[current]}"), TimeElapsedColumn(), TextColumn("ETA"),
+    progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[current]}", markup=False), TimeElapsedColumn(), TextColumn("ETA"),
                         TimeRemainingColumn(), console=err, disable=not show_progress, transient=True)
     state = {"task": None}
     rows: list[tuple] = []
@@ -84,10 +84,10 @@ def run_kernel_plan(dev, suite_name: str, plan: list[tuple[list, list[str]]], na
     def on_plan(p) -> None:
         if not json_out:
             rts = list(dict.fromkeys(t.info.name for t in p.tasks)) or names
-            err.print(f"profiling suite [bold]{suite_name}[/] on [bold]{dev.name}[/] with {', '.join(rts)}: "
-                      f"{p.total} kernels to measure"
+            err.print(styled("profiling suite ", (suite_name, "bold"), " on ", (dev.name, "bold"),
+                             f" with {', '.join(rts)}: {p.total} kernels to measure"
                       + (f", {p.already} already in the dataset" if p.already else "")
-                      + (f", {len(p.skipped)} unsupported pairs skipped" if p.skipped else ""))
+                      + (f", {len(p.skipped)} unsupported pairs skipped" if p.skipped else "")))
         state["task"] = progress.add_task("profiling", total=p.total, current="")
 
     def on_outcome(o, rec) -> None:
@@ -97,7 +97,7 @@ def run_kernel_plan(dev, suite_name: str, plan: list[tuple[list, list[str]]], na
             gf = rec.spec.flops / (m.median_us * 1e3) if m.median_us > 0 and rec.spec.flops else float("nan")
             rows.append((rec.spec.op, rec.spec.key, rec.runtime.name, m.median_us, m.iqr_us, gf, m.noisy))
         elif not json_out:
-            progress.console.print(f"[red]refused[/] {o.spec.key} ({o.spec.op}): {o.error}")
+            progress.console.print(styled(("refused", "red"), f" {o.spec.key} ({o.spec.op}): {o.error}"))
 
     with progress:
         summary = None

@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import DevprofError, KernelError, UsageError
+from ..errors import DevprofError, KernelError, UsageError, one_line
 from ..measure import Protocol, measure_callable
 from ..records import KernelSpec, Measurement, Record, RuntimeInfo, record_key
 from ..runtimes.model_check import CHECKED, compare, reference_output
@@ -359,7 +359,7 @@ class ModelProfiler:
             except DevprofError as e:
                 run.error = str(e)
             except Exception as e:  # one model failing on one runtime must not end the suite
-                run.error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+                run.error = f"{type(e).__name__}: {one_line((str(e).splitlines() or [''])[0], 200)}"
             if run.error:
                 self.session.fail({"runtime": rt, "device_id": self.dinfo.id, "model": src.name,
                                    "hash": src.content_hash, "error": run.error})

@@ -24,6 +24,7 @@ from .quantize import quantize_kernel, reference_q
 from .reference import check_output, fp16_tensors, make_tensors, reference
 from ..devices.base import Device
 from ..measure import BLOCK, Protocol
+from ..errors import one_line
 from ..records import KernelSpec, RuntimeInfo
 from .base import Outcome, Runtime, timed_outcomes
 
@@ -145,7 +146,7 @@ class LiteRT(Runtime):
             try:
                 call, kernels[spec.id], bad = self.checked(spec, threads)
             except Exception as e:  # this kernel failed, not the run
-                why = (str(e).splitlines() or [type(e).__name__])[0][:300]
+                why = one_line((str(e).splitlines() or [type(e).__name__])[0], 300)
                 yield Outcome(spec, error=f"{self.name} failed: {why}", started_at=started, finished_at=time.time())
                 continue
             if call is None:
