@@ -19,7 +19,8 @@ from ._console import err, note, out, styled
 def profile_farm_command(names: Sequence[str], servers: Sequence[str], all_matching: bool, *, suite: str,
                     runtime: Sequence[str] | None, threads: int, cores: str, out_dir: Path, resume: bool,
                     quick: bool, cooldown: float, max_temp: float | None, json_out: bool,
-                    model: str | None = None, cooldown_timeout: float = 120.0) -> Device | None:
+                    model: str | None = None, cooldown_timeout: float = 120.0,
+                         oversubscribe: bool = False) -> Device | None:
     """`devprof profile` with several devices. Returns the device when the names resolve to just
     one (the caller's single-device path then runs, unchanged); runs the farm and returns None
     otherwise. Raises typer.Exit with the run's exit code when something is left undone."""
@@ -35,6 +36,8 @@ def profile_farm_command(names: Sequence[str], servers: Sequence[str], all_match
     if model or s.models:
         raise UsageError("whole models are profiled on one device at a time; a farm runs kernel suites "
                          "(drop --model, or name one --device)")
+    for m in members:
+        m.device.check_threads(threads, m.device.resolve_cores(cores), oversubscribe)
     proto = Protocol.quick() if quick else Protocol()
     show_progress = not json_out and sys.stderr.isatty()
     progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),

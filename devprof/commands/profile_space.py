@@ -11,7 +11,8 @@ from ._console import err, note, out, styled
 
 def profile_space_command(space_file: Path, device: str, threads: int, out_dir: Path, resume: bool, quick: bool,
                       json_out: bool, table: Path | None = None, *, cooldown: float = 0.0,
-                      max_temp: float | None = None, cooldown_timeout: float = 120.0) -> None:
+                      max_temp: float | None = None, cooldown_timeout: float = 120.0,
+                          oversubscribe: bool = False) -> None:
     """Measure the blocks of SPACE_FILE, print the table (or JSON) and where it was written."""
     from ..devices import resolve_device
     from ..measure import Protocol
@@ -20,6 +21,7 @@ def profile_space_command(space_file: Path, device: str, threads: int, out_dir: 
 
     space = load_space(space_file)
     dev = resolve_device(device)
+    dev.check_threads(threads, "", oversubscribe)
     proto = Protocol.quick() if quick else Protocol()
     if not json_out:
         err.print(styled("profiling space ", (space.name, "bold"), " on ", (dev.name, "bold"),

@@ -21,7 +21,7 @@ def profile_suite_command(dev, device_name: str, servers: list[str], *, suite: s
                           max_temp: Optional[float], json_out: bool, model: Optional[str], prune: Optional[str],
                           retry_noisy: Optional[List[Path]], min_steady: int, max_spread: Optional[float],
                           max_records: Optional[int], where: Optional[str], draw: int, dtype: Optional[str],
-                          cooldown_timeout: float = 120.0) -> None:
+                          cooldown_timeout: float = 120.0, oversubscribe: bool = False) -> None:
     """One device: a whole model (--model), a suite's models, its kernels, or (--retry-noisy) the
     kernels still lacking steady records."""
     from ..devices import resolve_device
@@ -38,6 +38,7 @@ def profile_suite_command(dev, device_name: str, servers: list[str], *, suite: s
         s = _with_dtype(s, dtype, dev, model)
     names = list(runtime) if runtime else default_runtimes(dev, s.runtimes)
     proto = (Protocol.quick() if quick else Protocol()).with_cpus(dev.resolve_cores(cores))
+    dev.check_threads(threads, proto.cpus, oversubscribe)
     if (min_steady > 1 or max_spread is not None or max_records is not None) and not retry_noisy:
         raise UsageError("--min-steady, --max-spread and --max-records need --retry-noisy DATASET (the campaigns "
                          "whose records count)")
@@ -138,6 +139,10 @@ def _select(s, where: str | None, draw: int):
     specs = tuple(with_draw(x, draw) for x in s.specs if keep(x))
     if s.specs and not specs:
         raise UsageError(f"--where {where!r}: none of the {len(s.specs)} kernels of suite {s.name} meets it")
+    if draw and specs and all(x.sparsity.scheme == "dense" for x in specs):
+        chosen = f"the kernels of suite {s.name} that meet --where" if where is not None else f"suite {s.name}"
+        raise UsageError(f"--draw {draw} does nothing here: {chosen} has only dense kernels (a draw chooses which "
+                         "weights a pruned kernel keeps; a dense kernel's time does not depend on them)")
     return dataclasses.replace(s, specs=specs)
 
 
