@@ -87,3 +87,13 @@ def test_without_adb_on_path_the_bundled_adb_is_used_and_named(tmp_path):
 
         subprocess.run([adb_binary()[0], "-P", str(port), "kill-server"], capture_output=True, timeout=30,
                        env={**os.environ, "PATH": "/nonexistent"})
+
+
+def test_litert_does_not_announce_its_delegate(tmp_path):
+    suite = tmp_path / "one.toml"
+    suite.write_text('[suite]\nname = "one"\nruntimes = ["litert"]\n\n[[kernels]]\nop = "fc"\nn = 1\ncin = 8\ncout = 8\n')
+    p = subprocess.run([sys.executable, "-m", "devprof", "profile", "-s", str(suite), "--quick", "--json", "--out",
+                        str(tmp_path / "d")], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                       env={**os.environ, "COLUMNS": "200"})
+    assert p.returncode == 0, p.stderr
+    assert "XNNPACK delegate" not in p.stderr and "INFO:" not in p.stderr, p.stderr

@@ -200,12 +200,9 @@ def ort_layers_from_events(events: list, model, ml: ModelLayers, warmups: int) -
 
 
 def _litert_interpreter(tfl: bytes, threads: int, xnnpack: bool):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ..runtimes.litert import new_interpreter
 
-    kind = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    it = Interpreter(model_content=tfl, num_threads=threads, experimental_op_resolver_type=kind)
-    it.allocate_tensors()
-    return it
+    return new_interpreter(tfl, threads, xnnpack)
 
 
 class ModelProfiler:
