@@ -64,6 +64,77 @@ def _register_commands() -> None:
         importlib.import_module(mod).register(app)
 
 
+_command = None
+
+
+def command():
+    """The app as one click command, built once, its help made to read well at any width
+    (`_tidy_help`)."""
+    global _command
+    if _command is None:
+        _register_commands()
+        _command = typer.main.get_command(app)
+        _tidy_help(_command)
+    return _command
+
+
+def _tidy_help(cmd) -> None:
+    """Help that reads well at 80 columns, for `cmd` and its subcommands.
+
+    Docstrings are written wrapped at 120 columns; typer's rich help keeps their line breaks, so
+    at 80 columns every line wraps into one and a half. Paragraphs are joined into one line each
+    (the terminal wraps them), indented lines (examples) are kept as they are, and text is never
+    read as rich markup (help mentions `devprof[torch]`, `[x>=0]`). Flags show no value type (typer
+    labels them `<bool>`); options that take a value show its name in capitals unless they set
+    their own metavar."""
+    from rich.markup import escape
+
+    if cmd.help:
+        cmd.help = escape(_reflow(cmd.help))
+    for param in getattr(cmd, "params", ()):
+        if getattr(param, "help", None):
+            param.help = escape(" ".join(param.help.split()))
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif param.param_type_name == "argument":  # its name says it (typer would add <list[Path]>)
+            param.display_type_rich = lambda ctx: None
+        elif param.metavar is None:
+            param.metavar = (param.name or "value").upper()
+    panels = [getattr(x, "rich_help_panel", None) for x in getattr(cmd, "params", ())]
+    last_panel = panels[-1] if panels and all(panels) else None  # --help joins the last group
+    make_help_option = cmd.get_help_option
+
+    def get_help_option(ctx):
+        opt = make_help_option(ctx)
+        if opt is not None:
+            opt.metavar = ""
+            if last_panel:
+                opt.rich_help_panel = last_panel
+        return opt
+
+    cmd.get_help_option = get_help_option
+    for sub in getattr(cmd, "commands", {}).values():
+        _tidy_help(sub)
+
+
+def _reflow(text: str) -> str:
+    """Docstring paragraphs as one line each; indented lines (examples) one per line, grouped."""
+    import inspect
+
+    blocks: list[tuple[bool, list[str]]] = []  # (verbatim, lines)
+    for para in inspect.cleandoc(text).split("\n\n"):
+        lines = [x.rstrip() for x in para.split("\n") if x.strip()]
+        if not lines:
+            continue
+        verbatim = all(x.startswith((" ", "\t")) for x in lines)
+        if verbatim and blocks and blocks[-1][0]:
+            blocks[-1][1].extend(lines)  # consecutive example lines: one block
+        else:
+            blocks.append((verbatim, lines))
+    return "\n\n".join("\n".join(lines) if verbatim else " ".join(x.strip() for x in lines)
+                       for verbatim, lines in blocks)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the app on `argv` (default: the process's arguments) and return the exit code.
 
@@ -72,9 +143,8 @@ def run(argv: list[str] | None = None) -> int:
     that stands for something the user can act on (read-only filesystem, out of memory) with its
     path and exit code; anything else as an internal error, with a traceback under DEVPROF_DEBUG=1.
     """
-    _register_commands()
     try:
-        rv = app(args=argv, prog_name="devprof", standalone_mode=False)
+        rv = command().main(args=argv, prog_name="devprof", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except NoArgsIsHelpError as e:  # `devprof` or a group alone: its help
         e.show()

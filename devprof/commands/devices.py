@@ -17,7 +17,7 @@ def devices(
                                                    help="adb server to ask for phones (repeatable; default: "
                                                         "$ANDROID_ADB_SERVER_PORT or 5037)."),
 ) -> None:
-    """List devices: the embedded [bold]local[/] host and attached phones of every adb server, grouped by
+    """List devices: the embedded local host and attached phones of every adb server, grouped by
     model, with CPU, cores, frequency, governor and temperature."""
     from ..farm import devices_by_model
 

@@ -106,10 +106,11 @@ def fit_predictor(
     'devprof profile --retry-noisy' folders) are merged: each kernel's table entry is the median
     of its steady records' medians (of their fastest rounds with --statistic min).
 
-    Examples:\n
-      devprof fit-predictor data/train data/train-r2 data/train-retry data/models\n
-      devprof fit-predictor --statistic min data/train data/train-r2   # a shared, noisy host\n
-      devprof fit-predictor --transfer-from datasets_latency/pixel3/x-from-models new-phone.jsonl
+    Examples (the second for a shared, noisy host):
+
+      devprof fit-predictor data/train data/train-r2 data/train-retry data/models
+      devprof fit-predictor --statistic min data/train data/train-r2
+      devprof fit-predictor --transfer-from BUNDLE new-phone.jsonl
     """
     if transfer_from:  # a new device from few measurements plus source bundles (devprof.transfer)
         from .fit_transfer import fit_transfer_command

@@ -15,93 +15,96 @@ import typer
 
 from ..errors import UsageError
 
+# `devprof profile --help` groups its options: what to measure, where, how, and where it goes
+WHAT, WHERE, HOW, OUTPUT = "What to measure", "Where", "How", "Output"
+
 
 def profile(
-    device: Optional[List[str]] = typer.Option(None, "--device", "-d",
-                                               help="Device: 'local', or a phone's serial, model code (SM-G981U), "
-                                                    "marketing name (S20) or alias; repeat for a farm (default: "
-                                                    "$DEVPROF_DEVICE or local)."),
-    all_matching: bool = typer.Option(False, "--all-matching", help="Use every attached phone each --device name "
-                                                                    "matches (e.g. all S20s): a farm."),
     suite: str = typer.Option("smoke", "--suite", "-s",
-                              help="Built-in suite name (see 'devprof suites') or a path to a suite .toml."),
+                              help="Built-in suite name (see 'devprof suites') or a path to a suite .toml.", rich_help_panel=WHAT),
     runtime: Optional[List[str]] = typer.Option(None, "--runtime", "-r",
-                                                help="Runtime(s) to use (repeat the option); default: the suite's."),
-    threads: int = typer.Option(1, "--threads", "-t", min=1, metavar="N",
-                                help="Threads per kernel: at most the CPUs available (or pinned with --cores)."),
-    oversubscribe: bool = typer.Option(False, "--oversubscribe",
-                                       help="Allow more --threads than available CPUs (the timings then measure "
-                                            "time-sharing)."),
-    cores: str = typer.Option("", "--cores", help="Pin to CPUs: a list such as 0 or 0-3 (phones also: "
-                                                  "little, mid, big, prime)."),
-    out_dir: Path = typer.Option(Path("devprof-data"), "--out", "-o", help="Dataset folder (created if missing)."),
-    resume: bool = typer.Option(False, "--resume", help="Measure only what the dataset does not hold yet."),
-    quick: bool = typer.Option(False, "--quick", help="Shorter protocol (fewer, shorter samples): for checks, "
-                                                      "not for data you publish."),
-    cooldown: float = typer.Option(0.0, "--cooldown", min=0.0, metavar="SECONDS", help="Pause between batches."),
-    max_temp: Optional[float] = typer.Option(None, "--max-temp", metavar="CELSIUS",
-                                             help="Before each batch (the first too), wait until the device is "
-                                                  "this cool."),
-    cooldown_timeout: float = typer.Option(120.0, "--cooldown-timeout", metavar="SECONDS",
-                                           help="With --max-temp: measure anyway after waiting this long (said "
-                                                "on stderr; the records are flagged cooldown_timed_out)."),
-    adb_server: Optional[List[str]] = typer.Option(None, "--adb-server", metavar="HOST:PORT",
-                                                   help="adb server for phones (repeatable: a farm across hosts)."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
+                                                help="Runtime(s) to use (repeat the option); default: the suite's.", rich_help_panel=WHAT),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Profile a whole model layer by layer: FILE.onnx, "
                                         "FILE.tflite, a built-in family (mobilenetv2, resnet18@160...) or "
                                         "package.module:factory (torch extra). On a phone: through its "
                                         "onnxruntime_perf_test / benchmark_model (-r onnxruntime / litert / "
-                                        "litert-builtin; docs/phones.md). See docs/models.md."),
+                                        "litert-builtin; docs/phones.md). See docs/models.md.", rich_help_panel=WHAT),
     prune: Optional[str] = typer.Option(None, "--prune", metavar="SCHEME:RATIO",
                                         help="With --model: prune conv/FC layers (e.g. bcr:0.9) and time them "
-                                             "with generated sparse kernels."),
-    space: Optional[Path] = typer.Option(None, "--space", help="Profile every block of a search space (TOML/JSON) "
-                                         "and write its table in the front end's format. See docs/formats.md."),
-    adaptive: bool = typer.Option(False, "--adaptive", help="Measure only where the predictor is least certain "
-                                  "(refit after each batch) until --target-acc or --budget. See docs/predictors.md."),
-    target_acc: float = typer.Option(0.95, "--target-acc", help="With --adaptive: stop when this share of new "
-                                     "kernels was predicted within ±10% before being measured."),
-    budget: int = typer.Option(200, "--budget", help="With --adaptive: at most this many measurements."),
-    transfer_from: Optional[List[Path]] = typer.Option(
-        None, "--transfer-from", metavar="BUNDLE",
-        help="With --adaptive: on a new device, measure the --budget kernels these source devices' bundles "
-             "disagree on most (repeatable), then fit with 'fit-predictor --transfer-from'."),
-    retry_noisy: Optional[List[Path]] = typer.Option(
-        None, "--retry-noisy", metavar="DATASET",
-        help="Measure only the suite's kernels that have no steady record in DATASET (repeatable: earlier "
-             "campaigns), into another --out folder; fit-predictor merges the campaigns and prefers steady "
-             "records."),
-    min_steady: int = typer.Option(1, "--min-steady", min=1, metavar="N",
-                                   help="With --retry-noisy: measure the kernels that have fewer than N steady "
-                                        "records across those campaigns (2 = a second campaign of every kernel "
-                                        "measured only once: a single campaign's label carries its phase of "
-                                        "the device's speed)."),
-    max_spread: Optional[float] = typer.Option(
-        None, "--max-spread", min=0.0, metavar="FRACTION",
-        help="With --retry-noisy: also measure the kernels whose steady records' fastest rounds differ by "
-             "more than this fraction (0.1: max/min > 1.1) — one more campaign settles which is typical "
-             "(the table takes the median)."),
-    max_records: Optional[int] = typer.Option(
-        None, "--max-records", min=1, metavar="N",
-        help="With --retry-noisy: leave out the kernels already measured N times across those campaigns "
-             "(steady or noisy records), so a kernel whose campaigns never agree — a layer that straddles "
-             "a shared cache — is not measured again and again."),
+                                             "with generated sparse kernels.", rich_help_panel=WHAT),
     where: Optional[str] = typer.Option(
         None, "--where", metavar="CONDITIONS",
         help="Measure only the suite's kernels that meet every comma-separated condition, e.g. "
-             "'op=pwconv,scheme!=dense,cout<=32' (fields: shape fields, out_h, out_w, flops, params, ratio; "
-             "op, scheme, activation, dtype with = or !=)."),
+             "'op=pwconv,cout<=32' or 'scheme!=dense' (fields: shape fields, out_h, out_w, flops, params, ratio; "
+             "op, scheme, activation, dtype with = or !=).", rich_help_panel=WHAT),
     draw: int = typer.Option(
         0, "--draw", min=0, metavar="N",
         help="Prune sparse kernels from weight draw N (another seeded random dense tensor; 0 = the usual one). "
              "Which weights survive moves a few-channel sparse layer's time by 10-30%: campaigns of several "
-             "draws, into separate --out folders, give the lookup table the median over draws."),
+             "draws, into separate --out folders, give the lookup table the median over draws.", rich_help_panel=WHAT),
     dtype: Optional[str] = typer.Option(
         None, "--dtype", metavar="DTYPE",
         help="Measure every kernel of the suite in this data type, whatever the suite says: fp32, fp16 or "
              "int8. int8: quantized single-op models (ORT QDQ, full-integer LiteRT, XNNPACK QS8); fp16: "
-             "LiteRT on CPUs with fp16 arithmetic (ARMv8.2). See docs/suites.md."),
+             "LiteRT on CPUs with fp16 arithmetic (ARMv8.2). See docs/suites.md.", rich_help_panel=WHAT),
+    space: Optional[Path] = typer.Option(None, "--space", help="Profile every block of a search space (TOML/JSON) "
+                                         "and write its table in the front end's format. See docs/formats.md.", rich_help_panel=WHAT),
+    adaptive: bool = typer.Option(False, "--adaptive", help="Measure only where the predictor is least certain "
+                                  "(refit after each batch) until --target-acc or --budget. See docs/predictors.md.", rich_help_panel=WHAT),
+    target_acc: float = typer.Option(0.95, "--target-acc", metavar="SHARE", help="With --adaptive: stop when this share of new "
+                                     "kernels was predicted within ±10% before being measured.", rich_help_panel=WHAT),
+    budget: int = typer.Option(200, "--budget", metavar="N", help="With --adaptive: at most this many measurements.", rich_help_panel=WHAT),
+    transfer_from: Optional[List[Path]] = typer.Option(
+        None, "--transfer-from", metavar="BUNDLE",
+        help="With --adaptive: on a new device, measure the --budget kernels these source devices' bundles "
+             "disagree on most (repeatable), then fit with 'fit-predictor --transfer-from'.", rich_help_panel=WHAT),
+    retry_noisy: Optional[List[Path]] = typer.Option(
+        None, "--retry-noisy", metavar="DATASET",
+        help="Measure only the suite's kernels that have no steady record in DATASET (repeatable: earlier "
+             "campaigns), into another --out folder; fit-predictor merges the campaigns and prefers steady "
+             "records.", rich_help_panel=WHAT),
+    min_steady: int = typer.Option(1, "--min-steady", min=1, metavar="N",
+                                   help="With --retry-noisy: measure the kernels that have fewer than N steady "
+                                        "records across those campaigns (2 = a second campaign of every kernel "
+                                        "measured only once: a single campaign's label carries its phase of "
+                                        "the device's speed).", rich_help_panel=WHAT),
+    max_spread: Optional[float] = typer.Option(
+        None, "--max-spread", min=0.0, metavar="FRACTION",
+        help="With --retry-noisy: also measure the kernels whose steady records' fastest rounds differ by "
+             "more than this fraction (0.1: max/min > 1.1) — one more campaign settles which is typical "
+             "(the table takes the median).", rich_help_panel=WHAT),
+    max_records: Optional[int] = typer.Option(
+        None, "--max-records", min=1, metavar="N",
+        help="With --retry-noisy: leave out the kernels already measured N times across those campaigns "
+             "(steady or noisy records), so a kernel whose campaigns never agree — a layer that straddles "
+             "a shared cache — is not measured again and again.", rich_help_panel=WHAT),
+    device: Optional[List[str]] = typer.Option(None, "--device", "-d",
+                                               help="Device: 'local', or a phone's serial, model code (SM-G981U), "
+                                                    "marketing name (S20) or alias; repeat for a farm (default: "
+                                                    "$DEVPROF_DEVICE or local).", rich_help_panel=WHERE),
+    all_matching: bool = typer.Option(False, "--all-matching", help="Use every attached phone each --device name "
+                                                                    "matches (e.g. all S20s): a farm.", rich_help_panel=WHERE),
+    adb_server: Optional[List[str]] = typer.Option(None, "--adb-server", metavar="HOST:PORT",
+                                                   help="adb server for phones (repeatable: a farm across hosts).", rich_help_panel=WHERE),
+    cores: str = typer.Option("", "--cores", help="Pin to CPUs: a list such as 0 or 0-3 (phones also: "
+                                                  "little, mid, big, prime).", rich_help_panel=WHERE),
+    threads: int = typer.Option(1, "--threads", "-t", min=1, metavar="N",
+                                help="Threads per kernel: at most the CPUs available (or pinned with --cores).", rich_help_panel=HOW),
+    oversubscribe: bool = typer.Option(False, "--oversubscribe",
+                                       help="Allow more --threads than available CPUs (the timings then measure "
+                                            "time-sharing).", rich_help_panel=HOW),
+    quick: bool = typer.Option(False, "--quick", help="Shorter protocol (fewer, shorter samples): for checks, "
+                                                      "not for data you publish.", rich_help_panel=HOW),
+    cooldown: float = typer.Option(0.0, "--cooldown", min=0.0, metavar="SECONDS", help="Pause between batches.", rich_help_panel=HOW),
+    max_temp: Optional[float] = typer.Option(None, "--max-temp", metavar="CELSIUS",
+                                             help="Before each batch (the first too), wait until the device is "
+                                                  "this cool.", rich_help_panel=HOW),
+    cooldown_timeout: float = typer.Option(120.0, "--cooldown-timeout", metavar="SECONDS",
+                                           help="With --max-temp: measure anyway after waiting this long (said "
+                                                "on stderr; the records are flagged cooldown_timed_out).", rich_help_panel=HOW),
+    out_dir: Path = typer.Option(Path("devprof-data"), "--out", "-o", metavar="DIR", help="Dataset folder (created if missing).", rich_help_panel=OUTPUT),
+    resume: bool = typer.Option(False, "--resume", help="Measure only what the dataset does not hold yet.", rich_help_panel=OUTPUT),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables.", rich_help_panel=OUTPUT),
 ) -> None:
     """Measure a suite's kernels on a device and save them into a dataset (Parquet).
 
@@ -110,14 +113,16 @@ def profile(
     warm-up, calibrated repetitions, median with IQR. Every finished kernel is saved at once, so
     Ctrl-C loses nothing measured; rerun with --resume to finish.
 
-    Examples:\n
-      devprof profile                                  # smoke suite on this machine\n
-      devprof profile --suite mobilenetv2 -r onnxruntime -t 4\n
-      devprof profile --device S20 --cores big --suite sparse-sweep\n
-      devprof profile -s predictor-train --retry-noisy data/train --out data/train-retry\n
-      devprof profile -s predictor-train --retry-noisy data/train --min-steady 2 --out data/train-r2\n
-      devprof profile -s sparse-train -r devprof-c --where 'op=pwconv,cout<=32' --draw 1 --out data/st-d1\n
-      devprof profile --suite smoke --dtype int8 --out data/smoke-int8
+    Examples:
+
+      devprof profile                      # the smoke suite on this machine
+      devprof profile -s mobilenetv2 -r onnxruntime -t 2
+      devprof profile -d S20 --cores big -s sparse-sweep
+      devprof profile -s predictor-train --retry-noisy data/train \\
+          --out data/train-retry
+      devprof profile -s sparse-train -r devprof-c \\
+          --where 'op=pwconv,cout<=32' --draw 1 --out data/st-d1
+      devprof profile -s smoke --dtype int8 --out data/smoke-int8
     """
     device_names = list(device) if device else [os.environ.get("DEVPROF_DEVICE") or "local"]
     if not cooldown_timeout > 0:

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Column, Table
+from rich.text import Text
 
 from ..errors import UsageError
 from ._console import err, note, out, styled
@@ -75,11 +76,11 @@ def run_kernel_plan(dev, suite_name: str, plan: list[tuple[list, list[str]]], na
     or the JSON summary; exit 130 when interrupted, 5 when every kernel was refused."""
     from ..profile import profile as run_profile
 
+    from ..eta import Eta
+
     show_progress = not json_out and sys.stderr.isatty()
-    progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[current]}", markup=False), TimeElapsedColumn(), TextColumn("ETA"),
-                        TimeRemainingColumn(), console=err, disable=not show_progress, transient=True)
-    state = {"task": None}
+    progress = Progress(*progress_columns(err), console=err, disable=not show_progress, transient=True)
+    state: dict = {"task": None, "eta": None, "order": [], "n": 0}
     rows: list[tuple] = []
 
     def on_plan(p) -> None:
@@ -89,10 +90,16 @@ def run_kernel_plan(dev, suite_name: str, plan: list[tuple[list, list[str]]], na
                              f" with {', '.join(rts)}: {p.total} kernels to measure"
                       + (f", {p.already} already in the dataset" if p.already else "")
                       + (f", {len(p.skipped)} unsupported pairs skipped" if p.skipped else "")))
-        state["task"] = progress.add_task("profiling", total=p.total, current="")
+        state["order"] = [t.info.name for t in p.tasks for _ in t.specs]  # runs in plan order
+        state["eta"], state["n"] = Eta((t.info.name, x.op) for t in p.tasks for x in t.specs), 0
+        state["task"] = progress.add_task("profiling", total=p.total, current="", eta=None)
 
     def on_outcome(o, rec) -> None:
-        progress.update(state["task"], advance=1, current=o.spec.key[:48])
+        order, n = state["order"], state["n"]
+        rt = rec.runtime.name if rec is not None else (order[n] if n < len(order) else "")
+        state["n"] = n + 1
+        state["eta"].finished(rt, o.spec.op)
+        progress.update(state["task"], advance=1, current=o.spec.key, eta=state["eta"].remaining_s())
         if rec is not None:
             m = rec.measurement
             gf = rec.spec.flops / (m.median_us * 1e3) if m.median_us > 0 and rec.spec.flops else float("nan")
@@ -129,6 +136,47 @@ def run_kernel_plan(dev, suite_name: str, plan: list[tuple[list, list[str]]], na
         raise typer.Exit(130)
     if summary.failed and not summary.measured and not summary.already:
         raise typer.Exit(5)
+
+
+class _EtaColumn(ProgressColumn):
+    """Time left as estimated from each (runtime, op)'s measured time per kernel (devprof.eta)."""
+
+    def render(self, task) -> Text:
+        left = task.fields.get("eta")
+        if left is None:
+            return Text("ETA -:--:--", style="progress.remaining")
+        m, sec = divmod(int(left + 0.5), 60)
+        h, m = divmod(m, 60)
+        return Text(f"ETA {h}:{m:02d}:{sec:02d}", style="progress.remaining")
+
+
+class _KeyColumn(ProgressColumn):
+    """The current kernel's key, cut with an ellipsis to what the other columns leave of the line."""
+
+    def __init__(self, console) -> None:
+        super().__init__(table_column=Column(no_wrap=True, overflow="ellipsis"))
+        self.console = console
+
+    def render(self, task) -> Text:
+        digits = len(str(int(task.total or 0)))
+        others = len(task.description) + 16 + (2 * digits + 1) + 7 + 11 + 5  # and one space between columns
+        room = self.console.width - others - 1
+        key = str(task.fields.get("current", ""))
+        if room < 8:
+            return Text("")
+        return Text(key if len(key) <= room else key[:room - 1] + "…")
+
+
+def progress_columns(console) -> list:
+    """The progress line's columns: counts, times and ETA keep their width at any terminal width;
+    the current kernel's key, last, takes what is left."""
+    fixed = {"no_wrap": True}
+    return [TextColumn("{task.description}", style="bold", markup=False, table_column=Column(**fixed)),
+            BarColumn(bar_width=16, table_column=Column(**fixed)),
+            MofNCompleteColumn(table_column=Column(**fixed)),
+            TimeElapsedColumn(table_column=Column(**fixed)),
+            _EtaColumn(table_column=Column(**fixed)),
+            _KeyColumn(console)]
 
 
 def _select(s, where: str | None, draw: int):
