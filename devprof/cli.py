@@ -13,9 +13,14 @@ import sys
 
 import typer
 
+try:  # typer >= 0.20 carries its own click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException, NoArgsIsHelpError
+
 from . import __version__
-from .commands._console import err
-from .errors import DevprofError
+from .commands._console import err, styled
+from .errors import DevprofError, as_user_error, one_line
 
 #: Modules adding subcommands; each exposes ``register(app)``.
 COMMAND_MODULES: list[str] = [f"devprof.commands.{m}" for m in (
@@ -59,30 +64,61 @@ def _register_commands() -> None:
         importlib.import_module(mod).register(app)
 
 
-def main() -> None:
-    """Entry point: run the app, turning devprof's errors into one line and an exit code."""
+def run(argv: list[str] | None = None) -> int:
+    """Run the app on `argv` (default: the process's arguments) and return the exit code.
+
+    Every failure is one line on stderr: devprof's own errors as they are; usage errors (unknown
+    option, bad value) as ``error: ...`` with the command's --help, not click's box; an exception
+    that stands for something the user can act on (read-only filesystem, out of memory) with its
+    path and exit code; anything else as an internal error, with a traceback under DEVPROF_DEBUG=1.
+    """
     _register_commands()
     try:
-        app()
+        rv = app(args=argv, prog_name="devprof", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except NoArgsIsHelpError as e:  # `devprof` or a group alone: its help
+        e.show()
+        return e.exit_code
+    except ClickException as e:  # typer/click's usage errors
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        _error(one_line(e.format_message(), 600) + hint)
+        return e.exit_code
+    except typer.Abort:  # end of input at a prompt
+        err.print("aborted")
+        return 1
     except DevprofError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
-        sys.exit(e.exit_code)
+        _error(str(e))
+        return e.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
-    except Exception as e:  # an internal bug: still one line unless debugging
+        return 130
+    except Exception as e:
         cause = e  # Ctrl-C inside a C extension's import surfaces as ImportError("initialization failed")
         while cause is not None and not isinstance(cause, KeyboardInterrupt):
             cause = cause.__cause__ or cause.__context__
         if cause is not None:
             err.print("interrupted")
-            sys.exit(130)
+            return 130
         if os.environ.get("DEVPROF_DEBUG"):
             raise
-        first = (str(e).splitlines() or [""])[0][:300]
-        err.print(f"error: internal {type(e).__name__}: {first} (set DEVPROF_DEBUG=1 for a traceback)",
-                  highlight=False, markup=False, soft_wrap=True)
-        sys.exit(1)
+        user = as_user_error(e)
+        if user is not None:
+            _error(str(user))
+            return user.exit_code
+        _error(f"internal {type(e).__name__}: {one_line((str(e).splitlines() or [''])[0])} "
+               "(set DEVPROF_DEBUG=1 for a traceback)")
+        return 1
+
+
+def _error(message: str) -> None:
+    """``error: message`` on stderr, one line, printed as written (messages hold brackets)."""
+    err.print(styled(("error:", "red"), " " + message), soft_wrap=True)
+
+
+def main() -> None:
+    """Entry point: run the app, turning every error into one line and an exit code."""
+    sys.exit(run())
 
 
 _register_commands()  # `from devprof.cli import app` gives the whole app (tests, typer's CliRunner)

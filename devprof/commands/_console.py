@@ -1,6 +1,10 @@
 """The consoles every command prints through: stdout for results, stderr for progress and notes.
 
-Piped output (CI logs, `| less`) gets wide tables instead of 80 columns of truncated keys.
+Both consoles print text as written: rich markup is off, because the text devprof prints is full
+of brackets that are not markup (``pip install 'devprof[torch]'``, runtime labels such as
+``devprof-c[cc=gcc]``, ONNX Runtime's ``[ONNXRuntimeError]``, device names). Styling goes through
+`styled`, which never parses its arguments. Piped output (CI logs, `| less`) gets wide tables
+instead of 80 columns of truncated keys.
 """
 from __future__ import annotations
 
@@ -8,11 +12,22 @@ import os
 import sys
 
 from rich.console import Console
+from rich.text import Text
 
-out = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 160)))
-err = Console(stderr=True, width=None if sys.stderr.isatty() else int(os.environ.get("COLUMNS", 160)))
+
+def _width(stream) -> int | None:
+    return None if stream.isatty() else int(os.environ.get("COLUMNS", 160))
+
+
+out = Console(width=_width(sys.stdout), markup=False, highlight=False)
+err = Console(stderr=True, width=_width(sys.stderr), markup=False, highlight=False)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Text from plain strings and (text, style) pairs; nothing in them is read as markup."""
+    return Text.assemble(*parts)
 
 
 def note(text: str) -> None:
-    """One line on stderr, printed as written (no markup: device names and values may hold brackets)."""
-    err.print(text, markup=False, highlight=False, soft_wrap=True)
+    """One line on stderr, printed as written."""
+    err.print(text, soft_wrap=True)

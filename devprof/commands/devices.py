@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from ._console import err, out
+from ._console import err, out, styled
 
 
 def devices(
@@ -24,7 +24,7 @@ def devices(
     rows = []
     found, warnings = devices_by_model(adb_server or [])
     for w in warnings:
-        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+        err.print(styled(("warning:", "yellow"), f" {w}"))
     for d, server in found:
         info = d.info()
         st = d.state()

@@ -5,13 +5,14 @@ queries from one."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from ..errors import UsageError
+from ._console import err, styled
+from ._console import out as stdout
 
 
 def _fmt(v, pct: bool = True) -> str:
@@ -30,14 +31,14 @@ def _report_table(b, title: str):
         t.add_column(c, justify=j)
     for op, m in km["per_op"].items():
         ests = sorted({g["estimator"] or "-" for name, g in km["per_group"].items() if name.split("/")[0] == op})
-        t.add_row(f"[bold]{op}[/]", str(m["samples"]), str(m["n"]), _fmt(m["within_5"]), _fmt(m["within_10"]),
+        t.add_row(styled((op, "bold")), str(m["samples"]), str(m["n"]), _fmt(m["within_5"]), _fmt(m["within_10"]),
                   _fmt(m["mape"]), _fmt(m["spearman"], False), ", ".join(ests))
         for name, g in km["per_group"].items():
             if name.split("/")[0] == op and len([n for n in km["per_group"] if n.split("/")[0] == op]) > 1:
                 t.add_row(f"  {name}", str(g["samples"]), str(g["n"]), _fmt(g["within_5"]), _fmt(g["within_10"]),
                           _fmt(g["mape"]), _fmt(g["spearman"], False), g["estimator"] or "-")
     o = km["overall"]
-    t.add_row("[bold]all kernels[/]", str(b.dataset["lut_rows"]), str(o["n"]), _fmt(o["within_5"]),
+    t.add_row(styled(("all kernels", "bold")), str(b.dataset["lut_rows"]), str(o["n"]), _fmt(o["within_5"]),
               _fmt(o["within_10"]), _fmt(o["mape"]), _fmt(o["spearman"], False), "")
     st = km.get("overall_steady")
     if st and st["n"]:
@@ -46,7 +47,7 @@ def _report_table(b, title: str):
     mm = b.metrics["model"]
     if mm.get("overall"):
         o = mm["overall"]
-        label = "[bold]whole models[/]" + ("" if mm.get("held_out") else " (in-sample)")
+        label = styled(("whole models", "bold"), "" if mm.get("held_out") else " (in-sample)")
         t.add_row(label, str(mm["n_train_models"] + mm["n_test_models"]), str(o["n"]), _fmt(o["within_5"]),
                   _fmt(o["within_10"]), _fmt(o["mape"]), _fmt(o["spearman"], False), "layers + overhead")
     return t
@@ -126,11 +127,8 @@ def fit_predictor(
 
     if statistic not in STATISTICS:
         raise UsageError(f"unknown --statistic {statistic!r} (known: {', '.join(STATISTICS)})")
-    from rich.console import Console
-
     from predictors.fit import DeviceClash, emulated_mix, fit_bundles, read_datasets
 
-    err = Console(stderr=True)
     df = read_datasets(datasets)
     if runtime and len(df):
         df = df[df["runtime"].isin(runtime)]
@@ -156,7 +154,7 @@ def fit_predictor(
         if bad:
             raise UsageError(f"unknown estimator {bad[0]!r} (known: {', '.join(CANDIDATES)})")
         cands = {e: CANDIDATES[e] for e in estimator}
-    log = (lambda s: None) if json_out else (lambda s: err.print(f"  {s}", highlight=False))
+    log = (lambda s: None) if json_out else (lambda s: err.print(f"  {s}"))
     try:
         bundles = fit_bundles(df, [str(d) for d in datasets], candidates=cands, seed=seed, log=log,
                               statistic=statistic, pool_devices=pool_devices)
@@ -171,7 +169,7 @@ def fit_predictor(
                        "metrics": b.metrics, "predictor": b.selection, "dataset": b.dataset})
         if not json_out:
             title = f"held-out accuracy ({b.metrics['statistic']} latency): {b.device.get('name')} / {b.runtime['key']}"
-            Console(width=None if sys.stdout.isatty() else 160).print(_report_table(b, title))
+            stdout.print(_report_table(b, title))
             noise = b.metrics["kernel"].get("noise") or {}
             if noise.get("median_rel_iqr") is not None:
                 err.print(f"measurement spread: median IQR/median {noise['median_rel_iqr']:.1%}, "

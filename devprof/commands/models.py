@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @models_app.command("list")
     def list_(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """The families devprof builds (random weights, no downloads) and their reference input."""
-        from rich.console import Console
+        from ._console import out
         from rich.table import Table
 
         from ..models.builders import FAMILIES, reference_config
@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
             t.add_column(c)
         for r in rows:
             t.add_row(r["family"], r["kind"], "x".join(map(str, r["res"])))
-        Console().print(t)
+        out.print(t)
 
     @models_app.command("export")
     def export(
@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the layers' specs as JSON."),
     ) -> None:
         """Show a model's layers (KernelSpecs) as devprof maps them; unknown nodes are listed as `other`."""
-        from rich.console import Console
+        from ._console import out
         from rich.table import Table
 
         from ..models.sources import resolve_model
@@ -97,4 +97,4 @@ def register(app: typer.Typer) -> None:
             op = l.spec.op if l.known else f"other:{l.spec.a.get('onnx_op', l.spec.a.get('tflite_op'))}"
             t.add_row(str(l.index), l.name, op + (f"+{l.spec.activation}" if l.spec.activation != "none" else ""),
                       l.shape_str(), f"{l.spec.flops / 1e6:,.1f}", "+".join(l.ops))
-        Console().print(t)
+        out.print(t)

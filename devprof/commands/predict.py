@@ -33,7 +33,7 @@ def predict(
             print(json.dumps({"bundle": str(bundle), "statistic": p.statistic, "model": str(model), **r.to_dict()},
                              indent=2))
             return
-        from rich.console import Console
+        from ._console import out
         from rich.table import Table
 
         t = Table(title=f"{model}: {r.total_us / 1000:.3f} ms predicted ({len(r.layers_us)} layers, "
@@ -43,7 +43,7 @@ def predict(
         for i, (s, v, src) in enumerate(zip(r.specs, r.layers_us, r.source)):
             t.add_row(str(i), s.key, f"{v:,.1f}", f"{v / r.total_us:.1%}", str(src))
         t.add_row("", "runtime overhead (fitted)", f"{r.overhead_us:,.1f}", f"{r.overhead_us / r.total_us:.1%}", "")
-        Console(width=None if sys.stdout.isatty() else 160).print(t)
+        out.print(t)
         if r.unknown:
             print(f"{len(r.unknown)} layer(s) devprof could not map were predicted by the fallback regressor")
         return

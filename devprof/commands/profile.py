@@ -27,14 +27,18 @@ def profile(
                               help="Built-in suite name (see 'devprof suites') or a path to a suite .toml."),
     runtime: Optional[List[str]] = typer.Option(None, "--runtime", "-r",
                                                 help="Runtime(s) to use (repeat the option); default: the suite's."),
-    threads: int = typer.Option(1, "--threads", "-t", min=1, help="Threads per kernel."),
+    threads: int = typer.Option(1, "--threads", "-t", min=1, metavar="N",
+                                help="Threads per kernel: at most the CPUs available (or pinned with --cores)."),
+    oversubscribe: bool = typer.Option(False, "--oversubscribe",
+                                       help="Allow more --threads than available CPUs (the timings then measure "
+                                            "time-sharing)."),
     cores: str = typer.Option("", "--cores", help="Pin to CPUs: a list such as 0 or 0-3 (phones also: "
                                                   "little, mid, big, prime)."),
     out_dir: Path = typer.Option(Path("devprof-data"), "--out", "-o", help="Dataset folder (created if missing)."),
     resume: bool = typer.Option(False, "--resume", help="Measure only what the dataset does not hold yet."),
     quick: bool = typer.Option(False, "--quick", help="Shorter protocol (fewer, shorter samples): for checks, "
                                                       "not for data you publish."),
-    cooldown: float = typer.Option(0.0, "--cooldown", metavar="SECONDS", help="Pause between batches."),
+    cooldown: float = typer.Option(0.0, "--cooldown", min=0.0, metavar="SECONDS", help="Pause between batches."),
     max_temp: Optional[float] = typer.Option(None, "--max-temp", metavar="CELSIUS",
                                              help="Before each batch (the first too), wait until the device is "
                                                   "this cool."),
@@ -129,26 +133,29 @@ def profile(
     if space is not None:  # search-space blocks (docs/formats.md)
         from .profile_space import profile_space_command
 
-        return profile_space_command(space, device_names[0], threads, out_dir, resume, quick, json_out, **cooling)
+        return profile_space_command(space, device_names[0], threads, out_dir, resume, quick, json_out,
+                                     oversubscribe=oversubscribe, **cooling)
     if transfer_from and not adaptive:
         raise UsageError("--transfer-from goes with --adaptive (or with fit-predictor)")
     if adaptive and transfer_from:  # a new device: what the sources disagree on first
         from .profile_transfer import profile_transfer_command
 
         return profile_transfer_command(transfer_from, device_names[0], suite, runtime, threads, cores, out_dir,
-                                        quick, json_out, budget, (servers or [None])[0])
+                                        quick, json_out, budget, (servers or [None])[0],
+                                        oversubscribe=oversubscribe)
     if adaptive:  # active sampling (docs/predictors.md)
         from .profile_adaptive import profile_adaptive_command
 
         return profile_adaptive_command(device_names[0], suite, runtime, threads, cores, out_dir, quick, json_out,
-                                        target_acc, budget, (servers or [None])[0])
+                                        target_acc, budget, (servers or [None])[0],
+                                        oversubscribe=oversubscribe)
     dev = None
     if several:  # several devices: the farm; names that resolve to one phone run on it alone
         from .profile_farm import profile_farm_command
 
         dev = profile_farm_command(device_names, servers, all_matching, suite=suite, runtime=runtime,
                                    threads=threads, cores=cores, out_dir=out_dir, resume=resume, quick=quick,
-                                   json_out=json_out, model=model, **cooling)
+                                   json_out=json_out, model=model, oversubscribe=oversubscribe, **cooling)
         if dev is None:
             return
     from .profile_suite import profile_suite_command
@@ -156,7 +163,7 @@ def profile(
     profile_suite_command(dev, device_names[0], servers, suite=suite, runtime=runtime, threads=threads, cores=cores,
                           out_dir=out_dir, resume=resume, quick=quick, json_out=json_out, model=model, prune=prune,
                           retry_noisy=retry_noisy, min_steady=min_steady, max_spread=max_spread, max_records=max_records, where=where,
-                          draw=draw, dtype=dtype, **cooling)
+                          draw=draw, dtype=dtype, oversubscribe=oversubscribe, **cooling)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,7 @@ from ._console import err
 
 def profile_adaptive_command(device_name: str, suite: str, runtimes: Optional[List[str]], threads: int, cores: str,
                          out_dir: Path, quick: bool, json_out: bool, target_acc: float, budget: int,
-                         adb_server: Optional[str] = None) -> None:
+                         adb_server: Optional[str] = None, oversubscribe: bool = False) -> None:
     """`devprof profile --adaptive`: the suite's kernels are the candidates; measure batch by batch where
     the refitted forest is least certain, print the prospective-accuracy curve, stop at the target."""
     from ..devices import resolve_device
@@ -33,6 +33,7 @@ def profile_adaptive_command(device_name: str, suite: str, runtimes: Optional[Li
     if not specs:
         raise UsageError(f"suite {s.name} has no kernels to sample from")
     proto = (Protocol.quick() if quick else Protocol()).with_cpus(dev.resolve_cores(cores))
+    dev.check_threads(threads, proto.cpus, oversubscribe)
     rows = []
 
     def on_round(r) -> None:

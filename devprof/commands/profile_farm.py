@@ -13,13 +13,14 @@ from rich.table import Table
 if TYPE_CHECKING:
     from ..devices import Device
 
-from ._console import err, note, out
+from ._console import err, note, out, styled
 
 
 def profile_farm_command(names: Sequence[str], servers: Sequence[str], all_matching: bool, *, suite: str,
                     runtime: Sequence[str] | None, threads: int, cores: str, out_dir: Path, resume: bool,
                     quick: bool, cooldown: float, max_temp: float | None, json_out: bool,
-                    model: str | None = None, cooldown_timeout: float = 120.0) -> Device | None:
+                    model: str | None = None, cooldown_timeout: float = 120.0,
+                         oversubscribe: bool = False) -> Device | None:
     """`devprof profile` with several devices. Returns the device when the names resolve to just
     one (the caller's single-device path then runs, unchanged); runs the farm and returns None
     otherwise. Raises typer.Exit with the run's exit code when something is left undone."""
@@ -35,10 +36,12 @@ def profile_farm_command(names: Sequence[str], servers: Sequence[str], all_match
     if model or s.models:
         raise UsageError("whole models are profiled on one device at a time; a farm runs kernel suites "
                          "(drop --model, or name one --device)")
+    for m in members:
+        m.device.check_threads(threads, m.device.resolve_cores(cores), oversubscribe)
     proto = Protocol.quick() if quick else Protocol()
     show_progress = not json_out and sys.stderr.isatty()
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err,
+    progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[status]}", markup=False), TimeElapsedColumn(), console=err,
                         disable=not show_progress, transient=True)
     lines: dict[int, int] = {}
     fleet_lines: dict[str, int] = {}
@@ -47,10 +50,10 @@ def profile_farm_command(names: Sequence[str], servers: Sequence[str], all_match
     def on_plan(fleets: list[Fleet]) -> None:
         for fl in fleets:
             if not json_out:
-                err.print(f"[bold]{fl.name}[/] ({', '.join(m.serial for m in fl.members)}): {fl.total} kernels "
-                          f"with {', '.join(fl.runtimes)}" + (f", {fl.already} already in the dataset" if fl.already
-                                                               else "")
-                          + (" — shared by identical phones" if len(fl.members) > 1 else ""))
+                err.print(styled((fl.name, "bold"), f" ({', '.join(m.serial for m in fl.members)}): {fl.total} kernels "
+                                 f"with {', '.join(fl.runtimes)}"
+                                 + (f", {fl.already} already in the dataset" if fl.already else "")
+                                 + (" — shared by identical phones" if len(fl.members) > 1 else "")))
             if len(fl.members) > 1:
                 fleet_lines[fl.id] = progress.add_task(f"{fl.name} (fleet)", total=fl.total, status="")
             for m in fl.members:
@@ -65,16 +68,16 @@ def profile_farm_command(names: Sequence[str], servers: Sequence[str], all_match
             if ev.member.fleet in fleet_lines:
                 progress.update(fleet_lines[ev.member.fleet], advance=1)
             if not json_out and ev.outcome is not None and not ev.outcome.ok:
-                progress.console.print(f"[red]refused[/] on {ev.member.label}: {ev.outcome.spec.key}: "
-                                       f"{ev.outcome.error}")
+                progress.console.print(styled(("refused", "red"), f" on {ev.member.label}: {ev.outcome.spec.key}: "
+                                              f"{ev.outcome.error}"))
         elif ev.kind == "state":
             progress.update(line, status=ev.text)
         elif ev.kind == "lost":
             lost.add(id(ev.member))
-            progress.update(line, status="[red]lost[/]")
+            progress.update(line, status="lost")
             if not json_out:
-                progress.console.print(f"[yellow]lost[/] {ev.member.label}: {ev.text}; its unfinished kernels go "
-                                       "to its identical peers")
+                progress.console.print(styled(("lost", "yellow"), f" {ev.member.label}: {ev.text}; its unfinished "
+                                              "kernels go to its identical peers"))
         elif ev.kind == "exit" and id(ev.member) not in lost:
             progress.update(line, status="done")
 
@@ -101,8 +104,8 @@ def profile_farm_command(names: Sequence[str], servers: Sequence[str], all_match
         raise typer.Exit(130)
     if summary.unfinished:
         left = [f"{f['fleet']} ({f['unfinished']})" for f in summary.fleets if f["unfinished"]]
-        err.print(f"[red]error:[/] every phone of {', '.join(left)} was lost: those kernels are not measured; "
-                  "reconnect a phone and rerun with --resume")
+        err.print(styled(("error:", "red"), f" every phone of {', '.join(left)} was lost: those kernels are not "
+                         "measured; reconnect a phone and rerun with --resume"))
         raise typer.Exit(DeviceError.exit_code)
     if summary.failed and not summary.measured and not summary.already:
         raise typer.Exit(5)

@@ -12,6 +12,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from ..measure import Protocol
 
+from ..errors import one_line
 from ._console import err, note
 from ._console import out as stdout
 
@@ -91,7 +92,7 @@ def summary_line(runs: list) -> str:
         if r.skipped:
             parts.append(f"{r.runtime}: already in dataset")
         elif r.error:
-            parts.append(f"{r.runtime}: FAILED ({r.error[:120]})")
+            parts.append(f"{r.runtime}: FAILED ({one_line(r.error, 160)})")
         elif r.e2e and r.runtime == "devprof-c" and r.name.endswith("|program"):  # the model as one program
             parts.append(f"devprof-c {r.name.split('|')[-2]} program: end to end {r.e2e.median_us / 1000:,.2f} ms "
                          f"(Σ in-model layers {r.layer_sum_us / 1000:,.2f} ms)")

@@ -6,12 +6,13 @@ from pathlib import Path
 
 from rich.table import Table
 
-from ._console import err, note, out
+from ._console import err, note, out, styled
 
 
 def profile_space_command(space_file: Path, device: str, threads: int, out_dir: Path, resume: bool, quick: bool,
                       json_out: bool, table: Path | None = None, *, cooldown: float = 0.0,
-                      max_temp: float | None = None, cooldown_timeout: float = 120.0) -> None:
+                      max_temp: float | None = None, cooldown_timeout: float = 120.0,
+                          oversubscribe: bool = False) -> None:
     """Measure the blocks of SPACE_FILE, print the table (or JSON) and where it was written."""
     from ..devices import resolve_device
     from ..measure import Protocol
@@ -20,10 +21,12 @@ def profile_space_command(space_file: Path, device: str, threads: int, out_dir: 
 
     space = load_space(space_file)
     dev = resolve_device(device)
+    dev.check_threads(threads, "", oversubscribe)
     proto = Protocol.quick() if quick else Protocol()
     if not json_out:
-        err.print(f"profiling space [bold]{space.name}[/] on [bold]{dev.name}[/]: {len(space.blocks())} distinct "
-                  f"blocks over {len(space.positions)} positions ({space.size:,} architectures)")
+        err.print(styled("profiling space ", (space.name, "bold"), " on ", (dev.name, "bold"),
+                         f": {len(space.blocks())} distinct blocks over {len(space.positions)} positions "
+                         f"({space.size:,} architectures)"))
     res = profile_space(space, dev, out_dir, threads, proto, resume, table, cooldown_s=cooldown, max_temp_c=max_temp,
                         cooldown_timeout_s=cooldown_timeout, on_note=note)
     if json_out:

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import UsageError
-from ._console import err, note, out
+from ._console import err, note, out, styled
 
 
 def profile_suite_command(dev, device_name: str, servers: list[str], *, suite: str, runtime: Optional[List[str]],
@@ -21,7 +21,7 @@ def profile_suite_command(dev, device_name: str, servers: list[str], *, suite: s
                           max_temp: Optional[float], json_out: bool, model: Optional[str], prune: Optional[str],
                           retry_noisy: Optional[List[Path]], min_steady: int, max_spread: Optional[float],
                           max_records: Optional[int], where: Optional[str], draw: int, dtype: Optional[str],
-                          cooldown_timeout: float = 120.0) -> None:
+                          cooldown_timeout: float = 120.0, oversubscribe: bool = False) -> None:
     """One device: a whole model (--model), a suite's models, its kernels, or (--retry-noisy) the
     kernels still lacking steady records."""
     from ..devices import resolve_device
@@ -38,6 +38,7 @@ def profile_suite_command(dev, device_name: str, servers: list[str], *, suite: s
         s = _with_dtype(s, dtype, dev, model)
     names = list(runtime) if runtime else default_runtimes(dev, s.runtimes)
     proto = (Protocol.quick() if quick else Protocol()).with_cpus(dev.resolve_cores(cores))
+    dev.check_threads(threads, proto.cpus, oversubscribe)
     if (min_steady > 1 or max_spread is not None or max_records is not None) and not retry_noisy:
         raise UsageError("--min-steady, --max-spread and --max-records need --retry-noisy DATASET (the campaigns "
                          "whose records count)")
@@ -75,8 +76,8 @@ def run_kernel_plan(dev, suite_name: str, plan: list[tuple[list, list[str]]], na
     from ..profile import profile as run_profile
 
     show_progress = not json_out and sys.stderr.isatty()
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[current]}"), TimeElapsedColumn(), TextColumn("ETA"),
+    progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[current]}", markup=False), TimeElapsedColumn(), TextColumn("ETA"),
                         TimeRemainingColumn(), console=err, disable=not show_progress, transient=True)
     state = {"task": None}
     rows: list[tuple] = []
@@ -84,10 +85,10 @@ def run_kernel_plan(dev, suite_name: str, plan: list[tuple[list, list[str]]], na
     def on_plan(p) -> None:
         if not json_out:
             rts = list(dict.fromkeys(t.info.name for t in p.tasks)) or names
-            err.print(f"profiling suite [bold]{suite_name}[/] on [bold]{dev.name}[/] with {', '.join(rts)}: "
-                      f"{p.total} kernels to measure"
+            err.print(styled("profiling suite ", (suite_name, "bold"), " on ", (dev.name, "bold"),
+                             f" with {', '.join(rts)}: {p.total} kernels to measure"
                       + (f", {p.already} already in the dataset" if p.already else "")
-                      + (f", {len(p.skipped)} unsupported pairs skipped" if p.skipped else ""))
+                      + (f", {len(p.skipped)} unsupported pairs skipped" if p.skipped else "")))
         state["task"] = progress.add_task("profiling", total=p.total, current="")
 
     def on_outcome(o, rec) -> None:
@@ -97,7 +98,7 @@ def run_kernel_plan(dev, suite_name: str, plan: list[tuple[list, list[str]]], na
             gf = rec.spec.flops / (m.median_us * 1e3) if m.median_us > 0 and rec.spec.flops else float("nan")
             rows.append((rec.spec.op, rec.spec.key, rec.runtime.name, m.median_us, m.iqr_us, gf, m.noisy))
         elif not json_out:
-            progress.console.print(f"[red]refused[/] {o.spec.key} ({o.spec.op}): {o.error}")
+            progress.console.print(styled(("refused", "red"), f" {o.spec.key} ({o.spec.op}): {o.error}"))
 
     with progress:
         summary = None
@@ -138,6 +139,10 @@ def _select(s, where: str | None, draw: int):
     specs = tuple(with_draw(x, draw) for x in s.specs if keep(x))
     if s.specs and not specs:
         raise UsageError(f"--where {where!r}: none of the {len(s.specs)} kernels of suite {s.name} meets it")
+    if draw and specs and all(x.sparsity.scheme == "dense" for x in specs):
+        chosen = f"the kernels of suite {s.name} that meet --where" if where is not None else f"suite {s.name}"
+        raise UsageError(f"--draw {draw} does nothing here: {chosen} has only dense kernels (a draw chooses which "
+                         "weights a pruned kernel keeps; a dense kernel's time does not depend on them)")
     return dataclasses.replace(s, specs=specs)
 
 

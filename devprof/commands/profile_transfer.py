@@ -13,7 +13,7 @@ from ._console import err
 
 def profile_transfer_command(sources: List[Path], device_name: str, suite: str, runtimes: Optional[List[str]],
                              threads: int, cores: str, out_dir: Path, quick: bool, json_out: bool, budget: int,
-                             adb_server: Optional[str] = None) -> None:
+                             adb_server: Optional[str] = None, oversubscribe: bool = False) -> None:
     from ..devices import resolve_device
     from ..measure import Protocol
     from ..profile import default_runtimes, profile
@@ -31,6 +31,7 @@ def profile_transfer_command(sources: List[Path], device_name: str, suite: str, 
     if not specs:
         raise UsageError(f"suite {s.name} has no kernels to choose from")
     dev = resolve_device(device_name, adb_server=adb_server)
+    dev.check_threads(threads, dev.resolve_cores(cores), oversubscribe)
     names = list(runtimes) if runtimes else default_runtimes(dev, s.runtimes)
     if len(names) != 1:
         raise UsageError(f"--adaptive fits one predictor: choose one runtime with -r (suite default: {', '.join(names)})")

@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
+from ..errors import UsageError
 from ._console import err, out
 
 
@@ -26,6 +27,10 @@ def show(
     from ..store import Dataset
 
     df = Dataset(dataset).read()
+    _check_present(df, "op", op, "--op", dataset)
+    _check_present(df, "runtime", runtime, "--runtime", dataset)
+    _check_present(df, "kind", [kind] if kind else None, "--kind", dataset)
+    _check_present(df, "scheme", [scheme] if scheme else None, "--scheme", dataset)
     if op:
         df = df[df["op"].isin(op)]
     if runtime:
@@ -76,6 +81,17 @@ def show(
     _emulated_note(emulated, emulated_names)
     if limit and len(piv) > limit:
         err.print(f"({len(piv) - limit} more rows; --limit 0 shows all)")
+
+
+def _check_present(df, column: str, wanted, flag: str, dataset: Path) -> None:
+    """A value the dataset never holds is a typo, not an empty selection: name the values it has."""
+    if not wanted or column not in df:
+        return
+    present = sorted({str(v) for v in df[column].dropna().unique()})
+    missing = [w for w in wanted if w not in present]
+    if missing:
+        raise UsageError(f"{flag} {', '.join(missing)}: {dataset} has no such {column} (it holds: "
+                         f"{', '.join(present) or 'no records'})")
 
 
 def _emulated_note(emulated, names: str) -> None:

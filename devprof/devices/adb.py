@@ -19,6 +19,7 @@ import os
 import shlex
 import socket
 import struct
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -70,7 +71,31 @@ def parse_server(adb_server: str | None) -> tuple[str, int]:
     return host, int(port_s)
 
 
-def _ensure_local_server(host: str, port: int) -> None:
+def adb_binary() -> tuple[str, str]:
+    """The adb program devprof starts servers with, and where it comes from: ``$ADBUTILS_ADB_PATH``,
+    the one on PATH (Debian's ``adb`` package, the SDK's platform-tools), else the copy bundled
+    with adbutils. Raises DeviceError when there is none."""
+    import shutil
+
+    env = os.environ.get("ADBUTILS_ADB_PATH")
+    if env:
+        return env, "$ADBUTILS_ADB_PATH"
+    on_path = shutil.which("adb")
+    if on_path:
+        return on_path, "PATH"
+    try:
+        from adbutils import adb_path
+
+        return adb_path(), "the copy bundled with adbutils: adb is not on PATH"
+    except Exception:  # adbutils raises its own AdbError when it has no binary for this platform
+        raise DeviceError("no adb program: install Android's platform-tools (Debian: apt install adb) or "
+                          "set ADBUTILS_ADB_PATH") from None
+
+
+_notes_said: set[str] = set()
+
+
+def _ensure_local_server(host: str, port: int, on_note=None) -> None:
     """Start a local adb server quietly when none listens (adbutils would start one too, but
     with adb's "* daemon started" chatter on our stderr, breaking one-line errors)."""
     import socket
@@ -84,18 +109,33 @@ def _ensure_local_server(host: str, port: int) -> None:
     except OSError:
         pass
     try:
-        from adbutils import adb_path
-
-        subprocess.run([adb_path(), "-P", str(port), "start-server"], capture_output=True, timeout=20.0)
-    except (OSError, subprocess.SubprocessError, ImportError):
+        exe, origin = adb_binary()
+    except DeviceError:
+        return  # the connection attempt that follows reports the failure in one line
+    if not origin.startswith("PATH") and exe not in _notes_said:
+        _notes_said.add(exe)
+        (on_note or _stderr_note)(f"starting an adb server on port {port} with {exe} ({origin})")
+    try:
+        subprocess.run([exe, "-P", str(port), "start-server"], capture_output=True, timeout=20.0)
+    except (OSError, subprocess.SubprocessError):
         pass  # the connection attempt that follows reports the failure in one line
 
 
+def _stderr_note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def client(adb_server: str | None = None, timeout_s: float = 30.0):
+    """A client of the adb server at `adb_server` (HOST:PORT), or of the default one.
+
+    Only the default server ($ANDROID_ADB_SERVER_PORT or 5037 on this machine) is started when
+    none listens: an address the user names is connected to, never started — a typo such as
+    ``127.0.0.1:1`` must not leave a stray adb daemon on port 1."""
     import adbutils
 
     host, port = parse_server(adb_server)
-    _ensure_local_server(host, port)
+    if not adb_server:
+        _ensure_local_server(host, port)
     return adbutils.AdbClient(host=host, port=port, socket_timeout=timeout_s)
 
 

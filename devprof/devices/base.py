@@ -93,6 +93,27 @@ class Device(ABC):
             raise UsageError(f"--cores {cores!r} names no CPU")
         return ",".join(str(c) for c in cpus)
 
+    def available_cpus(self, cpus: str = "") -> int:
+        """How many CPUs a run on this device may use: those of `cpus` (a `resolve_cores` list)
+        when pinned, else all of the device's."""
+        if cpus:
+            return len([c for c in cpus.split(",") if c.strip()])
+        return self.info().cores or 1
+
+    def check_threads(self, threads: int, cpus: str = "", oversubscribe: bool = False) -> None:
+        """Refuse more threads than the CPUs the run may use (`available_cpus`), unless
+        `oversubscribe`: the extra threads wait for a CPU, so the timings measure the scheduler's
+        time-sharing rather than the kernel, and every record would look valid."""
+        from ..errors import UsageError
+
+        n = self.available_cpus(cpus)
+        if threads > n and not oversubscribe:
+            where = f"the {n} CPU{'s' if n != 1 else ''} " + (f"pinned with --cores ({cpus})" if cpus
+                                                              else f"available on {self.name}")
+            raise UsageError(f"--threads {threads} is more than {where}: the timings would measure time-sharing, "
+                             f"not the kernels; use --threads {n} or fewer, or add --oversubscribe to measure "
+                             "anyway")
+
     def wait_cool(self, max_temp_c: float, timeout_s: float = 120.0) -> bool:
         """Wait until the device is at most `max_temp_c`; False when `timeout_s` passed first
         (a device without a readable sensor counts as cool: there is nothing to wait for)."""

@@ -85,6 +85,16 @@ class LocalDevice(Device):
         return DeviceInfo(kind="local", name="local", model=cpu, cpu=cpu, abi=self.abi, cores=os.cpu_count() or 1,
                           isa=isa, os=pretty, kernel=platform.release(), extra=extra)
 
+    def available_cpus(self, cpus: str = "") -> int:
+        """The pinned CPUs, else those this process may run on (taskset, a container's cpuset),
+        which can be fewer than the machine has."""
+        if cpus:
+            return super().available_cpus(cpus)
+        try:
+            return len(os.sched_getaffinity(0)) or 1
+        except (AttributeError, OSError):  # not Linux
+            return os.cpu_count() or 1
+
     @staticmethod
     def _max_freq() -> int:
         v = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", "-1")

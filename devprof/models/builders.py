@@ -367,11 +367,35 @@ def family(name: str) -> Family:
     return f
 
 
+#: Input sizes each kind of family is built at: (smallest, largest) side in pixels, or sequence
+#: length. Below the smallest, a network's pooling leaves nothing to classify; above the largest,
+#: the activations alone outgrow a phone's (and most hosts') memory, so the build would end in
+#: MemoryError long after the user's typo.
+RES_LIMITS = {"classification": (32, 2048), "sr": (8, 4096), "transformer": (1, 4096)}
+
+
+def check_res(name: str, res: Any) -> None:
+    """A one-line error, before anything is built, for a resolution family `name` cannot have."""
+    fam = family(name)
+    lo, hi = RES_LIMITS.get(fam.kind, RES_LIMITS["classification"])
+    sides = list(res) if isinstance(res, (list, tuple)) else [res]
+    what = "sequence length" if fam.kind == "transformer" else "resolution"
+    if fam.kind != "sr" and len(sides) != 1:
+        raise UsageError(f"{fam.name}: the {what} is one number (e.g. {fam.name}@{lo * 4 if lo > 1 else 128}), "
+                         f"got {'x'.join(map(str, sides))}")
+    if len(sides) not in (1, 2) or any(not isinstance(v, int) or isinstance(v, bool) for v in sides):
+        raise UsageError(f"{fam.name}: bad {what} {res!r}")
+    bad = [v for v in sides if not lo <= v <= hi]
+    if bad:
+        raise UsageError(f"{fam.name}@{'x'.join(map(str, sides))}: the {what} must be between {lo} and {hi}")
+
+
 def reference_config(name: str, res: Any = None) -> dict:
     """The published architecture of family `name`, optionally at another input resolution."""
     fam = family(name)
     if res is None:
         return copy.deepcopy(fam.reference())
+    check_res(name, res)
     if fam.kind == "sr":
         return fam.reference(res=tuple(res) if isinstance(res, (list, tuple)) else (res, res))
     return fam.reference(res=int(res))
@@ -386,6 +410,7 @@ def build(name: str, config: dict | None = None, seed: int = 0, res: Any = None)
     fam = family(name)
     cfg = copy.deepcopy(config) if config is not None else reference_config(name, res)
     if res is not None and config is not None:
+        check_res(name, res)
         cfg["res"] = list(res) if isinstance(res, (list, tuple)) else [int(res), int(res)]
     cfg.setdefault("name", fam.name)
     cfg["seed"] = seed

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ..errors import DeviceError, DevprofError, KernelError, UsageError
+from ..errors import DeviceError, DevprofError, KernelError, UsageError, one_line
 from ..measure import Protocol
 from ..records import KernelSpec, Measurement, RuntimeInfo
 from ..runtimes.phone_tools import (ToolOutputError, parse_benchmark_model, parse_ort_profile, split_reps,
@@ -189,7 +189,7 @@ def parse_ort_clean(text: str) -> tuple[float, int]:
     m = _ORT_AVG.search(text)
     if not m:
         raise ToolOutputError("onnxruntime_perf_test printed no 'Average inference time cost': "
-                              + (text.strip().splitlines() or ["empty output"])[-1][:160])
+                              + one_line((text.strip().splitlines() or ["empty output"])[-1], 160))
     us = float(m.group(1)) * 1000.0
     if not (math.isfinite(us) and us >= 0):
         raise ToolOutputError(f"onnxruntime_perf_test: bad average {m.group(1)!r}")
@@ -426,7 +426,7 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
                 raise KernelError(f"{tool.tool} timed out on {src.name}")
             if res.returncode != 0:
                 tail = (res.stderr.strip() or res.stdout.strip()).splitlines()[-1:] or [""]
-                raise KernelError(f"{tool.tool} exited {res.returncode} on {src.name}: {tail[0][:200]}")
+                raise KernelError(f"{tool.tool} exited {res.returncode} on {src.name}: {one_line(tail[0], 200)}")
             # 4. parse onto the walk
             delegates: list[_Group] = []
             if tool.ext == ".onnx":
@@ -468,7 +468,7 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
         except DevprofError as e:
             run.error = str(e)
         except Exception as e:  # one model failing on one runtime must not end the suite
-            run.error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+            run.error = f"{type(e).__name__}: {one_line((str(e).splitlines() or [''])[0], 200)}"
         if run.error:
             prof.session.fail({"runtime": tool.runtime, "device_id": prof.dinfo.id, "model": src.name,
                                "hash": src.content_hash, "error": run.error})
@@ -489,4 +489,4 @@ def _host_ort(src: "ModelSource"):
         return sess.run(None, {name: x})[0]
     except Exception as e:
         raise KernelError(f"{src.name} does not run in ONNX Runtime on this host: "
-                          f"{(str(e).splitlines() or [''])[0][:200]}") from None
+                          f"{one_line((str(e).splitlines() or [''])[0], 200)}") from None

@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import DevprofError, KernelError, UsageError
+from ..errors import DevprofError, KernelError, UsageError, one_line
 from ..measure import Protocol, measure_callable
 from ..records import KernelSpec, Measurement, Record, RuntimeInfo, record_key
 from ..runtimes.model_check import CHECKED, compare, reference_output
@@ -200,12 +200,9 @@ def ort_layers_from_events(events: list, model, ml: ModelLayers, warmups: int) -
 
 
 def _litert_interpreter(tfl: bytes, threads: int, xnnpack: bool):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ..runtimes.litert import new_interpreter
 
-    kind = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    it = Interpreter(model_content=tfl, num_threads=threads, experimental_op_resolver_type=kind)
-    it.allocate_tensors()
-    return it
+    return new_interpreter(tfl, threads, xnnpack)
 
 
 class ModelProfiler:
@@ -359,7 +356,7 @@ class ModelProfiler:
             except DevprofError as e:
                 run.error = str(e)
             except Exception as e:  # one model failing on one runtime must not end the suite
-                run.error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+                run.error = f"{type(e).__name__}: {one_line((str(e).splitlines() or [''])[0], 200)}"
             if run.error:
                 self.session.fail({"runtime": rt, "device_id": self.dinfo.id, "model": src.name,
                                    "hash": src.content_hash, "error": run.error})

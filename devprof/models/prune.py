@@ -21,7 +21,7 @@ import uuid
 from typing import Any, Callable, Sequence
 
 
-from ..errors import UsageError
+from ..errors import UsageError, one_line
 from ..measure import Protocol
 from ..records import Conditions, KernelSpec, Measurement, Sparsity, record_key
 from ..runtimes.base import CHECKED, Outcome
@@ -147,7 +147,7 @@ def profile_pruned(models: Sequence[Any], device, threads: int, session, protoco
                                                            model_name=name, layer_index=layer.index,
                                                            layer_name=layer.name, cooldown_timed_out=False))
                 if errors:
-                    run.error = f"{len(errors)} layer(s) failed, e.g. {errors[0][:200]}"
+                    run.error = f"{len(errors)} layer(s) failed, e.g. {one_line(errors[0], 200)}"
                 if chain:
                     run.e2e = _chain([o.measurement for o in chain])
                     # composed of checked layers only; its conditions span the layers' batches

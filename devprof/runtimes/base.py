@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
+from ..errors import one_line
 from ..measure import Protocol, measure_interleaved
 from ..records import Conditions, KernelSpec, Measurement, RuntimeInfo
 
@@ -106,7 +107,7 @@ def _outcomes(block, results, conditions, runtime: str) -> Iterator[Outcome]:
     finished = time.time()
     for (spec, _, started), res in zip(block, results):
         if isinstance(res, Exception):
-            why = (str(res).splitlines() or [type(res).__name__])[0][:300]
+            why = one_line((str(res).splitlines() or [type(res).__name__])[0], 300)
             yield Outcome(spec, error=f"{runtime} failed while timed: {why}", started_at=started, finished_at=finished)
         else:
             yield Outcome(spec, res, conditions=conditions, started_at=started, finished_at=finished,

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from ..errors import DevprofError
+from ..errors import DevprofError, one_line
 from ..measure import Protocol
 from ..records import Conditions, KernelSpec, Measurement, RuntimeInfo
 from .base import CHECKED, Outcome, Runtime
@@ -284,7 +284,7 @@ class DevprofC(Runtime):
         finished = time.time()
         parsed = parse_harness_output(res.stdout)
         why_missing = ("timed out" if res.timed_out else f"exited with {res.returncode}") + (
-            f": {res.stderr.strip().splitlines()[-1][:200]}" if res.stderr.strip() else "")
+            f": {one_line(res.stderr.strip().splitlines()[-1], 200)}" if res.stderr.strip() else "")
         for k in kernels:
             line = parsed.lines.get(k.name)
             for s in by_name[k.name]:

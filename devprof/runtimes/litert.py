@@ -12,7 +12,10 @@ after delegation and reported with the outcome (`Outcome.kernel`).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import sys
 import time
 from typing import Callable, Iterator, Sequence
 
@@ -24,6 +27,7 @@ from .quantize import quantize_kernel, reference_q
 from .reference import check_output, fp16_tensors, make_tensors, reference
 from ..devices.base import Device
 from ..measure import BLOCK, Protocol
+from ..errors import one_line
 from ..records import KernelSpec, RuntimeInfo
 from .base import Outcome, Runtime, timed_outcomes
 
@@ -70,6 +74,59 @@ def computed_in_fp16(y: np.ndarray) -> bool:
     return bool(np.array_equal(y, y.astype(np.float16).astype(np.float32)))
 
 
+_delegate_announced = False
+
+
+def new_interpreter(model: bytes, threads: int, xnnpack: bool):
+    """A LiteRT interpreter for `model`, tensors allocated (XNNPACK on or off).
+
+    TFLite announces its XNNPACK delegate once per process, straight on file descriptor 2
+    ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU."), in the middle of devprof's
+    progress and one-line errors; that line is dropped and anything else written meanwhile kept.
+    """
+    global _delegate_announced
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kind = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if _delegate_announced or not xnnpack:
+        it = Interpreter(model_content=model, num_threads=threads, experimental_op_resolver_type=kind)
+        it.allocate_tensors()
+        return it
+    with _native_stderr_without("INFO: Created TensorFlow Lite"):
+        it = Interpreter(model_content=model, num_threads=threads, experimental_op_resolver_type=kind)
+        it.allocate_tensors()
+    _delegate_announced = True
+    return it
+
+
+@contextlib.contextmanager
+def _native_stderr_without(prefix: str):
+    """Run the body with file descriptor 2 captured; write back every line not starting with `prefix`."""
+    import tempfile
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [x for x in tmp.read().splitlines(keepends=True) if not x.startswith(prefix.encode())]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 class LiteRT(Runtime):
     name = "litert"
     xnnpack = True
@@ -96,12 +153,7 @@ class LiteRT(Runtime):
         return RuntimeInfo(self.name, _litert_version(), threads, {"xnnpack": self.xnnpack})
 
     def interpreter(self, model: bytes, threads: int):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        kind = OpResolverType.AUTO if self.xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        it = Interpreter(model_content=model, num_threads=threads, experimental_op_resolver_type=kind)
-        it.allocate_tensors()
-        return it
+        return new_interpreter(model, threads, self.xnnpack)
 
     def build(self, spec: KernelSpec):
         """(model bytes, feeds, expected output) for any dtype: the output the check compares with
@@ -145,7 +197,7 @@ class LiteRT(Runtime):
             try:
                 call, kernels[spec.id], bad = self.checked(spec, threads)
             except Exception as e:  # this kernel failed, not the run
-                why = (str(e).splitlines() or [type(e).__name__])[0][:300]
+                why = one_line((str(e).splitlines() or [type(e).__name__])[0], 300)
                 yield Outcome(spec, error=f"{self.name} failed: {why}", started_at=started, finished_at=time.time())
                 continue
             if call is None:

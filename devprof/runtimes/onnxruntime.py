@@ -22,6 +22,7 @@ from .quantize import WEIGHT_QMAX, WEIGHT_QMAX_7BIT, quantize_kernel, reference_
 from .reference import check_output, make_tensors, reference
 from ..devices.base import Device
 from ..measure import BLOCK, Protocol
+from ..errors import one_line
 from ..records import KernelSpec, RuntimeInfo
 from .base import Outcome, Runtime, timed_outcomes
 
@@ -143,7 +144,7 @@ class OnnxRuntime(Runtime):
             try:
                 call, kernels[spec.id], bad = self.checked(spec, threads)
             except Exception as e:  # a build or run failure of this one kernel, not of the run
-                yield Outcome(spec, error=f"onnxruntime failed: {(str(e).splitlines() or [type(e).__name__])[0][:300]}",
+                yield Outcome(spec, error=f"onnxruntime failed: {one_line((str(e).splitlines() or [type(e).__name__])[0], 300)}",
                               started_at=started, finished_at=time.time())
                 continue
             if call is None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..devices.base import Device
-from ..errors import DevprofError
+from ..errors import DevprofError, one_line
 from ..measure import Protocol
 from ..records import KernelSpec, Measurement, RuntimeInfo
 from .base import CHECKED, Outcome, Runtime
@@ -146,7 +146,7 @@ def parse_benchmark_model(text: str) -> BenchmarkModelReport:
         rep.warmup = timed[0] if len(timed) > 1 else None
     if not rep.ops and rep.runs is None:
         raise ToolOutputError("benchmark_model printed no timings (no 'count=' line, no op profile): "
-                              + (text.strip().splitlines() or ["empty output"])[-1][:160])
+                              + one_line((text.strip().splitlines() or ["empty output"])[-1], 160))
     for o in rep.ops:
         if not (math.isfinite(o.avg_ms) and o.avg_ms >= 0):
             raise ToolOutputError(f"benchmark_model: bad op time in {o.name!r}")
@@ -282,7 +282,7 @@ class _PhoneTool(Runtime):
                 continue
             if res.returncode != 0:
                 tail = (res.stderr.strip() or res.stdout.strip()).splitlines()[-1:] or [""]
-                yield Outcome(spec, error=f"{self.tool} exited {res.returncode}: {tail[0][:200]}",
+                yield Outcome(spec, error=f"{self.tool} exited {res.returncode}: {one_line(tail[0], 200)}",
                               started_at=started, finished_at=time.time())
                 continue
             try:
@@ -343,7 +343,7 @@ class TFLiteBenchmark(_PhoneTool):
             it.invoke()
             y = it.get_tensor(it.get_output_details()[0]["index"])
         except Exception as e:  # this kernel's model failed, not the run
-            return b"", f"tflite model failed on the host check: {str(e).splitlines()[0][:200]}"
+            return b"", f"tflite model failed on the host check: {one_line((str(e).splitlines() or [''])[0], 200)}"
         bad = check_output(spec, y, reference(spec, tensors, pads))
         return (b"", bad) if bad else (bytes(model), "")
 
@@ -393,7 +393,7 @@ class OrtPerfTest(_PhoneTool):
             data = model.SerializeToString()
             y = OnnxRuntime().session(data, 1).run(None, feeds)[0]
         except Exception as e:  # this kernel's model failed, not the run
-            return b"", f"onnx model failed on the host check: {str(e).splitlines()[0][:200]}"
+            return b"", f"onnx model failed on the host check: {one_line((str(e).splitlines() or [''])[0], 200)}"
         bad = check_output(spec, onnx_ops.output_to_nhwc(spec, y), reference(spec, tensors))
         return (b"", bad) if bad else (data, "")
 
