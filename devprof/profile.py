@@ -104,8 +104,6 @@ def profile(device: Device, specs: Sequence[KernelSpec], runtimes: Sequence[str]
     try:
         with session:
             dinfo = device.info()
-            for name in runtimes:
-                get_runtime(name).check_threads(device, threads, protocol.cpus)
             p = plan(device, dinfo, specs, runtimes, threads, session)
             check_interrupt()
             summary.skipped, summary.already = len(p.skipped), p.already

@@ -7,9 +7,7 @@ N-thread runs share the binary."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from devprof.errors import UsageError
 from devprof.measure import Protocol
 from devprof.records import KernelSpec, Sparsity
 from devprof.runtimes import get_runtime
-from devprof.runtimes.harness import OVERSUBSCRIBE_ENV, parse_harness_output, variant_for
+from devprof.runtimes.harness import parse_harness_output, variant_for
 from devprof.sparse.codegen import generate
 from support.cli import run_cli
 
@@ -137,18 +135,16 @@ def device(tmp_path, monkeypatch):
     return LocalDevice(cache_dir=tmp_path / "cache")
 
 
-def test_runtime_threads_and_refusals(device, monkeypatch):
+def test_runtime_passes_threads_to_the_harness(device):
     rt = get_runtime("devprof-c")
-    one = Protocol.quick().with_cpus("0")
-    with pytest.raises(UsageError, match="--threads 2 needs one CPU per thread, but --cores 0 gives 1"):
-        list(rt.measure(device, [KernelSpec("fc", cin=4, cout=4)], 2, one))
     with pytest.raises(UsageError, match="openblas runs one thread"):
         get_runtime("openblas").thread_args(device, 2, "")
-    monkeypatch.setenv(OVERSUBSCRIBE_ENV, "1")
+    # more threads than pinned CPUs got past the command line's check only with --oversubscribe
     assert rt.thread_args(device, 2, "0") == ["--threads=2", "--oversubscribe"]
+    assert rt.thread_args(device, 1, "0") == []
     specs = [KernelSpec("pwconv", h=9, w=9, cin=16, cout=8, sparsity=Sparsity("nm", 0.5, {"n": 2, "m": 4})),
              KernelSpec("conv2d", h=8, w=9, cin=3, cout=8, kh=3, kw=3, padding=1, sparsity=Sparsity("pattern", 0.6))]
-    outs = list(rt.measure(device, specs, 2, Protocol.quick()))
+    outs = list(rt.measure(device, specs, 2, Protocol.quick().with_cpus("0")))
     assert [o.ok for o in outs] == [True, True], [o.error for o in outs]
     assert rt.info(device, 2).threads == 2
 
@@ -157,9 +153,9 @@ def test_cli_records_the_thread_count(tmp_path):
     suite = tmp_path / "t.toml"
     suite.write_text("[suite]\nname = 't'\nruntimes = ['devprof-c']\n[[kernels]]\nop = 'pwconv'\nh = 10\nw = 10\n"
                      "cin = 16\ncout = 16\nsparsity = {scheme = 'unstructured', ratio = 0.8}\n")
-    env = {OVERSUBSCRIBE_ENV: "1"} if (os.cpu_count() or 1) < 2 else {}
-    p = run_cli("profile", "--suite", str(suite), "--out", str(tmp_path / "d"), "--quick", "--threads", "2", "--json",
-                env={**env, "DEVPROF_CACHE": str(tmp_path / "cache")})
+    env = {"DEVPROF_CACHE": str(tmp_path / "cache")}
+    p = run_cli("profile", "--suite", str(suite), "--out", str(tmp_path / "d"), "--quick", "--threads", "2",
+                "--cores", "0", "--oversubscribe", "--json", env=env)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["measured"] == 1
     from devprof.store import Dataset
@@ -167,8 +163,7 @@ def test_cli_records_the_thread_count(tmp_path):
     df = Dataset(tmp_path / "d").read()
     assert df["threads"].tolist() == [2] and df["runtime"].tolist() == ["devprof-c"]
     many = run_cli("profile", "--suite", str(suite), "--out", str(tmp_path / "e"), "--quick", "--threads", "3",
-                   "--cores", "0", env={"DEVPROF_CACHE": str(tmp_path / "cache")})
+                   "--cores", "0", env=env)
     assert many.returncode == 2 and "Traceback" not in many.stderr, many.stderr
     lines = [line for line in many.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "--threads 3" in lines[0], many.stderr
-    assert sys.executable  # the CLI ran in this interpreter

@@ -64,10 +64,6 @@ class Runtime(ABC):
         """None when usable on `device`, else a one-line reason (e.g. not installed)."""
         return None
 
-    def check_threads(self, device: "Device", threads: int, cpus: str) -> None:
-        """Raise UsageError (one line) when this runtime cannot run `threads` threads on the CPUs
-        `cpus` (or the device's) before anything is measured; runtimes that check nothing pass."""
-
     @abstractmethod
     def supports(self, spec: KernelSpec) -> str | None:
         """None when this runtime can execute `spec`, else a short reason."""

@@ -24,9 +24,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 HARNESS_VERSION = "devprof-harness/1.2"
 CODEGEN_VERSION = "3"  # 2: fc panels, direct depthwise kernel, whole-model programs; 3: chunked entry points
-#: Set to 1 to run more harness threads than the CPUs the run may use (tests on small machines;
-#: such timings say nothing about the device).
-OVERSUBSCRIBE_ENV = "DEVPROF_OVERSUBSCRIBE"
 MAX_LINE = 1 << 20  # longer lines are refused unread
 MAX_SAMPLES = 100_000
 
@@ -159,36 +156,17 @@ class DevprofC(Runtime):
     multithreaded = True
 
     def thread_args(self, device: "Device", threads: int, cpus: str) -> list[str]:
-        """The harness arguments for `threads`; UsageError (one line) when the run may use fewer
-        CPUs than that: the pinned --cores set, else the CPUs the device lets the run use."""
-        import os
-
+        """The harness arguments for `threads`. More threads than the CPUs the run may use
+        (`Device.available_cpus`) got past `Device.check_threads` only with --oversubscribe, so
+        the harness is told to share CPUs instead of refusing."""
         from ..errors import UsageError
 
         if threads == 1:
             return []
         if not self.multithreaded:
             raise UsageError(f"{self.name} runs one thread here; use --threads 1")
-        if cpus:
-            from ..devices.local import parse_cpus
-
-            have = len(parse_cpus(cpus))
-            where = f"--cores {cpus} gives {have}"
-        elif device.kind == "local" and hasattr(os, "sched_getaffinity"):
-            have = len(os.sched_getaffinity(0))
-            where = f"this process may use {have}"
-        else:
-            have = device.info().cores or threads
-            where = f"{device.name} has {have}"
-        if threads <= have:
-            return [f"--threads={threads}"]
-        if os.environ.get(OVERSUBSCRIBE_ENV) == "1":
-            return [f"--threads={threads}", "--oversubscribe"]
-        raise UsageError(f"--threads {threads} needs one CPU per thread, but {where} "
-                         f"(set {OVERSUBSCRIBE_ENV}=1 to run it anyway)")
-
-    def check_threads(self, device: "Device", threads: int, cpus: str) -> None:
-        self.thread_args(device, threads, cpus)
+        over = threads > device.available_cpus(cpus)
+        return [f"--threads={threads}", *(["--oversubscribe"] if over else [])]
 
     def batch_size_for(self, device: "Device") -> int:
         return self.batch_size if device.in_process else self.phone_batch_size
