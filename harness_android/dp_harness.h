@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define DP_HARNESS_VERSION "devprof-harness/1.1"
+#define DP_HARNESS_VERSION "devprof-harness/1.2"
 
 /* One array of a kernel's data file (values, offsets, bias, reference samples...). */
 typedef struct {
@@ -21,6 +21,13 @@ typedef struct {
 } dp_array;
 
 typedef void (*dp_run_fn)(const float *x, float *y, float *ws, const dp_array *arrays);
+/* Several threads: `prep` does the shared part of a call (input copies, outputs of empty rows),
+ * then `range` computes chunks [c0, c1) with `tws` (tws_floats, zeroed once, private to the
+ * calling thread) as its scratch. Chunks are independent: any split gives the same output, bit
+ * for bit, as `run` (which is prep + every chunk). */
+typedef void (*dp_prep_fn)(const float *x, float *y, float *ws, const dp_array *arrays);
+typedef void (*dp_range_fn)(const float *x, float *y, float *ws, const dp_array *arrays, int64_t c0, int64_t c1,
+                            float *tws);
 
 /* One compiled kernel of a batch. Arrays 0 and 1 of its data file are the reference samples
  * (int32 output indices, float32 expected values); the kernel's own arrays follow. */
@@ -39,6 +46,15 @@ typedef struct {
      * round and reports the round's per-call means. Plain kernels leave these 0 / NULL. */
     int32_t nlayers;
     double *layer_us;
+    /* Chunked entry points (NULL range: the kernel runs on one thread only). Chunk c costs
+     * cost[c % period] (its nonzero FMAs per position, plus a little per chunk): the harness
+     * splits [0, nchunks) into ranges of equal cost, one per thread. */
+    dp_prep_fn prep;
+    dp_range_fn range;
+    int64_t nchunks;
+    int32_t period;
+    const int32_t *cost;
+    int64_t tws_floats;
 } dp_kernel;
 
 /* The clock layer timers use (the harness's own, so both agree). */

@@ -6,9 +6,17 @@
  * calibrated calls per sample, repetitions, all from the command line) and print one JSON line
  * with the raw samples. Portable C99 + POSIX; sched_setaffinity where the OS has it.
  *
+ * With --threads=T (T > 1) a pool of T-1 worker threads is created once for the whole batch, the
+ * calling thread being the T-th; each is pinned to its own CPU of the process's CPU set (--cpus or
+ * the inherited affinity, in order), so T may not exceed that set unless --oversubscribe. A call
+ * runs the kernel's shared prep on the calling thread, then every thread computes its range of
+ * chunks (split by cost, i.e. nonzero count) and the caller waits for all of them. Between calls
+ * workers spin briefly (back-to-back timed calls never sleep), then block on a condition variable,
+ * as pthreadpool does.
+ *
  * Usage: devprof-harness [--warmup-us=N] [--min-warmups=N] [--sample-us=N] [--min-repeats=N]
  *        [--max-repeats=N] [--min-time-us=N] [--max-time-us=N] [--cpus=LIST] [--only=NAME[,NAME]]
- *        [--data-dir=DIR] [--dump=DIR] [--rtol=R] [--list]
+ *        [--data-dir=DIR] [--dump=DIR] [--rtol=R] [--threads=T] [--oversubscribe] [--list]
  */
 #define _GNU_SOURCE
 #include "dp_harness.h"
@@ -18,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #ifdef __linux__
 #include <sched.h>
 #endif
@@ -37,6 +47,8 @@ typedef struct {
     const char *cpus, *only, *data_dir, *dump;
     double rtol;
     int list;
+    long threads;
+    int oversubscribe;
 } options;
 
 static double now_us(void) {
@@ -90,6 +102,172 @@ static int pin_cpus(const char *list) {
     (void)list;
     return -1;
 #endif
+}
+
+/* ---- the thread pool ------------------------------------------------------------------------ */
+#define DP_MAX_THREADS 256
+#define DP_SPIN_US 2000.0 /* a worker spins this long after a call before it sleeps */
+
+static inline void cpu_relax(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_ia32_pause();
+#elif (defined(__aarch64__) || defined(__arm__)) && (defined(__GNUC__) || defined(__clang__))
+    __asm__ __volatile__("yield");
+#endif
+}
+
+typedef struct {
+    const dp_kernel *k;
+    const float *x;
+    float *y, *ws;
+    const dp_array *arr;
+    const int64_t *bounds; /* nthreads + 1 chunk boundaries */
+    float **tws;           /* one scratch per thread */
+} pool_job;
+
+static struct {
+    int n; /* threads, the caller included */
+    int cpu[DP_MAX_THREADS];
+    pthread_t tid[DP_MAX_THREADS];
+    atomic_uint gen;     /* bumped once per job */
+    atomic_int pending;  /* workers still on the current job */
+    atomic_int sleepers; /* workers blocked on cv */
+    atomic_int stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pool_job job;
+} pool;
+
+static int pin_self(int cpu) {
+#ifdef __linux__
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof set, &set);
+#else
+    (void)cpu;
+    return 0;
+#endif
+}
+
+static void run_part(const pool_job *j, int t) {
+    if (j->bounds[t] < j->bounds[t + 1])
+        j->k->range(j->x, j->y, j->ws, j->arr, j->bounds[t], j->bounds[t + 1], j->tws[t]);
+}
+
+static void *worker(void *arg) {
+    int t = (int)(intptr_t)arg;
+    if (pool.cpu[t] >= 0) pin_self(pool.cpu[t]);
+    unsigned seen = 0;
+    for (;;) {
+        unsigned g = atomic_load_explicit(&pool.gen, memory_order_acquire);
+        if (g == seen) {
+            double t0 = now_us();
+            for (long spins = 1; (g = atomic_load_explicit(&pool.gen, memory_order_acquire)) == seen; spins++) {
+                cpu_relax();
+                if ((spins & 255) == 0 && now_us() - t0 > DP_SPIN_US) {
+                    pthread_mutex_lock(&pool.mu);
+                    atomic_fetch_add(&pool.sleepers, 1); /* seq_cst: pairs with pool_call's gen/sleepers */
+                    while ((g = atomic_load(&pool.gen)) == seen) pthread_cond_wait(&pool.cv, &pool.mu);
+                    atomic_fetch_sub(&pool.sleepers, 1);
+                    pthread_mutex_unlock(&pool.mu);
+                    break;
+                }
+            }
+        }
+        seen = g;
+        if (atomic_load(&pool.stop)) return NULL;
+        run_part(&pool.job, t);
+        atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
+    }
+}
+
+/* Wake the workers for the job in pool.job (or for stopping) and do part 0 here. */
+static void pool_call(void) {
+    atomic_store_explicit(&pool.pending, pool.n - 1, memory_order_relaxed);
+    atomic_fetch_add(&pool.gen, 1); /* seq_cst: a worker going to sleep either sees it or is seen */
+    if (atomic_load(&pool.sleepers) > 0) {
+        pthread_mutex_lock(&pool.mu);
+        pthread_cond_broadcast(&pool.cv);
+        pthread_mutex_unlock(&pool.mu);
+    }
+    run_part(&pool.job, 0);
+    while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) cpu_relax();
+}
+
+/* The CPUs the process may run on, in order (its affinity, which --cpus or taskset set). */
+static int allowed_cpus(int *out, int max) {
+#ifdef __linux__
+    cpu_set_t set;
+    int n = 0;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+    for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+        if (CPU_ISSET(c, &set)) out[n++] = c;
+    return n;
+#else
+    (void)out; (void)max;
+    return -1;
+#endif
+}
+
+/* Start T-1 workers, each pinned to its own allowed CPU (the caller takes the first). */
+static int pool_start(int threads, int oversubscribe) {
+    int cpus[DP_MAX_THREADS];
+    int n = allowed_cpus(cpus, DP_MAX_THREADS);
+    if (threads > DP_MAX_THREADS) { fprintf(stderr, "at most %d threads\n", DP_MAX_THREADS); return -1; }
+    if (n >= 0 && n < threads && !oversubscribe) {
+        fprintf(stderr, "%d threads need %d CPUs, but the process may use %d (pin more with --cpus, or pass --oversubscribe)\n",
+                threads, threads, n);
+        return -1;
+    }
+    pool.n = threads;
+    for (int t = 0; t < threads; t++) pool.cpu[t] = (n >= threads) ? cpus[t] : -1;
+    pthread_mutex_init(&pool.mu, NULL);
+    pthread_cond_init(&pool.cv, NULL);
+    if (pool.cpu[0] >= 0 && pin_self(pool.cpu[0]) != 0) { fprintf(stderr, "cannot pin to CPU %d\n", pool.cpu[0]); return -1; }
+    for (int t = 1; t < threads; t++)
+        if (pthread_create(&pool.tid[t], NULL, worker, (void *)(intptr_t)t) != 0) {
+            fprintf(stderr, "cannot start thread %d\n", t);
+            pool.n = t;
+            return -1;
+        }
+    return 0;
+}
+
+static void pool_stop(void) {
+    if (pool.n <= 1) return;
+    atomic_store(&pool.stop, 1);
+    atomic_fetch_add(&pool.gen, 1);
+    pthread_mutex_lock(&pool.mu);
+    pthread_cond_broadcast(&pool.cv);
+    pthread_mutex_unlock(&pool.mu);
+    for (int t = 1; t < pool.n; t++) pthread_join(pool.tid[t], NULL);
+}
+
+/* Split chunks [0, nchunks) into `parts` ranges of about equal cost: bounds[0..parts]. Chunk c
+ * costs cost[c % period]; prefix[i] = cost of chunks 0..i-1 of one period (prefix[period] = all). */
+static void split_chunks(const dp_kernel *k, const int64_t *prefix, int parts, int64_t *bounds) {
+    int64_t n = k->nchunks, p = k->period;
+    double total = (double)(n / p) * (double)prefix[p] + (double)prefix[n % p];
+    bounds[0] = 0;
+    for (int t = 1; t < parts; t++) {
+        double target = total * (double)t / (double)parts;
+        int64_t lo = bounds[t - 1], hi = n; /* first c with cum(c) >= target */
+        while (lo < hi) {
+            int64_t mid = lo + (hi - lo) / 2;
+            double cum = (double)(mid / p) * (double)prefix[p] + (double)prefix[mid % p];
+            if (cum >= target) hi = mid; else lo = mid + 1;
+        }
+        /* the chunk straddling the target goes to whichever side it overlaps more */
+        if (lo > bounds[t - 1]) {
+            int64_t c = lo - 1;
+            double before = (double)(c / p) * (double)prefix[p] + (double)prefix[c % p];
+            double after = before + (double)(k->cost[c % p]);
+            if (target - before < after - target) lo = c;
+        }
+        bounds[t] = lo;
+    }
+    bounds[parts] = n;
 }
 
 static int selected(const char *only, const char *name) {
@@ -152,7 +330,19 @@ typedef struct {
     double *samples; /* one per round: the round's fastest sample (µs per call) */
     double *layers;  /* programs: rounds x nlayers per-call mean layer times */
     int ready;
+    int nthreads;    /* > 1: calls go through the pool */
+    int64_t *bounds; /* nthreads + 1 chunk boundaries */
+    float **tws;     /* per-thread scratch */
 } slot;
+
+/* One call of the kernel: on this thread alone, or prep here and the chunks on every thread. */
+static void call(slot *s) {
+    const dp_kernel *k = s->k;
+    if (s->nthreads <= 1) { k->run(s->x, s->y, s->ws, s->arr); return; }
+    if (k->prep) k->prep(s->x, s->y, s->ws, s->arr);
+    pool.job = (pool_job){k, s->x, s->y, s->ws, s->arr, s->bounds, s->tws};
+    pool_call();
+}
 
 static void free_slot(slot *s) {
     if (s->arr) for (int i = 0; i < s->k->narrays; i++) free(s->arr[i].data);
@@ -162,6 +352,9 @@ static void free_slot(slot *s) {
     free(s->ws);
     free(s->samples);
     free(s->layers);
+    if (s->tws) for (int t = 0; t < s->nthreads; t++) free(s->tws[t]);
+    free(s->tws);
+    free(s->bounds);
     memset(s, 0, sizeof *s);
 }
 
@@ -182,9 +375,23 @@ static int prepare(slot *s, const dp_kernel *k, const options *o) {
     s->ws = alloc64((size_t)k->ws_floats * 4);
     if (!s->x || !s->y || !s->ws) { print_error(k, "error", "out of memory"); return 0; }
     for (int64_t i = 0; i < k->in_elems; i++) s->x[i] = dp_input_value(k->seed, (uint32_t)i);
+    if (o->threads > 1) {
+        if (!k->range) { print_error(k, "error", "this kernel runs on one thread only"); return 0; }
+        s->nthreads = (int)o->threads;
+        s->bounds = malloc(sizeof(int64_t) * (size_t)(s->nthreads + 1));
+        s->tws = calloc((size_t)s->nthreads, sizeof(float *));
+        int64_t *prefix = malloc(sizeof(int64_t) * (size_t)(k->period + 1));
+        if (!s->bounds || !s->tws || !prefix || k->period < 1) { free(prefix); print_error(k, "error", "out of memory"); return 0; }
+        prefix[0] = 0;
+        for (int i = 0; i < k->period; i++) prefix[i + 1] = prefix[i] + k->cost[i];
+        split_chunks(k, prefix, s->nthreads, s->bounds);
+        free(prefix);
+        for (int t = 0; t < s->nthreads; t++)
+            if (!(s->tws[t] = alloc64((size_t)k->tws_floats * 4))) { print_error(k, "error", "out of memory"); return 0; }
+    }
 
     /* 1. correctness gate: every shipped reference sample must match */
-    k->run(s->x, s->y, s->ws, s->arr);
+    call(s);
     const int32_t *idx = (const int32_t *)s->arr[0].data;
     const float *ref = (const float *)s->arr[1].data;
     int64_t ns = s->arr[0].count < s->arr[1].count ? s->arr[0].count : s->arr[1].count;
@@ -223,7 +430,7 @@ static int prepare(slot *s, const dp_kernel *k, const options *o) {
     long warmups = 0;
     double t0 = now_us(), elapsed;
     for (;;) {
-        k->run(s->x, s->y, s->ws, s->arr);
+        call(s);
         warmups++;
         elapsed = now_us() - t0;
         if (warmups >= o->min_warmups && elapsed >= (double)o->warmup_us) break;
@@ -255,13 +462,13 @@ static int prepare(slot *s, const dp_kernel *k, const options *o) {
 /* One round of one kernel: an untimed call, then samples for round_us; keep the fastest. */
 static void time_round(slot *s, const options *o) {
     const dp_kernel *k = s->k;
-    k->run(s->x, s->y, s->ws, s->arr);
+    call(s);
     double best = INFINITY, spent = 0.0;
     long taken = 0;
     if (s->layers) memset(k->layer_us, 0, sizeof(double) * (size_t)k->nlayers);
     for (;;) {
         double t = now_us();
-        for (long r = 0; r < s->number; r++) k->run(s->x, s->y, s->ws, s->arr);
+        for (long r = 0; r < s->number; r++) call(s);
         double dt = now_us() - t;
         if (dt / (double)s->number < best) best = dt / (double)s->number;
         spent += dt;
@@ -320,13 +527,14 @@ static void run_group(const dp_kernel **ks, int n, const options *o) {
 }
 
 int main(int argc, char **argv) {
-    options o = {50000, 3, 5000, 10, 30000, 3, 4000000, 16, NULL, NULL, ".", NULL, 1e-4, 0};
+    options o = {50000, 3, 5000, 10, 30000, 3, 4000000, 16, NULL, NULL, ".", NULL, 1e-4, 0, 1, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (parse_long(a, "--warmup-us=", &o.warmup_us) || parse_long(a, "--min-warmups=", &o.min_warmups)
             || parse_long(a, "--sample-us=", &o.sample_us) || parse_long(a, "--rounds=", &o.rounds)
             || parse_long(a, "--round-us=", &o.round_us) || parse_long(a, "--round-samples=", &o.round_samples)
-            || parse_long(a, "--max-time-us=", &o.max_time_us) || parse_long(a, "--group=", &o.group))
+            || parse_long(a, "--max-time-us=", &o.max_time_us) || parse_long(a, "--group=", &o.group)
+            || parse_long(a, "--threads=", &o.threads))
             continue;
         if (!strncmp(a, "--cpus=", 7)) o.cpus = a + 7;
         else if (!strncmp(a, "--only=", 7)) o.only = a + 7;
@@ -334,14 +542,17 @@ int main(int argc, char **argv) {
         else if (!strncmp(a, "--dump=", 7)) o.dump = a + 7;
         else if (!strncmp(a, "--rtol=", 7)) o.rtol = atof(a + 7);
         else if (!strcmp(a, "--list")) o.list = 1;
+        else if (!strcmp(a, "--oversubscribe")) o.oversubscribe = 1;
         else { fprintf(stderr, "unknown argument: %s\n", a); return 2; }
     }
     if (o.cpus && *o.cpus && pin_cpus(o.cpus) != 0) {
         fprintf(stderr, "cannot pin to CPUs %s\n", o.cpus);
         return 3;
     }
-    printf("{\"v\":1,\"harness\":\"%s\",\"event\":\"start\",\"kernels\":%d,\"vector_floats\":%d}\n",
-           DP_HARNESS_VERSION, dp_nkernels, DP_VL);
+    if (o.threads < 1) o.threads = 1;
+    if (o.threads > 1 && !o.list && pool_start((int)o.threads, o.oversubscribe) != 0) return 3;
+    printf("{\"v\":1,\"harness\":\"%s\",\"event\":\"start\",\"kernels\":%d,\"vector_floats\":%d,\"threads\":%ld}\n",
+           DP_HARNESS_VERSION, dp_nkernels, DP_VL, o.threads);
     fflush(stdout);
     if (o.group < 1) o.group = 1;
     const dp_kernel **group = malloc(sizeof(dp_kernel *) * (size_t)o.group);
@@ -356,6 +567,7 @@ int main(int argc, char **argv) {
     }
     if (ng) run_group(group, ng, &o);
     free(group);
+    pool_stop();
     printf("{\"v\":1,\"harness\":\"%s\",\"event\":\"end\"}\n", DP_HARNESS_VERSION);
     return 0;
 }

@@ -127,13 +127,26 @@ def _compile(tc: Toolchain, src: Path, obj: Path) -> None:
 
 def _registry_source(kernels: Sequence) -> str:
     lines = ['#include "dp_harness.h"']
-    lines += [f"void {k.symbol}(const float *x, float *y, float *ws, const dp_array *a);" for k in kernels]
+    args = "const float *x, float *y, float *ws, const dp_array *a"
+    for k in kernels:
+        lines.append(f"void {k.symbol}({args});")
+        if getattr(k, "chunking", None) is not None:
+            lines += [f"void {k.symbol}_prep({args});",
+                      f"void {k.symbol}_range({args}, int64_t c0, int64_t c1, float *tws);",
+                      f"extern const int32_t {k.symbol}_cost[];"]
     lines += [f"extern double {k.layer_symbol}[];" for k in kernels if getattr(k, "nlayers", 0)]
     lines.append("const dp_kernel dp_kernels[] = {")
     for k in kernels:
-        timers = f", {k.nlayers}, {k.layer_symbol}" if getattr(k, "nlayers", 0) else ""
-        lines.append(f'    {{"{k.name}", "{k.spec.id}", "{k.variant}", {k.in_elems}LL, {k.out_elems}LL, '
-                     f'{k.ws_floats}LL, {k.seed}U, {len(k.arrays)}, {k.symbol}{timers}}},')
+        fields = [f'.name = "{k.name}"', f'.spec_id = "{k.spec.id}"', f'.variant = "{k.variant}"',
+                  f".in_elems = {k.in_elems}LL", f".out_elems = {k.out_elems}LL", f".ws_floats = {k.ws_floats}LL",
+                  f".seed = {k.seed}U", f".narrays = {len(k.arrays)}", f".run = {k.symbol}"]
+        if getattr(k, "nlayers", 0):
+            fields += [f".nlayers = {k.nlayers}", f".layer_us = {k.layer_symbol}"]
+        ch = getattr(k, "chunking", None)
+        if ch is not None:
+            fields += [f".prep = {k.symbol}_prep", f".range = {k.symbol}_range", f".nchunks = {ch.nchunks}LL",
+                       f".period = {len(ch.cost)}", f".cost = {k.symbol}_cost", f".tws_floats = {ch.tws_floats}LL"]
+        lines.append("    {" + ", ".join(fields) + "},")
     lines += ["};", f"const int dp_nkernels = {len(kernels)};", ""]
     return "\n".join(lines)
 
@@ -178,7 +191,8 @@ def build_batch(kernels: Sequence, toolchain: Toolchain, cache_dir: Path | None 
     tmp = folder.with_name(folder.name + f".tmp{_tmp_tag()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    cmd = [*toolchain.cc, *toolchain.cflags, *map(str, objs), "-o", str(tmp / BINARY_NAME), *toolchain.ldflags, "-lm"]
+    cmd = [*toolchain.cc, *toolchain.cflags, *map(str, objs), "-o", str(tmp / BINARY_NAME), *toolchain.ldflags,
+           "-pthread", "-lm"]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)

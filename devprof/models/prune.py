@@ -90,7 +90,7 @@ def profile_pruned(models: Sequence[Any], device, threads: int, session, protoco
     if why:
         raise UsageError(f"--prune needs the devprof-c runtime (generated sparse kernels): {why}")
     if threads != 1:
-        raise UsageError("--prune: devprof-c kernels are single-threaded; use --threads 1")
+        raise UsageError("--prune times a whole-model program on one thread; use --threads 1")
     info = rt.info(device, 1)
     dinfo = device.info()
     results: list = []

@@ -22,8 +22,8 @@ from .base import CHECKED, Outcome, Runtime
 if TYPE_CHECKING:  # pragma: no cover
     from ..devices.base import Device
 
-HARNESS_VERSION = "devprof-harness/1.1"
-CODEGEN_VERSION = "2"  # 2: fc panels, direct depthwise kernel, whole-model programs
+HARNESS_VERSION = "devprof-harness/1.2"
+CODEGEN_VERSION = "3"  # 2: fc panels, direct depthwise kernel, whole-model programs; 3: chunked entry points
 MAX_LINE = 1 << 20  # longer lines are refused unread
 MAX_SAMPLES = 100_000
 
@@ -146,11 +146,27 @@ def variant_for(spec: KernelSpec) -> str:
 
 
 class DevprofC(Runtime):
-    """Generated sparse/dense C kernels timed by the native harness (single-threaded, fp32)."""
+    """Generated sparse/dense C kernels timed by the native harness (fp32, one or more threads:
+    the harness's pool, one thread pinned per CPU of --cores, each kernel split by nonzero count)."""
 
     name = "devprof-c"
     batch_size = 24
     phone_batch_size = 128
+    #: False where the kernels have no chunked entry points (one thread only).
+    multithreaded = True
+
+    def thread_args(self, device: "Device", threads: int, cpus: str) -> list[str]:
+        """The harness arguments for `threads`. More threads than the CPUs the run may use
+        (`Device.available_cpus`) got past `Device.check_threads` only with --oversubscribe, so
+        the harness is told to share CPUs instead of refusing."""
+        from ..errors import UsageError
+
+        if threads == 1:
+            return []
+        if not self.multithreaded:
+            raise UsageError(f"{self.name} runs one thread here; use --threads 1")
+        over = threads > device.available_cpus(cpus)
+        return [f"--threads={threads}", *(["--oversubscribe"] if over else [])]
 
     def batch_size_for(self, device: "Device") -> int:
         return self.batch_size if device.in_process else self.phone_batch_size
@@ -199,11 +215,7 @@ class DevprofC(Runtime):
         from .conditions import conditions_around, conditions_from
 
         started = time.time()
-        if threads != 1:
-            for s in specs:
-                yield Outcome(s, error="devprof-c kernels are single-threaded; use --threads 1",
-                              started_at=started, finished_at=time.time())
-            return
+        targs = self.thread_args(device, threads, protocol.cpus)
         tc = self.toolchain(device)
         vl, regs = vector_shape(tc)
         kernels, by_name = [], {}
@@ -229,7 +241,7 @@ class DevprofC(Runtime):
                 for s in by_name[k.name]:
                     yield Outcome(s, error=str(e), started_at=started, finished_at=time.time())
             return
-        argv = [f"{remote}/devprof-harness", *protocol.harness_args()]
+        argv = [f"{remote}/devprof-harness", *protocol.harness_args(), *targs]
         lost: DevprofError | None = None
         per_kernel = protocol.max_time_s + 20 * protocol.warmup_s + 10.0
         timeout = 30.0 + per_kernel * len(kernels)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 class OpenBLASGemm(DevprofC):
     name = "openblas"
+    multithreaded = False  # Debian's libopenblas-serial, called from one thread
 
     def available(self, device: "Device") -> str | None:
         why = super().available(device)

@@ -132,6 +132,7 @@ class GeneratedKernel:
     ws_floats: int
     seed: int
     stats: dict = field(default_factory=dict)
+    chunking: "Chunking | None" = None  # None: one thread only
 
     @property
     def symbol(self) -> str:
@@ -308,34 +309,43 @@ def _fill_src(spec: KernelSpec, geo: Geometry) -> str:
     return "\n".join(L)
 
 
+_EPI_PROTO = ("static void epilogue(const float *restrict ct, float *restrict y, int q0, const float *restrict bias,\n"
+              "                     const int32_t *restrict rows, int rs, int nr) {")
+
+
 def _epilogue_src(spec: KernelSpec, geo: Geometry) -> str:
+    """Bias, activation and the store to the output, for the rows a range of chunks computed into
+    the tile buffer: rows[i * rs] for i < nr (a slice of the groups' row list, or of the pattern
+    rows' meta), so each thread finishes exactly the rows it computed."""
     act = spec.activation
     if geo.mode == "gemv":
         return "\n".join([
-            "static void epilogue(const float *restrict ct, float *restrict y, int q0, const float *restrict bias) {",
-            "    (void)q0;",
-            f"    for (int co = 0; co < {spec.cout}; co++) {{ const float v = ct[co] + bias[co]; y[co] = {_act_expr(act, 'v')}; }}",
-            "}"])
+            _EPI_PROTO, "    (void)q0;",
+            "    for (int i = 0; i < nr; i++) {",
+            f"        const int co = rows[(size_t)i * rs]; const float v = ct[co] + bias[co]; y[co] = {_act_expr(act, 'v')};",
+            "    }", "}"])
     if geo.mode == "fc":
         return "\n".join([
-            "static void epilogue(const float *restrict ct, float *restrict y, int q0, const float *restrict bias) {",
+            _EPI_PROTO,
             f"    int te = {spec.n} - q0; if (te > {geo.t}) te = {geo.t};",
-            # 16 channels at a time: their tile rows stay in L1 while every position reads them
-            f"    for (int c0 = 0; c0 < {spec.cout}; c0 += 16) {{",
-            f"        const int ce = c0 + 16 < {spec.cout} ? c0 + 16 : {spec.cout};",
+            # 16 rows at a time: their tile rows stay in L1 while every position reads them
+            "    for (int i0 = 0; i0 < nr; i0 += 16) {",
+            "        const int ie = i0 + 16 < nr ? i0 + 16 : nr;",
             "        for (int t = 0; t < te; t++)",
-            "            for (int co = c0; co < ce; co++) {",
+            "            for (int i = i0; i < ie; i++) {",
+            "                const int co = rows[(size_t)i * rs];",
             f"                const float v = ct[(size_t)co * {geo.t} + t] + bias[co];",
             f"                y[(size_t)(q0 + t) * {spec.cout} + co] = {_act_expr(act, 'v')};", "            }", "    }", "}"])
     oh, ow, wph, t = spec.out_h, spec.out_w, geo.wph, geo.t
     return "\n".join([
-        "static void epilogue(const float *restrict ct, float *restrict y, int q0, const float *restrict bias) {",
+        _EPI_PROTO,
         f"    int qe = q0 + {t}; if (qe > {geo.q}) qe = {geo.q};",
         f"    for (int oh = q0 / {wph}; oh * {wph} < qe; oh++) {{",
         f"        int a = q0 - oh * {wph}; if (a < 0) a = 0;",
         f"        int e = qe - oh * {wph}; if (e > {ow}) e = {ow};",
         "        if (a >= e) continue;",
-        f"        for (int co = 0; co < {spec.cout}; co++) {{",
+        "        for (int i = 0; i < nr; i++) {",
+        "            const int co = rows[(size_t)i * rs];",
         f"            const float *c = ct + (size_t)co * {t} + (oh * {wph} - q0);",
         f"            float *yo = y + (size_t)co * {oh * ow} + (size_t)oh * {ow};",
         "            const float bb = bias[co];",
@@ -348,51 +358,132 @@ def direct_ok(spec: KernelSpec, geo: Geometry) -> bool:
     return geo.mode == "conv" and geo.wph == spec.out_w and geo.q >= geo.t
 
 
+@dataclass(frozen=True)
+class Chunking:
+    """How a kernel splits across threads: chunks [0, nchunks) are (tile, unit) pairs, tile-major,
+    where a unit is one group of rows (or one pattern row, one ELL block, one depthwise channel);
+    chunk c costs cost[c % len(cost)]: the unit's nonzero FMAs per position plus one per row, so
+    the harness balances threads by work, not by rows. `tws_floats`: each thread's scratch."""
+
+    nchunks: int
+    cost: tuple[int, ...]
+    tws_floats: int
+
+
 def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], body: list[str],
-                body_direct: list[str] | None = None, empty_rows: Sequence[int] = ()) -> str:
-    proto = f"void {symbol}(const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a)"
+                body_direct: list[str] | None, empty_rows: Sequence[int], cost: Sequence[int],
+                rows_expr: str) -> tuple[str, Chunking, int]:
+    """The kernel's three entry points: `<symbol>_prep` (shared work of a call: the padded input
+    copy, outputs of rows with no kept weight), `<symbol>_range` (chunks [c0, c1) with a private
+    tile buffer) and `<symbol>` (one thread: prep + every chunk, image by image).
+
+    `body` / `body_direct` compute units [lo, hi) of one tile into the tile buffer `ct` / straight
+    into the output; `rows_expr` is the epilogue's (rows, stride, count) for units [lo, hi).
+    Returns (source, chunking, workspace floats of the one-thread entry)."""
+    args = "const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a"
+    ng = len(cost)
+    act = _act_expr(spec.activation, "v")
+    er = ", ".join(map(str, empty_rows))
+    empty_decl = [f"    static const int empty[{len(empty_rows)}] = {{{er}}};"] if empty_rows else []
+    ohw = spec.out_h * spec.out_w
     if geo.mode == "gemv":
-        loop = ["    const float *xq = x;", *body, "    epilogue(ct, y, 0, bias);"]
-        ws = ["    float *ct = ws;"]
+        tiles, shared, tws = 1, 0, spec.cout
+        empties = [f"    for (int e = 0; e < {len(empty_rows)}; e++) {{ const float v = bias[empty[e]]; "
+                   f"y[empty[e]] = {act}; }}"]
     elif geo.mode == "fc":
-        loop = [f"    for (int q0 = 0; q0 < {geo.qpad}; q0 += {geo.t}) {{",
-                "        fill(x, xc, q0);", "        const float *xq = xc;", *["    " + b for b in body],
-                "        epilogue(ct, y, q0, bias);", "    }"]
-        ws = ["    float *xc = ws;", f"    float *ct = ws + {geo.xc_size};"]
+        tiles, shared, tws = geo.qpad // geo.t, 0, geo.xc_size + spec.cout * geo.t
+        empties = [f"    for (int e = 0; e < {len(empty_rows)}; e++) {{",
+                   "        const float v = bias[empty[e]];", f"        const float r = {act};",
+                   f"        for (int q = 0; q < {spec.n}; q++) y[(size_t)q * {spec.cout} + empty[e]] = r;", "    }"]
     else:
-        ohw = spec.out_h * spec.out_w
-        # 1x1 stride-1 unpadded convs read the NCHW input in place (xc would be a plain copy);
-        # only the last partial tile is copied, into the zero-padded workspace
-        inplace = body_direct is not None and (spec.kh, spec.kw, spec.stride, spec.padding) == (1, 1, 1, 0)
-        loop = [f"    for (int n = 0; n < {spec.n}; n++) {{",
-                f"        const float *xn = x + (size_t)n * {spec.cin * spec.h * spec.w};",
-                "        fill(xn, xc);" if not inplace else "",
-                f"        float *yn = y + (size_t)n * {spec.cout * ohw};"]
-        qfull = 0
-        if body_direct is not None:
-            qfull = geo.q // geo.t * geo.t
-            if empty_rows:
-                er = ", ".join(map(str, empty_rows))
-                loop += [f"        static const int empty[{len(empty_rows)}] = {{{er}}};",
-                         f"        for (int e = 0; e < {len(empty_rows)}; e++) {{",
-                         "            const float v = bias[empty[e]];",
-                         f"            const float r = {_act_expr(spec.activation, 'v')};",
-                         f"            for (int q = 0; q < {qfull}; q++) yn[(size_t)empty[e] * {ohw} + q] = r;",
-                         "        }"]
-            loop += [f"        for (int q0 = 0; q0 < {qfull}; q0 += {geo.t}) {{",
-                     f"            const float *xq = {'xn' if inplace else 'xc'} + q0;", "            float *yq = yn + q0;",
-                     *["        " + b for b in body_direct], "        }"]
-        if qfull < geo.qpad:
-            if inplace:
-                loop += [f"        for (int ci = 0; ci < {spec.cin}; ci++)",
-                         f"            memcpy(xc + (size_t)ci * {geo.cs} + {qfull}, xn + (size_t)ci * {geo.q} + {qfull}, "
-                         f"{geo.q - qfull} * sizeof(float));"]
-            loop += [f"        for (int q0 = {qfull}; q0 < {geo.qpad}; q0 += {geo.t}) {{",
-                     "            const float *xq = xc + q0;", *["        " + b for b in body],
-                     "            epilogue(ct, yn, q0, bias);", "        }"]
-        loop += ["    }"]
-        ws = ["    float *xc = ws;", f"    float *ct = ws + {geo.xc_size};"]
-    return "\n".join([f"{proto};", f"{proto} {{", *ws, *head, *[l for l in loop if l], "}"])
+        tiles, shared, tws = spec.n * (geo.qpad // geo.t), spec.n * geo.xc_size, spec.cout * geo.t
+        empties = [f"    for (int n = 0; n < {spec.n}; n++)",
+                   f"    for (int e = 0; e < {len(empty_rows)}; e++) {{",
+                   "        const float v = bias[empty[e]];", f"        const float r = {act};",
+                   f"        float *ye = y + ((size_t)n * {spec.cout} + empty[e]) * {ohw};",
+                   f"        for (int q = 0; q < {ohw}; q++) ye[q] = r;", "    }"]
+    if not empty_rows:
+        empties = []
+    # conv: the input copy of image n (1x1 stride-1 unpadded convs with whole-row tiles read the
+    # NCHW input in place; only the last partial tile is copied, into the zero-padded workspace)
+    inplace = body_direct is not None and (spec.kh, spec.kw, spec.stride, spec.padding) == (1, 1, 1, 0)
+    qfull = geo.q // geo.t * geo.t if body_direct is not None else 0
+    chw = spec.cin * spec.h * spec.w
+    fill_n: list[str] = []
+    if geo.mode == "conv":
+        if not inplace:
+            fill_n = [f"fill(x + (size_t)n * {chw}, ws + (size_t)n * {geo.xc_size});"]
+        elif qfull < geo.qpad:
+            fill_n = [f"for (int ci = 0; ci < {spec.cin}; ci++) memcpy(ws + (size_t)n * {geo.xc_size} + (size_t)ci * "
+                      f"{geo.cs} + {qfull}, x + (size_t)n * {chw} + (size_t)ci * {geo.q} + {qfull}, "
+                      f"{geo.q - qfull} * sizeof(float));"]
+    nt = geo.qpad // geo.t if geo.mode == "conv" else tiles
+    # the chunk loop: each step is one tile's units [lo, hi)
+    step = ["    for (int64_t c = c0; c < c1;) {",
+            f"        const int64_t tile = c / {ng};",
+            f"        const int lo = (int)(c - tile * {ng});",
+            f"        const int hi = c1 - c < {ng} - lo ? lo + (int)(c1 - c) : {ng};",
+            "        c += hi - lo;"]
+    epi = f"epilogue(ct, {{y}}, q0, bias, {rows_expr});"
+    if geo.mode == "gemv":
+        rng = ["    float *ct = tws;", "    const float *xq = x;", "    const int q0 = 0;",
+               "    const int lo = (int)c0, hi = (int)c1;", *body, "    " + epi.format(y="y")]
+    elif geo.mode == "fc":
+        rng = ["    float *xc = tws;", f"    float *ct = tws + {geo.xc_size};", *step,
+               f"        const int q0 = (int)tile * {geo.t};", "        fill(x, xc, q0);", "        const float *xq = xc;",
+               *["    " + b for b in body], "        " + epi.format(y="y"), "    }"]
+    else:
+        rng = ["    float *ct = tws;", "    (void)ct;", *step,
+               f"        const int n = (int)(tile / {nt});",
+               f"        const int q0 = (int)(tile - (int64_t)n * {nt}) * {geo.t};",
+               f"        const float *xc = ws + (size_t)n * {geo.xc_size};", "        (void)xc;",
+               f"        float *yn = y + (size_t)n * {spec.cout * ohw};"]
+        ct_path = ["            const float *xq = xc + q0;", *["        " + b for b in body],
+                   "            " + epi.format(y="yn")]
+        if body_direct is not None and qfull:
+            src_x = f"x + (size_t)n * {chw}" if inplace else "xc"
+            rng += [f"        if (q0 < {qfull}) {{", f"            const float *xq = {src_x} + q0;",
+                    "            float *yq = yn + q0;", *["        " + b for b in body_direct], "        } else {",
+                    *ct_path, "        }"]
+        else:
+            rng += ["        {", *ct_path, "        }"]
+        rng += ["    }"]
+    if ng == 0:  # every row empty: nothing to chunk
+        rng = ["    (void)x; (void)y; (void)ws; (void)a; (void)c0; (void)c1; (void)tws;"]
+        head_r: list[str] = []
+    else:
+        head_r = head
+    nchunks = tiles * ng
+    prep_body = [*empty_decl, *empties, *(f"    for (int n = 0; n < {spec.n}; n++) {f}" for f in fill_n)]
+    run_body = [*empty_decl, *empties]
+    if fill_n and spec.n > 1:  # image by image: image n's copy is still in cache for its chunks
+        run_body += [f"    for (int n = 0; n < {spec.n}; n++) {{", "        " + fill_n[0],
+                     f"        {symbol}_range(x, y, ws, a, (int64_t)n * {nchunks // spec.n}, (int64_t)(n + 1) * "
+                     f"{nchunks // spec.n}, ws + {shared});", "    }"]
+    else:
+        run_body += [*(f"    {{ const int n = 0; {f} }}" for f in fill_n),
+                     f"    {symbol}_range(x, y, ws, a, 0, {nchunks}, ws + {shared});"]
+    lines = [
+        f"void {symbol}_prep({args});", f"void {symbol}_prep({args}) {{",
+        "    (void)x; (void)y; (void)ws; (void)a;", "    const float *bias = (const float *)a[" + _bias_index(head) + "].data;",
+        "    (void)bias;", *prep_body, "}", "",
+        f"void {symbol}_range({args}, int64_t c0, int64_t c1, float *restrict tws);",
+        f"void {symbol}_range({args}, int64_t c0, int64_t c1, float *restrict tws) {{", *head_r, *rng, "}", "",
+        f"void {symbol}({args});", f"void {symbol}({args}) {{",
+        "    const float *bias = (const float *)a[" + _bias_index(head) + "].data;", "    (void)bias;", *run_body, "}", "",
+        f"const int32_t {symbol}_cost[{max(1, ng)}] = {{{', '.join(map(str, cost or [1]))}}};"]
+    return "\n".join(lines), Chunking(nchunks, tuple(cost or [1]), tws), shared + tws
+
+
+_GROUP_ROWS = "rows + meta[4 * lo + 3], 1, meta[4 * hi + 3] - meta[4 * lo + 3]"
+
+
+def _bias_index(head: list[str]) -> str:
+    """The data-array index the head binds `bias` to."""
+    for line in head:
+        if "*bias = " in line:
+            return line.split("a[")[1].split("]")[0]
+    raise ValueError("kernel head has no bias")
 
 
 # ---- per-format generators -----------------------------------------------------------------
@@ -436,12 +527,13 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
     for r in sorted({len(g.rows) for g in groups}, reverse=True):
         g1 = gi + sum(1 for g in groups if len(g.rows) == r)
         kernels.append(_mk_gemv(r, vl) if geo.mode == "gemv" else _mk_spatial(r, geo.nv, geo.t))
-        body += [f"    for (int g = {gi}; g < {g1}; g++) {{",
+        loop = f"    for (int g = lo > {gi} ? lo : {gi}, ge = hi < {g1} ? hi : {g1}; g < ge; g++) {{"
+        body += [loop,
                  "        const int32_t *m = meta + 4 * g;",
                  f"        mk_{r}(xq, offs + m[1], vals + m[2], m[0], rows + m[3], ct);", "    }"]
         if direct:
             kernels.append(_mk_direct(r, geo.nv, ohw, spec.activation))
-            body_d += [f"    for (int g = {gi}; g < {g1}; g++) {{",
+            body_d += [loop,
                        "        const int32_t *m = meta + 4 * g;",
                        f"        mkd_{r}(xq, offs + m[1], vals + m[2], m[0], rows + m[3], yq, bias);", "    }"]
         gi = g1
@@ -452,14 +544,17 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
             "    const int32_t *offs = (const int32_t *)a[4].data;",
             "    const float *vals = (const float *)a[5].data;",
             "    const float *bias = (const float *)a[6].data;"]
-    src = "\n\n".join([*kernels, _fill_src(spec, geo), _epilogue_src(spec, geo),
-                       _driver_src(spec, geo, symbol, head, body, body_d if direct else None, empty)])
+    meta += [0, len(offs), len(vals), len(rows)]  # end of the last group's rows (the epilogue's slices)
+    cost = [len(g.rows) * (len(g.cols) + 1) for g in groups]
+    driver, chunking, ws = _driver_src(spec, geo, symbol, head, body, body_d if direct else None, empty, cost,
+                                       _GROUP_ROWS)
+    src = "\n\n".join([*kernels, _fill_src(spec, geo), _epilogue_src(spec, geo), driver])
     arrays = [np.asarray(meta, np.int32), np.asarray(rows, np.int32), np.asarray(offs, np.int32),
               np.asarray(vals, np.float32)]
     fmas = sum(len(g.rows) * len(g.cols) for g in groups)
     stats = {"groups": len(groups), "fma_per_position": fmas, "rmax": rmax,
              "mean_rows_per_group": (sum(len(g.rows) for g in groups) / len(groups)) if groups else 0.0}
-    return src, arrays, geo, stats
+    return src, arrays, geo, stats, chunking, ws
 
 
 def _gen_ell_gemv(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, vl: int, geo: Geometry,
@@ -497,15 +592,19 @@ def _gen_ell_gemv(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, vl: int,
             "    const int32_t *offs = (const int32_t *)a[4].data;",
             "    const float *vals = (const float *)a[5].data;",
             "    const float *bias = (const float *)a[6].data;"]
-    body = [f"    for (int g = 0; g < {len(chunks)}; g++) {{", "        const int32_t *m = meta + 4 * g;",
+    body = ["    for (int g = lo; g < hi; g++) {", "        const int32_t *m = meta + 4 * g;",
             f"        mke(xq, offs + m[1], vals + m[2], m[0], rows + m[3], ct, g + 1 < {len(chunks)} ? DP_VL : {len(chunks[-1]) if chunks else 0});",
             "    }"]
-    src = "\n\n".join(["\n".join(kern), _epilogue_src(spec, geo), _driver_src(spec, geo, symbol, head, body)])
+    meta += [0, len(offs), len(vals), len(rows)]
+    empty = [r for r in range(spec.cout) if not cols[r]]
+    cost = [len(cols[ch[0]]) * len(ch) + len(ch) for ch in chunks]
+    driver, chunking, ws = _driver_src(spec, geo, symbol, head, body, None, empty, cost, _GROUP_ROWS)
+    src = "\n\n".join(["\n".join(kern), _epilogue_src(spec, geo), driver])
     arrays = [np.asarray(meta, np.int32), np.asarray(rows, np.int32), np.asarray(offs, np.int32),
               np.asarray(vals, np.float32)]
     padded = sum(len(cols[ch[0]]) * vl for ch in chunks)
     stats = {"groups": len(chunks), "fma_per_position": padded, "rmax": vl, "format": "ell"}
-    return src, arrays, geo, stats
+    return src, arrays, geo, stats, chunking, ws
 
 
 def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, regs: int,
@@ -556,16 +655,18 @@ def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, reg
             "    const int32_t *choff = (const int32_t *)a[3].data;",
             "    const float *pvals = (const float *)a[4].data;",
             "    const float *bias = (const float *)a[5].data;"]
-    body = [f"    for (int r = 0; r < {len(order)}; r++) {{",
+    body = ["    for (int r = lo; r < hi; r++) {",
             f"        const int32_t *m = meta + {2 + npat} * r;",
             "        prow(xq, m, choff + m[1], pvals + 4 * (size_t)m[1], ct);", "    }"]
     body_d = [b.replace("prow(", "prowd(").replace(", ct);", ", yq, bias);") for b in body]
     empty = [co for co in range(spec.cout) if not hist[co].sum()]
-    src = "\n\n".join(["\n".join(L), _fill_src(spec, geo), _epilogue_src(spec, geo),
-                       _driver_src(spec, geo, symbol, head, body, body_d if direct else None, empty)])
+    cost = [4 * int(hist[co].sum()) + 1 for co in order]
+    driver, chunking, ws = _driver_src(spec, geo, symbol, head, body, body_d if direct else None, empty, cost,
+                                       f"meta + (size_t){2 + npat} * lo, {2 + npat}, hi - lo")
+    src = "\n\n".join(["\n".join(L), _fill_src(spec, geo), _epilogue_src(spec, geo), driver])
     arrays = [np.asarray(meta, np.int32), np.asarray(choff, np.int32), np.asarray(pvals, np.float32)]
     stats = {"rows": len(order), "fma_per_position": 4 * len(choff), "patterns": npat}
-    return src, arrays, geo, stats
+    return src, arrays, geo, stats, chunking, ws
 
 
 def generate(spec: KernelSpec, variant: str = "sparse", *, vector_floats: int = 16, vector_regs: int = 32,
@@ -586,17 +687,17 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, vector_floats: int = 
     wm2 = wm.reshape(spec.cout, -1)
     name = name or f"k{spec.id}_{variant}"
     symbol = f"dpk_{name}"
-    ws_floats = None
     if depthwise.applies(spec):
         src = depthwise.source(spec, symbol, vector_floats, _VACT[spec.activation], _act_expr(spec.activation, "v"))
         arrays = [np.ascontiguousarray(wm.reshape(spec.cout, -1), np.float32)]
-        ws_floats = depthwise.geometry(spec, vector_floats)[2]
+        ws = depthwise.geometry(spec, vector_floats)[2]
+        chunking = Chunking(spec.n * spec.cin, (1,), ws)
         geo = Geometry("depthwise", vector_floats, 1, spec.out_w, -(-spec.out_w // vector_floats) * vector_floats)
         stats = {"fma_per_position": spec.kh * spec.kw, "format": "depthwise"}
     elif variant == "sparse" and spec.sparsity.scheme == "pattern":
-        src, arrays, geo, stats = _gen_pattern(spec, wm, pr, vector_floats, vector_regs, symbol)
+        src, arrays, geo, stats, chunking, ws = _gen_pattern(spec, wm, pr, vector_floats, vector_regs, symbol)
     else:
-        src, arrays, geo, stats = _gen_groups(spec, wm2, pr.mask.reshape(spec.cout, -1), variant,
+        src, arrays, geo, stats, chunking, ws = _gen_groups(spec, wm2, pr.mask.reshape(spec.cout, -1), variant,
                                               vector_floats, vector_regs, symbol)
     arrays.append(np.asarray(b, np.float32))
     stats.update(achieved_ratio=float(pr.achieved), nnz=int(pr.mask.sum()), tile=geo.t, mode=geo.mode)
@@ -606,10 +707,10 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, vector_floats: int = 
         idx, ref = reference_samples(spec, input_tensor(spec), wm, b)
     else:
         idx, ref = np.zeros(0, np.int32), np.zeros(0, np.float32)
-    ws = ws_floats if ws_floats is not None else geo.xc_size + spec.cout * geo.t
     return GeneratedKernel(name=name, spec=spec, variant=variant, source=header + "\n" + src + "\n",
                            arrays=[idx, ref, *arrays], in_elems=spec.input_elems if spec.op != "fc" else spec.n * spec.cin,
-                           out_elems=spec.output_elems, ws_floats=ws, seed=input_seed(spec), stats=stats)
+                           out_elems=spec.output_elems, ws_floats=ws, seed=input_seed(spec), stats=stats,
+                           chunking=chunking)
 
 
 def pruned_weights(spec: KernelSpec) -> tuple[np.ndarray, np.ndarray, PruneResult]:

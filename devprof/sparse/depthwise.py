@@ -58,13 +58,19 @@ def source(spec: KernelSpec, symbol: str, vl: int, act_vec: str, act_scalar: str
             pair += [f"                  acc{a} = dp_fma(acc{a}, w{ky * k + kx}, v);" for a, ky in uses]
             pair.append("                }")
     wdecl = [f"        const float w{i} = wc[{i}];" for i in range(k * k)]
+    args = "const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a"
     return "\n".join([
-        f"void {symbol}(const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a);",
-        f"void {symbol}(const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a) {{",
+        # chunks are channels (of every image), each thread with its own planes (tws)
+        f"void {symbol}_prep({args});",
+        f"void {symbol}_prep({args}) {{ (void)x; (void)y; (void)ws; (void)a; }}",
+        f"void {symbol}_range({args}, int64_t c0, int64_t c1, float *restrict tws);",
+        f"void {symbol}_range({args}, int64_t c0, int64_t c1, float *restrict tws) {{",
+        "    (void)ws;",
         "    const float *wt = (const float *)a[2].data;",
         "    const float *bias = (const float *)a[3].data;",
-        f"    for (int n = 0; n < {spec.n}; n++)",
-        f"    for (int c = 0; c < {c}; c++) {{",
+        "    for (int64_t nc = c0; nc < c1; nc++) {",
+        f"        const int n = (int)(nc / {c}), c = (int)(nc % {c});",
+        "        float *ws = tws;",
         f"        const float *src = x + ((size_t)n * {c} + c) * {h * w};",
         f"        float *dst = y + ((size_t)n * {c} + c) * {oh * ow};",
         f"        for (int r = 0; r < {h}; r++) {{",
@@ -104,4 +110,7 @@ def source(spec: KernelSpec, symbol: str, vl: int, act_vec: str, act_scalar: str
         "        }",
         "    }",
         "}",
+        f"void {symbol}({args});",
+        f"void {symbol}({args}) {{ {symbol}_range(x, y, ws, a, 0, {spec.n * c}, ws); }}",
+        f"const int32_t {symbol}_cost[1] = {{1}};",
     ])
