@@ -96,3 +96,4 @@ def test_read_only_filesystem_is_one_line_exit_4(tmp_path, tiny_suite):
         lines = [x for x in p.stderr.splitlines() if x.strip()]
         assert p.returncode == 4, (argv, p.stderr)
         assert len(lines) == 1 and lines[0].startswith("error: cannot write") and "Read-only" in lines[0], p.stderr
+        assert ".tmp" not in lines[0], lines[0]  # the file the user named

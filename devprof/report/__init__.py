@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import UsageError
+from ..errors import DatasetError, UsageError
 
 FORMATS = ("html", "md")
 
@@ -117,8 +117,11 @@ def build_report(datasets: Sequence[str | Path], bundles: Sequence[str | Path] =
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(out)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # a read-only folder: there is no half-written file to remove
+            pass
+        raise DatasetError(f"cannot write {out}: {e.strerror or e}") from None
     secs = [{"number": s.number, "key": s.key, "title": s.title, "drawn": s.drawn, "reason": s.missing,
              "figures": len(s.figures), "tables": len(s.tables)} for s in report.sections]
     return ReportResult(out, fmt, time.perf_counter() - t0, len(data.records), secs)
