@@ -669,15 +669,23 @@ def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, reg
     return src, arrays, geo, stats, chunking, ws
 
 
-def generate(spec: KernelSpec, variant: str = "sparse", *, vector_floats: int = 16, vector_regs: int = 32,
-             name: str | None = None, with_reference: bool = True) -> GeneratedKernel:
+def generate(spec: KernelSpec, variant: str = "sparse", *, vector_floats: int | None = None,
+             vector_regs: int | None = None, name: str | None = None, with_reference: bool = True) -> GeneratedKernel:
     """Generate the C kernel of `spec`.
+
+    `vector_floats` / `vector_regs`: the target's vector shape (`devprof.artifacts.harness_build.
+    vector_shape` of the toolchain that builds it); unset, this machine's ISA (`local` builds).
 
     variant "sparse": the scheme's own specialised kernel; "csr": the CSR kernel on the same pruned
     weights (same-compiler sparse baseline); "dense": the generated dense kernel (zeros included).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}")
+    if vector_floats is None or vector_regs is None:
+        from ..artifacts.harness_build import host_toolchain, vector_shape
+
+        vl, regs = vector_shape(host_toolchain())
+        vector_floats, vector_regs = vector_floats or vl, vector_regs or regs
     why = unsupported(spec)
     if why:
         raise ValueError(why)
