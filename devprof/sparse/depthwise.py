@@ -43,11 +43,10 @@ def source(spec: KernelSpec, symbol: str, vl: int, act_vec: str, act_scalar: str
     def row(r: int, kx: int, oy: str) -> str:  # padded input row oy*s + r, column ox*s + kx
         return f"ws + ((size_t){(kx % s) * hp} + {oy} * {s} + {r}) * {pw} + ox + {kx // s}"
 
-    taps_v, taps_s, pair = [], [], []
+    taps_v, pair = [], []
     for ky in range(k):
         for kx in range(k):
             taps_v.append(f"                acc = dp_fma(acc, w{ky * k + kx}, dp_ld({row(ky, kx, 'oy')}));")
-            taps_s.append(f"                v += w{ky * k + kx} * *({row(ky, kx, 'oy')});")
     # two output rows at once: each input row vector loaded once serves both (rows oy*s + r)
     for r in range(k + s):
         for kx in range(k):
@@ -61,8 +60,8 @@ def source(spec: KernelSpec, symbol: str, vl: int, act_vec: str, act_scalar: str
     args = "const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a"
     return "\n".join([
         # chunks are channels (of every image), each thread with its own planes (tws)
-        f"void {symbol}_prep({args});",
-        f"void {symbol}_prep({args}) {{ (void)x; (void)y; (void)ws; (void)a; }}",
+        f"void {symbol}_prep({args}, int64_t p0, int64_t p1);",
+        f"void {symbol}_prep({args}, int64_t p0, int64_t p1) {{ (void)x; (void)y; (void)ws; (void)a; (void)p0; (void)p1; }}",
         f"void {symbol}_range({args}, int64_t c0, int64_t c1, float *restrict tws);",
         f"void {symbol}_range({args}, int64_t c0, int64_t c1, float *restrict tws) {{",
         "    (void)ws;",
@@ -89,10 +88,15 @@ def source(spec: KernelSpec, symbol: str, vl: int, act_vec: str, act_scalar: str
         f"                dp_st(dst + (size_t)oy * {ow} + ox, {act_vec.format('acc0')});",
         f"                dp_st(dst + (size_t)(oy + 1) * {ow} + ox, {act_vec.format('acc1')});",
         "            }",
-        f"            for (; ox < {ow}; ox++) for (int o2 = oy; o2 < oy + 2; o2++) {{",
-        "                float v = b;",
-        *[t.replace("oy *", "o2 *") for t in taps_s],
-        f"                dst[(size_t)o2 * {ow} + ox] = {act_scalar.replace('v', 'v')};",
+        # the row's last columns: a whole vector (its reads stay inside the plane's slack), stored
+        # through a buffer (narrow rows such as 7x7 are all tail)
+        f"            if (ox < {ow}) {{",
+        "                dp_v acc0 = dp_splat(b), acc1 = acc0;",
+        *pair,
+        "                float t0[DP_VL], t1[DP_VL];",
+        f"                dp_st(t0, {act_vec.format('acc0')}); dp_st(t1, {act_vec.format('acc1')});",
+        f"                memcpy(dst + (size_t)oy * {ow} + ox, t0, (size_t)({ow} - ox) * sizeof(float));",
+        f"                memcpy(dst + (size_t)(oy + 1) * {ow} + ox, t1, (size_t)({ow} - ox) * sizeof(float));",
         "            }",
         "        }",
         f"        for (; oy < {oh}; oy++) {{",
@@ -102,10 +106,12 @@ def source(spec: KernelSpec, symbol: str, vl: int, act_vec: str, act_scalar: str
         *taps_v,
         f"                dp_st(dst + (size_t)oy * {ow} + ox, {act_vec.format('acc')});",
         "            }",
-        f"            for (; ox < {ow}; ox++) {{",
-        "                float v = b;",
-        *taps_s,
-        f"                dst[(size_t)oy * {ow} + ox] = {act_scalar};",
+        f"            if (ox < {ow}) {{",
+        "                dp_v acc = dp_splat(b);",
+        *taps_v,
+        "                float t0[DP_VL];",
+        f"                dp_st(t0, {act_vec.format('acc')});",
+        f"                memcpy(dst + (size_t)oy * {ow} + ox, t0, (size_t)({ow} - ox) * sizeof(float));",
         "            }",
         "        }",
         "    }",
