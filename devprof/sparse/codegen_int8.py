@@ -326,12 +326,15 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         fill += ["        }", "    }", "}"]
     # --- epilogue: rows of one group for the tile at q0
     if spec.op == "fc":
-        store = [f"            for (int t = 0; t < te; t++) y[(size_t)(q0 + t) * {spec.cout} + co] = (float)REQ(c[t]);"]
+        store = [f"            for (int t = 0; t < te; t++) y[(size_t)(q0 + t) * {spec.cout} + co] = REQ(c[t]);"]
     else:
         wph, ow = geo.wph, spec.out_w
-        store = ["            for (int t = 0; t < te; t++) {",
-                 f"                const int qq = q0 + t, oh = qq / {wph}, w_ = qq - oh * {wph};",
-                 f"                if (w_ < {ow}) yn[(size_t)co * {ohw} + oh * {ow} + w_] = (float)REQ(c[t]);",
+        store = [f"            for (int oh = q0 / {wph}; oh * {wph} < q0 + te; oh++) {{",
+                 f"                int a_ = q0 - oh * {wph}; if (a_ < 0) a_ = 0;",
+                 f"                int e_ = q0 + te - oh * {wph}; if (e_ > {ow}) e_ = {ow};",
+                 f"                const int32_t *cr = c + (oh * {wph} - q0);",
+                 f"                float *yo = yn + (size_t)co * {ohw} + (size_t)oh * {ow};",
+                 "                for (int w_ = a_; w_ < e_; w_++) yo[w_] = REQ(cr[w_]);",
                  "            }"]
     body = []
     for r in rs:
@@ -359,7 +362,7 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         f"    for (int e = 0; e < {len(empty)}; e++) {{",
         "        const int co = EMPTY[e];",
         "        const int32_t bb = beff[co]; const double mm = mult[co];",
-        "        const float v = (float)REQ(0);",
+        "        const float v = REQ(0);",
         (f"        for (int t = 0; t < {spec.n}; t++) y[(size_t)t * {spec.cout} + co] = v;" if spec.op == "fc" else
          f"        for (int n = 0; n < {spec.n}; n++) for (int t = 0; t < {ohw}; t++) y[((size_t)n * {spec.cout} + co) * {ohw} + t] = v;"),
         "    }",
@@ -390,9 +393,9 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
             f"#define PADB ((int)(uint8_t)({zp} - DP8_XSHIFT))",
             f"static const int EMPTY[{max(1, len(empty))}] = {{{', '.join(map(str, empty)) or '0'}}};",
             "#include <math.h>",
-            "static inline int32_t dp8_req(int32_t acc, double m) {",
-            f"    double v = rint((double)acc * m) + {out.zero_point};",
-            f"    return v < {lo} ? {lo} : (v > {hi} ? {hi} : (int32_t)v);", "}"]
+            "static inline float dp8_req(int32_t acc, double m) {",
+            f"    int32_t q = (int32_t)rint((double)acc * m) + {out.zero_point};",
+            f"    q = q < {lo} ? {lo} : q;", f"    q = q > {hi} ? {hi} : q;", "    return (float)q;", "}"]
     src = "\n\n".join(["\n".join(head), *kernels, "\n".join(fill), "\n".join(run)]) + "\n"
     arrays = [_bytes_as_i32(layer.x_q.astype(np.uint8)), np.asarray(meta, np.int32), np.asarray(rows or [0], np.int32),
               np.asarray(offs or [0], np.int32), np.asarray(w4 or [0], np.int32), np.asarray(w16 or [0], np.int32),
