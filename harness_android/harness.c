@@ -116,14 +116,20 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+#define DP_PARTS 4 /* parts per thread: a thread that finishes its own takes another's */
+
 typedef struct {
     const dp_kernel *k;
     const float *x;
     float *y, *ws;
     const dp_array *arr;
-    const int64_t *bounds; /* nthreads + 1 chunk boundaries */
-    float **tws;           /* one scratch per thread */
+    const int64_t *bounds;  /* nthreads * DP_PARTS + 1 chunk boundaries, of about equal cost */
+    const int64_t *pbounds; /* nthreads + 1 prep chunk boundaries */
+    float **tws;            /* one scratch per thread */
+    int phase;              /* 0: prep chunks, 1: chunks */
 } pool_job;
+
+typedef struct { atomic_int v; char pad[64 - sizeof(atomic_int)]; } padded_counter;
 
 static struct {
     int n; /* threads, the caller included */
@@ -136,6 +142,7 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pool_job job;
+    padded_counter next[DP_MAX_THREADS]; /* next part of each thread's own share */
 } pool;
 
 static int pin_self(int cpu) {
@@ -150,9 +157,23 @@ static int pin_self(int cpu) {
 #endif
 }
 
+/* Thread t's share of a job. Prep: its even slice of the prep chunks. Chunks: its own parts in
+ * order, then whatever parts of the other threads are still unclaimed (so a thread the OS
+ * descheduled delays the call by at most one part). */
 static void run_part(const pool_job *j, int t) {
-    if (j->bounds[t] < j->bounds[t + 1])
-        j->k->range(j->x, j->y, j->ws, j->arr, j->bounds[t], j->bounds[t + 1], j->tws[t]);
+    if (j->phase == 0) {
+        if (j->pbounds[t] < j->pbounds[t + 1]) j->k->prep(j->x, j->y, j->ws, j->arr, j->pbounds[t], j->pbounds[t + 1]);
+        return;
+    }
+    for (int d = 0; d < pool.n; d++) {
+        int v = (t + d) % pool.n;
+        for (;;) {
+            int i = atomic_fetch_add_explicit(&pool.next[v].v, 1, memory_order_relaxed);
+            if (i >= (v + 1) * DP_PARTS) break;
+            if (j->bounds[i] < j->bounds[i + 1])
+                j->k->range(j->x, j->y, j->ws, j->arr, j->bounds[i], j->bounds[i + 1], j->tws[t]);
+        }
+    }
 }
 
 static void *worker(void *arg) {
@@ -184,6 +205,7 @@ static void *worker(void *arg) {
 
 /* Wake the workers for the job in pool.job (or for stopping) and do part 0 here. */
 static void pool_call(void) {
+    for (int t = 0; t < pool.n; t++) atomic_store_explicit(&pool.next[t].v, t * DP_PARTS, memory_order_relaxed);
     atomic_store_explicit(&pool.pending, pool.n - 1, memory_order_relaxed);
     atomic_fetch_add(&pool.gen, 1); /* seq_cst: a worker going to sleep either sees it or is seen */
     if (atomic_load(&pool.sleepers) > 0) {
@@ -331,7 +353,8 @@ typedef struct {
     double *layers;  /* programs: rounds x nlayers per-call mean layer times */
     int ready;
     int nthreads;    /* > 1: calls go through the pool */
-    int64_t *bounds; /* nthreads + 1 chunk boundaries */
+    int64_t *bounds; /* nthreads * DP_PARTS + 1 chunk boundaries */
+    int64_t *pbounds; /* nthreads + 1 prep chunk boundaries */
     float **tws;     /* per-thread scratch */
 } slot;
 
@@ -339,8 +362,10 @@ typedef struct {
 static void call(slot *s) {
     const dp_kernel *k = s->k;
     if (s->nthreads <= 1) { k->run(s->x, s->y, s->ws, s->arr); return; }
-    if (k->prep) k->prep(s->x, s->y, s->ws, s->arr);
-    pool.job = (pool_job){k, s->x, s->y, s->ws, s->arr, s->bounds, s->tws};
+    pool.job = (pool_job){k, s->x, s->y, s->ws, s->arr, s->bounds, s->pbounds, s->tws, 0};
+    if (k->nprep > 1) pool_call();
+    else k->prep(s->x, s->y, s->ws, s->arr, 0, k->nprep);
+    pool.job.phase = 1;
     pool_call();
 }
 
@@ -355,6 +380,7 @@ static void free_slot(slot *s) {
     if (s->tws) for (int t = 0; t < s->nthreads; t++) free(s->tws[t]);
     free(s->tws);
     free(s->bounds);
+    free(s->pbounds);
     memset(s, 0, sizeof *s);
 }
 
@@ -378,14 +404,19 @@ static int prepare(slot *s, const dp_kernel *k, const options *o) {
     if (o->threads > 1) {
         if (!k->range) { print_error(k, "error", "this kernel runs on one thread only"); return 0; }
         s->nthreads = (int)o->threads;
-        s->bounds = malloc(sizeof(int64_t) * (size_t)(s->nthreads + 1));
+        int parts = s->nthreads * DP_PARTS;
+        s->bounds = malloc(sizeof(int64_t) * (size_t)(parts + 1));
+        s->pbounds = malloc(sizeof(int64_t) * (size_t)(s->nthreads + 1));
         s->tws = calloc((size_t)s->nthreads, sizeof(float *));
         int64_t *prefix = malloc(sizeof(int64_t) * (size_t)(k->period + 1));
-        if (!s->bounds || !s->tws || !prefix || k->period < 1) { free(prefix); print_error(k, "error", "out of memory"); return 0; }
+        if (!s->bounds || !s->pbounds || !s->tws || !prefix || k->period < 1) {
+            free(prefix); print_error(k, "error", "out of memory"); return 0;
+        }
         prefix[0] = 0;
         for (int i = 0; i < k->period; i++) prefix[i + 1] = prefix[i] + k->cost[i];
-        split_chunks(k, prefix, s->nthreads, s->bounds);
+        split_chunks(k, prefix, parts, s->bounds);
         free(prefix);
+        for (int t = 0; t <= s->nthreads; t++) s->pbounds[t] = k->nprep * t / s->nthreads;
         for (int t = 0; t < s->nthreads; t++)
             if (!(s->tws[t] = alloc64((size_t)k->tws_floats * 4))) { print_error(k, "error", "out of memory"); return 0; }
     }

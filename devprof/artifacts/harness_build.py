@@ -112,7 +112,7 @@ def _registry_source(kernels: Sequence) -> str:
     for k in kernels:
         lines.append(f"void {k.symbol}({args});")
         if getattr(k, "chunking", None) is not None:
-            lines += [f"void {k.symbol}_prep({args});",
+            lines += [f"void {k.symbol}_prep({args}, int64_t p0, int64_t p1);",
                       f"void {k.symbol}_range({args}, int64_t c0, int64_t c1, float *tws);",
                       f"extern const int32_t {k.symbol}_cost[];"]
     lines += [f"extern double {k.layer_symbol}[];" for k in kernels if getattr(k, "nlayers", 0)]
@@ -126,7 +126,8 @@ def _registry_source(kernels: Sequence) -> str:
         ch = getattr(k, "chunking", None)
         if ch is not None:
             fields += [f".prep = {k.symbol}_prep", f".range = {k.symbol}_range", f".nchunks = {ch.nchunks}LL",
-                       f".period = {len(ch.cost)}", f".cost = {k.symbol}_cost", f".tws_floats = {ch.tws_floats}LL"]
+                       f".period = {len(ch.cost)}", f".cost = {k.symbol}_cost", f".tws_floats = {ch.tws_floats}LL",
+                       f".nprep = {ch.nprep}LL"]
         lines.append("    {" + ", ".join(fields) + "},")
     lines += ["};", f"const int dp_nkernels = {len(kernels)};", ""]
     return "\n".join(lines)

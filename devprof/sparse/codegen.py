@@ -21,6 +21,9 @@ each loaded input vector R times. Schemes differ only in how rows are grouped:
                  pattern with the 4 taps' offsets compiled in as constants (unrolled)
 Loops run over data arrays (offsets, values), so sources stay small and compile in well under a
 second; only fixed small structures (register blocks, pattern taps) are unrolled.
+
+For several threads every kernel also exports a prep (the shared input copies) and a range entry
+over (tile, group) chunks, with a per-group cost the harness splits by: see `Chunking`.
 """
 from __future__ import annotations
 
@@ -273,12 +276,12 @@ def _fill_src(spec: KernelSpec, geo: Geometry) -> str:
         # column to the same few cache sets)
         n, cin, t = spec.n, spec.cin, geo.t
         return "\n".join([
-            "static void fill(const float *restrict x, float *restrict p, int q0) {",
+            "static void fill(const float *restrict x, float *restrict p, int q0, int cb0, int cb1) {",
             "    {",
             f"        const int te = {n} - q0 < {t} ? {n} - q0 : {t};",
             # 16 channels (one cache line of each input row) at a time: rows a power of two
-            # apart would evict each other if read a float at a time
-            f"        for (int c0 = 0; c0 < {cin}; c0 += 16) {{",
+            # apart would evict each other if read a float at a time; blocks [cb0, cb1)
+            f"        for (int c0 = cb0 * 16; c0 < {cin} && c0 < cb1 * 16; c0 += 16) {{",
             f"            const int ce = c0 + 16 < {cin} ? c0 + 16 : {cin};",
             "            for (int u = 0; u < te; u++)",
             f"                for (int ci = c0; ci < ce; ci++) p[(size_t)ci * {t} + u] = x[(size_t)(q0 + u) * {cin} + ci];",
@@ -286,8 +289,8 @@ def _fill_src(spec: KernelSpec, geo: Geometry) -> str:
             f"                for (int ci = c0; ci < ce; ci++) p[(size_t)ci * {t} + u] = 0.f;",
             "        }", "    }", "}"])
     s, p, h, w = spec.stride, spec.padding, spec.h, spec.w
-    L = ["static void fill(const float *restrict x, float *restrict xc) {",
-         f"    for (int ci = 0; ci < {spec.cin}; ci++) {{",
+    L = ["static void fill(const float *restrict x, float *restrict xc, int c0, int c1) {",
+         "    for (int ci = c0; ci < c1; ci++) {",
          f"        const float *src = x + (size_t)ci * {h * w};",
          f"        float *dst = xc + (size_t)ci * {geo.cs};",
          f"        for (int ih = 0; ih < {h}; ih++) {{",
@@ -368,6 +371,7 @@ class Chunking:
     nchunks: int
     cost: tuple[int, ...]
     tws_floats: int
+    nprep: int = 1  # prep chunks: the shared copies, split evenly across threads before the chunks
 
 
 def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], body: list[str],
@@ -404,19 +408,28 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
                    f"        for (int q = 0; q < {ohw}; q++) ye[q] = r;", "    }"]
     if not empty_rows:
         empties = []
-    # conv: the input copy of image n (1x1 stride-1 unpadded convs with whole-row tiles read the
-    # NCHW input in place; only the last partial tile is copied, into the zero-padded workspace)
+    # the shared copies, in prep chunks: conv, one per (image, channel) (1x1 stride-1 unpadded convs
+    # with whole-row tiles read the NCHW input in place; only the last partial tile is copied, into
+    # the zero-padded workspace); fc, one per (tile, 16 channels) of the packed panels
     inplace = body_direct is not None and (spec.kh, spec.kw, spec.stride, spec.padding) == (1, 1, 1, 0)
     qfull = geo.q // geo.t * geo.t if body_direct is not None else 0
     chw = spec.cin * spec.h * spec.w
-    fill_n: list[str] = []
+    copy = ""  # C statement copying channels [ci, ce) of image n
     if geo.mode == "conv":
         if not inplace:
-            fill_n = [f"fill(x + (size_t)n * {chw}, ws + (size_t)n * {geo.xc_size});"]
+            copy = f"fill(x + (size_t)n * {chw}, ws + (size_t)n * {geo.xc_size}, ci, ce);"
         elif qfull < geo.qpad:
-            fill_n = [f"for (int ci = 0; ci < {spec.cin}; ci++) memcpy(ws + (size_t)n * {geo.xc_size} + (size_t)ci * "
-                      f"{geo.cs} + {qfull}, x + (size_t)n * {chw} + (size_t)ci * {geo.q} + {qfull}, "
-                      f"{geo.q - qfull} * sizeof(float));"]
+            copy = (f"for (int k = ci; k < ce; k++) memcpy(ws + (size_t)n * {geo.xc_size} + (size_t)k * {geo.cs} + "
+                    f"{qfull}, x + (size_t)n * {chw} + (size_t)k * {geo.q} + {qfull}, {geo.q - qfull} * sizeof(float));")
+    cb = -(-spec.cin // 16)
+    if geo.mode == "fc":
+        shared, tws = tiles * geo.xc_size, spec.cout * geo.t
+        nprep, per = tiles * cb, cb
+        copy = f"fill(x, ws + (size_t)n * {geo.xc_size}, n * {geo.t}, ci, ce);"  # n: the tile here
+    elif copy:
+        nprep, per = spec.n * spec.cin, spec.cin
+    else:
+        nprep, per = 1, 1
     nt = geo.qpad // geo.t if geo.mode == "conv" else tiles
     # the chunk loop: each step is one tile's units [lo, hi)
     step = ["    for (int64_t c = c0; c < c1;) {",
@@ -429,8 +442,8 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         rng = ["    float *ct = tws;", "    const float *xq = x;", "    const int q0 = 0;",
                "    const int lo = (int)c0, hi = (int)c1;", *body, "    " + epi.format(y="y")]
     elif geo.mode == "fc":
-        rng = ["    float *xc = tws;", f"    float *ct = tws + {geo.xc_size};", *step,
-               f"        const int q0 = (int)tile * {geo.t};", "        fill(x, xc, q0);", "        const float *xq = xc;",
+        rng = ["    float *ct = tws;", *step,
+               f"        const int q0 = (int)tile * {geo.t};", f"        const float *xq = ws + (size_t)tile * {geo.xc_size};",
                *["    " + b for b in body], "        " + epi.format(y="y"), "    }"]
     else:
         rng = ["    float *ct = tws;", "    (void)ct;", *step,
@@ -454,25 +467,33 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
     else:
         head_r = head
     nchunks = tiles * ng
-    prep_body = [*empty_decl, *empties, *(f"    for (int n = 0; n < {spec.n}; n++) {f}" for f in fill_n)]
+    prep_body = [*empty_decl, "    if (p0 == 0) {", *["    " + e for e in empties], "    }"]
+    if copy:
+        prep_body += ["    for (int64_t p = p0; p < p1;) {", f"        const int n = (int)(p / {per});",
+                      f"        const int ci = (int)(p - (int64_t)n * {per});",
+                      f"        const int ce = p1 - p < {per} - ci ? ci + (int)(p1 - p) : {per};",
+                      "        p += ce - ci;", "        " + copy, "    }"]
     run_body = [*empty_decl, *empties]
-    if fill_n and spec.n > 1:  # image by image: image n's copy is still in cache for its chunks
-        run_body += [f"    for (int n = 0; n < {spec.n}; n++) {{", "        " + fill_n[0],
-                     f"        {symbol}_range(x, y, ws, a, (int64_t)n * {nchunks // spec.n}, (int64_t)(n + 1) * "
-                     f"{nchunks // spec.n}, ws + {shared});", "    }"]
+    per_tile = nchunks // max(1, spec.n if geo.mode == "conv" else tiles)
+    if copy:  # image by image (fc: tile by tile): the copy is still in cache for its chunks
+        outer = spec.n if geo.mode == "conv" else tiles
+        run_body += [f"    for (int n = 0; n < {outer}; n++) {{", f"        const int ci = 0, ce = {per};",
+                     "        " + copy,
+                     f"        {symbol}_range(x, y, ws, a, (int64_t)n * {per_tile}, (int64_t)(n + 1) * {per_tile}, "
+                     f"ws + {shared});", "    }"]
     else:
-        run_body += [*(f"    {{ const int n = 0; {f} }}" for f in fill_n),
-                     f"    {symbol}_range(x, y, ws, a, 0, {nchunks}, ws + {shared});"]
+        run_body += [f"    {symbol}_range(x, y, ws, a, 0, {nchunks}, ws + {shared});"]
+    pargs = f"{args}, int64_t p0, int64_t p1"
     lines = [
-        f"void {symbol}_prep({args});", f"void {symbol}_prep({args}) {{",
-        "    (void)x; (void)y; (void)ws; (void)a;", "    const float *bias = (const float *)a[" + _bias_index(head) + "].data;",
+        f"void {symbol}_prep({pargs});", f"void {symbol}_prep({pargs}) {{",
+        "    (void)x; (void)y; (void)ws; (void)a; (void)p1;", "    const float *bias = (const float *)a[" + _bias_index(head) + "].data;",
         "    (void)bias;", *prep_body, "}", "",
         f"void {symbol}_range({args}, int64_t c0, int64_t c1, float *restrict tws);",
         f"void {symbol}_range({args}, int64_t c0, int64_t c1, float *restrict tws) {{", *head_r, *rng, "}", "",
         f"void {symbol}({args});", f"void {symbol}({args}) {{",
         "    const float *bias = (const float *)a[" + _bias_index(head) + "].data;", "    (void)bias;", *run_body, "}", "",
         f"const int32_t {symbol}_cost[{max(1, ng)}] = {{{', '.join(map(str, cost or [1]))}}};"]
-    return "\n".join(lines), Chunking(nchunks, tuple(cost or [1]), tws), shared + tws
+    return "\n".join(lines), Chunking(nchunks, tuple(cost or [1]), tws, nprep), shared + tws
 
 
 _GROUP_ROWS = "rows + meta[4 * lo + 3], 1, meta[4 * hi + 3] - meta[4 * lo + 3]"

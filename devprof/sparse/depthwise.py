@@ -60,8 +60,8 @@ def source(spec: KernelSpec, symbol: str, vl: int, act_vec: str, act_scalar: str
     args = "const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a"
     return "\n".join([
         # chunks are channels (of every image), each thread with its own planes (tws)
-        f"void {symbol}_prep({args});",
-        f"void {symbol}_prep({args}) {{ (void)x; (void)y; (void)ws; (void)a; }}",
+        f"void {symbol}_prep({args}, int64_t p0, int64_t p1);",
+        f"void {symbol}_prep({args}, int64_t p0, int64_t p1) {{ (void)x; (void)y; (void)ws; (void)a; (void)p0; (void)p1; }}",
         f"void {symbol}_range({args}, int64_t c0, int64_t c1, float *restrict tws);",
         f"void {symbol}_range({args}, int64_t c0, int64_t c1, float *restrict tws) {{",
         "    (void)ws;",
