@@ -423,29 +423,37 @@ static int prepare(slot *s, const dp_kernel *k, const options *o) {
 
     /* 1. correctness gate: every shipped reference sample must match */
     call(s);
+    const float *yv = s->y; /* the output as floats */
+    float *widened = NULL;
+    if (k->out_u8) {
+        if (!(widened = malloc(sizeof(float) * (size_t)(k->out_elems ? k->out_elems : 1)))) { print_error(k, "error", "out of memory"); return 0; }
+        for (int64_t i = 0; i < k->out_elems; i++) widened[i] = (float)((const uint8_t *)s->y)[i];
+        yv = widened;
+    }
     const int32_t *idx = (const int32_t *)s->arr[0].data;
     const float *ref = (const float *)s->arr[1].data;
     int64_t ns = s->arr[0].count < s->arr[1].count ? s->arr[0].count : s->arr[1].count;
     double scale = 0.0, max_abs = 0.0, max_rel = 0.0, checksum = 0.0;
     int64_t bad = -1;
-    if (s->arr[0].dtype != 1 || s->arr[1].dtype != 0 || ns == 0) { print_error(k, "error", "data file has no reference samples"); return 0; }
+    if (s->arr[0].dtype != 1 || s->arr[1].dtype != 0 || ns == 0) { free(widened); print_error(k, "error", "data file has no reference samples"); return 0; }
     for (int64_t i = 0; i < ns; i++) scale = fmax(scale, fabs((double)ref[i]));
     double atol = o->rtol * (scale > 0 ? scale : 1.0);
     for (int64_t i = 0; i < ns; i++) {
-        if (idx[i] < 0 || idx[i] >= k->out_elems) { print_error(k, "error", "reference index out of range"); return 0; }
-        double got = s->y[idx[i]], want = ref[i], e = fabs(got - want);
+        if (idx[i] < 0 || idx[i] >= k->out_elems) { free(widened); print_error(k, "error", "reference index out of range"); return 0; }
+        double got = yv[idx[i]], want = ref[i], e = fabs(got - want);
         if (!(e <= atol + o->rtol * fabs(want))) { if (bad < 0) bad = i; }
         if (!(e <= max_abs)) max_abs = e;   /* NaN-safe */
         if (want != 0.0 && e / fabs(want) > max_rel) max_rel = e / fabs(want);
     }
-    for (int64_t i = 0; i < k->out_elems; i++) checksum += s->y[i];
+    for (int64_t i = 0; i < k->out_elems; i++) checksum += yv[i];
     if (bad >= 0 || !isfinite(checksum)) {
         char msg[256];
         if (bad >= 0)
             snprintf(msg, sizeof msg, "output mismatch at element %d: got %.7g want %.7g (max abs err %.3g, atol %.3g)",
-                     (int)idx[bad], (double)s->y[idx[bad]], (double)ref[bad], max_abs, atol);
+                     (int)idx[bad], (double)yv[idx[bad]], (double)ref[bad], max_abs, atol);
         else
             snprintf(msg, sizeof msg, "output contains NaN or Inf");
+        free(widened);
         print_error(k, "mismatch", msg);
         return 0;
     }
@@ -453,8 +461,9 @@ static int prepare(slot *s, const dp_kernel *k, const options *o) {
         char dpath[4096];
         snprintf(dpath, sizeof dpath, "%s/%s.out", o->dump, k->name);
         FILE *f = fopen(dpath, "wb");
-        if (f) { fwrite(s->y, 4, (size_t)k->out_elems, f); fclose(f); }
+        if (f) { fwrite(yv, 4, (size_t)k->out_elems, f); fclose(f); }
     }
+    free(widened);
     s->checksum = checksum; s->max_abs = max_abs; s->max_rel = max_rel; s->checked = ns;
 
     /* 2. warm-up (also a first estimate of one call's time) */

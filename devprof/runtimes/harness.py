@@ -185,6 +185,10 @@ class DevprofC(Runtime):
 
         if "kernel" in spec.a and spec.a["kernel"] not in VARIANTS:
             return f"attrs.kernel must be one of {', '.join(VARIANTS)}"
+        if spec.dtype == "int8":
+            from ..sparse import codegen_int8
+
+            return codegen_int8.unsupported(spec)
         return unsupported(spec)
 
     def info(self, device: "Device", threads: int) -> RuntimeInfo:
@@ -207,6 +211,10 @@ class DevprofC(Runtime):
         """One kernel's C source and data (a seam: the OpenBLAS baseline generates GEMM calls)."""
         from ..sparse.codegen import generate
 
+        if spec.dtype == "int8":
+            from ..sparse import codegen_int8
+
+            return codegen_int8.generate(spec, variant, name=name)
         return generate(spec, variant, vector_floats=vl, vector_regs=regs, name=name)
 
     def measure(self, device: "Device", specs: Sequence[KernelSpec], threads: int,

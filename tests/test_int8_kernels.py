@@ -1,0 +1,156 @@
+"""Generated int8 kernels (devprof-c) equal the integer reference exactly: every scheme x
+{3x3 s1, 3x3 s2, 1x1, fc}, on this CPU's path (AVX2 pairs or VNNI quads), the portable C path,
+and arm64 under qemu with and without +dotprod; VNNI builds are at least compiled here."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from devprof.artifacts.harness_build import _cpu_flags, build_batch, host_toolchain
+from devprof.artifacts.toolchains import android_toolchain
+from devprof.records import KernelSpec, Sparsity
+from devprof.runtimes.harness import DevprofC, parse_harness_output
+from devprof.sparse import codegen_int8
+
+SCHEMES = [
+    ("dense", {}),
+    ("unstructured", {}),
+    ("bcr", {"block": [4, 16]}),
+    ("block", {"block": [4, 1]}),
+    ("block", {"block": [1, 4]}),
+    ("nm", {"n": 2, "m": 4}),
+    ("pattern", {"patterns": 8}),
+]
+OPS = ["conv3x3s1", "conv3x3s2", "pw1x1", "fc"]
+FAST = ["--warmup-us=0", "--min-warmups=1", "--sample-us=0", "--rounds=1", "--round-samples=1", "--round-us=0",
+        "--max-time-us=0"]
+
+
+def make_spec(op: str, h: int, w: int, cin: int, cout: int, n: int, scheme: str, ratio: float, params: dict,
+              act: str = "none") -> KernelSpec:
+    if scheme == "pattern" and op in ("pw1x1", "fc"):
+        scheme, params = "unstructured", {}
+    sp = Sparsity(scheme, ratio if scheme != "dense" else 0.0, params)
+    if op == "fc":
+        return KernelSpec("fc", n=n, cin=cin, cout=cout, sparsity=sp, activation=act, dtype="int8")
+    if op == "pw1x1":
+        return KernelSpec("pwconv", n=n, h=h, w=w, cin=cin, cout=cout, sparsity=sp, activation=act, dtype="int8")
+    return KernelSpec("conv2d", n=n, h=h, w=w, cin=cin, cout=cout, kh=3, kw=3, stride=2 if op == "conv3x3s2" else 1,
+                      padding=1, sparsity=sp, activation=act, dtype="int8")
+
+
+def run_int8(tc, cache: Path, specs, variants=("sparse", "dense"), extra_cflags=()):
+    """Build and run the specs' int8 kernels with `tc`; assert every one equals the reference."""
+    if extra_cflags:
+        tc = dataclasses.replace(tc, cflags=(*tc.cflags, *extra_cflags))
+    kernels = {}
+    for s in specs:
+        for v in variants:
+            k = codegen_int8.generate(s, v)
+            kernels.setdefault(k.name, k)
+    kernels = list(kernels.values())
+    batch = build_batch(kernels, tc, cache_dir=cache)
+    dump = batch.folder.parent / f"dump-{batch.folder.name}"
+    dump.mkdir(exist_ok=True)
+    argv = tc.run_argv(batch.binary, *FAST, f"--dump={dump}") if tc.runner else [str(batch.binary), *FAST, f"--dump={dump}"]
+    p = subprocess.run(argv, cwd=batch.folder, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    out = parse_harness_output(p.stdout)
+    assert out.started and out.ended and out.rejected == 0
+    for k in kernels:
+        line = out.lines[k.name]
+        assert line.status == "ok", (k.spec.key, k.variant, line.error)
+        want = codegen_int8.quantized_layer(k.spec).y_q.ravel()
+        got = np.fromfile(dump / f"{k.name}.out", dtype=np.float32)
+        np.testing.assert_array_equal(got, want.astype(np.float32), err_msg=f"{k.spec.key} {k.variant}")
+    return kernels
+
+
+@pytest.fixture(scope="module")
+def toolchain():
+    tc = host_toolchain()
+    if tc.available():
+        pytest.skip(tc.available())
+    return tc
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("int8-cache")
+
+
+shape_st = st.tuples(st.integers(3, 12), st.integers(3, 17), st.integers(1, 19), st.integers(1, 21),
+                     st.floats(0.0, 0.95), st.sampled_from(["none", "relu", "relu6"]))
+
+
+@settings(max_examples=1, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shapes=shape_st)
+def test_every_scheme_and_op_equals_the_integer_reference(toolchain, cache, shapes):
+    h, w, cin, cout, ratio, act = shapes
+    specs = [make_spec(op, h, w, cin, cout, 1, sch, ratio, params, act) for op in OPS for sch, params in SCHEMES]
+    run_int8(toolchain, cache, specs, variants=("sparse",))  # the dense scheme's kernel is the dense one
+
+
+def _portable_specs():
+    return [make_spec("conv3x3s2", 9, 11, 5, 7, 2, "pattern", 0.7, {"patterns": 8}, "relu6"),
+            make_spec("conv3x3s1", 8, 9, 12, 10, 1, "bcr", 0.8, {"block": [4, 16]}, "relu"),
+            make_spec("pw1x1", 7, 6, 6, 9, 1, "block", 0.5, {"block": [4, 1]}),
+            make_spec("fc", 1, 1, 70, 40, 3, "nm", 0.5, {"n": 2, "m": 4}),
+            KernelSpec("dwconv2d", h=10, w=9, cin=8, cout=8, kh=3, kw=3, groups=8, padding=1, dtype="int8")]
+
+
+def test_portable_path(toolchain, cache):
+    """The plain-C path (what targets without a dot-product path run) gives the same integers."""
+    run_int8(toolchain, cache, _portable_specs(), extra_cflags=("-DDP8_PORTABLE",))
+
+
+@pytest.mark.parametrize("flags", [("-mavxvnni",), ("-mavx512f", "-mavx512vl", "-mavx512vnni")],
+                         ids=["avx-vnni", "avx512-vnni"])
+def test_vnni_builds(toolchain, cache, flags):
+    """The vpdpbusd path compiles; it runs (and must be exact) only where the CPU has it."""
+    if toolchain.abi != "x86_64":
+        pytest.skip("x86 only")
+    cpu = _cpu_flags()
+    need = {"-mavxvnni": "avx_vnni", "-mavx512vnni": "avx512_vnni", "-mavx512vl": "avx512vl", "-mavx512f": "avx512f"}
+    spec = make_spec("conv3x3s1", 6, 7, 8, 5, 1, "bcr", 0.5, {"block": [4, 16]}, "relu")
+    tc = dataclasses.replace(toolchain, cflags=(*toolchain.cflags, *flags))
+    k = codegen_int8.generate(spec, "sparse")
+    src = cache / f"vnni-{flags[0]}.c"
+    src.write_text(k.source)
+    asm = subprocess.run([*tc.cc, *tc.cflags, "-I", str(Path(codegen_int8.__file__).parents[2] / "harness_android"),
+                          "-S", "-o", "-", str(src)], capture_output=True, text=True)
+    assert asm.returncode == 0, asm.stderr
+    assert "vpdpbusd" in asm.stdout
+    if all(need[f] in cpu for f in flags):
+        run_int8(toolchain, cache, _portable_specs()[:3], extra_cflags=flags)
+
+
+@pytest.mark.parametrize("march", ["armv8-a", "armv8.2-a+dotprod"])
+def test_arm64_under_qemu(cache, march):
+    tc = android_toolchain("arm64-v8a")
+    if tc.available() or not tc.can_run_here:
+        pytest.skip("no arm64 cross compiler or qemu")
+    flags = tuple(f for f in tc.cflags if not f.startswith("-march=")) + (f"-march={march}",)
+    tc = dataclasses.replace(tc, cflags=flags)
+    specs = _portable_specs()[:4]
+    kernels = run_int8(tc, cache, specs)
+    if "dotprod" in march:
+        src = cache / "sdot.c"
+        src.write_text(kernels[0].source)
+        asm = subprocess.run([*tc.cc, *tc.cflags, "-I", str(Path(codegen_int8.__file__).parents[2] / "harness_android"),
+                              "-S", "-o", "-", str(src)], capture_output=True, text=True)
+        assert asm.returncode == 0 and "sdot" in asm.stdout
+
+
+def test_runtime_refuses_what_it_cannot_generate():
+    rt = DevprofC()
+    assert rt.supports(KernelSpec("conv2d", h=8, w=8, cin=4, cout=4, kh=3, kw=3, padding=1, dtype="int8")) is None
+    assert "hswish" in rt.supports(KernelSpec("conv2d", h=8, w=8, cin=4, cout=4, kh=3, kw=3, padding=1,
+                                              activation="hswish", dtype="int8"))
+    assert "maxpool" in rt.supports(KernelSpec("maxpool", h=8, w=8, cin=4, cout=4, kh=2, kw=2, stride=2, dtype="int8"))
