@@ -219,8 +219,29 @@ static inline void dp8_step(dp8_acc *acc, const dp8_x *x, int32_t w4, int32_t wa
 #: round it the other way) sends the run through the float64 path, so the result is always the
 #: float64 reference's. |v| >= 2048 clamps the same either way (outputs are 0..255).
 _ROW = """static inline void dp8_row(const int32_t *restrict c, uint8_t *restrict y, int n, int32_t bb, float mf, double mm) {{
-    int amb = 0;
-    for (int i = 0; i < n; i++) {{
+    int amb = 0, i = 0;
+#if DP8_PATH >= 1 && DP8_PATH <= 3
+    {{ /* 16 at a time: float32 product, round, clamp in float (exact for integers), pack to bytes */
+        const __m256 m = _mm256_set1_ps(mf), zp = _mm256_set1_ps({zp}.f), lo = _mm256_set1_ps({lo}.f);
+        const __m256 hi = _mm256_set1_ps({hi}.f), tie = _mm256_set1_ps(0.4995f), sign = _mm256_set1_ps(-0.f);
+        const __m256i b = _mm256_set1_epi32(bb);
+        __m256 ambv = _mm256_setzero_ps();
+        for (; i + 16 <= n; i += 16) {{
+            __m256 v0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(c + i)), b)), m);
+            __m256 v1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(c + i + 8)), b)), m);
+            __m256 r0 = _mm256_round_ps(v0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            __m256 r1 = _mm256_round_ps(v1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            ambv = _mm256_or_ps(ambv, _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v0, r0)), tie, _CMP_GT_OQ));
+            ambv = _mm256_or_ps(ambv, _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v1, r1)), tie, _CMP_GT_OQ));
+            r0 = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r0, zp), lo), hi);
+            r1 = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r1, zp), lo), hi);
+            __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(_mm256_cvtps_epi32(r0), _mm256_cvtps_epi32(r1)), 0xD8);
+            _mm_storeu_si128((__m128i *)(y + i), _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
+        }}
+        amb = _mm256_movemask_ps(ambv);
+    }}
+#endif
+    for (; i < n; i++) {{
         const float v = (float)(c[i] + bb) * mf;
         float r = rintf(v), d = v - r;
         d = d < 0.f ? -d : d;
@@ -233,7 +254,7 @@ _ROW = """static inline void dp8_row(const int32_t *restrict c, uint8_t *restric
         y[i] = (uint8_t)q;
     }}
     if (amb)
-        for (int i = 0; i < n; i++) y[i] = dp8_req(c[i] + bb, mm);
+        for (i = 0; i < n; i++) y[i] = dp8_req(c[i] + bb, mm);
 }}"""
 
 
@@ -349,15 +370,17 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         fill += ["        }", "    }", "}"]
     # --- epilogue: rows of one group for the tile at q0
     if spec.op == "fc":
-        store = [f"            for (int t = 0; t < te; t++) yb[(size_t)(q0 + t) * {spec.cout} + co] = REQ(c[t]);"]
-    else:
+        store = [f"            uint8_t tmp[{T}];", "            dp8_row(c, tmp, te, bb, mf, mm);",
+                 f"            for (int t = 0; t < te; t++) yb[(size_t)(q0 + t) * {spec.cout} + co] = tmp[t];"]
+    elif geo.wph == spec.out_w:  # no junk columns: the tile's positions are contiguous in the output
+        store = [f"            dp8_row(c, yn + (size_t)co * {ohw} + q0, te, bb, mf, mm);"]
+    else:  # requantize the whole tile (full vectors), then copy out each output row's run
         wph, ow = geo.wph, spec.out_w
-        store = [f"            for (int oh = q0 / {wph}; oh * {wph} < q0 + te; oh++) {{",
+        store = [f"            uint8_t tmp[{T}];", "            dp8_row(c, tmp, te, bb, mf, mm);",
+                 f"            for (int oh = q0 / {wph}; oh * {wph} < q0 + te; oh++) {{",
                  f"                int a_ = q0 - oh * {wph}; if (a_ < 0) a_ = 0;",
                  f"                int e_ = q0 + te - oh * {wph}; if (e_ > {ow}) e_ = {ow};",
-                 f"                const int32_t *cr = c + (oh * {wph} - q0);",
-                 f"                uint8_t *yo = yn + (size_t)co * {ohw} + (size_t)oh * {ow};",
-                 "                if (e_ > a_) dp8_row(cr + a_, yo + a_, e_ - a_, bb, mf, mm);",
+                 f"                if (e_ > a_) memcpy(yn + (size_t)co * {ohw} + (size_t)oh * {ow} + a_, tmp + (oh * {wph} - q0) + a_, (size_t)(e_ - a_));",
                  "            }"]
     body = []
     for r in rs:
