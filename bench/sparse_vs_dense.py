@@ -12,6 +12,12 @@ On a shared, noisy machine every contender is measured `--rounds` times, interle
 batch, ORT, scipy), and the lowest median of each is kept — the same rule for all.
 
     .venv/bin/python bench/sparse_vs_dense.py [--quick] [--rounds N] [--csv PATH] [--suite NAME]
+    .venv/bin/python bench/sparse_vs_dense.py --dtype int8 [--quick] [--rounds N]
+
+`--dtype int8` compares the generated int8 kernels (devprof/sparse/codegen_int8.py) with the int8
+dense runtimes instead: ONNX Runtime's QDQ model (QLinearConv / MatMulInteger) and LiteRT's
+full-integer model (XNNPACK QS8), both built and checked by devprof's runtimes, the faster of the
+two being the baseline; no scipy column.
 
 `--suite transformer` takes the linear layers of BERT-style encoders instead: seq 128 x hidden
 256 / 512 / 768 GEMMs (projections and the 4x FFN), where ORT's dense kernel is the same MLAS
@@ -189,7 +195,11 @@ def main() -> int:
     ap.add_argument("--csv", default=str(Path(__file__).resolve().parent / "results" / "sparse_vs_dense.csv"))
     ap.add_argument("--suite", default="sparse-sweep",
                     help="whose conv/FC layer shapes to take (transformer: seq x hidden GEMMs)")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "int8"],
+                    help="int8: generated int8 kernels vs ORT / LiteRT int8 dense")
     args = ap.parse_args()
+    if args.dtype == "int8":
+        return main_int8(args)
     import scipy
     import scipy.sparse as sps
     import onnxruntime as ort
@@ -277,6 +287,126 @@ def main() -> int:
     summarize(rows, shapes, ratios, peak, 4.0 if args.suite == "transformer" else 3.0)
     print(f"\nCSV: {path}  ({time.time() - t_start:.0f} s)")
     return 0
+
+
+def main_int8(args) -> int:
+    """The int8 comparison: generated int8 kernels vs the faster of ORT and LiteRT int8 dense."""
+    from devprof.runtimes.litert import LiteRT
+    from devprof.runtimes.onnxruntime import OnnxRuntime
+    from devprof.sparse import codegen_int8
+
+    try:
+        os.sched_setaffinity(0, [sorted(os.sched_getaffinity(0))[-1]])
+    except (AttributeError, OSError):
+        pass
+    tc = host_toolchain()
+    ratios = QUICK_RATIOS if args.quick else RATIOS
+    shapes = [s.replace(dtype="int8") for s in bench_shapes(args.quick, args.suite)]
+    csv_path = Path(args.csv) if Path(args.csv) != ap_default_csv() else ap_default_csv().with_name("sparse_vs_dense_int8.csv")
+    runtimes = [OnnxRuntime(), LiteRT()]
+    print(f"CPU: {_cpu()} | {' '.join(tc.cc)} {' '.join(tc.cflags)} | int8 path: {_int8_path(tc)}")
+    print(f"{len(shapes)} shapes x {len(SCHEMES)} schemes x ratios {ratios}; single thread, int8 (uint8 activations)\n")
+    rows: list[dict] = []
+    t_start = time.time()
+    for s in shapes:
+        kernels = [codegen_int8.generate(s, "dense")]
+        for sc, p in SCHEMES:
+            for r in ratios:
+                spec = s.replace(sparsity=Sparsity(sc, r, p))
+                if codegen_int8.unsupported(spec) or (sc == "pattern" and (s.op == "fc" or (s.kh, s.kw) != (3, 3))):
+                    continue
+                kernels.append(codegen_int8.generate(spec, "sparse"))
+        batch = build_batch(kernels, tc)
+        calls = {}
+        for rt in runtimes:
+            call, ran, bad = rt.checked(s, 1)
+            if call is None:
+                print(f"  {rt.name}: {bad}")
+            else:
+                calls[rt.name] = call
+        best: dict[str, float] = {}
+        rt_us = {n: math.inf for n in calls}
+        for _ in range(max(1, args.rounds)):
+            p = subprocess.run([str(batch.binary), *PROTOCOL.harness_args()], cwd=batch.folder, capture_output=True,
+                               text=True, timeout=3600)
+            for name, line in parse_harness_output(p.stdout).lines.items():
+                if line.status == "ok":
+                    best[name] = min(best.get(name, math.inf), float(np.median(line.samples_us)))
+                else:
+                    print(f"  {name}: {line.status}: {line.error}")
+            for n, call in calls.items():
+                rt_us[n] = min(rt_us[n], measure_callable(call, PROTOCOL).median_us)
+        base_name = min(rt_us, key=rt_us.get)
+        base = rt_us[base_name]
+        dense_us = best.get(kernels[0].name, math.nan)
+        print(f"{s.key}  GEMM {gemm_shape(s)}  " + " | ".join(f"{n} {u:.1f} us" for n, u in rt_us.items()) +
+              f" | generated int8 dense {dense_us:.1f} us ({dense_us / base:.2f}x {base_name} time)")
+        rows.append(dict(shape=s.key, gemm=gemm_shape(s), op=s.op, scheme="dense-generated", params="", ratio=0.0,
+                         us=dense_us, ort_us=rt_us.get("onnxruntime", math.nan), litert_us=rt_us.get("litert", math.nan),
+                         base_us=base, speedup_vs_ort=base / dense_us, speedup_vs_gen_dense=1.0))
+        for k in kernels[1:]:
+            us = best.get(k.name, math.nan)
+            sp = k.spec.sparsity
+            rows.append(dict(shape=s.key, gemm=gemm_shape(s), op=s.op, scheme=sp.scheme,
+                             params=json.dumps(sp.to_dict()["params"], sort_keys=True), ratio=sp.ratio, us=us,
+                             ort_us=rt_us.get("onnxruntime", math.nan), litert_us=rt_us.get("litert", math.nan),
+                             base_us=base, speedup_vs_ort=base / us, speedup_vs_gen_dense=dense_us / us))
+            print(f"  {sp.label():32s} {us:9.1f} us  x{base / us:5.2f} best int8 runtime  x{dense_us / us:5.2f} gen-dense")
+        sys.stdout.flush()
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=list(rows[0]))
+        wr.writeheader()
+        wr.writerows(rows)
+    # the targets ("speedup_vs_ort" holds the speedup over the faster int8 runtime here)
+    mid = shapes[len(shapes) // 2]
+    sparse = [r for r in rows if r["scheme"] != "dense-generated"]
+
+    def at(n, ratio):
+        m = [r for r in sparse if _scheme_name(r) == n and r["ratio"] == ratio and r["shape"] == mid.key]
+        return m[0]["speedup_vs_ort"] if m else math.nan
+    r90 = 0.9 if 0.9 in ratios else max(ratios)
+    print(f"\n=== Targets (int8; median shape by FLOPs: {mid.key}) ===")
+    print(f"  BCR(4x16) @ {r90:g} vs the faster int8 runtime: {at('bcr(4x16)', r90):.2f}x (target >= 3x)")
+    for n in sorted({_scheme_name(r) for r in sparse}):
+        be = None
+        for ratio in sorted(ratios, reverse=True):
+            if at(n, ratio) >= 1.0:
+                be = ratio
+            else:
+                break
+        print(f"  break-even vs the faster int8 runtime, {n:14s}: median shape " +
+              (f"from {be:g}" if be is not None else "not reached") + " (target <= 0.75 for block schemes)")
+    dense = [r for r in rows if r["scheme"] == "dense-generated"]
+    ratios_d = [r["us"] / r["base_us"] for r in dense]
+    md = [r for r in dense if r["shape"] == mid.key][0]
+    print(f"  generated int8 dense vs the faster int8 runtime: median shape {md['us'] / md['base_us']:.2f}x its time, "
+          f"median over shapes {np.median(ratios_d):.2f}x (target <= 1.5)")
+    print(f"\nCSV: {csv_path}  ({time.time() - t_start:.0f} s)")
+    return 0
+
+
+def ap_default_csv() -> Path:
+    return Path(__file__).resolve().parent / "results" / "sparse_vs_dense.csv"
+
+
+def _int8_path(tc) -> str:
+    """Which dot-product path the int8 kernels compile to with `tc` (the preprocessor's choice)."""
+    src = '#include "dp_harness.h"\n' + codegen_int8_isa() + "\nint dp8_which = DP8_PATH;\n"
+    p = subprocess.run([*tc.cc, *tc.cflags, "-I", str(Path(__file__).resolve().parents[1] / "harness_android"),
+                        "-E", "-dM", "-x", "c", "-"], input=src, capture_output=True, text=True)
+    names = {"0": "portable C", "1": "AVX2 16-bit pairs (vpmaddwd)", "2": "AVX-VNNI vpdpbusd",
+             "3": "AVX512-VNNI vpdpbusd", "4": "arm64 sdot"}
+    for line in p.stdout.splitlines():
+        if line.startswith("#define DP8_PATH "):
+            return names.get(line.split()[-1], "?")
+    return "?"
+
+
+def codegen_int8_isa() -> str:
+    from devprof.sparse.codegen_int8 import _ISA
+
+    return _ISA
 
 
 def _scheme_name(r: dict) -> str:

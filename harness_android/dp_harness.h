@@ -57,6 +57,9 @@ typedef struct {
     const int32_t *cost;
     int64_t tws_floats;
     int64_t nprep;
+    /* 1: the kernel writes out_elems bytes (uint8 quantized values: int8 kernels) instead of
+     * floats; the harness widens them to floats for the check, the checksum and --dump. */
+    int32_t out_u8;
 } dp_kernel;
 
 /* The clock layer timers use (the harness's own, so both agree). */

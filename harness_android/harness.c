@@ -133,6 +133,7 @@ typedef struct { atomic_int v; char pad[64 - sizeof(atomic_int)]; } padded_count
 
 static struct {
     int n; /* threads, the caller included */
+    int shared; /* more threads than CPUs (--oversubscribe): waiting threads yield their CPU */
     int cpu[DP_MAX_THREADS];
     pthread_t tid[DP_MAX_THREADS];
     atomic_uint gen;     /* bumped once per job */
@@ -176,6 +177,15 @@ static void run_part(const pool_job *j, int t) {
     }
 }
 
+/* One step of a wait loop: a pause, or when threads share CPUs, the CPU itself (the thread being
+ * waited for may need it). */
+static inline void wait_step(void) {
+#ifdef __linux__
+    if (pool.shared) { sched_yield(); return; }
+#endif
+    cpu_relax();
+}
+
 static void *worker(void *arg) {
     int t = (int)(intptr_t)arg;
     if (pool.cpu[t] >= 0) pin_self(pool.cpu[t]);
@@ -185,7 +195,7 @@ static void *worker(void *arg) {
         if (g == seen) {
             double t0 = now_us();
             for (long spins = 1; (g = atomic_load_explicit(&pool.gen, memory_order_acquire)) == seen; spins++) {
-                cpu_relax();
+                wait_step();
                 if ((spins & 255) == 0 && now_us() - t0 > DP_SPIN_US) {
                     pthread_mutex_lock(&pool.mu);
                     atomic_fetch_add(&pool.sleepers, 1); /* seq_cst: pairs with pool_call's gen/sleepers */
@@ -214,7 +224,7 @@ static void pool_call(void) {
         pthread_mutex_unlock(&pool.mu);
     }
     run_part(&pool.job, 0);
-    while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) cpu_relax();
+    while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) wait_step();
 }
 
 /* The CPUs the process may run on, in order (its affinity, which --cpus or taskset set). */
@@ -243,6 +253,7 @@ static int pool_start(int threads, int oversubscribe) {
         return -1;
     }
     pool.n = threads;
+    pool.shared = n < threads;
     for (int t = 0; t < threads; t++) pool.cpu[t] = (n >= threads) ? cpus[t] : -1;
     pthread_mutex_init(&pool.mu, NULL);
     pthread_cond_init(&pool.cv, NULL);
@@ -423,29 +434,37 @@ static int prepare(slot *s, const dp_kernel *k, const options *o) {
 
     /* 1. correctness gate: every shipped reference sample must match */
     call(s);
+    const float *yv = s->y; /* the output as floats */
+    float *widened = NULL;
+    if (k->out_u8) {
+        if (!(widened = malloc(sizeof(float) * (size_t)(k->out_elems ? k->out_elems : 1)))) { print_error(k, "error", "out of memory"); return 0; }
+        for (int64_t i = 0; i < k->out_elems; i++) widened[i] = (float)((const uint8_t *)s->y)[i];
+        yv = widened;
+    }
     const int32_t *idx = (const int32_t *)s->arr[0].data;
     const float *ref = (const float *)s->arr[1].data;
     int64_t ns = s->arr[0].count < s->arr[1].count ? s->arr[0].count : s->arr[1].count;
     double scale = 0.0, max_abs = 0.0, max_rel = 0.0, checksum = 0.0;
     int64_t bad = -1;
-    if (s->arr[0].dtype != 1 || s->arr[1].dtype != 0 || ns == 0) { print_error(k, "error", "data file has no reference samples"); return 0; }
+    if (s->arr[0].dtype != 1 || s->arr[1].dtype != 0 || ns == 0) { free(widened); print_error(k, "error", "data file has no reference samples"); return 0; }
     for (int64_t i = 0; i < ns; i++) scale = fmax(scale, fabs((double)ref[i]));
     double atol = o->rtol * (scale > 0 ? scale : 1.0);
     for (int64_t i = 0; i < ns; i++) {
-        if (idx[i] < 0 || idx[i] >= k->out_elems) { print_error(k, "error", "reference index out of range"); return 0; }
-        double got = s->y[idx[i]], want = ref[i], e = fabs(got - want);
+        if (idx[i] < 0 || idx[i] >= k->out_elems) { free(widened); print_error(k, "error", "reference index out of range"); return 0; }
+        double got = yv[idx[i]], want = ref[i], e = fabs(got - want);
         if (!(e <= atol + o->rtol * fabs(want))) { if (bad < 0) bad = i; }
         if (!(e <= max_abs)) max_abs = e;   /* NaN-safe */
         if (want != 0.0 && e / fabs(want) > max_rel) max_rel = e / fabs(want);
     }
-    for (int64_t i = 0; i < k->out_elems; i++) checksum += s->y[i];
+    for (int64_t i = 0; i < k->out_elems; i++) checksum += yv[i];
     if (bad >= 0 || !isfinite(checksum)) {
         char msg[256];
         if (bad >= 0)
             snprintf(msg, sizeof msg, "output mismatch at element %d: got %.7g want %.7g (max abs err %.3g, atol %.3g)",
-                     (int)idx[bad], (double)s->y[idx[bad]], (double)ref[bad], max_abs, atol);
+                     (int)idx[bad], (double)yv[idx[bad]], (double)ref[bad], max_abs, atol);
         else
             snprintf(msg, sizeof msg, "output contains NaN or Inf");
+        free(widened);
         print_error(k, "mismatch", msg);
         return 0;
     }
@@ -453,8 +472,9 @@ static int prepare(slot *s, const dp_kernel *k, const options *o) {
         char dpath[4096];
         snprintf(dpath, sizeof dpath, "%s/%s.out", o->dump, k->name);
         FILE *f = fopen(dpath, "wb");
-        if (f) { fwrite(s->y, 4, (size_t)k->out_elems, f); fclose(f); }
+        if (f) { fwrite(yv, 4, (size_t)k->out_elems, f); fclose(f); }
     }
+    free(widened);
     s->checksum = checksum; s->max_abs = max_abs; s->max_rel = max_rel; s->checked = ns;
 
     /* 2. warm-up (also a first estimate of one call's time) */

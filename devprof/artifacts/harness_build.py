@@ -123,6 +123,8 @@ def _registry_source(kernels: Sequence) -> str:
                   f".seed = {k.seed}U", f".narrays = {len(k.arrays)}", f".run = {k.symbol}"]
         if getattr(k, "nlayers", 0):
             fields += [f".nlayers = {k.nlayers}", f".layer_us = {k.layer_symbol}"]
+        if getattr(k, "out_u8", False):
+            fields.append(".out_u8 = 1")
         ch = getattr(k, "chunking", None)
         if ch is not None:
             fields += [f".prep = {k.symbol}_prep", f".range = {k.symbol}_range", f".nchunks = {ch.nchunks}LL",

@@ -455,9 +455,13 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         rng = ["    float *ct = tws;", "    const float *xq = x;", "    const int q0 = 0;",
                "    const int lo = (int)c0, hi = (int)c1;", *body, "    " + epi.format(y="y")]
     elif geo.mode == "fc":
+        # one tile's units, shared by the chunked entry (the tile's panel in ws) and the one-thread
+        # entry (which packs every tile into the same panel, still in cache from the last tile)
+        tile_fn = ["static inline void fc_tile(const dp_array *restrict a, const float *restrict xq, float *restrict y,",
+                   "                           float *restrict ct, int64_t tile, int lo, int hi) {", *head,
+                   f"    const int q0 = (int)tile * {geo.t};", *body, "    " + epi.format(y="y"), "}", ""]
         rng = ["    float *ct = tws;", *step,
-               f"        const int q0 = (int)tile * {geo.t};", f"        const float *xq = ws + (size_t)tile * {geo.xc_size};",
-               *["    " + b for b in body], "        " + epi.format(y="y"), "    }"]
+               f"        fc_tile(a, ws + (size_t)tile * {geo.xc_size}, y, ct, tile, lo, hi);", "    }"]
     else:
         rng = ["    float *ct = tws;", "    (void)ct;", *step,
                f"        const int n = (int)(tile / {nt});",
@@ -478,7 +482,7 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         rng = ["    (void)x; (void)y; (void)ws; (void)a; (void)c0; (void)c1; (void)tws;"]
         head_r: list[str] = []
     else:
-        head_r = head
+        head_r = head if geo.mode != "fc" else []
     nchunks = tiles * ng
     prep_body = [*empty_decl, "    if (p0 == 0) {", *["    " + e for e in empties], "    }"]
     if copy:
@@ -488,7 +492,12 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
                       "        p += ce - ci;", "        " + copy, "    }"]
     run_body = [*empty_decl, *empties]
     per_tile = nchunks // max(1, spec.n if geo.mode == "conv" else tiles)
-    if copy:  # image by image (fc: tile by tile): the copy is still in cache for its chunks
+    if geo.mode == "fc" and ng:
+        run_body += [f"    for (int n = 0; n < {tiles}; n++) {{", f"        fill(x, ws, n * {geo.t}, 0, {per});",
+                     f"        fc_tile(a, ws, y, ws + {geo.xc_size}, n, 0, {ng});", "    }"]
+    elif geo.mode == "fc":
+        pass
+    elif copy:  # image by image: the copy is still in cache for its chunks
         outer = spec.n if geo.mode == "conv" else tiles
         run_body += [f"    for (int n = 0; n < {outer}; n++) {{", f"        const int ci = 0, ce = {per};",
                      "        " + copy,
@@ -497,7 +506,7 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
     else:
         run_body += [f"    {symbol}_range(x, y, ws, a, 0, {nchunks}, ws + {shared});"]
     pargs = f"{args}, int64_t p0, int64_t p1"
-    lines = [
+    lines = [*(tile_fn if geo.mode == "fc" and ng else []),
         f"void {symbol}_prep({pargs});", f"void {symbol}_prep({pargs}) {{",
         "    (void)x; (void)y; (void)ws; (void)a; (void)p1;", "    const float *bias = (const float *)a[" + _bias_index(head) + "].data;",
         "    (void)bias;", *prep_body, "}", "",
@@ -506,7 +515,9 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         f"void {symbol}({args});", f"void {symbol}({args}) {{",
         "    const float *bias = (const float *)a[" + _bias_index(head) + "].data;", "    (void)bias;", *run_body, "}", "",
         f"const int32_t {symbol}_cost[{max(1, ng)}] = {{{', '.join(map(str, cost or [1]))}}};"]
-    return "\n".join(lines), Chunking(nchunks, tuple(cost or [1]), tws, nprep), shared + tws
+    # one thread's workspace: fc packs each tile into one panel, followed by the tile buffer
+    ws_one = geo.xc_size + tws if geo.mode == "fc" else shared + tws
+    return "\n".join(lines), Chunking(nchunks, tuple(cost or [1]), tws, nprep), max(ws_one, shared + tws)
 
 
 _GROUP_ROWS = "rows + meta[4 * lo + 3], 1, meta[4 * hi + 3] - meta[4 * lo + 3]"

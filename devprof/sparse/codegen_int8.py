@@ -214,6 +214,50 @@ static inline void dp8_step(dp8_acc *acc, const dp8_x *x, int32_t w4, int32_t wa
 """
 
 
+#: A run of one output row requantized in float32, vectorised; a value whose float32 product
+#: lies within 5e-4 of a rounding tie (where float32's error, below 4e-4 for |v| < 2048, could
+#: round it the other way) sends the run through the float64 path, so the result is always the
+#: float64 reference's. |v| >= 2048 clamps the same either way (outputs are 0..255).
+_ROW = """static inline void dp8_row(const int32_t *restrict c, uint8_t *restrict y, int n, int32_t bb, float mf, double mm) {{
+    int amb = 0, i = 0;
+#if DP8_PATH >= 1 && DP8_PATH <= 3
+    {{ /* 16 at a time: float32 product, round, clamp in float (exact for integers), pack to bytes */
+        const __m256 m = _mm256_set1_ps(mf), zp = _mm256_set1_ps({zp}.f), lo = _mm256_set1_ps({lo}.f);
+        const __m256 hi = _mm256_set1_ps({hi}.f), tie = _mm256_set1_ps(0.4995f), sign = _mm256_set1_ps(-0.f);
+        const __m256i b = _mm256_set1_epi32(bb);
+        __m256 ambv = _mm256_setzero_ps();
+        for (; i + 16 <= n; i += 16) {{
+            __m256 v0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(c + i)), b)), m);
+            __m256 v1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(c + i + 8)), b)), m);
+            __m256 r0 = _mm256_round_ps(v0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            __m256 r1 = _mm256_round_ps(v1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            ambv = _mm256_or_ps(ambv, _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v0, r0)), tie, _CMP_GT_OQ));
+            ambv = _mm256_or_ps(ambv, _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v1, r1)), tie, _CMP_GT_OQ));
+            r0 = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r0, zp), lo), hi);
+            r1 = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r1, zp), lo), hi);
+            __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(_mm256_cvtps_epi32(r0), _mm256_cvtps_epi32(r1)), 0xD8);
+            _mm_storeu_si128((__m128i *)(y + i), _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
+        }}
+        amb = _mm256_movemask_ps(ambv);
+    }}
+#endif
+    for (; i < n; i++) {{
+        const float v = (float)(c[i] + bb) * mf;
+        float r = rintf(v), d = v - r;
+        d = d < 0.f ? -d : d;
+        amb |= d > 0.4995f;
+        r = r < -4096.f ? -4096.f : r;
+        r = r > 4096.f ? 4096.f : r;
+        int32_t q = (int32_t)r + {zp};
+        q = q < {lo} ? {lo} : q;
+        q = q > {hi} ? {hi} : q;
+        y[i] = (uint8_t)q;
+    }}
+    if (amb)
+        for (i = 0; i < n; i++) y[i] = dp8_req(c[i] + bb, mm);
+}}"""
+
+
 def _mk(r: int, nu: int) -> str:
     """Micro-kernel: R rows x NU units of 16 positions over a group's quads of columns."""
     L = [f"static inline void mk8_{r}_{nu}(const dp8_t *restrict xq, const int32_t *restrict off,",
@@ -326,15 +370,17 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         fill += ["        }", "    }", "}"]
     # --- epilogue: rows of one group for the tile at q0
     if spec.op == "fc":
-        store = [f"            for (int t = 0; t < te; t++) y[(size_t)(q0 + t) * {spec.cout} + co] = REQ(c[t]);"]
-    else:
+        store = [f"            uint8_t tmp[{T}];", "            dp8_row(c, tmp, te, bb, mf, mm);",
+                 f"            for (int t = 0; t < te; t++) yb[(size_t)(q0 + t) * {spec.cout} + co] = tmp[t];"]
+    elif geo.wph == spec.out_w:  # no junk columns: the tile's positions are contiguous in the output
+        store = [f"            dp8_row(c, yn + (size_t)co * {ohw} + q0, te, bb, mf, mm);"]
+    else:  # requantize the whole tile (full vectors), then copy out each output row's run
         wph, ow = geo.wph, spec.out_w
-        store = [f"            for (int oh = q0 / {wph}; oh * {wph} < q0 + te; oh++) {{",
+        store = [f"            uint8_t tmp[{T}];", "            dp8_row(c, tmp, te, bb, mf, mm);",
+                 f"            for (int oh = q0 / {wph}; oh * {wph} < q0 + te; oh++) {{",
                  f"                int a_ = q0 - oh * {wph}; if (a_ < 0) a_ = 0;",
                  f"                int e_ = q0 + te - oh * {wph}; if (e_ > {ow}) e_ = {ow};",
-                 f"                const int32_t *cr = c + (oh * {wph} - q0);",
-                 f"                float *yo = yn + (size_t)co * {ohw} + (size_t)oh * {ow};",
-                 "                for (int w_ = a_; w_ < e_; w_++) yo[w_] = REQ(cr[w_]);",
+                 f"                if (e_ > a_) memcpy(yn + (size_t)co * {ohw} + (size_t)oh * {ow} + a_, tmp + (oh * {wph} - q0) + a_, (size_t)(e_ - a_));",
                  "            }"]
     body = []
     for r in rs:
@@ -347,6 +393,8 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         f"void {symbol}(const float *restrict xf, float *restrict y, float *restrict ws, const dp_array *restrict a);",
         f"void {symbol}(const float *restrict xf, float *restrict y, float *restrict ws, const dp_array *restrict a) {{",
         "    (void)xf;",
+        "    uint8_t *yb = (uint8_t *)y;",
+        "    const float *multf = (const float *)a[11].data;",
         "    const uint8_t *xin = (const uint8_t *)a[2].data;",
         "    const int32_t *meta = (const int32_t *)a[3].data;",
         "    const int32_t *rows = (const int32_t *)a[4].data;",
@@ -362,13 +410,13 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         f"    for (int e = 0; e < {len(empty)}; e++) {{",
         "        const int co = EMPTY[e];",
         "        const int32_t bb = beff[co]; const double mm = mult[co];",
-        "        const float v = REQ(0);",
-        (f"        for (int t = 0; t < {spec.n}; t++) y[(size_t)t * {spec.cout} + co] = v;" if spec.op == "fc" else
-         f"        for (int n = 0; n < {spec.n}; n++) for (int t = 0; t < {ohw}; t++) y[((size_t)n * {spec.cout} + co) * {ohw} + t] = v;"),
+        "        const uint8_t v = REQ(0);",
+        (f"        for (int t = 0; t < {spec.n}; t++) yb[(size_t)t * {spec.cout} + co] = v;" if spec.op == "fc" else
+         f"        for (int n = 0; n < {spec.n}; n++) for (int t = 0; t < {ohw}; t++) yb[((size_t)n * {spec.cout} + co) * {ohw} + t] = v;"),
         "    }",
         f"    for (int n = 0; n < {nimg}; n++) {{",
         f"        fill(xin + (size_t)n * {spec.cin * spec.h * spec.w if spec.op != 'fc' else 0}, xc);",
-        f"        float *yn = y + (size_t)n * {spec.cout * ohw};", "        (void)yn;",
+        f"        uint8_t *yn = yb + (size_t)n * {spec.cout * ohw};", "        (void)yn;",
         f"        for (int q0 = 0; q0 < {q}; q0 += {T}) {{",
         f"            const int te = {q} - q0 < {T} ? {q} - q0 : {T};",
         "            const dp8_t *xq = xc + q0;",
@@ -377,7 +425,8 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         *["    " + b for b in body],
         "                for (int i = 0; i < m[4]; i++) {",
         "                    const int co = rows[m[3] + i];",
-        "                    const int32_t bb = beff[co] - XOFF * rsum[co]; const double mm = mult[co];",
+        "                    const int32_t bb = beff[co] - XOFF * rsum[co]; const double mm = mult[co]; const float mf = multf[co];",
+        "                    (void)mf;",
         f"                    const int32_t *c = ct + i * {T};",
         *["        " + s_ for s_ in store],
         "                }",
@@ -393,13 +442,15 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
             f"#define PADB ((int)(uint8_t)({zp} - DP8_XSHIFT))",
             f"static const int EMPTY[{max(1, len(empty))}] = {{{', '.join(map(str, empty)) or '0'}}};",
             "#include <math.h>",
-            "static inline float dp8_req(int32_t acc, double m) {",
+            "static inline uint8_t dp8_req(int32_t acc, double m) {",
             f"    int32_t q = (int32_t)rint((double)acc * m) + {out.zero_point};",
-            f"    q = q < {lo} ? {lo} : q;", f"    q = q > {hi} ? {hi} : q;", "    return (float)q;", "}"]
+            f"    q = q < {lo} ? {lo} : q;", f"    q = q > {hi} ? {hi} : q;", "    return (uint8_t)q;", "}",
+            _ROW.format(zp=out.zero_point, lo=lo, hi=hi)]
     src = "\n\n".join(["\n".join(head), *kernels, "\n".join(fill), "\n".join(run)]) + "\n"
     arrays = [_bytes_as_i32(layer.x_q.astype(np.uint8)), np.asarray(meta, np.int32), np.asarray(rows or [0], np.int32),
               np.asarray(offs or [0], np.int32), np.asarray(w4 or [0], np.int32), np.asarray(w16 or [0], np.int32),
-              np.clip(bias, -2**31, 2**31 - 1).astype(np.int32), rowsum.astype(np.int32), mult.view("<i4").copy()]
+              np.clip(bias, -2**31, 2**31 - 1).astype(np.int32), rowsum.astype(np.int32), mult.view("<i4").copy(),
+              mult.astype(np.float32)]
     yflat = layer.y_q.ravel()
     if with_reference:
         if yflat.size <= SAMPLES_MAX:
@@ -413,7 +464,9 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
     macs = sum(len(g.rows) * 4 * -(-max(1, len(g.cols)) // 4) for g in groups)
     stats = {"groups": len(groups), "dot4_per_position": macs // 4, "rmax": rmax, "act": ACT_DTYPE,
              "nnz": int(layer.mask2.sum()), "tile": T}
-    return GeneratedKernel(name=name or f"k{spec.id}_{variant}", spec=spec, variant=variant, source=src,
+    k = GeneratedKernel(name=name or f"k{spec.id}_{variant}", spec=spec, variant=variant, source=src,
                            arrays=[idx.astype(np.int32), ref, *arrays], in_elems=1,
                            out_elems=spec.output_elems, ws_floats=ws_floats, seed=input_seed(spec), stats=stats,
                            chunking=None)
+    k.out_u8 = True  # the harness widens the uint8 outputs for its check
+    return k
