@@ -15,7 +15,9 @@ or with `--design informative` the k that `predictors.transfer.choose_informativ
 seeded pool of 2,000: where the rescaled sources disagree most, spread over their predictions),
 and the remaining 15,625 - k are scored — share within ±10% and Spearman ρ — for:
 
-* transfer: `predictors.transfer.fit_table` (what `fit-predictor --transfer-from` fits);
+* transfer: `predictors.transfer.fit_table` (what `fit-predictor --transfer-from` fits): the
+  penalised table fit, the best single source rescaled by one constant (= (b)), or a blend of the
+  two, whichever cross-validates best on the k target timings alone ("chosen" counts the splits);
 * (a) target alone: `devprof.from_models.fit` on the same k timings;
 * (b) best single source rescaled by one constant: the source whose one-constant rescaling
   explains the k timings best (leave-one-out), that constant applied to its table.
@@ -124,11 +126,12 @@ def main() -> int:
         print(f"  ceiling: a per-layer table fitted on all {n} {tname} timings, in sample: "
               f"{ceiling[tname]:.1%} within ±10%")
         print(f"  {'k':>4}  {'transfer ±10%':>13} {'ρ':>6}   {'(a) alone ±10%':>14} {'ρ':>6}   "
-              f"{'(b) best source ±10%':>20} {'ρ':>6}   better than both")
+              f"{'(b) best source ±10%':>20} {'ρ':>6}   better than both (tie: as good)")
         results[tname] = {}
         for k in args.k:
             figs = {"transfer": [], "alone": [], "single": []}
             shrunk = 0
+            chosen: dict[str, int] = {}
             for r in range(args.repeats):
                 seed = args.seed * 1000 + r
                 perm = np.random.default_rng(seed).permutation(n)
@@ -142,6 +145,8 @@ def main() -> int:
                 te = np.flatnonzero(mask)
                 tt = fit_table([(archs[i], float(y[i])) for i in tr], srcs, min_samples=2)
                 shrunk += tt.prior_shrunk_away
+                lab = {0.0: "source", 1.0: "fit"}.get(tt.transfer_weight, f"blend {tt.transfer_weight:g}")
+                chosen[lab] = chosen.get(lab, 0) + 1
                 p_tr = (D[te, :-1] @ np.array([tt.table().get(kk, tt.unseen_us) for kk in keys])) + tt.overhead_us
                 alone = fm.fit([fm.ModelTiming(str(i), archs[i], float(y[i])) for i in tr])
                 p_al = alone.predict([archs[i] for i in te])
@@ -151,11 +156,14 @@ def main() -> int:
                     figs[name].append((within(p, y[te], 0.10), spearman(p, y[te])))
             m = {name: (float(np.mean([a for a, _ in v])), float(np.nanmean([b for _, b in v]))) for name, v in figs.items()}
             better = all(m["transfer"][i] > max(m["alone"][i], m["single"][i]) for i in (0, 1))
+            at_least = all(m["transfer"][i] >= max(m["alone"][i], m["single"][i]) - 1e-12 for i in (0, 1))
             print(f"  {k:>4}  {m['transfer'][0]:>13.1%} {m['transfer'][1]:>6.4f}   {m['alone'][0]:>14.1%} "
                   f"{m['alone'][1]:>6.4f}   {m['single'][0]:>20.1%} {m['single'][1]:>6.4f}   "
-                  f"{'yes' if better else 'NO'}" + (f"  (prior shrunk away in {shrunk}/{args.repeats})" if shrunk else ""))
+                  f"{'yes' if better else 'tie' if at_least else 'NO':<4}  chosen: "
+                  + ", ".join(f"{v} {c}" for c, v in sorted(chosen.items()))
+                  + (f"  (prior shrunk away in {shrunk}/{args.repeats})" if shrunk else ""))
             results[tname][k] = {"transfer": m["transfer"], "alone": m["alone"], "best_single_source": m["single"],
-                                 "better_than_both": better}
+                                 "better_than_both": better, "at_least_as_good": at_least, "chosen": chosen}
         if tname == "samsung_a50":
             small = float(np.mean(y < 10000))
             print(f"  rounding: {tname} is whole ms; {small:.1%} of architectures take < 10 ms, where ±10% spans "
@@ -165,8 +173,10 @@ def main() -> int:
     for tname, rs in results.items():
         r20 = rs.get(20, {}).get("transfer")
         misses = [k for k, v in rs.items() if k <= 50 and not v["better_than_both"]]
+        behind = [k for k, v in rs.items() if k <= 50 and not v["at_least_as_good"]]
         print(f"  {tname}: ρ@20 = {r20[1]:.3f}" if r20 else f"  {tname}: (k = 20 not run)",
-              f"; not better than both at k = {misses}" if misses else "; better than both at every k ≤ 50 run",
+              f"; not better than both at k = {misses} (behind one at k = {behind})" if misses
+              else "; better than both at every k ≤ 50 run",
               f"; ±10% @100 = {rs[100]['transfer'][0]:.1%}" if 100 in rs else "")
     if args.json:
         args.json.write_text(json.dumps({"design": args.design, "repeats": args.repeats, "seed": args.seed,

@@ -147,6 +147,14 @@ def _group_of(specs: dict[str, Any]) -> Callable[[str], str]:
     return g
 
 
+def _choice_text(ch: dict[str, Any]) -> str:
+    """The cross-validated choice in words: which table was kept."""
+    a = ch.get("transfer_weight")
+    if ch.get("chosen") == "blend" and a is not None:
+        return f"blend ({a:g} x penalised fit + {1 - a:g} x best single source)"
+    return str(ch.get("chosen") or "penalised fit")
+
+
 def transfer_models(sources, specs, data: str | Path, samples: int | None = None, seed: int = 0,
                     device: str | None = None, log: Callable[[str], None] = lambda s: None):
     """(bundle, TableTransfer, report dict) for whole-model target timings in DATA."""
@@ -199,14 +207,15 @@ def transfer_models(sources, specs, data: str | Path, samples: int | None = None
     b.selection = {"*": {"estimator": "transfer:" + info["method"], "n_train": len(train), "n_test": len(test)}}
     b.location = (b.location[0], b.location[1].replace("-from-models", "-transfer"))
     log(f"{len(tr.keys)} layers transferred from {len(tr.sources)} source(s) with {len(train)} target timings; "
-        f"leave-one-out within ±10%: {tr.loo['within_10']:.1%}"
+        f"{tr.choice.get('cv') or 'leave-one-out'} within ±10%: {tr.loo['within_10']:.1%}"
         + (f"; held out ({len(test)}): {held['within_10']:.1%}" if test else ""))
     if tr.prior_shrunk_away:
         log("the target samples contradict every source: the prior was shrunk away (see metrics.transfer)")
     report = {"device": ts.device.get("name"), "runtime": ts.runtime.get("key"), "mode": "models",
               "samples": len(train), "held_out": len(test), "loo": tr.loo, "heldout": held if test else None,
               "best_single_source": tr.best_single, "prior_shrunk_away": tr.prior_shrunk_away,
-              "sources": info["source_weights"]}
+              "sources": info["source_weights"], "cv": tr.choice.get("cv"),
+              "choice": _choice_text(tr.choice)}
     return b, tr, report
 
 

@@ -102,7 +102,12 @@ def _mixture_weights(loo: np.ndarray, k: int) -> np.ndarray:
 def _ridge_loo(X: np.ndarray, r: np.ndarray, pen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ridge with per-column penalties (0 = free); coefficients and exact LOO residuals."""
     G = X.T @ X + np.diag(pen) + 1e-10 * np.eye(X.shape[1])
-    Gi = np.linalg.pinv(G)
+    try:  # a solve is several times cheaper than the SVD behind pinv, and G is positive definite
+        Gi = np.linalg.solve(G, np.eye(len(G)))
+        if not np.isfinite(Gi).all():
+            raise np.linalg.LinAlgError
+    except np.linalg.LinAlgError:
+        Gi = np.linalg.pinv(G)
     beta = Gi @ (X.T @ r)
     h = np.einsum("ij,jk,ik->i", X, Gi, X)
     _ridge_loo.df = float(h.sum())  # effective degrees of freedom of the last fit
@@ -184,14 +189,19 @@ class TableTransfer:
     deviation: float  # median relative distance of the fitted table from the rescaled prior
     unseen_us: float = 0.0
     groups: dict[str, str] = field(default_factory=dict)
+    loo_table: dict[str, Any] = field(default_factory=dict)  # closed-form LOO of the penalised table fit
+    transfer_weight: float = 1.0  # the table is this x the penalised fit + the rest x the best single source
+    choice: dict[str, Any] = field(default_factory=dict)  # the cross-validated choice (see `fit_table`)
 
     @property
     def prior_shrunk_away(self) -> bool:
         """The samples contradict the sources: the fit left the prior (weak per-layer penalty and
-        a table far from it, or a prior whose LOO error is several times the fit's)."""
-        lo = self.loo.get("mse") or 0.0
+        a table far from it, or a prior whose LOO error is several times the fit's) and the
+        cross-validated choice kept that fit (not the rescaled best source alone)."""
+        lo = (self.loo_table or self.loo).get("mse") or 0.0
         po = self.loo_prior_only.get("mse") or 0.0
-        return bool((self.layer_penalty <= 1e-2 and self.deviation > 0.25) or (po > 4.0 * lo and self.deviation > 0.25))
+        away = (self.layer_penalty <= 1e-2 and self.deviation > 0.25) or (po > 4.0 * lo and self.deviation > 0.25)
+        return bool(away and self.transfer_weight > 0.0)
 
     def table(self) -> dict[str, float]:
         return dict(zip(self.keys, self.latency_us.tolist()))
@@ -210,7 +220,8 @@ class TableTransfer:
                 "layer_penalty": None if np.isinf(self.layer_penalty) else self.layer_penalty,
                 "loo": self.loo, "loo_prior_only": self.loo_prior_only, "best_single_source": self.best_single,
                 "deviation_from_prior": self.deviation, "prior_shrunk_away": self.prior_shrunk_away,
-                "groups": sorted(set(self.groups.values()))}
+                "groups": sorted(set(self.groups.values())), "loo_table_fit": self.loo_table,
+                "transfer_weight": self.transfer_weight, "choice": self.choice}
 
 
 def default_group(layer_id: str) -> str:
@@ -241,11 +252,10 @@ def _loss(res: np.ndarray, robust: float | None) -> float:
     return float(np.mean(np.where(a <= robust, 0.5 * a * a, robust * (a - 0.5 * robust))))
 
 
-def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[TableSource],
-              group_of: Callable[[str], str] = default_group, min_samples: int = 2,
-              robust: float | None = ROBUST) -> TableTransfer:
-    """The target's per-layer table from `models` ((layer ids, end-to-end µs) each, the few target
-    timings) and the sources' tables: see the module docstring."""
+def _fit_table_penalised(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[TableSource],
+                         group_of: Callable[[str], str] = default_group, min_samples: int = 2,
+                         robust: float | None = ROBUST) -> TableTransfer:
+    """The penalised table fit alone (prior x scale + group and per-layer corrections)."""
     _check_names([s.name for s in sources], "source")
     if len(models) < min_samples:
         raise TransferError(f"{len(models)} target sample(s): transfer needs at least {min_samples}")
@@ -322,7 +332,10 @@ def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[T
                     res = res / sw  # LOO residuals, unweighted
                     df = _ridge_loo.df
                     if robust:  # Huber weights from the in-sample residuals
-                        sw = np.sqrt(np.minimum(1.0, robust / np.maximum(np.abs(r - Xc @ beta_c), 1e-12)))
+                        sw_new = np.sqrt(np.minimum(1.0, robust / np.maximum(np.abs(r - Xc @ beta_c), 1e-12)))
+                        if np.array_equal(sw_new, sw):  # converged: another pass would repeat this one
+                            break
+                        sw = sw_new
                 beta = np.zeros(Xr.shape[1])
                 beta[cols] = beta_c
                 if df <= max(1.0 + 1e-9, DF_SHARE * len(y)):
@@ -359,6 +372,85 @@ def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[T
         best_single={"source": sources[best].name, "scale": cbest, **_loo_figures(y, rb)},
         deviation=dev, unseen_us=float(np.median(lat)) if nk else 0.0,
         groups={k: group_of(k) for k in keys})
+
+
+BLEND = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""Weights of the penalised table fit tried against the best single source rescaled by one
+constant (0: that source alone; 1: the fit alone)."""
+CV_FOLDS = 5
+
+
+def _source_predictions(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[TableSource]) -> np.ndarray:
+    """(models x sources) each source table's prediction (a layer it lacks: its median layer)."""
+    P = np.zeros((len(models), len(sources)))
+    for j, s in enumerate(sources):
+        fill = float(np.median([float(v) for v in s.table.values()])) if s.table else 0.0
+        for r, (m, _) in enumerate(models):
+            P[r, j] = float(s.overhead_us) + sum(float(s.table.get(k, fill)) for k in m)
+    return P
+
+
+def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[TableSource],
+              group_of: Callable[[str], str] = default_group, min_samples: int = 2,
+              robust: float | None = ROBUST, folds: int = CV_FOLDS) -> TableTransfer:
+    """The target's per-layer table from `models` ((layer ids, end-to-end µs) each, the few target
+    timings) and the sources' tables: see the module docstring.
+
+    The penalised fit chooses its own penalties by leave-one-out, which makes its LOO figure
+    optimistic next to a fixed simple model's. So the final choice — that fit, the best single
+    source rescaled by one constant, or a blend of the two (`BLEND`) — is made on out-of-fold
+    predictions of the whole procedure (each fold refits both from scratch, penalty search and
+    source choice included): leave-one-out up to `folds` samples, `folds`-fold beyond (sample i
+    in fold i mod folds). The lowest cross-validated loss wins, ties to the simpler (the source)."""
+    fit = _fit_table_penalised(models, sources, group_of, min_samples, robust)
+    y = np.array([float(v) for _, v in models], dtype=np.float64)
+    n = len(y)
+    P = _source_predictions(models, sources)
+    ok = np.flatnonzero((P > 0).all(axis=0))
+    name = fit.best_single["source"]
+    j = next(i for i, s in enumerate(sources) if s.name == name)
+    src, c = sources[j], float(fit.best_single["scale"])
+    fill = float(np.median([float(v) for v in src.table.values()])) if src.table else 0.0
+    single = np.array([c * float(src.table.get(k, fill)) for k in fit.keys])
+    single_ov = c * float(src.overhead_us)
+    fit.loo_table = fit.loo
+    K = min(n, folds)
+    inner_min = max(2, min_samples - 1)
+    if n - -(-n // K) < inner_min or len(ok) == 0:  # too few samples to refit without a fold
+        fit.choice = {"chosen": "penalised fit", "cv": None, "note": "too few samples to cross-validate"}
+        return fit
+    fold = np.arange(n) % K
+    pred_fit = np.zeros(n)
+    pred_single = np.zeros(n)
+    try:
+        for f in range(K):
+            tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+            sub = _fit_table_penalised([models[i] for i in tr], sources, group_of, inner_min, robust)
+            pred_fit[te] = sub.predict([models[i][0] for i in te])
+            s_i, c_i = best_single_source(P[np.ix_(tr, ok)], y[tr])
+            pred_single[te] = c_i * P[te, ok[s_i]]
+    except TransferError as e:  # a fold the sources cannot fit: keep the penalised fit
+        fit.choice = {"chosen": "penalised fit", "cv": None, "note": f"cross-validation skipped: {e}"}
+        return fit
+    cands = []
+    for a in BLEND:
+        p = a * pred_fit + (1.0 - a) * pred_single
+        cands.append((_loss(1.0 - p / y, robust), a, p))
+    best = min(cands, key=lambda t: (t[0], t[1]))
+    loss_b, a, p = best
+    label = "penalised fit" if a == 1.0 else "best single source" if a == 0.0 else "blend"
+    cv = "leave-one-out" if K == n else f"{K}-fold"
+    fit.choice = {"chosen": label, "transfer_weight": a, "cv": cv, "folds": K,
+                  "loss": "huber@%g" % robust if robust else "mse",
+                  "candidates": {f"{w:g}": float(v) for v, w, _ in cands}}
+    fit.transfer_weight = float(a)
+    fit.loo = _loo_figures(y, 1.0 - p / y)
+    fit.loo["cv"] = cv
+    if a < 1.0:
+        fit.latency_us = a * fit.latency_us + (1.0 - a) * single
+        fit.overhead_us = float(a * fit.overhead_us + (1.0 - a) * single_ov)
+        fit.unseen_us = float(np.median(fit.latency_us)) if len(fit.keys) else 0.0
+    return fit
 
 
 # ---- kernel predictors ---------------------------------------------------------------------------------

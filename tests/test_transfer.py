@@ -122,3 +122,26 @@ def test_scale_model_tree_linear_switch():
     out = T.scale_model(sw, 2.0)
     assert out["le"]["coef"] == [2.0, 4.0] and out["le"]["intercept"] == 6.0 and out["le"]["floor_us"] == 1.0
     assert out["gt"]["base"] == pytest.approx(0.1 + np.log(2.0))
+
+
+def test_table_choice_between_fit_and_rescaled_source_is_cross_validated():
+    src = _sources()
+    s = src[1]
+    test = _archs(200, 7)
+    want = np.array([2.5 * _total(s.table, s.overhead_us, a) for a in test])
+    # an exact rescaling of one source: the choice keeps it (whatever the blend weight, the table matches)
+    exact = [(a, 2.5 * _total(s.table, s.overhead_us, a)) for a in _archs(20, 6)]
+    f = T.fit_table(exact, src)
+    np.testing.assert_allclose(f.predict(test), want, rtol=1e-6)
+    ch = f.info()["choice"]
+    assert ch["cv"] == "5-fold" and ch["transfer_weight"] == f.transfer_weight and len(ch["candidates"]) == len(T.BLEND)
+    assert f.loo["within_10"] == 1.0 and f.loo["cv"] == "5-fold"
+    # the same with noise no table explains (each model's own): the rescaled source wins the cross-validation
+    rng = np.random.default_rng(8)
+    noisy = [(a, v * float(np.exp(rng.normal(0, 0.08)))) for a, v in exact]
+    g = T.fit_table(noisy, src)
+    assert g.transfer_weight < 1.0 and g.choice["chosen"] in ("best single source", "blend")
+    assert min(g.choice["candidates"].values()) == g.choice["candidates"][f"{g.transfer_weight:g}"]
+    assert not g.prior_shrunk_away
+    # five samples: leave-one-out
+    assert T.fit_table(exact[:5], src).choice["cv"] == "leave-one-out"

@@ -43,7 +43,7 @@ def fit_transfer_command(sources: List[Path], data: List[Path], out: Path, sampl
     t = Table(title=f"transfer ({rep['mode']}): {rep['device']} / {rep['runtime']} from {len(srcs)} source(s)")
     for c in ("figures on", "n", "±5%", "±10%", "MAPE", "Spearman"):
         t.add_column(c, justify="right")
-    rows = [("leave-one-out (target samples)", rep["loo"]), ("held out (target data not used)", rep["heldout"]),
+    rows = [(f"{rep.get('cv') or 'leave-one-out'} (target samples)", rep["loo"]), ("held out (target data not used)", rep["heldout"]),
             (f"best single source rescaled, LOO: {rep['best_single_source']['source']}", rep["best_single_source"])]
     for label, h in rows:
         if h:
@@ -52,6 +52,8 @@ def fit_transfer_command(sources: List[Path], data: List[Path], out: Path, sampl
     stdout.print(t)
     w = ", ".join(f"{k} {v:.2f}" for k, v in sorted(rep["sources"].items(), key=lambda kv: -kv[1]) if v >= 0.005)
     err.print(f"source weights: {w or '-'}")
+    if rep.get("choice"):
+        err.print(f"chosen by {rep['cv'] or 'default'}: {rep['choice']}")
     if rep.get("prior_shrunk_away"):
         err.print("the target samples contradict every source: the prior was shrunk away")
     err.print(f"bundle written: {dest}")
