@@ -107,7 +107,7 @@ def _portable_specs():
 
 def test_portable_path(toolchain, cache):
     """The plain-C path (what targets without a dot-product path run) gives the same integers."""
-    run_int8(toolchain, cache, _portable_specs(), extra_cflags=("-DDP8_PORTABLE",))
+    run_int8(toolchain, cache, _portable_specs(), variants=("sparse",), extra_cflags=("-DDP8_PORTABLE",))
 
 
 @pytest.mark.parametrize("flags", [("-mavxvnni",), ("-mavx512f", "-mavx512vl", "-mavx512vnni")],
@@ -128,7 +128,7 @@ def test_vnni_builds(toolchain, cache, flags):
     assert asm.returncode == 0, asm.stderr
     assert "vpdpbusd" in asm.stdout
     if all(need[f] in cpu for f in flags):
-        run_int8(toolchain, cache, _portable_specs()[:3], extra_cflags=flags)
+        run_int8(toolchain, cache, _portable_specs(), variants=("sparse",), extra_cflags=flags)
 
 
 @pytest.mark.parametrize("march", ["armv8-a", "armv8.2-a+dotprod"])
@@ -138,8 +138,8 @@ def test_arm64_under_qemu(cache, march):
         pytest.skip("no arm64 cross compiler or qemu")
     flags = tuple(f for f in tc.cflags if not f.startswith("-march=")) + (f"-march={march}",)
     tc = dataclasses.replace(tc, cflags=flags)
-    specs = _portable_specs()[:4]
-    kernels = run_int8(tc, cache, specs)
+    specs = [*_portable_specs()[1:4], make_spec("conv3x3s1", 5, 6, 7, 5, 1, "dense", 0.0, {}, "relu")]
+    kernels = run_int8(tc, cache, specs, variants=("sparse",))
     if "dotprod" in march:
         src = cache / "sdot.c"
         src.write_text(kernels[0].source)
