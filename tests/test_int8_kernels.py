@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devprof.artifacts.harness_build import _cpu_flags, build_batch, host_toolchain
+from devprof.artifacts.harness_build import build_batch, host_toolchain
+from devprof.runtimes.hostcpu import cpu_flags
 from devprof.artifacts.toolchains import android_toolchain
 from devprof.records import KernelSpec, Sparsity
 from devprof.runtimes.harness import DevprofC, parse_harness_output
@@ -116,7 +117,7 @@ def test_vnni_builds(toolchain, cache, flags):
     """The vpdpbusd path compiles; it runs (and must be exact) only where the CPU has it."""
     if toolchain.abi != "x86_64":
         pytest.skip("x86 only")
-    cpu = _cpu_flags()
+    cpu = cpu_flags()
     need = {"-mavxvnni": "avx_vnni", "-mavx512vnni": "avx512_vnni", "-mavx512vl": "avx512vl", "-mavx512f": "avx512f"}
     spec = make_spec("conv3x3s1", 6, 7, 8, 5, 1, "bcr", 0.5, {"block": [4, 16]}, "relu")
     tc = dataclasses.replace(toolchain, cflags=(*toolchain.cflags, *flags))
