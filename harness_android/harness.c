@@ -133,6 +133,7 @@ typedef struct { atomic_int v; char pad[64 - sizeof(atomic_int)]; } padded_count
 
 static struct {
     int n; /* threads, the caller included */
+    int shared; /* more threads than CPUs (--oversubscribe): waiting threads yield their CPU */
     int cpu[DP_MAX_THREADS];
     pthread_t tid[DP_MAX_THREADS];
     atomic_uint gen;     /* bumped once per job */
@@ -176,6 +177,15 @@ static void run_part(const pool_job *j, int t) {
     }
 }
 
+/* One step of a wait loop: a pause, or when threads share CPUs, the CPU itself (the thread being
+ * waited for may need it). */
+static inline void wait_step(void) {
+#ifdef __linux__
+    if (pool.shared) { sched_yield(); return; }
+#endif
+    cpu_relax();
+}
+
 static void *worker(void *arg) {
     int t = (int)(intptr_t)arg;
     if (pool.cpu[t] >= 0) pin_self(pool.cpu[t]);
@@ -185,7 +195,7 @@ static void *worker(void *arg) {
         if (g == seen) {
             double t0 = now_us();
             for (long spins = 1; (g = atomic_load_explicit(&pool.gen, memory_order_acquire)) == seen; spins++) {
-                cpu_relax();
+                wait_step();
                 if ((spins & 255) == 0 && now_us() - t0 > DP_SPIN_US) {
                     pthread_mutex_lock(&pool.mu);
                     atomic_fetch_add(&pool.sleepers, 1); /* seq_cst: pairs with pool_call's gen/sleepers */
@@ -214,7 +224,7 @@ static void pool_call(void) {
         pthread_mutex_unlock(&pool.mu);
     }
     run_part(&pool.job, 0);
-    while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) cpu_relax();
+    while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) wait_step();
 }
 
 /* The CPUs the process may run on, in order (its affinity, which --cpus or taskset set). */
@@ -243,6 +253,7 @@ static int pool_start(int threads, int oversubscribe) {
         return -1;
     }
     pool.n = threads;
+    pool.shared = n < threads;
     for (int t = 0; t < threads; t++) pool.cpu[t] = (n >= threads) ? cpus[t] : -1;
     pthread_mutex_init(&pool.mu, NULL);
     pthread_cond_init(&pool.cv, NULL);
