@@ -155,3 +155,17 @@ def test_runtime_refuses_what_it_cannot_generate():
     assert "hswish" in rt.supports(KernelSpec("conv2d", h=8, w=8, cin=4, cout=4, kh=3, kw=3, padding=1,
                                               activation="hswish", dtype="int8"))
     assert "maxpool" in rt.supports(KernelSpec("maxpool", h=8, w=8, cin=4, cout=4, kh=2, kw=2, stride=2, dtype="int8"))
+
+
+def test_near_ties_take_the_float64_path(toolchain, cache):
+    """Outputs whose float32 product lies next to a rounding tie are redone in float64: a layer
+    with many of them still equals the reference everywhere."""
+    spec = make_spec("pw1x1", 24, 24, 16, 32, 1, "bcr", 0.5, {"block": [4, 16]})
+    layer = codegen_int8.quantized_layer(spec)
+    qk = layer.qk
+    x = layer.x_q.astype(np.int64).reshape(spec.cin, -1) - qk.x.zero_point
+    acc = layer.w_q2.astype(np.int64) @ x + qk.b_q.astype(np.int64)[:, None]
+    mult = (np.float64(qk.x.scale) * qk.w_scale.astype(np.float64) / np.float64(qk.out.scale)).astype(np.float32)
+    v = acc.astype(np.float32) * mult[:, None]
+    assert (np.abs(v - np.rint(v)) > 0.4995).sum() > 0  # the layer has near-ties to get right
+    run_int8(toolchain, cache, [spec], variants=("sparse",))
