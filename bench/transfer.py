@@ -1,6 +1,6 @@
 """A new device from a few whole-model timings plus other devices' tables, on public data.
 
-    .venv/bin/python bench/transfer.py                       # A50, S7, Pixel 2; k = 5..100; ~1 min
+    .venv/bin/python bench/transfer.py                       # A50, S7, Pixel 2; k = 5..100; a few minutes
     .venv/bin/python bench/transfer.py --targets pixel2 --k 20 --repeats 10
     .venv/bin/python bench/transfer.py --design informative  # measure where the sources disagree
 

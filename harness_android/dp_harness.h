@@ -88,7 +88,7 @@ static inline float dp_input_value(uint32_t seed, uint32_t i) {
 #  if defined(__AVX512F__)
 #    define DP_VL 16
 #  else
-#    define DP_VL 8   /* AVX2: one ymm; NEON/SSE: two 128-bit registers */
+#    define DP_VL 8   /* AVX2: one ymm (generated kernels define DP_VL from the target ISA table) */
 #  endif
 #endif
 
@@ -98,6 +98,18 @@ static inline dp_v dp_ld(const float *p) { dp_v v; memcpy(&v, p, sizeof v); retu
 static inline void dp_st(float *p, dp_v v) { memcpy(p, &v, sizeof v); }
 static inline dp_v dp_zero(void) { dp_v v = {0}; return v; }
 static inline dp_v dp_fma(dp_v a, float w, dp_v b) { return a + w * b; }
+static inline float dp_lane(dp_v v, int i) { return v[i]; }
+/* a + w[i] * b for a constant lane i: NEON's by-element fmla (one weight vector serves 4 rows) */
+#  if defined(__aarch64__) && DP_VL == 4 && !defined(DP_NO_INTRINSICS)
+#    include <arm_neon.h>
+typedef float32x4_t dp_vw; /* a weight vector loaded as NEON's own type stays in a q register */
+#    define dp_ldw(p) vld1q_f32(p)
+#    define dp_fma_lane(a, b, w, i) ((dp_v)vfmaq_laneq_f32((float32x4_t)(a), (float32x4_t)(b), (w), (i)))
+#  else
+typedef dp_v dp_vw;
+#    define dp_ldw(p) dp_ld(p)
+#    define dp_fma_lane(a, b, w, i) dp_fma((a), dp_lane((w), (i)), (b))
+#  endif
 typedef int32_t dp_vi __attribute__((vector_size(DP_VL * 4)));
 static inline dp_v dp_splat(float s) { return dp_zero() + s; }
 static inline dp_v dp_add(dp_v a, dp_v b) { return a + b; }
@@ -116,6 +128,10 @@ static inline dp_v dp_ld(const float *p) { dp_v v; memcpy(v.f, p, sizeof v.f); r
 static inline void dp_st(float *p, dp_v v) { memcpy(p, v.f, sizeof v.f); }
 static inline dp_v dp_zero(void) { dp_v v; int i; for (i = 0; i < DP_VL; i++) v.f[i] = 0.f; return v; }
 static inline dp_v dp_fma(dp_v a, float w, dp_v b) { int i; for (i = 0; i < DP_VL; i++) a.f[i] += w * b.f[i]; return a; }
+static inline float dp_lane(dp_v v, int i) { return v.f[i]; }
+typedef dp_v dp_vw;
+#define dp_ldw(p) dp_ld(p)
+#define dp_fma_lane(a, b, w, i) dp_fma((a), dp_lane((w), (i)), (b))
 static inline dp_v dp_splat(float s) { dp_v v; int i; for (i = 0; i < DP_VL; i++) v.f[i] = s; return v; }
 static inline dp_v dp_add(dp_v a, dp_v b) { int i; for (i = 0; i < DP_VL; i++) a.f[i] += b.f[i]; return a; }
 static inline dp_v dp_fmav(dp_v a, dp_v w, dp_v b) { int i; for (i = 0; i < DP_VL; i++) a.f[i] += w.f[i] * b.f[i]; return a; }

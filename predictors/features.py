@@ -192,11 +192,12 @@ def kernel_tile(table: SpecTable | np.ndarray, vector_floats: int = VECTOR_FLOAT
     single = ((scheme == SCHEME_CODE["unstructured"]) | (scheme == SCHEME_CODE["nm"])
               | ((scheme == SCHEME_CODE["block"]) & (block_rows == 1.0)))
     rmax = np.where(single, 1.0, float(DENSE_ROWS))
-    nv = np.maximum(1.0, np.minimum(8.0, np.floor((vector_regs - 4) / (rmax + 1.0))))
-    nv = np.where(scheme == SCHEME_CODE["pattern"], max(1, min(8, (vector_regs - 8) // 2)), nv)
+    cap = max(8, 64 // int(vector_floats))  # codegen.nv_cap: 64 positions' worth for narrow vectors
+    nv = np.maximum(1.0, np.minimum(float(cap), np.floor((vector_regs - 4) / (rmax + 1.0))))
+    nv = np.where(scheme == SCHEME_CODE["pattern"], max(1, min(cap, (vector_regs - 8) // 2)), nv)
     best_pad = np.full(len(d), np.inf)
     best_t = np.zeros(len(d))
-    for k in range(1, 9):  # NV' in [ceil(2NV/3), NV]; ties go to the wider tile
+    for k in range(1, cap + 1):  # NV' in [ceil(2NV/3), NV]; ties go to the wider tile
         ok = (k >= np.ceil(2.0 * nv / 3.0)) & (k <= nv)
         pad = np.ceil(q / (k * vl)) * (k * vl)
         better = ok & (pad <= best_pad)

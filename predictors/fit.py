@@ -173,12 +173,22 @@ def family_of(model_name: str) -> str:
 
 
 def kernel_geometry(runtime_options: dict[str, Any] | None) -> dict[str, int]:
-    """The vector shape devprof's kernels were generated for, from a devprof-c runtime's options
-    (``vector_floats``; `devprof.artifacts.harness_build.vector_shape` pairs 16 floats with 32
-    registers and 8 with 16), else the features' defaults."""
+    """The vector shape devprof's kernels were generated for, from a devprof-c runtime's options:
+    the ``isa`` row of `devprof.artifacts.isa.ISAS` when recorded, else ``vector_floats`` with the
+    register count older records imply (16 floats: 32 registers, 8: 16), else the features'
+    defaults."""
     from .features import kernel_geometry_of
 
-    vl = (runtime_options or {}).get("vector_floats")
+    opts = runtime_options or {}
+    isa = opts.get("isa")
+    if isinstance(isa, str):
+        try:
+            from devprof.artifacts.isa import ISAS
+        except ImportError:  # predictors installed without devprof
+            ISAS = {}
+        if isa in ISAS:
+            return {"vector_floats": ISAS[isa].vector_floats, "vector_regs": ISAS[isa].vector_regs}
+    vl = opts.get("vector_floats")
     if isinstance(vl, int) and not isinstance(vl, bool) and vl > 0:
         return {"vector_floats": vl, "vector_regs": 2 * vl}
     return kernel_geometry_of(None)

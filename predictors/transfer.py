@@ -21,7 +21,11 @@ spending more than a third of the samples on effective parameters (few samples g
 figures). The prior is that mixture, or the best single rescaled source alone, whichever LOO
 prefers (the mixture on ties). All errors are relative (search cares about ±x%). When the samples
 contradict every source the chosen penalties fall and the per-layer part carries the fit:
-`TableTransfer.prior_shrunk_away` says so.
+`TableTransfer.prior_shrunk_away` says so. Because that fit picks its penalties by LOO, its LOO
+figure flatters it next to a fixed one-constant model; `fit_table` therefore makes the last choice
+— the penalised fit, the best single source rescaled by one constant, or a blend — by
+cross-validating the whole procedure (every fold refits penalties and source choice) on the target
+samples alone.
 
 **Kernel predictors** (`fit_kernels`). Each source bundle predicts the target's sampled kernels;
 the target is modelled in log space as a per-(op, scheme)-group rescaling of one source or of the

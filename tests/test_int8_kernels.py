@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devprof.artifacts.harness_build import _cpu_flags, build_batch, host_toolchain
+from devprof.artifacts.harness_build import build_batch, host_toolchain
+from devprof.runtimes.hostcpu import cpu_flags
 from devprof.artifacts.toolchains import android_toolchain
 from devprof.records import KernelSpec, Sparsity
 from devprof.runtimes.harness import DevprofC, parse_harness_output
@@ -107,7 +108,7 @@ def _portable_specs():
 
 def test_portable_path(toolchain, cache):
     """The plain-C path (what targets without a dot-product path run) gives the same integers."""
-    run_int8(toolchain, cache, _portable_specs(), extra_cflags=("-DDP8_PORTABLE",))
+    run_int8(toolchain, cache, _portable_specs(), variants=("sparse",), extra_cflags=("-DDP8_PORTABLE",))
 
 
 @pytest.mark.parametrize("flags", [("-mavxvnni",), ("-mavx512f", "-mavx512vl", "-mavx512vnni")],
@@ -116,7 +117,7 @@ def test_vnni_builds(toolchain, cache, flags):
     """The vpdpbusd path compiles; it runs (and must be exact) only where the CPU has it."""
     if toolchain.abi != "x86_64":
         pytest.skip("x86 only")
-    cpu = _cpu_flags()
+    cpu = cpu_flags()
     need = {"-mavxvnni": "avx_vnni", "-mavx512vnni": "avx512_vnni", "-mavx512vl": "avx512vl", "-mavx512f": "avx512f"}
     spec = make_spec("conv3x3s1", 6, 7, 8, 5, 1, "bcr", 0.5, {"block": [4, 16]}, "relu")
     tc = dataclasses.replace(toolchain, cflags=(*toolchain.cflags, *flags))
@@ -128,7 +129,7 @@ def test_vnni_builds(toolchain, cache, flags):
     assert asm.returncode == 0, asm.stderr
     assert "vpdpbusd" in asm.stdout
     if all(need[f] in cpu for f in flags):
-        run_int8(toolchain, cache, _portable_specs()[:3], extra_cflags=flags)
+        run_int8(toolchain, cache, _portable_specs(), variants=("sparse",), extra_cflags=flags)
 
 
 @pytest.mark.parametrize("march", ["armv8-a", "armv8.2-a+dotprod"])
@@ -138,8 +139,8 @@ def test_arm64_under_qemu(cache, march):
         pytest.skip("no arm64 cross compiler or qemu")
     flags = tuple(f for f in tc.cflags if not f.startswith("-march=")) + (f"-march={march}",)
     tc = dataclasses.replace(tc, cflags=flags)
-    specs = _portable_specs()[:4]
-    kernels = run_int8(tc, cache, specs)
+    specs = [*_portable_specs()[1:4], make_spec("conv3x3s1", 5, 6, 7, 5, 1, "dense", 0.0, {}, "relu")]
+    kernels = run_int8(tc, cache, specs, variants=("sparse",))
     if "dotprod" in march:
         src = cache / "sdot.c"
         src.write_text(kernels[0].source)
@@ -154,3 +155,17 @@ def test_runtime_refuses_what_it_cannot_generate():
     assert "hswish" in rt.supports(KernelSpec("conv2d", h=8, w=8, cin=4, cout=4, kh=3, kw=3, padding=1,
                                               activation="hswish", dtype="int8"))
     assert "maxpool" in rt.supports(KernelSpec("maxpool", h=8, w=8, cin=4, cout=4, kh=2, kw=2, stride=2, dtype="int8"))
+
+
+def test_near_ties_take_the_float64_path(toolchain, cache):
+    """Outputs whose float32 product lies next to a rounding tie are redone in float64: a layer
+    with many of them still equals the reference everywhere."""
+    spec = make_spec("pw1x1", 24, 24, 16, 32, 1, "bcr", 0.5, {"block": [4, 16]})
+    layer = codegen_int8.quantized_layer(spec)
+    qk = layer.qk
+    x = layer.x_q.astype(np.int64).reshape(spec.cin, -1) - qk.x.zero_point
+    acc = layer.w_q2.astype(np.int64) @ x + qk.b_q.astype(np.int64)[:, None]
+    mult = (np.float64(qk.x.scale) * qk.w_scale.astype(np.float64) / np.float64(qk.out.scale)).astype(np.float32)
+    v = acc.astype(np.float32) * mult[:, None]
+    assert (np.abs(v - np.rint(v)) > 0.4995).sum() > 0  # the layer has near-ties to get right
+    run_int8(toolchain, cache, [spec], variants=("sparse",))

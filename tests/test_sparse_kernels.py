@@ -231,12 +231,12 @@ def test_rows_per_load_feature_is_the_generated_register_block() -> None:
     assert features(encode([pat]))[0, feature_index("rows_per_load")] == 1.0  # PatDNN: per row
 
 
-@pytest.mark.parametrize("vl,regs", [(16, 32), (8, 16)])
+@pytest.mark.parametrize("vl,regs", [(16, 32), (8, 16), (4, 32), (4, 16)])
 def test_tile_features_are_the_generated_loop_tile(vl: int, regs: int) -> None:
     """predictors' loop-tile features restate how the code generator tiles output positions
     (`devprof.sparse.codegen.geometry`: NV x VL positions, NV set by the row block and the
     register count): `kernel_tile` must pick the tile `generate` emits, for every scheme, op and
-    both vector shapes devprof targets."""
+    every vector shape of the ISA table."""
     from devprof.runtimes.harness import variant_for
     from predictors.features import feature_index, features, kernel_tile
     from predictors.spectable import encode

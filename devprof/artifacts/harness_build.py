@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import KernelError
+from .isa import isa_of
 from .toolchains import Toolchain, host_abi, host_toolchain, toolchain_for  # noqa: F401 (re-exported)
 
 HARNESS_DIR = Path(__file__).resolve().parents[2] / "harness_android"
@@ -31,30 +32,10 @@ BINARY_NAME = "devprof-harness"
 
 
 def vector_shape(tc: Toolchain) -> tuple[int, int]:
-    """(floats per generated vector, vector registers) for register blocking on `tc`'s target.
-
-    AVX-512 hosts (-march=native with avx512f): 16 floats, 32 registers. Other x86_64 (AVX2 or the
-    Android x86-64-v2 baseline): 8 floats, 16 registers. arm64 NEON: 8 floats as two q registers,
-    32 q registers = 16 of our vectors."""
-    if tc.abi == "x86_64":
-        native = any(f.startswith("-march=native") for f in tc.cflags)
-        if native and tc.abi == host_abi() and "avx512f" in _cpu_flags():
-            return 16, 32
-        if any(f in ("-mavx512f", "-march=x86-64-v4") for f in tc.cflags):
-            return 16, 32
-        return 8, 16
-    return 8, 16
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return set(line.split(":", 1)[1].split())
-    return set()
+    """(floats per generated vector, vector registers) of `tc`'s target, from the ISA table
+    (devprof/artifacts/isa.py): NEON 4/32, SSE4.2 4/16, AVX2 8/16, AVX-512 16/32."""
+    isa = isa_of(tc)
+    return isa.vector_floats, isa.vector_regs
 
 
 EXTRA_CFLAGS = ("-fno-math-errno",)  # never -ffast-math: kernels must match numpy to rtol 1e-4

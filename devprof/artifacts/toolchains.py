@@ -29,6 +29,7 @@ ABIS = ("arm64-v8a", "x86_64")
 NDK_API = 24  # oldest Android (7.0) whose bionic has everything the harness uses
 _TRIPLES = {"arm64-v8a": "aarch64-linux-android", "x86_64": "x86_64-linux-android"}
 _GNU_CROSS = {"arm64-v8a": "aarch64-linux-gnu-gcc", "x86_64": "x86_64-linux-gnu-gcc"}
+_GNU_TRIPLES = {"arm64-v8a": "aarch64-linux-gnu", "x86_64": "x86_64-linux-gnu"}
 _ARCH_FLAGS = {"arm64-v8a": ("-march=armv8-a",),  # NEON is baseline on arm64
                "x86_64": ("-march=x86-64-v2",)}  # Android x86_64 guarantees SSE4.2/POPCNT
 
@@ -136,6 +137,28 @@ def android_toolchain(abi: str) -> Toolchain:
     else:
         cc = (_GNU_CROSS[abi],)
     return Toolchain(abi, cc, "gnu-static", cflags=flags, ldflags=("-static",), runner=_runner_for(abi))
+
+
+def cross_toolchains(abi: str) -> list[Toolchain]:
+    """Every static toolchain for `abi` installed here, the default (`android_toolchain`) first:
+    Debian's gcc and, when clang and the GNU sysroot are both present, clang targeting it
+    (``clang --target=aarch64-linux-gnu``). bench/arm64_codegen.py compares their inner loops."""
+    first = android_toolchain(abi)
+    out = [first] if first.available() is None else []
+    gnu = Toolchain(abi, (_GNU_CROSS[abi],) if abi != host_abi() else (shutil.which(_GNU_CROSS[abi]) or "gcc",),
+                    "gnu-static", cflags=first.cflags, ldflags=("-static",), runner=_runner_for(abi))
+    clang = shutil.which("clang")
+    cl = Toolchain(abi, (clang or "clang", f"--target={_GNU_TRIPLES[abi]}"), "clang-static", cflags=first.cflags,
+                   ldflags=("-static",), runner=_runner_for(abi))
+    for tc in (gnu, cl):
+        if tc.cc != first.cc and tc.available() is None and (tc.kind != "clang-static" or _gnu_sysroot(abi)):
+            out.append(tc)
+    return out
+
+
+def _gnu_sysroot(abi: str) -> bool:
+    """Debian's cross sysroot for `abi` (headers and static libc that clang links against)."""
+    return abi == host_abi() or Path(f"/usr/{_GNU_TRIPLES[abi]}/include/stdio.h").is_file()
 
 
 def toolchain_for(device: "Device") -> Toolchain:

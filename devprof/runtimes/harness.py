@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..devices.base import Device
 
 HARNESS_VERSION = "devprof-harness/1.2"
-CODEGEN_VERSION = "3"  # 2: fc panels, direct depthwise kernel, whole-model programs; 3: chunked entry points
+CODEGEN_VERSION = "4"  # 2: fc panels, direct depthwise kernel, whole-model programs; 3: chunked entry points;
+# 4: vector width and register count from the target ISA table
 MAX_LINE = 1 << 20  # longer lines are refused unread
 MAX_SAMPLES = 100_000
 
@@ -192,14 +193,15 @@ class DevprofC(Runtime):
         return unsupported(spec)
 
     def info(self, device: "Device", threads: int) -> RuntimeInfo:
-        from ..artifacts.harness_build import toolchain_for, vector_shape
+        from ..artifacts.harness_build import toolchain_for
+        from ..artifacts.isa import isa_of
         from ..artifacts.toolchains import _compiler_version
 
         tc = toolchain_for(device)
-        vl, _ = vector_shape(tc)
+        isa = isa_of(tc)
         return RuntimeInfo(self.name, f"{HARNESS_VERSION.split('/')[1]}+cg{CODEGEN_VERSION}", threads,
-                           {"cc": _compiler_version(tc.cc), "toolchain": tc.kind, "vector_floats": vl,
-                            "layout": "nchw"})
+                           {"cc": _compiler_version(tc.cc), "toolchain": tc.kind, "isa": isa.name,
+                            "vector_floats": isa.vector_floats, "layout": "nchw"})
 
     def toolchain(self, device: "Device"):
         """The compiler for `device` (a seam: the OpenBLAS baseline adds its library)."""

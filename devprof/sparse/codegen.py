@@ -202,21 +202,34 @@ def _act_expr(kind: str, v: str) -> str:
     return v
 
 
-def _accumulate(r: int, nv: int) -> list[str]:
-    """The micro-kernels' shared inner loop: for each kept column, R weights x NV input vectors."""
+def _accumulate(r: int, nv: int, vl: int) -> list[str]:
+    """The micro-kernels' shared inner loop: for each kept column, R weights x NV input vectors.
+    When a column's R weights are exactly one vector (R == VL: 4-row blocks on NEON/SSE) they are
+    loaded as one and used lane by lane (NEON's by-element fmla: one load instead of R broadcasts)."""
     L = ["    for (int j = 0; j < nc; j++) {", "        const float *b = xq + off[j];"]
     L += [f"        const dp_v b{v} = dp_ld(b + {v} * DP_VL);" for v in range(nv)]
-    L += [f"        const float w{i} = val[(size_t)j * {r} + {i}];" for i in range(r)]
-    L += [f"        a{i}_{v} = dp_fma(a{i}_{v}, w{i}, b{v});" for i in range(r) for v in range(nv)]
+    if r == vl and r > 1:
+        L += [f"        const dp_vw wv = dp_ldw(val + (size_t)j * {r});"]
+        L += [f"        a{i}_{v} = dp_fma_lane(a{i}_{v}, b{v}, wv, {i});" for i in range(r) for v in range(nv)]
+    else:
+        L += [f"        const float w{i} = val[(size_t)j * {r} + {i}];" for i in range(r)]
+        L += [f"        a{i}_{v} = dp_fma(a{i}_{v}, w{i}, b{v});" for i in range(r) for v in range(nv)]
     return L + ["    }"]
 
 
-def _mk_spatial(r: int, nv: int, t: int) -> str:
+def nv_cap(vl: int) -> int:
+    """Most vectors of positions per register block: 8, or 64 positions' worth for narrow vectors
+    (NEON/SSE4.2: 16), so a one-row block on NEON's 32 registers is wide enough that the column's
+    offset and weight loads are paid once per 14 FMAs rather than once per 7."""
+    return max(8, 64 // vl)
+
+
+def _mk_spatial(r: int, nv: int, t: int, vl: int) -> str:
     """Register-blocked micro-kernel: R rows x NV vectors of positions, one shared column list."""
     L = [f"static inline void mk_{r}(const float *restrict xq, const int32_t *restrict off, const float *restrict val,",
          "                          int nc, const int32_t *restrict rows, float *restrict ct) {"]
     L += [f"    dp_v a{i}_{v} = dp_zero();" for i in range(r) for v in range(nv)]
-    L += _accumulate(r, nv)
+    L += _accumulate(r, nv, vl)
     L += [f"    dp_st(ct + (size_t)rows[{i}] * {t} + {v} * DP_VL, a{i}_{v});" for i in range(r) for v in range(nv)]
     L += ["}"]
     return "\n".join(L)
@@ -225,13 +238,13 @@ def _mk_spatial(r: int, nv: int, t: int) -> str:
 _VACT = {"none": "{}", "relu": "dp_relu({})", "relu6": "dp_relu6({})", "hswish": "dp_hswish({})"}
 
 
-def _mk_direct(r: int, nv: int, ystride: int, act: str) -> str:
+def _mk_direct(r: int, nv: int, ystride: int, act: str, vl: int) -> str:
     """Like `_mk_spatial` but for a tile of whole output rows: accumulators start at the bias and
     are stored straight into the NCHW output with the activation applied (no tile buffer pass)."""
     L = [f"static inline void mkd_{r}(const float *restrict xq, const int32_t *restrict off, const float *restrict val,",
          "                           int nc, const int32_t *restrict rows, float *restrict yq, const float *restrict bias) {"]
     L += [f"    dp_v a{i}_{v} = dp_splat(bias[rows[{i}]]);" for i in range(r) for v in range(nv)]
-    L += _accumulate(r, nv)
+    L += _accumulate(r, nv, vl)
     L += [f"    dp_st(yq + (size_t)rows[{i}] * {ystride} + {v} * DP_VL, {_VACT[act].format(f'a{i}_{v}')});"
           for i in range(r) for v in range(nv)]
     L += ["}"]
@@ -578,7 +591,7 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
         nv = 1
     else:
         rmax = 1 if single else 4
-        nv = max(1, min(8, (regs - 4) // (rmax + 1)))
+        nv = max(1, min(nv_cap(vl), (regs - 4) // (rmax + 1)))
     geo = geometry(spec, vl, nv)
     if geo.mode == "gemv" and variant == "sparse" and spec.sparsity.scheme != "dense":
         return _gen_ell_gemv(spec, wm2, mask2, vl, geo, symbol)
@@ -597,13 +610,13 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
     gi = 0
     for r in sorted({len(g.rows) for g in groups}, reverse=True):
         g1 = gi + sum(1 for g in groups if len(g.rows) == r)
-        kernels.append(_mk_gemv(r, vl) if geo.mode == "gemv" else _mk_spatial(r, geo.nv, geo.t))
+        kernels.append(_mk_gemv(r, vl) if geo.mode == "gemv" else _mk_spatial(r, geo.nv, geo.t, vl))
         loop = f"    for (int g = lo > {gi} ? lo : {gi}, ge = hi < {g1} ? hi : {g1}; g < ge; g++) {{"
         body += [loop,
                  "        const int32_t *m = meta + 4 * g;",
                  f"        mk_{r}(xq, offs + m[1], vals + m[2], m[0], rows + m[3], ct);", "    }"]
         if direct:
-            kernels.append(_mk_direct(r, geo.nv, ohw, spec.activation))
+            kernels.append(_mk_direct(r, geo.nv, ohw, spec.activation, vl))
             body_d += [loop,
                        "        const int32_t *m = meta + 4 * g;",
                        f"        mkd_{r}(xq, offs + m[1], vals + m[2], m[0], rows + m[3], yq, bias);", "    }"]
@@ -682,7 +695,7 @@ def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, reg
                  symbol: str) -> tuple[str, list[np.ndarray], Geometry, dict]:
     library, assign = pr.info["library"], pr.info["assign"]
     npat = len(library)
-    nv = max(1, min(8, (regs - 8) // 2))
+    nv = max(1, min(nv_cap(vl), (regs - 8) // 2))
     geo = geometry(spec, vl, nv)
     cig, cog = spec.cin // spec.groups, spec.cout // spec.groups
     taps = [[(int(e) // 3, int(e) % 3) for e in np.flatnonzero(library[p])] for p in range(npat)]
@@ -740,15 +753,23 @@ def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, reg
     return src, arrays, geo, stats, chunking, ws
 
 
-def generate(spec: KernelSpec, variant: str = "sparse", *, vector_floats: int = 16, vector_regs: int = 32,
-             name: str | None = None, with_reference: bool = True) -> GeneratedKernel:
+def generate(spec: KernelSpec, variant: str = "sparse", *, vector_floats: int | None = None,
+             vector_regs: int | None = None, name: str | None = None, with_reference: bool = True) -> GeneratedKernel:
     """Generate the C kernel of `spec`.
+
+    `vector_floats` / `vector_regs`: the target's vector shape (`devprof.artifacts.harness_build.
+    vector_shape` of the toolchain that builds it); unset, this machine's ISA (`local` builds).
 
     variant "sparse": the scheme's own specialised kernel; "csr": the CSR kernel on the same pruned
     weights (same-compiler sparse baseline); "dense": the generated dense kernel (zeros included).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}")
+    if vector_floats is None or vector_regs is None:
+        from ..artifacts.harness_build import host_toolchain, vector_shape
+
+        vl, regs = vector_shape(host_toolchain())
+        vector_floats, vector_regs = vector_floats or vl, vector_regs or regs
     why = unsupported(spec)
     if why:
         raise ValueError(why)

@@ -258,7 +258,7 @@ _ROW = """static inline void dp8_row(const int32_t *restrict c, uint8_t *restric
 }}"""
 
 
-def _mk(r: int, nu: int) -> str:
+def _mk(r: int, nu: int, t: int) -> str:
     """Micro-kernel: R rows x NU units of 16 positions over a group's quads of columns."""
     L = [f"static inline void mk8_{r}_{nu}(const dp8_t *restrict xq, const int32_t *restrict off,",
          "        const int32_t *restrict w4, const int32_t *restrict w16, int nq, int32_t *restrict ct) {"]
@@ -272,13 +272,17 @@ def _mk(r: int, nu: int) -> str:
         L += [f"          dp8_step(&a{i}_{u}, &x, k{i}, p{i}, q{i});" for i in range(r)]
         L += ["        }"]
     L += ["    }"]
-    L += [f"    dp8_st(ct + {i} * {TILE_UNITS * UNIT} + {u * UNIT}, &a{i}_{u});" for i in range(r) for u in range(nu)]
+    L += [f"    dp8_st(ct + {i} * {t} + {u * UNIT}, &a{i}_{u});" for i in range(r) for u in range(nu)]
     return "\n".join(L + ["}"])
 
 
-def _units(r: int) -> int:
-    """Units per micro-kernel call: accumulators for R x NU units fit the 16 vector registers."""
-    return max(1, 4 // r)
+def _units(r: int, tu: int) -> int:
+    """Units per micro-kernel call: accumulators for R x NU units fit the 16 vector registers,
+    and NU divides the tile's TU units."""
+    nu = min(max(1, 4 // r), tu)
+    while tu % nu:
+        nu -= 1
+    return nu
 
 
 def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = None,
@@ -291,7 +295,11 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         raise ValueError(why)
     layer = quantized_layer(spec)
     qk = layer.qk
-    T = UNIT * TILE_UNITS
+    # positions per tile: up to TILE_UNITS units, fewer when the layer has fewer positions (fc
+    # with a few rows, small feature maps), so padding never exceeds one unit per tile
+    positions = spec.n if spec.op == "fc" else spec.out_h * (-(-(spec.w + 2 * spec.padding) // spec.stride))
+    tu = max(1, min(TILE_UNITS, -(-positions // UNIT)))
+    T = UNIT * tu
     single = variant == "csr" or spec.sparsity.scheme in ("unstructured", "nm", "pattern") or (
         spec.sparsity.scheme == "block" and block_param(spec.sparsity, (4, 1))[0] == 1 and variant == "sparse")
     rmax = 1 if single else 4
@@ -305,7 +313,7 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         geo = None
     else:
         geo = geometry(spec, UNIT, TILE_UNITS)
-        geo = type(geo)(geo.mode, T, TILE_UNITS, geo.q, -(-geo.q // T) * T, geo.hph, geo.wph, geo.plane, geo.cs,
+        geo = type(geo)(geo.mode, T, tu, geo.q, -(-geo.q // T) * T, geo.hph, geo.wph, geo.plane, geo.cs,
                         spec.cin * geo.cs + -(-geo.q // T) * T + T)
         q, qpad, cs, xc_size = geo.q, geo.qpad, geo.cs, geo.xc_size
         offsets = lambda row, cols: _col_offsets(spec, geo, row, cols)  # noqa: E731
@@ -339,7 +347,7 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
     empty = [r for r in range(spec.cout) if r not in used]
     zp = qk.x.zero_point
     rs = sorted({len(g.rows) for g in groups}, reverse=True)
-    kernels = [_mk(r, _units(r)) for r in rs]
+    kernels = [_mk(r, _units(r, tu), T) for r in rs]
     symbol = f"dpk_{name or f'k{spec.id}_{variant}'}"
     ohw = spec.out_h * spec.out_w if spec.op != "fc" else 0
     # --- fill: the input copy (one byte per element, padding = the zero point's byte)
@@ -384,9 +392,9 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
                  "            }"]
     body = []
     for r in rs:
-        nu = _units(r)
+        nu = _units(r, tu)
         calls = [f"            mk8_{r}_{nu}(xq + {u0 * UNIT}, offs + m[1], w4 + m[2], w16 + 2 * m[2], m[0], "
-                 f"ct + {u0 * UNIT});" for u0 in range(0, TILE_UNITS, nu)]
+                 f"ct + {u0 * UNIT});" for u0 in range(0, tu, nu)]
         body += [f"        if (m[4] == {r}) {{", *calls, "        }"]
     nimg = spec.n if spec.op != "fc" else 1
     run = [
