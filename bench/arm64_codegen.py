@@ -18,7 +18,10 @@ then the targets: 0 stack accesses everywhere; big-core cycles within 1.25x of t
 schemes (unstructured, N:M, 1x4) at most 1.8 instructions per FMA (18 instructions / 10 fmla,
 what GCC made of 4-float vectors before the ISA table).
 
-    .venv/bin/python bench/arm64_codegen.py [--quick] [--json PATH]
+    .venv/bin/python bench/arm64_codegen.py [--quick] [--before] [--json PATH]
+
+`--before` adds the builds as they were before the ISA table (8-float vectors, 16 registers, on
+arm64 gcc and x86-64-v2), for comparison.
 
 Nothing here runs a kernel: the figures are static, from the compilers and llvm-mca's models.
 """
@@ -76,18 +79,23 @@ def specs(quick: bool) -> list[tuple[str, str, float, KernelSpec, bool]]:
     return out
 
 
-def builds() -> list[tuple[str, object]]:
-    """(label, toolchain): arm64 with each compiler, the x86-64-v2 phone build, this host."""
+def builds(before: bool) -> list[tuple[str, object, tuple[int, int] | None]]:
+    """(label, toolchain, vector shape override): arm64 with each compiler, the x86-64-v2 phone
+    build, this host; with `before`, also arm64 gcc with the shape used before the ISA table."""
     out = []
     for tc in cross_toolchains("arm64-v8a"):
-        out.append((f"arm64 {tc.kind.split('-')[0]}", tc))
-    out.append(("x86_64 phone (v2)", android_toolchain("x86_64")))
-    out.append(("x86_64 host (native)", host_toolchain()))
+        out.append((f"arm64 {tc.kind.split('-')[0]}", tc, None))
+        if before and tc.kind == "gnu-static":
+            out.append(("arm64 gnu 8x16 (before)", tc, (8, 16)))
+    out.append(("x86_64 phone (v2)", android_toolchain("x86_64"), None))
+    if before:
+        out.append(("x86_64 phone 8x16 (before)", android_toolchain("x86_64"), (8, 16)))
+    out.append(("x86_64 host (native)", host_toolchain(), None))
     return out
 
 
-def measure(tc, spec: KernelSpec, tmp: Path, name: str) -> dict:
-    vl, regs = vector_shape(tc)
+def measure(tc, spec: KernelSpec, tmp: Path, name: str, shape: tuple[int, int] | None = None) -> dict:
+    vl, regs = shape or vector_shape(tc)
     k = generate(spec, "dense" if spec.sparsity.scheme == "dense" else "sparse", vector_floats=vl,
                  vector_regs=regs, name=name, with_reference=False)
     obj, warnings = compile_object(tc, k.source, tmp / f"{name}.o")
@@ -111,19 +119,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="two layers only")
     ap.add_argument("--json", type=Path, help="also write every row as JSON")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--before", action="store_true",
+                    help="also build arm64 gcc and x86-64-v2 with 8-float vectors and 16 registers (the shape before the ISA table)")
     a = ap.parse_args(argv)
     if mca_tool() is None:
         print("note: llvm-mca not installed (apt-get install llvm): cycle columns empty")
     todo = specs(a.quick)
     rows = []
     with tempfile.TemporaryDirectory() as td, ThreadPoolExecutor(a.jobs) as pool:
-        for blabel, tc in builds():
+        for blabel, tc, shape in builds(a.before):
             isa = isa_of(tc)
-            print(f"\n== {blabel}: {_compiler_version(tc.cc)}; {' '.join(tc.cflags)}; ISA {isa.name} "
-                  f"({isa.vector_floats} floats x {isa.vector_regs} registers)")
+            vl, regs = shape or (isa.vector_floats, isa.vector_regs)
+            print(f"\n== {blabel}: {_compiler_version(tc.cc)}; {' '.join(tc.cflags)}; ISA {isa.name}; "
+                  f"generated for {vl} floats x {regs} registers")
             print(f"{'layer':24} {'scheme':13} {'ratio':>5} {'R':>2} {'instr':>5} {'fma':>4} {'i/fma':>5} {'stk':>3} "
                   f"{'big':>6} {'bound':>6} {'ideal':>6} {'little':>7}")
-            futs = [(t, pool.submit(measure, tc, t[3], Path(td), f"b{abs(hash(blabel)) % 9999}_{i}"))
+            futs = [(t, pool.submit(measure, tc, t[3], Path(td), f"b{abs(hash(blabel)) % 9999}_{i}", shape))
                     for i, t in enumerate(todo)]
             for (lname, label, ratio, spec, r1), f in futs:
                 r = f.result()
