@@ -369,6 +369,43 @@ def _epilogue_src(spec: KernelSpec, geo: Geometry) -> str:
         "        }", "    }", "}"])
 
 
+def _epilogue_all_src(spec: KernelSpec, geo: Geometry) -> str:
+    """The epilogue of a whole tile: every row in order (rows of no group read a zero tile row),
+    vectorised along channels (fc) or positions; what one thread runs."""
+    act = spec.activation
+    if geo.mode == "gemv":
+        return "\n".join([
+            "static void epilogue_all(const float *restrict ct, float *restrict y, int q0, const float *restrict bias) {",
+            "    (void)q0;",
+            f"    for (int co = 0; co < {spec.cout}; co++) {{ const float v = ct[co] + bias[co]; y[co] = {_act_expr(act, 'v')}; }}",
+            "}"])
+    if geo.mode == "fc":
+        return "\n".join([
+            "static void epilogue_all(const float *restrict ct, float *restrict y, int q0, const float *restrict bias) {",
+            f"    int te = {spec.n} - q0; if (te > {geo.t}) te = {geo.t};",
+            # 16 channels at a time: their tile rows stay in L1 while every position reads them
+            f"    for (int c0 = 0; c0 < {spec.cout}; c0 += 16) {{",
+            f"        const int ce = c0 + 16 < {spec.cout} ? c0 + 16 : {spec.cout};",
+            "        for (int t = 0; t < te; t++)",
+            "            for (int co = c0; co < ce; co++) {",
+            f"                const float v = ct[(size_t)co * {geo.t} + t] + bias[co];",
+            f"                y[(size_t)(q0 + t) * {spec.cout} + co] = {_act_expr(act, 'v')};", "            }", "    }", "}"])
+    oh, ow, wph, t = spec.out_h, spec.out_w, geo.wph, geo.t
+    return "\n".join([
+        "static void epilogue_all(const float *restrict ct, float *restrict y, int q0, const float *restrict bias) {",
+        f"    int qe = q0 + {t}; if (qe > {geo.q}) qe = {geo.q};",
+        f"    for (int oh = q0 / {wph}; oh * {wph} < qe; oh++) {{",
+        f"        int a = q0 - oh * {wph}; if (a < 0) a = 0;",
+        f"        int e = qe - oh * {wph}; if (e > {ow}) e = {ow};",
+        "        if (a >= e) continue;",
+        f"        for (int co = 0; co < {spec.cout}; co++) {{",
+        f"            const float *c = ct + (size_t)co * {t} + (oh * {wph} - q0);",
+        f"            float *yo = y + (size_t)co * {oh * ow} + (size_t)oh * {ow};",
+        "            const float bb = bias[co];",
+        f"            for (int w = a; w < e; w++) {{ const float v = c[w] + bb; yo[w] = {_act_expr(act, 'v')}; }}",
+        "        }", "    }", "}"])
+
+
 def direct_ok(spec: KernelSpec, geo: Geometry) -> bool:
     """Whole-row tiles can be stored straight into the output when no junk columns exist."""
     return geo.mode == "conv" and geo.wph == spec.out_w and geo.q >= geo.t
@@ -450,7 +487,9 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
             f"        const int lo = (int)(c - tile * {ng});",
             f"        const int hi = c1 - c < {ng} - lo ? lo + (int)(c1 - c) : {ng};",
             "        c += hi - lo;"]
-    epi = f"epilogue(ct, {{y}}, q0, bias, {rows_expr});"
+    # a whole tile's units: the epilogue of every row in order; part of a tile: of its rows
+    epi = (f"if (lo == 0 && hi == {ng}) epilogue_all(ct, {{y}}, q0, bias); "
+           f"else epilogue(ct, {{y}}, q0, bias, {rows_expr});")
     if geo.mode == "gemv":
         rng = ["    float *ct = tws;", "    const float *xq = x;", "    const int q0 = 0;",
                "    const int lo = (int)c0, hi = (int)c1;", *body, "    " + epi.format(y="y")]
@@ -593,7 +632,7 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
     cost = [len(g.rows) * (len(g.cols) + 1) for g in groups]
     driver, chunking, ws = _driver_src(spec, geo, symbol, head, body, body_d if direct else None, empty, cost,
                                        _GROUP_ROWS)
-    src = "\n\n".join([*kernels, _fill_src(spec, geo), _epilogue_src(spec, geo), driver])
+    src = "\n\n".join([*kernels, _fill_src(spec, geo), _epilogue_src(spec, geo), _epilogue_all_src(spec, geo), driver])
     arrays = [np.asarray(meta, np.int32), np.asarray(rows, np.int32), np.asarray(offs, np.int32),
               np.asarray(vals, np.float32)]
     fmas = sum(len(g.rows) * len(g.cols) for g in groups)
@@ -644,7 +683,7 @@ def _gen_ell_gemv(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, vl: int,
     empty = [r for r in range(spec.cout) if not cols[r]]
     cost = [len(cols[ch[0]]) * len(ch) + len(ch) for ch in chunks]
     driver, chunking, ws = _driver_src(spec, geo, symbol, head, body, None, empty, cost, _GROUP_ROWS)
-    src = "\n\n".join(["\n".join(kern), _epilogue_src(spec, geo), driver])
+    src = "\n\n".join(["\n".join(kern), _epilogue_src(spec, geo), _epilogue_all_src(spec, geo), driver])
     arrays = [np.asarray(meta, np.int32), np.asarray(rows, np.int32), np.asarray(offs, np.int32),
               np.asarray(vals, np.float32)]
     padded = sum(len(cols[ch[0]]) * vl for ch in chunks)
@@ -708,7 +747,7 @@ def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, reg
     cost = [4 * int(hist[co].sum()) + 1 for co in order]
     driver, chunking, ws = _driver_src(spec, geo, symbol, head, body, body_d if direct else None, empty, cost,
                                        f"meta + (size_t){2 + npat} * lo, {2 + npat}, hi - lo")
-    src = "\n\n".join(["\n".join(L), _fill_src(spec, geo), _epilogue_src(spec, geo), driver])
+    src = "\n\n".join(["\n".join(L), _fill_src(spec, geo), _epilogue_src(spec, geo), _epilogue_all_src(spec, geo), driver])
     arrays = [np.asarray(meta, np.int32), np.asarray(choff, np.int32), np.asarray(pvals, np.float32)]
     stats = {"rows": len(order), "fma_per_position": 4 * len(choff), "patterns": npat}
     return src, arrays, geo, stats, chunking, ws
