@@ -28,10 +28,6 @@ CASES = [  # (spec, rows per register block, FMAs per iteration of the hot loop)
 ]
 
 
-def _toolchains() -> list[Toolchain]:
-    return [tc for tc in cross_toolchains("arm64-v8a")]
-
-
 def test_isa_table_shapes() -> None:
     """Vector width and registers come from the target's ISA, not the build host."""
     assert vector_shape(android_toolchain("arm64-v8a")) == (4, 32)
@@ -40,13 +36,17 @@ def test_isa_table_shapes() -> None:
     x86 = android_toolchain("x86_64")
     assert isa_of(Toolchain("x86_64", x86.cc, "host", cflags=("-O3", "-march=x86-64-v3"))) is ISAS["avx2"]
     assert isa_of(Toolchain("x86_64", x86.cc, "host", cflags=("-O3", "-mavx512f"))) is ISAS["avx512"]
+    # a predictor fitted on records of a NEON build uses NEON's registers (4 floats alone is ambiguous)
+    fit = pytest.importorskip("predictors.fit")
+    assert fit.kernel_geometry({"isa": "neon", "vector_floats": 4}) == {"vector_floats": 4, "vector_regs": 32}
+    assert fit.kernel_geometry({"isa": "sse4.2", "vector_floats": 4}) == {"vector_floats": 4, "vector_regs": 16}
 
 
 @needs_cross
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_arm64_inner_loops_do_not_touch_the_stack(case: int, tmp_path) -> None:
     spec, rows, fmas = CASES[case]
-    tcs = _toolchains()
+    tcs = cross_toolchains("arm64-v8a")
     assert tcs and tcs[0].kind in ("gnu-static", "ndk")
     for i, tc in enumerate(tcs):
         vl, regs = vector_shape(tc)
