@@ -40,7 +40,8 @@ def _synthetic_bundle(tmp: Path) -> Path:
     from support import predictors_synth as synth
 
     from devprof.store import Dataset
-    from predictors.fit import fit_bundles, read_datasets
+    from devprof.store import read_datasets
+    from predictors.fit import fit_bundles
 
     ds = Dataset(tmp / "ds")
     ds.create()

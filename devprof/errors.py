@@ -1,16 +1,13 @@
 """devprof's own errors: each carries one line for the user and an exit code for the shell."""
 from __future__ import annotations
 
+from predictors.errors import UserError
 
-class DevprofError(Exception):
-    """An error the user can act on. The CLI prints ``error: <message>`` and exits `exit_code`."""
 
-    exit_code = 2
-
-    def __init__(self, message: str, exit_code: int | None = None) -> None:
-        super().__init__(" ".join(str(message).split()))  # always one line
-        if exit_code is not None:
-            self.exit_code = exit_code
+DevprofError = UserError
+"""An error the user can act on. The CLI prints ``error: <message>`` and exits `exit_code`. The
+class lives in `predictors.errors` so that bundle errors are devprof errors without `predictors`
+importing devprof."""
 
 
 class UsageError(DevprofError):

@@ -241,3 +241,22 @@ class Dataset:
         for p in old:
             p.unlink(missing_ok=True)
         _fsync_dir(self.path / "parts")
+
+
+def read_datasets(paths: Iterable[str | Path]):  # the frame `predictors.fit.fit_bundles` takes
+    """All records of the given dataset folders as one DataFrame.
+
+    The same spec measured in separate campaigns (e.g. ``predictor-train`` profiled twice, hours
+    apart, into two folders) gives several records: all are kept, and the lookup table merges
+    them (median of the steady records' medians, `lut.build`), which averages out the slow
+    phases of the device's speed that a single campaign cannot. The same measurement read twice
+    (a folder given twice, or copied) is one record: records are identical when their key and
+    start time are."""
+    import pandas as pd
+
+    frames = [Dataset(p).read() for p in paths]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)
+    return df.drop_duplicates(["record_key", "started_at"], keep="first").reset_index(drop=True)

@@ -233,7 +233,7 @@ def _predict_sources(sources: list[KernelSource], specs: list) -> np.ndarray:
 
 
 def _read_target_kernels(paths: Sequence[str | Path], statistic: str):
-    from predictors.fit import read_datasets
+    from devprof.store import read_datasets
 
     from .records import KernelSpec
 

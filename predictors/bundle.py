@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
-from devprof.errors import DevprofError
+from .errors import UserError
 
 FORMAT = "devprof-bundle"
 FORMAT_VERSION = 2
@@ -37,7 +37,7 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 DEFAULT_ROOT = "datasets_latency"
 
 
-class BundleError(DevprofError):
+class BundleError(UserError):
     """A bundle cannot be read or written (missing, tampered, newer format...). One line."""
 
     exit_code = 4

@@ -76,6 +76,12 @@ VECTOR_FLOATS = 16
 VECTOR_REGS = 32
 
 
+#: (vector_floats, vector_regs) of each instruction set devprof-c generates kernels for, by the name
+#: a runtime records in its ``isa`` option. The same figures as `devprof.artifacts.isa.ISAS` (a test
+#: holds them equal); kept here so that fitting from records needs nothing from devprof.
+ISA_GEOMETRY: dict[str, tuple[int, int]] = {"neon": (4, 32), "sse4.2": (4, 16), "avx2": (8, 16), "avx512": (16, 32)}
+
+
 def kernel_geometry_of(d: object) -> dict[str, int]:
     """A predictor's ``kernel_geometry`` checked (ValueError if malformed); absent (None): the
     defaults above, which every bundle written before it existed was fitted with."""

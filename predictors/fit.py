@@ -24,11 +24,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 
-from devprof.records import SCHEMES
+from .spec import SCHEMES
 
 from . import bundle as bmod
 from . import lut as lutmod
@@ -68,11 +68,9 @@ class FittedBundle:
                 "predictor.json": bmod.dumps(self.predictor), "heldout.json": bmod.dumps(self.heldout)}
 
     def metadata(self) -> dict[str, Any]:
-        from devprof import __version__
-
         return _clean({
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "devprof_version": __version__,
+            "devprof_version": _producer_version(),
             "location": {"device": self.location[0], "runtime": self.location[1]},
             "device": self.device, "runtime": self.runtime, "dataset": self.dataset,
             "predictor": self.selection, "metrics": self.metrics,
@@ -120,27 +118,6 @@ def emulated_mix(df) -> str | None:
             "--drop-emulated to fit the real ones")
 
 
-def read_datasets(paths: Iterable[str | Path]):
-    """All records of the given dataset folders as one DataFrame.
-
-    The same spec measured in separate campaigns (e.g. ``predictor-train`` profiled twice, hours
-    apart, into two folders) gives several records: all are kept, and the lookup table merges
-    them (median of the steady records' medians, `lut.build`), which averages out the slow
-    phases of the device's speed that a single campaign cannot. The same measurement read twice
-    (a folder given twice, or copied) is one record: records are identical when their key and
-    start time are."""
-    import pandas as pd
-
-    from devprof.store import Dataset
-
-    frames = [Dataset(p).read() for p in paths]
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame()
-    df = pd.concat(frames, ignore_index=True)
-    return df.drop_duplicates(["record_key", "started_at"], keep="first").reset_index(drop=True)
-
-
 def _group_names(table) -> np.ndarray:
     """'op/scheme' of each row of a LUT-shaped frame."""
     return np.array([group_name(o, s) for o, s in zip(table["op"], table["scheme"])], dtype=object)
@@ -174,20 +151,16 @@ def family_of(model_name: str) -> str:
 
 def kernel_geometry(runtime_options: dict[str, Any] | None) -> dict[str, int]:
     """The vector shape devprof's kernels were generated for, from a devprof-c runtime's options:
-    the ``isa`` row of `devprof.artifacts.isa.ISAS` when recorded, else ``vector_floats`` with the
+    the ``isa`` row of `features.ISA_GEOMETRY` when recorded, else ``vector_floats`` with the
     register count older records imply (16 floats: 32 registers, 8: 16), else the features'
     defaults."""
-    from .features import kernel_geometry_of
+    from .features import ISA_GEOMETRY, kernel_geometry_of
 
     opts = runtime_options or {}
     isa = opts.get("isa")
-    if isinstance(isa, str):
-        try:
-            from devprof.artifacts.isa import ISAS
-        except ImportError:  # predictors installed without devprof
-            ISAS = {}
-        if isa in ISAS:
-            return {"vector_floats": ISAS[isa].vector_floats, "vector_regs": ISAS[isa].vector_regs}
+    if isinstance(isa, str) and isa in ISA_GEOMETRY:
+        floats, regs = ISA_GEOMETRY[isa]
+        return {"vector_floats": floats, "vector_regs": regs}
     vl = opts.get("vector_floats")
     if isinstance(vl, int) and not isinstance(vl, bool) and vl > 0:
         return {"vector_floats": vl, "vector_regs": 2 * vl}
@@ -597,3 +570,14 @@ def fit_bundles(df, sources: list[str] | None = None, candidates: dict | None = 
         raise DeviceClash(f"runtimes {' and '.join(keys)} would write one bundle folder {'/'.join(clash)}: fit them "
                           "apart (--runtime, or separate datasets)")
     return out
+
+
+def _producer_version() -> str:
+    """The installed devprof's version, recorded in each bundle; read from the package metadata so
+    that fitting imports nothing from devprof ("unknown" where it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("devprof")
+    except PackageNotFoundError:
+        return "unknown"

@@ -65,8 +65,7 @@ def _draws_pooled(kernels: Any) -> Any:
         return k
     import json
 
-    from devprof.records import KernelSpec
-    from devprof.suites.select import DRAW_ATTR, without_draw
+    from .spec import DRAW_ATTR, KernelSpec, without_draw
 
     from .spectable import canon
 

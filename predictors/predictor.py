@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from devprof.records import OPS, SCHEMES, KernelSpec
+from .spec import OPS, SCHEMES, KernelSpec
 
 from . import lut as lutmod
 from .bundle import BundleError, parse_json, read_verified
@@ -420,20 +420,37 @@ def _encode_lut(cols: dict[str, list]) -> SpecTable:
         raise BundleError(f"lut.json has an invalid spec column ({e})") from None
 
 
+#: Functions that turn a model file into (layer specs, names of layers they could not read), given
+#: the bundle's runtime name. devprof provides one (`devprof.models.walk.walk_for_predictor`) through
+#: the ``predictors.model_walkers`` entry point and registers it when imported; a walker here keeps
+#: this package free of any devprof import.
+_WALKERS: list = []
+
+
+def register_model_walker(fn) -> None:
+    """Make `Predictor.predict_model` accept model files through `fn(path, runtime)`."""
+    if fn not in _WALKERS:
+        _WALKERS.insert(0, fn)
+
+
 def _walk_model(path: Any, runtime: str) -> tuple[list[KernelSpec], list]:
-    """Layers of an ONNX/TFLite model through devprof's graph walk, with the fusion the bundle's
-    runtime applies (imported lazily: it needs onnx, which plain queries do not)."""
+    """Layers of an ONNX/TFLite model through the registered walker (devprof's graph walk, found
+    lazily: it needs onnx, which plain queries do not)."""
     p = Path(path)
     if not p.is_file():
         raise BundleError(f"model file {p} not found")
-    try:
-        from devprof.models.walk import FUSIONS, walk
-    except ImportError:
-        raise BundleError("predicting a model file needs devprof.models.walk, which this install lacks; "
-                          "pass the model's layer specs instead") from None
-    fusion = "litert" if runtime.startswith("litert") else runtime
-    ml = walk(p, fusion=fusion if fusion in FUSIONS else "generic")
-    return ml.specs, [f"{l.name} ({','.join(l.ops)})" for l in ml.unknown]
+    if not _WALKERS:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="predictors.model_walkers"):
+            try:
+                register_model_walker(ep.load())
+            except ImportError:
+                continue
+    if not _WALKERS:
+        raise BundleError("predicting a model file needs a model walker (install devprof, which provides one); "
+                          "pass the model's layer specs instead")
+    return _WALKERS[0](p, runtime)
 
 
 def load(path: str | os.PathLike) -> Predictor:

@@ -6,7 +6,7 @@ vectorised. Identity columns (everything `KernelSpec.key` distinguishes) are has
 uint64 per row; the lookup table is matched by that hash and then verified column by column,
 so a hash collision can never return the wrong table entry.
 
-Only numpy and `devprof.records` (itself numpy-only) are imported here: no pandas, no
+Only numpy and `predictors.spec` (itself numpy-only) are imported here: no pandas, no
 scikit-learn, no torch. pandas is used only when the caller hands in a DataFrame.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from devprof.records import ACTIVATIONS, DTYPES, OPS, SCHEMES, KernelSpec
+from .spec import ACTIVATIONS, DTYPES, OPS, SCHEMES, KernelSpec
 
 #: Columns that identify a spec (the same facts as `KernelSpec.key`). String fields are codes
 #: (index into the record model's tuples); sparsity params and attrs are 48-bit content hashes.

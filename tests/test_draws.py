@@ -14,7 +14,7 @@ from devprof.sparse.codegen import generate
 from devprof.sparse.weights import dense_seed
 from devprof.suites.select import parse_where, with_draw, without_draw
 from predictors import lut
-from predictors.fit import read_datasets
+from devprof.store import read_datasets
 
 BCR = KernelSpec("pwconv", h=8, w=8, cin=16, cout=8, sparsity=Sparsity("bcr", 0.75, {"block": [4, 4]}))
 DENSE = KernelSpec("pwconv", h=8, w=8, cin=16, cout=8)

@@ -117,7 +117,8 @@ def test_kernel_regressors_export_to_onnx(tmp_path: Path) -> None:
     from support import predictors_synth as synth
     from predictors.estimators import BoostedLatency, FlopsLinear, ForestLatency
     from predictors.features import LINEAR_TERMS, features, linear_features
-    from predictors.fit import fit_bundles, read_datasets
+    from devprof.store import read_datasets
+    from predictors.fit import fit_bundles
     from predictors.spectable import encode
     from predictors.trees import compile_model, predict_with, resolve_groups
 

@@ -87,7 +87,8 @@ def test_bundle_lut_exports_to_flat_tables(tmp_path: Path) -> None:
     import predictors
     from support import predictors_synth as synth
     from predictors.estimators import FlopsLinear
-    from predictors.fit import fit_bundles, read_datasets
+    from devprof.store import read_datasets
+    from predictors.fit import fit_bundles
 
     ds = Dataset(tmp_path / "ds")
     ds.create()

@@ -17,7 +17,8 @@ from devprof.records import KernelSpec, Measurement, Sparsity
 from devprof.store import Dataset
 from predictors import bundle as bmod
 from predictors.estimators import BlendLatency, BoostedLatency, FlopsLinear, ForestLatency, SwitchLatency
-from predictors.fit import fit_bundles, read_datasets
+from devprof.store import read_datasets
+from predictors.fit import fit_bundles
 
 from support import predictors_synth as synth  # noqa: E402
 

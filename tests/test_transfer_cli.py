@@ -134,7 +134,8 @@ def _kernel_dataset(path: Path, name: str, specs, factor: float, seed: int) -> P
 @pytest.fixture(scope="module")
 def kernel_bundles(tmp_path_factory):
     from predictors.estimators import CANDIDATES
-    from predictors.fit import fit_bundles, read_datasets
+    from devprof.store import read_datasets
+    from predictors.fit import fit_bundles
 
     tmp = tmp_path_factory.mktemp("kernels")
     specs = synth.random_specs(80, seed=3)

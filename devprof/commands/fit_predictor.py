@@ -128,7 +128,8 @@ def fit_predictor(
 
     if statistic not in STATISTICS:
         raise UsageError(f"unknown --statistic {statistic!r} (known: {', '.join(STATISTICS)})")
-    from predictors.fit import DeviceClash, emulated_mix, fit_bundles, read_datasets
+    from devprof.store import read_datasets
+    from predictors.fit import DeviceClash, emulated_mix, fit_bundles
 
     df = read_datasets(datasets)
     if runtime and len(df):

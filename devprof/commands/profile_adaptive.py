@@ -18,7 +18,7 @@ def profile_adaptive_command(device_name: str, suite: str, runtimes: Optional[Li
     from ..measure import Protocol
     from ..profile import default_runtimes
     from ..suites import load_suite
-    from predictors.adaptive import profile_adaptive
+    from ..adaptive import profile_adaptive
 
     if not 0 < target_acc <= 1:
         raise UsageError("--target-acc must be in (0, 1]")

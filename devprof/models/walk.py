@@ -527,3 +527,20 @@ def _meta(model, key: str) -> str:
         if p.key == key:
             return p.value
     return ""
+
+
+def walk_for_predictor(path: Path, runtime: str) -> tuple[list[KernelSpec], list[str]]:
+    """A model file's layer specs for `predictors.Predictor.predict_model`, with the fusion the
+    bundle's runtime applies, and the names of the layers the walk could not read."""
+    fusion = "litert" if runtime.startswith("litert") else runtime
+    ml = walk(Path(path), fusion=fusion if fusion in FUSIONS else "generic")
+    return ml.specs, [f"{l.name} ({','.join(l.ops)})" for l in ml.unknown]
+
+
+def _register() -> None:
+    from predictors.predictor import register_model_walker
+
+    register_model_walker(walk_for_predictor)
+
+
+_register()

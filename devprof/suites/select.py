@@ -15,12 +15,9 @@ import re
 from typing import Callable, Sequence
 
 from ..errors import UsageError
-from ..records import DTYPES, KernelSpec
+from predictors.spec import DRAW_ATTR, without_draw  # noqa: F401  re-exported for devprof's callers
 
-DRAW_ATTR = "draw"
-"""The spec attribute naming the weight draw (absent = draw 0, the tensor every campaign without
-`--draw` measures). It seeds the dense tensor (`devprof.sparse.weights.dense_seed`
-hashes the spec's attrs) and is dropped from the lookup table's key."""
+from ..records import DTYPES, KernelSpec
 
 _OPS: dict[str, Callable] = {"<=": operator.le, ">=": operator.ge, "!=": operator.ne, "=": operator.eq,
                              "<": operator.lt, ">": operator.gt}
@@ -75,13 +72,6 @@ def with_draw(spec: KernelSpec, draw: int) -> KernelSpec:
         return spec
     base = without_draw(spec)
     return base.replace(attrs={**base.a, DRAW_ATTR: int(draw)}) if draw else base
-
-
-def without_draw(spec: KernelSpec) -> KernelSpec:
-    """The spec a lookup table keys a draw's record by: the same spec with no draw attribute."""
-    if DRAW_ATTR not in spec.a:
-        return spec
-    return spec.replace(attrs={k: v for k, v in spec.attrs if k != DRAW_ATTR})
 
 
 def check_dtype(value: object, where: str) -> str:

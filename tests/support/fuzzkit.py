@@ -364,7 +364,8 @@ def _bundle_seed() -> tuple[Path, dict[str, bytes]]:
     """Publish one small bundle from synthetic records (tests/support/predictors_synth.py)."""
     from support import predictors_synth as synth
     from predictors.estimators import FlopsLinear, ForestLatency
-    from predictors.fit import fit_bundles, read_datasets
+    from devprof.store import read_datasets
+    from predictors.fit import fit_bundles
 
     from devprof.store import Dataset
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 import predictors
-from predictors import adaptive
+from devprof import adaptive
 
 from support import predictors_synth as synth  # noqa: E402
 

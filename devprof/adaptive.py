@@ -19,8 +19,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .features import generic_features
-from .metrics import within
+from predictors.features import generic_features
+from predictors.metrics import within
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Result:
 
 
 def _fit(X: np.ndarray, y: np.ndarray, seed: int):
-    from .estimators import ForestLatency
+    from predictors.estimators import ForestLatency
 
     return ForestLatency(n_estimators=32, min_samples_leaf=1, random_state=seed).fit(X, y)
 
@@ -140,12 +140,12 @@ def profile_adaptive(device: Any, specs: Sequence[Any], runtime: str, out: Any, 
     """`devprof profile --adaptive`: the suite's specs are the candidate pool; each chosen batch is
     measured for real through devprof.profile (saved at once, resumable) and the loop refits.
     Specs the dataset already holds for this device and runtime are reused, not re-measured."""
-    from devprof.errors import DevprofError, KernelError
-    from devprof.measure import Protocol
-    from devprof.profile import profile
-    from devprof.store import Dataset
+    from .errors import DevprofError, KernelError
+    from .measure import Protocol
+    from .profile import profile
+    from .store import Dataset
 
-    from .spectable import encode
+    from predictors.spectable import encode
 
     specs = list(specs)
     X = encode(specs).data
