@@ -128,3 +128,26 @@ def test_fit_predictor_help_names_every_candidate(monkeypatch, capsys) -> None:
     assert e.value.code in (0, None)
     text = " ".join(capsys.readouterr().out.split())
     assert all(name in text for name in CANDIDATES), text
+
+
+def test_fit_predictor_never_replaces_a_bundle_without_force(tmp_path, monkeypatch):
+    """The default output is ./bundles (not the published datasets_latency/), and an existing
+    bundle there is refused with one line unless --force."""
+    from support.cli import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    ds = tmp_path / "ds"
+    r = run_cli("profile", "--device", "local", "--suite", "smoke", "--where", "op=fc", "-r", "onnxruntime",
+                "--quick", "--out", str(ds))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("fit-predictor", str(ds), "--estimator", "flops_linear", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    written = list((tmp_path / "bundles").glob("*/*/metadata.json"))
+    assert len(written) == 1
+    before = written[0].read_bytes()
+    r = run_cli("fit-predictor", str(ds), "--estimator", "flops_linear", cwd=tmp_path)
+    assert r.returncode == 2 and "already holds a bundle" in r.stderr and "--force" in r.stderr
+    errs = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    assert len(errs) == 1 and written[0].read_bytes() == before
+    r = run_cli("fit-predictor", str(ds), "--estimator", "flops_linear", "--force", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr

@@ -11,7 +11,7 @@ from ._console import out as stdout
 
 
 def fit_from_models_command(path: Path, out: Path, seed: int = 0, json_out: bool = False,
-                        device: str | None = None) -> None:
+                        device: str | None = None, force: bool = False) -> None:
     """Fit and write one bundle per device and runtime of PATH's whole-model timings; print the held-out figures."""
     from ..errors import UsageError
     from ..from_models import fit_and_score, make_bundle, read_timings
@@ -23,6 +23,9 @@ def fit_from_models_command(path: Path, out: Path, seed: int = 0, json_out: bool
         rep = fit_and_score(ts.models, seed=seed)
         b = make_bundle(ts.models, ts.device, ts.runtime, rep, seed, ts.source,
                         log=(lambda s: None) if json_out else (lambda s: err.print(f"  {s}", highlight=False)))
+        from .fit_predictor import refuse_existing
+
+        refuse_existing([b], out, force)
         dest = b.write(out)
         report.append({"bundle": str(dest), "device": ts.device.get("name"), "runtime": ts.runtime.get("key"),
                        "models": len(ts.models), "layers": len(rep.model.keys), "n_train": rep.n_train,

@@ -1,7 +1,7 @@
 """`devprof fit-predictor DATASET...`: fit and score predictors from datasets and write complete
-bundles (lookup table + regressors + metadata with held-out metrics), by default straight into
-datasets_latency/<device>/<runtime>/. `publish` installs bundles made elsewhere; `predict` answers
-queries from one."""
+bundles (lookup table + regressors + metadata with held-out metrics) into ./bundles/<device>/<runtime>/
+(never over an existing bundle without --force: the published tree is `publish`'s to change).
+`publish` installs bundles into datasets_latency/; `predict` answers queries from one."""
 from __future__ import annotations
 
 import json
@@ -13,6 +13,20 @@ import typer
 from ..errors import UsageError
 from ._console import err, styled
 from ._console import out as stdout
+
+
+DEFAULT_OUT = "bundles"
+
+
+def refuse_existing(bundles, out: Path, force: bool) -> None:
+    """One line, before anything is written, when a bundle would replace one already under `out`
+    (a published table overwritten by a small fit is a silent loss)."""
+    if force:
+        return
+    for b in bundles:
+        dest = Path(out) / b.location[0] / b.location[1]
+        if dest.exists() and any(dest.iterdir()):
+            raise UsageError(f"{dest} already holds a bundle: pass --force to replace it, or choose another --out")
 
 
 def _fmt(v, pct: bool = True) -> str:
@@ -55,9 +69,11 @@ def _report_table(b, title: str):
 
 def fit_predictor(
     datasets: Optional[List[Path]] = typer.Argument(None, help="Dataset folder(s) written by 'devprof profile'."),
-    out: Path = typer.Option(Path("datasets_latency"), "--out", "-o",
+    out: Path = typer.Option(Path(DEFAULT_OUT), "--out", "-o",
                              help="Root folder: one bundle per device and runtime is written to "
-                                  "OUT/<device>/<runtime>/."),
+                                  "OUT/<device>/<runtime>/. An existing bundle there is refused without "
+                                  "--force; 'devprof publish' installs bundles into datasets_latency/."),
+    force: bool = typer.Option(False, "--force", help="Replace bundles that already exist under OUT."),
     runtime: Optional[List[str]] = typer.Option(None, "--runtime", "-r", help="Only these runtimes (repeatable)."),
     estimator: Optional[List[str]] = typer.Option(
         None, "--estimator", help="Candidate estimators for cross-validation (repeatable): flops_linear, "
@@ -115,13 +131,13 @@ def fit_predictor(
     if transfer_from:  # a new device from few measurements plus source bundles (devprof.transfer)
         from .fit_transfer import fit_transfer_command
 
-        return fit_transfer_command(transfer_from, datasets or [], out, samples, seed, statistic, json_out)
+        return fit_transfer_command(transfer_from, datasets or [], out, samples, seed, statistic, json_out, force)
     if samples is not None:
         raise UsageError("--samples goes with --transfer-from")
     if from_models is not None:  # whole-model timings (devprof.from_models)
         from .fit_from_models import fit_from_models_command
 
-        return fit_from_models_command(from_models, out, seed, json_out)
+        return fit_from_models_command(from_models, out, seed, json_out, force=force)
     if not datasets:
         raise UsageError("give dataset folder(s), or --from-models FILE")
     from predictors.lut import STATISTICS
@@ -164,6 +180,7 @@ def fit_predictor(
         raise UsageError(str(e)) from None
     if not bundles:
         raise UsageError("no kernel records to fit (model records alone cannot make a lookup table)")
+    refuse_existing(bundles, out, force)
     report = []
     for b in bundles:
         path = b.write(out)

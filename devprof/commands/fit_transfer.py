@@ -15,7 +15,7 @@ def _fmt(v, pct: bool = True) -> str:
 
 
 def fit_transfer_command(sources: List[Path], data: List[Path], out: Path, samples: Optional[int], seed: int,
-                         statistic: str, json_out: bool) -> None:
+                         statistic: str, json_out: bool, force: bool = False) -> None:
     from rich.table import Table
 
     from ..errors import UsageError
@@ -35,6 +35,9 @@ def fit_transfer_command(sources: List[Path], data: List[Path], out: Path, sampl
         b, _, rep = transfer_models(srcs, specs, data[0], samples, seed, log=log)
     else:
         b, _, rep = transfer_kernels(srcs, data, samples, seed, statistic, log=log)
+    from .fit_predictor import refuse_existing
+
+    refuse_existing([b], out, force)
     dest = b.write(out)
     rep["bundle"] = str(dest)
     if json_out:
