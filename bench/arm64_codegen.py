@@ -11,8 +11,9 @@ disassembly (the loop with the most FMAs; spills are counted over all its FMA lo
   i/fma   instructions per FMA              stk   stack (sp-relative) loads/stores: spills
   big     llvm-mca cycles/iteration, big core (arm64: neoverse-n1, x86: znver3)
   bound   the loop's resource bound (llvm-mca Block RThroughput) on that core
-  ideal   one FMA per FMA pipe per cycle (2 pipes)
-  little  llvm-mca cycles/iteration on cortex-a55 (arm64 only)
+  ideal   one FMA per FMA pipe per cycle (2 pipes: the big core)
+  little  llvm-mca cycles/iteration on cortex-a55 (arm64 only; its ideal is one 128-bit FMA per
+          cycle, i.e. the fma column, and its single load pipe makes one-row loops load-bound)
 
 then the targets: 0 stack accesses everywhere; big-core cycles within 1.25x of the bound; one-row
 schemes (unstructured, N:M, 1x4) at most 1.8 instructions per FMA (18 instructions / 10 fmla,
