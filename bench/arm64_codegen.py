@@ -160,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(rs, key=lambda r: (r["big"] or 0) / (r["bound"] or 1))
         r1 = [r["instr"] / r["fma"] for r in rs if r["one_row"]]
         abi = sum(r["abi_warning"] for r in rs)
+        cpf = [r["big"] / r["fma"] for r in rs if r["big"]]
+        lpf = [r["little"] / r["fma"] for r in rs if r["little"]]
+        print(f"{blabel:22} mean cycles per FMA: big {sum(cpf) / max(1, len(cpf)):.3f}"
+              + (f", little {sum(lpf) / len(lpf):.2f}" if lpf else ""))
         print(f"{blabel:22} stack accesses {stack} (target 0); big-core cycles / bound max "
               f"{max(ratios) if ratios else float('nan'):.2f} ({worst['layer']}, {worst['scheme']} {worst['ratio']}; "
               f"target <= 1.25); one-row instr/fma max {max(r1) if r1 else float('nan'):.2f} "

@@ -33,7 +33,7 @@ ADDED_COLUMNS = {
 
 from predictors.spec import (  # noqa: F401  the spec types, shared with predictors
     ACTIVATIONS, CONV_OPS, DTYPES, KINDS, OPS, SCHEMES, SHAPE_PRESERVING, KernelSpec, Sparsity, _canon,
-    _frozen_items, _jsonable, content_id,
+    REQUIRED_FIELDS, _frozen_items, _jsonable, content_id, expand_shorthand, spec_from_user,
 )
 
 

@@ -329,6 +329,62 @@ class KernelSpec:
         return dataclasses.replace(self, **changes)
 
 
+
+def expand_shorthand(d: dict) -> None:
+    """`hw` -> h, w; `k` -> kh, kw; `c` -> cin, cout; per-op defaults (dw groups, fc h=w=1, padding)."""
+    if "hw" in d:
+        d["h"] = d["w"] = d.pop("hw")
+    if "k" in d:
+        d["kh"] = d["kw"] = d.pop("k")
+    if "c" in d:
+        d["cin"] = d["cout"] = d.pop("c")
+    op = d.get("op")
+    if op == "dwconv2d":
+        d.setdefault("cout", d.get("cin", 1))
+        d.setdefault("cin", d.get("cout", 1))
+        d["groups"] = d["cin"]
+    if op == "pwconv":
+        d["kh"] = d["kw"] = 1
+    if op in ("maxpool", "avgpool", "add", "mul", "activation", "global_avgpool", "depth_to_space"):
+        d.setdefault("bias", False)
+        if op != "depth_to_space":
+            d.setdefault("cout", d.get("cin", 1))
+    if op in SHAPE_PRESERVING:  # layer norm's shift and attention's biases are on unless said
+        d.setdefault("cout", d.get("cin", 1))
+    if op in ("conv2d", "dwconv2d", "maxpool", "avgpool") and "padding" not in d:
+        d["padding"] = (d.get("kh", 1) - 1) // 2 * d.get("dilation", 1)
+
+
+#: What a spec given by hand must say, per op (the rest has a meaningful default); checked by
+#: `spec_from_user`, so a dict missing a dimension is refused instead of silently becoming 1.
+REQUIRED_FIELDS = {
+    "conv2d": ("h", "w", "cin", "cout", "kh"), "dwconv2d": ("h", "w", "cin", "kh"), "pwconv": ("h", "w", "cin", "cout"),
+    "fc": ("cin", "cout"), "maxpool": ("h", "w", "cin", "kh"), "avgpool": ("h", "w", "cin", "kh"),
+    "global_avgpool": ("h", "w", "cin"), "add": ("h", "w", "cin"), "mul": ("h", "w", "cin"),
+    "activation": ("h", "w", "cin"), "matmul": ("h", "cin", "cout"), "softmax": ("h", "cin"),
+    "layernorm": ("h", "cin"), "gelu": ("h", "cin"), "attention": ("h", "cin"),
+}
+
+
+def spec_from_user(d: Mapping[str, Any]) -> "KernelSpec":
+    """A spec written by hand (Python dict, ``predict --spec``): the suites' shorthand and per-op
+    defaults (``hw``, ``k``, ``c``; a depthwise conv's ``cin`` alone), and every dimension the op
+    needs present. Raises ValueError naming what is missing."""
+    d = dict(d)
+    op = d.get("op")
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r} (known: {', '.join(OPS)})")
+    given = set(d) | ({"h", "w"} if "hw" in d else set()) | ({"kh", "kw"} if "k" in d else set()) | (
+        {"cin", "cout"} if "c" in d else set())
+    missing = [f for f in REQUIRED_FIELDS.get(op, ()) if f not in given]
+    if missing:
+        need = ", ".join(REQUIRED_FIELDS[op])
+        raise ValueError(f"a {op} spec needs {need} (missing: {', '.join(missing)})")
+    expand_shorthand(d)
+    if "kh" in d and "kw" not in d:
+        d["kw"] = d["kh"]
+    return KernelSpec.from_dict(d)
+
 DRAW_ATTR = "draw"
 """The spec attribute naming the weight draw (absent = draw 0, the tensor every campaign without
 `--draw` measures). It seeds the dense tensor devprof generates and is dropped from the lookup

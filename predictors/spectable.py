@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .spec import ACTIVATIONS, DTYPES, OPS, SCHEMES, KernelSpec
+from .spec import ACTIVATIONS, DTYPES, OPS, SCHEMES, KernelSpec, spec_from_user
 
 #: Columns that identify a spec (the same facts as `KernelSpec.key`). String fields are codes
 #: (index into the record model's tuples); sparsity params and attrs are 48-bit content hashes.
@@ -314,5 +314,7 @@ def encode(specs: Any, with_keys: bool = False) -> SpecTable:
     if isinstance(specs, Mapping):
         specs = [specs]
     items = list(specs)
-    out = [s if isinstance(s, KernelSpec) else KernelSpec.from_dict(s) for s in items]
+    # dicts are written by hand: every dimension the op needs must be there (a missing one would
+    # silently be 1 and answer for another layer)
+    out = [s if isinstance(s, KernelSpec) else spec_from_user(s) for s in items]
     return encode_specs(out, with_keys)

@@ -86,3 +86,17 @@ def test_eta_follows_each_runtime_and_op():
     # 8 ORT conv2d at 2 s each; devprof-c not started: the run's pace so far (5 s over 12 kernels)
     ort_pace = (1.0 + 4.0) / 12
     assert abs(eta.remaining_s() - (8 * 2.0 + 10 * ort_pace)) < 1e-9
+
+
+def test_suites_counts_the_models_a_suite_holds_not_its_entries():
+    import json as _json
+
+    from support.cli import run_cli
+
+    r = run_cli("suites", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {x["name"]: x for x in _json.loads(r.stdout)}
+    assert rows["models"]["models"] == 41 and rows["models"]["model_entries"] == 15
+    # entries with a compute budget (max_gmacs) may skip draws: the count is then an upper bound
+    assert rows["models-train"]["models"] == 67 and rows["models-large"]["models"] == 450
+    assert not rows["models-train"]["models_exact"]

@@ -93,3 +93,19 @@ def test_emulated_devices_have_their_own_id_and_real_ids_are_unchanged():
     assert emu.id != dev.id
     back = row_to_record(records_to_table([_record()]).to_pylist()[0])
     assert back.device == dev and not back.conditions.cooldown_timed_out and back.kernel == ""
+
+
+def test_hand_written_specs_need_every_dimension_of_their_op():
+    """`predict([{'op': 'conv2d', 'h': 56}])` once answered for conv2d-n1-56x1x1-o1-k1x1: a spec
+    written by hand must say every dimension its op needs; a depthwise conv's cin is enough."""
+    import pytest
+
+    from devprof.records import spec_from_user
+
+    with pytest.raises(ValueError, match=r"needs h, w, cin, cout, kh \(missing: w, cin, cout, kh\)"):
+        spec_from_user({"op": "conv2d", "h": 56})
+    with pytest.raises(ValueError, match="missing: cout"):
+        spec_from_user({"op": "fc", "cin": 1280})
+    dw = spec_from_user({"op": "dwconv2d", "hw": 56, "cin": 144, "k": 3, "stride": 2})
+    assert (dw.cout, dw.groups, dw.kh, dw.kw, dw.padding, dw.w) == (144, 144, 3, 3, 1, 56)
+    assert spec_from_user({"op": "fc", "cin": 1280, "cout": 1000}).cout == 1000

@@ -22,7 +22,7 @@ def predict(
 ) -> None:
     """Predict latency from a bundle: a model file layer by layer, or kernel specs given as JSON."""
     import predictors
-    from devprof.records import KernelSpec
+    from devprof.records import spec_from_user
 
     if (model is None) == (spec is None):
         raise UsageError("give exactly one of --model FILE or --spec JSON")
@@ -59,7 +59,7 @@ def predict(
         raise UsageError(f"--spec is not valid JSON ({e})") from None
     items = obj if isinstance(obj, list) else [obj]
     try:
-        specs = [KernelSpec.from_dict(d) for d in items]
+        specs = [spec_from_user(d) for d in items]
     except (TypeError, ValueError, AttributeError) as e:
         raise UsageError(f"--spec: bad kernel spec ({e})") from None
     r = p.predict(specs)

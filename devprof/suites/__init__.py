@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from ..records import OPS, SHAPE_PRESERVING, KernelSpec, Sparsity
+from ..records import OPS, KernelSpec, Sparsity, expand_shorthand
 from .select import check_dtype
 
 if sys.version_info >= (3, 11):
@@ -147,7 +147,7 @@ def _spec(d: dict, where: str, dtype: str | None = None) -> KernelSpec:
     if "sparsity" in d and not isinstance(d["sparsity"], dict):
         raise UsageError(f"{where}: sparsity must be a table")
     try:
-        _expand_shorthand(d)
+        expand_shorthand(d)
     except (TypeError, ValueError, OverflowError) as e:  # e.g. kh = [] in the padding default
         raise UsageError(f"{where}: {e}") from None
     if d.get("op") not in OPS:
@@ -156,31 +156,6 @@ def _spec(d: dict, where: str, dtype: str | None = None) -> KernelSpec:
         return KernelSpec.from_dict(d)
     except (TypeError, ValueError, OverflowError) as e:  # OverflowError: inf
         raise UsageError(f"{where}: {e}") from None
-
-
-def _expand_shorthand(d: dict) -> None:
-    """`hw` -> h, w; `k` -> kh, kw; `c` -> cin, cout; per-op defaults (dw groups, fc h=w=1, padding)."""
-    if "hw" in d:
-        d["h"] = d["w"] = d.pop("hw")
-    if "k" in d:
-        d["kh"] = d["kw"] = d.pop("k")
-    if "c" in d:
-        d["cin"] = d["cout"] = d.pop("c")
-    op = d.get("op")
-    if op == "dwconv2d":
-        d.setdefault("cout", d.get("cin", 1))
-        d.setdefault("cin", d.get("cout", 1))
-        d["groups"] = d["cin"]
-    if op == "pwconv":
-        d["kh"] = d["kw"] = 1
-    if op in ("maxpool", "avgpool", "add", "mul", "activation", "global_avgpool", "depth_to_space"):
-        d.setdefault("bias", False)
-        if op != "depth_to_space":
-            d.setdefault("cout", d.get("cin", 1))
-    if op in SHAPE_PRESERVING:  # layer norm's shift and attention's biases are on unless said
-        d.setdefault("cout", d.get("cin", 1))
-    if op in ("conv2d", "dwconv2d", "maxpool", "avgpool") and "padding" not in d:
-        d["padding"] = (d.get("kh", 1) - 1) // 2 * d.get("dilation", 1)
 
 
 def _family(fam: dict, where: str, dtype: str | None = None) -> list[KernelSpec]:
