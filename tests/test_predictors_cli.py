@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,13 @@ def test_predict_model_file(fitted, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["total_us"] > 0 and len(out["layers"]) > 10
+    # the table: shares of the layers' sum add to 100% whatever the fitted overhead's sign, which
+    # is shown apart in the caption
+    r = run("predict", "--bundle", str(bundle), "--model", str(path))
+    assert r.returncode == 0, r.stderr
+    shares = [float(x) for x in re.findall(r"│\s+([0-9.]+)%\s+│", r.stdout)]
+    assert len(shares) > 10 and abs(sum(shares) - 100.0) < 1.0
+    assert "runtime overhead (fitted)" in r.stdout
 
 
 @pytest.mark.parametrize("args,words", [

@@ -40,12 +40,19 @@ def predict(
                         f"{p.statistic} latency)")
         for c, j in (("#", "right"), ("layer", "left"), ("µs", "right"), ("share", "right"), ("source", "left")):
             t.add_column(c, justify=j)
+        # shares are of the layers' sum, so they add to 100% whatever the sign of the overhead term
+        layers_sum = float(sum(r.layers_us)) or 1.0
         for i, (s, v, src) in enumerate(zip(r.specs, r.layers_us, r.source)):
-            t.add_row(str(i), s.key, f"{v:,.1f}", f"{v / r.total_us:.1%}", str(src))
-        t.add_row("", "runtime overhead (fitted)", f"{r.overhead_us:,.1f}", f"{r.overhead_us / r.total_us:.1%}", "")
+            t.add_row(str(i), s.key, f"{v:,.1f}", f"{v / layers_sum:.1%}", str(src))
+        t.caption = (f"shares: of the layers' sum {layers_sum / 1000:.3f} ms; runtime overhead (fitted) "
+                     f"{r.overhead_us:+,.1f} µs ({r.overhead_us / layers_sum:+.1%})"
+                     + (": negative where the runtime's layers run faster inside the model than profiled one by one"
+                        if r.overhead_us < 0 else ""))
         out.print(t)
         if r.unknown:
-            print(f"{len(r.unknown)} layer(s) devprof could not map were predicted by the fallback regressor")
+            srcs = sorted({str(src) for s, src in zip(r.specs, r.source) if s.op == "other"}) or ["fallback"]
+            print(f"{len(r.unknown)} layer(s) devprof could not map (op 'other') were predicted by: "
+                  f"{', '.join(srcs)} (see the source column)")
         return
     text = sys.stdin.read() if spec == "-" else spec
     if spec != "-" and spec is not None and not spec.lstrip().startswith(("{", "[")):
