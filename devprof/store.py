@@ -47,7 +47,7 @@ def _disk_error(e: OSError, path: Path, saved: int) -> DatasetError:
 
 
 class Dataset:
-    """A dataset folder. `open_for_append` locks it for one writer; reading needs no lock."""
+    """A dataset folder. `lock` makes this process its one writer; reading needs no lock."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
