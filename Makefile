@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= devprof-data
 
-.PHONY: demo test bench clean harness
+.PHONY: demo test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

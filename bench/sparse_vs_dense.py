@@ -393,7 +393,7 @@ def ap_default_csv() -> Path:
 def _int8_path(tc) -> str:
     """Which dot-product path the int8 kernels compile to with `tc` (the preprocessor's choice)."""
     src = '#include "dp_harness.h"\n' + codegen_int8_isa() + "\nint dp8_which = DP8_PATH;\n"
-    p = subprocess.run([*tc.cc, *tc.cflags, "-I", str(Path(__file__).resolve().parents[1] / "harness_android"),
+    p = subprocess.run([*tc.cc, *tc.cflags, "-I", str(Path(__file__).resolve().parents[1] / "devprof" / "harness_android"),
                         "-E", "-dM", "-x", "c", "-"], input=src, capture_output=True, text=True)
     names = {"0": "portable C", "1": "AVX2 16-bit pairs (vpmaddwd)", "2": "AVX-VNNI vpdpbusd",
              "3": "AVX512-VNNI vpdpbusd", "4": "arm64 sdot"}

@@ -124,7 +124,7 @@ def test_vnni_builds(toolchain, cache, flags):
     k = codegen_int8.generate(spec, "sparse")
     src = cache / f"vnni-{flags[0]}.c"
     src.write_text(k.source)
-    asm = subprocess.run([*tc.cc, *tc.cflags, "-I", str(Path(codegen_int8.__file__).parents[2] / "harness_android"),
+    asm = subprocess.run([*tc.cc, *tc.cflags, "-I", str(Path(codegen_int8.__file__).parents[1] / "harness_android"),
                           "-S", "-o", "-", str(src)], capture_output=True, text=True)
     assert asm.returncode == 0, asm.stderr
     assert "vpdpbusd" in asm.stdout
@@ -144,7 +144,7 @@ def test_arm64_under_qemu(cache, march):
     if "dotprod" in march:
         src = cache / "sdot.c"
         src.write_text(kernels[0].source)
-        asm = subprocess.run([*tc.cc, *tc.cflags, "-I", str(Path(codegen_int8.__file__).parents[2] / "harness_android"),
+        asm = subprocess.run([*tc.cc, *tc.cflags, "-I", str(Path(codegen_int8.__file__).parents[1] / "harness_android"),
                               "-S", "-o", "-", str(src)], capture_output=True, text=True)
         assert asm.returncode == 0 and "sdot" in asm.stdout
 

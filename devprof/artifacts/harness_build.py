@@ -25,7 +25,7 @@ from ..errors import KernelError
 from .isa import isa_of
 from .toolchains import Toolchain, host_abi, host_toolchain, toolchain_for  # noqa: F401 (re-exported)
 
-HARNESS_DIR = Path(__file__).resolve().parents[2] / "harness_android"
+HARNESS_DIR = Path(__file__).resolve().parents[1] / "harness_android"  # package data: ships in the wheel
 HARNESS_SOURCES = ("harness.c",)
 HARNESS_HEADERS = ("dp_harness.h",)
 BINARY_NAME = "devprof-harness"
