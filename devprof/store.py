@@ -17,6 +17,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -44,6 +45,23 @@ def _disk_error(e: OSError, path: Path, saved: int) -> DatasetError:
     # EFBIG: a file size limit (ulimit -f, RLIMIT_FSIZE) hit, which the user meets as a full disk
     what = "disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else (e.strerror or str(e))
     return DatasetError(f"{what} while writing {path}; the {saved} records saved before are intact")
+
+
+def _open_no_link(path: Path, flags: int) -> int:
+    """Open a dataset's own file (lock, failure log) refusing symbolic links and anything but a
+    regular file: a planted `.lock -> ~/victim` must not get devprof's pid written into it."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP or os.path.islink(path):
+            raise DatasetError(f"{path} is a symbolic link: refusing to write through it (remove it)") from None
+        if e.errno == errno.EISDIR or path.is_dir():
+            raise DatasetError(f"{path} is a directory, not devprof's file: remove it") from None
+        raise DatasetError(f"cannot open {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DatasetError(f"{path} is not a regular file: remove it")
+    return fd
 
 
 class Dataset:
@@ -157,7 +175,7 @@ class Dataset:
     def lock(self) -> None:
         """Take the single-writer lock, or fail at once naming the holder."""
         self.create()
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_no_link(self.path / ".lock", os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -224,8 +242,9 @@ class Dataset:
 
     def log_failure(self, entry: dict) -> None:
         line = json.dumps(entry, sort_keys=True) + "\n"
+        fd = _open_no_link(self.path / "failures.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
-            with open(self.path / "failures.jsonl", "a") as f:
+            with os.fdopen(fd, "a") as f:
                 f.write(line)
                 f.flush()
                 os.fsync(f.fileno())

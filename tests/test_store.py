@@ -91,3 +91,31 @@ def test_parts_of_schema_1_read_with_the_columns_added_since(tmp_path):
     pq.write_table(bad, part.with_name("part-bad.parquet"))
     with pytest.raises(DatasetError, match=f"part-bad.parquet does not match schema version {SCHEMA_VERSION}"):
         ds.read()
+
+
+def test_lock_and_failure_log_never_write_through_links(tmp_path):
+    """A `.lock` (or failures log) that is a symlink, a dangling symlink or a directory is refused
+    with one line; nothing is written into what a link points to."""
+    import os
+
+    import pytest
+
+    from devprof.errors import DatasetError
+    from devprof.store import Dataset
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    for make in (lambda p: os.symlink(victim, p), lambda p: os.symlink(tmp_path / "nowhere", p), os.mkdir):
+        ds_path = tmp_path / f"ds{len(list(tmp_path.iterdir()))}"
+        ds = Dataset(ds_path)
+        ds.create()
+        make(ds_path / ".lock")
+        with pytest.raises(DatasetError) as e:
+            ds.lock()
+        assert "\n" not in str(e.value) and ".lock" in str(e.value)
+    ds = Dataset(tmp_path / "dsf")
+    ds.create()
+    os.symlink(victim, ds.path / "failures.jsonl")
+    with pytest.raises(DatasetError, match="symbolic link"):
+        ds.log_failure({"error": "x"})
+    assert victim.read_text() == "precious\n"
