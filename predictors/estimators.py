@@ -173,8 +173,8 @@ def _boosting_fit(F: np.ndarray, target: np.ndarray, **params: Any) -> GradientB
 class BoostedLatency(RegressorMixin, BaseEstimator):
     """Gradient-boosted trees on log-latency. With ``n_bags > 1``, the mean (in log-latency) of
     that many boosted ensembles that differ only in their row subsamples' seeds: one ensemble's
-    held-out accuracy moves by points with its seed alone (ORT conv2d 92.3-95.1% within ±10% over
-    five seeds), their mean sits at the top of that range. Exported as one ensemble.
+    held-out accuracy moves with its seed alone, and their mean sits at the top of that range
+    (docs/predictors.md, "Measured reasons"). Exported as one ensemble.
 
     With ``kernel_cost=True`` the trees refine a linear model of the generated kernels' cost terms
     (`KERNEL_TERMS`: FMAs, vector loads, output and input elements, input read, streams) instead
@@ -273,15 +273,14 @@ class SwitchLatency(RegressorMixin, BaseEstimator):
     """Gradient boosting pooled over all rows, and boosting of its own for the rows whose
     `feature` is above `threshold`: a regime with a cost structure of its own. ONNX Runtime runs
     convolutions whose channel count is not a multiple of 4 (``cin_pad4 > 1``) off its vectorised
-    paths (depthwise ~10x slower); one ensemble over both regimes fits the minority one poorly
-    (5-fold CV within ±10% on those kernels: dwconv2d 61% pooled, 68% on their own; conv2d 56%,
-    59%), while the aligned kernels are predicted best by the pooled model (it learns from the
+    paths (depthwise ~10x slower); one ensemble over both regimes fits the minority one poorly,
+    while the aligned kernels are predicted best by the pooled model (it learns from the
     regime's rows too). Exported as a ``switch`` (`predictors.trees.Switch`); with fewer than
     `min_rows` rows in the regime it is the pooled model alone.
 
     `regime` is the regime's estimator (None: shallow, subsampled, slow-learning boosting — the
-    regime has a few hundred rows, where depth-4 trees overfit: 5-fold CV over ORT's 232
-    unaligned depthwise kernels 86% -> 92% within ±10%, its 254 unaligned conv2d 81% -> 83%)."""
+    regime has a few hundred rows, where depth-4 trees overfit). Figures: docs/predictors.md,
+    "Measured reasons"."""
 
     def __init__(self, feature: str = "cin_pad4", threshold: float = 1.0, min_rows: int = 40,
                  n_bags: int = 1, regime: BaseEstimator | None = None, random_state: int = 0) -> None:
@@ -343,8 +342,7 @@ CANDIDATES: dict[str, BaseEstimator] = {
                                                kernel_cost=True),
 }
 #: Candidates tried only on groups with at least this many training rows: a bigger model pays off
-#: where data supports it (the sparse kernels pooled per op: devprof-c 84% -> 89% of held-out
-#: kernels within ±10%) and would only cost fitting time on small groups.
+#: where data supports it (the sparse kernels pooled per op) and would only cost fitting time on small groups.
 MIN_ROWS = {"gradient_boosting_large": 400, "gradient_boosting_deep": 400, "gradient_boosting_kernel": 400}
 
 

@@ -5,15 +5,13 @@ pruning), memory traffic (input, output and non-zero weight bytes), their ratio 
 intensity), the loop shape (spatial size, channels, kernel, stride, groups) and the sparse
 structure (scheme, ratio, block shape / N:M / pattern parameters), and how much of the channel
 tiles of CPU micro-kernels (4-64 lanes) a layer wastes — the steps of measured latency against
-channel count (adding them took LiteRT conv2d from 92% to 99% of kernels within ±10% in
-cross-validation), and whether channels are a multiple of 4 (ONNX Runtime runs other depthwise
-convs ~10x slower); for generated sparse kernels, which vectorise along output positions, the
-same waste in output pixels and the number of kept weights per output channel (both took
-devprof-c pwconv from 93.0% to 95.9% within ±10% in 5-fold cross-validation), and how many
+channel count — and whether channels are a multiple of 4 (ONNX Runtime runs other depthwise
+convs far slower); for generated sparse kernels, which vectorise along output positions, the
+same waste in output pixels and the number of kept weights per output channel, and how many
 output channels share each loaded input vector in those kernels (their register blocking: N:M
-and unstructured run one row per load, block and BCR a block's rows; took devprof-c conv2d from
-92.2% to 95.3% within ±10% in 5-fold cross-validation). Sizes enter as log2 so trees split on
-scale and the linear baseline stays well conditioned.
+and unstructured run one row per load, block and BCR a block's rows). What each group of
+features gained in cross-validation: docs/predictors.md, "Measured reasons". Sizes enter as
+log2 so trees split on scale and the linear baseline stays well conditioned.
 
 What a generated sparse kernel really executes differs from the nominal ratio: block pruning
 keeps whole edge blocks, N:M's ragged tails keep their share, BCR merges a row block's rows over
@@ -22,13 +20,10 @@ the input channels some kept weight uses (at 0.95 a 56-channel layer may read 7)
 cache. `kernel_stats` gives the expected counts (FMAs, vector loads, register groups, input
 channels read, output rows computed per position) from the spec alone, in closed form (no pruning
 is run: a query stays vectorised); they feed the kernel cost terms below and four features (the
-input bytes read, their share, the working set with the output, the rows computed). With them
-devprof-c pwconv went from 91.7 / 93.3 / 89.9% to 94.8 / 95.7 / 91.0% of held-out kernels within
-±10% (split seeds 0 / 1 / 2; docs/predictors.md).
+input bytes read, their share, the working set with the output, the rows computed).
 
 Last, the tile over output positions the generated loop runs (`kernel_tile`), which depends on the
 target's vector shape (floats per vector, registers): `features()` takes it, a bundle records it.
-Six held-out splits of devprof-c pwconv: 93.2% -> 94.5% within ±10%.
 
 The feature list is versioned with the bundle format: a published predictor names the features
 it was fitted on and `features(...)` must keep producing them in that order; new features are
@@ -180,8 +175,7 @@ def kernel_tile(table: SpecTable | np.ndarray, vector_floats: int = VECTOR_FLOAT
     2NV/3..NV picked to waste the fewest padded positions). A layer's time steps with that
     padding and with how many tiles stream its input — which the pixel-count tiles
     (`opix_pad*`) only approximate: positions include the junk columns of strided/padded rows,
-    and the tile is 80 positions for a 4-row block but 128 for one row. Over six held-out splits,
-    devprof-c pwconv 93.2% -> 94.5% within ±10% (docs/predictors.md). It is the tile of the
+    and the tile is 80 positions for a 4-row block but 128 for one row. It is the tile of the
     scheme's own kernel: a spec whose attrs ask for another variant (``attrs.kernel``: csr, dense)
     is not told apart (attrs reach the features only as a hash)."""
     d = table.data if isinstance(table, SpecTable) else table
@@ -226,9 +220,8 @@ def kernel_stats(table: SpecTable | np.ndarray) -> dict[str, np.ndarray]:
     input channels ``read`` (used by some kept weight) and output ``rows`` computed (the others are
     filled with the bias). FMAs and loads are exact for dense, unstructured and N:M, and for
     block where its blocks are whole (edge blocks: the largest are assumed kept first); the rest
-    are expectations for a random mask (magnitude pruning of random weights): over the
-    `sparse-train` pointwise kernels, median errors against the generated code of 0–2% (BCR on
-    large maps with few channels: 3–7%, a tenth of them off by 20–30%)."""
+    are expectations for a random mask (magnitude pruning of random weights) (their error
+    against the generated code: docs/predictors.md, "Measured reasons")."""
     d = table.data if isinstance(table, SpecTable) else table
     c = lambda name: d[:, col(name)]  # noqa: E731
     s = c("scheme")
