@@ -12,7 +12,7 @@ random kernels, adaptive adds those where the refitted random forest is least ce
 neighbours of its worst misses). After every batch a random forest on the measured kernels is
 scored on the test set (share within ±10%, MAPE). Repeated over seeds; the figures are means.
 
-Target (issue 6): adaptive reaches the accuracy uniform has at the full budget with <= 60% of
+Target: adaptive reaches the accuracy uniform has at the full budget with <= 60% of
 the measurements, on at least one op type.
 """
 from __future__ import annotations

@@ -23,7 +23,7 @@ What it does, in one run:
    of an architecture's (position, block) specs equals the additive estimate, and writes the timings
    (devprof model-timings JSONL) so `devprof fit-predictor --from-models FILE` can refit them.
 
-Target (issue 9): >= 90% of held-out models within ±10% with the 1000-model table.
+Target: >= 90% of held-out models within ±10% with the 1000-model table.
 """
 from __future__ import annotations
 

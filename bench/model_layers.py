@@ -9,7 +9,7 @@ CPU time (immune to preemption by other processes), the gaps, and the measured f
 (time per run outside kernels). Then the share of models whose Σ layer medians are within 10% of
 end to end (wall and CPU), and the machine's load average, which explains a large wall-clock gap.
 
-Target (issue 5): Σ layer medians within 10% of the end-to-end median, or the gap explained and
+Target: Σ layer medians within 10% of the end-to-end median, or the gap explained and
 recorded as the per-model overhead term.
 """
 from __future__ import annotations

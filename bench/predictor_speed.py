@@ -1,4 +1,4 @@
-"""Predictor query speed, measured side by side in one run (issue 6 targets).
+"""Predictor query speed, measured side by side in one run (against its targets).
 
     .venv/bin/python bench/predictor_speed.py [--bundle DIR]
 

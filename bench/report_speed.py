@@ -1,4 +1,4 @@
-"""How long `devprof report` takes on the demo dataset (target, issue 7: <= 30 s here).
+"""How long `devprof report` takes on the demo dataset (target: <= 30 s here).
 
     .venv/bin/python bench/report_speed.py [DATASET ...] [--repeat 3] [--bundle B]
 

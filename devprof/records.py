@@ -3,7 +3,7 @@
 Every stage shares these types and nothing else: suites and model walkers produce
 `KernelSpec`s, runtimes turn them into `Measurement`s, and a `Record` binds a measurement to
 the conditions it was taken under (device fingerprint, runtime, threads, temperature...).
-The Parquet layout (`ARROW_SCHEMA`) is derived from these types here and nowhere else; its
+The Parquet layout (`arrow_schema()`) is derived from these types here and nowhere else; its
 version is `SCHEMA_VERSION` and is documented in docs/dataset-schema.md.
 
 This module imports only the standard library, numpy and (lazily) pyarrow, so that

@@ -65,7 +65,7 @@ def _open_no_link(path: Path, flags: int) -> int:
 
 
 class Dataset:
-    """A dataset folder. `open_for_append` locks it for one writer; reading needs no lock."""
+    """A dataset folder. `lock` makes this process its one writer; reading needs no lock."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)

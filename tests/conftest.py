@@ -16,6 +16,20 @@ from support.report_synth import report_bundle, report_data, report_full  # noqa
 from support.faultkit import TINY_SUITE  # one tiny suite for tests and the fault benchmarks
 
 
+#: Fixtures whose tests talk to an (emulated) phone through the adb server.
+_PHONE_FIXTURES = {"adb_server", "make_phone", "phone"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark tests by what they need, so a run can pick them (``-m phone``, ``-m "not browser"``):
+    `phone` for every test that uses the emulated phone, `browser` for the report's browser tests."""
+    for item in items:
+        if _PHONE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.phone)
+        if item.path.name == "test_report_browser.py":
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Build caches go to a per-session temporary folder, never the user's ~/.cache."""

@@ -1,6 +1,6 @@
 """Build a batch of generated kernels into one native harness binary, cached by content.
 
-A `Toolchain` says how to compile for a device ABI (the host's `cc` for `local`; issue 4 adds
+A `Toolchain` says how to compile for a device ABI (the host's `cc` for `local`, and
 cross compilers for arm64-v8a and x86_64 phones). Every object file is keyed by the hash of its
 source and the toolchain, so an unchanged kernel is never recompiled and an unchanged batch is
 not relinked; the batch folder (binary + one data file per kernel) is content-addressed too,

@@ -14,7 +14,7 @@ def resolve_device(name: str = "local", adb_server: str | None = None) -> Device
     if name.strip().lower() in LOCAL_NAMES:
         return LocalDevice()
     try:
-        from . import adb  # noqa: F401  (the phone backend; absent before issue 4)
+        from . import adb  # noqa: F401  (the phone backend)
     except ImportError:
         raise UsageError(f"unknown device {name!r}; attached: local") from None
     return adb.resolve(name, adb_server=adb_server)

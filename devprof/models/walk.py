@@ -66,7 +66,7 @@ def load_onnx(src: Any):
         if not m.graph.node:
             raise ValueError("the graph has no nodes")
         onnx.checker.check_model(m)
-        from ..artifacts.onnx_ops import qdq_scale_problem  # a QDQ model's scales (int8, issue 27)
+        from ..artifacts.onnx_ops import qdq_scale_problem  # a QDQ model's scales (int8)
 
         bad = qdq_scale_problem(m)
         if bad:

@@ -262,7 +262,7 @@ class DevprofC(Runtime):
         else:
             try:
                 res = device.execute(argv, remote, timeout, cpus=protocol.cpus)
-            except DevprofError as e:  # the phone went away midway: keep the kernels it finished (issue 4)
+            except DevprofError as e:  # the phone went away midway: keep the kernels it finished
                 res = getattr(e, "partial", None)
                 if res is None:
                     raise
