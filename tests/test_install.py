@@ -19,10 +19,14 @@ def test_non_editable_install_profiles_devprof_c_outside_the_checkout(tmp_path: 
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("no C compiler")
     files = subprocess.run(["git", "ls-files", "-z", "pyproject.toml", "README.md", "LICENSE", "devprof",
-                            "predictors"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+                            "predictors", "harness_android"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
     src = tmp_path / "src"  # a copy: building in the checkout would leave build/ and *.egg-info there
     for name in filter(None, files):
         rel = name.decode()
+        if (ROOT / rel).is_symlink():  # devprof/harness_android -> ../harness_android
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.readlink(ROOT / rel), src / rel)
+            continue
         if not (ROOT / rel).is_file():
             continue
         (src / rel).parent.mkdir(parents=True, exist_ok=True)

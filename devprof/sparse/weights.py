@@ -2,7 +2,7 @@
 
 Weights come from numpy's seeded generator (the same dense weights for every scheme of a layer,
 so schemes prune the same tensor). Inputs are not shipped to the device: both sides compute them
-from a counter-based hash (`dp_input_value` in devprof/harness_android/dp_harness.h), so a 720p layer's
+from a counter-based hash (`dp_input_value` in harness_android/dp_harness.h), so a 720p layer's
 input costs nothing to transfer.
 """
 from __future__ import annotations
