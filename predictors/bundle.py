@@ -4,7 +4,6 @@
         metadata.json    format + version, device fingerprint, runtime, dataset hash, held-out
                          metrics, and the sha256 + size of every other file
         lut.json         the lookup table, columnar JSON (predictors.lut documents the columns)
-        lut.parquet      the same table as Parquet (for pandas/Arrow users; not read on load)
         predictor.json   the regressors as data (linear coefficients / tree node arrays)
         heldout.json     held-out predictions vs measurements (for plots and audits)
 

@@ -57,14 +57,8 @@ class FittedBundle:
     selection: dict[str, Any] = field(default_factory=dict)
 
     def files(self) -> dict[str, bytes]:
-        import io
-
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(self.lut, preserve_index=False), buf, compression="zstd")
-        return {"lut.json": bmod.dumps(lutmod.to_json_obj(self.lut)), "lut.parquet": buf.getvalue(),
+        # one copy of each table: pandas users get the table from `Predictor.lut`
+        return {"lut.json": bmod.dumps(lutmod.to_json_obj(self.lut)),
                 "predictor.json": bmod.dumps(self.predictor), "heldout.json": bmod.dumps(self.heldout)}
 
     def metadata(self) -> dict[str, Any]:

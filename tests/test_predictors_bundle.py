@@ -400,11 +400,7 @@ def test_every_published_file_validates_against_the_schema(published: Path) -> N
     for name, ref in (("lut.json", "lut"), ("predictor.json", "predictor"), ("heldout.json", "heldout")):
         assert name in meta["files"]
         validate(json.loads((published / name).read_text()), ref)
-    import pyarrow.parquet as pq
-
-    t = pq.read_table(published / "lut.parquet")
-    assert t.column_names == list(predictors.lut.COLUMNS) if hasattr(predictors, "lut") else True
-    assert t.num_rows == meta["dataset"]["lut_rows"]
+    assert "lut.parquet" not in meta["files"] and not (published / "lut.parquet").exists()  # one copy per table
 
 
 def test_query_imports_neither_torch_nor_sklearn(published: Path) -> None:
