@@ -28,6 +28,8 @@ def predict(
         raise UsageError("give exactly one of --model FILE or --spec JSON")
     p = predictors.load(bundle)
     if model is not None:
+        from devprof.models import walk  # noqa: F401  registers devprof's graph walk with predictors
+
         r = p.predict_model(model)
         if json_out:
             print(json.dumps({"bundle": str(bundle), "statistic": p.statistic, "model": str(model), **r.to_dict()},
