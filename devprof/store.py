@@ -57,7 +57,7 @@ def _open_no_link(path: Path, flags: int) -> int:
             raise DatasetError(f"{path} is a symbolic link: refusing to write through it (remove it)") from None
         if e.errno == errno.EISDIR or path.is_dir():
             raise DatasetError(f"{path} is a directory, not devprof's file: remove it") from None
-        raise DatasetError(f"cannot open {path}: {e.strerror or e}") from None
+        raise DatasetError(f"cannot write {path}: {e.strerror or e}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise DatasetError(f"{path} is not a regular file: remove it")
