@@ -72,3 +72,22 @@ def test_a_layer_the_program_cannot_run_is_one_line():
         plan(build("fsrcnn", res=(8, 12)))  # PReLU activations (and a ConvTranspose tail)
     msg = str(e.value)
     assert "prelu" in msg and "onnxruntime, litert" in msg and "\n" not in msg
+
+
+def test_report_sets_the_pruned_program_against_the_dense_runtimes(local, tmp_path):
+    """`devprof report`'s program section: the pruned program end to end next to the dense model
+    in ORT on the same device, the speedup, Σ in program vs Σ alone, and the dominant layers."""
+    from devprof.models.profile import profile_model
+    from devprof.report import build_document
+
+    runs = profile_model("espcn@8x12", runtimes=["devprof-c", "onnxruntime"], out=tmp_path / "ds", protocol=PROTO,
+                         prune="bcr:0.9")
+    assert all(not r.error for r in runs), [r.error for r in runs]
+    doc, _ = build_document([tmp_path / "ds"], strict=True, figures=False)
+    sec = next(s for s in doc.sections if s.key == "programs")
+    assert not sec.missing, sec.missing
+    main, top = sec.tables
+    (row,) = main.rows
+    assert row[0].startswith("espcn") and "bcr(block=4x16)@0.9" in row[0]
+    assert row[3] != "-" and row[5].split(" / ")[0].endswith("x")  # ORT dense time and the speedup over it
+    assert len(top.rows) == 4  # espcn's 4 layers, slowest first

@@ -20,7 +20,7 @@ from devprof.report import build_report
 CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package `chromium`; "
                                                           ".ci/run installs it when run as root)")
-SECTIONS = ["devices", "quality", "roofline", "sparse", "accuracy", "layers", "compare"]
+SECTIONS = ["devices", "quality", "roofline", "sparse", "accuracy", "layers", "programs", "compare"]
 LAPTOP_WIDTH = 1280
 
 PAGE_FACTS = """(() => {

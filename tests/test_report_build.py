@@ -17,7 +17,7 @@ from support.cli import run_cli
 from devprof.errors import DatasetError
 from devprof.report import build_document, build_report
 
-SECTIONS = ("devices", "quality", "roofline", "sparse", "accuracy", "layers", "compare")
+SECTIONS = ("devices", "quality", "roofline", "sparse", "accuracy", "layers", "programs", "compare")
 
 
 def _images(html: str) -> list[bytes]:
@@ -38,7 +38,7 @@ def test_full_report_draws_every_section_self_contained(report_full):
     assert _sections(html) == {k: "true" for k in SECTIONS}
     imgs = _images(html)
     assert len(imgs) == sum(s["figures"] for s in res.sections)
-    assert all(s["figures"] >= 1 for s in res.sections if s["key"] != "devices")
+    assert all(s["figures"] >= 1 for s in res.sections if s["key"] not in ("devices", "programs"))  # tables only
     for svg in imgs:  # each figure is a complete, parseable SVG document
         assert ET.fromstring(svg).tag.endswith("svg")
     # nothing outside the file: no scripts, stylesheets, fonts or remote URLs
@@ -119,7 +119,7 @@ def test_cli_prints_path_and_json(report_data, report_bundle, tmp_path):
     p = run_cli("report", str(report_data["empty"]), "-o", str(tmp_path / "e.md"), "--format", "md", "--json")
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout)
-    assert info["path"] == str(tmp_path / "e.md") and info["records"] == 0 and len(info["sections"]) == 7
+    assert info["path"] == str(tmp_path / "e.md") and info["records"] == 0 and len(info["sections"]) == 8
 
 
 def _one_line_error(p, code: int, text: str) -> None:

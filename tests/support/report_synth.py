@@ -192,8 +192,32 @@ def models(dev: DeviceInfo, rt: RuntimeInfo, seed: int = 2, variants: int = 2) -
     return out
 
 
+def programs(dev: DeviceInfo, seed: int = 3) -> list[Record]:
+    """`--prune bcr:0.9` on mobilenetv2-v0 (whose dense runs `models` writes on ORT and LiteRT): its
+    layers alone, the pruned and the dense model as one generated program (devprof.models.prune)."""
+    rng = np.random.default_rng(seed)
+    name, setting, out = "mobilenetv2-v0", "bcr(block=4x16)@0.9", []
+    layers = [KernelSpec("conv2d", h=224, w=224, cin=3, cout=32, kh=3, kw=3, stride=2, padding=1),
+              KernelSpec("dwconv2d", h=112, w=112, cin=32, cout=32, groups=32, kh=3, kw=3, padding=1),
+              KernelSpec("pwconv", h=112, w=112, cin=32, cout=16), KernelSpec("fc", cin=16, cout=1000)]
+    for label, factor in ((setting, 1.0), (f"{setting}|program", 1.08), ("dense|program", 3.1)):
+        run_id = uuid.UUID(int=int(rng.integers(1 << 62))).hex
+        total = 0.0
+        for i, spec in enumerate(layers):
+            lat = (2.0 + spec.flops / 2e4) * factor * (0.3 if spec.op in ("pwconv", "fc") else 1.0)
+            total += lat
+            attrs = {"in_model": 1} if label.endswith("|program") else {}
+            out.append(record(spec.replace(attrs=attrs), dev, DEVC, lat, rng, kind="layer", suite="", model_run_id=run_id,
+                              model_name=f"{name}|{label}", layer_index=i, layer_name=f"{spec.op}_{i}"))
+        composed = "program" if label.endswith("|program") else "sum-of-layers"
+        out.append(record(KernelSpec("model", attrs={"model": name, "prune": label.split("|")[0], "composed": composed}),
+                          dev, DEVC, total, rng, kind="model", model_run_id=run_id, model_name=f"{name}|{label}"))
+    return out
+
+
 def full(dev: DeviceInfo = LOCAL, count: int = 40, seed: int = 0) -> list[Record]:
-    return kernels(dev, (ORT, LITERT), count, seed) + sparse(dev, seed + 1) + models(dev, ORT, seed + 2)
+    return (kernels(dev, (ORT, LITERT), count, seed) + sparse(dev, seed + 1) + models(dev, ORT, seed + 2)
+            + programs(dev, seed + 3))
 
 
 def write(path: Path, records: Iterable[Record]) -> Path:

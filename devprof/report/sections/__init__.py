@@ -2,6 +2,6 @@
 drawn (``Section.missing``) instead of failing when its data is absent."""
 from __future__ import annotations
 
-from . import accuracy, compare, devices, layers, quality, roofline, sparse
+from . import accuracy, compare, devices, layers, programs, quality, roofline, sparse
 
-ORDER = (devices, quality, roofline, sparse, accuracy, layers, compare)
+ORDER = (devices, quality, roofline, sparse, accuracy, layers, programs, compare)
