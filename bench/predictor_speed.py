@@ -118,7 +118,7 @@ def main() -> None:
         ("cold: import predictors + load (fresh python)", f"{statistics.median(cold) * 1e3:.1f} ms", "(info)", None),
         (f"batch of {args.queries:,} layers, {hit_share:.0%} LUT hits (pool.take)",
          f"{args.queries / batch_s:,.0f} /s", ">= 1,000,000 /s", args.queries / batch_s >= 1e6),
-        (f"same batch as a plain SpecTable (dedup by hash)",
+        ("same batch as a plain SpecTable (dedup by hash)",
          f"{args.queries / plain_s:,.0f} /s", ">= 1,000,000 /s", args.queries / plain_s >= 1e6),
         (f"worst case: {n_miss:,} distinct misses", f"{n_miss / worst_s:,.0f} /s", "(info)", None),
         ("200,000 layers as a list of KernelSpec", f"{200_000 / list_s:,.0f} /s", "(info)", None),

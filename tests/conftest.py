@@ -11,6 +11,8 @@ import pytest
 
 # Phone path: a real adb server + emulated phones (tests/support/fixtures.py).
 from support.fixtures import adb_server, make_phone, phone  # noqa: F401
+# Generated-kernel tests: this host's toolchain and a per-module harness build cache.
+from support.fixtures import cache, toolchain  # noqa: F401
 # Report tests: synthetic datasets, a fitted bundle and the full report, built once per session.
 from support.report_synth import report_bundle, report_data, report_full  # noqa: F401
 from support.faultkit import TINY_SUITE  # one tiny suite for tests and the fault benchmarks

@@ -199,7 +199,7 @@ def test_bad_adb_server_address():
 
 
 def test_output_before_a_disconnect_is_handed_over(make_phone):
-    phone = make_phone("--die-on", "salvage-marker", "--die-delay", "1.0")
+    make_phone("--die-on", "salvage-marker", "--die-delay", "1.0")
     d = resolve_device("S20")
     d.info()
     with pytest.raises(DeviceError) as e:

@@ -150,7 +150,7 @@ def test_misbehaving_harness(mode, words, make_phone, adb_server, tmp_path, suit
 def test_hung_harness_hits_the_batch_timeout(make_phone, adb_server, tmp_path, fault_harness):
     suite = tmp_path / "two.toml"
     suite.write_text(EIGHT.replace("n = [1, 2], cin = [16, 24, 32, 40]", "n = [1], cin = [16, 24]"))
-    phone = make_phone("--shell-sub", HARNESS, rf"{fault_harness} hang 1 \1")
+    make_phone("--shell-sub", HARNESS, rf"{fault_harness} hang 1 \1")
     out = tmp_path / "ds"
     r = _profile(out, suite, adb_server.env)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devprof.artifacts.harness_build import build_batch, host_toolchain
+from devprof.artifacts.harness_build import build_batch
 from devprof.runtimes.hostcpu import cpu_flags
 from devprof.artifacts.toolchains import android_toolchain
 from devprof.records import KernelSpec, Sparsity
@@ -72,18 +72,6 @@ def run_int8(tc, cache: Path, specs, variants=("sparse", "dense"), extra_cflags=
         np.testing.assert_array_equal(got, want.astype(np.float32), err_msg=f"{k.spec.key} {k.variant}")
     return kernels
 
-
-@pytest.fixture(scope="module")
-def toolchain():
-    tc = host_toolchain()
-    if tc.available():
-        pytest.skip(tc.available())
-    return tc
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("int8-cache")
 
 
 shape_st = st.tuples(st.integers(3, 12), st.integers(3, 17), st.integers(1, 19), st.integers(1, 21),

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devprof.artifacts.harness_build import build_batch, host_toolchain, vector_shape
+from devprof.artifacts.harness_build import build_batch, vector_shape
 from devprof.records import KernelSpec, Sparsity
 from devprof.runtimes.harness import parse_harness_output
 from devprof.sparse.codegen import generate, pruned_weights
@@ -34,18 +34,6 @@ OPS = ["conv3x3s1", "conv3x3s2", "pw1x1", "fc"]
 FAST = ["--warmup-us=0", "--min-warmups=1", "--sample-us=0", "--rounds=1", "--round-samples=1", "--round-us=0",
         "--max-time-us=0"]
 
-
-@pytest.fixture(scope="module")
-def toolchain():
-    tc = host_toolchain()
-    if tc.available():
-        pytest.skip(tc.available())
-    return tc
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("harness-cache")
 
 
 def make_spec(op: str, h: int, w: int, cin: int, cout: int, n: int, scheme: str, ratio: float, params: dict,

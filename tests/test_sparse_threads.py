@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devprof.artifacts.harness_build import build_batch, host_toolchain, vector_shape
+from devprof.artifacts.harness_build import build_batch, vector_shape
 from devprof.errors import UsageError
 from devprof.measure import Protocol
 from devprof.records import KernelSpec, Sparsity
@@ -29,18 +29,6 @@ SCHEMES = [("unstructured", {}), ("bcr", {"block": [4, 16]}), ("block", {"block"
            ("block", {"block": [1, 4]}), ("nm", {"n": 2, "m": 4}), ("pattern", {"patterns": 8}), ("dense", {})]
 OPS = ["conv3x3s1", "conv3x3s2", "pw1x1", "fc"]
 
-
-@pytest.fixture(scope="module")
-def toolchain():
-    tc = host_toolchain()
-    if tc.available():
-        pytest.skip(tc.available())
-    return tc
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("harness-cache")
 
 
 def spec_of(op: str, h: int, w: int, cin: int, cout: int, n: int, scheme: str, ratio: float, params: dict,

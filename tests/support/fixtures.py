@@ -160,3 +160,21 @@ def make_phone(adb_server: AdbServer, tmp_path: Path, monkeypatch: pytest.Monkey
 def phone(make_phone) -> EmulatedPhone:
     """One emulated Galaxy S20 5G (SM-G981U, ABI x86_64) attached to the test adb server."""
     return make_phone()
+
+
+# ---- the native harness on this host (sparse, threads and int8 kernel tests) ----------------------
+@pytest.fixture(scope="module")
+def toolchain():
+    """This host's C toolchain for harness batches (the test is skipped when there is none)."""
+    from devprof.artifacts.harness_build import host_toolchain
+
+    tc = host_toolchain()
+    if tc.available():
+        pytest.skip(tc.available())
+    return tc
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """A module's own harness build cache (batches compiled by its tests only)."""
+    return tmp_path_factory.mktemp("harness-cache")
