@@ -286,8 +286,15 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
 def _model_runs(df):
     """(model rows, {model_run_id: layer frame}) for whole-model records."""
     models = df[df["kind"] == "model"]
+    # a pruned model's "layer chain" (attrs composed=sum-of-layers) is its layers timed one by one,
+    # summed: no end-to-end run. Only measured runs teach in-model layer times and the overhead
+    # (for devprof-c: the model as one generated program, composed=program)
+    chain = models["attrs"].fillna("").str.contains('"composed":"sum-of-layers"', regex=False) \
+        if "attrs" in models else models["kind"] != models["kind"]
+    dropped = set(models.loc[chain, "model_run_id"])
+    models = models[~chain]
     # layer_index -1 is the run's measured "(overhead)" row: the overhead term is fitted, not summed
-    layers = df[(df["kind"] == "layer") & (df["layer_index"] >= 0)]
+    layers = df[(df["kind"] == "layer") & (df["layer_index"] >= 0) & ~df["model_run_id"].isin(dropped)]
     by_run = {k: g.sort_values("layer_index") for k, g in layers.groupby("model_run_id")}
     return models, by_run
 

@@ -91,3 +91,22 @@ def test_report_sets_the_pruned_program_against_the_dense_runtimes(local, tmp_pa
     assert row[0].startswith("espcn") and "bcr(block=4x16)@0.9" in row[0]
     assert row[3] != "-" and row[5].split(" / ")[0].endswith("x")  # ORT dense time and the speedup over it
     assert len(top.rows) == 4  # espcn's 4 layers, slowest first
+
+
+def test_fit_predictor_learns_the_model_correction_from_program_runs(local, tmp_path):
+    """A devprof-c bundle's whole-model part (in-model layer table + overhead) is fitted from the
+    end-to-end program runs; the pruned layer chains (layers timed alone, summed) are not runs."""
+    import json
+
+    from support.cli import run_cli
+
+    ds = tmp_path / "ds"
+    for argv in (["--suite", "smoke", "--where", "op=pwconv"], ["--model", "espcn@8x12", "--prune", "bcr:0.9", "--resume"]):
+        r = run_cli("profile", *argv, "-r", "devprof-c", "--quick", "--cores", "0", "--out", str(ds))
+        assert r.returncode == 0, r.stderr
+    r = run_cli("fit-predictor", str(ds), "-o", str(tmp_path / "b"), "--estimator", "flops_linear", "--json")
+    assert r.returncode == 0, r.stderr
+    (b,) = json.loads(r.stdout)
+    mm = b["metrics"]["model"]
+    assert mm["n_train_models"] + mm["n_test_models"] == 2  # the dense and the pruned program, not the chains
+    assert "overhead" in mm
