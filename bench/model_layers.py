@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from devprof.measure import Protocol
-    from devprof.models.profile import profile_models
+    from devprof.model_profiling.profile import profile_models
     from devprof.suites import load_suite
 
     models = list(args.families) if args.families else list(load_suite(args.suite).models)

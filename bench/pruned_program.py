@@ -38,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from devprof.measure import Protocol
-    from devprof.models.profile import profile_models
+    from devprof.model_profiling.profile import profile_models
 
     cpu = str(sorted(os.sched_getaffinity(0))[-1])
     proto = (Protocol.quick() if args.quick else Protocol()).with_cpus(cpu)

@@ -71,8 +71,16 @@ def test_one_place_writes_records():
 def test_model_modules_import_in_one_direction():
     """The shared types live in their own modules, so these pairs never import each other both ways."""
     mods = {m: _module_imports(ROOT / (m.replace(".", "/") + ".py")) for m in (
-        "devprof.models.profile", "devprof.models.prune", "devprof.models.walk", "devprof.models.tflite_walk",
+        "devprof.model_profiling.profile", "devprof.model_profiling.prune", "devprof.models.walk", "devprof.models.tflite_walk",
         "devprof.formats.nnmeter", "devprof.from_models")}
-    for a, b in (("devprof.models.profile", "devprof.models.prune"), ("devprof.models.walk", "devprof.models.tflite_walk"),
+    for a, b in (("devprof.model_profiling.profile", "devprof.model_profiling.prune"), ("devprof.models.walk", "devprof.models.tflite_walk"),
                  ("devprof.formats.nnmeter", "devprof.from_models")):
         assert not (b in mods[a] and a in mods[b]), f"{a} and {b} import each other"
+
+
+def test_model_sources_never_import_the_profilers():
+    """Building or walking a model loads no profiler (and so no runtime): the sources in
+    devprof.models import nothing from devprof.model_profiling."""
+    offenders = {p.relative_to(ROOT).as_posix(): sorted(m for m in _module_imports(p) if m.startswith("devprof.model_profiling"))
+                 for p in sorted((ROOT / "devprof" / "models").glob("*.py"))}
+    assert {p: m for p, m in offenders.items() if m} == {}

@@ -7,7 +7,7 @@ from support.cli import run_cli
 from devprof.errors import DevprofError
 from devprof.measure import Protocol
 from devprof.models.builders import build
-from devprof.models.profile import OVERHEAD_NAME, ModelSource, profile_model, resolve_model
+from devprof.model_profiling.profile import OVERHEAD_NAME, ModelSource, profile_model, resolve_model
 from devprof.models.tflite_export import onnx_to_tflite
 from devprof.models.walk import walk
 from devprof.store import Dataset

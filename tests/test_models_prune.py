@@ -5,8 +5,8 @@ import pytest
 
 from devprof.errors import DevprofError
 from devprof.measure import Protocol
-from devprof.models.profile import profile_model
-from devprof.models.prune import parse_prune
+from devprof.model_profiling.profile import profile_model
+from devprof.model_profiling.prune import parse_prune
 from devprof.store import Dataset
 
 

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from devprof.measure import Protocol
 from devprof.models.builders import build
-from devprof.models.phone_profile import _round_layers, parse_ort_run, parse_tflite_run, rounds
-from devprof.models.profile import OVERHEAD_NAME, ModelSource, named_nodes
+from devprof.model_profiling.phone import _round_layers, parse_ort_run, parse_tflite_run, rounds
+from devprof.model_profiling.profile import OVERHEAD_NAME, ModelSource, named_nodes
 from devprof.models.tflite_export import onnx_to_tflite
 from devprof.models.walk import walk
 from devprof.runtimes.phone_tools import ToolOutputError, parse_benchmark_model
@@ -52,7 +52,7 @@ def _src() -> ModelSource:
 def test_models_on_the_emulated_arm64_phone_through_its_runtimes(make_phone, adb_server, tools, tmp_path):
     from devprof.devices import resolve_device
     from devprof.errors import DeviceError
-    from devprof.models.profile import profile_model
+    from devprof.model_profiling.profile import profile_model
 
     src = _src()
     out = tmp_path / "ds"
@@ -128,7 +128,7 @@ def test_xnnpack_delegate_row_is_one_record_over_the_layers_it_ran():
 def test_unconfigured_tools_and_unsupported_runtimes_are_one_line(phone, tmp_path, monkeypatch):
     from devprof.devices import resolve_device
     from devprof.errors import UsageError
-    from devprof.models.profile import profile_model
+    from devprof.model_profiling.profile import profile_model
 
     monkeypatch.delenv("DEVPROF_ORT_PERF_TEST", raising=False)
     monkeypatch.delenv("DEVPROF_BENCHMARK_MODEL", raising=False)
@@ -180,7 +180,7 @@ def test_phone_model_output_fails_only_with_a_tool_output_error(parts):
 
 def test_a_failing_tool_is_a_failed_run_and_nothing_is_saved(phone, tmp_path, monkeypatch):
     from devprof.devices import resolve_device
-    from devprof.models.profile import profile_model
+    from devprof.model_profiling.profile import profile_model
 
     monkeypatch.setenv("DEVPROF_BENCHMARK_MODEL", "/bin/false")  # a real binary that exits 1 at once
     monkeypatch.setenv("DEVPROF_CONFIG", str(tmp_path / "none.toml"))

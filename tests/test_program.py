@@ -8,8 +8,8 @@ import pytest
 from devprof.errors import UsageError
 from devprof.measure import Protocol
 from devprof.models.builders import build
-from devprof.models.program import plan
-from devprof.models.prune import parse_prune
+from devprof.model_profiling.program import plan
+from devprof.model_profiling.prune import parse_prune
 
 PROTO = Protocol.quick().with_cpus("0")
 
@@ -77,7 +77,7 @@ def test_a_layer_the_program_cannot_run_is_one_line():
 def test_report_sets_the_pruned_program_against_the_dense_runtimes(local, tmp_path):
     """`devprof report`'s program section: the pruned program end to end next to the dense model
     in ORT on the same device, the speedup, Σ in program vs Σ alone, and the dominant layers."""
-    from devprof.models.profile import profile_model
+    from devprof.model_profiling.profile import profile_model
     from devprof.report import build_document
 
     runs = profile_model("espcn@8x12", runtimes=["devprof-c", "onnxruntime"], out=tmp_path / "ds", protocol=PROTO,

@@ -22,7 +22,7 @@ def profile_models_command(device, models: Sequence[Any], *, runtimes: Sequence[
                        json_out: bool, single: bool, cooldown: float = 0.0, max_temp: float | None = None,
                        cooldown_timeout: float = 120.0) -> int:
     """`devprof profile --model/--suite with [[model]]`: run, print tables or JSON; return exit code."""
-    from ..models.profile import profile_models
+    from ..model_profiling.profile import profile_models
 
     console = stdout
     t0 = time.monotonic()

@@ -2,7 +2,7 @@
 suite's ``[[model]]`` entry) resolved to the ONNX graph or .tflite bytes that are walked and
 profiled, and the input a model is run on.
 
-Kept apart from the profilers (`devprof.models.profile`, `prune`, `phone_profile`), which all
+Kept apart from the profilers (`devprof.model_profiling.profile`, `prune`, `phone`), which all
 take their models from here.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 built its model benchmark: the same generator with the same seed gives the same models anywhere.
 
 `variants(family, count, seed, res)` returns ``[(name, config)]``; `expand_entry` turns a suite's
-``[[model]]`` table into ``[(name, onnx.ModelProto)]`` for `devprof.models.profile`.
+``[[model]]`` table into ``[(name, onnx.ModelProto)]`` for `devprof.model_profiling.profile`.
 """
 from __future__ import annotations
 

@@ -300,12 +300,12 @@ PROGRAM_CHECKED = "onnxruntime on the same pruned weights"
 
 def measure_program(runtime: DevprofC, device: "Device", model, sparsity, protocol: Protocol,
                     name: str = "prog") -> tuple[Outcome, list[Measurement], object]:
-    """Plan `model` as one generated program (devprof.models.program), check it against ONNX
+    """Plan `model` as one generated program (devprof.model_profiling.program), check it against ONNX
     Runtime and time it on `device` with the harness: (end-to-end outcome, per-layer in-model
     measurements in program order, the Program). Raises UsageError when the model has a layer the
     program cannot run."""
     from ..artifacts.harness_build import build_batch, vector_shape
-    from ..models.program import plan
+    from ..model_profiling.program import plan
     from .conditions import conditions_around, conditions_from
 
     tc = runtime.toolchain(device)

@@ -177,7 +177,7 @@ def models(dev: DeviceInfo, rt: RuntimeInfo, seed: int = 2, variants: int = 2) -
                 total += lat
                 out.append(record(spec, dev, rt, lat, rng, kind="layer", suite="models", model_run_id=run_id,
                                   model_name=name, layer_index=i, layer_name=f"{spec.op}_{i}"))
-            overhead = 0.04 * total  # the framework's per-run time outside the kernels (devprof.models.profile)
+            overhead = 0.04 * total  # the framework's per-run time outside the kernels (devprof.model_profiling.profile)
             out.append(record(KernelSpec("other", attrs={"model": name, "term": "overhead"}), dev, rt, overhead, rng,
                               kind="layer", suite="models", model_run_id=run_id, model_name=name, layer_index=-1,
                               layer_name="(overhead)"))
@@ -194,7 +194,7 @@ def models(dev: DeviceInfo, rt: RuntimeInfo, seed: int = 2, variants: int = 2) -
 
 def programs(dev: DeviceInfo, seed: int = 3) -> list[Record]:
     """`--prune bcr:0.9` on mobilenetv2-v0 (whose dense runs `models` writes on ORT and LiteRT): its
-    layers alone, the pruned and the dense model as one generated program (devprof.models.prune)."""
+    layers alone, the pruned and the dense model as one generated program (devprof.model_profiling.prune)."""
     rng = np.random.default_rng(seed)
     name, setting, out = "mobilenetv2-v0", "bcr(block=4x16)@0.9", []
     layers = [KernelSpec("conv2d", h=224, w=224, cin=3, cout=32, kh=3, kw=3, stride=2, padding=1),

@@ -26,8 +26,8 @@ from ..measure import Protocol
 from ..records import Conditions, KernelSpec, Measurement, Sparsity, record_key
 from ..runtimes.base import CHECKED, Outcome
 from .runs import LayerRow, ModelRun
-from .sources import iter_sources
-from .walk import walk
+from ..models.sources import iter_sources
+from ..models.walk import walk
 
 PRUNABLE = ("conv2d", "pwconv", "fc")
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"bcr": {"block": (4, 16)}, "block": {"block": (4, 1)},
@@ -180,12 +180,12 @@ PROGRAM_SUFFIX = "program"
 
 
 def _program_run(src, ml, sp: Sparsity, label: str, device, rt, info, dinfo, session, protocol: Protocol):
-    """The model as one generated program (devprof.models.program), timed end to end with its
+    """The model as one generated program (devprof.model_profiling.program), timed end to end with its
     layers timed inside the same calls: a ModelRun named ``<model>|<label>|program`` with a model
     record (attrs ``composed="program"``) and one ``in_model`` layer record per layer; None with a
     note on the run when the program cannot run the model."""
     from ..runtimes.harness import measure_program
-    from .layers import Layer
+    from ..models.layers import Layer
 
     name = f"{src.name}|{label}|{PROGRAM_SUFFIX}"
     run = ModelRun(name, "devprof-c", uuid.uuid4().hex[:16], src.content_hash)

@@ -37,12 +37,12 @@ from ..measure import Protocol, measure_callable
 from ..records import KernelSpec, Measurement, Record, RuntimeInfo, record_key
 from ..runtimes.model_check import CHECKED, compare, reference_output
 from ..runtimes.onnxruntime import session_options
-from .layers import ModelLayers
+from ..models.layers import ModelLayers
 from .runs import OVERHEAD_NAME, LayerRow, ModelRun, model_spec, overhead_spec
-from .sources import ModelSource, iter_sources
-from .sources import resolve_model, torch_to_onnx  # noqa: F401 - the documented import path
-from .sources import model_input as _input
-from .walk import walk
+from ..models.sources import ModelSource, iter_sources
+from ..models.sources import resolve_model, torch_to_onnx  # noqa: F401 - the documented import path
+from ..models.sources import model_input as _input
+from ..models.walk import walk
 
 MODEL_RUNTIMES = ("onnxruntime", "litert", "litert-builtin")
 
@@ -211,8 +211,8 @@ class ModelProfiler:
 
     def __init__(self, device, session, runtimes: Sequence[str] = ("onnxruntime", "litert"), threads: int = 1,
                  protocol: Protocol = Protocol()) -> None:
-        if not device.in_process:  # a phone: its own runtimes' binaries (devprof.models.phone_profile)
-            from .phone_profile import phone_runtimes
+        if not device.in_process:  # a phone: its own runtimes' binaries (devprof.model_profiling.phone)
+            from .phone import phone_runtimes
 
             runtimes = phone_runtimes(device, runtimes)
         bad = [r for r in runtimes if r not in MODEL_RUNTIMES and device.in_process]
@@ -252,7 +252,7 @@ class ModelProfiler:
         from ..runtimes.conditions import conditions_around
 
         if not self.device.in_process:
-            from .phone_profile import profile_on_phone
+            from .phone import profile_on_phone
 
             return profile_on_phone(self, src)
 
@@ -326,7 +326,7 @@ class ModelProfiler:
                 else:  # LiteRT end to end
                     tfl = src.tflite
                     if tfl is None:
-                        from .tflite_export import onnx_to_tflite
+                        from ..models.tflite_export import onnx_to_tflite
 
                         tfl = onnx_to_tflite(src.onnx)
                     ml = walk(tfl, name=src.name)

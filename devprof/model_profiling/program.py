@@ -35,7 +35,7 @@ from ..errors import UsageError
 from ..records import KernelSpec, Sparsity
 from ..sparse.codegen import ACT_CODES, GeneratedKernel, generate, pruned_weights
 from ..sparse.weights import input_values
-from .walk import ModelLayers, load_onnx, walk
+from ..models.walk import ModelLayers, load_onnx, walk
 
 KERNEL_OPS = ("conv2d", "dwconv2d", "pwconv", "fc")
 GLUE_OPS = ("add", "mul", "activation", "maxpool", "avgpool", "global_avgpool", "concat", "depth_to_space")

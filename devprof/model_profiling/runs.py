@@ -1,14 +1,14 @@
 """A model run's results (`ModelRun`, its `LayerRow`s) and the specs of its records (the
 ``model`` record and the ``(overhead)`` term), shared by every profiler of whole models: local
-(`devprof.models.profile`), pruned (`prune`) and phones (`phone_profile`).
+(`devprof.model_profiling.profile`), pruned (`prune`) and phones (`phone`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from ..records import KernelSpec, Measurement, Record
-from .layers import Layer, ModelLayers
-from .sources import ModelSource
+from ..models.layers import Layer, ModelLayers
+from ..models.sources import ModelSource
 
 #: The layer name of the per-model overhead term's record.
 OVERHEAD_NAME = "(overhead)"

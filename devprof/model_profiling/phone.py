@@ -3,7 +3,7 @@ Runtime) and TFLite's `benchmark_model` (LiteRT), the Android builds docs/phones
 
 ONNX Runtime and LiteRT cannot run in this process for a phone, so the phone's own benchmark
 binaries time the model there, and their profiles are mapped onto the same layer walk `local` uses,
-into the same records (`devprof.models.profile` describes them): one ``model`` record (end to
+into the same records (`devprof.model_profiling.profile` describes them): one ``model`` record (end to
 end), one ``layer`` record per layer that ran, and the ``(overhead)`` term.
 
 The flow, per model and runtime:
@@ -46,12 +46,12 @@ from ..measure import Protocol
 from ..records import KernelSpec, Measurement, RuntimeInfo
 from ..runtimes.phone_tools import (ToolOutputError, parse_benchmark_model, parse_ort_profile, split_reps,
                                     tool_path, _tool_version)
-from .walk import Layer, ModelLayers, walk
+from ..models.walk import Layer, ModelLayers, walk
 
 if TYPE_CHECKING:
     from .profile import ModelProfiler
     from .runs import ModelRun
-    from .sources import ModelSource
+    from ..models.sources import ModelSource
 
 
 @dataclass(frozen=True)
@@ -352,7 +352,7 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
     from ..runtimes.model_check import CHECKED, compare, reference_output
     from .profile import _litert_interpreter, named_nodes
     from .runs import OVERHEAD_NAME, LayerRow, ModelRun, model_spec, overhead_spec
-    from .sources import model_input as _input
+    from ..models.sources import model_input as _input
 
     device, protocol, threads = prof.device, prof.protocol, prof.threads
     rts = [r for r in prof.runtimes if src.onnx is not None or PHONE_MODEL_RUNTIMES[r].tool != "onnxruntime_perf_test"]
@@ -388,7 +388,7 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
             else:
                 data = src.tflite
                 if data is None:
-                    from .tflite_export import onnx_to_tflite
+                    from ..models.tflite_export import onnx_to_tflite
 
                     data = onnx_to_tflite(src.onnx)
                 ml = walk(data, name=src.name)
@@ -480,7 +480,7 @@ def _host_ort(src: "ModelSource"):
     import onnxruntime as ort
 
     from ..runtimes.onnxruntime import session_options
-    from .sources import model_input as _input
+    from ..models.sources import model_input as _input
 
     try:
         sess = ort.InferenceSession(src.onnx.SerializeToString(), session_options(1),
