@@ -33,6 +33,7 @@ from .spec import SCHEMES
 from . import bundle as bmod
 from . import lut as lutmod
 from .features import FEATURES
+from .errors import UserError
 from .metrics import summary
 from .predictor import Predictor, group_name, model_total
 from .spectable import col, encode_frame, str_hash
@@ -515,7 +516,7 @@ def fit_bundles(df, sources: list[str] | None = None, candidates: dict | None = 
     dataset lists every fingerprint pooled (`devices`: id -> records)."""
     if statistic not in lutmod.STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r} (known: {', '.join(lutmod.STATISTICS)})")
-    out = []
+    out: list[FittedBundle] = []
     if not len(df):
         return out
     # the bundle folder of each device: the clash check, the pooled grouping and FittedBundle.location use it
@@ -543,6 +544,7 @@ def fit_bundles(df, sources: list[str] | None = None, candidates: dict | None = 
                    "options": json.loads(first["runtime_options"] or "{}"), "key": rt_key}
         log(f"fitting {device.get('name')} / {rt_key}: {len(kern)} kernel records")
         lut = lutmod.build(kern)
+        _check_enough(lut, f"{device.get('name')} / {rt_key}", log)
         pj, heldout, km, selection = fit_kernels(lut, candidates, seed, log=log, statistic=statistic,
                                                  geometry=kernel_geometry(runtime["options"]))
         km["noise"]["campaigns"] = lutmod.campaign_agreement(kern, statistic)
@@ -571,6 +573,27 @@ def fit_bundles(df, sources: list[str] | None = None, candidates: dict | None = 
         raise DeviceClash(f"runtimes {' and '.join(keys)} would write one bundle folder {'/'.join(clash)}: fit them "
                           "apart (--runtime, or separate datasets)")
     return out
+
+
+class TooFewKernels(UserError):
+    """A bundle would be fitted on fewer kernels than any regressor needs."""
+
+
+def _check_enough(lut, what: str, log: Callable[[str], None]) -> None:
+    """Refuse a bundle of fewer than MIN_GROUP_TRAIN distinct kernels (a regressor fitted on one
+    conv predicted an fc 5,000x too slow), and say which ops get no regressor of their own: their
+    table rows are served as measured, their other kernels come from the all-ops fallback and are
+    marked outside the training domain."""
+    counts = lut["op"].value_counts().sort_index()
+    if len(lut) < MIN_GROUP_TRAIN:
+        have = ", ".join(f"{op} {n}" for op, n in counts.items()) or "none"
+        raise TooFewKernels(f"{what}: {len(lut)} distinct kernel(s) ({have}); a predictor needs at least "
+                            f"{MIN_GROUP_TRAIN} per op: measure more (e.g. --suite predictor-train) or query the "
+                            "records directly (devprof show)")
+    for op, n in counts.items():
+        if n < MIN_GROUP_TRAIN:
+            log(f"{op}: {n} kernel(s), fewer than {MIN_GROUP_TRAIN}: no regressor of its own; its measured kernels "
+                "are served from the table, its other kernels are marked outside the training domain")
 
 
 def _producer_version() -> str:

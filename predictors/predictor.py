@@ -2,13 +2,15 @@
 
     p = predictors.load("datasets_latency/local/onnxruntime-t1")
     r = p.predict(specs)          # r.latency_us (numpy), r.source ("lut" / "model" / "fallback")
+    r.in_domain                   # False where the answer extrapolates beyond what was measured
     m = p.predict_model(specs)    # or an ONNX file: sum of layers + fitted overhead
     p.lut                         # the lookup table as a pandas DataFrame
 
 Exact lookup-table hits return the table's value (bit for bit) of the bundle's statistic — the
 median of the kernel's rounds, or its fastest round (`Predictor.statistic`); misses go to the
 regressor of their (op, scheme) group, or to the bundle's all-ops fallback regressor when the
-group had too little data. Whole models first use the bundle's in-model layer table and
+group had too little data. Answers outside what the bundle measured are marked
+(`Predictions.in_domain`, `predictors.domain`); `strict=True` refuses them. Whole models first use the bundle's in-model layer table and
 regressors (fitted on layers timed inside measured models, where a layer runs in the context of
 its neighbours) and the single-kernel path for layers those do not cover. Everything is numpy; scikit-learn and
 torch are never imported.
@@ -27,6 +29,7 @@ from .spec import OPS, SCHEMES, KernelSpec
 
 from . import lut as lutmod
 from .bundle import BundleError, parse_json, read_verified
+from .domain import Domain, OutOfDomain
 from .features import kernel_geometry_of
 from .spectable import SpecTable, col, encode, encode_columns
 from .trees import Model, ModelFormatError, compile_model, predict_with, resolve_groups
@@ -43,10 +46,13 @@ def group_name(op: str, scheme: str) -> str:
 
 @dataclass
 class Predictions:
-    """Per-row predictions: latency in µs and where each came from (codes into SOURCES)."""
+    """Per-row predictions: latency in µs, where each came from (codes into SOURCES), and whether
+    it lies in the bundle's training domain (`in_domain`, computed on first access so that search
+    loops that never ask pay nothing)."""
 
     latency_us: np.ndarray
     source_code: np.ndarray
+    _in_domain: Any = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.latency_us)
@@ -63,6 +69,16 @@ class Predictions:
     def lut_hits(self) -> int:
         return int(np.count_nonzero(self.source_code == SRC_LUT))
 
+    @property
+    def in_domain(self) -> np.ndarray:
+        """Per row: a table hit, or a regressor's answer inside the measured ranges of its (op,
+        scheme, dtype) — False where the bundle extrapolates (`predictors.domain`)."""
+        if callable(self._in_domain):
+            self._in_domain = self._in_domain()
+        if self._in_domain is None:
+            return np.ones(len(self.latency_us), dtype=bool)
+        return self._in_domain
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return self.latency_us if dtype is None else self.latency_us.astype(dtype)
 
@@ -77,15 +93,20 @@ class ModelPrediction:
     overhead_us: float
     specs: list = field(default_factory=list)
     unknown: list = field(default_factory=list)  # layers the graph walk could not map
+    in_domain: np.ndarray | None = None  # per layer, as Predictions.in_domain
 
     @property
     def total_ms(self) -> float:
         return self.total_us / 1000.0
 
+    def _domain_flags(self) -> np.ndarray:
+        return np.ones(len(self.layers_us), dtype=bool) if self.in_domain is None else self.in_domain
+
     def to_dict(self) -> dict[str, Any]:
         return {"total_us": self.total_us, "overhead_us": self.overhead_us,
                 "layers": [{"key": s.key if isinstance(s, KernelSpec) else str(s), "latency_us": float(v),
-                            "source": str(src)} for s, v, src in zip(self.specs, self.layers_us, self.source)],
+                            "source": str(src), "in_domain": bool(d)}
+                           for s, v, src, d in zip(self.specs, self.layers_us, self.source, self._domain_flags())],
                 "unknown": list(self.unknown)}
 
 
@@ -93,8 +114,11 @@ class Predictor:
     """A loaded bundle. Build with `predictors.load(path)`."""
 
     def __init__(self, path: Path, metadata: dict[str, Any], lut_cols: dict[str, list],
-                 predictor: dict[str, Any]) -> None:
+                 predictor: dict[str, Any], strict: bool = False) -> None:
         self.path = path
+        self.strict = strict
+        """Refuse (`predictors.domain.OutOfDomain`) predictions outside the training domain."""
+        self._domain: Domain | None = None
         self.metadata = metadata
         self._lut_cols = lut_cols
         self._lut_df = None
@@ -156,7 +180,7 @@ class Predictor:
 
     # ---- loading ----------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Predictor":
+    def load(cls, path: str | os.PathLike, strict: bool = False) -> "Predictor":
         root = Path(path)
         meta, blobs = read_verified(root, ("lut.json", "predictor.json"))
         lut_obj = parse_json(root, "lut.json", blobs["lut.json"])
@@ -175,7 +199,7 @@ class Predictor:
             raise BundleError(f"bundle {root}: predictor.json was fitted on other features than this "
                               "devprof computes; refit it with `devprof fit-predictor`")
         try:
-            return cls(root, meta, cols, pred_obj)
+            return cls(root, meta, cols, pred_obj, strict=strict)
         except (ModelFormatError, ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:  # hostile JSON
             raise BundleError(f"bundle {root}: predictor.json is malformed ({e})") from None
 
@@ -198,6 +222,38 @@ class Predictor:
         d = self.metadata.get("device", {}).get("name", "?")
         r = self.metadata.get("runtime", {}).get("key", "?")
         return f"<Predictor {d} / {r}: {len(self.keys)} LUT rows, {len(self.groups)} regressors>"
+
+    @property
+    def domain(self) -> Domain:
+        """What the bundle measured (`predictors.domain.Domain`), read from its lookup table."""
+        if self._domain is None:
+            self._domain = Domain(self._lut_table, set(self.groups))
+        return self._domain
+
+    def _domain_flags(self, data: np.ndarray, source_code: np.ndarray) -> np.ndarray:
+        inside = self.domain.contains(data)
+        inside[(source_code == SRC_LUT) | (source_code == SRC_LAYER_LUT)] = True
+        inside[source_code == SRC_FALLBACK] = False
+        return inside
+
+    def _with_domain(self, r: Predictions, encoded: Any, strict: bool | None, specs: list | None = None) -> Predictions:
+        """Attach the in-domain flags (lazily), or check them now when strict."""
+        def flags() -> np.ndarray:
+            t = encoded() if callable(encoded) else encoded
+            return self._domain_flags(t.data, r.source_code)
+
+        r._in_domain = flags
+        if self.strict if strict is None else strict:
+            inside = r.in_domain
+            if not inside.all():
+                t = encoded() if callable(encoded) else encoded
+                bad = np.flatnonzero(~inside)
+                first = int(bad[0])
+                keys = [s.key for s in specs] if specs else t.keys
+                name = keys[first] if keys is not None and first < len(keys) else f"row {first}"
+                raise OutOfDomain(f"{len(bad)} of {len(inside)} prediction(s) outside the training domain of "
+                                  f"{self.path}; first: {name}: {self.domain.why_not(t.data[first])}")
+        return r
 
     # ---- queries ----------------------------------------------------------------------------
     def lookup(self, keys: Sequence[str]) -> np.ndarray:
@@ -260,14 +316,17 @@ class Predictor:
             src[miss] = srcs
         return out, src
 
-    def predict(self, specs: Any) -> Predictions:
+    def predict(self, specs: Any, strict: bool | None = None) -> Predictions:
         """Latency of each spec: exact LUT hits first, the regressors for the rest.
 
         `specs`: a KernelSpec, a list of them (or of spec dicts), a DataFrame with dataset
-        columns, or a `SpecTable` from `predictors.encode` (the fastest path for big batches)."""
+        columns, or a `SpecTable` from `predictors.encode` (the fastest path for big batches).
+        `strict` (default: the predictor's, set by `load(..., strict=True)`) raises
+        `predictors.domain.OutOfDomain` when any answer lies outside the training domain."""
         if isinstance(specs, list) and specs and all(type(s) is KernelSpec for s in specs):
-            return self._predict_spec_list(specs)
-        return self.predict_table(encode(specs))
+            return self._with_domain(self._predict_spec_list(specs), lambda: encode(specs), strict, specs)
+        t = encode(specs)
+        return self._with_domain(self.predict_table(t), t, strict)
 
     def _predict_spec_list(self, specs: list, layers: bool = False) -> Predictions:
         memo = self._layer_memo if layers else self._memo
@@ -288,12 +347,16 @@ class Predictor:
         """Whether the bundle carries in-model layer timings (fitted from whole-model runs)."""
         return self._layer_table is not None or bool(self.layer_groups) or bool(self.layer_variants)
 
-    def predict_layers(self, specs: Any) -> Predictions:
+    def predict_layers(self, specs: Any, strict: bool | None = None) -> Predictions:
         """Latency of each spec as a layer inside a model: the in-model layer table, then the
         in-model layer regressors, then the single-kernel path (`predict`) for the rest."""
         if isinstance(specs, list) and specs and all(type(s) is KernelSpec for s in specs):
-            return self._predict_spec_list(specs, layers=self.has_layer_model)
+            return self._with_domain(self._predict_spec_list(specs, layers=self.has_layer_model),
+                                     lambda: encode(specs), strict, specs)
         t = specs if isinstance(specs, SpecTable) else encode(list(specs) if isinstance(specs, tuple) else specs)
+        return self._with_domain(self._predict_layers_any(t), t, strict)
+
+    def _predict_layers_any(self, t: SpecTable) -> Predictions:
         if not self.has_layer_model:
             return self.predict_table(t)
         if len(t) <= 4096:  # model-sized queries repeat: answer known layers from a memo by hash
@@ -347,7 +410,7 @@ class Predictor:
         less the profiler's own cost that layer timings carry): predicted total minus layer sum."""
         return float(model_total(self.overhead, layers_sum_us, n_layers)) - layers_sum_us
 
-    def predict_model(self, model: Any) -> ModelPrediction:
+    def predict_model(self, model: Any, strict: bool | None = None) -> ModelPrediction:
         """A whole model: sum of its layers' predictions plus the fitted per-runtime overhead.
 
         `model`: an ONNX file path (walked into layers with the runtime's fusion by
@@ -358,14 +421,15 @@ class Predictor:
         else:
             specs = model
         if isinstance(specs, SpecTable):
-            r = self.predict_layers(specs)
+            r = self.predict_layers(specs, strict)
             specs_list: list = list(specs.keys or [])
         else:
             specs_list = list(specs)
-            r = self.predict_layers(specs_list)
+            r = self.predict_layers(specs_list, strict)
         layers_sum = float(r.latency_us.sum())
         ov = self.overhead_us(len(r), layers_sum)
-        return ModelPrediction(layers_sum + ov, r.latency_us, r.source, ov, specs_list, unknown)
+        return ModelPrediction(layers_sum + ov, r.latency_us, r.source, ov, specs_list, unknown,
+                               in_domain=r.in_domain)
 
 
 def model_total(overhead: dict[str, float], layers_sum_us: Any, n_layers: Any) -> Any:
@@ -453,9 +517,10 @@ def _walk_model(path: Any, runtime: str) -> tuple[list[KernelSpec], list]:
     return _WALKERS[0](p, runtime)
 
 
-def load(path: str | os.PathLike) -> Predictor:
-    """Load a bundle directory (e.g. ``datasets_latency/local/onnxruntime-t1``), verified."""
-    return Predictor.load(path)
+def load(path: str | os.PathLike, strict: bool = False) -> Predictor:
+    """Load a bundle directory (e.g. ``datasets_latency/local/onnxruntime-t1``), verified.
+    `strict=True`: every query refuses answers outside the training domain (`OutOfDomain`)."""
+    return Predictor.load(path, strict=strict)
 
 
 def _json_safe(x: Any) -> Any:

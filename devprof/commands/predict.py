@@ -19,18 +19,25 @@ def predict(
     spec: Optional[str] = typer.Option(None, "--spec", help="Kernel spec(s) as JSON (an object or a list), "
                                                             "or a path to a .json file, or '-' for stdin."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse (exit 2) any answer outside what the "
+                                                        "bundle measured, instead of warning."),
 ) -> None:
-    """Predict latency from a bundle: a model file layer by layer, or kernel specs given as JSON."""
+    """Predict latency from a bundle: a model file layer by layer, or kernel specs given as JSON.
+
+    Answers outside the bundle's training domain (an op, sparsity scheme or dtype it never
+    measured, or a dimension beyond the measured range) are extrapolations: they are marked
+    (in_domain false in --json, a warning on stderr) or, with --strict, refused."""
     import predictors
     from devprof.records import spec_from_user
 
     if (model is None) == (spec is None):
         raise UsageError("give exactly one of --model FILE or --spec JSON")
-    p = predictors.load(bundle)
+    p = predictors.load(bundle, strict=strict)
     if model is not None:
         from devprof.models import walk  # noqa: F401  registers devprof's graph walk with predictors
 
         r = p.predict_model(model)
+        _warn_outside(p, r.specs, r.in_domain)
         if json_out:
             print(json.dumps({"bundle": str(bundle), "statistic": p.statistic, "model": str(model), **r.to_dict()},
                              indent=2))
@@ -72,13 +79,30 @@ def predict(
     except (TypeError, ValueError, AttributeError) as e:
         raise UsageError(f"--spec: bad kernel spec ({e})") from None
     r = p.predict(specs)
-    rows = [{"key": s.key, "latency_us": float(v), "source": str(src)}
-            for s, v, src in zip(specs, r.latency_us, r.source)]
+    inside = r.in_domain
+    rows = [{"key": s.key, "latency_us": float(v), "source": str(src), "in_domain": bool(d)}
+            for s, v, src, d in zip(specs, r.latency_us, r.source, inside)]
+    _warn_outside(p, specs, inside)
     if json_out:
         print(json.dumps({"bundle": str(bundle), "statistic": p.statistic, "predictions": rows}, indent=2))
     else:
         for row in rows:
-            print(f"{row['latency_us']:12,.1f} µs  {row['source']:8}  {row['key']}")
+            mark = "" if row["in_domain"] else "  (outside the training domain)"
+            print(f"{row['latency_us']:12,.1f} µs  {row['source']:8}  {row['key']}{mark}")
+
+
+def _warn_outside(p, specs: list, inside) -> None:
+    """One warning line on stderr when answers extrapolate, naming the first and why."""
+    if inside is None or inside.all():
+        return
+    from predictors import encode
+
+    bad = [i for i, d in enumerate(inside) if not d]
+    first = specs[bad[0]]
+    why = p.domain.why_not(encode([first]).data[0]) if hasattr(first, "key") else "not a kernel spec"
+    print(f"warning: {len(bad)} of {len(inside)} prediction(s) lie outside what the bundle measured "
+          f"(first: {getattr(first, 'key', first)}: {why}); they are extrapolations (--strict refuses them)",
+          file=sys.stderr)
 
 
 def register(app: typer.Typer) -> None:
