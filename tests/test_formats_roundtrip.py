@@ -184,3 +184,55 @@ def test_import_table_cli(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["import-table", str(tmp_path / "nope.yaml"), "-o", str(tmp_path / "ds")])
     assert r.exit_code != 0
     np.testing.assert_equal(len(Dataset(tmp_path / "ds").read()), len(KEYS))
+
+
+def test_devprof_tables_round_trip_through_export_and_import(tmp_path: Path) -> None:
+    """export-table then import-table gives back kernel records of the real ops (not op=other),
+    which fit-predictor fits again into a table of the same kernels and latencies."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import predictors
+    from devprof.cli import _register_commands, app
+    from support import predictors_synth as synth
+    from predictors.estimators import FlopsLinear
+    from devprof.store import read_datasets
+    from predictors.fit import fit_bundles
+
+    ds = Dataset(tmp_path / "ds")
+    ds.create()
+    ds.append(synth.records(synth.random_specs(40, seed=8)))
+    (b,) = fit_bundles(read_datasets([ds.path]), candidates={"flops_linear": FlopsLinear()})
+    bundle = b.write(tmp_path / "bundles")
+    _register_commands()
+    p = predictors.load(bundle)
+    for ext in ("csv", "json"):
+        table = tmp_path / f"t.{ext}"
+        r = CliRunner().invoke(app, ["export-table", "-b", str(bundle), "-f", ext, "-o", str(table)])
+        assert r.exit_code == 0, r.output
+        out = tmp_path / f"imported-{ext}"
+        r = CliRunner().invoke(app, ["import-table", str(table), "-o", str(out), "--device", "S20",
+                                     "--runtime", "onnxruntime"])
+        assert r.exit_code == 0, r.output
+        df = read_datasets([out])
+        from devprof.records import KernelSpec
+
+        assert "other" not in set(df["op"])
+        assert sorted(KernelSpec.from_dict(json.loads(j)).key for j in df["spec_json"]) == sorted(p.keys)
+        (again,) = fit_bundles(df, candidates={"flops_linear": FlopsLinear()})
+        lut = again.lut.set_index("key")
+        assert sorted(lut.index) == sorted(p.keys)
+        for k, med in zip(p.keys, p.median_us):
+            assert lut.loc[k, "median_us"] == pytest.approx(med, rel=1e-12)
+    # a row whose spec is another kernel than its key is refused with one line
+    text = (tmp_path / "t.csv").read_text().splitlines()
+    key, rest = text[1].split(",", 1)
+    text[1] = "conv2d-n1-1x1x1-o1-k3x3-s1-p1," + rest
+    (tmp_path / "bad.csv").write_text("\n".join(text) + "\n")
+    from support.cli import run_cli
+
+    r = run_cli("import-table", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "bad-ds"))
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 2 and len(errors) == 1 and "another kernel" in errors[0], r.stderr
+    assert json.loads((tmp_path / "t.json").read_text())["rows"][0]["spec"]["op"] in ("conv2d", "dwconv2d", "pwconv", "fc")

@@ -6,6 +6,11 @@ round-tripping repr, so reading them back gives the same doubles)::
     key,ms,spread_ms,count
     conv2d-n1-56x56x32-o64-k3x3-s1-p1,0.41235,0.0123,25
 
+Tables devprof writes from its own records or bundles add a fifth column, ``spec``: the kernel
+spec behind the key as canonical JSON, so `devprof import-table` gives back kernel records of the
+real op (not ``op=other``) that `devprof fit-predictor` can fit again. Readers of the 4-column
+form can ignore it; the JSON form carries it as each row's ``spec`` object.
+
 JSON (one object)::
 
     {"format": "devprof-flat-table", "version": 1, "stat": "median", "spread": "iqr",
@@ -29,31 +34,35 @@ from .table import LatencyTable
 FORMAT = "devprof-flat-table"
 VERSION = 1
 HEADER = ("key", "ms", "spread_ms", "count")
+SPEC_HEADER = HEADER + ("spec",)
 
 
 def csv_dumps(table: LatencyTable) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(HEADER)
+    with_spec = bool(table.specs)
+    w.writerow(SPEC_HEADER if with_spec else HEADER)
     for k, e in table.items():
-        w.writerow([k, repr(float(e.ms)), repr(float(e.spread_ms)), int(e.count)])
+        w.writerow([k, repr(float(e.ms)), repr(float(e.spread_ms)), int(e.count)]
+                   + ([table.specs.get(k, "")] if with_spec else []))
     return buf.getvalue()
 
 
 def csv_loads(text: str, where: str = "table") -> LatencyTable:
     rows = list(csv.reader(io.StringIO(text)))
-    if not rows or tuple(c.strip() for c in rows[0]) != HEADER:
-        raise UsageError(f"{where}: a flat CSV table starts with the header {','.join(HEADER)}")
+    header = tuple(c.strip() for c in rows[0]) if rows else ()
+    if header not in (HEADER, SPEC_HEADER):
+        raise UsageError(f"{where}: a flat CSV table starts with the header {','.join(HEADER)} (optionally ,spec)")
     t = LatencyTable(stat="median", spread="iqr", meta={"format": "csv"})
     for i, r in enumerate(rows[1:], start=2):
         if not r:
             continue
-        if len(r) != 4:
-            raise UsageError(f"{where}:{i}: expected 4 columns, got {len(r)}")
+        if len(r) != len(header):
+            raise UsageError(f"{where}:{i}: expected {len(header)} columns, got {len(r)}")
         try:
             if r[0] in t:
                 raise ValueError(f"duplicate key {r[0][:80]!r}")
-            t.add(r[0], float(r[1]), float(r[2]), int(r[3]))
+            t.add(r[0], float(r[1]), float(r[2]), int(r[3]), spec=r[4] if len(r) > 4 else None)
         except ValueError as e:
             raise UsageError(f"{where}:{i}: {e}") from None
     return t
@@ -62,7 +71,9 @@ def csv_loads(text: str, where: str = "table") -> LatencyTable:
 def json_obj(table: LatencyTable) -> dict[str, Any]:
     return {"format": FORMAT, "version": VERSION, "stat": table.stat, "spread": table.spread, "unit": "ms",
             "meta": table.meta,
-            "rows": [{"key": k, "ms": e.ms, "spread_ms": e.spread_ms, "count": e.count} for k, e in table.items()]}
+            "rows": [{"key": k, "ms": e.ms, "spread_ms": e.spread_ms, "count": e.count,
+                      **({"spec": json.loads(table.specs[k])} if k in table.specs else {})}
+                     for k, e in table.items()]}
 
 
 def json_dumps(table: LatencyTable) -> str:
@@ -89,7 +100,11 @@ def json_loads(text: str, where: str = "table") -> LatencyTable:
                 raise ValueError("a row must be an object")
             if r.get("key") in t:
                 raise ValueError(f"duplicate key {str(r.get('key'))[:80]!r}")
-            t.add(r["key"], r["ms"], r.get("spread_ms", 0.0), r.get("count", 1))
+            spec = r.get("spec")
+            if spec is not None and not isinstance(spec, dict):
+                raise ValueError("spec must be an object")
+            t.add(r["key"], r["ms"], r.get("spread_ms", 0.0), r.get("count", 1),
+                  spec=json.dumps(spec, sort_keys=True, separators=(",", ":")) if spec else None)
         except KeyError as e:
             raise UsageError(f"{where}: row {i} has no {e.args[0]}") from None
         except (ValueError, TypeError) as e:
@@ -121,7 +136,8 @@ def read(path: str | Path) -> LatencyTable:
 
 def from_bundle(bundle: Any) -> LatencyTable:
     """A bundle's lookup table (path or loaded `predictors.Predictor`) as a flat table in ms:
-    key = canonical spec key, ms = median, spread = IQR, count = timing samples behind it."""
+    key = canonical spec key, ms = median, spread = IQR, count = timing samples behind it, and
+    the spec itself (so the table imports back as kernel records of the real op)."""
     import predictors
 
     p = bundle if hasattr(bundle, "lut") and hasattr(bundle, "keys") else predictors.load(bundle)
@@ -129,6 +145,6 @@ def from_bundle(bundle: Any) -> LatencyTable:
     t = LatencyTable(stat="median", spread="iqr",
                      meta={"source": "devprof-bundle", "device": p.metadata.get("device", {}).get("name"),
                            "runtime": p.metadata.get("runtime", {}).get("key")})
-    for k, med, iqr, n in zip(lut["key"], lut["median_us"], lut["iqr_us"], lut["repeats"]):
-        t.add(str(k), float(med) / 1000.0, float(iqr) / 1000.0, int(n))
+    for k, med, iqr, n, spec in zip(lut["key"], lut["median_us"], lut["iqr_us"], lut["repeats"], lut["spec_json"]):
+        t.add(str(k), float(med) / 1000.0, float(iqr) / 1000.0, int(n), spec=str(spec))
     return t

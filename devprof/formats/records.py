@@ -4,6 +4,8 @@ An imported entry becomes one kernel record:
 
 - OFA/ProxylessNAS block keys -> ``KernelSpec(op="other", <block shapes>, attrs={"block": key})``
   (the same spec `devprof profile --space` records, so imported and measured blocks line up);
+- a row that carries its devprof spec (tables devprof writes) -> that spec, checked against the
+  key (a row whose spec has another key is refused);
 - any other key -> ``KernelSpec(op="other", attrs={"key": key})``;
 - the latency (ms) -> a `Measurement` with one sample of ``ms x 1000`` µs standing for the mean of
   ``count`` calls (``number = count``); the table's std/IQR is not kept (records hold samples);
@@ -22,7 +24,19 @@ from .ofa import block_spec, parse_key
 from .table import LatencyTable
 
 
-def spec_for_key(key: str) -> KernelSpec:
+def spec_for_key(key: str, spec_json: str | None = None) -> KernelSpec:
+    if spec_json:
+        import json
+
+        from ..errors import UsageError
+
+        try:
+            spec = KernelSpec.from_dict(json.loads(spec_json))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
+            raise UsageError(f"table row {key[:80]!r}: its spec is not a devprof kernel spec ({str(e)[:80]})") from None
+        if spec.key != key:
+            raise UsageError(f"table row {key[:80]!r}: its spec is {spec.key[:80]!r}, another kernel")
+        return spec
     try:
         return block_spec(parse_key(key))
     except ValueError:
@@ -52,7 +66,7 @@ def table_records(table: LatencyTable, device: str = "imported", runtime: str = 
     now = time.time()
     out = []
     for k, e in table.items():
-        out.append(Record(spec_for_key(k), dev, rt, Measurement((e.ms * 1000.0,), 0, max(1, e.count)), "kernel",
+        out.append(Record(spec_for_key(k, table.specs.get(k)), dev, rt, Measurement((e.ms * 1000.0,), 0, max(1, e.count)), "kernel",
                           started_at=now, finished_at=now, devprof_version=__version__, suite=suite))
     return out
 
@@ -67,12 +81,16 @@ def records_table(records: Iterable[Record] | Any, stat: str = "median") -> Late
         for _, r in df.iterrows():
             s = KernelSpec.from_dict(json.loads(r["spec_json"]))
             n = int(r["number"]) if int(r["repeats"]) == 1 else int(r["repeats"])
-            t.add(key_for_spec(s), float(r["median_us"]) / 1000.0, float(r["iqr_us"]) / 1000.0, n)
+            k = key_for_spec(s)
+            t.add(k, float(r["median_us"]) / 1000.0, float(r["iqr_us"]) / 1000.0, n,
+                  spec=s.to_json() if k == s.key and s.op != "other" else None)
         return t
     for r in records:
         if r.kind != "kernel":
             continue
         m = r.measurement
         n = m.number if m.repeats == 1 else m.repeats
-        t.add(key_for_spec(r.spec), m.median_us / 1000.0, m.iqr_us / 1000.0, n)
+        k = key_for_spec(r.spec)
+        t.add(k, m.median_us / 1000.0, m.iqr_us / 1000.0, n,
+              spec=r.spec.to_json() if k == r.spec.key and r.spec.op != "other" else None)
     return t

@@ -45,6 +45,9 @@ class LatencyTable:
     stat: str = "mean"  # "mean" (OFA) or "median" (devprof)
     spread: str = "std"  # "std" (OFA), "var" (stored as std here), or "iqr" (devprof)
     meta: dict = field(default_factory=dict)
+    #: key -> the devprof spec behind it (canonical JSON), where known: tables devprof writes carry
+    #: it so that importing them gives back real kernel records that can be fitted again
+    specs: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -63,10 +66,12 @@ class LatencyTable:
             return NotImplemented
         return self.entries == other.entries
 
-    def add(self, key: str, ms: float, spread_ms: float = 0.0, count: int = 1) -> None:
+    def add(self, key: str, ms: float, spread_ms: float = 0.0, count: int = 1, spec: str | None = None) -> None:
         if not isinstance(key, str) or not key or "\n" in key:
             raise ValueError(f"bad table key {key!r}")
         self.entries[key] = Entry(ms, spread_ms, count)
+        if spec:
+            self.specs[key] = spec
 
     def ms(self, key: str) -> float:
         """Latency of `key` in ms; a one-line UsageError naming the key when it is missing."""
