@@ -206,6 +206,59 @@ def verify(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+def _read_unverified(root: Path, name: str, info: Mapping[str, Any]) -> bytes:
+    """A listed file's current content, whatever its recorded hash says (for `seal`)."""
+    if info.get("stored") is None:
+        return _read_capped(root / name, "file")
+    import zlib
+
+    raw = _read_capped(root / (name + ".gz"), "file")
+    d = zlib.decompressobj(wbits=31)
+    try:
+        out = d.decompress(raw, MAX_FILE_BYTES + 1)
+    except zlib.error as e:
+        raise BundleError(f"bundle {root}: {name}.gz is not valid gzip ({e})") from None
+    if len(out) > MAX_FILE_BYTES:
+        raise BundleError(f"bundle {root}: {name} is too large")
+    return out
+
+
+def seal(path: str | os.PathLike, note: str, by: str = "", at: str = "") -> list[str]:
+    """Re-seal a bundle edited by hand, on purpose: record the current content's hashes, and append
+    to metadata's ``hand_sealed`` list who sealed it, when, why (`note`) and which files had
+    changed, so that every later reader sees the bundle is no longer what `fit-predictor` wrote.
+    The edited bundle must still load (JSON parses, regressors compile); otherwise nothing is
+    written. Returns the names of the files whose content had changed."""
+    import datetime as _dt
+
+    root = Path(path)
+    if not note or not note.strip():
+        raise BundleError("sealing a hand-edited bundle needs a note saying what was changed and why")
+    meta = read_metadata(root)
+    files = {name: _read_unverified(root, name, info) for name, info in meta["files"].items()}
+    changed = sorted(n for n, b in files.items() if sha256_bytes(b) != meta["files"][n]["sha256"])
+    entry = {"at": at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+             "by": by or os.environ.get("USER", "") or "unknown", "note": " ".join(note.split()),
+             "files_changed": changed}
+    meta_in = {k: v for k, v in meta.items() if k not in ("files", "format_version")}
+    meta_in["hand_sealed"] = list(meta.get("hand_sealed") or []) + [entry]
+    compress = any(info.get("stored") for info in meta["files"].values())
+    staging = root.parent / f".{root.name}.seal-{uuid.uuid4().hex[:8]}"
+    try:
+        write(staging, files, meta_in, compress=compress)
+        from .predictor import Predictor
+
+        try:
+            Predictor.load(staging)  # the edit must leave a bundle that loads
+        except BundleError as e:
+            why = str(e).split(": ", 1)[-1]
+            raise BundleError(f"bundle {root} as edited does not load ({why}); nothing sealed") from None
+        write(root, files, meta_in, compress=compress)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return changed
+
+
 def install(src: str | os.PathLike, root: str | os.PathLike = DEFAULT_ROOT, force: bool = False) -> Path:
     """Verify a bundle and copy it to `<root>/<device>/<runtime>/` atomically.
 

@@ -218,10 +218,17 @@ class Predictor:
         """Held-out accuracy figures recorded when the bundle was fitted."""
         return self.metadata.get("metrics", {})
 
+    @property
+    def hand_sealed(self) -> list[dict[str, Any]]:
+        """Hand edits re-sealed on purpose (`devprof bundle seal`): who, when, why, which files;
+        empty for a bundle exactly as fit-predictor wrote it."""
+        return list(self.metadata.get("hand_sealed") or [])
+
     def __repr__(self) -> str:
         d = self.metadata.get("device", {}).get("name", "?")
         r = self.metadata.get("runtime", {}).get("key", "?")
-        return f"<Predictor {d} / {r}: {len(self.keys)} LUT rows, {len(self.groups)} regressors>"
+        edited = ", edited by hand" if self.hand_sealed else ""
+        return f"<Predictor {d} / {r}: {len(self.keys)} LUT rows, {len(self.groups)} regressors{edited}>"
 
     @property
     def domain(self) -> Domain:

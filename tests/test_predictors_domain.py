@@ -102,3 +102,49 @@ def test_predict_cli_warns_and_strict_refuses(bundle: Path) -> None:
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert r.returncode == 2 and len(errors) == 1 and "outside the training domain" in errors[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_hand_edited_bundle_is_refused_until_sealed_and_then_says_so(bundle: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import jsonschema
+
+    from predictors.bundle import BundleError
+
+    b = tmp_path / "edited"
+    shutil.copytree(bundle, b)
+    meta = json.loads((b / "metadata.json").read_text())
+    lut_name = "lut.json" if (b / "lut.json").exists() else "lut.json.gz"
+    assert lut_name == "lut.json"  # fit-predictor writes plain files
+    lut = json.loads((b / "lut.json").read_text())
+    lut["columns"]["median_us"][0] *= 2  # the edit
+    (b / "lut.json").write_text(json.dumps(lut))
+    with pytest.raises(BundleError, match="refusing to load"):
+        predictors.load(b)
+
+    def seal(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "devprof", "bundle", "seal", str(b), *extra],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+    r = seal()  # a note is required
+    assert r.returncode == 2 and "--note" in r.stderr
+    broken = b / "predictor.json"
+    good = broken.read_bytes()
+    broken.write_text("{not json")
+    r = seal("--note", "doubled row 0")
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode != 0 and len(errors) == 1 and "nothing sealed" in errors[0], r.stderr
+    assert json.loads((b / "metadata.json").read_text()) == meta  # nothing written
+    broken.write_bytes(good)
+    r = seal("--note", "doubled row 0", "--by", "alice")
+    assert r.returncode == 0 and "lut.json" in r.stdout, r.stderr
+    p = predictors.load(b)
+    (entry,) = p.hand_sealed
+    assert entry["by"] == "alice" and entry["note"] == "doubled row 0" and entry["files_changed"] == ["lut.json"]
+    assert "edited by hand" in repr(p) and p.median_us[0] == lut["columns"]["median_us"][0]
+    schema = json.loads((ROOT / "docs" / "bundle.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(json.loads((b / "metadata.json").read_text()))
+    r = subprocess.run([sys.executable, "-m", "devprof", "predict", "-b", str(b), "--spec",
+                        json.dumps({"op": "pwconv", "h": 28, "w": 28, "cin": 48, "cout": 64})],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and "edited by hand and re-sealed" in r.stderr and "alice: doubled row 0" in r.stderr

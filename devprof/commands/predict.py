@@ -33,6 +33,9 @@ def predict(
     if (model is None) == (spec is None):
         raise UsageError("give exactly one of --model FILE or --spec JSON")
     p = predictors.load(bundle, strict=strict)
+    for e in p.hand_sealed:
+        print(f"warning: {bundle} was edited by hand and re-sealed ({e.get('at')}, by {e.get('by')}: "
+              f"{e.get('note')})", file=sys.stderr)
     if model is not None:
         from devprof.models import walk  # noqa: F401  registers devprof's graph walk with predictors
 
