@@ -25,7 +25,7 @@ from .errors import DevprofError, as_user_error, one_line
 #: Modules adding subcommands; each exposes ``register(app)``.
 COMMAND_MODULES: list[str] = [f"devprof.commands.{m}" for m in (
     "devices", "profile", "show", "suites", "fit_predictor", "publish", "predict", "report", "build_harness",
-    "formats", "models", "bundle")]
+    "formats", "models", "bundle", "dataset")]
 
 app = typer.Typer(
     name="devprof",

@@ -252,7 +252,7 @@ def fleet_done(ds: Dataset) -> set[tuple[str, str, str]]:
 
     import pyarrow.parquet as pq
 
-    from .errors import DatasetError
+    from .store import PartUnreadable, _first_line
 
     if not ds.exists():
         return set()
@@ -262,8 +262,10 @@ def fleet_done(ds: Dataset) -> set[tuple[str, str, str]]:
     for p in ds.parts():
         try:
             t = pq.read_table(p, columns=cols).to_pydict()
+        except FileNotFoundError:
+            continue  # merged away since the listing
         except Exception as e:  # a corrupt part: same message as the store
-            raise DatasetError(f"corrupt dataset part {p}: {str(e).splitlines()[0]}") from None
+            raise PartUnreadable(p, _first_line(e), ds.path) from None
         for kind, sid, rkey, dj, model in zip(t["kind"], t["spec_id"], t["runtime_key"], t["device_json"],
                                               t["model_name"]):
             if kind != "kernel" or model:

@@ -106,6 +106,12 @@ class Session:
     def __enter__(self) -> "Session":
         clear_interrupts()  # a Ctrl-C handled by an earlier run in this process (farm, tests) is not ours
         self.ds.lock()
+        if self.resume and self.ds.exists():
+            try:
+                self._set_aside_unreadable()
+            except BaseException:
+                self.ds.unlock()
+                raise
         if threading.current_thread() is threading.main_thread():
             def on_term(signum, frame):  # noqa: ARG001
                 raise Terminated()
@@ -124,6 +130,23 @@ class Session:
             signal.signal(signal.SIGTERM, self._old_term)
             self._term_installed = False
         self.ds.unlock()
+
+    def _set_aside_unreadable(self) -> None:
+        """--resume measures what the dataset lacks, and a record in an unreadable part is lacking:
+        such parts go to quarantine/ (kept, not deleted) so that their kernels are measured again
+        and every reader of the dataset works again."""
+        bad = self.ds.quarantine()
+        if bad:
+            known = [r["records"] for r in bad if r["records"] is not None]
+            lost = f"{sum(known)} records" if len(known) == len(bad) else "records of unknown count"
+            msg = (f"{len(bad)} unreadable part(s) of {self.ds.path} ({lost}: {bad[0]['error']}) set aside in "
+                   f"{self.ds.path / 'quarantine'}; their kernels are measured again")
+            if self.on_note:
+                self.on_note(msg)
+            else:
+                import sys
+
+                print(f"warning: {msg}", file=sys.stderr)
 
     @property
     def path(self):

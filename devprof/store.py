@@ -6,6 +6,8 @@ Layout of a dataset folder::
     parts/part-*.parquet    immutable; each written to a temporary name, fsynced, then renamed
     failures.jsonl          kernels that failed (wrong answer, crash), one JSON object a line
     .lock                   held (flock) by the one `devprof profile` writing to it
+    quarantine/             parts found unreadable, set aside by `devprof dataset repair` (or
+                            `profile --resume`), never deleted
 
 A crash or SIGINT can only ever lose the part being written, never corrupt one already renamed,
 so a dataset is always readable and holds every acknowledged record. Readers deduplicate on
@@ -28,6 +30,17 @@ from .records import SCHEMA_VERSION, Record, arrow_schema, conform, records_to_t
 
 MANIFEST = "dataset.json"
 FORMAT = "devprof-dataset"
+QUARANTINE = "quarantine"
+HINT = "`devprof dataset check {path}` lists unreadable parts; `devprof dataset repair {path}` sets them aside"
+
+
+class PartUnreadable(DatasetError):
+    """One part of a dataset cannot be read (corrupt bytes, a foreign file, a schema it does not
+    match). The rest of the dataset is fine: `Dataset.check` / `repair` deal with it."""
+
+    def __init__(self, part: Path, why: str, dataset: Path) -> None:
+        self.part, self.why = part, why
+        super().__init__(f"unreadable dataset part {part}: {why}; " + HINT.format(path=dataset))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -96,27 +109,41 @@ class Dataset:
     def parts(self) -> list[Path]:
         return sorted((self.path / "parts").glob("part-*.parquet"))
 
+    def read_part(self, p: Path):
+        """One part as an Arrow table in today's schema; `PartUnreadable` when it cannot be read,
+        FileNotFoundError when it vanished (a merge removed it after listing)."""
+        import pyarrow.parquet as pq
+
+        try:
+            t = pq.read_table(p)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # a corrupt part (not written by devprof's rename protocol)
+            raise PartUnreadable(p, _first_line(e), self.path) from None
+        raw = (t.schema.metadata or {}).get(b"devprof.schema_version", b"0")
+        try:
+            v = int(raw)
+        except ValueError:
+            raise PartUnreadable(p, f"its schema version {raw[:20]!r} is not a number", self.path) from None
+        if v > SCHEMA_VERSION:
+            raise DatasetError(f"{p} has schema version {v}, newer than this devprof understands "
+                               f"({SCHEMA_VERSION}); upgrade devprof")
+        try:
+            return conform(t, v)
+        except (ValueError, KeyError, TypeError, NotImplementedError, OverflowError) as e:
+            raise PartUnreadable(p, f"does not match schema version {v}: {_first_line(e)}", self.path) from None
+
     def read_table(self):
         """All records as one Arrow table (deduplicated on record_key)."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         self.check_version()
         tables = []
         for p in self.parts():
             try:
-                t = pq.read_table(p)
-            except Exception as e:  # a corrupt part (not written by devprof's rename protocol)
-                raise DatasetError(f"corrupt dataset part {p}: {str(e).splitlines()[0]}") from None
-            v = int((t.schema.metadata or {}).get(b"devprof.schema_version", b"0"))
-            if v > SCHEMA_VERSION:
-                raise DatasetError(f"{p} has schema version {v}, newer than this devprof understands "
-                                   f"({SCHEMA_VERSION}); upgrade devprof")
-            try:
-                tables.append(conform(t, v))
-            except (ValueError, KeyError, TypeError, NotImplementedError) as e:
-                raise DatasetError(f"dataset part {p} does not match schema version {v}: "
-                                   f"{str(e).splitlines()[0]}") from None
+                tables.append(self.read_part(p))
+            except FileNotFoundError:  # merged away since the listing: its records are in the merged part
+                return self.read_table() if p.parent.exists() else arrow_schema().empty_table()
         if not tables:
             return arrow_schema().empty_table()
         t = pa.concat_tables(tables)
@@ -143,10 +170,53 @@ class Dataset:
                 for p in self.parts():
                     try:
                         ks.update(pq.read_table(p, columns=["record_key"]).column(0).to_pylist())
+                    except FileNotFoundError:
+                        continue  # merged away since the listing: its keys are in the merged part
                     except Exception as e:
-                        raise DatasetError(f"corrupt dataset part {p}: {str(e).splitlines()[0]}") from None
+                        raise PartUnreadable(p, _first_line(e), self.path) from None
                 self._keys = ks
         return self._keys
+
+    def check(self) -> list[dict]:
+        """Every part read in full: ``{"part", "ok", "records", "error"}`` per part (records of an
+        unreadable part: from its footer when that survived, else None)."""
+        import pyarrow.parquet as pq
+
+        self.check_version()
+        out = []
+        for p in self.parts():
+            try:
+                t = self.read_part(p)
+            except FileNotFoundError:
+                continue
+            except PartUnreadable as e:
+                try:
+                    n = pq.ParquetFile(p).metadata.num_rows
+                except Exception:
+                    n = None
+                out.append({"part": p.name, "ok": False, "records": n, "error": e.why})
+                continue
+            out.append({"part": p.name, "ok": True, "records": t.num_rows, "error": ""})
+        return out
+
+    def quarantine(self, report: list[dict] | None = None) -> list[dict]:
+        """Move the unreadable parts (of `report`, or of a fresh `check`) into ``quarantine/`` —
+        never deleted: a part that a newer devprof or a manual fix can read is not lost. The caller
+        holds the lock (`repair`, `profile --resume`). Returns the parts moved."""
+        bad = [r for r in (self.check() if report is None else report) if not r["ok"]]
+        if not bad:
+            return []
+        q = self.path / QUARANTINE
+        try:
+            q.mkdir(exist_ok=True)
+            for r in bad:
+                os.rename(self.path / "parts" / r["part"], q / r["part"])
+            _fsync_dir(self.path / "parts")
+            _fsync_dir(q)
+        except OSError as e:
+            raise DatasetError(f"cannot move unreadable parts into {q}: {e.strerror or e}") from None
+        self._keys = None
+        return bad
 
     def failures(self) -> list[dict]:
         f = self.path / "failures.jsonl"
@@ -260,6 +330,10 @@ class Dataset:
         for p in old:
             p.unlink(missing_ok=True)
         _fsync_dir(self.path / "parts")
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:200]
 
 
 def read_datasets(paths: Iterable[str | Path]):  # the frame `predictors.fit.fit_bundles` takes

@@ -59,7 +59,7 @@ def test_corrupt_part_is_reported(tmp_path):
     with ds:
         ds.append([_record()])
     ds.parts()[0].write_bytes(b"PAR1garbage")
-    with pytest.raises(DatasetError, match="corrupt dataset part"):
+    with pytest.raises(DatasetError, match="unreadable dataset part .*devprof dataset check"):
         Dataset(tmp_path / "d").read()
 
 
@@ -89,7 +89,7 @@ def test_parts_of_schema_1_read_with_the_columns_added_since(tmp_path):
     assert not df["cooldown_timed_out"].any() and set(df["checked"]) == {""}
     bad = t.drop_columns(["kernel"])  # says the current version but lacks a version-2 column
     pq.write_table(bad, part.with_name("part-bad.parquet"))
-    with pytest.raises(DatasetError, match=f"part-bad.parquet does not match schema version {SCHEMA_VERSION}"):
+    with pytest.raises(DatasetError, match=f"part-bad.parquet: does not match schema version {SCHEMA_VERSION}"):
         ds.read()
 
 
@@ -119,3 +119,62 @@ def test_lock_and_failure_log_never_write_through_links(tmp_path):
     with pytest.raises(DatasetError, match="symbolic link"):
         ds.log_failure({"error": "x"})
     assert victim.read_text() == "precious\n"
+
+
+def _damage(part, n: int = 64) -> None:
+    """Overwrite n bytes in the middle of a part (a bad sector, a copy cut short)."""
+    raw = bytearray(part.read_bytes())
+    mid = len(raw) // 2
+    raw[mid:mid + n] = b"\xa5" * n
+    part.write_bytes(bytes(raw))
+
+
+def test_dataset_check_and_repair_set_an_unreadable_part_aside(tmp_path):
+    """One damaged part made show/report/fit refuse the whole dataset: check names it, repair
+    moves it into quarantine/ (kept), and everything else reads again."""
+    from support.cli import run_cli
+
+    d = tmp_path / "d"
+    ds = Dataset(d)
+    with ds:
+        ds.append([_record(KernelSpec("fc", cin=8 * i, cout=8)) for i in range(1, 6)])
+        ds.append([_record(KernelSpec("fc", cin=8 * i, cout=16)) for i in range(1, 4)])
+    bad = ds.parts()[1]
+    _damage(bad)
+    r = run_cli("show", str(d))
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 4 and len(errors) == 1 and bad.name in errors[0] and "devprof dataset check" in errors[0]
+    r = run_cli("dataset", "check", str(d), "--json")
+    rep = json.loads(r.stdout)
+    assert r.returncode == 4 and rep["readable_records"] == 5 and rep["unreadable_parts"] == 1
+    (entry,) = [p for p in rep["parts"] if not p["ok"]]
+    assert entry["part"] == bad.name and entry["records"] in (3, None)
+    assert bad.exists()  # check changes nothing
+    r = run_cli("dataset", "repair", str(d))
+    assert r.returncode == 0 and "set aside" in r.stdout, r.stderr
+    assert not bad.exists() and (d / "quarantine" / bad.name).is_file()
+    assert len(Dataset(d).read()) == 5
+    r = run_cli("dataset", "check", str(d))
+    assert r.returncode == 0 and "0 unreadable" in r.stdout
+    r = run_cli("dataset", "repair", str(d))
+    assert r.returncode == 0 and "nothing to repair" in r.stdout
+
+
+def test_resume_measures_again_what_an_unreadable_part_held(tmp_path):
+    """`profile --resume` used to count the records of a damaged part as present (their keys
+    still read) and measure nothing; now it sets the part aside and measures them again."""
+    from support.cli import run_cli
+
+    d = tmp_path / "d"
+    args = ("profile", "--device", "local", "--suite", "smoke", "--where", "op=fc", "-r", "onnxruntime",
+            "--quick", "--out", str(d))
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    n = len(Dataset(d).read())
+    for p in Dataset(d).parts():
+        _damage(p)
+    assert run_cli("show", str(d)).returncode == 4
+    r = run_cli(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "unreadable part(s)" in r.stderr and "measured again" in r.stderr
+    assert len(Dataset(d).read()) == n and len(list((d / "quarantine").iterdir())) >= 1
