@@ -153,7 +153,19 @@ class Session:
         return self.ds.path
 
     def compact(self) -> None:
-        self.ds.compact()
+        """Merge the run's parts. Every record is saved already, so a failure (a full disk, an
+        undeletable file) is said as a warning, not an error: the merge waits for the next run."""
+        from .store import MergePending
+
+        try:
+            self.ds.compact()
+        except MergePending as e:
+            if self.on_note:
+                self.on_note(str(e))
+            else:
+                import sys
+
+                print(f"warning: {e}", file=sys.stderr)
 
     # ---- the one --resume rule ---------------------------------------------------------------
     def keys(self) -> set[str]:

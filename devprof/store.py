@@ -12,6 +12,12 @@ Layout of a dataset folder::
 A crash or SIGINT can only ever lose the part being written, never corrupt one already renamed,
 so a dataset is always readable and holds every acknowledged record. Readers deduplicate on
 `record_key` (kind, spec, model context, device fingerprint, runtime), keeping the first copy.
+
+Merging the parts into one (`compact`, at the end of a run) never leaves `parts/` holding a record
+twice or missing one, so the raw read ``pandas.read_parquet("DS/parts")`` is never wrong: the
+merged part is written into a sibling folder ``parts.new/``, then ``parts`` -> ``parts.old`` and
+``parts.new`` -> ``parts`` (two renames; a kill between them leaves no ``parts/``, which devprof's
+readers take from ``parts.new/`` and the next writer restores), then ``parts.old/`` is removed.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import stat
 import time
 import uuid
@@ -32,6 +39,10 @@ MANIFEST = "dataset.json"
 FORMAT = "devprof-dataset"
 QUARANTINE = "quarantine"
 HINT = "`devprof dataset check {path}` lists unreadable parts; `devprof dataset repair {path}` sets them aside"
+
+
+class MergePending(DatasetError):
+    """Merging a dataset's parts failed after every record was saved: nothing is lost."""
 
 
 class PartUnreadable(DatasetError):
@@ -98,16 +109,28 @@ class Dataset:
         try:
             man = json.loads((self.path / MANIFEST).read_text())
             version = int(man["schema_version"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise DatasetError(f"{self.path / MANIFEST} is unreadable: {e}") from None
+        except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError) as e:
+            raise DatasetError(f"{self.path / MANIFEST} is unreadable: {_first_line(e)}") from None
+        if not isinstance(man, dict):
+            raise DatasetError(f"{self.path / MANIFEST} is unreadable: not a JSON object")
         if man.get("format") != FORMAT:
             raise DatasetError(f"{self.path} is not a devprof dataset (format {man.get('format')!r})")
         if version > SCHEMA_VERSION:
             raise DatasetError(f"{self.path} has schema version {version}, newer than this devprof "
                                f"understands ({SCHEMA_VERSION}); upgrade devprof")
 
-    def parts(self) -> list[Path]:
-        return sorted((self.path / "parts").glob("part-*.parquet"))
+    def _parts_dir(self) -> Path:
+        """``parts/``, or ``parts.new/`` while a merge is between its two renames (or was killed
+        there): then ``parts.old/`` exists, and ``parts.new/`` holds the complete merged part."""
+        new = self.path / "parts.new"
+        if new.is_dir() and ((self.path / "parts.old").is_dir() or not (self.path / "parts").is_dir()):
+            return new
+        return self.path / "parts"
+
+    def parts(self, where: Path | None = None) -> list[Path]:
+        """The record parts: regular files named ``part-*.parquet`` (a directory of that name is not one)."""
+        return sorted(p for p in (where or self._parts_dir()).glob("part-*.parquet")
+                      if p.is_file() and not p.is_symlink())
 
     def read_part(self, p: Path):
         """One part as an Arrow table in today's schema; `PartUnreadable` when it cannot be read,
@@ -138,12 +161,22 @@ class Dataset:
         import pyarrow as pa
 
         self.check_version()
-        tables = []
-        for p in self.parts():
+        for attempt in range(20):
+            tables = []
+            where = self._parts_dir()
+            if not where.exists() and not (self.path / "parts.new").exists():
+                break  # no parts at all (a folder made by hand): no records
             try:
-                tables.append(self.read_part(p))
-            except FileNotFoundError:  # merged away since the listing: its records are in the merged part
-                return self.read_table() if p.parent.exists() else arrow_schema().empty_table()
+                before = os.stat(where).st_ino
+                for p in self.parts(where):
+                    tables.append(self.read_part(p))
+                if os.stat(where).st_ino == before:  # the same folder throughout: a consistent snapshot
+                    break
+            except FileNotFoundError:  # merged away since the listing: list again, read the merged part
+                pass
+            time.sleep(0.01 * attempt)
+        else:
+            raise DatasetError(f"{self.path} kept changing while being read (a merge in progress?); try again")
         if not tables:
             return arrow_schema().empty_table()
         t = pa.concat_tables(tables)
@@ -233,7 +266,9 @@ class Dataset:
     # ---- writing ---------------------------------------------------------------------------
     def create(self) -> None:
         try:
-            (self.path / "parts").mkdir(parents=True, exist_ok=True)
+            self.path.mkdir(parents=True, exist_ok=True)
+            if self._parts_dir() == self.path / "parts":  # not while a killed merge waits to be finished
+                (self.path / "parts").mkdir(exist_ok=True)
             if not self.exists():
                 tmp = self.path / f".{MANIFEST}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"  # racing writers
                 tmp.write_text(json.dumps({"format": FORMAT, "schema_version": SCHEMA_VERSION}) + "\n")
@@ -256,6 +291,31 @@ class Dataset:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
+        self._recover()
+
+    def _recover(self) -> None:
+        """Finish or undo what a writer killed mid-way left (we hold the lock, so it is dead): a
+        merge between its renames, a merge not yet swapped in, the old parts of a swapped one,
+        and temporary files of parts never renamed."""
+        new, cur, old = self.path / "parts.new", self.path / "parts", self.path / "parts.old"
+        try:
+            if new.is_dir() and (old.is_dir() or not cur.exists()):
+                # killed between the renames: the merged part is complete (fsynced before the swap)
+                if cur.is_dir():  # parts/ made again since (by an older devprof): keep what it holds
+                    for f in cur.iterdir():
+                        os.rename(f, new / f.name)
+                    cur.rmdir()
+                os.rename(new, cur)
+                _fsync_dir(self.path)
+            elif new.exists():
+                shutil.rmtree(new)  # a merge killed before the swap: the old parts hold everything
+            if old.exists():
+                shutil.rmtree(old)
+            for tmp in cur.glob(".part-*.parquet.tmp") if cur.is_dir() else ():
+                tmp.unlink()
+        except OSError as e:
+            raise DatasetError(f"cannot recover {self.path} from an interrupted run: {e.strerror or e} "
+                               f"({getattr(e, 'filename', '') or ''})") from None
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -288,12 +348,12 @@ class Dataset:
         self.saved += len(fresh)
         return len(fresh)
 
-    def _write_part(self, table) -> None:
+    def _write_part(self, table, parts: Path | None = None) -> None:
         """Write one immutable part: temporary name, fsync, rename, fsync the folder. On failure
         the temporary file is removed and the error names how many records are safe."""
         import pyarrow.parquet as pq
 
-        parts = self.path / "parts"
+        parts = parts or self.path / "parts"
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = parts / f".{name}.tmp"
         try:
@@ -322,14 +382,37 @@ class Dataset:
             raise _disk_error(e, self.path / "failures.jsonl", len(self.keys())) from None
 
     def compact(self) -> None:
-        """Merge all parts into one (written first, old parts removed after: crash-safe)."""
+        """Merge all parts into one, swapped in as a whole folder (see the module docstring).
+        Every record is saved before this starts, so a failure here loses nothing: it raises
+        `MergePending` saying so, and the next writer merges again."""
         old = self.parts()
         if len(old) <= 1:
             return
-        self._write_part(self.read_table())
-        for p in old:
-            p.unlink(missing_ok=True)
-        _fsync_dir(self.path / "parts")
+        new, cur, gone = self.path / "parts.new", self.path / "parts", self.path / "parts.old"
+        try:
+            if new.exists():
+                shutil.rmtree(new)
+            new.mkdir()
+            self._write_part(self.read_table(), new)
+            os.rename(cur, gone)
+            os.rename(new, cur)
+            _fsync_dir(self.path)
+        except (OSError, DatasetError) as e:
+            shutil.rmtree(new, ignore_errors=True)
+            if not cur.exists() and gone.is_dir():
+                try:
+                    os.rename(gone, cur)
+                except OSError:
+                    pass
+            why = e.strerror if isinstance(e, OSError) else str(e).split(" while ")[0]
+            raise MergePending(f"every record of {self.path} is saved ({len(old)} parts), but merging them "
+                               f"failed ({why or e}); the merge is pending and the next run does it") from None
+        self._keys = None
+        try:
+            shutil.rmtree(gone)
+        except OSError as e:
+            raise MergePending(f"the parts of {self.path} are merged, but the old ones could not be removed from "
+                               f"{gone} ({e.strerror or e}); they are ignored, and the next run removes them") from None
 
 
 def _first_line(e: BaseException) -> str:

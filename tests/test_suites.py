@@ -58,6 +58,15 @@ sparsity = [ { scheme = "bcr", ratio = [0.5, 0.9], params = { block = [4, 16] } 
     ("[suite]\nname='x'\n[[family]]\nop='fc'\nshape={cin=[8]}\nsparsity=[{scheme='bcr', ratio=1.5}]", "ratio"),
     ("[nosuite]\nname='x'", "unknown section"),
     ("[suite]\ndescription='no name'\n[[kernels]]\nop='fc'", "needs a [suite] table with a name"),
+    # hostile or careless suites: each was an internal error or sampled outside its range
+    ("[suite]\nname='x'\n[[kernels]]\nop='fc'\ncin=" + "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ("[suite]\nname='x'\n[[family]]\nop='pwconv'\nsampling='random'\ncount=3\nseed=-1\nshape={hw=[8]}",
+     "seed must be an integer >= 0"),
+    ("[suite]\nname='x'\n[[family]]\nop='pwconv'\nsampling='random'\ncount=3\n"
+     "shape={hw={min=9, max=10, multiple_of=8}, cin=[8], cout=[8]}", "no multiple of 8 lies in 9..10"),
+    ("[suite]\nname='x'\n[[family]]\nop='pwconv'\nsampling='random'\ncount=3\n"
+     "shape={hw={min=9, max=10, multiple_of=0}, cin=[8], cout=[8]}", "multiple_of must be an integer >= 1"),
+    ("[suite]\nname='x'\n" + "[[kernels]]\nop='fc'\ncin=8\ncout=8\n" * 100_001, "more than 100000"),
 ])
 def test_malformed_suites_give_one_line_errors(text, msg):
     with pytest.raises(UsageError, match=msg.replace("[", r"\[").replace("]", r"\]")) as e:
@@ -68,3 +77,9 @@ def test_malformed_suites_give_one_line_errors(text, msg):
 def test_unknown_suite_name_lists_builtins():
     with pytest.raises(UsageError, match="built-in: .*smoke"):
         load_suite("no-such-suite")
+
+
+def test_random_ranges_sample_only_inside_them():
+    s = parse_suite("[suite]\nname='x'\n[[family]]\nop='pwconv'\nsampling='random'\ncount=200\nseed=3\n"
+                    "shape={hw={min=9, max=30, multiple_of=8}, cin=[8], cout=[8]}")
+    assert {x.h for x in s.specs} <= {16, 24} and len({x.h for x in s.specs}) == 2  # 8 and 32 lie outside

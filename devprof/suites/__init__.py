@@ -100,6 +100,8 @@ def parse_suite(text: str, source: str = "<string>") -> Suite:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"suite {source}: malformed TOML: {e}") from None
+    except RecursionError:
+        raise UsageError(f"suite {source}: values nested too deeply to be a suite") from None
     unknown = set(doc) - set(SUITE_KEYS)
     if unknown:
         raise UsageError(f"suite {source}: unknown section(s) {', '.join(sorted(unknown))} "
@@ -114,7 +116,11 @@ def parse_suite(text: str, source: str = "<string>") -> Suite:
         raise UsageError(f"{where}: runtimes must be a list of names")
     dtype = check_dtype(head["dtype"], f"{where}: [suite] dtype") if "dtype" in head else None
     specs: list[KernelSpec] = []
-    for i, k in enumerate(_tables(doc, "kernels", where)):
+    kernels = _tables(doc, "kernels", where)
+    if len(kernels) > MAX_FAMILY_SPECS:
+        raise UsageError(f"{where}: {len(kernels)} [[kernels]] entries, more than {MAX_FAMILY_SPECS}; split the suite "
+                         "or describe the shapes as a [[family]]")
+    for i, k in enumerate(kernels):
         specs.append(_spec(k, f"{where}: kernels[{i}]", dtype))
     for i, fam in enumerate(_tables(doc, "family", where)):
         specs.extend(_family(fam, f"{where}: family[{i}]", dtype))
@@ -196,6 +202,10 @@ def _family(fam: dict, where: str, dtype: str | None = None) -> list[KernelSpec]
     elif sampling == "random":
         if not isinstance(count, int) or count < 1 or count > MAX_FAMILY_SPECS:
             raise UsageError(f"{where}: random sampling needs count = N (1 <= N <= {MAX_FAMILY_SPECS})")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise UsageError(f"{where}: seed must be an integer >= 0, not {seed!r}")
+        if not isinstance(mult, dict):
+            raise UsageError(f"{where}: multiple_of must be a table of shape keys")
         rng = np.random.default_rng(seed)
         combos = [{k: _draw(rng, v, f"{where}: shape.{k}", mult.get(k, 1)) for k, v in shape.items()}
                   for _ in range(count)]
@@ -222,12 +232,17 @@ def _draw(rng: np.random.Generator, v: Any, where: str, multiple: int) -> Any:
             raise UsageError(f"{where}: a range needs integer min and max") from None
         if lo < 1 or hi < lo:
             raise UsageError(f"{where}: bad range {lo}..{hi}")
+        m = v.get("multiple_of", multiple)
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise UsageError(f"{where}: multiple_of must be an integer >= 1, not {m!r}")
+        first, last = -(-lo // m) * m, hi // m * m  # the multiples of m within the range
+        if first > last:
+            raise UsageError(f"{where}: no multiple of {m} lies in {lo}..{hi}")
         if v.get("log"):
             x = int(round(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
         else:
             x = int(rng.integers(lo, hi + 1))
-        m = int(v.get("multiple_of", multiple))
-        return max(m, int(round(x / m)) * m) if m > 1 else x
+        return min(last, max(first, int(round(x / m)) * m)) if m > 1 else x
     return v
 
 
