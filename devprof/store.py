@@ -38,6 +38,7 @@ from .records import SCHEMA_VERSION, Record, arrow_schema, conform, records_to_t
 MANIFEST = "dataset.json"
 FORMAT = "devprof-dataset"
 QUARANTINE = "quarantine"
+STALE = "parts.stale-"  # merged-away parts that could not be removed (an immutable file)
 HINT = "`devprof dataset check {path}` lists unreadable parts; `devprof dataset repair {path}` sets them aside"
 
 
@@ -96,6 +97,7 @@ class Dataset:
         self._lock_fd: int | None = None
         self._keys: set[str] | None = None
         self.saved = 0  # records appended through this object
+        self.notes: list[str] = []  # warnings of the last lock (leftovers that could not be removed)
 
     # ---- reading ---------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -291,12 +293,19 @@ class Dataset:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
-        self._recover()
+        try:
+            self._recover()
+        except BaseException:
+            self.unlock()  # a writer that cannot start must not keep the dataset locked
+            raise
 
     def _recover(self) -> None:
         """Finish or undo what a writer killed mid-way left (we hold the lock, so it is dead): a
         merge between its renames, a merge not yet swapped in, the old parts of a swapped one,
-        and temporary files of parts never renamed."""
+        and temporary files of parts never renamed. Only the first can fail the run (without it
+        `parts/` is not whole); leftovers that cannot be removed (an immutable file) are set aside
+        under a name no reader looks at, and said in `notes`."""
+        self.notes = []
         new, cur, old = self.path / "parts.new", self.path / "parts", self.path / "parts.old"
         try:
             if new.is_dir() and (old.is_dir() or not cur.exists()):
@@ -307,15 +316,39 @@ class Dataset:
                     cur.rmdir()
                 os.rename(new, cur)
                 _fsync_dir(self.path)
-            elif new.exists():
-                shutil.rmtree(new)  # a merge killed before the swap: the old parts hold everything
-            if old.exists():
-                shutil.rmtree(old)
-            for tmp in cur.glob(".part-*.parquet.tmp") if cur.is_dir() else ():
-                tmp.unlink()
         except OSError as e:
             raise DatasetError(f"cannot recover {self.path} from an interrupted run: {e.strerror or e} "
                                f"({getattr(e, 'filename', '') or ''})") from None
+        for leftover in (new, old):  # a merge killed before the swap (the old parts hold everything), or after
+            if leftover.exists():
+                self._remove_leftover(leftover)
+        for stale in sorted(self.path.glob(STALE + "*")):
+            self._remove_leftover(stale)
+        for tmp in cur.glob(".part-*.parquet.tmp") if cur.is_dir() else ():
+            try:
+                tmp.unlink()
+            except OSError:
+                pass  # never read (not named part-*.parquet); the next writer tries again
+
+    def _remove_leftover(self, folder: Path) -> Path | None:
+        """Remove a folder of merged-away parts; where a file in it cannot be removed, rename the
+        folder to ``parts.stale-*`` (readers and merges never look there) and say so in `notes`.
+        Returns where what could not be removed is, or None."""
+        try:
+            shutil.rmtree(folder)
+            return None
+        except OSError as e:
+            why = e.strerror or str(e)
+        where = folder
+        if not folder.name.startswith(STALE):
+            where = self.path / f"{STALE}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+            try:
+                os.rename(folder, where)
+            except OSError:
+                where = folder
+        self.notes.append(f"old parts of {self.path} (already merged, never read) could not be removed from {where} "
+                          f"({why}); remove that folder by hand (an immutable file: `chattr -i` first)")
+        return where
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -389,9 +422,9 @@ class Dataset:
         if len(old) <= 1:
             return
         new, cur, gone = self.path / "parts.new", self.path / "parts", self.path / "parts.old"
+        if new.exists():
+            self._remove_leftover(new)
         try:
-            if new.exists():
-                shutil.rmtree(new)
             new.mkdir()
             self._write_part(self.read_table(), new)
             os.rename(cur, gone)
@@ -408,11 +441,10 @@ class Dataset:
             raise MergePending(f"every record of {self.path} is saved ({len(old)} parts), but merging them "
                                f"failed ({why or e}); the merge is pending and the next run does it") from None
         self._keys = None
-        try:
-            shutil.rmtree(gone)
-        except OSError as e:
-            raise MergePending(f"the parts of {self.path} are merged, but the old ones could not be removed from "
-                               f"{gone} ({e.strerror or e}); they are ignored, and the next run removes them") from None
+        if gone.exists():
+            self.notes.clear()
+            if self._remove_leftover(gone) is not None:
+                raise MergePending(f"the parts of {self.path} are merged (every record is in parts/); " + self.notes[-1])
 
 
 def _first_line(e: BaseException) -> str:
