@@ -450,6 +450,7 @@ def main_peers(args) -> int:
     print(f"{len(shapes)} shapes x {len(SCHEMES)} schemes x ratios {ratios} x threads {threads}, fp32; "
           "GF/s = nonzero FMAs x 2 / time (dense rows: all FMAs)\n")
     cpus_all = sorted(os.sched_getaffinity(0))
+    path = Path(args.csv) if Path(args.csv) != ap_default_csv() else PEERS_CSV
     rows: list[dict] = []
     t_start = time.time()
     tmp = tempfile.TemporaryDirectory(prefix="devprof-peers-")
@@ -586,19 +587,22 @@ def main_peers(args) -> int:
                       f"{2 * dense_fma / us / 1e3:8.1f} {best.get(('torch-csr', t, k.name), math.nan):10.1f} "
                       f"{best.get(('torch-bsr4x4', t, k.name), math.nan):10.1f} {dsu:10.1f} {dsu / us:7.2f}")
         sys.stdout.flush()
+        _write_csv(path, rows)  # after every layer: a long run stopped early keeps what it measured
     ds.close()
     tmp.cleanup()
     if torch is not None:
         torch.set_num_threads(torch_threads)
-    path = Path(args.csv) if Path(args.csv) != ap_default_csv() else PEERS_CSV
+    summarize_peers(rows, threads)
+    print(f"\nCSV: {path}  ({time.time() - t_start:.0f} s)")
+    return 0
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=list(rows[0]))
         wr.writeheader()
         wr.writerows(rows)
-    summarize_peers(rows, threads)
-    print(f"\nCSV: {path}  ({time.time() - t_start:.0f} s)")
-    return 0
 
 
 class warnings_quiet:
@@ -639,7 +643,8 @@ def summarize_peers(rows: list[dict], threads: list[int]) -> None:
             lost = sorted((p for p in pairs if p[0] <= 1.0), key=lambda p: p[0])
             ratios_ = [p[0] for p in pairs]
             print(f"  {t} thread(s), {what}: devprof-c faster on {len(pairs) - len(lost)}/{len(pairs)}; "
-                  f"geomean {math.exp(np.mean(np.log(ratios_))):.2f}x, min {min(ratios_):.2f}x")
+                  f"geomean {math.exp(np.mean(np.log(ratios_))):.2f}x, median {np.median(ratios_):.2f}x, "
+                  f"min {min(ratios_):.2f}x")
             for v, r in lost[:12]:
                 print(f"      slower: {name(r):18s} {r['shape']}  {v:.2f}x")
             if len(lost) > 12:
@@ -657,7 +662,7 @@ def summarize_peers(rows: list[dict], threads: list[int]) -> None:
                     sp.append(r["us"] / h["us"])
             if sp:
                 print(f"  {c:12s} {len(sp):4d} kernels: geomean {math.exp(np.mean(np.log(sp))):.2f}x, "
-                      f"min {min(sp):.2f}x, >= 1.6x: {np.mean(np.asarray(sp) >= 1.6) * 100:.0f}%")
+                      f"median {np.median(sp):.2f}x, min {min(sp):.2f}x, >= 1.6x: {np.mean(np.asarray(sp) >= 1.6) * 100:.0f}%")
     print("\n=== Nonzero-FMA GFLOP/s, best per contender (% of measured peak x threads) ===")
     for t in threads:
         parts = []
