@@ -51,6 +51,7 @@ def test_model_int8_on_onnxruntime_records_int8_layers(tmp_path):
     assert list(model.dtype) == ["int8"]
     convs = df[(df.kind == "layer") & (df.op == "conv2d")]
     assert len(convs) == 3 and set(convs.dtype) == {"int8"}
+    assert set(df.checked) == {"numpy reference"}  # ONNX's evaluator on the QDQ graph, int8 tolerance
 
 
 def test_user_qdq_model_is_profiled_as_it_is(qdq, tmp_path):
@@ -104,3 +105,20 @@ def test_bad_int8_model_input_one_line_nothing_lost(qdq, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error:"), (args, r.stderr)
         assert "int4" in lines[0] or "int4" not in args
     assert len(Dataset(out).read()) == before
+
+
+@pytest.mark.phone
+def test_model_int8_on_the_emulated_phone(make_phone, adb_server, tmp_path, monkeypatch):
+    from support import phone_standins
+
+    from devprof.devices import resolve_device
+
+    monkeypatch.setenv("DEVPROF_ORT_PERF_TEST", str(phone_standins.install(tmp_path / "t", "onnxruntime_perf_test")))
+    monkeypatch.setenv("DEVPROF_CONFIG", str(tmp_path / "none.toml"))
+    make_phone("--abi", "arm64-v8a")
+    proto = Protocol.quick()
+    (run,) = profile_model(MODEL, resolve_device("S20"), out=tmp_path / "ds", protocol=proto, dtype="int8")
+    assert not run.error and run.runtime == "ort-perf-test", run.error
+    df = Dataset(tmp_path / "ds").read()
+    assert df.emulated.all() and set(df[df.op == "conv2d"].dtype) == {"int8"}
+    assert list(df[df.kind == "model"].dtype) == ["int8"] and set(df.checked) == {"numpy reference"}

@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import DevprofError, KernelError, UsageError, one_line
 from ..measure import Protocol, measure_callable
 from ..records import KernelSpec, Measurement, Record, RuntimeInfo, record_key
-from ..runtimes.model_check import CHECKED, compare, reference_output
+from ..runtimes.model_check import CHECKED, compare, graph_rtol, reference_output
 from ..runtimes.onnxruntime import session_options
 from ..models.layers import ModelLayers
 from .runs import OVERHEAD_NAME, LayerRow, ModelRun, model_spec, overhead_spec
@@ -275,7 +275,7 @@ class ModelProfiler:
                     want.append(None)
             if want[0] is None:
                 return ""
-            bad = compare(got, want[0])
+            bad = compare(got, want[0], graph_rtol(src.onnx))
             if bad:
                 raise KernelError(f"{rt} computes a different answer for {src.name}: {bad}")
             return CHECKED
