@@ -158,27 +158,31 @@ class Dataset:
         except (ValueError, KeyError, TypeError, NotImplementedError, OverflowError) as e:
             raise PartUnreadable(p, f"does not match schema version {v}: {_first_line(e)}", self.path) from None
 
+    def _snapshot(self, read_one) -> list:
+        """`read_one(part)` for every part of one listing of the parts folder that stayed the same
+        folder throughout: a merge swapping the folder in, or a part vanishing (merged away,
+        quarantined) after the listing, makes it list again, so a reader never sees half of a
+        merge nor counts a vanished part as missing or corrupt."""
+        for attempt in range(20):
+            where = self._parts_dir()
+            if not where.exists() and not (self.path / "parts.new").exists():
+                return []  # no parts at all (a folder made by hand): no records
+            try:
+                before = os.stat(where).st_ino
+                out = [read_one(p) for p in self.parts(where)]
+                if os.stat(where).st_ino == before:  # the same folder throughout: a consistent snapshot
+                    return out
+            except FileNotFoundError:  # merged away since the listing: list again, read the merged part
+                pass
+            time.sleep(0.01 * attempt)
+        raise DatasetError(f"{self.path} kept changing while being read (a merge in progress?); try again")
+
     def read_table(self):
         """All records as one Arrow table (deduplicated on record_key)."""
         import pyarrow as pa
 
         self.check_version()
-        for attempt in range(20):
-            tables = []
-            where = self._parts_dir()
-            if not where.exists() and not (self.path / "parts.new").exists():
-                break  # no parts at all (a folder made by hand): no records
-            try:
-                before = os.stat(where).st_ino
-                for p in self.parts(where):
-                    tables.append(self.read_part(p))
-                if os.stat(where).st_ino == before:  # the same folder throughout: a consistent snapshot
-                    break
-            except FileNotFoundError:  # merged away since the listing: list again, read the merged part
-                pass
-            time.sleep(0.01 * attempt)
-        else:
-            raise DatasetError(f"{self.path} kept changing while being read (a merge in progress?); try again")
+        tables = self._snapshot(self.read_part)
         if not tables:
             return arrow_schema().empty_table()
         t = pa.concat_tables(tables)
@@ -196,20 +200,20 @@ class Dataset:
 
     def keys(self) -> set[str]:
         if self._keys is None:
-            if not self.exists() or not self.parts():
+            if not self.exists():
                 self._keys = set()
             else:
                 import pyarrow.parquet as pq
 
-                ks: set[str] = set()
-                for p in self.parts():
+                def one(p: Path) -> list:
                     try:
-                        ks.update(pq.read_table(p, columns=["record_key"]).column(0).to_pylist())
+                        return pq.read_table(p, columns=["record_key"]).column(0).to_pylist()
                     except FileNotFoundError:
-                        continue  # merged away since the listing: its keys are in the merged part
+                        raise
                     except Exception as e:
                         raise PartUnreadable(p, _first_line(e), self.path) from None
-                self._keys = ks
+
+                self._keys = {k for ks in self._snapshot(one) for k in ks}
         return self._keys
 
     def check(self) -> list[dict]:
@@ -217,22 +221,21 @@ class Dataset:
         unreadable part: from its footer when that survived, else None)."""
         import pyarrow.parquet as pq
 
-        self.check_version()
-        out = []
-        for p in self.parts():
+        def one(p: Path) -> dict:
             try:
                 t = self.read_part(p)
-            except FileNotFoundError:
-                continue
             except PartUnreadable as e:
+                if not p.exists():
+                    raise FileNotFoundError(p) from None  # vanished while read: not unreadable
                 try:
                     n = pq.ParquetFile(p).metadata.num_rows
                 except Exception:
                     n = None
-                out.append({"part": p.name, "ok": False, "records": n, "error": e.why})
-                continue
-            out.append({"part": p.name, "ok": True, "records": t.num_rows, "error": ""})
-        return out
+                return {"part": p.name, "ok": False, "records": n, "error": e.why}
+            return {"part": p.name, "ok": True, "records": t.num_rows, "error": ""}
+
+        self.check_version()
+        return self._snapshot(one)
 
     def quarantine(self, report: list[dict] | None = None) -> list[dict]:
         """Move the unreadable parts (of `report`, or of a fresh `check`) into ``quarantine/`` —
