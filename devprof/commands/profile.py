@@ -46,7 +46,8 @@ def profile(
         None, "--dtype", metavar="DTYPE",
         help="Measure every kernel of the suite in this data type, whatever the suite says: fp32, fp16 or "
              "int8. int8: quantized single-op models (ORT QDQ, full-integer LiteRT, XNNPACK QS8); fp16: "
-             "LiteRT on CPUs with fp16 arithmetic (ARMv8.2). See docs/suites.md.", rich_help_panel=WHAT),
+             "LiteRT on CPUs with fp16 arithmetic (ARMv8.2) and devprof-c's generated fp16 kernels on arm64 "
+             "devices (refused on x86). See docs/suites.md and docs/sparse.md.", rich_help_panel=WHAT),
     space: Optional[Path] = typer.Option(None, "--space", help="Profile every block of a search space (TOML/JSON) "
                                          "and write its table in the front end's format. See docs/formats.md.", rich_help_panel=WHAT),
     adaptive: bool = typer.Option(False, "--adaptive", help="Measure only where the predictor is least certain "
