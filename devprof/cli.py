@@ -3,11 +3,13 @@
 Every command lives in its own module under `devprof/commands/` (a thin layer over a domain
 function that knows nothing of typer or rich), listed in `COMMAND_MODULES`. Every failure the
 user can act on is one line on stderr (``error: ...``) and a non-zero exit code; tracebacks are
-shown only with DEVPROF_DEBUG=1.
+shown only with DEVPROF_DEBUG=1. With ``--json`` the error is also printed on stdout as
+``{"error": ..., "exit_code": N}``, so a script reading the JSON gets an answer either way.
 """
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 
@@ -143,6 +145,18 @@ def run(argv: list[str] | None = None) -> int:
     that stands for something the user can act on (read-only filesystem, out of memory) with its
     path and exit code; anything else as an internal error, with a traceback under DEVPROF_DEBUG=1.
     """
+    args = list(sys.argv[1:] if argv is None else argv)
+    code = _run(args)
+    if code not in (0, 130) and "--json" in args and _last_error:
+        print(json.dumps({"error": _last_error[-1], "exit_code": code}))
+    return code
+
+
+_last_error: list[str] = []
+
+
+def _run(argv: list[str]) -> int:
+    _last_error.clear()
     try:
         rv = command().main(args=argv, prog_name="devprof", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
@@ -183,6 +197,7 @@ def run(argv: list[str] | None = None) -> int:
 
 def _error(message: str) -> None:
     """``error: message`` on stderr, one line, printed as written (messages hold brackets)."""
+    _last_error.append(message)
     err.print(styled(("error:", "red"), " " + message), soft_wrap=True)
 
 

@@ -106,6 +106,8 @@ class Session:
     def __enter__(self) -> "Session":
         clear_interrupts()  # a Ctrl-C handled by an earlier run in this process (farm, tests) is not ours
         self.ds.lock()
+        for note in self.ds.notes:
+            self._warn(note)
         if self.resume and self.ds.exists():
             try:
                 self._set_aside_unreadable()
@@ -139,14 +141,16 @@ class Session:
         if bad:
             known = [r["records"] for r in bad if r["records"] is not None]
             lost = f"{sum(known)} records" if len(known) == len(bad) else "records of unknown count"
-            msg = (f"{len(bad)} unreadable part(s) of {self.ds.path} ({lost}: {bad[0]['error']}) set aside in "
-                   f"{self.ds.path / 'quarantine'}; their kernels are measured again")
-            if self.on_note:
-                self.on_note(msg)
-            else:
-                import sys
+            self._warn(f"{len(bad)} unreadable part(s) of {self.ds.path} ({lost}: {bad[0]['error']}) set aside in "
+                       f"{self.ds.path / 'quarantine'}; their kernels are measured again")
 
-                print(f"warning: {msg}", file=sys.stderr)
+    def _warn(self, msg: str) -> None:
+        if self.on_note:
+            self.on_note(msg)
+        else:
+            import sys
+
+            print(f"warning: {msg}", file=sys.stderr)
 
     @property
     def path(self):
@@ -160,12 +164,7 @@ class Session:
         try:
             self.ds.compact()
         except MergePending as e:
-            if self.on_note:
-                self.on_note(str(e))
-            else:
-                import sys
-
-                print(f"warning: {e}", file=sys.stderr)
+            self._warn(str(e))
 
     # ---- the one --resume rule ---------------------------------------------------------------
     def keys(self) -> set[str]:

@@ -38,6 +38,7 @@ from .records import SCHEMA_VERSION, Record, arrow_schema, conform, records_to_t
 MANIFEST = "dataset.json"
 FORMAT = "devprof-dataset"
 QUARANTINE = "quarantine"
+STALE = "parts.stale-"  # merged-away parts that could not be removed (an immutable file)
 HINT = "`devprof dataset check {path}` lists unreadable parts; `devprof dataset repair {path}` sets them aside"
 
 
@@ -96,6 +97,7 @@ class Dataset:
         self._lock_fd: int | None = None
         self._keys: set[str] | None = None
         self.saved = 0  # records appended through this object
+        self.notes: list[str] = []  # warnings of the last lock (leftovers that could not be removed)
 
     # ---- reading ---------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -156,27 +158,31 @@ class Dataset:
         except (ValueError, KeyError, TypeError, NotImplementedError, OverflowError) as e:
             raise PartUnreadable(p, f"does not match schema version {v}: {_first_line(e)}", self.path) from None
 
+    def _snapshot(self, read_one) -> list:
+        """`read_one(part)` for every part of one listing of the parts folder that stayed the same
+        folder throughout: a merge swapping the folder in, or a part vanishing (merged away,
+        quarantined) after the listing, makes it list again, so a reader never sees half of a
+        merge nor counts a vanished part as missing or corrupt."""
+        for attempt in range(20):
+            where = self._parts_dir()
+            if not where.exists() and not (self.path / "parts.new").exists():
+                return []  # no parts at all (a folder made by hand): no records
+            try:
+                before = os.stat(where).st_ino
+                out = [read_one(p) for p in self.parts(where)]
+                if os.stat(where).st_ino == before:  # the same folder throughout: a consistent snapshot
+                    return out
+            except FileNotFoundError:  # merged away since the listing: list again, read the merged part
+                pass
+            time.sleep(0.01 * attempt)
+        raise DatasetError(f"{self.path} kept changing while being read (a merge in progress?); try again")
+
     def read_table(self):
         """All records as one Arrow table (deduplicated on record_key)."""
         import pyarrow as pa
 
         self.check_version()
-        for attempt in range(20):
-            tables = []
-            where = self._parts_dir()
-            if not where.exists() and not (self.path / "parts.new").exists():
-                break  # no parts at all (a folder made by hand): no records
-            try:
-                before = os.stat(where).st_ino
-                for p in self.parts(where):
-                    tables.append(self.read_part(p))
-                if os.stat(where).st_ino == before:  # the same folder throughout: a consistent snapshot
-                    break
-            except FileNotFoundError:  # merged away since the listing: list again, read the merged part
-                pass
-            time.sleep(0.01 * attempt)
-        else:
-            raise DatasetError(f"{self.path} kept changing while being read (a merge in progress?); try again")
+        tables = self._snapshot(self.read_part)
         if not tables:
             return arrow_schema().empty_table()
         t = pa.concat_tables(tables)
@@ -194,20 +200,20 @@ class Dataset:
 
     def keys(self) -> set[str]:
         if self._keys is None:
-            if not self.exists() or not self.parts():
+            if not self.exists():
                 self._keys = set()
             else:
                 import pyarrow.parquet as pq
 
-                ks: set[str] = set()
-                for p in self.parts():
+                def one(p: Path) -> list:
                     try:
-                        ks.update(pq.read_table(p, columns=["record_key"]).column(0).to_pylist())
+                        return pq.read_table(p, columns=["record_key"]).column(0).to_pylist()
                     except FileNotFoundError:
-                        continue  # merged away since the listing: its keys are in the merged part
+                        raise
                     except Exception as e:
                         raise PartUnreadable(p, _first_line(e), self.path) from None
-                self._keys = ks
+
+                self._keys = {k for ks in self._snapshot(one) for k in ks}
         return self._keys
 
     def check(self) -> list[dict]:
@@ -215,22 +221,21 @@ class Dataset:
         unreadable part: from its footer when that survived, else None)."""
         import pyarrow.parquet as pq
 
-        self.check_version()
-        out = []
-        for p in self.parts():
+        def one(p: Path) -> dict:
             try:
                 t = self.read_part(p)
-            except FileNotFoundError:
-                continue
             except PartUnreadable as e:
+                if not p.exists():
+                    raise FileNotFoundError(p) from None  # vanished while read: not unreadable
                 try:
                     n = pq.ParquetFile(p).metadata.num_rows
                 except Exception:
                     n = None
-                out.append({"part": p.name, "ok": False, "records": n, "error": e.why})
-                continue
-            out.append({"part": p.name, "ok": True, "records": t.num_rows, "error": ""})
-        return out
+                return {"part": p.name, "ok": False, "records": n, "error": e.why}
+            return {"part": p.name, "ok": True, "records": t.num_rows, "error": ""}
+
+        self.check_version()
+        return self._snapshot(one)
 
     def quarantine(self, report: list[dict] | None = None) -> list[dict]:
         """Move the unreadable parts (of `report`, or of a fresh `check`) into ``quarantine/`` —
@@ -291,12 +296,19 @@ class Dataset:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
-        self._recover()
+        try:
+            self._recover()
+        except BaseException:
+            self.unlock()  # a writer that cannot start must not keep the dataset locked
+            raise
 
     def _recover(self) -> None:
         """Finish or undo what a writer killed mid-way left (we hold the lock, so it is dead): a
         merge between its renames, a merge not yet swapped in, the old parts of a swapped one,
-        and temporary files of parts never renamed."""
+        and temporary files of parts never renamed. Only the first can fail the run (without it
+        `parts/` is not whole); leftovers that cannot be removed (an immutable file) are set aside
+        under a name no reader looks at, and said in `notes`."""
+        self.notes = []
         new, cur, old = self.path / "parts.new", self.path / "parts", self.path / "parts.old"
         try:
             if new.is_dir() and (old.is_dir() or not cur.exists()):
@@ -307,15 +319,39 @@ class Dataset:
                     cur.rmdir()
                 os.rename(new, cur)
                 _fsync_dir(self.path)
-            elif new.exists():
-                shutil.rmtree(new)  # a merge killed before the swap: the old parts hold everything
-            if old.exists():
-                shutil.rmtree(old)
-            for tmp in cur.glob(".part-*.parquet.tmp") if cur.is_dir() else ():
-                tmp.unlink()
         except OSError as e:
             raise DatasetError(f"cannot recover {self.path} from an interrupted run: {e.strerror or e} "
                                f"({getattr(e, 'filename', '') or ''})") from None
+        for leftover in (new, old):  # a merge killed before the swap (the old parts hold everything), or after
+            if leftover.exists():
+                self._remove_leftover(leftover)
+        for stale in sorted(self.path.glob(STALE + "*")):
+            self._remove_leftover(stale)
+        for tmp in cur.glob(".part-*.parquet.tmp") if cur.is_dir() else ():
+            try:
+                tmp.unlink()
+            except OSError:
+                pass  # never read (not named part-*.parquet); the next writer tries again
+
+    def _remove_leftover(self, folder: Path) -> Path | None:
+        """Remove a folder of merged-away parts; where a file in it cannot be removed, rename the
+        folder to ``parts.stale-*`` (readers and merges never look there) and say so in `notes`.
+        Returns where what could not be removed is, or None."""
+        try:
+            shutil.rmtree(folder)
+            return None
+        except OSError as e:
+            why = e.strerror or str(e)
+        where = folder
+        if not folder.name.startswith(STALE):
+            where = self.path / f"{STALE}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+            try:
+                os.rename(folder, where)
+            except OSError:
+                where = folder
+        self.notes.append(f"old parts of {self.path} (already merged, never read) could not be removed from {where} "
+                          f"({why}); remove that folder by hand (an immutable file: `chattr -i` first)")
+        return where
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -389,9 +425,9 @@ class Dataset:
         if len(old) <= 1:
             return
         new, cur, gone = self.path / "parts.new", self.path / "parts", self.path / "parts.old"
+        if new.exists():
+            self._remove_leftover(new)
         try:
-            if new.exists():
-                shutil.rmtree(new)
             new.mkdir()
             self._write_part(self.read_table(), new)
             os.rename(cur, gone)
@@ -408,11 +444,10 @@ class Dataset:
             raise MergePending(f"every record of {self.path} is saved ({len(old)} parts), but merging them "
                                f"failed ({why or e}); the merge is pending and the next run does it") from None
         self._keys = None
-        try:
-            shutil.rmtree(gone)
-        except OSError as e:
-            raise MergePending(f"the parts of {self.path} are merged, but the old ones could not be removed from "
-                               f"{gone} ({e.strerror or e}); they are ignored, and the next run removes them") from None
+        if gone.exists():
+            self.notes.clear()
+            if self._remove_leftover(gone) is not None:
+                raise MergePending(f"the parts of {self.path} are merged (every record is in parts/); " + self.notes[-1])
 
 
 def _first_line(e: BaseException) -> str:

@@ -125,3 +125,22 @@ def test_arm64_s20_runs_a_pruned_model_as_one_program(make_phone, adb_server, tm
     assert set(prog["checked"]) == {"onnxruntime on the same pruned weights"}
     assert set(prog["device_model"]) == {"SM-G981N"}
     assert len(df[(df.kind == "layer") & df.model_name.str.endswith("|program")]) == 8
+
+
+@pytest.mark.slow  # cross-builds 6 int8 kernels; the int8 walk and phone path are in test_models_int8.py
+@needs_cross
+def test_arm64_s20_times_a_pruned_model_in_int8(make_phone, adb_server, tmp_path):
+    """--prune --dtype int8 on the emulated arm64 S20: every conv dense and pruned as a generated
+    int8 kernel, cross-built, checked by the harness against the integer reference, timed."""
+    from devprof.store import Dataset
+
+    make_phone("--abi", "arm64-v8a")
+    out = tmp_path / "ds"
+    r = run_cli("profile", "--device", "S20", "--model", "espcn@8x12", "--prune", "bcr:0.9", "-r", "devprof-c",
+                "--dtype", "int8", "--quick", "--out", str(out), env=adb_server.env)
+    assert r.returncode == 0, r.stderr
+    assert "no one-program run in int8" in r.stderr
+    df = Dataset(out).read()
+    layers = df[df.kind == "layer"]
+    assert len(layers) == 6 and set(layers.dtype) == {"int8"} and df["emulated"].all()
+    assert set(layers.scheme) == {"dense", "bcr"}

@@ -255,3 +255,73 @@ def test_from_models_bundle_validates_against_the_bundle_schema(tmp_path: Path) 
     for name, ref in (("lut.json", "lut"), ("predictor.json", "predictor"), ("heldout.json", "heldout")):
         jsonschema.Draft202012Validator({"$ref": f"#/$defs/{ref}", "$defs": schema["$defs"]}).validate(
             json.loads((path / name).read_text()))
+
+
+def test_from_models_details_a_newcomer_hit(tmp_path: Path, capsys) -> None:
+    """Each of these misled silently: a runtime without a key, duplicate names, an unchecked
+    version, pairs kept on exactly additive data, latency_ms, colliding specs, --json errors."""
+    from devprof.cli import run
+
+    def run_cli(*args):  # the CLI's own entry point, in process (exit codes and error lines as users see them)
+        capsys.readouterr()
+        code = run(list(args))
+        got = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, got.out, got.err)
+
+    _, _, models = _space_timings(60, seed=6)
+
+    def timings(name, runtime=None, version=1, ms=None, edit=None):
+        p = tmp_path / name
+        fm.write_timings(p, fm.TimingSet({"name": "Edge NPU"}, runtime or {"name": "vendor-rt"}, ms or models))
+        lines = p.read_text().splitlines()
+        head = json.loads(lines[0])
+        if version != 1:
+            head["version"] = version
+        lines[0] = json.dumps(head)
+        if edit:
+            lines = edit(lines)
+        p.write_text("\n".join(lines) + "\n")
+        return p
+
+    def fit(path, *extra):
+        return run_cli("fit-predictor", "--from-models", str(path), "-o", str(tmp_path / "out" / path.stem), *extra)
+
+    # a header runtime without a key: the key is derived, never null / "None"
+    r = fit(timings("nokey.jsonl"), "--json")
+    assert r.returncode == 0, r.stderr
+    (rep,) = json.loads(r.stdout)
+    assert rep["runtime"] and rep["runtime"] != "None" and "vendor-rt" in rep["runtime"]
+    # exactly additive data: the pair correction earns nothing and is not kept
+    assert rep["pairs"] == 0 and rep["alpha"] is None
+    # the held-out ±10% share comes with its count and 95% interval
+    assert rep["n_test"] > 0 and len(rep["heldout"]["within_10_ci"]) == 2
+    r = fit(timings("nokey2.jsonl"))
+    assert r.returncode == 0 and "held out:" in r.stdout and "(" in r.stdout
+
+    def one_line(r, text):
+        errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+        assert r.returncode == 2 and len(errors) == 1 and text in errors[0], r.stderr
+
+    # duplicate model names: refused, named (they emptied the held-out set: n_test 0, exit 0)
+    dup = [fm.ModelTiming("same", m.layers, m.latency_us, m.specs) for m in models]
+    one_line(fit(timings("dup.jsonl", ms=dup)), "'same'")
+    # the header version is checked
+    one_line(fit(timings("v2.jsonl", version=2)), "version 2 is newer")
+    one_line(fit(timings("v0.jsonl", version=None)), "needs \"version\": 1")
+    # latency_ms instead of latency_us says what is expected
+    ms = timings("ms.jsonl", edit=lambda ls: [ls[0]] + [l.replace('"latency_us"', '"latency_ms"') for l in ls[1:]])
+    one_line(fit(ms), "found latency_ms: give the latency in microseconds as latency_us")
+    # --json: the error is a JSON object on stdout too
+    r = fit(ms, "--json")
+    assert json.loads(r.stdout) == {"error": json.loads(r.stdout)["error"], "exit_code": 2}
+    assert "latency_us" in json.loads(r.stdout)["error"]
+    # two layer ids with the same spec: both ids named
+    def collide(lines):
+        head = json.loads(lines[0])
+        a, b = sorted(head["specs"])[:2]
+        head["specs"][b] = head["specs"][a]
+        return [json.dumps(head)] + lines[1:]
+
+    r = fit(timings("collide.jsonl", edit=collide))
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 2 and len(errors) == 1 and errors[0].count("'") >= 4 and "map to the same spec" in errors[0]

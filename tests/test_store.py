@@ -141,9 +141,12 @@ def test_dataset_check_and_repair_set_an_unreadable_part_aside(tmp_path):
         ds.append([_record(KernelSpec("fc", cin=8 * i, cout=16)) for i in range(1, 4)])
     bad = ds.parts()[1]
     _damage(bad)
-    r = run_cli("show", str(d))
-    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert r.returncode == 4 and len(errors) == 1 and bad.name in errors[0] and "devprof dataset check" in errors[0]
+    for cmd in (("show", str(d)), ("report", str(d), "-o", str(tmp_path / "r.html")),
+                ("fit-predictor", str(d), "-o", str(tmp_path / "bundles"))):
+        r = run_cli(*cmd)
+        errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+        assert r.returncode == 4 and len(errors) == 1, (cmd, r.stderr)
+        assert bad.name in errors[0] and "devprof dataset check" in errors[0], (cmd, r.stderr)
     r = run_cli("dataset", "check", str(d), "--json")
     rep = json.loads(r.stdout)
     assert r.returncode == 4 and rep["readable_records"] == 5 and rep["unreadable_parts"] == 1
@@ -307,6 +310,7 @@ def test_readers_during_merges_see_every_record_once(tmp_path):
 
 def test_damaged_datasets_give_one_line_errors_not_internal_ones(tmp_path):
     """Each of these was an internal error (exit 1) or a crash in `show`."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from support.cli import run_cli
@@ -332,8 +336,71 @@ def test_damaged_datasets_give_one_line_errors_not_internal_ones(tmp_path):
     ds = made("no-column")
     pq.write_table(pq.read_table(ds.parts()[0]).drop_columns(["median_us"]), ds.parts()[0])
     one_line("no-column", 4, "does not match schema version")
+    ds = made("text-median")  # median_us stored as strings: numbers in text are read, words refused
+    t = pq.read_table(ds.parts()[0])
+    i = t.schema.get_field_index("median_us")
+    pq.write_table(t.set_column(i, "median_us", pa.array(["10.5", "11", "12"])), ds.parts()[0])
+    assert Dataset(ds.path).read()["median_us"].tolist() == [10.5, 11.0, 12.0]
+    pq.write_table(t.set_column(i, "median_us", pa.array(["fast"] * 3)), ds.parts()[0])
+    one_line("text-median", 4, "Failed to parse string: 'fast'")
     ds = made("dir-part")
     (ds.path / "parts" / "part-99999999999999999999-dir.parquet").mkdir()  # a directory named like a part
     r = run_cli("show", str(ds.path))
     assert r.returncode == 0 and "internal" not in r.stderr, r.stderr
     assert len(Dataset(ds.path).read()) == 3
+
+
+def test_an_undeletable_part_at_merge_time_blocks_nothing(tmp_path, capsys):
+    """An immutable old part (`chattr +i`) at merge time: the merge is kept and said in one
+    warning, and the next runs work (they failed with "cannot recover ... from an interrupted
+    run" for good, the warning having promised that they would remove the part)."""
+    import pandas as pd
+
+    from devprof.session import Session
+    from support.faultkit import immutable
+
+    d = tmp_path / "d"
+    ds = Dataset(d)
+    with ds:
+        for j in range(3):
+            ds.append([_record(KernelSpec("fc", cin=8 * i, cout=8 * (j + 1))) for i in range(1, 5)])
+    with immutable(ds.parts()[0]):
+        with Session(d) as s:
+            s.compact()
+        err = capsys.readouterr().err
+        assert "merged" in err and "could not be removed" in err and len(err.strip().splitlines()) == 1, err
+        assert len(Dataset(d).read()) == 12 and len(pd.read_parquet(d / "parts")) == 12
+        for k in range(2):  # the next runs write, merge and say where the old part is
+            with Session(d) as s:
+                s.ds.append([_record(KernelSpec("fc", cin=8, cout=100 + k))])
+                s.compact()
+            err = capsys.readouterr().err
+            assert "could not be removed" in err and "Traceback" not in err, err
+            assert len(Dataset(d).read()) == 13 + k and len(pd.read_parquet(d / "parts")) == 13 + k
+            assert len(Dataset(d).parts()) == 1
+    with Session(d):  # the flag removed: the next writer removes the old part
+        pass
+    assert sorted(p.name for p in d.iterdir() if p.name.startswith("parts")) == ["parts"]
+    assert len(Dataset(d).read()) == 14
+
+
+def test_dataset_check_during_a_merge_counts_every_record(tmp_path):
+    """`devprof dataset check` while a run merges: a part merged away after the listing was
+    skipped, so the check reported fewer readable records than the dataset holds."""
+    d = tmp_path / "d"
+    with Dataset(d) as ds:
+        for j in range(3):
+            ds.append([_record(KernelSpec("fc", cin=8 * i, cout=8 * (j + 1))) for i in range(1, 5)])
+
+    class MergedMidRead(Dataset):  # another process merges right after this reader listed the parts
+        merged = False
+
+        def read_part(self, p):
+            if not self.merged:
+                self.merged = True
+                with Dataset(d) as writer:
+                    writer.compact()
+            return super().read_part(p)
+
+    report = MergedMidRead(d).check()
+    assert [r["ok"] for r in report] == [True] and sum(r["records"] for r in report) == 12, report

@@ -38,10 +38,17 @@ def fit_from_models_command(path: Path, out: Path, seed: int = 0, json_out: bool
                 t.add_column(c, justify="right")
             h = rep.heldout
             f = lambda v, pct=True: "-" if v is None else (f"{v:.1%}" if pct else f"{v:.3f}")  # noqa: E731
+            ci = h.get("within_10_ci")
+            w10 = f(h.get("within_10")) + (f" ({ci[0]:.0%}–{ci[1]:.0%})" if ci else "")
             t.add_row(f"{rep.n_train}/{rep.n_test}", str(len(rep.model.keys)), f(h.get("within_5")),
-                      f(h.get("within_10")), f(h.get("mape")), f(h.get("spearman"), False),
+                      w10, f(h.get("mape")), f(h.get("spearman"), False),
                       f((h.get("additive_only") or {}).get("within_10")))
+            t.caption = (f"held out: {rep.n_test} models (±10%: 95% interval in brackets); pair correction: "
+                         f"{len(rep.model.pairs)} pairs" + ("" if rep.model.pairs else " (it did not earn its keep)"))
             stdout.print(t)
+            if not rep.n_test:
+                err.print(f"warning: no model was held out ({len(ts.models)} models): there is no held-out figure; "
+                          "measure more models", highlight=False)
             err.print(f"bundle written: {dest}")
     if json_out:
         print(json.dumps(report, indent=2, default=float))

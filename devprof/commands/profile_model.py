@@ -20,7 +20,7 @@ from ._console import out as stdout
 def profile_models_command(device, models: Sequence[Any], *, runtimes: Sequence[str] | None, threads: int,
                        out: Path, resume: bool, protocol: Protocol, suite: str, prune: str,
                        json_out: bool, single: bool, cooldown: float = 0.0, max_temp: float | None = None,
-                       cooldown_timeout: float = 120.0) -> int:
+                       cooldown_timeout: float = 120.0, dtype: str = "fp32") -> int:
     """`devprof profile --model/--suite with [[model]]`: run, print tables or JSON; return exit code."""
     from ..model_profiling.profile import profile_models
 
@@ -44,7 +44,8 @@ def profile_models_command(device, models: Sequence[Any], *, runtimes: Sequence[
 
     try:
         profile_models(models, device, runtimes, threads, out, resume, protocol, suite, prune, on_model,
-                       cooldown_s=cooldown, max_temp_c=max_temp, cooldown_timeout_s=cooldown_timeout, on_note=note)
+                       cooldown_s=cooldown, max_temp_c=max_temp, cooldown_timeout_s=cooldown_timeout, on_note=note,
+                       dtype=dtype)
     except KeyboardInterrupt:
         err.print(f"interrupted: the {sum(len(r.records) for r in done)} records of finished models are saved; "
                   "rerun with --resume to finish")
@@ -63,7 +64,8 @@ def profile_models_command(device, models: Sequence[Any], *, runtimes: Sequence[
 def layer_table(run, console, top: int = 0) -> None:
     """Print the per-layer table (layer, op, shape, latency, share of total) of an ORT model run."""
     total = run.layer_sum_us or 1.0
-    t = Table(title=f"{run.name} on {run.runtime}: {len(run.rows)} layers, Σ layer medians {run.layer_sum_us:,.0f} µs, "
+    int8 = sum(r.layer.spec.dtype == "int8" for r in run.rows)
+    t = Table(title=f"{run.name}{' (int8)' if int8 else ''} on {run.runtime}: {len(run.rows)} layers, Σ layer medians {run.layer_sum_us:,.0f} µs, "
                     f"end to end {run.reference_us:,.0f} µs (gap {run.gap:+.1%}; framework overhead "
                     f"{run.framework_us:,.0f} µs"
                     + (f"; CPU time {run.cpu_us:,.0f} µs, gap {run.gap_cpu:+.1%}" if run.gap_cpu == run.gap_cpu else "")
@@ -113,7 +115,9 @@ def summary_line(runs: list) -> str:
 
 def speedup_table(dense, sparse, console) -> None:
     """Per prunable layer: dense vs pruned generated kernel, and the speedup."""
-    t = Table(title=f"{sparse.name}: generated kernels, dense vs pruned (devprof-c, 1 thread)")
+    dtypes = sorted({r.layer.spec.dtype for r in sparse.rows if r.measurement is not None} - {"fp32"})
+    t = Table(title=f"{sparse.name}: generated kernels{' in ' + '/'.join(dtypes) if dtypes else ''}, dense vs "
+                    "pruned (devprof-c, 1 thread)")
     for c, j in (("#", "right"), ("layer", "left"), ("op", "left"), ("shape", "left"), ("dense µs", "right"),
                  ("pruned µs", "right"), ("speedup", "right")):
         t.add_column(c, justify=j)

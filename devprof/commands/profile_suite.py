@@ -54,7 +54,7 @@ def profile_suite_command(dev, device_name: str, servers: list[str], *, suite: s
                                       runtimes=runtime or (None if model else list(s.runtimes)), threads=threads,
                                       out=out_dir, resume=resume, protocol=proto, suite="" if model else s.name,
                                       prune=prune or "", json_out=json_out, single=bool(model), cooldown=cooldown,
-                                      max_temp=max_temp, cooldown_timeout=cooldown_timeout)
+                                      max_temp=max_temp, cooldown_timeout=cooldown_timeout, dtype=dtype or "fp32")
         if code or model or not s.specs:
             raise typer.Exit(code)
     if retry_noisy:
@@ -199,9 +199,9 @@ def _with_dtype(s, dtype: str, dev, model: str | None):
     from ..suites.select import check_dtype, with_dtype
 
     check_dtype(dtype, "--dtype")
-    if model or s.models:
-        raise UsageError("--dtype applies to kernel suites so far, not to whole models (--model, or a suite's model "
-                         "entries)")
+    if (model or s.models) and dtype == "fp16":
+        raise UsageError("--dtype fp16 applies to kernel suites; whole models (--model, a suite's model entries) "
+                         "run in fp32 or int8")
     if dtype == "fp16" and dev.in_process:
         from ..runtimes.hostcpu import fp16_arithmetic
 

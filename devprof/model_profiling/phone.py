@@ -46,6 +46,7 @@ from ..measure import Protocol
 from ..records import KernelSpec, Measurement, RuntimeInfo
 from ..runtimes.phone_tools import (ToolOutputError, parse_benchmark_model, parse_ort_profile, split_reps,
                                     tool_path, _tool_version)
+from ..models.quantize import is_quantized
 from ..models.walk import Layer, ModelLayers, walk
 
 if TYPE_CHECKING:
@@ -349,7 +350,7 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
     """Every requested runtime on one model on the phone; records saved as each run finishes.
     A phone that stops answering ends the run (DeviceError): what was saved stays, --resume
     completes it."""
-    from ..runtimes.model_check import CHECKED, compare, reference_output
+    from ..runtimes.model_check import CHECKED, compare, graph_rtol, reference_output
     from .profile import _litert_interpreter, named_nodes
     from .runs import OVERHEAD_NAME, LayerRow, ModelRun, model_spec, overhead_spec
     from ..models.sources import model_input as _input
@@ -366,7 +367,7 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
         if not want:
             name, x = _input(src.onnx)
             want.append(reference_output(src.onnx, {name: x}))
-        bad = compare(got, want[0])
+        bad = compare(got, want[0], graph_rtol(src.onnx))
         if bad:
             raise KernelError(f"{what} computes a different answer for {src.name} on this host: {bad}")
 
@@ -387,6 +388,9 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
                 data = named.SerializeToString()
             else:
                 data = src.tflite
+                if data is None and is_quantized(src.onnx):
+                    raise UsageError(f"{rt}: devprof's .tflite exporter writes float models; an int8 ONNX model "
+                                     "runs on onnxruntime (give a full-integer .tflite for LiteRT)")
                 if data is None:
                     from ..models.tflite_export import onnx_to_tflite
 

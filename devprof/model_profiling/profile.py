@@ -35,13 +35,14 @@ import numpy as np
 from ..errors import DevprofError, KernelError, UsageError, one_line
 from ..measure import Protocol, measure_callable
 from ..records import KernelSpec, Measurement, Record, RuntimeInfo, record_key
-from ..runtimes.model_check import CHECKED, compare, reference_output
+from ..runtimes.model_check import CHECKED, compare, graph_rtol, reference_output
 from ..runtimes.onnxruntime import session_options
 from ..models.layers import ModelLayers
 from .runs import OVERHEAD_NAME, LayerRow, ModelRun, model_spec, overhead_spec
 from ..models.sources import ModelSource, iter_sources
 from ..models.sources import resolve_model, torch_to_onnx  # noqa: F401 - the documented import path
 from ..models.sources import model_input as _input
+from ..models.quantize import as_dtype, is_quantized
 from ..models.walk import walk
 
 MODEL_RUNTIMES = ("onnxruntime", "litert", "litert-builtin")
@@ -274,7 +275,7 @@ class ModelProfiler:
                     want.append(None)
             if want[0] is None:
                 return ""
-            bad = compare(got, want[0])
+            bad = compare(got, want[0], graph_rtol(src.onnx))
             if bad:
                 raise KernelError(f"{rt} computes a different answer for {src.name}: {bad}")
             return CHECKED
@@ -325,6 +326,9 @@ class ModelProfiler:
                                              run.run_id, src.name, -1, OVERHEAD_NAME, cond.result, t0, checked))
                 else:  # LiteRT end to end
                     tfl = src.tflite
+                    if tfl is None and is_quantized(src.onnx):
+                        raise UsageError(f"{rt}: devprof's .tflite exporter writes float models; an int8 ONNX "
+                                         "model runs on onnxruntime (give a full-integer .tflite for LiteRT)")
                     if tfl is None:
                         from ..models.tflite_export import onnx_to_tflite
 
@@ -366,7 +370,8 @@ class ModelProfiler:
 def profile_model(model: str | ModelSource, device=None, runtimes: Sequence[str] | None = None, threads: int = 1,
                   out: str | os.PathLike = "devprof-data", resume: bool = False, protocol: Protocol = Protocol(),
                   suite: str = "", prune: str = "", **session_kw) -> list[ModelRun]:
-    """Profile one model (path, family name, module:factory or `ModelSource`) into dataset `out`."""
+    """Profile one model (path, family name, module:factory or `ModelSource`) into dataset `out`
+    (``dtype="int8"``: statically quantized first, see `devprof.models.quantize`)."""
     return profile_models([model], device, runtimes, threads, out, resume, protocol, suite, prune, **session_kw)
 
 
@@ -375,9 +380,13 @@ def profile_models(models: Sequence[Any], device=None, runtimes: Sequence[str] |
                    suite: str = "", prune: str = "",
                    on_model: Callable[[list[ModelRun]], None] | None = None, *, cooldown_s: float = 0.0,
                    max_temp_c: float | None = None, cooldown_timeout_s: float | None = None,
-                   on_note: Callable[[str], None] | None = None) -> list[ModelRun]:
+                   on_note: Callable[[str], None] | None = None, dtype: str = "fp32") -> list[ModelRun]:
     """Profile models (strings as for `resolve_model`, `ModelSource`s, or suite ``[[model]]`` dicts)
-    in one `Session` on `out`: locked, pinned to ``protocol.cpus`` on local, cooled before each run."""
+    in one `Session` on `out`: locked, pinned to ``protocol.cpus`` on local, cooled before each run.
+    ``dtype="int8"``: float models are quantized statically (QDQ, calibrated on random inputs) and
+    run on ONNX Runtime; with `prune`, the layers are timed as generated int8 kernels."""
+    if dtype not in ("fp32", "int8"):
+        raise UsageError(f"--dtype {dtype}: whole models run in fp32 or int8 (fp16 applies to kernel suites)")
     from ..devices import resolve_device
     from ..session import DEFAULT_COOLDOWN_TIMEOUT_S, Session
 
@@ -387,7 +396,8 @@ def profile_models(models: Sequence[Any], device=None, runtimes: Sequence[str] |
     if prune:
         from .prune import profile_pruned
 
-        pruned = profile_pruned(models, device, threads, session, protocol, prune, on_model)
+        pruned = profile_pruned(models, device, threads, session, protocol, prune, on_model, dtype=dtype,
+                                on_note=on_note)
         others = [r for r in (runtimes or []) if r != "devprof-c"]
         if not others:
             return pruned
@@ -395,11 +405,13 @@ def profile_models(models: Sequence[Any], device=None, runtimes: Sequence[str] |
         # the dataset the pruned run just wrote: hence resume)
         return pruned + profile_models(models, device, others, threads, out, True, protocol, suite, "", on_model,
                                        cooldown_s=cooldown_s, max_temp_c=max_temp_c,
-                                       cooldown_timeout_s=cooldown_timeout_s, on_note=on_note)
+                                       cooldown_timeout_s=cooldown_timeout_s, on_note=on_note, dtype=dtype)
     if threads < 1:
         raise UsageError("--threads must be >= 1")
-    sources = iter_sources(models)  # lazily: a suite's models are built one entry at a time
-    rts = list(runtimes) if runtimes else (["onnxruntime", "litert"] if device.in_process else [])
+    # lazily: a suite's models are built (and quantized) one entry at a time
+    sources = (as_dtype(s, dtype) for s in iter_sources(models))
+    rts = list(runtimes) if runtimes else (
+        (["onnxruntime"] if dtype == "int8" else ["onnxruntime", "litert"]) if device.in_process else [])
     results: list[ModelRun] = []
     with session, session.pinned(device, protocol.cpus):
         prof = ModelProfiler(device, session, rts, threads, protocol)

@@ -30,6 +30,8 @@ from ..models.sources import iter_sources
 from ..models.walk import walk
 
 PRUNABLE = ("conv2d", "pwconv", "fc")
+#: Layers timed in int8 under ``--dtype int8`` (the ops the generated int8 kernels cover).
+INT8_OPS = ("conv2d", "dwconv2d", "pwconv", "fc")
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"bcr": {"block": (4, 16)}, "block": {"block": (4, 1)},
                                               "pattern": {"patterns": 8}, "nm": {}, "unstructured": {}}
 
@@ -78,7 +80,8 @@ def _chain(ms: list[Measurement]) -> Measurement:
 
 
 def profile_pruned(models: Sequence[Any], device, threads: int, session, protocol: Protocol, prune: str,
-                   on_model: Callable | None = None) -> list:
+                   on_model: Callable | None = None, *, dtype: str = "fp32",
+                   on_note: Callable[[str], None] | None = None) -> list:
     """Time each model's layers dense and under `prune` with generated kernels, in `session`
     (not yet entered): every layer built, checked against the numpy reference and timed by the
     harness; the session records them with their conditions and applies the --resume rule."""
@@ -100,16 +103,21 @@ def profile_pruned(models: Sequence[Any], device, threads: int, session, protoco
             if src.onnx is None:
                 raise UsageError(f"--prune needs an ONNX model or a built-in family ({src.name} is .tflite)")
             ml = walk(src.onnx, fusion="litert", name=src.name)
+            from ..models.quantize import is_quantized
+
+            dtype = "int8" if is_quantized(src.onnx) else dtype  # a QDQ model: its layers are int8
             runs, programs = [], []  # isolated layers (dense, pruned), then the same as one program each
             for label, variant in (("dense", None), (sp.label(), sp)):
                 name = f"{src.name}|{label}"
                 specs: dict[int, KernelSpec] = {}
                 for layer in ml.layers:
                     s = layer.spec if variant is None else (pruned_spec(layer.spec, variant) or layer.spec)
+                    if dtype != "fp32" and s.op in INT8_OPS:
+                        s = s.replace(dtype=dtype)
                     if rt.supports(s) is None:
                         specs[layer.index] = s
                 uncovered = [l.index for l in ml.layers if l.index not in specs]
-                mspec = KernelSpec(op="model", bias=False, attrs={
+                mspec = KernelSpec(op="model", bias=False, dtype=dtype, attrs={
                     "model": src.name, "hash": src.content_hash, "prune": label, "composed": "sum-of-layers",
                     "covered": len(specs), "uncovered": len(uncovered), "fusion": ml.fusion})
                 run = ModelRun(name, "devprof-c", uuid.uuid4().hex[:16], src.content_hash)
@@ -157,6 +165,11 @@ def profile_pruned(models: Sequence[Any], device, threads: int, session, protoco
                     session.save(recs)
                     run.records = recs
                 run.unmapped = [f"layer {i} ({ml.layers[i].spec.op}) not run by devprof-c" for i in uncovered]
+                if dtype != "fp32":  # the generated program is fp32 only
+                    if on_note and variant is not None:
+                        on_note(f"{src.name}: no one-program run in {dtype} (the generated program computes "
+                                "fp32); its layers are timed alone")
+                    continue
                 programs.append(_program_run(src, ml, variant or Sparsity(), label, device, rt, info, dinfo, session,
                                              protocol))
             runs += programs

@@ -89,7 +89,12 @@ def model_spec(src: ModelSource, ml: ModelLayers, prune: str = "") -> KernelSpec
         attrs["family"] = src.family
     if prune:
         attrs["prune"] = prune
-    return KernelSpec(op="model", n=n, h=h, w=w, cin=c, cout=c, bias=False, attrs=attrs)
+    dtype = "fp32"
+    if src.onnx is not None:
+        from ..models.quantize import is_quantized
+
+        dtype = "int8" if is_quantized(src.onnx) else "fp32"
+    return KernelSpec(op="model", n=n, h=h, w=w, cin=c, cout=c, bias=False, dtype=dtype, attrs=attrs)
 
 
 def _nhwc(shape: tuple) -> tuple:

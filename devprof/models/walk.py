@@ -92,7 +92,33 @@ def walk(src: Any, fusion: str = "generic", name: str | None = None) -> ModelLay
         from .tflite_walk import walk_tflite
 
         return walk_tflite(bytes(src), name=name)
-    return _OnnxWalker(load_onnx(src), fusion, name).run()
+    m = load_onnx(src)
+    from .quantize import is_quantized
+
+    if is_quantized(m):  # QDQ int8: the layers of its float twin, in int8
+        return _walk_quantized(m, fusion, name)
+    return _OnnxWalker(m, fusion, name).run()
+
+
+def _walk_quantized(model, fusion: str, name: str | None) -> ModelLayers:
+    """A QDQ model's layers: the walk of its float view (devprof.models.quantize.float_view), each
+    layer whose nodes compute on quantized activations in ``dtype="int8"``; the ReLU/ReLU6 that
+    quantization folded into an output range is given back from the model's own metadata."""
+    import json
+
+    from .quantize import ACTIVATIONS_KEY, float_view
+
+    fv, int8 = float_view(model)
+    acts = json.loads(_meta(model, ACTIVATIONS_KEY) or "{}")
+    ml = _OnnxWalker(fv, fusion, name or _meta(model, "devprof.family")).run()
+    for layer in ml.layers:
+        spec = layer.spec
+        if spec.activation == "none" and acts.get(layer.name) in CONV_ACTS[fusion]:
+            spec = spec.replace(activation=acts[layer.name])
+        if int8.intersection(layer.nodes) and spec.op not in ("other", "model"):
+            spec = spec.replace(dtype="int8")
+        layer.spec = spec
+    return ml
 
 
 # ---- ONNX ----------------------------------------------------------------------------------------

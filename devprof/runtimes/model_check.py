@@ -16,13 +16,34 @@ from .base import CHECKED
 #: Largest |got - want| allowed, as a fraction of max |want|.
 GRAPH_RTOL = 1e-3
 
-__all__ = ["CHECKED", "GRAPH_RTOL", "reference_output", "compare"]
+#: The same for a quantized (QDQ) graph: the reference dequantizes, computes in float and
+#: quantizes again, while the runtime's fused integer kernels round their own way; one-LSB
+#: differences in an intermediate activation grow through the layers after it. Wrong weights, a
+#: wrong layout or a missing layer are far beyond this.
+INT8_GRAPH_RTOL = 0.15
+
+__all__ = ["CHECKED", "GRAPH_RTOL", "INT8_GRAPH_RTOL", "graph_rtol", "reference_output", "compare"]
+
+
+def graph_rtol(model) -> float:
+    """The tolerance of `compare` for `model`'s output: INT8_GRAPH_RTOL for a quantized graph."""
+    from ..models.quantize import is_quantized
+
+    return INT8_GRAPH_RTOL if is_quantized(model) else GRAPH_RTOL
 
 
 def reference_output(model, feeds: dict) -> np.ndarray:
-    """The first output of `model` on `feeds` by ONNX's numpy reference evaluator."""
+    """The first output of `model` on `feeds` by ONNX's numpy reference evaluator (a quantized
+    graph below opset 19 is converted first: the evaluator has QuantizeLinear / DequantizeLinear
+    from 19 on)."""
     from onnx.reference import ReferenceEvaluator
 
+    from ..models.quantize import is_quantized
+
+    if is_quantized(model) and next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 19) < 19:
+        from onnx import version_converter
+
+        model = version_converter.convert_version(model, 19)
     return np.asarray(ReferenceEvaluator(model).run(None, feeds)[0])
 
 

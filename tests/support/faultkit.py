@@ -8,9 +8,11 @@ prove no acknowledged record was lost (even those compacted away into a merged p
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -279,3 +281,37 @@ def finish(out: Path, suite: Path) -> Check:
     if c.records != TINY_RECORDS:
         c.problems.append(f"{c.records} records after --resume, expected {TINY_RECORDS}")
     return c
+
+
+@contextlib.contextmanager
+def immutable(path: Path):
+    """Make `path` undeletable and unrenamable for the duration: the real `chattr +i` where the
+    filesystem and our privileges allow it, else (no root, tmpfs) a stand-in that makes
+    os.unlink / os.rename / os.replace of that file name fail with EPERM as the kernel would.
+    Renaming the folder holding it still works, as with a real immutable file."""
+    path = Path(path)
+    real = subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0 if shutil.which(
+        "chattr") else False
+    if real:
+        try:
+            yield "chattr"
+        finally:
+            for p in [path, *path.parent.parent.glob(f"*/{path.name}")]:  # wherever a merge moved it
+                subprocess.run(["chattr", "-i", str(p)], capture_output=True)
+        return
+    saved = {n: getattr(os, n) for n in ("unlink", "remove", "rename", "replace")}
+
+    def refusing(name):
+        def call(src, *a, **k):
+            if os.fsdecode(os.path.basename(os.fspath(src))) == path.name:
+                raise PermissionError(1, "Operation not permitted", os.fspath(src))
+            return saved[name](src, *a, **k)
+        return call
+
+    for n in saved:
+        setattr(os, n, refusing(n))
+    try:
+        yield "simulated"
+    finally:
+        for n, f in saved.items():
+            setattr(os, n, f)
