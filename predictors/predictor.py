@@ -28,7 +28,7 @@ import numpy as np
 from .spec import DTYPES, OPS, SCHEMES, KernelSpec
 
 from . import lut as lutmod
-from .bundle import BundleError, parse_json, read_verified
+from .bundle import NPZ, BundleError, parse_json, read_predictor, read_verified
 from .domain import Domain, OutOfDomain, regressor_codes, regressor_name
 from .features import kernel_geometry_of
 from .spectable import SpecTable, col, encode, encode_columns
@@ -184,9 +184,9 @@ class Predictor:
     @classmethod
     def load(cls, path: str | os.PathLike, strict: bool = False) -> "Predictor":
         root = Path(path)
-        meta, blobs = read_verified(root, ("lut.json", "predictor.json"))
+        meta, blobs = read_verified(root, ("lut.json", "predictor.json", NPZ))
         lut_obj = parse_json(root, "lut.json", blobs["lut.json"])
-        pred_obj = parse_json(root, "predictor.json", blobs["predictor.json"])
+        pred_obj = read_predictor(root, meta, blobs)
         try:
             cols = lutmod.check_json_obj(lut_obj)
         except (ValueError, TypeError) as e:

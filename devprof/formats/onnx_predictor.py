@@ -235,11 +235,11 @@ def regressor_onnx(d: Mapping[str, Any], name: str = "devprof-regressor"):
 def export_bundle(bundle: str | Path, dest: str | Path) -> list[Path]:
     """Every regressor of a bundle as ONNX: DEST/<op>__<scheme>.onnx, DEST/fallback.onnx, plus
     DEST/index.json (group -> file, feature names)."""
-    from predictors.bundle import parse_json, read_verified
+    from predictors.bundle import NPZ, read_predictor, read_verified
     from predictors.features import FEATURES, LINEAR_TERMS
 
-    _, blobs = read_verified(bundle, ("predictor.json",))
-    pj = parse_json(bundle, "predictor.json", blobs["predictor.json"])
+    meta, blobs = read_verified(bundle, ("predictor.json", NPZ))
+    pj = read_predictor(bundle, meta, blobs)
     out = Path(dest)
     try:
         out.mkdir(parents=True, exist_ok=True)
