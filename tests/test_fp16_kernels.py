@@ -147,3 +147,11 @@ def test_x86_refuses_fp16_with_one_line(tmp_path):
     r = run_cli("profile", "--suite", "smoke", "-r", "devprof-c", "--dtype", "fp16", "--out", str(tmp_path / "ds"))
     assert r.returncode == 2 and r.stderr.startswith("error: --dtype fp16: ") and r.stderr.count("\n") == 1
     assert "devprof-c" in r.stderr and not (tmp_path / "ds").exists()
+
+
+def test_an_x86_64_phone_refuses_devprof_c_fp16_with_one_line(make_phone, adb_server, tmp_path):
+    make_phone()
+    r = run_cli("profile", "--device", "S20", "-r", "devprof-c", "--suite", "smoke", "--dtype", "fp16", "--out",
+                str(tmp_path / "ds"), env=adb_server.env)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: --dtype fp16: devprof-c fp16 kernels need arm64") and "x86_64" in r.stderr

@@ -10,8 +10,8 @@ have ONNX Runtime. Two kinds of graph are written with `onnx.helper` (no skl2onn
    ``(counts . t + overhead) * (1 + pair_counts . g) / 1000``. The column order is stored in the
    model's metadata (``devprof.layer_ids``, ``devprof.pairs``, JSON) and in a sidecar JSON.
    Double precision throughout, so it ranks candidates exactly as the Python predictor does.
-2. **Kernel regressors of a bundle** (`regressor_onnx`) — one graph per (op, scheme) group and
-   one for the fallback: input ``features`` (float, N x 54: `predictors.features.FEATURES` in
+2. **Kernel regressors of a bundle** (`regressor_onnx`) — one graph per (op, scheme[, dtype])
+   group and one for the fallback: input ``features`` (float, N x 55: `predictors.features.FEATURES` in
    order, computed with the bundle's ``kernel_geometry``, repeated in index.json) and
    ``linear_features`` (float, N x 8: `predictors.features.LINEAR_TERMS` in order —
    effective FLOPs, bytes moved, then the generated kernels' cost terms); output
