@@ -39,7 +39,7 @@ def test_quantized_walk_keeps_the_float_layer_keys_in_int8(qdq):
     assert not is_quantized(fv) and int8
 
 
-def test_model_int8_on_onnxruntime_records_int8_layers(tmp_path):
+def test_model_int8_on_onnxruntime_records_int8_layers(tmp_path, capsys):
     out = tmp_path / "ds"
     runs = profile_model(MODEL, out=out, protocol=Protocol.quick(), runtimes=["onnxruntime", "litert"],
                          dtype="int8")
@@ -52,6 +52,16 @@ def test_model_int8_on_onnxruntime_records_int8_layers(tmp_path):
     convs = df[(df.kind == "layer") & (df.op == "conv2d")]
     assert len(convs) == 3 and set(convs.dtype) == {"int8"}
     assert set(df.checked) == {"numpy reference"}  # ONNX's evaluator on the QDQ graph, int8 tolerance
+    # show keeps dtypes apart: a dtype column, and --dtype selects
+    import json
+
+    from devprof.cli import run
+
+    assert run(["show", str(out), "--dtype", "int8", "--json", "--limit", "0"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert len(shown) == len(df[df.dtype == "int8"]) and {r["dtype"] for r in shown} == {"int8"}
+    assert run(["show", str(out), "--dtype", "fp16"]) == 2
+    assert "--dtype fp16" in capsys.readouterr().err
 
 
 def test_user_qdq_model_is_profiled_as_it_is(qdq, tmp_path):

@@ -83,6 +83,19 @@ def test_mixed_device_dataset_compares_devices(report_data, tmp_path):
     assert "no sparse kernel records" in sec["sparse"].missing
 
 
+def test_sparse_section_has_one_curve_set_per_dtype(tmp_path):
+    ds = S.write(tmp_path / "mixed", S.sparse(S.LOCAL, 1) + S.sparse(S.LOCAL, 5, dtype="int8"))
+    doc, _ = build_document([ds], strict=True, figures=True)
+    sec = {s.key: s for s in doc.sections}["sparse"]
+    assert sec.figures
+    table = sec.tables[0]
+    assert table.columns[1] == "Dtype"
+    by = {}
+    for row in table.rows:
+        by.setdefault(row[1], set()).add(row[3])
+    assert set(by) == {"fp32", "int8"} and by["fp32"] == by["int8"]  # every scheme, once per dtype
+
+
 def test_speedup_break_even_is_interpolated():
     from devprof.report.sections.sparse import break_even
 
