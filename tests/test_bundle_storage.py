@@ -29,8 +29,8 @@ def _meta_in(meta: dict) -> dict:
 def _plain_copy(src: Path, dest: Path) -> Path:
     """The same bundle as format 2: node arrays back in predictor.json, nothing compressed."""
     meta, blobs = bmod.read_verified(src)
-    blobs = {n: b for n, b in blobs.items() if n != bmod.NPZ}
-    blobs["predictor.json"] = bmod.dumps(bmod.read_predictor(src, meta, bmod.read_verified(src)[1], encoded=True))
+    blobs["predictor.json"] = bmod.dumps(bmod.read_predictor(src, meta, blobs, encoded=True))
+    del blobs[bmod.NPZ]
     return bmod.write(dest, blobs, _meta_in(meta))
 
 

@@ -66,7 +66,8 @@ def test_merge_keeps_repeat_campaigns_and_drops_exact_duplicates(tmp_path: Path)
 
 def test_published_tables_rebuild_from_the_reference_unchanged() -> None:
     """litert-xnnpack-t1's lookup table, rebuilt from the reference's records of the campaigns
-    its metadata names, has exactly the published medians and fastest rounds."""
+    its metadata names, has exactly the published medians and fastest rounds, and the same
+    campaign agreement."""
     bundle = ROOT / "datasets_latency" / "local" / "litert-xnnpack-t1"
     meta = json.loads((bundle / "metadata.json").read_text())
     sources = meta["dataset"]["sources"]
@@ -79,3 +80,5 @@ def test_published_tables_rebuild_from_the_reference_unchanged() -> None:
     assert len(j) == len(pub) == len(rebuilt)
     for c in ("median_us", "min_us"):
         assert np.array_equal(j[f"{c}_pub"].to_numpy(float), j[f"{c}_new"].to_numpy(float)), c
+    # and the campaign agreement the fit recorded in the bundle's metrics
+    assert lutmod.campaign_agreement(kernels, meta["metrics"]["statistic"]) == meta["metrics"]["kernel"]["noise"]["campaigns"]

@@ -184,3 +184,46 @@ def test_compute_ceiling_from_fingerprints():
     assert p.cores == 2 and p.flops_per_cycle == 32 and p.gflops == pytest.approx(2.6 * 32 * 2)  # Zen 4
     intel = {**local, "cpu": "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"}
     assert estimate_peak(intel, 1).gflops == pytest.approx(2.9 * 64)
+
+
+def test_devprof_c_is_compared_across_devices_under_short_labels(tmp_path):
+    """Generated kernels carry their compiler, ISA and vector width in the runtime options, which
+    differ from device to device: the labels once held them all (`devprof-c[cc=cc (Debian 12.2.0…
+    vector_floats=16]/t1`), so local and the phone were never compared and legends were cut."""
+    from devprof.records import RuntimeInfo
+
+    dc_local = RuntimeInfo("devprof-c", "0.1.0", 1, {"cc": "cc (Debian 12.2.0-14+deb12u1) 12.2.0", "isa": "avx512",
+                                                     "vector_floats": 16, "vector_regs": 32})
+    dc_s20 = RuntimeInfo("devprof-c", "0.1.0", 1, {"cc": "aarch64-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0",
+                                                   "isa": "neon", "vector_floats": 4, "vector_regs": 32})
+    ds = S.write(tmp_path / "dc", S.kernels(S.LOCAL, (dc_local,), 15, seed=7) + S.kernels(S.S20, (dc_s20,), 15, seed=7))
+    doc, _ = build_document([ds], strict=True, figures=False)
+    sec = {s.key: s for s in doc.sections}
+    assert sec["compare"].drawn, sec["compare"].missing
+    rows = sec["compare"].tables[0].rows
+    assert rows[0][0] == "across devices" and rows[0][1:3] == ["local · devprof-c/t1", "Galaxy S20 5G · devprof-c/t1"]
+    assert int(rows[0][3]) >= 5  # the common kernels are compared
+    text = " ".join(" ".join(map(str, r)) for s in doc.sections for t in s.tables for r in t.rows
+                    if t.columns[-1] != "Options")
+    assert "cc=" not in text and "vector_floats" not in text  # short labels everywhere...
+    opts = [t for t in sec["devices"].tables if t.columns == ["Device", "Runtime", "Version", "Options"]]
+    assert opts and any("vector_floats=16" in r[3] for r in opts[0].rows)  # ...the full options in one table
+
+
+def test_temperature_note_is_per_device_and_says_unreadable(tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    spec = S.KernelSpec("conv2d", h=28, w=28, cin=32, cout=32, kh=3, kw=3, padding=1)
+    local = S.record(spec, S.LOCAL, S.ORT, 800.0, rng)
+    local = dataclasses.replace(local, conditions=dataclasses.replace(local.conditions, temp_before_c=float("nan"),
+                                                                        temp_after_c=float("nan")))
+    phone = S.record(spec, S.S20, S.ORT, 900.0, rng)
+    phone = dataclasses.replace(phone, conditions=dataclasses.replace(phone.conditions, temp_before_c=35.0,
+                                                                        temp_after_c=35.0))
+    doc, _ = build_document([S.write(tmp_path / "t", [local, phone])], strict=True, figures=False)
+    text = " ".join(p.text if hasattr(p, "text") else str(p) for s in doc.sections for p in getattr(s, "blocks", []))
+    assert "Temperature rose by 0.0" not in text
+    assert "No usable temperature sensor on" in text and "local" in text and "constant 35.0 °C" in text

@@ -110,24 +110,34 @@ def _options(js: str) -> dict:
 
 
 def _runtime_labels(df: pd.DataFrame) -> list[str]:
-    """Short runtime labels for legends and tables: name, the backend options that differ between
-    this runtime's records (options every record shares say nothing), and the thread count."""
-    combos = df.drop_duplicates(["runtime", "runtime_options"])[["runtime", "runtime_options"]]
-    varying: dict[str, set[str]] = {}
-    for name, g in combos.groupby("runtime"):
+    """Short runtime labels for legends, titles and tables: the runtime's name and thread count,
+    plus only the backend options that differ between its records *on one device* (ORT's graph
+    optimisation level, say). Options that differ only from device to device (the compiler, the
+    ISA and vector width of generated code) follow the device, so they would split one runtime
+    into one label per device and nothing would be compared across devices; every option is
+    listed in the devices table instead (`options_text`)."""
+    combos = df.drop_duplicates(["device_id", "runtime", "runtime_options"])[["device_id", "runtime", "runtime_options"]]
+    varying: dict[tuple[str, str], set[str]] = {}
+    for (did, name), g in combos.groupby(["device_id", "runtime"]):
         opts = [_options(o) for o in g["runtime_options"]]
         keys = set().union(*opts) if opts else set()
-        varying[name] = {k for k in keys if len({json.dumps(o.get(k), sort_keys=True) for o in opts}) > 1}
+        varying[(did, name)] = {  # an option some records lack (older records) is not a variant
+            k for k in keys if len({json.dumps(o[k], sort_keys=True) for o in opts if k in o}) > 1}
     cache: dict[tuple, str] = {}
     out = []
-    for name, threads, js in zip(df["runtime"], df["threads"], df["runtime_options"]):
-        key = (name, threads, js)
+    for did, name, threads, js in zip(df["device_id"], df["runtime"], df["threads"], df["runtime_options"]):
+        key = (did, name, threads, js)
         if key not in cache:
             opts = _options(js)
-            o = ",".join(f"{k}={_fmt_opt(opts[k])}" for k in sorted(varying.get(name, ())) if k in opts)
+            o = _short(",".join(f"{k}={_short(_fmt_opt(opts[k]).split(' ')[0], 14)}"
+                                for k in sorted(varying.get((did, name), ())) if k in opts), 28)
             cache[key] = f"{name}{'[' + o + ']' if o else ''}/t{int(threads)}"
         out.append(cache[key])
     return out
+
+
+def _short(v: str, n: int = 16) -> str:
+    return v if len(v) <= n else v[:n - 1] + "…"
 
 
 def options_text(js: str) -> str:

@@ -64,7 +64,7 @@ def build(data: ReportData) -> Section:
     df = data.records
     devs = data.devices()
     s.add(_fingerprints(df, devs))
-    rows = []
+    rows, opt_rows = [], []
     for (dlabel, rlabel), g in df.groupby(["device_label", "runtime_label"], sort=True):
         kinds = g["kind"].value_counts()
         kinds_txt = ", ".join(f"{kinds[k]} {k}" for k in ("kernel", "layer", "model") if k in kinds)
@@ -78,13 +78,17 @@ def build(data: ReportData) -> Section:
         opts = "; ".join(sorted({options_text(o) for o in g["runtime_options"]}))
         dv = ", ".join(sorted({v for v in g["devprof_version"] if v})) or "–"
         hv = ", ".join(sorted({v for v in g["harness_version"] if v}))
-        rows.append([dlabel, rlabel, vers, opts, kinds_txt, suites, span, proto, cpus, gov,
+        rows.append([dlabel, rlabel, kinds_txt, suites, span, proto, cpus, gov,
                      dv + (f" (harness {hv})" if hv else "")])
+        opt_rows.append([dlabel, rlabel, vers, opts])
     s.add(Table("Runtimes and measurement campaigns per device. Protocol columns give the median per record: "
                 "warm-up calls, then repetitions × back-to-back calls per sample; a record's latency is the "
-                "median sample.",
-                ["Device", "Runtime", "Version", "Options", "Records", "Suites", "Measured", "Protocol", "CPUs",
-                 "Governor", "devprof"], rows))
+                "median sample. Runtimes are labelled by name and threads (options that differ on one device "
+                "are added); the next table gives each one's version and every option.",
+                ["Device", "Runtime", "Records", "Suites", "Measured", "Protocol", "CPUs", "Governor", "devprof"],
+                rows))
+    s.add(Table("Runtime versions and backend options (compiler, instruction set, vector width of generated "
+                "code...) behind each runtime label.", ["Device", "Runtime", "Version", "Options"], opt_rows))
     emu = sorted(set(df.loc[df["emulated"].astype(bool), "device_label"])) if "emulated" in df else []
     if emu:
         s.para(f"Emulated: {', '.join(emu)}. Its kernels ran under an emulator (qemu); they were checked "

@@ -88,15 +88,23 @@ def _conditions_note(df: pd.DataFrame) -> str:
     parts.append("CPU governor: " + (", ".join(govs) if govs else "not readable (no cpufreq, e.g. in a VM)") + ".")
     pinned = sorted({c for c in df["cpus"] if c})
     parts.append("Pinned to CPUs " + ", ".join(pinned) + "." if pinned else "Threads were not pinned to CPUs.")
-    temps = finite(df["temp_before_c"])
-    if not temps.size:
-        parts.append("No temperature sensor was readable, so thermal state is unknown; "
-                     "cool-down between batches cannot be verified.")
-    else:
-        rise = finite(df["temp_after_c"].astype(float) - df["temp_before_c"].astype(float))
-        if rise.size:
-            parts.append(f"Temperature rose by {np.median(rise):.1f} °C per measurement in the median "
-                         f"(max {rise.max():.1f} °C).")
+    # per device: one device's readable sensor says nothing about another's (a VM has none)
+    unreadable, rises = [], []
+    for dev, g in df.groupby("device_label", sort=True):
+        before = g["temp_before_c"].astype(float)
+        after = g["temp_after_c"].astype(float)
+        rise = finite(after - before)
+        if not finite(before).size or not rise.size:
+            unreadable.append(dev)
+        elif np.ptp(np.concatenate([finite(before), finite(after)])) == 0.0:
+            unreadable.append(f"{dev} (its sensor reads a constant {finite(before)[0]:.1f} °C)")
+        else:
+            rises.append(f"{dev}: {np.median(rise):+.1f} °C per measurement in the median (max {rise.max():+.1f} °C)")
+    if rises:
+        parts.append("Temperature change — " + "; ".join(rises) + ".")
+    if unreadable:
+        parts.append("No usable temperature sensor on " + ", ".join(unreadable) + ": thermal state is unknown "
+                     "there and cool-down between batches cannot be verified.")
     nthr = int(df["throttled"].sum())
     parts.append(f"{nthr} record{'s were' if nthr != 1 else ' was'} taken while the device reported throttling.")
     return " ".join(parts)

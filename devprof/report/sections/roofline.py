@@ -62,11 +62,13 @@ def build(data: ReportData) -> Section:
         gf = finite(g["gflops"])
         key = (g["device_id"].iloc[0], int(g["threads"].iloc[0]))
         p = pk.get(key)
+        share = gf.max() / p.gflops if p else math.nan
         rows.append([op, group, fmt.num(len(g)), fmt.flops_range(g['flops'].min(), g['flops'].max()),
                      fmt.num(np.median(gf)), fmt.num(gf.max()),
-                     fmt.pct(gf.max() / p.gflops) if p else "–"])
+                     (fmt.pct(share) + (" *" if share > 1 else "")) if p else "–"])
     s.add(Table("Achieved throughput per op type (dense kernels). % of peak compares the best kernel with the "
-                "estimated compute ceiling of the cores the runtime used.",
+                "estimated compute ceiling of the cores the runtime used; * marks a kernel above that estimate "
+                "(the note below says why that happens).",
                 ["Op", "Device · runtime", "Kernels", "FLOPs", "Median GFLOP/s", "Best GFLOP/s", "Best % of peak"],
                 rows, numeric=[False, False, True, False, True, True, True]))
     notes = []
@@ -77,7 +79,7 @@ def build(data: ReportData) -> Section:
                          "fingerprint does not give the ISA and frequency needed to estimate one")
         else:
             notes.append(f"{devlab[did]} ({thr} thread{'s' if thr > 1 else ''}): {p.gflops:.0f} GFLOP/s = {p.how}")
-    over = [r for r in rows if r[-1] != "–" and float(r[-1].rstrip("%")) > 100]
+    over = [r for r in rows if r[-1].endswith("*")]
     if over:
         s.para(f"{len(over)} op/runtime pair(s) exceed the estimated ceiling: the cores ran faster than the frequency "
                "the ceiling assumes (turbo above the value read) or have more vector pipes than assumed; treat the "
@@ -103,6 +105,10 @@ def _latency_figure(df, ops, groups, gcolor, pk) -> Figure:
             d = df[df["op"] == op]
             for group, g in d.groupby("group"):
                 i = gcolor[group]
+                med, half = g["median_us"].astype(float), g["iqr_us"].astype(float) / 2.0
+                # the spread of each kernel's rounds: bars span the IQR, drawn as ± IQR/2 around the median
+                ax.errorbar(g["flops"], med, yerr=[np.minimum(half, med * 0.999), half], fmt="none",
+                            ecolor=F.color(i), elinewidth=0.6, alpha=0.6, capsize=0)
                 F.scatter(ax, g["flops"], g["median_us"], color=F.color(i), marker=F.marker(i), label=group)
             x = np.geomspace(max(d["flops"].min(), 1) / 1.5, d["flops"].max() * 1.5, 20)
             seen = set()
@@ -125,8 +131,9 @@ def _latency_figure(df, ops, groups, gcolor, pk) -> Figure:
                     labels.append(lab)
         F.legend_below(fig, handles, [F.short(lab, 48) for lab in labels], markerscale=1.6)
         uri, sc = F.to_data_uri(fig), F.scale(fig)
-    return Figure("Median latency vs FLOPs per op type, one colour per device and runtime. Dashed: latency at "
-                  "the estimated fp32 compute ceiling (FLOPs / peak).", uri,
+    return Figure("Median latency vs FLOPs per op type, one colour per device and runtime; bars: the spread "
+                  "(IQR) of each kernel's rounds. Dashed: latency at the estimated fp32 compute ceiling "
+                  "(FLOPs / peak).", uri,
                   alt="log-log latency vs FLOPs per op", scale=sc)
 
 
