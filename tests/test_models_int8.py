@@ -20,7 +20,10 @@ MODEL = "espcn@8x12"  # three convs and a depth-to-space: quantized and profiled
 
 @pytest.fixture(scope="module")
 def qdq():
-    return quantize_static_int8(resolve_model(MODEL).onnx)
+    from devprof.runtimes.hostcpu import x86_without_vnni
+
+    # as a user's quantizer would on this host: 7-bit weights where ORT's u8 x s8 kernels saturate
+    return quantize_static_int8(resolve_model(MODEL).onnx, reduce_range=x86_without_vnni())
 
 
 def test_quantized_walk_keeps_the_float_layer_keys_in_int8(qdq):
@@ -39,7 +42,7 @@ def test_quantized_walk_keeps_the_float_layer_keys_in_int8(qdq):
     assert not is_quantized(fv) and int8
 
 
-def test_model_int8_on_onnxruntime_records_int8_layers(tmp_path):
+def test_model_int8_on_onnxruntime_records_int8_layers(tmp_path, capsys):
     out = tmp_path / "ds"
     runs = profile_model(MODEL, out=out, protocol=Protocol.quick(), runtimes=["onnxruntime", "litert"],
                          dtype="int8")
@@ -52,6 +55,16 @@ def test_model_int8_on_onnxruntime_records_int8_layers(tmp_path):
     convs = df[(df.kind == "layer") & (df.op == "conv2d")]
     assert len(convs) == 3 and set(convs.dtype) == {"int8"}
     assert set(df.checked) == {"numpy reference"}  # ONNX's evaluator on the QDQ graph, int8 tolerance
+    # show keeps dtypes apart: a dtype column, and --dtype selects
+    import json
+
+    from devprof.cli import run
+
+    assert run(["show", str(out), "--dtype", "int8", "--json", "--limit", "0"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert len(shown) == len(df[df.dtype == "int8"]) and {r["dtype"] for r in shown} == {"int8"}
+    assert run(["show", str(out), "--dtype", "fp16"]) == 2
+    assert "--dtype fp16" in capsys.readouterr().err
 
 
 def test_user_qdq_model_is_profiled_as_it_is(qdq, tmp_path):

@@ -84,6 +84,19 @@ def test_mixed_device_dataset_compares_devices(report_data, tmp_path):
     assert "no sparse kernel records" in sec["sparse"].missing
 
 
+def test_sparse_section_has_one_curve_set_per_dtype(tmp_path):
+    ds = S.write(tmp_path / "mixed", S.sparse(S.LOCAL, 1) + S.sparse(S.LOCAL, 5, dtype="int8"))
+    doc, _ = build_document([ds], strict=True, figures=True)
+    sec = {s.key: s for s in doc.sections}["sparse"]
+    assert sec.figures
+    table = sec.tables[0]
+    assert table.columns[1] == "Dtype"
+    by = {}
+    for row in table.rows:
+        by.setdefault(row[1], set()).add(row[3])
+    assert set(by) == {"fp32", "int8"} and by["fp32"] == by["int8"]  # every scheme, once per dtype
+
+
 def test_speedup_break_even_is_interpolated():
     from devprof.report.sections.sparse import break_even
 
@@ -223,14 +236,14 @@ def test_unreadable_temperature_is_not_a_rise_of_zero(tmp_path):
     recs = [dataclasses.replace(S.record(spec, S.LOCAL, S.ORT, 90.0 + i, rng), conditions=zero) for i in range(3)]
     doc, _ = build_document([S.write(tmp_path / "vm", recs)], strict=True, figures=False)
     text = _conditions_text(doc)
-    assert "rose by" not in text and "No temperature sensor was readable" in text, text
+    assert "rose by" not in text and "No usable temperature sensor on local:" in text, text
     table = {s.key: s for s in doc.sections}["quality"].tables[0]
     assert table.rows[0][-1] == "not readable"
     # a phone with a sensor next to a host without one: each device says what it knows
     recs += [S.record(spec, S.S20, S.ORT, 300.0 + i, rng) for i in range(3)]
     doc, _ = build_document([S.write(tmp_path / "both", recs)], strict=True, figures=False)
     text = _conditions_text(doc)
-    assert "local: not readable" in text and "Galaxy S20 5G: rose by 0.4 °C" in text, text
+    assert "No usable temperature sensor on local:" in text and "Galaxy S20 5G: +0.4 °C" in text, text
 
 
 def test_above_the_estimated_peak_is_marked_and_explained(tmp_path):
@@ -252,3 +265,46 @@ def test_latency_vs_flops_has_iqr_error_bars(report_data):
     fig = {s.key: s for s in doc.sections}["roofline"].figures[0]
     svg = base64.b64decode(fig.data_uri.split(",", 1)[1]).decode()
     assert 'id="iqr-errorbars' in svg and "interquartile" in fig.caption
+
+
+def test_devprof_c_is_compared_across_devices_under_short_labels(tmp_path):
+    """Generated kernels carry their compiler, ISA and vector width in the runtime options, which
+    differ from device to device: the labels once held them all (`devprof-c[cc=cc (Debian 12.2.0…
+    vector_floats=16]/t1`), so local and the phone were never compared and legends were cut."""
+    from devprof.records import RuntimeInfo
+
+    dc_local = RuntimeInfo("devprof-c", "0.1.0", 1, {"cc": "cc (Debian 12.2.0-14+deb12u1) 12.2.0", "isa": "avx512",
+                                                     "vector_floats": 16, "vector_regs": 32})
+    dc_s20 = RuntimeInfo("devprof-c", "0.1.0", 1, {"cc": "aarch64-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0",
+                                                   "isa": "neon", "vector_floats": 4, "vector_regs": 32})
+    ds = S.write(tmp_path / "dc", S.kernels(S.LOCAL, (dc_local,), 15, seed=7) + S.kernels(S.S20, (dc_s20,), 15, seed=7))
+    doc, _ = build_document([ds], strict=True, figures=False)
+    sec = {s.key: s for s in doc.sections}
+    assert sec["compare"].drawn, sec["compare"].missing
+    rows = sec["compare"].tables[0].rows
+    assert rows[0][0] == "across devices" and rows[0][1:3] == ["local · devprof-c/t1", "Galaxy S20 5G · devprof-c/t1"]
+    assert int(rows[0][3]) >= 5  # the common kernels are compared
+    text = " ".join(" ".join(map(str, r)) for s in doc.sections for t in s.tables for r in t.rows
+                    if t.columns[-1] != "Options")
+    assert "cc=" not in text and "vector_floats" not in text  # short labels everywhere...
+    opts = [t for t in sec["devices"].tables if t.columns == ["Device", "Runtime", "Version", "Options"]]
+    assert opts and any("vector_floats=16" in r[3] for r in opts[0].rows)  # ...the full options in one table
+
+
+def test_temperature_note_is_per_device_and_says_unreadable(tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    spec = S.KernelSpec("conv2d", h=28, w=28, cin=32, cout=32, kh=3, kw=3, padding=1)
+    local = S.record(spec, S.LOCAL, S.ORT, 800.0, rng)
+    local = dataclasses.replace(local, conditions=dataclasses.replace(local.conditions, temp_before_c=float("nan"),
+                                                                        temp_after_c=float("nan")))
+    phone = S.record(spec, S.S20, S.ORT, 900.0, rng)
+    phone = dataclasses.replace(phone, conditions=dataclasses.replace(phone.conditions, temp_before_c=35.0,
+                                                                        temp_after_c=35.0))
+    doc, _ = build_document([S.write(tmp_path / "t", [local, phone])], strict=True, figures=False)
+    text = " ".join(p.text if hasattr(p, "text") else str(p) for s in doc.sections for p in getattr(s, "blocks", []))
+    assert "Temperature rose by 0.0" not in text
+    assert "No usable temperature sensor on" in text and "local" in text and "constant 35.0 °C" in text

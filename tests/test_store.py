@@ -382,3 +382,25 @@ def test_an_undeletable_part_at_merge_time_blocks_nothing(tmp_path, capsys):
         pass
     assert sorted(p.name for p in d.iterdir() if p.name.startswith("parts")) == ["parts"]
     assert len(Dataset(d).read()) == 14
+
+
+def test_dataset_check_during_a_merge_counts_every_record(tmp_path):
+    """`devprof dataset check` while a run merges: a part merged away after the listing was
+    skipped, so the check reported fewer readable records than the dataset holds."""
+    d = tmp_path / "d"
+    with Dataset(d) as ds:
+        for j in range(3):
+            ds.append([_record(KernelSpec("fc", cin=8 * i, cout=8 * (j + 1))) for i in range(1, 5)])
+
+    class MergedMidRead(Dataset):  # another process merges right after this reader listed the parts
+        merged = False
+
+        def read_part(self, p):
+            if not self.merged:
+                self.merged = True
+                with Dataset(d) as writer:
+                    writer.compact()
+            return super().read_part(p)
+
+    report = MergedMidRead(d).check()
+    assert [r["ok"] for r in report] == [True] and sum(r["records"] for r in report) == 12, report

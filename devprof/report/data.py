@@ -126,8 +126,8 @@ def _runtime_labels(df: pd.DataFrame) -> list[str]:
     for (_, name), g in combos.groupby(["device_id", "runtime"]):
         opts = [_options(o) for o in g["runtime_options"]]
         keys = set().union(*opts) if opts else set()
-        varying.setdefault(name, set()).update(
-            k for k in keys if len({json.dumps(o.get(k), sort_keys=True) for o in opts}) > 1)
+        varying.setdefault(name, set()).update(  # an option some records lack (older records) is no variant
+            k for k in keys if len({json.dumps(o[k], sort_keys=True) for o in opts if k in o}) > 1)
     numbered: dict[str, dict[str, int]] = {}  # runtime -> its configurations by option text, in order seen
     for name, js in combos[["runtime", "runtime_options"]].itertuples(index=False):
         keys = varying.get(name, set())

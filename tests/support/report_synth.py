@@ -131,11 +131,12 @@ def kernels(dev: DeviceInfo, runtimes: Iterable[RuntimeInfo], count: int, seed: 
     return out
 
 
-def sparse(dev: DeviceInfo, seed: int = 1, ratios=(0.5, 0.75, 0.9, 0.95)) -> list[Record]:
+def sparse(dev: DeviceInfo, seed: int = 1, ratios=(0.5, 0.75, 0.9, 0.95), dtype: str = "fp32") -> list[Record]:
     rng = np.random.default_rng(seed)
-    shapes = [KernelSpec("conv2d", h=28, w=28, cin=64, cout=64, kh=3, kw=3, padding=1),
-              KernelSpec("pwconv", h=14, w=14, cin=96, cout=160), KernelSpec("fc", n=8, cin=512, cout=1024),
-              KernelSpec("conv2d", h=56, w=56, cin=32, cout=32, kh=3, kw=3, stride=2, padding=1)]
+    shapes = [KernelSpec("conv2d", h=28, w=28, cin=64, cout=64, kh=3, kw=3, padding=1, dtype=dtype),
+              KernelSpec("pwconv", h=14, w=14, cin=96, cout=160, dtype=dtype),
+              KernelSpec("fc", n=8, cin=512, cout=1024, dtype=dtype),
+              KernelSpec("conv2d", h=56, w=56, cin=32, cout=32, kh=3, kw=3, stride=2, padding=1, dtype=dtype)]
     out = []
     for spec in shapes:
         dense_c = _latency(spec, dev, devc(dev), rng)

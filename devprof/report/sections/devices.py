@@ -100,15 +100,15 @@ def _configurations(df: pd.DataFrame) -> Table:
     """The one table that spells out every runtime's version and backend options (compiler, ISA,
     vector width, ...); everywhere else a runtime is named by its short label."""
     rows = []
-    for (rlabel, dlabel), g in df.groupby(["runtime_label", "device_label"], sort=True):
+    for (dlabel, rlabel), g in df.groupby(["device_label", "runtime_label"], sort=True):
         vers = ", ".join(sorted(set(g["runtime_version"])))
         opts = "; ".join(sorted({options_text(o) for o in g["runtime_options"]}))
-        rows.append([rlabel, dlabel, vers, opts])
-    return Table("Runtime configurations: the label used in every table and figure of this report (runtime name, "
-                 "then threads), the device, the runtime's version and all its backend options. Options that "
+        rows.append([dlabel, rlabel, vers, opts])
+    return Table("Runtime configurations: per device, the label used in every table and figure of this report "
+                 "(runtime name, then threads), the runtime's version and all its backend options. Options that "
                  "differ only from one device to another (compiler, ISA, vector width) are not part of the label, "
                  "so one runtime is compared across devices under one label.",
-                 ["Runtime", "Device", "Version", "Options"], rows)
+                 ["Device", "Runtime", "Version", "Options"], rows)
 
 
 def _cpus_text(cpus: set[int]) -> str:

@@ -95,21 +95,23 @@ def _conditions_note(df: pd.DataFrame) -> str:
     parts.append("CPU governor: " + (", ".join(govs) if govs else "not readable (no cpufreq, e.g. in a VM)") + ".")
     pinned = sorted({c for c in df["cpus"] if c})
     parts.append("Pinned to CPUs " + ", ".join(pinned) + "." if pinned else "Threads were not pinned to CPUs.")
-    per_dev = []
+    # per device: one device's readable sensor says nothing about another's (a VM has none); a
+    # reading outside TEMP_RANGE_C (a VM's zone reads 0) or one that never changes is no sensor
+    unreadable, rises = [], []
     for dev, g in df.groupby("device_label", sort=True):
-        rise = finite(_temps(g["temp_after_c"]) - _temps(g["temp_before_c"]))
-        per_dev.append((dev, f"rose by {np.median(rise):.1f} °C per measurement in the median (max "
-                             f"{rise.max():.1f} °C)" if rise.size else "not readable"))
-    if all(t == "not readable" for _, t in per_dev):
-        parts.append("No temperature sensor was readable, so thermal state is unknown; "
-                     "cool-down between batches cannot be verified.")
-    elif len(per_dev) == 1:
-        parts.append(f"Temperature {per_dev[0][1]}.")
-    else:
-        unread = any(t == "not readable" for _, t in per_dev)
-        parts.append("Temperature: " + "; ".join(f"{d}: {t}" for d, t in per_dev)
-                     + (". Where no sensor was readable, thermal state and cool-down cannot be verified."
-                        if unread else "."))
+        before, after = _temps(g["temp_before_c"]), _temps(g["temp_after_c"])
+        rise = finite(after - before)
+        if not finite(before).size or not rise.size:
+            unreadable.append(dev)
+        elif np.ptp(np.concatenate([finite(before), finite(after)])) == 0.0:
+            unreadable.append(f"{dev} (its sensor reads a constant {finite(before)[0]:.1f} °C)")
+        else:
+            rises.append(f"{dev}: {np.median(rise):+.1f} °C per measurement in the median (max {rise.max():+.1f} °C)")
+    if rises:
+        parts.append("Temperature change — " + "; ".join(rises) + ".")
+    if unreadable:
+        parts.append("No usable temperature sensor on " + ", ".join(unreadable) + ": thermal state is unknown "
+                     "there and cool-down between batches cannot be verified.")
     nthr = int(df["throttled"].sum())
     parts.append(f"{nthr} record{'s were' if nthr != 1 else ' was'} taken while the device reported throttling.")
     return " ".join(parts)
