@@ -65,6 +65,12 @@ def test_model_int8_on_onnxruntime_records_int8_layers(tmp_path, capsys):
     assert len(shown) == len(df[df.dtype == "int8"]) and {r["dtype"] for r in shown} == {"int8"}
     assert run(["show", str(out), "--dtype", "fp16"]) == 2
     assert "--dtype fp16" in capsys.readouterr().err
+    # the report's per-layer section labels the int8 run as such
+    from devprof.report import build_document
+
+    doc, _ = build_document([out], strict=True, figures=False)
+    layers = {s.key: s for s in doc.sections}["layers"]
+    assert layers.drawn and any(f"{MODEL} · int8 ·" in str(t.rows) + t.caption for t in layers.tables)
 
 
 def test_user_qdq_model_is_profiled_as_it_is(qdq, tmp_path):
