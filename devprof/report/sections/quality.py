@@ -15,6 +15,13 @@ TITLE = "Measurement quality"
 FREQ_DRIFT = 0.05  # a frequency change above this between before/after reads is worth a note
 MAX_GROUPS = 8
 MAX_FLAGGED = 15
+TEMP_RANGE_C = (0.0, 150.0)  # a CPU reading outside it (a VM's thermal zone reads 0) is no sensor at all
+
+
+def _temps(col: pd.Series) -> pd.Series:
+    """Temperatures in °C, NaN where the sensor was unreadable or read an impossible value."""
+    t = col.astype(float)
+    return t.where((t > TEMP_RANGE_C[0]) & (t < TEMP_RANGE_C[1]))
 
 
 def build(data: ReportData) -> Section:
@@ -43,7 +50,7 @@ def build(data: ReportData) -> Section:
     rows = []
     for name, g in groups:
         cv = finite(g["cv"])
-        temps = finite(np.concatenate([g["temp_before_c"].to_numpy(float), g["temp_after_c"].to_numpy(float)]))
+        temps = finite(np.concatenate([_temps(g["temp_before_c"]).to_numpy(), _temps(g["temp_after_c"]).to_numpy()]))
         trange = f"{temps.min():.0f}–{temps.max():.0f} °C" if temps.size else "not readable"
         fr = finite(np.concatenate([freq_b[g.index].to_numpy(), freq_a[g.index].to_numpy()]))
         frange = (f"{fr.min() / 1e6:.2f}–{fr.max() / 1e6:.2f} GHz" if fr.size and fr.max() - fr.min() > 1e3
@@ -88,11 +95,11 @@ def _conditions_note(df: pd.DataFrame) -> str:
     parts.append("CPU governor: " + (", ".join(govs) if govs else "not readable (no cpufreq, e.g. in a VM)") + ".")
     pinned = sorted({c for c in df["cpus"] if c})
     parts.append("Pinned to CPUs " + ", ".join(pinned) + "." if pinned else "Threads were not pinned to CPUs.")
-    # per device: one device's readable sensor says nothing about another's (a VM has none)
+    # per device: one device's readable sensor says nothing about another's (a VM has none); a
+    # reading outside TEMP_RANGE_C (a VM's zone reads 0) or one that never changes is no sensor
     unreadable, rises = [], []
     for dev, g in df.groupby("device_label", sort=True):
-        before = g["temp_before_c"].astype(float)
-        after = g["temp_after_c"].astype(float)
+        before, after = _temps(g["temp_before_c"]), _temps(g["temp_after_c"])
         rise = finite(after - before)
         if not finite(before).size or not rise.size:
             unreadable.append(dev)
