@@ -103,11 +103,13 @@ def test_pruned_model_in_int8_uses_generated_int8_kernels(tmp_path):
     assert set(df[df.kind == "model"].dtype) == {"int8"}
 
 
-def test_bad_int8_model_input_one_line_nothing_lost(qdq, tmp_path):
+def test_bad_int8_model_input_one_line_nothing_lost(qdq, tmp_path, capsys):
+    from devprof.cli import run
+
     out = str(tmp_path / "ds")
-    ok = run_cli("profile", "--model", MODEL, "--dtype", "int8", "-r", "onnxruntime", "--quick", "--out", out,
-                 "--json", timeout=120)
-    assert ok.returncode == 0, ok.stderr
+    assert run(["profile", "--model", MODEL, "--dtype", "int8", "-r", "onnxruntime", "--quick", "--out", out,
+                "--json"]) == 0
+    capsys.readouterr()
     before = len(Dataset(out).read())
     bad = onnx.ModelProto()
     bad.CopyFrom(qdq)
@@ -118,12 +120,16 @@ def test_bad_int8_model_input_one_line_nothing_lost(qdq, tmp_path):
     onnx.save(bad, p)
     for args in (["--model", MODEL, "--dtype", "int4"], ["--model", str(p)], ["--model", str(p), "--dtype", "int8"],
                  ["--model", MODEL, "--dtype", "fp16"]):
-        r = run_cli("profile", *args, "--quick", "--out", out, timeout=120)
-        assert r.returncode == 2, (args, r.stdout, r.stderr)
-        lines = [x for x in r.stderr.splitlines() if x.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error:"), (args, r.stderr)
+        rc = run(["profile", *args, "--quick", "--out", out])
+        err = capsys.readouterr().err
+        lines = [x for x in err.splitlines() if x.strip()]
+        assert rc == 2 and len(lines) == 1 and lines[0].startswith("error:"), (args, rc, err)
         assert "int4" in lines[0] or "int4" not in args
+        assert "scales must be positive" in lines[0] or str(p) not in args
     assert len(Dataset(out).read()) == before
+    # the command line a user types: the same one line, exit 2, no traceback
+    r = run_cli("profile", "--model", str(p), "--quick", "--out", out, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
 @pytest.mark.phone
