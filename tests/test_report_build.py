@@ -308,3 +308,17 @@ def test_temperature_note_is_per_device_and_says_unreadable(tmp_path):
     text = " ".join(p.text if hasattr(p, "text") else str(p) for s in doc.sections for p in getattr(s, "blocks", []))
     assert "Temperature rose by 0.0" not in text
     assert "No usable temperature sensor on" in text and "local" in text and "constant 35.0 °C" in text
+
+
+def test_two_compilers_on_one_device_are_numbered_not_spelled(tmp_path):
+    rng = S.np.random.default_rng(3)
+    spec = S.KernelSpec("conv2d", h=28, w=28, cin=32, cout=32, kh=3, kw=3, padding=1)
+    gcc = S.devc(S.LOCAL)
+    clang = S.RuntimeInfo("devprof-c", "0.1.0", 1, {**S.DEVC_OPTIONS["local"], "cc": "Debian clang version 14.0.6"})
+    ds = S.write(tmp_path / "cc", [S.record(spec, S.LOCAL, gcc, 90.0, rng), S.record(spec, S.LOCAL, clang, 80.0, rng)])
+    doc, data = build_document([ds], strict=True, figures=False)
+    assert sorted(set(data.records["runtime_label"])) == ["devprof-c#1/t1", "devprof-c#2/t1"]
+    conf = {s.key: s for s in doc.sections}["devices"].tables[1]
+    assert conf.columns == ["Device", "Runtime", "Version", "Options"]
+    spelled = {r[1]: r[3] for r in conf.rows}
+    assert "clang version 14.0.6" in spelled[data.records.loc[data.records["median_us"] < 85, "runtime_label"].iloc[0]]
