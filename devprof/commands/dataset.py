@@ -1,4 +1,5 @@
-"""`devprof dataset check DS` and `devprof dataset repair DS`: find and set aside unreadable parts.
+"""`devprof dataset check DS` and `devprof dataset repair DS`: find and set aside unreadable parts;
+`devprof dataset merge OUT.parquet DS...`: one reference dataset from campaign folders.
 
 One part damaged on disk (a bad sector, a copy cut short, a foreign file dropped in) used to make
 `show`, `report` and `fit-predictor` refuse the whole dataset. `check` reads every part in full
@@ -16,7 +17,7 @@ import typer
 
 from ..errors import DatasetError
 
-dataset_app = typer.Typer(help="Check a dataset's parts, and set unreadable ones aside.", no_args_is_help=True)
+dataset_app = typer.Typer(help="Check a dataset's parts, set unreadable ones aside, merge campaigns.", no_args_is_help=True)
 
 
 def _lost(bad: list[dict]) -> str:
@@ -88,3 +89,23 @@ def repair_cmd(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("merge")
+def merge_cmd(
+    out: Path = typer.Argument(..., help="Reference dataset file to write (.parquet)."),
+    folders: list[Path] = typer.Argument(..., help="Dataset folders (campaigns) to merge."),
+) -> None:
+    """Merge campaign folders into one reference dataset file (one Parquet file).
+
+    Each record keeps its campaign (the folder's name, column `campaign`); repeat measurements
+    from different campaigns are all kept, exact duplicates dropped. Commands that read datasets
+    take the file, whole or as FILE.parquet@campaign1,campaign2."""
+    from ..errors import UsageError
+    from ..store import write_reference
+
+    if out.suffix != ".parquet":
+        raise UsageError(f"the reference dataset must be a .parquet file, got {out}")
+    n = write_reference(folders, out)
+    print(f"{out}: {n['records']} records from {n['campaigns']} campaign(s), "
+          f"{n['duplicates_dropped']} exact duplicate(s) dropped")

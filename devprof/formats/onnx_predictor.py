@@ -10,8 +10,8 @@ have ONNX Runtime. Two kinds of graph are written with `onnx.helper` (no skl2onn
    ``(counts . t + overhead) * (1 + pair_counts . g) / 1000``. The column order is stored in the
    model's metadata (``devprof.layer_ids``, ``devprof.pairs``, JSON) and in a sidecar JSON.
    Double precision throughout, so it ranks candidates exactly as the Python predictor does.
-2. **Kernel regressors of a bundle** (`regressor_onnx`) — one graph per (op, scheme) group and
-   one for the fallback: input ``features`` (float, N x 54: `predictors.features.FEATURES` in
+2. **Kernel regressors of a bundle** (`regressor_onnx`) — one graph per (op, scheme[, dtype])
+   group and one for the fallback: input ``features`` (float, N x 55: `predictors.features.FEATURES` in
    order, computed with the bundle's ``kernel_geometry``, repeated in index.json) and
    ``linear_features`` (float, N x 8: `predictors.features.LINEAR_TERMS` in order —
    effective FLOPs, bytes moved, then the generated kernels' cost terms); output
@@ -235,11 +235,11 @@ def regressor_onnx(d: Mapping[str, Any], name: str = "devprof-regressor"):
 def export_bundle(bundle: str | Path, dest: str | Path) -> list[Path]:
     """Every regressor of a bundle as ONNX: DEST/<op>__<scheme>.onnx, DEST/fallback.onnx, plus
     DEST/index.json (group -> file, feature names)."""
-    from predictors.bundle import parse_json, read_verified
+    from predictors.bundle import NPZ, read_predictor, read_verified
     from predictors.features import FEATURES, LINEAR_TERMS
 
-    _, blobs = read_verified(bundle, ("predictor.json",))
-    pj = parse_json(bundle, "predictor.json", blobs["predictor.json"])
+    meta, blobs = read_verified(bundle, ("predictor.json", NPZ))
+    pj = read_predictor(bundle, meta, blobs)
     out = Path(dest)
     try:
         out.mkdir(parents=True, exist_ok=True)
