@@ -574,6 +574,12 @@ def read_datasets(paths: Iterable[str | Path]):  # the frame `predictors.fit.fit
     return df.drop_duplicates(["record_key", "started_at"], keep="first").reset_index(drop=True)
 
 
+def read_records(path: str | Path):
+    """The records of one dataset folder, reference dataset file, or ``FILE.parquet@c1,c2`` (those
+    campaigns), as a DataFrame: what `show`, `report` and `fit-predictor` read."""
+    return _read_one(path)
+
+
 def _read_one(path: str | Path):
     """A dataset folder, a reference dataset file, or ``FILE.parquet@c1,c2`` (those campaigns)."""
     s = str(path)
