@@ -248,7 +248,11 @@ class Dataset:
         try:
             q.mkdir(exist_ok=True)
             for r in bad:
-                os.rename(self.path / "parts" / r["part"], q / r["part"])
+                dest, n = q / r["part"], 1
+                while dest.exists() or dest.is_symlink():  # never replace a part set aside before
+                    dest, n = q / f"{r['part']}.{n}", n + 1
+                os.rename(self.path / "parts" / r["part"], dest)
+                r["quarantined_as"] = str(dest)
             _fsync_dir(self.path / "parts")
             _fsync_dir(q)
         except OSError as e:
@@ -568,6 +572,12 @@ def read_datasets(paths: Iterable[str | Path]):  # the frame `predictors.fit.fit
         return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)
     return df.drop_duplicates(["record_key", "started_at"], keep="first").reset_index(drop=True)
+
+
+def read_records(path: str | Path):
+    """The records of one dataset folder, reference dataset file, or ``FILE.parquet@c1,c2`` (those
+    campaigns), as a DataFrame: what `show`, `report` and `fit-predictor` read."""
+    return _read_one(path)
 
 
 def _read_one(path: str | Path):

@@ -82,3 +82,16 @@ def test_published_tables_rebuild_from_the_reference_unchanged() -> None:
         assert np.array_equal(j[f"{c}_pub"].to_numpy(float), j[f"{c}_new"].to_numpy(float)), c
     # and the campaign agreement the fit recorded in the bundle's metrics
     assert lutmod.campaign_agreement(kernels, meta["metrics"]["statistic"]) == meta["metrics"]["kernel"]["noise"]["campaigns"]
+
+
+def test_show_and_report_read_a_reference_dataset(tmp_path: Path) -> None:
+    """The published data is one reference file now: `show` and `report` take it (whole or some
+    campaigns) as they take a dataset folder."""
+    specs = synth.random_specs(12, seed=4, sparse=False)
+    ref = tmp_path / "ref.parquet"
+    write_reference([_campaign(tmp_path / "a", specs, 0, 1.7e9), _campaign(tmp_path / "b", specs[:5], 1, 1.8e9)], ref)
+    r = run_cli("show", f"{ref}@b", "--json")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)) == 5
+    r = run_cli("report", str(ref), "-o", str(tmp_path / "r.md"))
+    assert r.returncode == 0 and (tmp_path / "r.md").is_file(), r.stderr

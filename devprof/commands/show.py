@@ -25,9 +25,9 @@ def show(
     json_out: bool = typer.Option(False, "--json", help="Print the selected records as JSON."),
 ) -> None:
     """Show a dataset as a table: by default one row per kernel, median µs per runtime side by side."""
-    from ..store import Dataset
+    from ..store import read_records
 
-    df = Dataset(dataset).read()
+    df = read_records(dataset)
     _check_present(df, "op", op, "--op", dataset)
     _check_present(df, "runtime", runtime, "--runtime", dataset)
     _check_present(df, "kind", [kind] if kind else None, "--kind", dataset)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DatasetError, UsageError  # noqa: F401 (re-exported)
-from ..store import Dataset
+from ..store import Dataset, read_records
 
 #: Columns that identify a kernel's shape, whatever its sparsity (dense baselines match on them).
 SHAPE_COLS = ("op", "n", "h", "w", "cin", "cout", "kh", "kw", "stride", "padding", "groups", "dilation", "dtype")
@@ -87,12 +87,14 @@ def load_datasets(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, list[Sourc
         if real in seen:  # the same folder named twice would only be compared with itself
             continue
         seen.add(real)
-        ds = Dataset(p)
-        df = ds.read()  # raises DatasetError (one line) on newer schema, missing or corrupt data
+        # a folder, or a reference dataset file (FILE.parquet[@campaigns]), which keeps no failure log;
+        # raises DatasetError (one line) on newer schema, missing or corrupt data
+        df = read_records(p)
         label = _label_for(Path(p), taken)
         df.insert(0, "dataset", label)
         frames.append(df)
-        sources.append(Source(label, Path(p), len(df), ds.failures()))
+        failures = Dataset(p).failures() if Path(p).is_dir() else []
+        sources.append(Source(label, Path(p), len(df), failures))
     if frames:
         nonempty = [f for f in frames if not f.empty]
         df = pd.concat(nonempty, ignore_index=True) if nonempty else frames[0]
