@@ -248,7 +248,11 @@ class Dataset:
         try:
             q.mkdir(exist_ok=True)
             for r in bad:
-                os.rename(self.path / "parts" / r["part"], q / r["part"])
+                dest, n = q / r["part"], 1
+                while dest.exists() or dest.is_symlink():  # never replace a part set aside before
+                    dest, n = q / f"{r['part']}.{n}", n + 1
+                os.rename(self.path / "parts" / r["part"], dest)
+                r["quarantined_as"] = str(dest)
             _fsync_dir(self.path / "parts")
             _fsync_dir(q)
         except OSError as e:

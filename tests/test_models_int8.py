@@ -147,3 +147,19 @@ def test_model_int8_on_the_emulated_phone(make_phone, adb_server, tmp_path, monk
     df = Dataset(tmp_path / "ds").read()
     assert df.emulated.all() and set(df[df.op == "conv2d"].dtype) == {"int8"}
     assert list(df[df.kind == "model"].dtype) == ["int8"] and set(df.checked) == {"numpy reference"}
+
+
+def test_a_suite_model_entry_says_its_dtype(tmp_path, capsys):
+    from devprof.cli import run
+
+    suite = tmp_path / "m.toml"
+    suite.write_text('[suite]\nname = "m8"\n[[model]]\nfamily = "espcn"\nres = [8, 12]\ndtype = "int8"\n')
+    assert run(["profile", "-s", str(suite), "-r", "onnxruntime", "--quick", "--out", str(tmp_path / "ds"),
+                "--json"]) == 0
+    df = Dataset(tmp_path / "ds").read()
+    assert list(df[df.kind == "model"].dtype) == ["int8"] and set(df[df.op == "conv2d"].dtype) == {"int8"}
+    capsys.readouterr()
+    suite.write_text(suite.read_text().replace('"int8"', '"int4"'))
+    assert run(["profile", "-s", str(suite), "--out", str(tmp_path / "ds2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "model[0] dtype 'int4'" in err

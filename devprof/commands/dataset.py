@@ -10,6 +10,7 @@ and names the unreadable ones and what they held; `repair` moves them into the d
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -40,18 +41,24 @@ def check_cmd(
     report = ds.check()
     bad = [r for r in report if not r["ok"]]
     good = sum(r["records"] for r in report if r["ok"])
-    if json_out:
-        print(json.dumps({"dataset": str(path), "parts": report, "readable_records": good,
-                          "unreadable_parts": len(bad)}, indent=2))
-    else:
-        for r in bad:
-            n = "?" if r["records"] is None else r["records"]
-            print(f"unreadable  {r['part']}  ({n} records)  {r['error']}")
-        print(f"{path}: {len(report)} part(s), {good} readable records, {len(bad)} unreadable part(s)")
-    if bad:
-        raise DatasetError(f"{len(bad)} unreadable part(s) in {path} ({_lost(bad)}); `devprof dataset repair "
+    problem = DatasetError(f"{len(bad)} unreadable part(s) in {path} ({_lost(bad)}); `devprof dataset repair "
                            f"{path}` sets them aside, then `devprof profile ... --out {path} --resume` measures "
-                           "them again")
+                           "them again") if bad else None
+    if json_out:  # one JSON document, the verdict in it (not a second error object after it)
+        doc = {"dataset": str(path), "parts": report, "readable_records": good, "unreadable_parts": len(bad)}
+        if problem:
+            doc.update(error=str(problem), exit_code=problem.exit_code)
+        print(json.dumps(doc, indent=2))
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            raise typer.Exit(problem.exit_code)
+        return
+    for r in bad:
+        n = "?" if r["records"] is None else r["records"]
+        print(f"unreadable  {r['part']}  ({n} records)  {r['error']}")
+    print(f"{path}: {len(report)} part(s), {good} readable records, {len(bad)} unreadable part(s)")
+    if problem:
+        raise problem
 
 
 @dataset_app.command("repair")
@@ -73,7 +80,7 @@ def repair_cmd(
                           "quarantine": str(Path(path) / "quarantine")}, indent=2))
     elif moved:
         for r in moved:
-            print(f"set aside  {r['part']}  -> {Path(path) / 'quarantine' / r['part']}  ({r['error']})")
+            print(f"set aside  {r['part']}  -> {r['quarantined_as']}  ({r['error']})")
         print(f"{len(moved)} part(s) set aside ({_lost(moved)} lost); measure them again with "
               f"`devprof profile ... --out {path} --resume`")
     else:

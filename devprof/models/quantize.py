@@ -172,6 +172,7 @@ def as_dtype(src, dtype: str, reduce_range: bool = False):
     `quantize_static_int8`). One-line UsageError otherwise."""
     from .sources import ModelSource
 
+    dtype = src.dtype or dtype  # a suite's [[model]] entry says for itself
     if dtype in ("", "fp32"):
         return src
     if dtype != "int8":

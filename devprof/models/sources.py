@@ -28,6 +28,7 @@ class ModelSource:
     onnx: Any = None  # onnx.ModelProto when the model is (or was converted from) ONNX
     tflite: bytes | None = None  # .tflite bytes when given as such
     family: str = ""
+    dtype: str = ""  # the data type a suite's [[model]] entry asks for ("" = what the command says)
 
     @property
     def content_hash(self) -> str:
@@ -128,10 +129,13 @@ def iter_sources(models: Sequence[Any]) -> Iterator[ModelSource]:
         if isinstance(m, ModelSource):
             yield m
         elif isinstance(m, dict):
+            dtype = str(m.get("dtype", ""))
             if "path" in m:
-                yield resolve_model(str(m["path"]))
+                src = resolve_model(str(m["path"]))
+                src.dtype = dtype
+                yield src
                 continue
             for name, proto in expand_entry(m):
-                yield ModelSource(name, onnx=proto, family=str(m.get("family", "")))
+                yield ModelSource(name, onnx=proto, family=str(m.get("family", "")), dtype=dtype)
         else:
             yield resolve_model(str(m))
