@@ -39,7 +39,7 @@ from ..runtimes.model_check import CHECKED, compare, graph_rtol, reference_outpu
 from ..runtimes.onnxruntime import session_options
 from ..models.layers import ModelLayers
 from .runs import OVERHEAD_NAME, LayerRow, ModelRun, model_spec, overhead_spec
-from ..models.sources import ModelSource, iter_sources
+from ..models.sources import ModelSource, iter_sources, tflite_of
 from ..models.sources import resolve_model, torch_to_onnx  # noqa: F401 - the documented import path
 from ..models.sources import model_input as _input
 from ..models.quantize import as_dtype, is_quantized
@@ -330,14 +330,7 @@ class ModelProfiler:
                     recs.append(self._record("layer", overhead_spec(src), rt, Measurement(over, self.protocol.min_warmups),
                                              run.run_id, src.name, -1, OVERHEAD_NAME, cond.result, t0, checked))
                 else:  # LiteRT end to end
-                    tfl = src.tflite
-                    if tfl is None and is_quantized(src.onnx):
-                        raise UsageError(f"{rt}: devprof's .tflite exporter writes float models; an int8 ONNX "
-                                         "model runs on onnxruntime (give a full-integer .tflite for LiteRT)")
-                    if tfl is None:
-                        from ..models.tflite_export import onnx_to_tflite
-
-                        tfl = onnx_to_tflite(src.onnx)
+                    tfl = tflite_of(src, rt)
                     ml = walk(tfl, name=src.name)
                     spec = model_spec(src, ml)
                     if self.already(spec, rt, src.name):
