@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pool(args) -> "object":
-    from devprof.store import Dataset
+    from devprof.store import Dataset, read_datasets
 
     if args.synthetic:
         sys.path.insert(0, str(ROOT / "tests"))
@@ -45,7 +45,7 @@ def _pool(args) -> "object":
         src = (f"SYNTHETIC pool of {len(specs)} kernels (roofline latencies + 2% noise, no device): shows the "
                "algorithm when measurements are repeatable")
     elif args.dataset:
-        df = Dataset(args.dataset).read()
+        df = read_datasets([args.dataset])
         src = f"dataset {args.dataset}"
     else:
         from devprof.devices import resolve_device
@@ -65,7 +65,8 @@ def _pool(args) -> "object":
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", type=Path, default=None, help="an already measured pool (dataset folder)")
+    ap.add_argument("--dataset", default=None, help="an already measured pool (dataset folder, or reference "
+                    "file FILE.parquet[@campaign,...])")
     ap.add_argument("--synthetic", type=int, default=0, metavar="N",
                     help="instead of real timings, a synthetic pool of N kernels with known latencies")
     ap.add_argument("--runtime", default="onnxruntime")

@@ -4,8 +4,10 @@ Builds every scheme (dense, bcr 4x16, block 4x1 / 1x4 / 4x4, N:M, pattern, unstr
 few MobileNetV2 pointwise and super-resolution 3x3 layers at 0.5 and 0.9 sparsity, for arm64 with
 every installed compiler (Debian's aarch64-linux-gnu-gcc, clang --target=aarch64-linux-gnu, the
 NDK's clang when ANDROID_NDK_HOME is set) and for x86_64 (the x86-64-v2 phone build and this
-host's -march=native build). For each kernel it takes the innermost multiply-add loop from the
-disassembly (the loop with the most FMAs; spills are counted over all its FMA loops) and prints:
+host's -march=native build), and on arm64 also the fp16 kernels (`-march=armv8.2-a+fp16`, 8 halves
+per register: `fmla v.8h`) and the int8 kernels with dot products (`-march=armv8.2-a+dotprod`:
+`sdot`). For each kernel it takes the innermost multiply-add loop from the disassembly (the loop
+with the most FMAs, `sdot` counting as one; spills are counted over all its FMA loops) and prints:
 
   instr   instructions per iteration        fma   vector FMAs (x86-64-v2: multiplies)
   i/fma   instructions per FMA              stk   stack (sp-relative) loads/stores: spills
@@ -19,7 +21,7 @@ then the targets: 0 stack accesses everywhere; big-core cycles within 1.25x of t
 schemes (unstructured, N:M, 1x4) at most 1.8 instructions per FMA (18 instructions / 10 fmla,
 what GCC made of 4-float vectors before the ISA table).
 
-    .venv/bin/python bench/arm64_codegen.py [--quick] [--before] [--json PATH]
+    .venv/bin/python bench/arm64_codegen.py [--quick] [--before] [--dtype fp32,fp16,int8] [--json PATH]
 
 `--before` adds the builds as they were before the ISA table (8-float vectors, 16 registers, on
 arm64 gcc and x86-64-v2), for comparison.
@@ -29,6 +31,7 @@ Nothing here runs a kernel: the figures are static, from the compilers and llvm-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -42,6 +45,7 @@ from devprof.artifacts.harness_build import vector_shape  # noqa: E402
 from devprof.artifacts.isa import isa_of  # noqa: E402
 from devprof.artifacts.toolchains import _compiler_version, android_toolchain, cross_toolchains, host_toolchain  # noqa: E402
 from devprof.records import KernelSpec, Sparsity  # noqa: E402
+from devprof.sparse import codegen_fp16, codegen_int8  # noqa: E402
 from devprof.sparse.codegen import generate  # noqa: E402
 
 LAYERS = {  # name -> KernelSpec without sparsity
@@ -80,25 +84,44 @@ def specs(quick: bool) -> list[tuple[str, str, float, KernelSpec, bool]]:
     return out
 
 
-def builds(before: bool) -> list[tuple[str, object, tuple[int, int] | None]]:
-    """(label, toolchain, vector shape override): arm64 with each compiler, the x86-64-v2 phone
-    build, this host; with `before`, also arm64 gcc with the shape used before the ISA table."""
+DOTPROD = "-march=armv8.2-a+dotprod"
+
+
+def builds(before: bool, dtypes: set[str]) -> list[tuple[str, object, tuple[int, int] | None, str]]:
+    """(label, toolchain, vector shape override, dtype): arm64 with each compiler (fp32, fp16 and
+    int8 +dotprod), the x86-64-v2 phone build, this host; with `before`, also arm64 gcc with the
+    shape used before the ISA table."""
     out = []
     for tc in cross_toolchains("arm64-v8a"):
-        out.append((f"arm64 {tc.kind.split('-')[0]}", tc, None))
-        if before and tc.kind == "gnu-static":
-            out.append(("arm64 gnu 8x16 (before)", tc, (8, 16)))
-    out.append(("x86_64 phone (v2)", android_toolchain("x86_64"), None))
-    if before:
-        out.append(("x86_64 phone 8x16 (before)", android_toolchain("x86_64"), (8, 16)))
-    out.append(("x86_64 host (native)", host_toolchain(), None))
+        cc = tc.kind.split("-")[0]
+        if "fp32" in dtypes:
+            out.append((f"arm64 {cc}", tc, None, "fp32"))
+            if before and tc.kind == "gnu-static":
+                out.append(("arm64 gnu 8x16 (before)", tc, (8, 16), "fp32"))
+        if "fp16" in dtypes:
+            out.append((f"arm64 {cc} fp16", tc, None, "fp16"))
+        if "int8" in dtypes:
+            out.append((f"arm64 {cc} int8 dotprod", tc, None, "int8"))
+    if "fp32" in dtypes:
+        out.append(("x86_64 phone (v2)", android_toolchain("x86_64"), None, "fp32"))
+        if before:
+            out.append(("x86_64 phone 8x16 (before)", android_toolchain("x86_64"), (8, 16), "fp32"))
+        out.append(("x86_64 host (native)", host_toolchain(), None, "fp32"))
     return out
 
 
-def measure(tc, spec: KernelSpec, tmp: Path, name: str, shape: tuple[int, int] | None = None) -> dict:
-    vl, regs = shape or vector_shape(tc)
-    k = generate(spec, "dense" if spec.sparsity.scheme == "dense" else "sparse", vector_floats=vl,
-                 vector_regs=regs, name=name, with_reference=False)
+def measure(tc, spec: KernelSpec, tmp: Path, name: str, shape: tuple[int, int] | None = None,
+            dtype: str = "fp32") -> dict:
+    variant = "dense" if spec.sparsity.scheme == "dense" else "sparse"
+    if dtype == "fp16":
+        k = codegen_fp16.generate(spec.replace(dtype="fp16"), variant, name=name, with_reference=False)
+        tc = dataclasses.replace(tc, cflags=(*tc.cflags, *k.cflags))
+    elif dtype == "int8":
+        k = codegen_int8.generate(spec.replace(dtype="int8"), variant, name=name, with_reference=False)
+        tc = dataclasses.replace(tc, cflags=(*tc.cflags, DOTPROD))
+    else:
+        vl, regs = shape or vector_shape(tc)
+        k = generate(spec, variant, vector_floats=vl, vector_regs=regs, name=name, with_reference=False)
     obj, warnings = compile_object(tc, k.source, tmp / f"{name}.o")
     arch = arch_of(tc.abi)
     loops = inner_loops(obj, arch)
@@ -120,27 +143,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="two layers only")
     ap.add_argument("--json", type=Path, help="also write every row as JSON")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--dtype", default="fp32,fp16,int8",
+                    help="data types to build, comma-separated (fp16 and int8: arm64 only)")
     ap.add_argument("--before", action="store_true",
                     help="also build arm64 gcc and x86-64-v2 with 8-float vectors and 16 registers (the shape before the ISA table)")
     a = ap.parse_args(argv)
     if mca_tool() is None:
         print("note: llvm-mca not installed (apt-get install llvm): cycle columns empty")
+    dtypes = set(a.dtype.split(","))
+    if not dtypes <= {"fp32", "fp16", "int8"}:
+        ap.error(f"--dtype: unknown {sorted(dtypes - {'fp32', 'fp16', 'int8'})}")
     todo = specs(a.quick)
     rows = []
     with tempfile.TemporaryDirectory() as td, ThreadPoolExecutor(a.jobs) as pool:
-        for blabel, tc, shape in builds(a.before):
+        for blabel, tc, shape, dtype in builds(a.before, dtypes):
             isa = isa_of(tc)
             vl, regs = shape or (isa.vector_floats, isa.vector_regs)
+            shape_txt = {"fp16": f"8 halves x {regs} registers, +{codegen_fp16.CFLAGS[0].split('+')[-1]}",
+                         "int8": f"16 bytes x {regs} registers, {DOTPROD}"}.get(dtype, f"{vl} floats x {regs} registers")
             print(f"\n== {blabel}: {_compiler_version(tc.cc)}; {' '.join(tc.cflags)}; ISA {isa.name}; "
-                  f"generated for {vl} floats x {regs} registers")
+                  f"generated for {shape_txt}")
             print(f"{'layer':24} {'scheme':13} {'ratio':>5} {'R':>2} {'instr':>5} {'fma':>4} {'i/fma':>5} {'stk':>3} "
                   f"{'big':>6} {'bound':>6} {'ideal':>6} {'little':>7}")
-            futs = [(t, pool.submit(measure, tc, t[3], Path(td), f"b{abs(hash(blabel)) % 9999}_{i}", shape))
+            futs = [(t, pool.submit(measure, tc, t[3], Path(td), f"b{abs(hash(blabel)) % 9999}_{i}", shape, dtype))
                     for i, t in enumerate(todo)]
             for (lname, label, ratio, spec, r1), f in futs:
                 r = f.result()
                 r.update(build=blabel, cc=_compiler_version(tc.cc), isa=isa.name, layer=lname, scheme=label,
-                         ratio=ratio, one_row=r1)
+                         ratio=ratio, one_row=r1, dtype=dtype)
                 rows.append(r)
                 if "error" in r:
                     print(f"{lname:24} {label:13} {ratio:5.2f}  {r['error']}")
@@ -167,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{blabel:22} stack accesses {stack} (target 0); big-core cycles / bound max "
               f"{max(ratios) if ratios else float('nan'):.2f} ({worst['layer']}, {worst['scheme']} {worst['ratio']}; "
               f"target <= 1.25); one-row instr/fma max {max(r1) if r1 else float('nan'):.2f} "
-              f"(target <= {R1_INSTR_PER_FMA}); ABI warnings {abi}")
+              + (f"(target <= {R1_INSTR_PER_FMA})" if rs[0]["dtype"] == "fp32" else "(the target is fp32's)")
+              + f"; ABI warnings {abi}")
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -158,27 +158,31 @@ class Dataset:
         except (ValueError, KeyError, TypeError, NotImplementedError, OverflowError) as e:
             raise PartUnreadable(p, f"does not match schema version {v}: {_first_line(e)}", self.path) from None
 
+    def _snapshot(self, read_one) -> list:
+        """`read_one(part)` for every part of one listing of the parts folder that stayed the same
+        folder throughout: a merge swapping the folder in, or a part vanishing (merged away,
+        quarantined) after the listing, makes it list again, so a reader never sees half of a
+        merge nor counts a vanished part as missing or corrupt."""
+        for attempt in range(20):
+            where = self._parts_dir()
+            if not where.exists() and not (self.path / "parts.new").exists():
+                return []  # no parts at all (a folder made by hand): no records
+            try:
+                before = os.stat(where).st_ino
+                out = [read_one(p) for p in self.parts(where)]
+                if os.stat(where).st_ino == before:  # the same folder throughout: a consistent snapshot
+                    return out
+            except FileNotFoundError:  # merged away since the listing: list again, read the merged part
+                pass
+            time.sleep(0.01 * attempt)
+        raise DatasetError(f"{self.path} kept changing while being read (a merge in progress?); try again")
+
     def read_table(self):
         """All records as one Arrow table (deduplicated on record_key)."""
         import pyarrow as pa
 
         self.check_version()
-        for attempt in range(20):
-            tables = []
-            where = self._parts_dir()
-            if not where.exists() and not (self.path / "parts.new").exists():
-                break  # no parts at all (a folder made by hand): no records
-            try:
-                before = os.stat(where).st_ino
-                for p in self.parts(where):
-                    tables.append(self.read_part(p))
-                if os.stat(where).st_ino == before:  # the same folder throughout: a consistent snapshot
-                    break
-            except FileNotFoundError:  # merged away since the listing: list again, read the merged part
-                pass
-            time.sleep(0.01 * attempt)
-        else:
-            raise DatasetError(f"{self.path} kept changing while being read (a merge in progress?); try again")
+        tables = self._snapshot(self.read_part)
         if not tables:
             return arrow_schema().empty_table()
         t = pa.concat_tables(tables)
@@ -196,20 +200,20 @@ class Dataset:
 
     def keys(self) -> set[str]:
         if self._keys is None:
-            if not self.exists() or not self.parts():
+            if not self.exists():
                 self._keys = set()
             else:
                 import pyarrow.parquet as pq
 
-                ks: set[str] = set()
-                for p in self.parts():
+                def one(p: Path) -> list:
                     try:
-                        ks.update(pq.read_table(p, columns=["record_key"]).column(0).to_pylist())
+                        return pq.read_table(p, columns=["record_key"]).column(0).to_pylist()
                     except FileNotFoundError:
-                        continue  # merged away since the listing: its keys are in the merged part
+                        raise
                     except Exception as e:
                         raise PartUnreadable(p, _first_line(e), self.path) from None
-                self._keys = ks
+
+                self._keys = {k for ks in self._snapshot(one) for k in ks}
         return self._keys
 
     def check(self) -> list[dict]:
@@ -217,22 +221,21 @@ class Dataset:
         unreadable part: from its footer when that survived, else None)."""
         import pyarrow.parquet as pq
 
-        self.check_version()
-        out = []
-        for p in self.parts():
+        def one(p: Path) -> dict:
             try:
                 t = self.read_part(p)
-            except FileNotFoundError:
-                continue
             except PartUnreadable as e:
+                if not p.exists():
+                    raise FileNotFoundError(p) from None  # vanished while read: not unreadable
                 try:
                     n = pq.ParquetFile(p).metadata.num_rows
                 except Exception:
                     n = None
-                out.append({"part": p.name, "ok": False, "records": n, "error": e.why})
-                continue
-            out.append({"part": p.name, "ok": True, "records": t.num_rows, "error": ""})
-        return out
+                return {"part": p.name, "ok": False, "records": n, "error": e.why}
+            return {"part": p.name, "ok": True, "records": t.num_rows, "error": ""}
+
+        self.check_version()
+        return self._snapshot(one)
 
     def quarantine(self, report: list[dict] | None = None) -> list[dict]:
         """Move the unreadable parts (of `report`, or of a fresh `check`) into ``quarantine/`` —
@@ -245,7 +248,11 @@ class Dataset:
         try:
             q.mkdir(exist_ok=True)
             for r in bad:
-                os.rename(self.path / "parts" / r["part"], q / r["part"])
+                dest, n = q / r["part"], 1
+                while dest.exists() or dest.is_symlink():  # never replace a part set aside before
+                    dest, n = q / f"{r['part']}.{n}", n + 1
+                os.rename(self.path / "parts" / r["part"], dest)
+                r["quarantined_as"] = str(dest)
             _fsync_dir(self.path / "parts")
             _fsync_dir(q)
         except OSError as e:
@@ -451,8 +458,105 @@ def _first_line(e: BaseException) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0][:200]
 
 
+REFERENCE_FORMAT = "devprof-reference"
+
+
+def write_reference(folders: Iterable[str | Path], dest: str | Path) -> dict[str, int]:
+    """Merge dataset folders (campaigns of one device) into one reference dataset: a single
+    Parquet file, the store's schema plus a ``campaign`` column (the folder's name). Repeat
+    measurements of a kernel from different campaigns are separate records and all kept (the
+    lookup table takes the median over them); exact duplicates (same record key and start time:
+    a folder given twice, or copied) are dropped. Written atomically. Returns counts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables, names = [], []
+    for f in folders:
+        if is_reference(f):  # an earlier reference: its campaigns carry over
+            t = _reference_table(f)
+            here = sorted(set(t.column("campaign").to_pylist()))
+        else:
+            t = Dataset(f).read_table()
+            here = [Path(f).name]
+            t = t.append_column("campaign", pa.array(here * t.num_rows, type=pa.string()))
+        clash = sorted(set(here) & set(names))
+        if clash:
+            raise DatasetError(f"campaign {clash[0]!r} is given twice; campaign names must differ")
+        names += here
+        tables.append(t)
+    if not tables:
+        raise DatasetError("no dataset folders to merge")
+    t = pa.concat_tables(tables)
+    seen: set[tuple] = set()
+    keys = zip(t.column("record_key").to_pylist(), t.column("started_at").cast(pa.int64()).to_pylist())
+    keep = [i for i, k in enumerate(keys) if not (k in seen or seen.add(k))]
+    merged = t.take(keep)
+    meta = {b"devprof.schema_version": str(SCHEMA_VERSION).encode(), b"devprof.format": REFERENCE_FORMAT.encode()}
+    merged = merged.replace_schema_metadata(meta)
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(merged, tmp, compression="zstd", compression_level=19, row_group_size=1 << 16)
+        os.replace(tmp, dest)
+    except OSError as e:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise DatasetError(f"cannot write {dest}: {e.strerror or e}") from None
+    return {"campaigns": len(names), "records": merged.num_rows, "duplicates_dropped": t.num_rows - merged.num_rows}
+
+
+def is_reference(path: str | Path) -> bool:
+    p = Path(path)
+    return p.suffix == ".parquet" and p.is_file()
+
+
+def read_reference(path: str | Path, campaigns: Iterable[str] | None = None):
+    """A reference dataset (`write_reference`) as the records' DataFrame, with its ``campaign``
+    column; `campaigns`: only those campaigns' records."""
+    df = _reference_table(path).to_pandas()
+    if campaigns is not None:
+        want = list(campaigns)
+        missing = sorted(set(want) - set(df["campaign"]))
+        if missing:
+            raise DatasetError(f"{path} has no campaign {', '.join(missing)}")
+        df = df[df["campaign"].isin(want)].reset_index(drop=True)
+    return df
+
+
+def _reference_table(path: str | Path):
+    """A reference dataset's records as an Arrow table in today's schema, plus ``campaign``."""
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    try:
+        t = pq.read_table(p)
+    except FileNotFoundError:
+        raise DatasetError(f"no reference dataset at {p}") from None
+    except Exception as e:
+        raise DatasetError(f"{p} is not a readable reference dataset: {_first_line(e)}") from None
+    md = t.schema.metadata or {}
+    if md.get(b"devprof.format") != REFERENCE_FORMAT.encode() or "campaign" not in t.column_names:
+        raise DatasetError(f"{p} is not a devprof reference dataset (see `devprof dataset merge`)")
+    try:
+        v = int(md.get(b"devprof.schema_version", b"0"))
+    except ValueError:
+        v = -1
+    if not 1 <= v <= SCHEMA_VERSION:
+        raise DatasetError(f"{p} has schema version {v}, which this devprof does not understand")
+    campaign = t.column("campaign")
+    try:
+        return conform(t.drop_columns(["campaign"]), v).append_column("campaign", campaign)
+    except (ValueError, KeyError, TypeError, NotImplementedError, OverflowError) as e:
+        raise DatasetError(f"{p} does not match schema version {v}: {_first_line(e)}") from None
+
+
 def read_datasets(paths: Iterable[str | Path]):  # the frame `predictors.fit.fit_bundles` takes
-    """All records of the given dataset folders as one DataFrame.
+    """All records of the given dataset folders as one DataFrame. A path may also be a reference
+    dataset (`write_reference`: every campaign of a device in one Parquet file), whole or as
+    ``FILE.parquet@campaign1,campaign2``; its records read exactly as the campaign folders did.
 
     The same spec measured in separate campaigns (e.g. ``predictor-train`` profiled twice, hours
     apart, into two folders) gives several records: all are kept, and the lookup table merges
@@ -462,9 +566,26 @@ def read_datasets(paths: Iterable[str | Path]):  # the frame `predictors.fit.fit
     start time are."""
     import pandas as pd
 
-    frames = [Dataset(p).read() for p in paths]
+    frames = [_read_one(p) for p in paths]
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)
     return df.drop_duplicates(["record_key", "started_at"], keep="first").reset_index(drop=True)
+
+
+def read_records(path: str | Path):
+    """The records of one dataset folder, reference dataset file, or ``FILE.parquet@c1,c2`` (those
+    campaigns), as a DataFrame: what `show`, `report` and `fit-predictor` read."""
+    return _read_one(path)
+
+
+def _read_one(path: str | Path):
+    """A dataset folder, a reference dataset file, or ``FILE.parquet@c1,c2`` (those campaigns)."""
+    s = str(path)
+    if "@" in s and s.split("@", 1)[0].endswith(".parquet"):
+        f, sel = s.split("@", 1)
+        return read_reference(f, [c for c in sel.split(",") if c]).drop(columns=["campaign"])
+    if is_reference(path):
+        return read_reference(path).drop(columns=["campaign"])
+    return Dataset(path).read()

@@ -290,7 +290,7 @@ def transfer_kernels(sources: list[KernelSource], data: Sequence[str | Path], sa
 
 def _kernel_bundle(sources, kt, specs, y, records, dev, rt, srcs, seed, statistic, held, rest):
     from predictors import bundle as bmod
-    from predictors.bundle import parse_json, read_verified
+    from predictors.bundle import NPZ, read_predictor, read_verified
     from predictors.fit import FittedBundle, _clean
     from predictors.transfer import scale_model
     from predictors.trees import resolve_groups
@@ -320,8 +320,8 @@ def _kernel_bundle(sources, kt, specs, y, records, dev, rt, srcs, seed, statisti
     # transfer model relates to it on the table's rows
     top = int(np.argmax(kt.weights))
     src = sources[top]
-    _, blobs = read_verified(src.path, ("predictor.json",))
-    pj = parse_json(src.path, "predictor.json", blobs["predictor.json"])
+    smeta, blobs = read_verified(src.path, ("predictor.json", NPZ))
+    pj = read_predictor(src.path, smeta, blobs, encoded=True)
     allspecs = specs + extra
     allg = [f"{s.op}/{s.sparsity.scheme}" for s in allspecs]
     ptop = np.asarray(src.predictor.predict(allspecs).latency_us, dtype=np.float64)

@@ -60,6 +60,12 @@ typedef struct {
     /* 1: the kernel writes out_elems bytes (uint8 quantized values: int8 kernels) instead of
      * floats; the harness widens them to floats for the check, the checksum and --dump. */
     int32_t out_u8;
+    /* 1: an fp16 kernel: the harness hands it the input as in_elems IEEE half values (its generated
+     * floats rounded to nearest even) and reads out_elems halves back, widened for the check. */
+    int32_t half;
+    /* > 0: this kernel's own check, |got - want| <= atol + rtol * max(|want|, RMS of the samples)
+     * (fp16's stated tolerance); 0: the run's --rtol. */
+    double rtol, atol;
 } dp_kernel;
 
 /* The clock layer timers use (the harness's own, so both agree). */
@@ -92,7 +98,43 @@ static inline float dp_input_value(uint32_t seed, uint32_t i) {
 #  endif
 #endif
 
-#if (defined(__GNUC__) || defined(__clang__)) && !defined(DP_NO_VECTOR_EXT)
+/* dp_f: a kernel's element type: float, or IEEE half in fp16 kernels (DP_F16) */
+#if !defined(DP_F16)
+typedef float dp_f;
+#endif
+
+#if defined(DP_F16)
+/* fp16 kernels: ARMv8.2-A half-precision vector arithmetic, 8 lanes per q register, fp16
+ * accumulation (as XNNPACK's fp16 GEMMs). Written with ACLE intrinsics: GNU vector arithmetic
+ * on half vectors is not portable across GCC and clang. */
+#  if !defined(__aarch64__) || !defined(__ARM_FEATURE_FP16_VECTOR_ARITHMETIC)
+#    error "fp16 kernels need arm64 with half-precision arithmetic (-march=armv8.2-a+fp16)"
+#  endif
+#  include <arm_neon.h>
+typedef float16_t dp_f;
+typedef float16x8_t dp_v;
+static inline dp_v dp_ld(const float16_t *p) { return vld1q_f16(p); }
+static inline void dp_st(float16_t *p, dp_v v) { vst1q_f16(p, v); }
+static inline dp_v dp_zero(void) { return vdupq_n_f16(0); }
+static inline dp_v dp_splat(float16_t s) { return vdupq_n_f16(s); }
+static inline dp_v dp_fma(dp_v a, float16_t w, dp_v b) { return vfmaq_n_f16(a, b, w); }
+typedef float16x8_t dp_vw;
+#  define dp_ldw(p) vld1q_f16(p)
+#  define dp_fma_lane(a, b, w, i) vfmaq_laneq_f16((a), (b), (w), (i))
+static inline dp_v dp_add(dp_v a, dp_v b) { return vaddq_f16(a, b); }
+static inline dp_v dp_fmav(dp_v a, dp_v w, dp_v b) { return vfmaq_f16(a, w, b); }
+static inline dp_v dp_relu(dp_v a) { return vmaxq_f16(a, vdupq_n_f16(0)); }
+static inline dp_v dp_relu6(dp_v a) { return vminq_f16(dp_relu(a), vdupq_n_f16(6)); }
+static inline dp_v dp_hswish(dp_v a) {
+    return vmulq_f16(vmulq_f16(a, dp_relu6(vaddq_f16(a, vdupq_n_f16(3)))), vdupq_n_f16((float16_t)(1.f / 6.f)));
+}
+static inline dp_v dp_gather(const float16_t *base, const int32_t *idx) {
+    float16_t t[DP_VL];
+    int i;
+    for (i = 0; i < DP_VL; i++) t[i] = base[idx[i]];
+    return dp_ld(t);
+}
+#elif (defined(__GNUC__) || defined(__clang__)) && !defined(DP_NO_VECTOR_EXT)
 typedef float dp_v __attribute__((vector_size(DP_VL * 4)));
 static inline dp_v dp_ld(const float *p) { dp_v v; memcpy(&v, p, sizeof v); return v; }
 static inline void dp_st(float *p, dp_v v) { memcpy(p, &v, sizeof v); }
@@ -145,7 +187,9 @@ static inline dp_v dp_hswish(dp_v a) {
 
 /* Gather base[idx[0..DP_VL)]: a hardware gather where the target has one (AVX-512/AVX2), plain
  * loads otherwise. The only intrinsics in devprof, behind this portable fallback. */
-#if defined(__AVX512F__) && DP_VL == 16 && (defined(__GNUC__) || defined(__clang__)) && !defined(DP_NO_VECTOR_EXT) && !defined(DP_NO_INTRINSICS)
+#if defined(DP_F16)
+/* defined with the fp16 vector type above */
+#elif defined(__AVX512F__) && DP_VL == 16 && (defined(__GNUC__) || defined(__clang__)) && !defined(DP_NO_VECTOR_EXT) && !defined(DP_NO_INTRINSICS)
 #include <immintrin.h>
 static inline dp_v dp_gather(const float *base, const int32_t *idx) {
     return (dp_v)_mm512_i32gather_ps(_mm512_loadu_si512((const void *)idx), base, 4);

@@ -352,6 +352,36 @@ static void print_error(const dp_kernel *k, const char *status, const char *msg)
     fflush(stdout);
 }
 
+/* IEEE half <-> float in plain C (the harness builds for targets without fp16 arithmetic too):
+ * round to nearest even, subnormals and overflow to infinity as the hardware conversion does. */
+static uint16_t float_to_half(float f) {
+    uint32_t x; memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u, e = (x >> 23) & 0xffu, m = x & 0x7fffffu;
+    if (e == 0xffu) return (uint16_t)(sign | 0x7c00u | (m ? 0x200u : 0u));
+    int32_t he = (int32_t)e - 127 + 15;
+    if (he >= 31) return (uint16_t)(sign | 0x7c00u);
+    if (he <= 0) {
+        if (he < -10) return (uint16_t)sign;
+        m |= 0x800000u;
+        uint32_t shift = (uint32_t)(14 - he), hm = m >> shift, rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (hm & 1u))) hm++;
+        return (uint16_t)(sign | hm);
+    }
+    uint32_t hm = m >> 13, rem = m & 0x1fffu;
+    uint32_t h = sign | ((uint32_t)he << 10) | hm;
+    if (rem > 0x1000u || (rem == 0x1000u && (hm & 1u))) h++; /* may carry into the exponent: correct */
+    return (uint16_t)h;
+}
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, x;
+    if (e == 0x1fu) x = sign | 0x7f800000u | (m << 13);
+    else if (e) x = sign | ((e - 15 + 127) << 23) | (m << 13);
+    else if (!m) x = sign;
+    else { e = 127 - 15 + 1; while (!(m & 0x400u)) { m <<= 1; e--; } x = sign | (e << 23) | ((m & 0x3ffu) << 13); }
+    float f; memcpy(&f, &x, 4);
+    return f;
+}
+
 /* One kernel of a group: its data, buffers and timing state, from check to report. */
 typedef struct {
     const dp_kernel *k;
@@ -411,7 +441,10 @@ static int prepare(slot *s, const dp_kernel *k, const options *o) {
     s->y = alloc64((size_t)k->out_elems * 4);
     s->ws = alloc64((size_t)k->ws_floats * 4);
     if (!s->x || !s->y || !s->ws) { print_error(k, "error", "out of memory"); return 0; }
-    for (int64_t i = 0; i < k->in_elems; i++) s->x[i] = dp_input_value(k->seed, (uint32_t)i);
+    if (k->half)
+        for (int64_t i = 0; i < k->in_elems; i++) ((uint16_t *)s->x)[i] = float_to_half(dp_input_value(k->seed, (uint32_t)i));
+    else
+        for (int64_t i = 0; i < k->in_elems; i++) s->x[i] = dp_input_value(k->seed, (uint32_t)i);
     if (o->threads > 1) {
         if (!k->range) { print_error(k, "error", "this kernel runs on one thread only"); return 0; }
         s->nthreads = (int)o->threads;
@@ -436,9 +469,10 @@ static int prepare(slot *s, const dp_kernel *k, const options *o) {
     call(s);
     const float *yv = s->y; /* the output as floats */
     float *widened = NULL;
-    if (k->out_u8) {
+    if (k->out_u8 || k->half) {
         if (!(widened = malloc(sizeof(float) * (size_t)(k->out_elems ? k->out_elems : 1)))) { print_error(k, "error", "out of memory"); return 0; }
-        for (int64_t i = 0; i < k->out_elems; i++) widened[i] = (float)((const uint8_t *)s->y)[i];
+        for (int64_t i = 0; i < k->out_elems; i++)
+            widened[i] = k->half ? half_to_float(((const uint16_t *)s->y)[i]) : (float)((const uint8_t *)s->y)[i];
         yv = widened;
     }
     const int32_t *idx = (const int32_t *)s->arr[0].data;
@@ -447,12 +481,15 @@ static int prepare(slot *s, const dp_kernel *k, const options *o) {
     double scale = 0.0, max_abs = 0.0, max_rel = 0.0, checksum = 0.0;
     int64_t bad = -1;
     if (s->arr[0].dtype != 1 || s->arr[1].dtype != 0 || ns == 0) { free(widened); print_error(k, "error", "data file has no reference samples"); return 0; }
-    for (int64_t i = 0; i < ns; i++) scale = fmax(scale, fabs((double)ref[i]));
-    double atol = o->rtol * (scale > 0 ? scale : 1.0);
+    double rms = 0.0;
+    for (int64_t i = 0; i < ns; i++) { scale = fmax(scale, fabs((double)ref[i])); rms += (double)ref[i] * ref[i]; }
+    rms = sqrt(rms / (double)ns);
+    double atol = k->rtol > 0 ? k->atol : o->rtol * (scale > 0 ? scale : 1.0);
     for (int64_t i = 0; i < ns; i++) {
         if (idx[i] < 0 || idx[i] >= k->out_elems) { free(widened); print_error(k, "error", "reference index out of range"); return 0; }
         double got = yv[idx[i]], want = ref[i], e = fabs(got - want);
-        if (!(e <= atol + o->rtol * fabs(want))) { if (bad < 0) bad = i; }
+        double lim = k->rtol > 0 ? atol + k->rtol * fmax(fabs(want), rms) : atol + o->rtol * fabs(want);
+        if (!(e <= lim)) { if (bad < 0) bad = i; }
         if (!(e <= max_abs)) max_abs = e;   /* NaN-safe */
         if (want != 0.0 && e / fabs(want) > max_rel) max_rel = e / fabs(want);
     }

@@ -7,9 +7,12 @@
         predictor.json   the regressors as data (linear coefficients / tree node arrays)
         heldout.json     held-out predictions vs measurements (for plots and audits)
 
-A published bundle (`install`, `devprof publish`) stores its larger JSON files gzip-compressed
-as ``NAME.gz`` (format 3); the hashes in metadata.json are those of the content.
-Loading reads JSON only and evaluates it with numpy: nothing in a bundle is ever executed
+A published bundle (`install`, `devprof publish`, format 4) keeps the regressors' node arrays in
+``predictor.npz`` (numpy arrays in a zip, smallest exact dtypes; predictor.json keeps the rest and
+names them, see predictors.trees) and stores its larger JSON files gzip-compressed as
+``NAME.gz`` (format 3); the hashes in metadata.json are those of the content.
+Loading reads JSON and plain numeric arrays (``allow_pickle=False``, headers checked before
+anything is allocated) and evaluates them with numpy: nothing in a bundle is ever executed
 (no pickle, no joblib, no code). Before parsing anything, every file's size and sha256 are
 checked against metadata.json; a missing, truncated, swapped or tampered file is refused with
 one `BundleError` line. The layout is described by docs/bundle.schema.json (FORMAT_VERSION).
@@ -28,19 +31,22 @@ from typing import Any, Mapping
 from .errors import UserError
 
 FORMAT = "devprof-bundle"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Bump when a file or field changes meaning; loaders refuse bundles newer than they know.
 2 (devprof 0.2): the lookup table's min_us column and predictor.json's statistic (a bundle may
 serve fastest rounds, which a format-1 reader would silently mistake for medians).
 3: a file may be stored gzip-compressed (``files[name]["stored"] == "gzip"``, on disk as
 ``name.gz``; sha256 and bytes stay those of the content). Bundles without a compressed file are
-still written as format 2, which older readers load."""
+still written as format 2, which older readers load.
+4: predictor.json's tree node arrays may live in predictor.npz (``"nodes": key`` in the JSON),
+which is how `install` stores published bundles (about half the size of format 3)."""
 #: How a listed file may be stored besides plain (`install` compresses published bundles: the
 #: regressors' JSON shrinks about 2.7x, and the content hash is still checked after decompressing).
 STORED = ("gzip",)
 COMPRESS_MIN_BYTES = 64 * 1024
 METADATA = "metadata.json"
 REQUIRED = ("lut.json", "predictor.json")
+NPZ = "predictor.npz"
 MAX_FILE_BYTES = 512 * 1024 * 1024
 DEFAULT_ROOT = "datasets_latency"
 
@@ -81,6 +87,8 @@ def write(dest: str | os.PathLike, files: Mapping[str, bytes], metadata: dict[st
     import gzip
 
     dest = Path(dest)
+    if compress:
+        files = split_predictor(files)
     meta = dict(metadata)
     meta["format"] = FORMAT
     meta["files"] = {name: {"sha256": sha256_bytes(b), "bytes": len(b)} for name, b in sorted(files.items())}
@@ -91,7 +99,8 @@ def write(dest: str | os.PathLike, files: Mapping[str, bytes], metadata: dict[st
             meta["files"][name]["stored"] = "gzip"
         else:
             stored[name] = b
-    meta["format_version"] = 3 if len(stored) != len(files) or any(n.endswith(".gz") for n in stored) else 2
+    meta["format_version"] = (4 if NPZ in stored else
+                              3 if any(n.endswith(".gz") for n in stored) else 2)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -176,7 +185,8 @@ def read_verified(path: str | os.PathLike, names: tuple[str, ...] | None = None
     out: dict[str, bytes] = {}
     for name in (names or tuple(meta["files"])):
         info = meta["files"].get(name)
-        if info is None:
+        if info is None and name == NPZ and names:
+            continue  # asked for "if present"
             raise BundleError(f"bundle {root}: {name} is not listed in {METADATA}")
         b = _read_capped(root / name, "file") if info.get("stored") is None else _gunzip(root, name, info["bytes"])
         if len(b) != info["bytes"]:
@@ -187,6 +197,96 @@ def read_verified(path: str | os.PathLike, names: tuple[str, ...] | None = None
                               "(tampered or swapped); refusing to load")
         out[name] = b
     return meta, out
+
+
+def split_predictor(files: Mapping[str, bytes]) -> dict[str, bytes]:
+    """`files` with predictor.json's tree node arrays moved to predictor.npz (format 4); unchanged
+    when there is no predictor.json, it names no packable ensemble, or an npz is already there."""
+    from .trees import pack_predictor
+
+    out = dict(files)
+    if "predictor.json" not in out or NPZ in out:
+        return out
+    skeleton, arrays = pack_predictor(json.loads(out["predictor.json"]))
+    if arrays:
+        out["predictor.json"] = dumps(skeleton)
+        out[NPZ] = write_npz(arrays)
+    return out
+
+
+def write_npz(arrays: Mapping[str, Any]) -> bytes:
+    """An .npz (zip of .npy files, deflated) with fixed timestamps: the same arrays give the same
+    bytes, so a republished bundle's hash only changes with its content."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    bio = io.BytesIO()
+    with zipfile.ZipFile(bio, "w", zipfile.ZIP_DEFLATED) as z:
+        for key in sorted(arrays):
+            a = np.ascontiguousarray(arrays[key])
+            a = a.astype(a.dtype.newbyteorder("<"))
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, a, allow_pickle=False)
+            zi = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            zi.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(zi, buf.getvalue(), compresslevel=9)
+    return bio.getvalue()
+
+
+def read_npz(root: Path | str, name: str, b: bytes) -> dict[str, Any]:
+    """The flat numeric arrays of an .npz, refusing anything else: object dtypes (pickle), arrays
+    of more than one dimension, and headers that claim more data than the member holds (checked
+    before allocating, so a crafted header cannot ask for memory it does not contain)."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(b)) as z:
+            infos = z.infolist()
+            if sum(i.file_size for i in infos) > MAX_FILE_BYTES:
+                raise ValueError("content too large")
+            for info in infos:
+                if not info.filename.endswith(".npy"):
+                    raise ValueError(f"unexpected member {info.filename!r}")
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version not in ((1, 0), (2, 0)):
+                        raise ValueError(f"unsupported .npy version {version}")
+                    shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                             else np.lib.format.read_array_header_2_0(f))
+                    if dtype.kind not in "iuf" or len(shape) != 1:
+                        raise ValueError(f"{info.filename}: only flat numeric arrays are allowed")
+                    nbytes = shape[0] * dtype.itemsize
+                    if nbytes > info.file_size:
+                        raise ValueError(f"{info.filename}: header claims more data than stored")
+                    raw = f.read(nbytes)
+                if len(raw) != nbytes:
+                    raise ValueError(f"{info.filename}: truncated")
+                out[info.filename[:-4]] = np.frombuffer(raw, dtype=dtype)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, TypeError) as e:
+        raise BundleError(f"bundle {root}: {name} is not a valid array archive ({str(e)[:80]})") from None
+    return out
+
+
+def read_predictor(root: Path | str, meta: Mapping[str, Any], blobs: Mapping[str, bytes],
+                   encoded: bool = False) -> Any:
+    """predictor.json's content with its node arrays back in place (format 4 keeps them in
+    predictor.npz; earlier formats have them in the JSON and pass through unchanged).
+    `encoded`: the arrays as JSON-ready base64, for code that writes the content out again."""
+    from .trees import ModelFormatError, unpack_predictor
+
+    obj = parse_json(root, "predictor.json", blobs["predictor.json"])
+    if NPZ not in meta.get("files", {}):
+        return obj
+    try:
+        return unpack_predictor(obj, read_npz(root, NPZ, blobs[NPZ]), encoded)
+    except ModelFormatError as e:
+        raise BundleError(f"bundle {root}: predictor.json is malformed ({e})") from None
 
 
 def parse_json(root: Path | str, name: str, b: bytes) -> Any:

@@ -37,6 +37,21 @@ def group_keys(data: np.ndarray) -> np.ndarray:
     return (op * _NS + scheme) * _ND + dtype
 
 
+def regressor_codes(data: np.ndarray) -> np.ndarray:
+    """The regressor slot of each encoded row: (op, scheme) for fp32, as bundles before dtypes
+    numbered them; another dtype's groups come after every fp32 slot, so an int8 row never lands
+    on an fp32 regressor."""
+    slot = data[:, col("op")].astype(np.int64) * _NS + data[:, col("scheme")].astype(np.int64)
+    return data[:, col("dtype")].astype(np.int64) * (len(OPS) * _NS) + slot
+
+
+def regressor_name(code: int) -> str:
+    """The group name of a regressor slot: ``op/scheme``, or ``op/scheme/dtype`` beyond fp32."""
+    dtype, slot = divmod(int(code), len(OPS) * _NS)
+    op, scheme = divmod(slot, _NS)
+    return f"{OPS[op]}/{SCHEMES[scheme]}" + (f"/{DTYPES[dtype]}" if dtype else "")
+
+
 def describe_group(key: int) -> str:
     op, rest = divmod(int(key), _NS * _ND)
     scheme, dtype = divmod(rest, _ND)
@@ -58,7 +73,7 @@ class Domain:
         self.hi = np.full((g, len(_RC)), -np.inf)
         np.minimum.at(self.lo, inv, vals)
         np.maximum.at(self.hi, inv, vals)
-        # (op, scheme) codes with a regressor of their own, as the predictor numbers its groups
+        # (op, scheme, dtype) slots with a regressor of their own, as the predictor numbers them
         self.regressor_groups = np.array(sorted(regressor_groups), dtype=np.int64)
 
     def _locate(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,8 +90,7 @@ class Domain:
         i, found = self._locate(data)
         vals = data[:, _RC]
         inside = ((vals >= self.lo[i]) & (vals <= self.hi[i])).all(axis=1)
-        reg = data[:, col("op")].astype(np.int64) * _NS + data[:, col("scheme")].astype(np.int64)
-        has_reg = np.isin(reg, self.regressor_groups)
+        has_reg = np.isin(regressor_codes(data), self.regressor_groups)
         return found & inside & has_reg
 
     def why_not(self, row: np.ndarray) -> str:
@@ -89,7 +103,7 @@ class Domain:
             known = ", ".join(describe_group(k) for k in self.keys[:8]) + (" ..." if len(self.keys) > 8 else "")
             return f"{name} was never measured for this bundle (it knows {known or 'nothing'})"
         j = int(i[0])
-        reg = int(row[0, col("op")]) * _NS + int(row[0, col("scheme")])
+        reg = int(regressor_codes(row)[0])
         if reg not in set(self.regressor_groups.tolist()):
             return (f"{name}: only {int(self.counts[j])} kernel(s) measured, too few for a regressor of its own "
                     "(answered by the all-ops fallback)")

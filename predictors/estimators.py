@@ -8,6 +8,11 @@ feature set for trees). Trees learn log-latency, so their errors are relative, w
 "within ±10%" measures. ``export()`` turns a fitted estimator into the JSON that
 `predictors.trees` evaluates without scikit-learn.
 
+With ``input_kind="features"`` an estimator takes a plain numeric feature matrix instead (any
+number of columns; the spec encoding is then a separate step): trees split on its columns and
+the linear baseline combines them. That is what scikit-learn's `check_estimator` exercises; the
+spec-matrix default is what `fit-predictor` uses, and its results are unchanged by it.
+
 The query path (`predictors.load`) never imports this module.
 """
 from __future__ import annotations
@@ -24,25 +29,87 @@ from sklearn.model_selection import KFold
 
 from .features import (KERNEL_TERMS, LINEAR_FEATURES, VECTOR_FLOATS, VECTOR_REGS, feature_index, features,
                        generic_features, linear_features)
+from .spectable import COLUMNS as SPEC_COLUMNS
 from .spectable import SCHEME_CODE, col
 from .trees import encode_array
 from .metrics import within
 
+try:
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError:  # scikit-learn < 1.6
+    from sklearn.utils.validation import check_is_fitted
 
-class FlopsLinear(RegressorMixin, BaseEstimator):
+    def validate_data(est, X="no_validation", y="no_validation", reset=True, **kw):  # type: ignore[misc]
+        return est._validate_data(X, y, reset=reset, **kw)
+
+INPUT_KINDS = ("spec", "features")
+
+
+class _Latency(RegressorMixin, BaseEstimator):
+    """What every latency regressor shares: input checks (scikit-learn's), strictly positive
+    targets (latencies; trees learn their logarithm), and the choice of input: an encoded spec
+    matrix (`SpecTable.data`) or a plain feature matrix (``input_kind="features"``)."""
+
+    input_kind: str = "spec"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"requires_positive_y": True}
+
+    def _spec(self) -> bool:
+        if self.input_kind not in INPUT_KINDS:
+            raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {self.input_kind!r}")
+        return self.input_kind == "spec"
+
+    def _fit_data(self, X: Any, y: Any, min_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        spec = self._spec()
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, ensure_all_finite=not spec,
+                             ensure_min_samples=min_samples)
+        if spec and X.shape[1] != len(SPEC_COLUMNS):
+            raise ValueError(f"X has {X.shape[1]} columns: not an encoded spec matrix (SpecTable.data); "
+                             "give input_kind='features' for a plain feature matrix")
+        y = np.asarray(y, dtype=np.float64)
+        if not (y > 0).all():
+            raise ValueError("latencies (y) must be positive")
+        return X, y
+
+    def _predict_data(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=np.float64, reset=False, ensure_all_finite=not self._spec())
+
+    def _linear(self, X: np.ndarray) -> np.ndarray:
+        return X if not self._spec() else linear_features(X, self.terms)  # type: ignore[attr-defined]
+
+
+class FlopsLinear(_Latency):
     """Baseline: latency = c + a * effective FLOPs + b * bytes, non-negative, fitted to minimise
     relative error (each row weighted by 1/latency). `terms` names other `LINEAR_TERMS` to
     combine instead (the generated kernels' cost terms: `KERNEL_TERMS`)."""
 
-    def __init__(self, fit_intercept: bool = True, terms: tuple[str, ...] = LINEAR_FEATURES) -> None:
+    def __init__(self, fit_intercept: bool = True, terms: tuple[str, ...] = LINEAR_FEATURES,
+                 input_kind: str = "spec") -> None:
         self.fit_intercept = fit_intercept
         self.terms = terms
+        self.input_kind = input_kind
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # non-negative coefficients (time only grows with work) fit arbitrary data poorly
+        tags.regressor_tags.poor_score = True
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:
+        return {"requires_positive_y": True, "poor_score": True}
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "FlopsLinear":
         from scipy.optimize import nnls
 
-        L = linear_features(np.asarray(X, dtype=np.float64), self.terms)
-        y = np.asarray(y, dtype=np.float64)
+        X, y = self._fit_data(X, y)
+        L = self._linear(X)
         scale = np.maximum(L.max(axis=0), 1.0)
         cols = [L / scale]
         if self.fit_intercept:
@@ -56,7 +123,7 @@ class FlopsLinear(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        L = linear_features(np.asarray(X, dtype=np.float64), self.terms)
+        L = self._linear(self._predict_data(X))
         return np.maximum(self.intercept_ + L @ self.coef_, self.floor_us_)
 
     def export(self) -> dict[str, Any]:
@@ -103,36 +170,40 @@ def _export_trees(trees: list, base: float, scale: float, estimator: str,
             "value": encode_array(cat(value), "<f4"), "times_linear": linear.export() if linear is not None else None}
 
 
-class ForestLatency(RegressorMixin, BaseEstimator):
+class ForestLatency(_Latency):
     """Random forest on log-latency (nn-Meter's choice); the spread of its trees is the
     uncertainty adaptive sampling uses."""
 
     def __init__(self, n_estimators: int = 40, min_samples_leaf: int = 2, max_features: float = 0.6,
-                 max_depth: int | None = 16, on_linear: bool = True, random_state: int = 0) -> None:
+                 max_depth: int | None = 16, on_linear: bool = True, random_state: int = 0,
+                 input_kind: str = "spec") -> None:
         self.n_estimators = n_estimators
+        self.input_kind = input_kind
         self.on_linear = on_linear
         self.min_samples_leaf = min_samples_leaf
         self.max_features = max_features
         self.max_depth = max_depth
         self.random_state = random_state
 
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        return generic_features(X) if self._spec() else X
+
     def fit(self, X: np.ndarray, y: np.ndarray) -> "ForestLatency":
-        X = np.asarray(X, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        self.linear_ = FlopsLinear().fit(X, y) if self.on_linear else None
+        X, y = self._fit_data(X, y)
+        self.linear_ = FlopsLinear(input_kind=self.input_kind).fit(X, y) if self.on_linear else None
         self.model_ = RandomForestRegressor(
             n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
             max_features=self.max_features, max_depth=self.max_depth, random_state=self.random_state,
-            n_jobs=1).fit(generic_features(X), np.log(y) - _log_offset(self.linear_, X))
+            n_jobs=1).fit(self._features(X), np.log(y) - _log_offset(self.linear_, X))
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        return np.exp(self.model_.predict(generic_features(X)) + _log_offset(self.linear_, X))
+        X = self._predict_data(X)
+        return np.exp(self.model_.predict(self._features(X)) + _log_offset(self.linear_, X))
 
     def uncertainty(self, X: np.ndarray) -> np.ndarray:
         """Std of the trees' log-latency predictions: ~ relative uncertainty of each row."""
-        F = generic_features(np.asarray(X, dtype=np.float64))
+        F = self._features(self._predict_data(X))
         per_tree = np.stack([t.predict(F) for t in self.model_.estimators_], axis=1)
         return per_tree.std(axis=1)
 
@@ -170,7 +241,7 @@ def _boosting_fit(F: np.ndarray, target: np.ndarray, **params: Any) -> GradientB
     return cache[key]
 
 
-class BoostedLatency(RegressorMixin, BaseEstimator):
+class BoostedLatency(_Latency):
     """Gradient-boosted trees on log-latency. With ``n_bags > 1``, the mean (in log-latency) of
     that many boosted ensembles that differ only in their row subsamples' seeds: one ensemble's
     held-out accuracy moves with its seed alone, and their mean sits at the top of that range
@@ -185,8 +256,10 @@ class BoostedLatency(RegressorMixin, BaseEstimator):
 
     def __init__(self, n_estimators: int = 150, learning_rate: float = 0.1, max_depth: int = 4,
                  subsample: float = 0.9, on_linear: bool = True, random_state: int = 0, n_bags: int = 1,
-                 kernel_cost: bool = False, vector_floats: int = VECTOR_FLOATS, vector_regs: int = VECTOR_REGS) -> None:
+                 kernel_cost: bool = False, vector_floats: int = VECTOR_FLOATS, vector_regs: int = VECTOR_REGS,
+                 input_kind: str = "spec") -> None:
         self.n_estimators = n_estimators
+        self.input_kind = input_kind
         self.on_linear = on_linear
         self.learning_rate = learning_rate
         self.max_depth = max_depth
@@ -199,16 +272,18 @@ class BoostedLatency(RegressorMixin, BaseEstimator):
 
     def applies_to(self, X: np.ndarray) -> bool:
         """The kernel-cost variant models devprof's generated sparse kernels: rows with a sparse scheme."""
-        return not self.kernel_cost or bool((np.asarray(X)[:, col("scheme")] != SCHEME_CODE["dense"]).any())
+        return (not self.kernel_cost or not self._spec()
+                or bool((np.asarray(X)[:, col("scheme")] != SCHEME_CODE["dense"]).any()))
 
     def _features(self, X: np.ndarray) -> np.ndarray:
+        if not self._spec():
+            return X
         return features(X, self.vector_floats, self.vector_regs) if self.kernel_cost else generic_features(X)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "BoostedLatency":
-        X = np.asarray(X, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
+        X, y = self._fit_data(X, y, min_samples=2)
         terms = KERNEL_TERMS if self.kernel_cost else LINEAR_FEATURES
-        self.linear_ = FlopsLinear(terms=terms).fit(X, y) if self.on_linear else None
+        self.linear_ = FlopsLinear(terms=terms, input_kind=self.input_kind).fit(X, y) if self.on_linear else None
         F = self._features(X)
         target = np.log(y) - _log_offset(self.linear_, X)
         self.models_, self.bases_ = [], []
@@ -221,7 +296,7 @@ class BoostedLatency(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
+        X = self._predict_data(X)
         F = self._features(X)
         return np.exp(np.mean([m.predict(F) for m in self.models_], axis=0) + _log_offset(self.linear_, X))
 
@@ -239,21 +314,24 @@ class BoostedLatency(RegressorMixin, BaseEstimator):
         return _export_trees(trees, base, 1.0, "gradient_boosting_bagged", self.linear_, weights)
 
 
-class BlendLatency(RegressorMixin, BaseEstimator):
+class BlendLatency(_Latency):
     """The mean, in log-latency, of a random forest and gradient boosting fitted on the same rows:
     the forest's averaging and boosting's fine corrections err in different places, and their
     blend beats either on most op groups. Exported as one tree ensemble (leaf values weighted)."""
 
-    def __init__(self, forest_weight: float = 0.5, random_state: int = 0) -> None:
+    def __init__(self, forest_weight: float = 0.5, random_state: int = 0, input_kind: str = "spec") -> None:
         self.forest_weight = forest_weight
         self.random_state = random_state
+        self.input_kind = input_kind
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "BlendLatency":
-        self.forest_ = ForestLatency(random_state=self.random_state).fit(X, y)
-        self.boost_ = BoostedLatency(random_state=self.random_state).fit(X, y)
+        X, y = self._fit_data(X, y, min_samples=2)
+        self.forest_ = ForestLatency(random_state=self.random_state, input_kind=self.input_kind).fit(X, y)
+        self.boost_ = BoostedLatency(random_state=self.random_state, input_kind=self.input_kind).fit(X, y)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        X = self._predict_data(X)
         return self.combine(self.forest_.predict(X), self.boost_.predict(X))
 
     def combine(self, forest_us: np.ndarray, boost_us: np.ndarray) -> np.ndarray:
@@ -269,7 +347,7 @@ class BlendLatency(RegressorMixin, BaseEstimator):
         return _export_trees(rf + gb, gb_base, 1.0, "blend", self.forest_.linear_, [w / len(rf)] * len(rf) + gb_weights)
 
 
-class SwitchLatency(RegressorMixin, BaseEstimator):
+class SwitchLatency(_Latency):
     """Gradient boosting pooled over all rows, and boosting of its own for the rows whose
     `feature` is above `threshold`: a regime with a cost structure of its own. ONNX Runtime runs
     convolutions whose channel count is not a multiple of 4 (``cin_pad4 > 1``) off its vectorised
@@ -280,11 +358,13 @@ class SwitchLatency(RegressorMixin, BaseEstimator):
 
     `regime` is the regime's estimator (None: shallow, subsampled, slow-learning boosting — the
     regime has a few hundred rows, where depth-4 trees overfit). Figures: docs/predictors.md,
-    "Measured reasons"."""
+    "Measured reasons". With ``input_kind="features"``, `feature` is a column index of X."""
 
-    def __init__(self, feature: str = "cin_pad4", threshold: float = 1.0, min_rows: int = 40,
-                 n_bags: int = 1, regime: BaseEstimator | None = None, random_state: int = 0) -> None:
+    def __init__(self, feature: str | int = "cin_pad4", threshold: float = 1.0, min_rows: int = 40,
+                 n_bags: int = 1, regime: BaseEstimator | None = None, random_state: int = 0,
+                 input_kind: str = "spec") -> None:
         self.feature = feature
+        self.input_kind = input_kind
         self.threshold = threshold
         self.min_rows = min_rows
         self.n_bags = n_bags
@@ -293,25 +373,31 @@ class SwitchLatency(RegressorMixin, BaseEstimator):
 
     def _le(self, X: np.ndarray) -> np.ndarray:
         # the query side's rule (predictors.trees.Switch.route), float32 as tree splits are
-        return features(X)[:, feature_index(self.feature)].astype(np.float32) <= np.float32(self.threshold)
+        if self._spec():
+            x = features(X)[:, feature_index(self.feature)]
+        elif isinstance(self.feature, (int, np.integer)) and 0 <= self.feature < X.shape[1]:
+            x = X[:, int(self.feature)]
+        else:
+            raise ValueError(f"feature must be a column index of X (0..{X.shape[1] - 1}), got {self.feature!r}")
+        return x.astype(np.float32) <= np.float32(self.threshold)
 
     def applies_to(self, X: np.ndarray) -> bool:
         """Whether X has enough rows in the regime for a regressor of their own."""
         return int((~self._le(np.asarray(X, dtype=np.float64))).sum()) >= self.min_rows
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "SwitchLatency":
-        X = np.asarray(X, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
+        X, y = self._fit_data(X, y, min_samples=2)
         gt = ~self._le(X)
-        self.pooled_ = BoostedLatency(random_state=self.random_state, n_bags=self.n_bags).fit(X, y)
+        self.pooled_ = BoostedLatency(random_state=self.random_state, n_bags=self.n_bags,
+                                      input_kind=self.input_kind).fit(X, y)
         regime = (clone(self.regime) if self.regime is not None else
                   BoostedLatency(n_estimators=300, learning_rate=0.05, max_depth=3, subsample=0.7,
-                                 n_bags=self.n_bags, random_state=self.random_state))
+                                 n_bags=self.n_bags, random_state=self.random_state, input_kind=self.input_kind))
         self.regime_ = regime.fit(X[gt], y[gt]) if gt.sum() >= self.min_rows else None
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
+        X = self._predict_data(X)
         if self.regime_ is None:
             return self.pooled_.predict(X)
         le = self._le(X)

@@ -45,6 +45,7 @@ FEATURES = (
     "opix_pad8", "opix_pad16", "opix_pad32", "opix_pad64", "log_nnz_per_cout", "rows_per_load",
     "log_read_bytes", "read_share", "log_working_set", "rows_share",
     "tile_positions", "tile_waste", "log_tiles",
+    "dtype",
 )
 #: Channel tiles of CPU micro-kernels: a kernel's work is padded up to them (cout_pad16 = ceil(cout/16)*16/cout).
 #: 4 also tells whether channels are a multiple of 4: ONNX Runtime's fast depthwise path needs it.
@@ -164,6 +165,8 @@ def features(table: SpecTable | np.ndarray, vector_floats: int = VECTOR_FLOATS,
     X[:, _FI["tile_positions"]] = t
     X[:, _FI["tile_waste"]] = qpad / q
     X[:, _FI["log_tiles"]] = np.log2(qpad / t)
+    # the data type's code: int8 and fp32 run different kernels (the all-ops fallback pools them)
+    X[:, _FI["dtype"]] = c("dtype")
     return X
 
 

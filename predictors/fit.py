@@ -115,7 +115,8 @@ def emulated_mix(df) -> str | None:
 
 def _group_names(table) -> np.ndarray:
     """'op/scheme' of each row of a LUT-shaped frame."""
-    return np.array([group_name(o, s) for o, s in zip(table["op"], table["scheme"])], dtype=object)
+    dtypes = table["dtype"] if "dtype" in table else ["fp32"] * len(table)
+    return np.array([group_name(o, s, d) for o, s, d in zip(table["op"], table["scheme"], dtypes)], dtype=object)
 
 
 def _seeded_hash(seed: int, key: str) -> bytes:
@@ -197,7 +198,8 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
     # parameters are features) beats per-scheme ones (devprof-c sparse-sweep, 5-fold CV: conv2d
     # 65% -> 88% within ±10%, pwconv 64% -> 82%; with sparse-train's 276 pwconv kernels per
     # scheme still 82% pooled vs 73% per scheme on held-out kernels)
-    ops_of = np.array([g.split("/")[0] for g in gnames], dtype=object)
+    # pooled per op and dtype: "pwconv", "pwconv/int8"
+    ops_of = np.array(["/".join(g.split("/")[:1] + g.split("/")[2:]) for g in gnames], dtype=object)
     pooled: dict[str, tuple[str, Any, dict, dict]] = {}
     stored_under: dict[str, str] = {}  # op -> the group holding its pooled regressor
     for op in sorted(set(ops_of)):
@@ -211,7 +213,7 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
     for g in sorted(set(gnames)):
         m = gnames == g
         tr, te = m & train, m & test
-        op = g.split("/")[0]
+        op = "/".join(g.split("/")[:1] + g.split("/")[2:])
         if op in pooled:
             name, est, cv, exported = pooled[op]
             om = ops_of == op
@@ -277,6 +279,10 @@ def fit_kernels(lut, candidates: dict | None = None, seed: int = 0, folds: int =
     for o in sorted(set(ops)):
         sel = te_idx[ops[te_idx] == o]
         km["per_op"][o] = {**summary(pred[sel], y[sel]), "samples": int((ops == o).sum())}
+    # per data type: int8 and fp32 kernels' held-out accuracy side by side
+    dts = lut["dtype"].to_numpy() if "dtype" in lut else np.full(len(y), "fp32", dtype=object)
+    km["per_dtype"] = {str(d): {**summary(pred[te_idx[dts[te_idx] == d]], y[te_idx[dts[te_idx] == d]]),
+                                "samples": int((dts == d).sum())} for d in sorted(set(dts))}
     for g in sorted(set(gnames)):
         sel = te_idx[gnames[te_idx] == g]
         km["per_group"][g] = {**summary(pred[sel], y[sel]), "samples": int((gnames == g).sum()),

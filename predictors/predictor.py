@@ -25,11 +25,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .spec import OPS, SCHEMES, KernelSpec
+from .spec import DTYPES, OPS, SCHEMES, KernelSpec
 
 from . import lut as lutmod
-from .bundle import BundleError, parse_json, read_verified
-from .domain import Domain, OutOfDomain
+from .bundle import NPZ, BundleError, parse_json, read_predictor, read_verified
+from .domain import Domain, OutOfDomain, regressor_codes, regressor_name
 from .features import kernel_geometry_of
 from .spectable import SpecTable, col, encode, encode_columns
 from .trees import Model, ModelFormatError, compile_model, predict_with, resolve_groups
@@ -39,9 +39,11 @@ SRC_LUT, SRC_MODEL, SRC_FALLBACK, SRC_LAYER_LUT, SRC_LAYER_MODEL = 0, 1, 2, 3, 4
 _NS = len(SCHEMES)
 
 
-def group_name(op: str, scheme: str) -> str:
-    """Regressors are per (op, scheme family), e.g. ``conv2d/bcr``."""
-    return f"{op}/{scheme}"
+def group_name(op: str, scheme: str, dtype: str = "fp32") -> str:
+    """Regressors are per (op, scheme family, dtype), e.g. ``conv2d/bcr``, ``conv2d/bcr/int8``:
+    an int8 kernel is never answered by an fp32 regressor (fp32 names are those of bundles
+    fitted before dtypes were told apart)."""
+    return f"{op}/{scheme}" + ("" if dtype == "fp32" else f"/{dtype}")
 
 
 @dataclass
@@ -182,9 +184,9 @@ class Predictor:
     @classmethod
     def load(cls, path: str | os.PathLike, strict: bool = False) -> "Predictor":
         root = Path(path)
-        meta, blobs = read_verified(root, ("lut.json", "predictor.json"))
+        meta, blobs = read_verified(root, ("lut.json", "predictor.json", NPZ))
         lut_obj = parse_json(root, "lut.json", blobs["lut.json"])
-        pred_obj = parse_json(root, "predictor.json", blobs["predictor.json"])
+        pred_obj = read_predictor(root, meta, blobs)
         try:
             cols = lutmod.check_json_obj(lut_obj)
         except (ValueError, TypeError) as e:
@@ -316,8 +318,8 @@ class Predictor:
                 else:
                     srcs[sel] = SRC_MODEL
                 if model is None:
-                    raise BundleError(f"bundle {self.path} has no regressor for "
-                                      f"{OPS[int(code) // _NS]}/{SCHEMES[int(code) % _NS]} and no fallback")
+                    raise BundleError(f"bundle {self.path} has no regressor for {regressor_name(int(code))} "
+                                      "and no fallback")
                 vals[sel] = predict_with(model, sub[sel], **self.geometry)
             out[miss] = vals
             src[miss] = srcs
@@ -450,16 +452,18 @@ def model_total(overhead: dict[str, float], layers_sum_us: Any, n_layers: Any) -
 
 
 def _group_code(path: Path, what: str, name: str) -> int:
-    """The regressor slot of an 'op/scheme' group name (refused when it names no known group)."""
-    op, _, scheme = name.partition("/")
-    if op not in OPS or scheme not in SCHEMES:
-        raise BundleError(f"bundle {path}: {what} {name!r} names an unknown op or scheme")
-    return OPS.index(op) * _NS + SCHEMES.index(scheme)
+    """The regressor slot of an 'op/scheme[/dtype]' group name (refused when it names no known
+    group)."""
+    op, _, rest = name.partition("/")
+    scheme, _, dtype = rest.partition("/")
+    if op not in OPS or scheme not in SCHEMES or (dtype and dtype not in DTYPES[1:]):
+        raise BundleError(f"bundle {path}: {what} {name!r} names an unknown op, scheme or dtype")
+    return (DTYPES.index(dtype) if dtype else 0) * len(OPS) * _NS + OPS.index(op) * _NS + SCHEMES.index(scheme)
 
 
 def _group_codes(data: np.ndarray) -> np.ndarray:
-    """The regressor slot of each encoded row (op code * schemes + scheme code)."""
-    return (data[:, col("op")] * _NS + data[:, col("scheme")]).astype(np.int64)
+    """The regressor slot of each encoded row (`predictors.domain.regressor_codes`)."""
+    return regressor_codes(data)
 
 
 def _match(table: SpecTable, order: np.ndarray, sorted_hashes: np.ndarray, t: SpecTable) -> np.ndarray:

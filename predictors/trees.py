@@ -24,6 +24,13 @@ Switch JSON (one level: its two branches are tree ensembles or linear models)::
     regime with its own cost structure (ONNX Runtime's depthwise convs whose channels are not a
     multiple of 4 run on a ~10x slower path) gets a regressor of its own.
 
+Published bundles (format 4) keep the node arrays out of the JSON: an ensemble there has
+``"nodes": "n3"`` instead of the five arrays, and predictor.npz holds them compactly
+(`pack_predictor` / `unpack_predictor`): ``n3.left`` and ``n3.right`` as offsets from the node's
+own index (0 on a leaf, 1 for every left child), ``n3.feature`` and ``n3.threshold`` for the
+split nodes only, ``n3.value`` for the leaves only (a row always stops on a leaf, so no
+prediction reads a split node's value), each in the smallest dtype that holds it exactly.
+
 Split rule as scikit-learn's: go left when float32(x[feature]) <= threshold. Thresholds are
 stored as float32 values (rounded down from scikit-learn's float64 midpoints, which keeps every
 decision identical for float32 inputs); values are stored to float32 precision.
@@ -70,6 +77,114 @@ def encode_array(a: np.ndarray, dtype: str) -> dict[str, str]:
     import base64
 
     return {"dtype": dtype, "b64": base64.b64encode(np.ascontiguousarray(a, dtype=np.dtype(dtype)).tobytes()).decode()}
+
+
+NODE_ARRAYS = ("feature", "threshold", "left", "right", "value")
+
+
+def _smallest_int(a: np.ndarray) -> np.ndarray:
+    for dt in ("<i1", "<i2", "<i4"):
+        info = np.iinfo(np.dtype(dt))
+        if not len(a) or (a.min() >= info.min and a.max() <= info.max):
+            return a.astype(dt)
+    return a.astype("<i8")
+
+
+def _smallest_float(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    a32 = a.astype("<f4")
+    return a32 if np.array_equal(a32.astype(np.float64), a) else a.astype("<f8")
+
+
+def pack_predictor(obj: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    """predictor.json's content split into a skeleton (each tree ensemble's node arrays replaced
+    by ``"nodes": key``) and the compact arrays for predictor.npz (module docstring). Ensembles
+    whose arrays are not in the usual layout are left in the JSON unchanged."""
+    arrays: dict[str, np.ndarray] = {}
+
+    def walk(o: Any) -> Any:
+        if isinstance(o, list):
+            return [walk(v) for v in o]
+        if not isinstance(o, Mapping):
+            return o
+        if o.get("kind") == "tree_ensemble" and all(k in o for k in NODE_ARRAYS) and "nodes" not in o:
+            packed = _pack_nodes(o)
+            if packed is not None:
+                key = f"n{len(arrays) // len(NODE_ARRAYS)}"
+                arrays.update({f"{key}.{k}": v for k, v in packed.items()})
+                out = {k: walk(v) for k, v in o.items() if k not in NODE_ARRAYS}
+                out["nodes"] = key
+                return out
+        return {k: walk(v) for k, v in o.items()}
+
+    return walk(obj), arrays
+
+
+def _pack_nodes(d: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
+    try:
+        feature, left, right = (decode_array(d[k], np.int64) for k in ("feature", "left", "right"))
+        threshold, value = (decode_array(d[k], np.float64) for k in ("threshold", "value"))
+    except (TypeError, ValueError):
+        return None
+    m = len(feature)
+    idx = np.arange(m)
+    if not m or any(len(a) != m for a in (threshold, left, right, value)):
+        return None
+    leaf = (left == idx) & (right == idx)
+    # the layout unpacking assumes: a split node's left child follows it, a leaf has feature 0
+    # and threshold 0 (as devprof writes them); anything else stays in the JSON
+    if (left[~leaf] != idx[~leaf] + 1).any() or feature[leaf].any() or threshold[leaf].any():
+        return None
+    return {"left": _smallest_int(left - idx), "right": _smallest_int(right - idx),
+            "feature": _smallest_int(feature[~leaf]), "threshold": _smallest_float(threshold[~leaf]),
+            "value": _smallest_float(value[leaf])}
+
+
+def unpack_predictor(obj: Any, arrays: Mapping[str, np.ndarray], encoded: bool = False) -> Any:
+    """The inverse of `pack_predictor`: each ``"nodes": key`` replaced by the five node arrays
+    (numpy, which `compile_model` then validates like any other; `encoded`: as JSON-ready
+    base64 arrays, for code that rewrites the predictor's JSON)."""
+
+    def walk(o: Any) -> Any:
+        if isinstance(o, list):
+            return [walk(v) for v in o]
+        if not isinstance(o, Mapping):
+            return o
+        out = {k: walk(v) for k, v in o.items() if k != "nodes"}
+        if o.get("kind") == "tree_ensemble" and "nodes" in o:
+            nodes = _unpack_nodes(o["nodes"], arrays)
+            if encoded:
+                nodes = {k: encode_array(v, "<i4" if v.dtype.kind == "i" else _smallest_float(v).dtype.str)
+                         for k, v in nodes.items()}
+            out.update(nodes)
+        return out
+
+    return walk(obj)
+
+
+def _unpack_nodes(key: Any, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if not isinstance(key, str) or any(f"{key}.{k}" not in arrays for k in NODE_ARRAYS):
+        raise ModelFormatError(f"node arrays {key!r} are not in predictor.npz")
+    a = {k: arrays[f"{key}.{k}"] for k in NODE_ARRAYS}
+    if any(a[k].dtype.kind not in "iu" for k in ("left", "right", "feature")):
+        raise ModelFormatError(f"node arrays {key!r}: indices must be integers")
+    m = len(a["left"])
+    if len(a["right"]) != m:
+        raise ModelFormatError(f"node arrays {key!r}: left and right differ in length")
+    idx = np.arange(m, dtype=np.int64)
+    left = idx + a["left"]
+    right = idx + a["right"]
+    leaf = (left == idx) & (right == idx)
+    n_split = int(m - leaf.sum())
+    if len(a["feature"]) != n_split or len(a["threshold"]) != n_split or len(a["value"]) != m - n_split:
+        raise ModelFormatError(f"node arrays {key!r}: lengths do not match the tree layout")
+    feature = np.zeros(m, dtype=np.int64)
+    feature[~leaf] = a["feature"]
+    threshold = np.zeros(m, dtype=np.float64)
+    threshold[~leaf] = a["threshold"]
+    value = np.zeros(m, dtype=np.float64)
+    value[leaf] = a["value"]
+    return {"feature": feature, "threshold": threshold, "left": left, "right": right, "value": value}
 
 
 def _arr(d: Mapping[str, Any], name: str, dtype: Any) -> np.ndarray:

@@ -74,3 +74,22 @@ def test_x86_64_phone_build_has_no_avx_sized_vectors(tmp_path) -> None:
     assert "ABI" not in warnings, warnings
     loops = inner_loops(obj, "x86_64")
     assert loops and all(lp.stack_accesses == 0 for lp in loops)
+
+
+@needs_cross
+@pytest.mark.parametrize("scheme,params", [("unstructured", {}), ("bcr", {"block": (4, 16)})])
+def test_arm64_int8_sdot_loops_do_not_touch_the_stack(scheme: str, params: dict, tmp_path) -> None:
+    """int8 with +dotprod: the sdot loops keep their accumulators in registers, gcc and clang."""
+    import dataclasses
+
+    from devprof.sparse import codegen_int8
+
+    spec = PW.replace(sparsity=Sparsity(scheme, 0.9, params), dtype="int8")
+    k = codegen_int8.generate(spec, "sparse", with_reference=False)
+    for i, tc in enumerate(cross_toolchains("arm64-v8a")):
+        tc = dataclasses.replace(tc, cflags=(*tc.cflags, "-march=armv8.2-a+dotprod"))
+        obj, _ = compile_object(tc, k.source, tmp_path / f"i8_{i}.o")
+        loops = inner_loops(obj, "aarch64")
+        assert loops and max(lp.fmas for lp in loops) == 16, tc.cc  # 16 sdot per step
+        assert all(lp.stack_accesses == 0 for lp in loops), (tc.cc, [lp.instructions for lp in loops])
+        assert all(op == "sdot" for lp in loops for op, _ in lp.instructions if op in ("sdot", "fmla"))

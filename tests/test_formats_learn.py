@@ -134,7 +134,7 @@ def test_kernel_regressors_export_to_onnx(tmp_path: Path) -> None:
     files = op.export_bundle(path, tmp_path / "onnx")
     index = json.loads((tmp_path / "onnx" / "index.json").read_text())
     # a regressor pooled over an op's schemes is one file that each of its groups names
-    assert len(files) == len({g["file"] for g in index["groups"].values()}) and "*" in index["groups"]
+    assert len(files) == 2 * len({g["file"] for g in index["groups"].values()}) + 1 and "*" in index["groups"]
     assert any(d.get("kind") == "same_as" for d in b.predictor["groups"].values())
     T = encode(synth.random_specs(150, seed=9))
     feeds = {"features": features(T).astype(np.float32), "linear_features": linear_features(T, LINEAR_TERMS).astype(np.float32)}
@@ -145,7 +145,18 @@ def test_kernel_regressors_export_to_onnx(tmp_path: Path) -> None:
         got = sess.run(None, {i.name: feeds[i.name] for i in sess.get_inputs()})[0][:, 0] * 1000.0
         want = predict_with(compile_model(d), T)
         np.testing.assert_allclose(got, want, rtol=2e-5)
+        # the same regressor fed with the spec columns: the features are computed inside the graph
+        spec = op.ort_session(tmp_path / "onnx" / index["groups"][group]["spec_file"])
+        got_spec = spec.run(None, {"spec": T.data})[0][:, 0] * 1000.0
+        np.testing.assert_allclose(got_spec, want, rtol=2e-5)
     assert "tree_ensemble" in kinds
+    # features.onnx alone reproduces predictors.features exactly (after the float32 cast)
+    fx, lx = op.ort_session(tmp_path / "onnx" / "features.onnx").run(None, {"spec": T.data})
+    np.testing.assert_array_equal(fx, feeds["features"])
+    np.testing.assert_array_equal(lx, feeds["linear_features"])
+    from predictors.spec import OPS
+
+    assert index["spec_columns"][0] == "op" and index["spec_codes"]["op"] == {o: i for i, o in enumerate(OPS)}
     # a switch: both branches in the graph, each row takes its own (Where on the feature)
     from predictors.estimators import SwitchLatency
 

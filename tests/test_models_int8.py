@@ -20,7 +20,10 @@ MODEL = "espcn@8x12"  # three convs and a depth-to-space: quantized and profiled
 
 @pytest.fixture(scope="module")
 def qdq():
-    return quantize_static_int8(resolve_model(MODEL).onnx)
+    from devprof.runtimes.hostcpu import x86_without_vnni
+
+    # as a user's quantizer would on this host: 7-bit weights where ORT's u8 x s8 kernels saturate
+    return quantize_static_int8(resolve_model(MODEL).onnx, reduce_range=x86_without_vnni())
 
 
 def test_quantized_walk_keeps_the_float_layer_keys_in_int8(qdq):
@@ -39,7 +42,7 @@ def test_quantized_walk_keeps_the_float_layer_keys_in_int8(qdq):
     assert not is_quantized(fv) and int8
 
 
-def test_model_int8_on_onnxruntime_records_int8_layers(tmp_path):
+def test_model_int8_on_onnxruntime_records_int8_layers(tmp_path, capsys):
     out = tmp_path / "ds"
     runs = profile_model(MODEL, out=out, protocol=Protocol.quick(), runtimes=["onnxruntime", "litert"],
                          dtype="int8")
@@ -52,6 +55,22 @@ def test_model_int8_on_onnxruntime_records_int8_layers(tmp_path):
     convs = df[(df.kind == "layer") & (df.op == "conv2d")]
     assert len(convs) == 3 and set(convs.dtype) == {"int8"}
     assert set(df.checked) == {"numpy reference"}  # ONNX's evaluator on the QDQ graph, int8 tolerance
+    # show keeps dtypes apart: a dtype column, and --dtype selects
+    import json
+
+    from devprof.cli import run
+
+    assert run(["show", str(out), "--dtype", "int8", "--json", "--limit", "0"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert len(shown) == len(df[df.dtype == "int8"]) and {r["dtype"] for r in shown} == {"int8"}
+    assert run(["show", str(out), "--dtype", "fp16"]) == 2
+    assert "--dtype fp16" in capsys.readouterr().err
+    # the report's per-layer section labels the int8 run as such
+    from devprof.report import build_document
+
+    doc, _ = build_document([out], strict=True, figures=False)
+    layers = {s.key: s for s in doc.sections}["layers"]
+    assert layers.drawn and any(f"{MODEL} · int8 ·" in str(t.rows) + t.caption for t in layers.tables)
 
 
 def test_user_qdq_model_is_profiled_as_it_is(qdq, tmp_path):
@@ -84,11 +103,13 @@ def test_pruned_model_in_int8_uses_generated_int8_kernels(tmp_path):
     assert set(df[df.kind == "model"].dtype) == {"int8"}
 
 
-def test_bad_int8_model_input_one_line_nothing_lost(qdq, tmp_path):
+def test_bad_int8_model_input_one_line_nothing_lost(qdq, tmp_path, capsys):
+    from devprof.cli import run
+
     out = str(tmp_path / "ds")
-    ok = run_cli("profile", "--model", MODEL, "--dtype", "int8", "-r", "onnxruntime", "--quick", "--out", out,
-                 "--json", timeout=120)
-    assert ok.returncode == 0, ok.stderr
+    assert run(["profile", "--model", MODEL, "--dtype", "int8", "-r", "onnxruntime", "--quick", "--out", out,
+                "--json"]) == 0
+    capsys.readouterr()
     before = len(Dataset(out).read())
     bad = onnx.ModelProto()
     bad.CopyFrom(qdq)
@@ -99,12 +120,16 @@ def test_bad_int8_model_input_one_line_nothing_lost(qdq, tmp_path):
     onnx.save(bad, p)
     for args in (["--model", MODEL, "--dtype", "int4"], ["--model", str(p)], ["--model", str(p), "--dtype", "int8"],
                  ["--model", MODEL, "--dtype", "fp16"]):
-        r = run_cli("profile", *args, "--quick", "--out", out, timeout=120)
-        assert r.returncode == 2, (args, r.stdout, r.stderr)
-        lines = [x for x in r.stderr.splitlines() if x.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error:"), (args, r.stderr)
+        rc = run(["profile", *args, "--quick", "--out", out])
+        err = capsys.readouterr().err
+        lines = [x for x in err.splitlines() if x.strip()]
+        assert rc == 2 and len(lines) == 1 and lines[0].startswith("error:"), (args, rc, err)
         assert "int4" in lines[0] or "int4" not in args
+        assert "scales must be positive" in lines[0] or str(p) not in args
     assert len(Dataset(out).read()) == before
+    # the command line a user types: the same one line, exit 2, no traceback
+    r = run_cli("profile", "--model", str(p), "--quick", "--out", out, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
 @pytest.mark.phone
@@ -122,3 +147,19 @@ def test_model_int8_on_the_emulated_phone(make_phone, adb_server, tmp_path, monk
     df = Dataset(tmp_path / "ds").read()
     assert df.emulated.all() and set(df[df.op == "conv2d"].dtype) == {"int8"}
     assert list(df[df.kind == "model"].dtype) == ["int8"] and set(df.checked) == {"numpy reference"}
+
+
+def test_a_suite_model_entry_says_its_dtype(tmp_path, capsys):
+    from devprof.cli import run
+
+    suite = tmp_path / "m.toml"
+    suite.write_text('[suite]\nname = "m8"\n[[model]]\nfamily = "espcn"\nres = [8, 12]\ndtype = "int8"\n')
+    assert run(["profile", "-s", str(suite), "-r", "onnxruntime", "--quick", "--out", str(tmp_path / "ds"),
+                "--json"]) == 0
+    df = Dataset(tmp_path / "ds").read()
+    assert list(df[df.kind == "model"].dtype) == ["int8"] and set(df[df.op == "conv2d"].dtype) == {"int8"}
+    capsys.readouterr()
+    suite.write_text(suite.read_text().replace('"int8"', '"int4"'))
+    assert run(["profile", "-s", str(suite), "--out", str(tmp_path / "ds2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "model[0] dtype 'int4'" in err

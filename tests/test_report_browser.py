@@ -22,6 +22,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not instal
                                                           ".ci/run installs it when run as root)")
 SECTIONS = ["devices", "quality", "roofline", "sparse", "accuracy", "layers", "programs", "compare"]
 LAPTOP_WIDTH = 1280
+A4_TEXT_WIDTH = 680  # CSS px: 210 mm less the print stylesheet's 15 mm margins
 
 PAGE_FACTS = """(() => {
   const imgs = Array.from(document.images);
@@ -35,7 +36,14 @@ PAGE_FACTS = """(() => {
     tables: document.querySelectorAll('table').length,
     unavailable: Array.from(document.querySelectorAll('.unavailable')).map(e => e.textContent.trim()),
     overflowing: Array.from(document.querySelectorAll('.table-wrap'))
-      .filter(w => w.scrollWidth > w.clientWidth + 1).map(w => w.querySelector('caption').textContent.slice(0, 40)),
+      .filter(w => w.scrollWidth > w.clientWidth + 1
+                   || w.querySelector('table').getBoundingClientRect().right
+                      > document.querySelector('main').getBoundingClientRect().right + 1)
+      .map(w => w.querySelector('caption').textContent.slice(0, 40)),
+    clipped: Array.from(document.querySelectorAll('caption'))
+      .filter(c => c.getBoundingClientRect().right > c.closest('.table-wrap').getBoundingClientRect().right + 1
+                   || c.scrollWidth > c.clientWidth + 1)
+      .map(c => c.textContent.slice(0, 40)),
     scrollWidth: document.documentElement.scrollWidth,
     innerWidth: window.innerWidth,
     title: document.title,
@@ -56,6 +64,8 @@ def _render(page: Path, shot: Path, pdf: Path | None = None) -> tuple[dict, dict
         b.screenshot(shot, width=LAPTOP_WIDTH)
         if pdf is not None:
             b.pdf(pdf)
+            b.emulate("print", A4_TEXT_WIDTH)  # the printed page: every table within the text width
+            facts["print"] = json.loads(b.evaluate(PAGE_FACTS))
         return facts, b.problems()
 
 
@@ -73,6 +83,10 @@ def test_full_report_renders_in_chromium(report_full):
     assert facts["tables"] == sum(s["tables"] for s in res.sections)
     assert facts["scrollWidth"] <= facts["innerWidth"], "the page scrolls sideways on a laptop screen"
     assert facts["overflowing"] == [], "tables wider than the text column"
+    assert facts["clipped"] == [], "table captions cut off"
+    printed = facts["print"]
+    assert printed["overflowing"] == [] and printed["clipped"] == [], "tables wider than an A4 page"
+    assert printed["scrollWidth"] <= printed["innerWidth"]
     assert facts["title"].startswith("Latency report")
     shot = (out / "report-full.png").read_bytes()
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 100_000

@@ -6,6 +6,7 @@ store; bundles are fitted and published by the real `predictors` code. Nothing o
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -81,6 +82,19 @@ def test_mixed_device_dataset_compares_devices(report_data, tmp_path):
     assert table.rows[0][0] == "across devices" and int(table.rows[0][3]) == 15  # common kernels
     assert len(sec["devices"].tables[0].columns) == 3  # one column per device (transposed fingerprints)
     assert "no sparse kernel records" in sec["sparse"].missing
+
+
+def test_sparse_section_has_one_curve_set_per_dtype(tmp_path):
+    ds = S.write(tmp_path / "mixed", S.sparse(S.LOCAL, 1) + S.sparse(S.LOCAL, 5, dtype="int8"))
+    doc, _ = build_document([ds], strict=True, figures=True)
+    sec = {s.key: s for s in doc.sections}["sparse"]
+    assert sec.figures
+    table = sec.tables[0]
+    assert table.columns[1] == "Dtype"
+    by = {}
+    for row in table.rows:
+        by.setdefault(row[1], set()).add(row[3])
+    assert set(by) == {"fp32", "int8"} and by["fp32"] == by["int8"]  # every scheme, once per dtype
 
 
 def test_speedup_break_even_is_interpolated():
@@ -171,3 +185,140 @@ def test_compute_ceiling_from_fingerprints():
     assert p.cores == 2 and p.flops_per_cycle == 32 and p.gflops == pytest.approx(2.6 * 32 * 2)  # Zen 4
     intel = {**local, "cpu": "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"}
     assert estimate_peak(intel, 1).gflops == pytest.approx(2.9 * 64)
+
+
+def _cells(doc, skip=None) -> list[str]:
+    return [str(v) for s in doc.sections for t in s.tables if t is not skip for row in t.rows for v in row]
+
+
+def test_runtime_labels_are_short_and_devices_compare_on_name_and_threads(report_data):
+    doc, data = build_document([report_data["local"], report_data["s20"]], strict=True, figures=False)
+    assert set(data.records["runtime_label"]) == {"onnxruntime/t1", "litert/t1", "devprof-c/t1"}
+    sec = {s.key: s for s in doc.sections}
+    # the full options (compiler string, ISA, vector width) are in one table, and only there
+    full = [t for s in doc.sections for t in s.tables
+            if any("cc (Debian 12.2.0-14+deb12u1)" in str(v) for row in t.rows for v in row)]
+    assert len(full) == 1 and full[0] in sec["devices"].tables
+    opts = " ".join(str(v) for row in full[0].rows for v in row)
+    assert "vector_floats=16" in opts and "vector_floats=4" in opts and "isa=armv8.2-a+dotprod" in opts
+    assert not any("cc=" in c or "vector_floats" in c for c in _cells(doc, skip=full[0]))
+    # the comparison across devices finally compares devprof-c (local vs the phone)
+    rows = sec["compare"].tables[0].rows
+    across = {(r[1], r[2]) for r in rows if r[0] == "across devices"}
+    assert ("Galaxy S20 5G · devprof-c/t1", "local · devprof-c/t1") in across, across
+
+
+def test_runtime_labels_name_only_options_that_differ_on_one_device(tmp_path):
+    rng = S.np.random.default_rng(0)
+    spec = S.KernelSpec("conv2d", h=28, w=28, cin=32, cout=32, kh=3, kw=3, padding=1)
+    on, off = S.LITERT, S.RuntimeInfo("litert", "2.3.0", 1, {"xnnpack": False})
+    ds = S.write(tmp_path / "ds", [S.record(spec, S.LOCAL, on, 90.0, rng), S.record(spec, S.LOCAL, off, 300.0, rng),
+                                   S.record(spec, S.S20, on, 400.0, rng),
+                                   S.record(spec, S.S20, S.RuntimeInfo("litert", "2.3.0", 4, {"xnnpack": True}),
+                                            150.0, rng)])
+    doc, data = build_document([ds], strict=True, figures=False)
+    assert sorted(set(data.records["runtime_label"])) == ["litert[xnnpack=off]/t1", "litert[xnnpack=on]/t1",
+                                                          "litert[xnnpack=on]/t4"]
+    rows = {s.key: s for s in doc.sections}["compare"].tables[0].rows
+    assert rows[0][0] == "across devices"
+    assert {rows[0][1], rows[0][2]} == {"Galaxy S20 5G · litert[xnnpack=on]/t1", "local · litert[xnnpack=on]/t1"}
+
+
+def _conditions_text(doc) -> str:
+    sec = {s.key: s for s in doc.sections}["quality"]
+    return " ".join(b.text for b in sec.blocks if hasattr(b, "text"))
+
+
+def test_unreadable_temperature_is_not_a_rise_of_zero(tmp_path):
+    rng = S.np.random.default_rng(1)
+    spec = S.KernelSpec("conv2d", h=28, w=28, cin=32, cout=32, kh=3, kw=3, padding=1)
+    zero = S.Conditions(freq_before_khz=2_600_000, freq_after_khz=2_600_000, temp_before_c=0.0, temp_after_c=0.0)
+    recs = [dataclasses.replace(S.record(spec, S.LOCAL, S.ORT, 90.0 + i, rng), conditions=zero) for i in range(3)]
+    doc, _ = build_document([S.write(tmp_path / "vm", recs)], strict=True, figures=False)
+    text = _conditions_text(doc)
+    assert "rose by" not in text and "No usable temperature sensor on local:" in text, text
+    table = {s.key: s for s in doc.sections}["quality"].tables[0]
+    assert table.rows[0][-1] == "not readable"
+    # a phone with a sensor next to a host without one: each device says what it knows
+    recs += [S.record(spec, S.S20, S.ORT, 300.0 + i, rng) for i in range(3)]
+    doc, _ = build_document([S.write(tmp_path / "both", recs)], strict=True, figures=False)
+    text = _conditions_text(doc)
+    assert "No usable temperature sensor on local:" in text and "Galaxy S20 5G: +0.4 °C" in text, text
+
+
+def test_above_the_estimated_peak_is_marked_and_explained(tmp_path):
+    rng = S.np.random.default_rng(2)
+    spec = S.KernelSpec("conv2d", h=56, w=56, cin=64, cout=64, kh=3, kw=3, padding=1)
+    # 2.6 GHz read by the VM x 32 FLOP/cycle x 1 core = 83 GFLOP/s; the kernel ran at 110
+    recs = [S.record(spec, S.LOCAL, S.ORT, spec.flops / 110e3, rng)]
+    doc, _ = build_document([S.write(tmp_path / "fast", recs)], strict=True, figures=False)
+    sec = {s.key: s for s in doc.sections}["roofline"]
+    cell = sec.tables[0].rows[0][-1]
+    assert cell.startswith("132") and cell.endswith("†"), cell
+    assert "†" in sec.tables[0].caption
+    text = " ".join(b.text for b in sec.blocks if hasattr(b, "text"))
+    assert "base clock" in text and "local · onnxruntime/t1" in text, text
+
+
+def test_latency_vs_flops_has_iqr_error_bars(report_data):
+    doc, _ = build_document([report_data["single"]], strict=True)
+    fig = {s.key: s for s in doc.sections}["roofline"].figures[0]
+    svg = base64.b64decode(fig.data_uri.split(",", 1)[1]).decode()
+    assert 'id="iqr-errorbars' in svg and "interquartile" in fig.caption
+
+
+def test_devprof_c_is_compared_across_devices_under_short_labels(tmp_path):
+    """Generated kernels carry their compiler, ISA and vector width in the runtime options, which
+    differ from device to device: the labels once held them all (`devprof-c[cc=cc (Debian 12.2.0…
+    vector_floats=16]/t1`), so local and the phone were never compared and legends were cut."""
+    from devprof.records import RuntimeInfo
+
+    dc_local = RuntimeInfo("devprof-c", "0.1.0", 1, {"cc": "cc (Debian 12.2.0-14+deb12u1) 12.2.0", "isa": "avx512",
+                                                     "vector_floats": 16, "vector_regs": 32})
+    dc_s20 = RuntimeInfo("devprof-c", "0.1.0", 1, {"cc": "aarch64-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0",
+                                                   "isa": "neon", "vector_floats": 4, "vector_regs": 32})
+    ds = S.write(tmp_path / "dc", S.kernels(S.LOCAL, (dc_local,), 15, seed=7) + S.kernels(S.S20, (dc_s20,), 15, seed=7))
+    doc, _ = build_document([ds], strict=True, figures=False)
+    sec = {s.key: s for s in doc.sections}
+    assert sec["compare"].drawn, sec["compare"].missing
+    rows = sec["compare"].tables[0].rows
+    assert rows[0][0] == "across devices" and rows[0][1:3] == ["local · devprof-c/t1", "Galaxy S20 5G · devprof-c/t1"]
+    assert int(rows[0][3]) >= 5  # the common kernels are compared
+    text = " ".join(" ".join(map(str, r)) for s in doc.sections for t in s.tables for r in t.rows
+                    if t.columns[-1] != "Options")
+    assert "cc=" not in text and "vector_floats" not in text  # short labels everywhere...
+    opts = [t for t in sec["devices"].tables if t.columns == ["Device", "Runtime", "Version", "Options"]]
+    assert opts and any("vector_floats=16" in r[3] for r in opts[0].rows)  # ...the full options in one table
+
+
+def test_temperature_note_is_per_device_and_says_unreadable(tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    spec = S.KernelSpec("conv2d", h=28, w=28, cin=32, cout=32, kh=3, kw=3, padding=1)
+    local = S.record(spec, S.LOCAL, S.ORT, 800.0, rng)
+    local = dataclasses.replace(local, conditions=dataclasses.replace(local.conditions, temp_before_c=float("nan"),
+                                                                        temp_after_c=float("nan")))
+    phone = S.record(spec, S.S20, S.ORT, 900.0, rng)
+    phone = dataclasses.replace(phone, conditions=dataclasses.replace(phone.conditions, temp_before_c=35.0,
+                                                                        temp_after_c=35.0))
+    doc, _ = build_document([S.write(tmp_path / "t", [local, phone])], strict=True, figures=False)
+    text = " ".join(p.text if hasattr(p, "text") else str(p) for s in doc.sections for p in getattr(s, "blocks", []))
+    assert "Temperature rose by 0.0" not in text
+    assert "No usable temperature sensor on" in text and "local" in text and "constant 35.0 °C" in text
+
+
+def test_two_compilers_on_one_device_are_numbered_not_spelled(tmp_path):
+    rng = S.np.random.default_rng(3)
+    spec = S.KernelSpec("conv2d", h=28, w=28, cin=32, cout=32, kh=3, kw=3, padding=1)
+    gcc = S.devc(S.LOCAL)
+    clang = S.RuntimeInfo("devprof-c", "0.1.0", 1, {**S.DEVC_OPTIONS["local"], "cc": "Debian clang version 14.0.6"})
+    ds = S.write(tmp_path / "cc", [S.record(spec, S.LOCAL, gcc, 90.0, rng), S.record(spec, S.LOCAL, clang, 80.0, rng)])
+    doc, data = build_document([ds], strict=True, figures=False)
+    assert sorted(set(data.records["runtime_label"])) == ["devprof-c#1/t1", "devprof-c#2/t1"]
+    conf = {s.key: s for s in doc.sections}["devices"].tables[1]
+    assert conf.columns == ["Device", "Runtime", "Version", "Options"]
+    spelled = {r[1]: r[3] for r in conf.rows}
+    assert "clang version 14.0.6" in spelled[data.records.loc[data.records["median_us"] < 85, "runtime_label"].iloc[0]]

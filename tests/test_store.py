@@ -150,6 +150,8 @@ def test_dataset_check_and_repair_set_an_unreadable_part_aside(tmp_path):
     r = run_cli("dataset", "check", str(d), "--json")
     rep = json.loads(r.stdout)
     assert r.returncode == 4 and rep["readable_records"] == 5 and rep["unreadable_parts"] == 1
+    assert rep["exit_code"] == 4 and "dataset repair" in rep["error"]
+    assert [line for line in r.stderr.splitlines() if line.startswith("error:")], r.stderr
     (entry,) = [p for p in rep["parts"] if not p["ok"]]
     assert entry["part"] == bad.name and entry["records"] in (3, None)
     assert bad.exists()  # check changes nothing
@@ -382,3 +384,44 @@ def test_an_undeletable_part_at_merge_time_blocks_nothing(tmp_path, capsys):
         pass
     assert sorted(p.name for p in d.iterdir() if p.name.startswith("parts")) == ["parts"]
     assert len(Dataset(d).read()) == 14
+
+
+def test_dataset_check_during_a_merge_counts_every_record(tmp_path):
+    """`devprof dataset check` while a run merges: a part merged away after the listing was
+    skipped, so the check reported fewer readable records than the dataset holds."""
+    d = tmp_path / "d"
+    with Dataset(d) as ds:
+        for j in range(3):
+            ds.append([_record(KernelSpec("fc", cin=8 * i, cout=8 * (j + 1))) for i in range(1, 5)])
+
+    class MergedMidRead(Dataset):  # another process merges right after this reader listed the parts
+        merged = False
+
+        def read_part(self, p):
+            if not self.merged:
+                self.merged = True
+                with Dataset(d) as writer:
+                    writer.compact()
+            return super().read_part(p)
+
+    report = MergedMidRead(d).check()
+    assert [r["ok"] for r in report] == [True] and sum(r["records"] for r in report) == 12, report
+
+
+def test_repair_never_overwrites_what_quarantine_holds(tmp_path):
+    """A part put back into parts/ by hand under the name of one already set aside, still
+    unreadable: repair replaced the quarantined copy (rename overwrites); both are kept now."""
+    d = tmp_path / "d"
+    with Dataset(d) as ds:
+        ds.append([_record(KernelSpec("fc", cin=8, cout=8))])
+        ds.append([_record(KernelSpec("fc", cin=16, cout=8))])
+    bad = ds.parts()[1]
+    bad.write_bytes(b"PAR1first damaged copy")
+    with ds:
+        assert [r["part"] for r in ds.quarantine()] == [bad.name]
+    bad.write_bytes(b"PAR1second damaged copy")  # someone tried to fix it and put it back
+    with ds:
+        assert len(ds.quarantine()) == 1
+    kept = sorted(p.read_bytes() for p in (d / "quarantine").iterdir())
+    assert kept == [b"PAR1first damaged copy", b"PAR1second damaged copy"]
+    assert len(Dataset(d).read()) == 1

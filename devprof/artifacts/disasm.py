@@ -19,8 +19,9 @@ _FUNC = re.compile(r"^([0-9a-f]+) <(.+)>:$")
 _LINE = re.compile(r"^\s*([0-9a-f]+):\s+([a-z][\w.]*)\s*(.*)$")
 _TARGET = re.compile(r"(?:0x)?([0-9a-f]+)\s+<")
 _BRANCH_TARGET = re.compile(r"(?:0x)?[0-9a-f]+\s+<[^>]*>")
-# vector multiply-adds (and SSE's multiply, which has no fused form): the loop's useful work
-_FMA = {"aarch64": re.compile(r"^fmla$"), "x86_64": re.compile(r"^(vfmadd\w+|vfnmadd\w+|mulps)$")}
+# vector multiply-adds (and SSE's multiply, which has no fused form; int8's dot products): the
+# loop's useful work
+_FMA = {"aarch64": re.compile(r"^(fmla|sdot|udot)$"), "x86_64": re.compile(r"^(vfmadd\w+|vfnmadd\w+|mulps)$")}
 _STACK = {"aarch64": re.compile(r"\[sp\b"), "x86_64": re.compile(r"\(%[re]sp[,)]")}  # -O3 frees %rbp: only %rsp is the stack
 _MEM = {"aarch64": re.compile(r"\["), "x86_64": re.compile(r"\(%")}
 OBJDUMP = {"aarch64": "aarch64-linux-gnu-objdump", "x86_64": "objdump"}

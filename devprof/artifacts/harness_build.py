@@ -96,9 +96,11 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _compile(tc: Toolchain, src: Path, obj: Path) -> None:
+def _compile(tc: Toolchain, src: Path, obj: Path, extra: Sequence[str] = ()) -> None:
+    """`extra`: the unit's own flags after the toolchain's (an fp16 kernel's -march=armv8.2-a+fp16:
+    the last -march wins, so only that kernel uses the extension and the harness runs anywhere)."""
     tmp = obj.with_name(obj.name + f".tmp{_tmp_tag()}.o")
-    cmd = [*tc.cc, *tc.cflags, *EXTRA_CFLAGS, "-I", str(HARNESS_DIR), "-c", str(src), "-o", str(tmp)]
+    cmd = [*tc.cc, *tc.cflags, *EXTRA_CFLAGS, *extra, "-I", str(HARNESS_DIR), "-c", str(src), "-o", str(tmp)]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         first = next((l for l in p.stderr.splitlines() if "error" in l), p.stderr.strip()[:300])
@@ -125,6 +127,11 @@ def _registry_source(kernels: Sequence) -> str:
             fields += [f".nlayers = {k.nlayers}", f".layer_us = {k.layer_symbol}"]
         if getattr(k, "out_u8", False):
             fields.append(".out_u8 = 1")
+        if getattr(k, "half", False):
+            fields.append(".half = 1")
+        tol = getattr(k, "tolerance", None)
+        if tol:
+            fields += [f".rtol = {tol[0]!r}", f".atol = {tol[1]!r}"]
         ch = getattr(k, "chunking", None)
         if ch is not None:
             fields += [f".prep = {k.symbol}_prep", f".range = {k.symbol}_range", f".nchunks = {ch.nchunks}LL",
@@ -147,21 +154,21 @@ def build_batch(kernels: Sequence, toolchain: Toolchain, cache_dir: Path | None 
     objdir.mkdir(parents=True, exist_ok=True)
     srcdir.mkdir(parents=True, exist_ok=True)
     headers = b"".join((HARNESS_DIR / h).read_bytes() for h in HARNESS_HEADERS)
-    units: list[tuple[str, str]] = []  # (stem, source)
+    units: list[tuple[str, str, tuple[str, ...]]] = []  # (stem, source, the unit's own flags)
     for s in HARNESS_SOURCES:
-        units.append((Path(s).stem, (HARNESS_DIR / s).read_text()))
-    units += [(k.name, k.source) for k in kernels]
-    units += [u for k in kernels for u in getattr(k, "units", ())]  # a program's layer kernels
-    units.append(("registry", _registry_source(kernels)))
+        units.append((Path(s).stem, (HARNESS_DIR / s).read_text(), ()))
+    units += [(k.name, k.source, tuple(getattr(k, "cflags", ()))) for k in kernels]
+    units += [(*u, ()) for k in kernels for u in getattr(k, "units", ())]  # a program's layer kernels
+    units.append(("registry", _registry_source(kernels), ()))
     todo, objs = [], []
-    for stem, source in units:
-        key = _sha(toolchain.key, *EXTRA_CFLAGS, headers, source)
+    for stem, source, extra in units:
+        key = _sha(toolchain.key, *EXTRA_CFLAGS, *extra, headers, source)
         obj = objdir / f"{stem}-{key}.o"
         objs.append(obj)
         if not obj.exists():
             src = srcdir / f"{stem}-{key}.c"
             _atomic_write(src, source.encode())
-            todo.append((src, obj))
+            todo.append((src, obj, extra))
     if todo:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
             list(ex.map(lambda so: _compile(toolchain, *so), todo))

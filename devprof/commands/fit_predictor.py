@@ -51,6 +51,11 @@ def _report_table(b, title: str):
             if name.split("/")[0] == op and len([n for n in km["per_group"] if n.split("/")[0] == op]) > 1:
                 t.add_row(f"  {name}", str(g["samples"]), str(g["n"]), _fmt(g["within_5"]), _fmt(g["within_10"]),
                           _fmt(g["mape"]), _fmt(g["spearman"], False), g["estimator"] or "-")
+    per_dtype = km.get("per_dtype") or {}
+    if len(per_dtype) > 1:  # int8 and fp32 kernels of one bundle, side by side
+        for d, m in per_dtype.items():
+            t.add_row(styled((f"{d} kernels", "bold")), str(m["samples"]), str(m["n"]), _fmt(m["within_5"]),
+                      _fmt(m["within_10"]), _fmt(m["mape"]), _fmt(m["spearman"], False), "")
     o = km["overall"]
     t.add_row(styled(("all kernels", "bold")), str(b.dataset["lut_rows"]), str(o["n"]), _fmt(o["within_5"]),
               _fmt(o["within_10"]), _fmt(o["mape"]), _fmt(o["spearman"], False), "")

@@ -46,9 +46,10 @@ def profile(
         None, "--dtype", metavar="DTYPE",
         help="Measure every kernel of the suite in this data type, whatever the suite says: fp32, fp16 or "
              "int8. int8: quantized single-op models (ORT QDQ, full-integer LiteRT, XNNPACK QS8); fp16: "
-             "LiteRT on CPUs with fp16 arithmetic (ARMv8.2). With --model: int8 quantizes the model "
+             "LiteRT on CPUs with fp16 arithmetic (ARMv8.2) and devprof-c's generated fp16 kernels on arm64 "
+             "devices (refused on x86). With --model: int8 quantizes the model "
              "statically (QDQ, calibrated on random inputs; a QDQ model is profiled as it is); with --prune: "
-             "generated int8 kernels. See docs/suites.md, docs/models.md.", rich_help_panel=WHAT),
+             "generated int8 kernels. See docs/suites.md, docs/models.md, docs/sparse.md.", rich_help_panel=WHAT),
     space: Optional[Path] = typer.Option(None, "--space", help="Profile every block of a search space (TOML/JSON) "
                                          "and write its table in the front end's format. See docs/formats.md.", rich_help_panel=WHAT),
     adaptive: bool = typer.Option(False, "--adaptive", help="Measure only where the predictor is least certain "

@@ -38,6 +38,12 @@ def profile_suite_command(dev, device_name: str, servers: list[str], *, suite: s
     if dtype is not None:  # suite-wide data type (devprof.suites.select.with_dtype)
         s = _with_dtype(s, dtype, dev, model)
     names = list(runtime) if runtime else default_runtimes(dev, s.runtimes)
+    if dtype == "fp16" and runtime and "devprof-c" in names:
+        from ..sparse.codegen_fp16 import unsupported_on
+
+        why = unsupported_on(getattr(dev, "abi", ""))
+        if why:
+            raise UsageError(f"--dtype fp16: {why}")
     proto = (Protocol.quick() if quick else Protocol()).with_cpus(dev.resolve_cores(cores))
     dev.check_threads(threads, proto.cpus, oversubscribe)
     if (min_steady > 1 or max_spread is not None or max_records is not None) and not retry_noisy:

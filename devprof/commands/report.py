@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write one self-contained report (HTML page with embedded figures, or Markdown tables): devices,
         measurement quality, latency vs FLOPs, sparse speedup, predictor accuracy, per-layer breakdown and
-        comparisons across devices/runtimes. Prints the path written."""
+        comparisons across devices/runtimes. Runtimes are labelled name/threads (devprof-c/t1); their full
+        options are in one table. The page prints to PDF (A4). Prints the path written."""
         from ..errors import UsageError
         from ..report import FORMATS, build_report
 

@@ -10,8 +10,8 @@ have ONNX Runtime. Two kinds of graph are written with `onnx.helper` (no skl2onn
    ``(counts . t + overhead) * (1 + pair_counts . g) / 1000``. The column order is stored in the
    model's metadata (``devprof.layer_ids``, ``devprof.pairs``, JSON) and in a sidecar JSON.
    Double precision throughout, so it ranks candidates exactly as the Python predictor does.
-2. **Kernel regressors of a bundle** (`regressor_onnx`) — one graph per (op, scheme) group and
-   one for the fallback: input ``features`` (float, N x 54: `predictors.features.FEATURES` in
+2. **Kernel regressors of a bundle** (`regressor_onnx`) — one graph per (op, scheme[, dtype])
+   group and one for the fallback: input ``features`` (float, N x 55: `predictors.features.FEATURES` in
    order, computed with the bundle's ``kernel_geometry``, repeated in index.json) and
    ``linear_features`` (float, N x 8: `predictors.features.LINEAR_TERMS` in order —
    effective FLOPs, bytes moved, then the generated kernels' cost terms); output
@@ -235,11 +235,11 @@ def regressor_onnx(d: Mapping[str, Any], name: str = "devprof-regressor"):
 def export_bundle(bundle: str | Path, dest: str | Path) -> list[Path]:
     """Every regressor of a bundle as ONNX: DEST/<op>__<scheme>.onnx, DEST/fallback.onnx, plus
     DEST/index.json (group -> file, feature names)."""
-    from predictors.bundle import parse_json, read_verified
-    from predictors.features import FEATURES, LINEAR_TERMS
+    from predictors.bundle import NPZ, read_predictor, read_verified
+    from predictors.features import FEATURES, LINEAR_TERMS, kernel_geometry_of
 
-    _, blobs = read_verified(bundle, ("predictor.json",))
-    pj = parse_json(bundle, "predictor.json", blobs["predictor.json"])
+    meta, blobs = read_verified(bundle, ("predictor.json", NPZ))
+    pj = read_predictor(bundle, meta, blobs)
     out = Path(dest)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -254,6 +254,10 @@ def export_bundle(bundle: str | Path, dest: str | Path) -> list[Path]:
         raise UsageError(f"bundle {bundle}: predictor.json is malformed ({e})") from None
     if pj.get("fallback"):
         items.append(("*", pj["fallback"]))
+    try:
+        geometry = kernel_geometry_of(pj.get("kernel_geometry"))
+    except ValueError as e:
+        raise UsageError(f"bundle {bundle}: predictor.json is malformed ({e})") from None
     done: dict[int, dict[str, Any]] = {}  # a regressor pooled over schemes: one file, every group names it
     for group, d in items:
         if id(d) in done:
@@ -262,18 +266,64 @@ def export_bundle(bundle: str | Path, dest: str | Path) -> list[Path]:
         fname = "fallback.onnx" if group == "*" else group.replace("/", "__") + ".onnx"
         m = regressor_onnx(d, f"devprof-{group}")
         (out / fname).write_bytes(m.SerializeToString())
-        index[group] = done[id(d)] = {"file": fname, "inputs": [i.name for i in m.graph.input]}
-        written.append(out / fname)
-    from predictors.features import kernel_geometry_of
+        sname = fname[:-len(".onnx")] + ".spec.onnx"
+        (out / sname).write_bytes(with_spec_inputs(m, geometry).SerializeToString())
+        index[group] = done[id(d)] = {"file": fname, "inputs": [i.name for i in m.graph.input], "spec_file": sname}
+        written += [out / fname, out / sname]
+    from predictors.spectable import COLUMNS
 
-    try:
-        geometry = kernel_geometry_of(pj.get("kernel_geometry"))
-    except ValueError as e:
-        raise UsageError(f"bundle {bundle}: predictor.json is malformed ({e})") from None
+    from .onnx_features import features_graph
+
+    fm = _model(features_graph(**geometry), "devprof features: spec columns -> features, linear_features",
+                {"devprof.kind": "features", "devprof.spec_columns": json.dumps(list(COLUMNS))})
+    (out / "features.onnx").write_bytes(fm.SerializeToString())
+    written.append(out / "features.onnx")
     (out / "index.json").write_text(json.dumps({"features": list(FEATURES), "linear_features": list(LINEAR_TERMS),
                                                 "kernel_geometry": geometry, "output": "latency_ms",
+                                                "spec_columns": list(COLUMNS), "spec_codes": spec_codes(),
                                                 "groups": index}, indent=1) + "\n")
     return written
+
+
+def spec_codes() -> dict[str, Any]:
+    """How a caller outside Python fills the ``spec`` input's coded columns (index.json)."""
+    from predictors.spec import ACTIVATIONS, DTYPES, OPS, SCHEMES
+    from predictors.spectable import canon, str_hash
+
+    return {"op": {o: i for i, o in enumerate(OPS)}, "scheme": {x: i for i, x in enumerate(SCHEMES)},
+            "dtype": {x: i for i, x in enumerate(DTYPES)}, "activation": {x: i for i, x in enumerate(ACTIVATIONS)},
+            "bias": {"false": 0, "true": 1},
+            "attrs": {"{}": str_hash(canon({})), "note": "48-bit hash of the canonical JSON of a spec's attrs "
+                      "(predictors.spectable.str_hash); plain kernels have none: the value given for {}"},
+            "sparsity_params": {"{}": str_hash(canon({})), "note": "as attrs; the features read p1 and p2 instead"},
+            "p1": "block rows (block, bcr), n (nm), pattern library size (pattern), else 0",
+            "p2": "block columns (block, bcr), m (nm), pattern connectivity share (pattern), else 0",
+            "derived": "out_h, out_w, flops (dense-equivalent), params: as KernelSpec computes them"}
+
+
+def with_spec_inputs(regressor, geometry: Mapping[str, int]):
+    """One graph from the spec columns to milliseconds: the features graph joined in front of
+    `regressor` (its ``features`` / ``linear_features`` inputs fed by the features graph; the
+    features graph's own names all start with ``ff_``, so nothing collides)."""
+    from onnx import checker, compose
+
+    from predictors.spectable import COLUMNS
+
+    from .onnx_features import features_graph
+
+    feats = _model(features_graph(**geometry), "features", {})
+    used = [i.name for i in regressor.graph.input]
+    merged = compose.merge_models(feats, regressor, io_map=[(n, n) for n in used],
+                                  outputs=[o.name for o in regressor.graph.output])
+    merged.graph.name = regressor.graph.name + "-spec"
+    merged.doc_string = regressor.doc_string + " (input: spec columns, devprof.spec_columns)"
+    del merged.metadata_props[:]
+    for k, v in [(m.key, m.value) for m in regressor.metadata_props] + [("devprof.spec_columns",
+                                                                          json.dumps(list(COLUMNS)))]:
+        m = merged.metadata_props.add()
+        m.key, m.value = k, v
+    checker.check_model(merged)
+    return merged
 
 
 def ort_session(path_or_model: Any):

@@ -46,7 +46,6 @@ from ..measure import Protocol
 from ..records import KernelSpec, Measurement, RuntimeInfo
 from ..runtimes.phone_tools import (ToolOutputError, parse_benchmark_model, parse_ort_profile, split_reps,
                                     tool_path, _tool_version)
-from ..models.quantize import is_quantized
 from ..models.walk import Layer, ModelLayers, walk
 
 if TYPE_CHECKING:
@@ -354,6 +353,7 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
     from .profile import _litert_interpreter, named_nodes
     from .runs import OVERHEAD_NAME, LayerRow, ModelRun, model_spec, overhead_spec
     from ..models.sources import model_input as _input
+    from ..models.sources import tflite_of
 
     device, protocol, threads = prof.device, prof.protocol, prof.threads
     rts = [r for r in prof.runtimes if src.onnx is not None or PHONE_MODEL_RUNTIMES[r].tool != "onnxruntime_perf_test"]
@@ -387,14 +387,7 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
                 named = named_nodes(src.onnx)  # the profiler names kernels after nodes
                 data = named.SerializeToString()
             else:
-                data = src.tflite
-                if data is None and is_quantized(src.onnx):
-                    raise UsageError(f"{rt}: devprof's .tflite exporter writes float models; an int8 ONNX model "
-                                     "runs on onnxruntime (give a full-integer .tflite for LiteRT)")
-                if data is None:
-                    from ..models.tflite_export import onnx_to_tflite
-
-                    data = onnx_to_tflite(src.onnx)
+                data = tflite_of(src, rt)
                 ml = walk(data, name=src.name)
             spec = model_spec(src, ml)
             if prof.already(spec, rt, src.name):  # refused without --resume

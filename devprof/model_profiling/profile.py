@@ -39,7 +39,7 @@ from ..runtimes.model_check import CHECKED, compare, graph_rtol, reference_outpu
 from ..runtimes.onnxruntime import session_options
 from ..models.layers import ModelLayers
 from .runs import OVERHEAD_NAME, LayerRow, ModelRun, model_spec, overhead_spec
-from ..models.sources import ModelSource, iter_sources
+from ..models.sources import ModelSource, iter_sources, tflite_of
 from ..models.sources import resolve_model, torch_to_onnx  # noqa: F401 - the documented import path
 from ..models.sources import model_input as _input
 from ..models.quantize import as_dtype, is_quantized
@@ -277,6 +277,11 @@ class ModelProfiler:
                 return ""
             bad = compare(got, want[0], graph_rtol(src.onnx))
             if bad:
+                from ..runtimes.hostcpu import x86_without_vnni
+
+                if is_quantized(src.onnx) and x86_without_vnni():
+                    bad += ("; on x86 without VNNI ONNX Runtime's u8 x s8 kernels saturate with full 8-bit weights "
+                            "(quantize with reduce_range, 7-bit weights, as --dtype int8 does)")
                 raise KernelError(f"{rt} computes a different answer for {src.name}: {bad}")
             return CHECKED
         rts = [r for r in self.runtimes if src.onnx is not None or r != "onnxruntime"]  # .tflite: LiteRT only
@@ -325,14 +330,7 @@ class ModelProfiler:
                     recs.append(self._record("layer", overhead_spec(src), rt, Measurement(over, self.protocol.min_warmups),
                                              run.run_id, src.name, -1, OVERHEAD_NAME, cond.result, t0, checked))
                 else:  # LiteRT end to end
-                    tfl = src.tflite
-                    if tfl is None and is_quantized(src.onnx):
-                        raise UsageError(f"{rt}: devprof's .tflite exporter writes float models; an int8 ONNX "
-                                         "model runs on onnxruntime (give a full-integer .tflite for LiteRT)")
-                    if tfl is None:
-                        from ..models.tflite_export import onnx_to_tflite
-
-                        tfl = onnx_to_tflite(src.onnx)
+                    tfl = tflite_of(src, rt)
                     ml = walk(tfl, name=src.name)
                     spec = model_spec(src, ml)
                     if self.already(spec, rt, src.name):
@@ -409,7 +407,12 @@ def profile_models(models: Sequence[Any], device=None, runtimes: Sequence[str] |
     if threads < 1:
         raise UsageError("--threads must be >= 1")
     # lazily: a suite's models are built (and quantized) one entry at a time
-    sources = (as_dtype(s, dtype) for s in iter_sources(models))
+    from ..runtimes.hostcpu import x86_without_vnni
+
+    # 7-bit weights where this host's ORT saturates, as ORT's own quantizer does: every model is
+    # checked by ORT here, a phone's before it is pushed (7-bit weights run as fast on a phone)
+    reduce = dtype == "int8" and x86_without_vnni()
+    sources = (as_dtype(s, dtype, reduce) for s in iter_sources(models))
     rts = list(runtimes) if runtimes else (
         (["onnxruntime"] if dtype == "int8" else ["onnxruntime", "litert"]) if device.in_process else [])
     results: list[ModelRun] = []

@@ -88,6 +88,7 @@ def profile_pruned(models: Sequence[Any], device, threads: int, session, protoco
     from ..runtimes import get_runtime
 
     sp = parse_prune(prune)
+    requested = dtype
     rt = get_runtime("devprof-c")
     why = rt.available(device)
     if why:
@@ -105,7 +106,7 @@ def profile_pruned(models: Sequence[Any], device, threads: int, session, protoco
             ml = walk(src.onnx, fusion="litert", name=src.name)
             from ..models.quantize import is_quantized
 
-            dtype = "int8" if is_quantized(src.onnx) else dtype  # a QDQ model: its layers are int8
+            dtype = "int8" if is_quantized(src.onnx) else (src.dtype or requested)  # a QDQ model: int8 layers
             runs, programs = [], []  # isolated layers (dense, pruned), then the same as one program each
             for label, variant in (("dense", None), (sp.label(), sp)):
                 name = f"{src.name}|{label}"

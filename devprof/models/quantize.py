@@ -33,10 +33,12 @@ def is_quantized(model) -> bool:
     return any(n.op_type in QDQ_OPS for n in model.graph.node)
 
 
-def quantize_static_int8(model, batches: int = CALIBRATION_BATCHES):
+def quantize_static_int8(model, batches: int = CALIBRATION_BATCHES, reduce_range: bool = False):
     """`model` (float ONNX) -> a QDQ int8 model: BN folded first (ONNX Runtime's basic graph
     optimisation), then static quantization calibrated on seeded random inputs, per-channel int8
-    weights, uint8 activations. One-line UsageError when ONNX Runtime cannot quantize it."""
+    weights (7-bit with `reduce_range`: for x86 without VNNI, whose u8 x s8 kernels saturate with
+    full 8-bit weights — `devprof.runtimes.hostcpu`), uint8 activations. One-line UsageError when
+    ONNX Runtime cannot quantize it."""
     import logging
 
     import onnx
@@ -69,7 +71,8 @@ def quantize_static_int8(model, batches: int = CALIBRATION_BATCHES):
             ort.InferenceSession(raw, so, providers=["CPUExecutionProvider"])
             root.setLevel(logging.ERROR)  # ORT's quantizer logs advice on the root logger
             quantize_static(folded, out, _Random(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            reduce_range=reduce_range)
         except Exception as e:  # noqa: BLE001 - ORT's quantizer raises anything
             msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise UsageError(f"--dtype int8: ONNX Runtime cannot quantize this model ({msg[:200]})") from None
@@ -163,11 +166,13 @@ def float_view(model):
     return out, int8
 
 
-def as_dtype(src, dtype: str):
+def as_dtype(src, dtype: str, reduce_range: bool = False):
     """`src` (a `ModelSource`) to profile in `dtype`: fp32 as it is; int8 statically quantized
-    (a model that is already quantized is profiled as it is). One-line UsageError otherwise."""
+    (a model that is already quantized is profiled as it is; `reduce_range` as for
+    `quantize_static_int8`). One-line UsageError otherwise."""
     from .sources import ModelSource
 
+    dtype = src.dtype or dtype  # a suite's [[model]] entry says for itself
     if dtype in ("", "fp32"):
         return src
     if dtype != "int8":
@@ -177,4 +182,4 @@ def as_dtype(src, dtype: str):
                          "(give a full-integer .tflite without --dtype)")
     if is_quantized(src.onnx):
         return src
-    return ModelSource(src.name, onnx=quantize_static_int8(src.onnx), family=src.family)
+    return ModelSource(src.name, onnx=quantize_static_int8(src.onnx, reduce_range=reduce_range), family=src.family)

@@ -28,6 +28,7 @@ class ModelSource:
     onnx: Any = None  # onnx.ModelProto when the model is (or was converted from) ONNX
     tflite: bytes | None = None  # .tflite bytes when given as such
     family: str = ""
+    dtype: str = ""  # the data type a suite's [[model]] entry asks for ("" = what the command says)
 
     @property
     def content_hash(self) -> str:
@@ -128,10 +129,28 @@ def iter_sources(models: Sequence[Any]) -> Iterator[ModelSource]:
         if isinstance(m, ModelSource):
             yield m
         elif isinstance(m, dict):
+            dtype = str(m.get("dtype", ""))
             if "path" in m:
-                yield resolve_model(str(m["path"]))
+                src = resolve_model(str(m["path"]))
+                src.dtype = dtype
+                yield src
                 continue
             for name, proto in expand_entry(m):
-                yield ModelSource(name, onnx=proto, family=str(m.get("family", "")))
+                yield ModelSource(name, onnx=proto, family=str(m.get("family", "")), dtype=dtype)
         else:
             yield resolve_model(str(m))
+
+
+def tflite_of(src: "ModelSource", runtime: str) -> bytes:
+    """The .tflite bytes LiteRT runs for `src`: the user's own file, or devprof's export of the ONNX
+    graph — float only, so an int8 (QDQ) ONNX model is refused with one line."""
+    if src.tflite is not None:
+        return src.tflite
+    from .quantize import is_quantized
+
+    if is_quantized(src.onnx):
+        raise UsageError(f"{runtime}: devprof's .tflite exporter writes float models; an int8 ONNX model runs on "
+                         "onnxruntime (give a full-integer .tflite for LiteRT)")
+    from .tflite_export import onnx_to_tflite
+
+    return onnx_to_tflite(src.onnx)

@@ -111,12 +111,14 @@ def expand_entry(entry: dict, where: str = "suite") -> list[tuple[str, Any]]:
 
     Keys: ``family`` with ``variants`` (count, default 1), ``seed`` (0), ``res`` (one or a list),
     ``reference`` (true: the first is the published architecture), ``max_gmacs`` (skip variants
-    above this many GMACs: keeps a suite's run time bounded); or ``path`` to a model file.
+    above this many GMACs: keeps a suite's run time bounded); or ``path`` to a model file. Both
+    take ``dtype`` ("fp32" or "int8": quantized statically, `devprof.models.quantize`), which the
+    caller applies.
     """
     if "path" in entry:
         p = Path(entry["path"])
         return [(entry.get("name") or p.stem, p)]
-    unknown = set(entry) - {"family", "variants", "seed", "res", "reference", "name", "max_gmacs"}
+    unknown = set(entry) - {"family", "variants", "seed", "res", "reference", "name", "max_gmacs", "dtype"}
     if unknown:
         raise UsageError(f"{where}: model entry has unknown key(s) {', '.join(sorted(unknown))}")
     try:

@@ -77,7 +77,7 @@ def build_document(datasets: Sequence[str | Path], bundles: Sequence[str | Path]
         ds = b.metadata.get("dataset") or {}
         sources.append({"label": b.label, "path": str(b.path),
                         "summary": f"predictor bundle for {(b.metadata.get('device') or {}).get('name', '?')} · "
-                                   f"{rt.get('key', '?')}, fitted on {ds.get('kernel_records', '?')} kernel records "
+                                   f"{_runtime_short(rt)}, fitted on {ds.get('kernel_records', '?')} kernel records "
                                    f"({b.metadata.get('created_at', 'date unknown')})"})
     n = len(df)
     if n:
@@ -95,6 +95,14 @@ def build_document(datasets: Sequence[str | Path], bundles: Sequence[str | Path]
                     sources=sources, sections=sections, devprof_version=__version__)
     report.number()
     return report, data
+
+
+def _runtime_short(rt: dict) -> str:
+    """A bundle's runtime as the report labels runtimes (name/threads, version): its full key carries
+    every backend option, a compiler string among them."""
+    if rt.get("name"):
+        return f"{rt['name']}/t{rt.get('threads', '?')} {rt.get('version', '')}".strip()
+    return str(rt.get("key") or "?")
 
 
 def build_report(datasets: Sequence[str | Path], bundles: Sequence[str | Path] = (), out: str | Path | None = None,

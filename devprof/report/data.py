@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DatasetError, UsageError  # noqa: F401 (re-exported)
-from ..store import Dataset
+from ..store import Dataset, read_records
 
 #: Columns that identify a kernel's shape, whatever its sparsity (dense baselines match on them).
 SHAPE_COLS = ("op", "n", "h", "w", "cin", "cout", "kh", "kw", "stride", "padding", "groups", "dilation", "dtype")
@@ -87,12 +87,14 @@ def load_datasets(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, list[Sourc
         if real in seen:  # the same folder named twice would only be compared with itself
             continue
         seen.add(real)
-        ds = Dataset(p)
-        df = ds.read()  # raises DatasetError (one line) on newer schema, missing or corrupt data
+        # a folder, or a reference dataset file (FILE.parquet[@campaigns]), which keeps no failure log;
+        # raises DatasetError (one line) on newer schema, missing or corrupt data
+        df = read_records(p)
         label = _label_for(Path(p), taken)
         df.insert(0, "dataset", label)
         frames.append(df)
-        sources.append(Source(label, Path(p), len(df), ds.failures()))
+        failures = Dataset(p).failures() if Path(p).is_dir() else []
+        sources.append(Source(label, Path(p), len(df), failures))
     if frames:
         nonempty = [f for f in frames if not f.empty]
         df = pd.concat(nonempty, ignore_index=True) if nonempty else frames[0]
@@ -109,23 +111,48 @@ def _options(js: str) -> dict:
     return v if isinstance(v, dict) else {}
 
 
+#: An option value longer than this is not spelled in a label (a compiler string would fill a legend);
+#: the configurations are numbered instead (`devprof-c#2/t1`) and the devices table spells them out.
+LABEL_VALUE_MAX = 16
+
+
 def _runtime_labels(df: pd.DataFrame) -> list[str]:
-    """Short runtime labels for legends and tables: name, the backend options that differ between
-    this runtime's records (options every record shares say nothing), and the thread count."""
-    combos = df.drop_duplicates(["runtime", "runtime_options"])[["runtime", "runtime_options"]]
+    """Short runtime labels for legends and tables: the runtime name and thread count
+    (``devprof-c/t1``), plus only those backend options that tell apart two configurations of that
+    runtime on one device (``litert[xnnpack=off]/t1``). Options that differ only from one device to
+    another (the compiler of the host vs the phone's NDK, their vector widths) stay out of the label,
+    so the same runtime on two devices carries the same label and the devices can be compared; the
+    devices table lists every option in full."""
+    combos = df.drop_duplicates(["device_id", "runtime", "runtime_options"])[["device_id", "runtime", "runtime_options"]]
     varying: dict[str, set[str]] = {}
-    for name, g in combos.groupby("runtime"):
+    for (_, name), g in combos.groupby(["device_id", "runtime"]):
         opts = [_options(o) for o in g["runtime_options"]]
         keys = set().union(*opts) if opts else set()
-        varying[name] = {k for k in keys if len({json.dumps(o.get(k), sort_keys=True) for o in opts}) > 1}
+        varying.setdefault(name, set()).update(  # an option some records lack (older records) is no variant
+            k for k in keys if len({json.dumps(o[k], sort_keys=True) for o in opts if k in o}) > 1)
+    numbered: dict[str, dict[str, int]] = {}  # runtime -> its configurations by option text, in order seen
+    for name, js in combos[["runtime", "runtime_options"]].itertuples(index=False):
+        keys = varying.get(name, set())
+        opts = _options(js)
+        if any(len(_fmt_opt(opts[k])) > LABEL_VALUE_MAX for k in keys if k in opts):
+            numbered.setdefault(name, {})
+    for name, js in combos[["runtime", "runtime_options"]].itertuples(index=False):
+        if name in numbered:
+            sub = json.dumps({k: v for k, v in sorted(_options(js).items()) if k in varying[name]}, sort_keys=True)
+            numbered[name].setdefault(sub, len(numbered[name]) + 1)
     cache: dict[tuple, str] = {}
     out = []
     for name, threads, js in zip(df["runtime"], df["threads"], df["runtime_options"]):
         key = (name, threads, js)
         if key not in cache:
             opts = _options(js)
-            o = ",".join(f"{k}={_fmt_opt(opts[k])}" for k in sorted(varying.get(name, ())) if k in opts)
-            cache[key] = f"{name}{'[' + o + ']' if o else ''}/t{int(threads)}"
+            keys = sorted(varying.get(name, ()))
+            if name in numbered:
+                sub = json.dumps({k: v for k, v in sorted(opts.items()) if k in keys}, sort_keys=True)
+                cache[key] = f"{name}#{numbered[name][sub]}/t{int(threads)}"
+            else:
+                o = ",".join(f"{k}={_fmt_opt(opts[k])}" for k in keys if k in opts)
+                cache[key] = f"{name}{'[' + o + ']' if o else ''}/t{int(threads)}"
         out.append(cache[key])
     return out
 
@@ -160,9 +187,10 @@ def _derive(df: pd.DataFrame) -> pd.DataFrame:
         dev_label[did] = lab
     df["device_label"] = df["device_id"].map(dev_label)
     df["runtime_label"] = _runtime_labels(df)
-    # when one runtime label covers several versions, say which
-    ver = df.groupby("runtime_label")["runtime_version"].nunique()
-    multi = set(ver[ver > 1].index)
+    # when one runtime label covers several versions on one device, say which (versions that differ
+    # only between devices stay in the devices table, as the options do)
+    ver = df.groupby(["device_id", "runtime_label"])["runtime_version"].nunique()
+    multi = {lab for (_, lab), n in ver.items() if n > 1}
     if multi:
         df["runtime_label"] = [
             f"{lab}@{v}" if lab in multi else lab for lab, v in zip(df["runtime_label"], df["runtime_version"])

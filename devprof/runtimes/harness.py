@@ -190,6 +190,10 @@ class DevprofC(Runtime):
             from ..sparse import codegen_int8
 
             return codegen_int8.unsupported(spec)
+        if spec.dtype == "fp16":
+            from ..sparse import codegen_fp16
+
+            return codegen_fp16.unsupported(spec)
         return unsupported(spec)
 
     def info(self, device: "Device", threads: int) -> RuntimeInfo:
@@ -217,6 +221,10 @@ class DevprofC(Runtime):
             from ..sparse import codegen_int8
 
             return codegen_int8.generate(spec, variant, name=name)
+        if spec.dtype == "fp16":
+            from ..sparse import codegen_fp16
+
+            return codegen_fp16.generate(spec, variant, name=name)
         return generate(spec, variant, vector_floats=vl, vector_regs=regs, name=name)
 
     def measure(self, device: "Device", specs: Sequence[KernelSpec], threads: int,
@@ -231,6 +239,9 @@ class DevprofC(Runtime):
         kernels, by_name = [], {}
         for s in specs:
             name = f"k{s.id}_{variant_for(s)}"
+            if s.dtype == "fp16" and (why := _fp16_unsupported_on(tc)):
+                yield Outcome(s, error=f"devprof-c: {why}", started_at=started, finished_at=time.time())
+                continue
             if name in by_name:
                 by_name[name].append(s)
                 continue
@@ -290,6 +301,13 @@ class DevprofC(Runtime):
                                   started_at=started, finished_at=finished, checked=CHECKED)
         if lost is not None:
             raise lost
+
+
+def _fp16_unsupported_on(tc) -> str | None:
+    """Why `tc`'s target cannot run devprof-c's fp16 kernels (they are arm64 +fp16 code), or None."""
+    from ..sparse.codegen_fp16 import unsupported_on
+
+    return unsupported_on(tc.abi)
 
 
 #: A whole-model program is checked against ONNX Runtime on the same weights: tens of layers of

@@ -40,8 +40,8 @@ def fp16_arithmetic() -> str | None:
     """None when XNNPACK computes fp16 models in fp16 on this CPU, else why not (one line)."""
     if machine() in ("aarch64", "armv8l", "armv7l") and "asimdhp" in cpu_flags():
         return None
-    return (f"this {machine()} CPU lacks the fp16 arithmetic XNNPACK computes with (ARMv8.2 asimdhp), so it "
-            "would run the model in fp32; measure fp16 on an ARMv8.2 phone")
+    return (f"this {machine()} CPU has no fp16 arithmetic (ARMv8.2 asimdhp): XNNPACK would run the model in fp32 "
+            "and devprof-c's fp16 kernels are arm64 code; measure fp16 on an ARMv8.2 phone")
 
 
 def x86_without_vnni() -> bool:

@@ -43,11 +43,12 @@ BCR_MERGE_WASTE = 0.35
 ACT_CODES = {"none": 0, "relu": 1, "relu6": 2, "hswish": 3}
 
 
-def unsupported(spec: KernelSpec) -> str | None:
-    """None when a generated kernel exists for `spec`, else why not."""
+def unsupported(spec: KernelSpec, dtypes: tuple[str, ...] = ("fp32",)) -> str | None:
+    """None when a generated kernel exists for `spec`, else why not. `dtypes`: the element types
+    the caller generates (fp16 kernels are this generator's C over half vectors: `codegen_fp16`)."""
     if spec.op not in ("conv2d", "dwconv2d", "pwconv", "fc"):
         return f"devprof-c generates conv and fc kernels only, not {spec.op}"
-    if spec.dtype != "fp32":
+    if spec.dtype not in dtypes:
         return "devprof-c kernels are fp32"
     if spec.dilation != 1:
         return "dilated convolutions are not generated"
@@ -754,7 +755,8 @@ def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, reg
 
 
 def generate(spec: KernelSpec, variant: str = "sparse", *, vector_floats: int | None = None,
-             vector_regs: int | None = None, name: str | None = None, with_reference: bool = True) -> GeneratedKernel:
+             vector_regs: int | None = None, name: str | None = None, with_reference: bool = True,
+             dtypes: tuple[str, ...] = ("fp32",)) -> GeneratedKernel:
     """Generate the C kernel of `spec`.
 
     `vector_floats` / `vector_regs`: the target's vector shape (`devprof.artifacts.harness_build.
@@ -770,7 +772,7 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, vector_floats: int | 
 
         vl, regs = vector_shape(host_toolchain())
         vector_floats, vector_regs = vector_floats or vl, vector_regs or regs
-    why = unsupported(spec)
+    why = unsupported(spec, dtypes)
     if why:
         raise ValueError(why)
     w, b = dense_weights(spec)

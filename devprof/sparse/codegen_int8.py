@@ -169,6 +169,11 @@ static inline void dp8_step(dp8_acc *acc, const dp8_x *x, int32_t w4, int32_t wa
 #endif
 #elif DP8_PATH == 4
 #include <arm_neon.h>
+#if defined(__GNUC__) && !defined(__clang__)
+/* GCC's first scheduling pass hoists every load of a step (16 for four units) above the zips and
+ * then spills accumulators inside the loop; without it GCC's loop is as clang's: no stack access */
+#pragma GCC optimize("no-schedule-insns")
+#endif
 /* 4-byte quads per position (s8), sdot with the weights' quad */
 typedef struct { int32x4_t v[4]; } dp8_acc;
 typedef struct { int8x16_t v[4]; } dp8_x;

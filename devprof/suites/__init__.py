@@ -128,6 +128,8 @@ def parse_suite(text: str, source: str = "<string>") -> Suite:
     for i, m in enumerate(models):
         if "family" not in m and "path" not in m:
             raise UsageError(f"{where}: model[{i}] needs a family or a path")
+        if m.get("dtype", "fp32") not in ("fp32", "int8"):
+            raise UsageError(f"{where}: model[{i}] dtype {m['dtype']!r}: whole models run in fp32 or int8")
     if not specs and not models:
         raise UsageError(f"{where}: no kernels, families or models to measure")
     seen: set[str] = set()

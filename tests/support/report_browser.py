@@ -115,6 +115,13 @@ class Browser:
         self.send("Page.navigate", {"url": Path(path).resolve().as_uri()})
         self.wait_event("Page.loadEventFired")
 
+    def emulate(self, media: str, width: int) -> None:
+        """Lay the page out as `media` ("print" or "screen") in a viewport `width` CSS pixels wide
+        (A4 less 15 mm margins is 680 px), to check what a printed page would hold."""
+        self.send("Emulation.setEmulatedMedia", {"media": media})
+        self.send("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+
     def evaluate(self, expression: str) -> Any:
         r = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
         if "exceptionDetails" in r:

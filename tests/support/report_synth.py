@@ -31,7 +31,22 @@ S20 = DeviceInfo(kind="adb", name="Galaxy S20 5G", model="SM-G981U", serial="R3C
 
 ORT = RuntimeInfo("onnxruntime", "1.32.0", 1)
 LITERT = RuntimeInfo("litert", "2.3.0", 1, {"xnnpack": True})
-DEVC = RuntimeInfo("devprof-c", "0.1.0", 1)
+# devprof-c's options as `devprof.runtimes.harness` records them: the compiler string differs per device,
+# so a label built from the options would never match a phone with the host
+DEVC_OPTIONS = {
+    "local": {"cc": "cc (Debian 12.2.0-14+deb12u1) 12.2.0", "toolchain": "host", "isa": "x86-64-v4",
+              "vector_floats": 16, "layout": "nchw"},
+    "adb": {"cc": "Android (11349228, +pgo, +bolt, +lto, -mlgo, based on r487747e) clang version 17.0.2 "
+                  "(toolchain/llvm-project d9f89f4d16663d5012e5c09495f3b30ece3d2362)",
+            "toolchain": "ndk-r26c", "isa": "armv8.2-a+dotprod", "vector_floats": 4, "layout": "nchw"},
+}
+
+
+def devc(dev: DeviceInfo) -> RuntimeInfo:
+    return RuntimeInfo("devprof-c", "0.1.0", 1, DEVC_OPTIONS[dev.kind])
+
+
+DEVC = devc(LOCAL)
 
 # sustained GFLOP/s per (device, runtime, op) for large kernels; small ones pay `OVERHEAD_US`
 RATE = {("local", "onnxruntime"): {"conv2d": 48, "pwconv": 55, "dwconv2d": 6, "fc": 50, "avgpool": 3, "add": 2},
@@ -116,15 +131,16 @@ def kernels(dev: DeviceInfo, runtimes: Iterable[RuntimeInfo], count: int, seed: 
     return out
 
 
-def sparse(dev: DeviceInfo, seed: int = 1, ratios=(0.5, 0.75, 0.9, 0.95)) -> list[Record]:
+def sparse(dev: DeviceInfo, seed: int = 1, ratios=(0.5, 0.75, 0.9, 0.95), dtype: str = "fp32") -> list[Record]:
     rng = np.random.default_rng(seed)
-    shapes = [KernelSpec("conv2d", h=28, w=28, cin=64, cout=64, kh=3, kw=3, padding=1),
-              KernelSpec("pwconv", h=14, w=14, cin=96, cout=160), KernelSpec("fc", n=8, cin=512, cout=1024),
-              KernelSpec("conv2d", h=56, w=56, cin=32, cout=32, kh=3, kw=3, stride=2, padding=1)]
+    shapes = [KernelSpec("conv2d", h=28, w=28, cin=64, cout=64, kh=3, kw=3, padding=1, dtype=dtype),
+              KernelSpec("pwconv", h=14, w=14, cin=96, cout=160, dtype=dtype),
+              KernelSpec("fc", n=8, cin=512, cout=1024, dtype=dtype),
+              KernelSpec("conv2d", h=56, w=56, cin=32, cout=32, kh=3, kw=3, stride=2, padding=1, dtype=dtype)]
     out = []
     for spec in shapes:
-        dense_c = _latency(spec, dev, DEVC, rng)
-        out.append(record(spec, dev, DEVC, dense_c, rng, suite="sparse-sweep"))
+        dense_c = _latency(spec, dev, devc(dev), rng)
+        out.append(record(spec, dev, devc(dev), dense_c, rng, suite="sparse-sweep"))
         out.append(record(spec, dev, ORT, _latency(spec, dev, ORT, rng), rng, suite="sparse-sweep"))
         for scheme, (fixed, per) in SPARSE.items():
             if scheme == "pattern" and spec.kh != 3:
@@ -134,7 +150,7 @@ def sparse(dev: DeviceInfo, seed: int = 1, ratios=(0.5, 0.75, 0.9, 0.95)) -> lis
                     continue
                 sp = spec.replace(sparsity=Sparsity(scheme, r, SPARSE_PARAMS[scheme]))
                 lat = dense_c * (fixed + (1 - r) * per) * float(np.exp(rng.normal(0, 0.05)))
-                out.append(record(sp, dev, DEVC, lat, rng, suite="sparse-sweep"))
+                out.append(record(sp, dev, devc(dev), lat, rng, suite="sparse-sweep"))
     return out
 
 
@@ -207,11 +223,11 @@ def programs(dev: DeviceInfo, seed: int = 3) -> list[Record]:
             lat = (2.0 + spec.flops / 2e4) * factor * (0.3 if spec.op in ("pwconv", "fc") else 1.0)
             total += lat
             attrs = {"in_model": 1} if label.endswith("|program") else {}
-            out.append(record(spec.replace(attrs=attrs), dev, DEVC, lat, rng, kind="layer", suite="", model_run_id=run_id,
+            out.append(record(spec.replace(attrs=attrs), dev, devc(dev), lat, rng, kind="layer", suite="", model_run_id=run_id,
                               model_name=f"{name}|{label}", layer_index=i, layer_name=f"{spec.op}_{i}"))
         composed = "program" if label.endswith("|program") else "sum-of-layers"
         out.append(record(KernelSpec("model", attrs={"model": name, "prune": label.split("|")[0], "composed": composed}),
-                          dev, DEVC, total, rng, kind="model", model_run_id=run_id, model_name=f"{name}|{label}"))
+                          dev, devc(dev), total, rng, kind="model", model_run_id=run_id, model_name=f"{name}|{label}"))
     return out
 
 

@@ -54,7 +54,9 @@ def comparisons(data: ReportData) -> list[Comparison]:
     if df.empty:
         return []
     # kernels match on their spec; whole models on their name (each runtime's walk gives its own spec)
-    df = df.assign(cmp_key=np.where(df["kind"] == "model", "model:" + df["model_name"], df["spec_id"]))
+    # a model's int8 and fp32 runs are different comparisons (kernels differ by spec id already)
+    df = df.assign(cmp_key=np.where(df["kind"] == "model", "model:" + df["model_name"] + "@" + df["dtype"],
+                                    df["spec_id"]))
     out: list[Comparison] = []
     order = {lab: i for i, lab in enumerate(s.label for s in data.sources)}
     # across devices, per runtime

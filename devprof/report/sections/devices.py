@@ -64,6 +64,7 @@ def build(data: ReportData) -> Section:
     df = data.records
     devs = data.devices()
     s.add(_fingerprints(df, devs))
+    s.add(_configurations(df))
     rows = []
     for (dlabel, rlabel), g in df.groupby(["device_label", "runtime_label"], sort=True):
         kinds = g["kind"].value_counts()
@@ -74,17 +75,15 @@ def build(data: ReportData) -> Section:
         proto = f"{_med(g['warmups'])} warm-ups; {_med(g['repeats'])} × {_med(g['number'])} calls"
         cpus = ", ".join(sorted({c for c in g["cpus"] if c})) or "not pinned"
         gov = ", ".join(sorted({c for c in g["governor"] if c})) or "–"
-        vers = ", ".join(sorted(set(g["runtime_version"])))
-        opts = "; ".join(sorted({options_text(o) for o in g["runtime_options"]}))
         dv = ", ".join(sorted({v for v in g["devprof_version"] if v})) or "–"
         hv = ", ".join(sorted({v for v in g["harness_version"] if v}))
-        rows.append([dlabel, rlabel, vers, opts, kinds_txt, suites, span, proto, cpus, gov,
+        rows.append([dlabel, rlabel, kinds_txt, suites, span, proto, cpus, gov,
                      dv + (f" (harness {hv})" if hv else "")])
-    s.add(Table("Runtimes and measurement campaigns per device. Protocol columns give the median per record: "
+    s.add(Table("Measurement campaigns per device and runtime. Protocol columns give the median per record: "
                 "warm-up calls, then repetitions × back-to-back calls per sample; a record's latency is the "
                 "median sample.",
-                ["Device", "Runtime", "Version", "Options", "Records", "Suites", "Measured", "Protocol", "CPUs",
-                 "Governor", "devprof"], rows))
+                ["Device", "Runtime", "Records", "Suites", "Measured", "Protocol", "CPUs", "Governor", "devprof"],
+                rows))
     emu = sorted(set(df.loc[df["emulated"].astype(bool), "device_label"])) if "emulated" in df else []
     if emu:
         s.para(f"Emulated: {', '.join(emu)}. Its kernels ran under an emulator (qemu); they were checked "
@@ -95,6 +94,21 @@ def build(data: ReportData) -> Section:
     if len(srcs) > 1:
         s.para("Datasets: " + "; ".join(srcs) + ".", "note")
     return s
+
+
+def _configurations(df: pd.DataFrame) -> Table:
+    """The one table that spells out every runtime's version and backend options (compiler, ISA,
+    vector width, ...); everywhere else a runtime is named by its short label."""
+    rows = []
+    for (dlabel, rlabel), g in df.groupby(["device_label", "runtime_label"], sort=True):
+        vers = ", ".join(sorted(set(g["runtime_version"])))
+        opts = "; ".join(sorted({options_text(o) for o in g["runtime_options"]}))
+        rows.append([dlabel, rlabel, vers, opts])
+    return Table("Runtime configurations: per device, the label used in every table and figure of this report "
+                 "(runtime name, then threads), the runtime's version and all its backend options. Options that "
+                 "differ only from one device to another (compiler, ISA, vector width) are not part of the label, "
+                 "so one runtime is compared across devices under one label.",
+                 ["Device", "Runtime", "Version", "Options"], rows)
 
 
 def _cpus_text(cpus: set[int]) -> str:

@@ -46,7 +46,8 @@ def runs(data: ReportData) -> list[dict]:
         lay = lay[~ov_mask[lay.index]] if len(lay) else lay
         src = by_model.loc[run_id] if run_id in by_model.index else (lay.iloc[0] if len(lay) else ov.iloc[0])
         name = src["model_name"] or run_id[:8]
-        out.append({"label": f"{name} · {src['device_label']} · {src['runtime_label']}", "name": name,
+        dt = "" if src.get("dtype", "fp32") == "fp32" else f" · {src['dtype']}"  # int8 runs apart from fp32
+        out.append({"label": f"{name}{dt} · {src['device_label']} · {src['runtime_label']}", "name": name,
                     "run_id": run_id, "layers": lay, "sum": float(lay["median_us"].sum()),
                     "overhead": float(ov["median_us"].sum()) if len(ov) else np.nan,
                     "e2e": float(by_model.loc[run_id, "median_us"]) if run_id in by_model.index else np.nan})

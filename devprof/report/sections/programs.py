@@ -38,12 +38,16 @@ def build(data: ReportData) -> Section:
         s.missing = "the datasets hold no records"
         return s
     models = data.kind("model")
+    # the program computes fp32: its comparisons (layers alone, the dense model on other runtimes)
+    # are the fp32 runs of the same names, never an int8 run of the model
+    models = models[models["dtype"] == "fp32"] if len(models) else models
     progs = models[models["model_name"].str.endswith(SUFFIX)] if len(models) else models
     if not len(progs):
         s.missing = ("no whole-model program runs in the data (profile one with "
                      "`devprof profile --model mobilenetv2 --prune bcr:0.9 -r devprof-c -r onnxruntime -r litert`)")
         return s
     layers = data.kind("layer")
+    layers = layers[layers["dtype"] == "fp32"] if len(layers) else layers
     rows, tops = [], []
     for (dev, name), g in progs.groupby(["device_label", "model_name"], sort=True):
         model, setting = name[:-len(SUFFIX)].split("|", 1)

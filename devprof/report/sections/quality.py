@@ -15,6 +15,13 @@ TITLE = "Measurement quality"
 FREQ_DRIFT = 0.05  # a frequency change above this between before/after reads is worth a note
 MAX_GROUPS = 8
 MAX_FLAGGED = 15
+TEMP_RANGE_C = (0.0, 150.0)  # a CPU reading outside it (a VM's thermal zone reads 0) is no sensor at all
+
+
+def _temps(col: pd.Series) -> pd.Series:
+    """Temperatures in °C, NaN where the sensor was unreadable or read an impossible value."""
+    t = col.astype(float)
+    return t.where((t > TEMP_RANGE_C[0]) & (t < TEMP_RANGE_C[1]))
 
 
 def build(data: ReportData) -> Section:
@@ -43,7 +50,7 @@ def build(data: ReportData) -> Section:
     rows = []
     for name, g in groups:
         cv = finite(g["cv"])
-        temps = finite(np.concatenate([g["temp_before_c"].to_numpy(float), g["temp_after_c"].to_numpy(float)]))
+        temps = finite(np.concatenate([_temps(g["temp_before_c"]).to_numpy(), _temps(g["temp_after_c"]).to_numpy()]))
         trange = f"{temps.min():.0f}–{temps.max():.0f} °C" if temps.size else "not readable"
         fr = finite(np.concatenate([freq_b[g.index].to_numpy(), freq_a[g.index].to_numpy()]))
         frange = (f"{fr.min() / 1e6:.2f}–{fr.max() / 1e6:.2f} GHz" if fr.size and fr.max() - fr.min() > 1e3
@@ -88,15 +95,23 @@ def _conditions_note(df: pd.DataFrame) -> str:
     parts.append("CPU governor: " + (", ".join(govs) if govs else "not readable (no cpufreq, e.g. in a VM)") + ".")
     pinned = sorted({c for c in df["cpus"] if c})
     parts.append("Pinned to CPUs " + ", ".join(pinned) + "." if pinned else "Threads were not pinned to CPUs.")
-    temps = finite(df["temp_before_c"])
-    if not temps.size:
-        parts.append("No temperature sensor was readable, so thermal state is unknown; "
-                     "cool-down between batches cannot be verified.")
-    else:
-        rise = finite(df["temp_after_c"].astype(float) - df["temp_before_c"].astype(float))
-        if rise.size:
-            parts.append(f"Temperature rose by {np.median(rise):.1f} °C per measurement in the median "
-                         f"(max {rise.max():.1f} °C).")
+    # per device: one device's readable sensor says nothing about another's (a VM has none); a
+    # reading outside TEMP_RANGE_C (a VM's zone reads 0) or one that never changes is no sensor
+    unreadable, rises = [], []
+    for dev, g in df.groupby("device_label", sort=True):
+        before, after = _temps(g["temp_before_c"]), _temps(g["temp_after_c"])
+        rise = finite(after - before)
+        if not finite(before).size or not rise.size:
+            unreadable.append(dev)
+        elif np.ptp(np.concatenate([finite(before), finite(after)])) == 0.0:
+            unreadable.append(f"{dev} (its sensor reads a constant {finite(before)[0]:.1f} °C)")
+        else:
+            rises.append(f"{dev}: {np.median(rise):+.1f} °C per measurement in the median (max {rise.max():+.1f} °C)")
+    if rises:
+        parts.append("Temperature change — " + "; ".join(rises) + ".")
+    if unreadable:
+        parts.append("No usable temperature sensor on " + ", ".join(unreadable) + ": thermal state is unknown "
+                     "there and cool-down between batches cannot be verified.")
     nthr = int(df["throttled"].sum())
     parts.append(f"{nthr} record{'s were' if nthr != 1 else ' was'} taken while the device reported throttling.")
     return " ".join(parts)

@@ -1,5 +1,6 @@
 """Section 4: what sparsity buys. Speedup of each pruning scheme over dense baselines of the same
-shape, on the same device and thread count, against the sparsity ratio; break-even marked."""
+shape and data type, on the same device and thread count, against the sparsity ratio; break-even
+marked. One set of curves per data type: int8 sparse kernels are compared with int8 dense ones."""
 from __future__ import annotations
 
 import math
@@ -28,7 +29,7 @@ def speedups(data: ReportData) -> pd.DataFrame:
     # a baseline is the median over its duplicates (e.g. bias/activation variants) per shape
     base = (dense.groupby(["device_id", "threads", "shape_key", "runtime_label"], as_index=False)["median_us"]
             .median().rename(columns={"median_us": "base_us", "runtime_label": "baseline"}))
-    m = sparse.merge(base, on=["device_id", "threads", "shape_key"])
+    m = sparse.merge(base, on=["device_id", "threads", "shape_key"])  # the shape key holds the dtype
     if m.empty:
         return m
     m["speedup"] = m["base_us"] / m["median_us"]
@@ -73,8 +74,8 @@ def _be_text(be: float) -> str:
 
 def build(data: ReportData) -> Section:
     s = Section("sparse", TITLE, lead=(
-        "Speedup of each sparsity scheme over a dense kernel of the same shape on the same device and thread "
-        "count (baseline latency / sparse latency; > 1 means faster), as the geometric mean over the shapes "
+        "Speedup of each sparsity scheme over a dense kernel of the same shape and data type on the same device "
+        "and thread count (baseline latency / sparse latency; > 1 means faster), as the geometric mean over the shapes "
         "measured at each ratio. Curves cross 1 at the break-even ratio (marked ×): a pruning search should only "
         "pay for sparsity beyond it."))
     if data.empty:
@@ -91,31 +92,32 @@ def build(data: ReportData) -> Section:
         s.missing = (f"{nsparse} sparse kernel records are present but none has a dense baseline of the same "
                      "shape on the same device and thread count")
         return s
-    agg = (sp.groupby(["device_label", "baseline", "curve", "sparsity_ratio"])
+    agg = (sp.groupby(["device_label", "dtype", "baseline", "curve", "sparsity_ratio"])
            .agg(speedup=("speedup", geomean), lo=("speedup", "min"), hi=("speedup", "max"),
                 shapes=("shape_key", "nunique"), params=("scheme_label", lambda v: ", ".join(sorted(set(v)))))
            .reset_index())
-    panels = list(agg.groupby(["device_label", "baseline"], sort=True))
+    panels = list(agg.groupby(["device_label", "dtype", "baseline"], sort=True))
     schemes = sorted(agg["curve"].unique())
     scolor = {sch: i for i, sch in enumerate(schemes)}
     s.add(_figure(panels[:MAX_PANELS], scolor))
     if len(panels) > MAX_PANELS:
-        s.para(f"The figure shows {MAX_PANELS} of {len(panels)} device/baseline pairs; the table lists all.", "note")
+        s.para(f"The figure shows {MAX_PANELS} of {len(panels)} device/dtype/baseline sets; the table lists all.",
+               "note")
 
     ratios = sorted(agg["sparsity_ratio"].unique())
     rows = []
-    for (dev, baseline, sch), g in agg.groupby(["device_label", "baseline", "curve"], sort=True):
+    for (dev, dtype, baseline, sch), g in agg.groupby(["device_label", "dtype", "baseline", "curve"], sort=True):
         by_r = dict(zip(g["sparsity_ratio"], g["speedup"]))
         be = break_even(g["sparsity_ratio"].to_numpy(float), g["speedup"].to_numpy(float))
         variants = sorted(set(", ".join(g["params"]).split(", ")))
         label = variants[0] if len(variants) == 1 else (
             f"{sch} (" + ", ".join(v[len(sch) + 1:-1] if v.startswith(sch + "(") else v for v in variants) + ")")
-        rows.append([dev, baseline, label, fmt.num(int(g["shapes"].max()))]
+        rows.append([dev, dtype, baseline, label, fmt.num(int(g["shapes"].max()))]
                     + [fmt.ratio(by_r.get(r, math.nan)) for r in ratios] + [_be_text(be)])
     s.add(Table("Geometric-mean speedup over the dense baseline at each sparsity ratio, and the break-even ratio "
                 "(interpolated in log-speedup between the measured ratios).",
-                ["Device", "Dense baseline", "Scheme", "Shapes"] + [f"{r:g}" for r in ratios] + ["Break-even"],
-                rows, numeric=[False, False, False, True] + [True] * len(ratios) + [True]))
+                ["Device", "Dtype", "Dense baseline", "Scheme", "Shapes"] + [f"{r:g}" for r in ratios]
+                + ["Break-even"], rows, numeric=[False, False, False, False, True] + [True] * len(ratios) + [True]))
     unmatched = nsparse - sp.drop_duplicates("record_key").shape[0]
     if unmatched:
         s.para(f"{unmatched} sparse records have no dense baseline of the same shape and are not shown.", "note")
@@ -126,7 +128,7 @@ def _figure(panels, scolor) -> Figure:
     with F.style():
         ncols, nrows = F.grid_shape(len(panels), 3)
         fig, axes = F.new(ncols, nrows, height=2.2, sharey=False, width=F.grid_width(ncols))
-        for ax, ((dev, baseline), g) in zip(axes, panels):
+        for ax, ((dev, dtype, baseline), g) in zip(axes, panels):
             for sch, c in g.groupby("curve"):
                 if scolor[sch] >= MAX_CURVES:
                     continue
@@ -146,7 +148,7 @@ def _figure(panels, scolor) -> Figure:
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
             ax.set_xlabel("sparsity ratio")
             ax.set_ylabel("speedup over dense")
-            ax.set_title(F.short(f"{dev}\nvs dense {baseline}", 80), loc="left", fontsize=7)
+            ax.set_title(F.short(f"{dev}\n{dtype}: vs dense {baseline} {dtype}", 80), loc="left", fontsize=7)
         F.hide_unused(axes, len(panels))
         handles, labels = [], []
         for ax in axes[: len(panels)]:
@@ -156,6 +158,6 @@ def _figure(panels, scolor) -> Figure:
                     labels.append(lab)
         F.legend_below(fig, handles, labels)
         uri, sc = F.to_data_uri(fig), F.scale(fig)
-    return Figure("Speedup over the dense baseline vs sparsity ratio (share of weights pruned), one curve per scheme (geometric mean over "
+    return Figure("Speedup over the dense baseline vs sparsity ratio (share of weights pruned), one curve per scheme and panel per data type (geometric mean over "
                   "shapes; band: min–max over shapes). × marks the break-even ratio; above the line at 1× the "
                   "sparse kernel is faster.", uri, alt="sparse speedup vs sparsity ratio", scale=sc)
