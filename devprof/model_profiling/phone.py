@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ..errors import DeviceError, DevprofError, KernelError, UsageError, one_line
+from ..errors import DeviceError, KernelError, UsageError, one_line
 from ..measure import Protocol
 from ..records import KernelSpec, Measurement, RuntimeInfo
 from ..runtimes.phone_tools import (ToolOutputError, parse_benchmark_model, parse_ort_profile, split_reps,
@@ -351,7 +351,7 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
     completes it."""
     from ..runtimes.model_check import CHECKED, compare, graph_rtol, reference_output
     from .profile import _litert_interpreter, named_nodes
-    from .runs import OVERHEAD_NAME, LayerRow, ModelRun, model_spec, overhead_spec
+    from .runs import OVERHEAD_NAME, LayerRow, ModelRun, model_spec, overhead_spec, run_error
     from ..models.sources import model_input as _input
     from ..models.sources import tflite_of
 
@@ -458,14 +458,8 @@ def profile_on_phone(prof: "ModelProfiler", src: "ModelSource") -> list["ModelRu
             run.records = recs
         except DeviceError:
             raise  # the phone went away: stop; what is saved stays (--resume)
-        except UsageError as e:
-            if "already holds" in str(e):
-                raise
-            run.error = str(e)
-        except DevprofError as e:
-            run.error = str(e)
-        except Exception as e:  # one model failing on one runtime must not end the suite
-            run.error = f"{type(e).__name__}: {one_line((str(e).splitlines() or [''])[0], 200)}"
+        except Exception as e:
+            run.error = run_error(e)
         if run.error:
             prof.session.fail({"runtime": tool.runtime, "device_id": prof.dinfo.id, "model": src.name,
                                "hash": src.content_hash, "error": run.error})

@@ -32,13 +32,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import DevprofError, KernelError, UsageError, one_line
+from ..errors import KernelError, UsageError
 from ..measure import Protocol, measure_callable
 from ..records import KernelSpec, Measurement, Record, RuntimeInfo, record_key
 from ..runtimes.model_check import CHECKED, compare, graph_rtol, reference_output
 from ..runtimes.onnxruntime import session_options
 from ..models.layers import ModelLayers
-from .runs import OVERHEAD_NAME, LayerRow, ModelRun, model_spec, overhead_spec
+from .runs import OVERHEAD_NAME, LayerRow, ModelRun, model_spec, overhead_spec, run_error
 from ..models.sources import ModelSource, iter_sources, tflite_of
 from ..models.sources import resolve_model, torch_to_onnx  # noqa: F401 - the documented import path
 from ..models.sources import model_input as _input
@@ -351,14 +351,8 @@ class ModelProfiler:
                                          checked)]
                 self.session.save(recs)
                 run.records = recs
-            except UsageError as e:
-                if "already holds" in str(e):
-                    raise
-                run.error = str(e)
-            except DevprofError as e:
-                run.error = str(e)
-            except Exception as e:  # one model failing on one runtime must not end the suite
-                run.error = f"{type(e).__name__}: {one_line((str(e).splitlines() or [''])[0], 200)}"
+            except Exception as e:
+                run.error = run_error(e)
             if run.error:
                 self.session.fail({"runtime": rt, "device_id": self.dinfo.id, "model": src.name,
                                    "hash": src.content_hash, "error": run.error})

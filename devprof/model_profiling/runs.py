@@ -104,3 +104,16 @@ def _nhwc(shape: tuple) -> tuple:
 
 def overhead_spec(src: ModelSource) -> KernelSpec:
     return KernelSpec(op="other", bias=False, attrs={"term": "overhead", "model": src.name, "hash": src.content_hash})
+
+
+def run_error(e: Exception) -> str:
+    """What a model run that failed records in its failure log: one model failing on one runtime
+    must not end the suite. The one exception: the dataset refusing a record it already holds
+    (`--resume` missing), which is re-raised, since every later run would be refused too."""
+    from ..errors import DevprofError, UsageError, one_line
+
+    if isinstance(e, UsageError) and "already holds" in str(e):
+        raise e
+    if isinstance(e, DevprofError):
+        return str(e)
+    return f"{type(e).__name__}: {one_line((str(e).splitlines() or [''])[0], 200)}"
