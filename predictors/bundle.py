@@ -310,14 +310,7 @@ def _read_unverified(root: Path, name: str, info: Mapping[str, Any]) -> bytes:
     """A listed file's current content, whatever its recorded hash says (for `seal`)."""
     if info.get("stored") is None:
         return _read_capped(root / name, "file")
-    import zlib
-
-    raw = _read_capped(root / (name + ".gz"), "file")
-    d = zlib.decompressobj(wbits=31)
-    try:
-        out = d.decompress(raw, MAX_FILE_BYTES + 1)
-    except zlib.error as e:
-        raise BundleError(f"bundle {root}: {name}.gz is not valid gzip ({e})") from None
+    out = _gunzip(root, name, MAX_FILE_BYTES)
     if len(out) > MAX_FILE_BYTES:
         raise BundleError(f"bundle {root}: {name} is too large")
     return out
