@@ -246,16 +246,20 @@ class Predictor:
         return inside
 
     def _with_domain(self, r: Predictions, encoded: Any, strict: bool | None, specs: list | None = None) -> Predictions:
-        """Attach the in-domain flags (lazily), or check them now when strict."""
-        def flags() -> np.ndarray:
-            t = encoded() if callable(encoded) else encoded
-            return self._domain_flags(t.data, r.source_code)
+        """Attach the in-domain flags (lazily), or check them now when strict. `encoded`: the
+        encoded specs, or a function giving them (a list of KernelSpec is encoded only if asked)."""
+        memo: list[SpecTable] = []
 
-        r._in_domain = flags
+        def table() -> SpecTable:
+            if not memo:
+                memo.append(encoded() if callable(encoded) else encoded)
+            return memo[0]
+
+        r._in_domain = lambda: self._domain_flags(table().data, r.source_code)
         if self.strict if strict is None else strict:
             inside = r.in_domain
             if not inside.all():
-                t = encoded() if callable(encoded) else encoded
+                t = table()
                 bad = np.flatnonzero(~inside)
                 first = int(bad[0])
                 keys = [s.key for s in specs] if specs else t.keys
