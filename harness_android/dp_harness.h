@@ -208,6 +208,19 @@ static inline dp_v dp_gather(const float *base, const int32_t *idx) {
 }
 #endif
 
+/* One-row kernels on NEON step over 4 kept columns at once (one weight vector, by-element fmla).
+ * GCC hoists the later columns' input loads above the earlier columns' FMAs (4 x 14 vectors do
+ * not fit 32 registers: spills) and folds a column's address into its first load (so the rest
+ * pair as ldp from the wrong offset): dp_pin keeps the address in a register, dp_col_fence keeps
+ * the next column's loads below it. Neither emits an instruction; clang needs neither. */
+#if defined(__GNUC__) && !defined(__clang__)
+#  define dp_pin(p) __asm__("" : "+r"(p))
+#  define dp_col_fence() __asm__ volatile("" ::: "memory")
+#else
+#  define dp_pin(p) ((void)0)
+#  define dp_col_fence() ((void)0)
+#endif
+
 static inline float dp_act(float v, int kind) {
     switch (kind) {
     case 1: return v > 0.f ? v : 0.f;                                   /* relu */

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devprof.artifacts.harness_build import build_batch, vector_shape
+from devprof.artifacts.toolchains import cross_toolchains
 from devprof.records import KernelSpec, Sparsity
 from devprof.runtimes.harness import parse_harness_output
 from devprof.sparse.codegen import generate, pruned_weights
@@ -50,7 +51,8 @@ def make_spec(op: str, h: int, w: int, cin: int, cout: int, n: int, scheme: str,
                       padding=1, groups=groups, sparsity=sp, activation=act)
 
 
-def run_batch(tc, cache: Path, specs: list[KernelSpec], variants=("sparse", "csr", "dense"), tmp: Path | None = None):
+def run_batch(tc, cache: Path, specs: list[KernelSpec], variants=("sparse", "csr", "dense"), tmp: Path | None = None,
+              threads: int = 1):
     vl, regs = vector_shape(tc)
     kernels = []
     for s in specs:
@@ -60,10 +62,10 @@ def run_batch(tc, cache: Path, specs: list[KernelSpec], variants=("sparse", "csr
     kernels = [k for i, k in enumerate(kernels) if k.name not in {x.name for x in kernels[:i]}]
     assert len(names) == len(kernels)
     batch = build_batch(kernels, tc, cache_dir=cache)
-    dump = Path(tmp or batch.folder) / "dump"
+    dump = Path(tmp or batch.folder) / f"dump{threads if threads > 1 else ''}"
     dump.mkdir(exist_ok=True)
-    p = subprocess.run([str(batch.binary), *FAST, f"--dump={dump}"], cwd=batch.folder, capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run(tc.run_argv(batch.binary, *FAST, f"--dump={dump}", f"--threads={threads}", "--oversubscribe"),
+                       cwd=batch.folder, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     out = parse_harness_output(p.stdout)
     assert out.started and out.ended and out.rejected == 0
@@ -149,6 +151,34 @@ def test_direct_depthwise_kernel_matches_numpy(toolchain, cache):
     kernels, out, dump = run_batch(toolchain, cache, specs, variants=("dense",))
     assert all(k.stats.get("format") == "depthwise" for k in kernels)
     check_against_numpy(kernels, out, dump)
+
+
+ARM64 = cross_toolchains("arm64-v8a")
+
+
+@pytest.mark.skipif(not ARM64 or not ARM64[0].can_run_here, reason="needs gcc-aarch64-linux-gnu and qemu-user-static")
+@pytest.mark.parametrize("which", range(2))
+def test_arm64_one_row_column_steps_match_numpy_under_qemu(cache, which):
+    """NEON one-row kernels take 4 kept columns per step (`codegen.column_step`) and the last
+    nc % 4 one at a time: rows of 0 to ~20 kept columns (every remainder), tiles stored straight
+    into the output and through the tile buffer, fc panels; built by gcc and by clang, run under
+    qemu, equal to numpy, and 3 threads give the 1-thread output bit for bit."""
+    if which >= len(ARM64):
+        pytest.skip("one arm64 compiler installed")
+    tc = ARM64[which]
+    specs = [make_spec("pw1x1", 9, 8, 23, 13, 1, "unstructured", 0.6, {}, "relu"),  # whole-row tiles: direct
+             make_spec("pw1x1", 5, 7, 11, 6, 2, "nm", 0.5, {"n": 2, "m": 4}),
+             make_spec("pw1x1", 6, 7, 23, 11, 1, "unstructured", 0.9, {}),  # rows of fewer than 4 columns
+             make_spec("conv3x3s1", 7, 9, 5, 7, 1, "block", 0.7, {"block": [1, 4]}, "relu6"),  # padded: tile buffer
+             make_spec("conv3x3s2", 9, 8, 3, 5, 1, "unstructured", 0.3, {}),
+             KernelSpec("conv2d", h=10, w=11, cin=4, cout=6, kh=3, kw=3, sparsity=Sparsity("unstructured", 0.8)),
+             make_spec("fc", 1, 1, 37, 9, 19, "unstructured", 0.5, {})]
+    kernels, out, dump = run_batch(tc, cache, specs, variants=("sparse", "csr"))
+    check_against_numpy(kernels, out, dump)
+    _, out3, dump3 = run_batch(tc, cache, specs, variants=("sparse", "csr"), threads=3)
+    for k in kernels:
+        assert out3.lines[k.name].status == "ok"
+        assert (dump3 / f"{k.name}.out").read_bytes() == (dump / f"{k.name}.out").read_bytes(), k.spec.key
 
 
 def test_harness_refuses_wrong_output(toolchain, cache, tmp_path):

@@ -203,11 +203,25 @@ def _act_expr(kind: str, v: str) -> str:
     return v
 
 
-def _accumulate(r: int, nv: int, vl: int) -> list[str]:
+def _accumulate(r: int, nv: int, vl: int, step: int = 1) -> list[str]:
     """The micro-kernels' shared inner loop: for each kept column, R weights x NV input vectors.
     When a column's R weights are exactly one vector (R == VL: 4-row blocks on NEON/SSE) they are
-    loaded as one and used lane by lane (NEON's by-element fmla: one load instead of R broadcasts)."""
-    L = ["    for (int j = 0; j < nc; j++) {", "        const float *b = xq + off[j];"]
+    loaded as one and used lane by lane (NEON's by-element fmla: one load instead of R broadcasts).
+    `step` > 1 (one row, `column_step`): the loop takes `step` columns at a time, their weights
+    as one vector used lane by lane, so the offset/weight/counter work is paid once per `step`
+    columns; the last nc % step columns run one at a time (no padding, no wasted FMAs)."""
+    L = []
+    if step > 1:
+        L += ["    int j = 0;", f"    for (; j + {step} <= nc; j += {step}) {{",
+              "        const dp_vw wv = dp_ldw(val + j);"]
+        L += [f"        const float *b{c} = xq + off[j + {c}]; dp_pin(b{c});" for c in range(step)]
+        for c in range(step):
+            L += ["        dp_col_fence();"] if c else []
+            L += [f"        a0_{v} = dp_fma_lane(a0_{v}, dp_ld(b{c} + {v} * DP_VL), wv, {c});" for v in range(nv)]
+        L += ["    }", "    for (; j < nc; j++) {"]
+    else:
+        L += ["    for (int j = 0; j < nc; j++) {"]
+    L += ["        const float *b = xq + off[j];"]
     L += [f"        const dp_v b{v} = dp_ld(b + {v} * DP_VL);" for v in range(nv)]
     if r == vl and r > 1:
         L += [f"        const dp_vw wv = dp_ldw(val + (size_t)j * {r});"]
@@ -218,6 +232,15 @@ def _accumulate(r: int, nv: int, vl: int) -> list[str]:
     return L + ["    }"]
 
 
+def column_step(r: int, vl: int, regs: int) -> int:
+    """Kept columns per inner-loop step: 4 for one-row blocks on NEON, else 1. A one-row step
+    does only NV FMAs, so its fixed work (offset load, address, weight broadcast, loop counter)
+    is a large share of the loop; four columns share one weight load (a q register, used lane by
+    lane) and one counter, and their inputs stream through the registers the accumulators leave
+    free. x86 keeps one column: no by-element FMA, and its loads fold into the FMAs."""
+    return 4 if r == 1 and vl == 4 and regs >= 32 else 1
+
+
 def nv_cap(vl: int) -> int:
     """Most vectors of positions per register block: 8, or 64 positions' worth for narrow vectors
     (NEON/SSE4.2: 16), so a one-row block on NEON's 32 registers is wide enough that the column's
@@ -225,12 +248,12 @@ def nv_cap(vl: int) -> int:
     return max(8, 64 // vl)
 
 
-def _mk_spatial(r: int, nv: int, t: int, vl: int) -> str:
+def _mk_spatial(r: int, nv: int, t: int, vl: int, step: int = 1) -> str:
     """Register-blocked micro-kernel: R rows x NV vectors of positions, one shared column list."""
     L = [f"static inline void mk_{r}(const float *restrict xq, const int32_t *restrict off, const float *restrict val,",
          "                          int nc, const int32_t *restrict rows, float *restrict ct) {"]
     L += [f"    dp_v a{i}_{v} = dp_zero();" for i in range(r) for v in range(nv)]
-    L += _accumulate(r, nv, vl)
+    L += _accumulate(r, nv, vl, step)
     L += [f"    dp_st(ct + (size_t)rows[{i}] * {t} + {v} * DP_VL, a{i}_{v});" for i in range(r) for v in range(nv)]
     L += ["}"]
     return "\n".join(L)
@@ -239,13 +262,13 @@ def _mk_spatial(r: int, nv: int, t: int, vl: int) -> str:
 _VACT = {"none": "{}", "relu": "dp_relu({})", "relu6": "dp_relu6({})", "hswish": "dp_hswish({})"}
 
 
-def _mk_direct(r: int, nv: int, ystride: int, act: str, vl: int) -> str:
+def _mk_direct(r: int, nv: int, ystride: int, act: str, vl: int, step: int = 1) -> str:
     """Like `_mk_spatial` but for a tile of whole output rows: accumulators start at the bias and
     are stored straight into the NCHW output with the activation applied (no tile buffer pass)."""
     L = [f"static inline void mkd_{r}(const float *restrict xq, const int32_t *restrict off, const float *restrict val,",
          "                           int nc, const int32_t *restrict rows, float *restrict yq, const float *restrict bias) {"]
     L += [f"    dp_v a{i}_{v} = dp_splat(bias[rows[{i}]]);" for i in range(r) for v in range(nv)]
-    L += _accumulate(r, nv, vl)
+    L += _accumulate(r, nv, vl, step)
     L += [f"    dp_st(yq + (size_t)rows[{i}] * {ystride} + {v} * DP_VL, {_VACT[act].format(f'a{i}_{v}')});"
           for i in range(r) for v in range(nv)]
     L += ["}"]
@@ -611,13 +634,14 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
     gi = 0
     for r in sorted({len(g.rows) for g in groups}, reverse=True):
         g1 = gi + sum(1 for g in groups if len(g.rows) == r)
-        kernels.append(_mk_gemv(r, vl) if geo.mode == "gemv" else _mk_spatial(r, geo.nv, geo.t, vl))
+        step = column_step(r, vl, regs)
+        kernels.append(_mk_gemv(r, vl) if geo.mode == "gemv" else _mk_spatial(r, geo.nv, geo.t, vl, step))
         loop = f"    for (int g = lo > {gi} ? lo : {gi}, ge = hi < {g1} ? hi : {g1}; g < ge; g++) {{"
         body += [loop,
                  "        const int32_t *m = meta + 4 * g;",
                  f"        mk_{r}(xq, offs + m[1], vals + m[2], m[0], rows + m[3], ct);", "    }"]
         if direct:
-            kernels.append(_mk_direct(r, geo.nv, ohw, spec.activation, vl))
+            kernels.append(_mk_direct(r, geo.nv, ohw, spec.activation, vl, step))
             body_d += [loop,
                        "        const int32_t *m = meta + 4 * g;",
                        f"        mkd_{r}(xq, offs + m[1], vals + m[2], m[0], rows + m[3], yq, bias);", "    }"]
@@ -639,6 +663,10 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
     fmas = sum(len(g.rows) * len(g.cols) for g in groups)
     stats = {"groups": len(groups), "fma_per_position": fmas, "rmax": rmax,
              "mean_rows_per_group": (sum(len(g.rows) for g in groups) / len(groups)) if groups else 0.0}
+    one = [len(g.cols) for g in groups if len(g.rows) == 1]
+    step = column_step(1, vl, regs) if geo.mode != "gemv" else 1
+    if one and step > 1:  # the share of one-row columns run in full steps (the rest: one at a time)
+        stats.update(column_step=step, stepped_share=round(sum(n - n % step for n in one) / sum(one), 4))
     return src, arrays, geo, stats, chunking, ws
 
 
