@@ -355,6 +355,17 @@ def _epilogue_src(spec: KernelSpec, geo: Geometry) -> str:
             f"                const float v = ct[(size_t)co * {geo.t} + t] + bias[co];",
             f"                y[(size_t)(q0 + t) * {spec.cout} + co] = {_act_expr(act, 'v')};", "            }", "    }", "}"])
     oh, ow, wph, t = spec.out_h, spec.out_w, geo.wph, geo.t
+    if wph == ow:  # no junk columns: a tile row is one contiguous run of the output row co
+        return "\n".join([
+            _EPI_PROTO,
+            f"    int te = {geo.q} - q0; if (te > {t}) te = {t};",
+            "    for (int i = 0; i < nr; i++) {",
+            "        const int co = rows[(size_t)i * rs];",
+            f"        const float *c = ct + (size_t)co * {t};",
+            f"        float *yo = y + (size_t)co * {oh * ow} + q0;",
+            "        const float bb = bias[co];",
+            f"        for (int w = 0; w < te; w++) {{ const float v = c[w] + bb; yo[w] = {_act_expr(act, 'v')}; }}",
+            "    }", "}"])
     return "\n".join([
         _EPI_PROTO,
         f"    int qe = q0 + {t}; if (qe > {geo.q}) qe = {geo.q};",
@@ -393,6 +404,16 @@ def _epilogue_all_src(spec: KernelSpec, geo: Geometry) -> str:
             f"                const float v = ct[(size_t)co * {geo.t} + t] + bias[co];",
             f"                y[(size_t)(q0 + t) * {spec.cout} + co] = {_act_expr(act, 'v')};", "            }", "    }", "}"])
     oh, ow, wph, t = spec.out_h, spec.out_w, geo.wph, geo.t
+    if wph == ow:  # no junk columns (see _epilogue_src)
+        return "\n".join([
+            "static void epilogue_all(const float *restrict ct, float *restrict y, int q0, const float *restrict bias) {",
+            f"    int te = {geo.q} - q0; if (te > {t}) te = {t};",
+            f"    for (int co = 0; co < {spec.cout}; co++) {{",
+            f"        const float *c = ct + (size_t)co * {t};",
+            f"        float *yo = y + (size_t)co * {oh * ow} + q0;",
+            "        const float bb = bias[co];",
+            f"        for (int w = 0; w < te; w++) {{ const float v = c[w] + bb; yo[w] = {_act_expr(act, 'v')}; }}",
+            "    }", "}"])
     return "\n".join([
         "static void epilogue_all(const float *restrict ct, float *restrict y, int q0, const float *restrict bias) {",
         f"    int qe = q0 + {t}; if (qe > {geo.q}) qe = {geo.q};",
@@ -418,8 +439,9 @@ class Chunking:
     """How a kernel splits across threads: chunks [0, nchunks) are (tile, unit) pairs, tile-major,
     where a unit is one group of rows (or one pattern row, one ELL block, one depthwise channel,
     or the tile's rows that have no kept weight); chunk c costs cost[c % len(cost)]: the unit's
-    nonzero FMAs per position plus one per row, so the harness balances threads by work, not by
-    rows. `tws_floats`: each thread's scratch. `nprep`: prep chunks (the shared input copies),
+    nonzero FMAs per position plus one per row (plus the tile buffer's cost in an image's last tile
+    after direct ones: then the array covers an image's tiles), so the harness balances threads by
+    work, not by rows. `tws_floats`: each thread's scratch. `nprep`: prep chunks (the shared input copies),
     split evenly across threads before any chunk runs; 0: the call has no prep and no barrier."""
 
     nchunks: int
@@ -429,17 +451,23 @@ class Chunking:
 
 
 PREP_CHUNKS = 32  # at least this many prep chunks per call where the input has the rows for it
+# A tile that goes through the tile buffer costs this much more per row and real position than a
+# direct tile (its store, reload and epilogue): 14x14 pwconv's last tile took 1.3x the first's
+TILE_BUFFER_COST = 3
+MAX_COST_PERIOD = 16384  # per-tile costs only while the cost array stays this short
 
 
 def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], body: list[str],
                 body_direct: list[str] | None, empty_rows: Sequence[int], cost: Sequence[int],
-                rows_expr: str) -> tuple[str, Chunking, int]:
+                rows_expr: str, unit_rows: Sequence[int] = ()) -> tuple[str, Chunking, int]:
     """The kernel's three entry points: `<symbol>_prep` (the shared input copies of a call, in
     chunks), `<symbol>_range` (chunks [c0, c1) with a private tile buffer) and `<symbol>` (one
     thread: every copy and every chunk, image by image).
 
     `body` / `body_direct` compute units [lo, hi) of one tile into the tile buffer `ct` / straight
-    into the output; `rows_expr` is the epilogue's (rows, stride, count) for units [lo, hi).
+    into the output; `rows_expr` is the epilogue's (rows, stride, count) for units [lo, hi);
+    `unit_rows`: each unit's rows, which price an image's last, partial tile where the tiles before
+    it are direct (it goes through the tile buffer: a thread given it and no more would finish last).
     Rows with no kept weight are the last unit of every tile (its epilogue over their tile rows,
     which no group writes and so stay zero), so they are written by whichever thread takes that
     chunk rather than by one thread before the others start.
@@ -449,6 +477,7 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
     nu = ng + (1 if ne else 0)  # units per tile
     ucost = [*cost, ne] if ne else list(cost)
     ohw = spec.out_h * spec.out_w
+    act = _act_expr(spec.activation, "v")
     if geo.mode == "gemv":
         tiles, shared, tws = 1, 0, spec.cout
     elif geo.mode == "fc":
@@ -480,6 +509,11 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         per = -(-spec.cin // 16)
         unit = f"fill(x, ws + (size_t)n * {geo.xc_size}, n * {geo.t}, u, u + 1);"  # n: the tile here
     nprep = (spec.n if geo.mode == "conv" else tiles) * per if unit else 0
+    tiles_img = geo.qpad // geo.t
+    if body_direct is not None and 0 < qfull < geo.qpad and unit_rows and tiles_img * nu <= MAX_COST_PERIOD:
+        te = geo.q - qfull  # the last tile's real positions
+        last = [c + -(-TILE_BUFFER_COST * r * te // geo.t) for c, r in zip(cost, unit_rows)] + ucost[ng:]
+        ucost = ucost * (tiles_img - 1) + last
     nt = geo.qpad // geo.t if geo.mode == "conv" else tiles
     er = ", ".join(map(str, empty_rows))
     decls = [f"static const int32_t empty_rows[{ne}] = {{{er}}};", ""] if ne else []
@@ -509,7 +543,21 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         rng = ["    float *ct = tws;", *step,
                f"        fc_tile(a, ws + (size_t)tile * {geo.xc_size}, y, ct, tile, lo, hu);", "    }"]
     else:
-        rng = ["    float *ct = tws;", "    (void)ct;", *step,
+        rng = ["    float *ct = tws;", "    (void)ct;"]
+        if ne and body_direct is not None and qfull:
+            # the empty units of direct tiles: each empty row's run over the consecutive direct
+            # tiles of [c0, c1) at once (a constant, stored in one pass as one thread would)
+            rng += ["    {", f"        const int64_t ta = c0 <= {ng} ? 0 : (c0 - {ng} + {nu - 1}) / {nu};",
+                    f"        const int64_t tb = c1 <= {ng} ? 0 : (c1 - 1 - {ng}) / {nu} + 1;",
+                    f"        for (int64_t n = ta / {nt}; n * {nt} < tb; n++) {{",
+                    f"            const int64_t ea = ta > n * {nt} ? ta - n * {nt} : 0;",
+                    f"            const int64_t eb = tb - n * {nt} < {qfull // geo.t} ? tb - n * {nt} : {qfull // geo.t};",
+                    f"            for (int e = 0; ea < eb && e < {ne}; e++) {{",
+                    "                const float v = bias[empty_rows[e]];", f"                const float r = {act};",
+                    f"                float *ye = y + ((size_t)n * {spec.cout} + empty_rows[e]) * {ohw} + ea * {geo.t};",
+                    f"                for (int64_t w = 0; w < (eb - ea) * {geo.t}; w++) ye[w] = r;",
+                    "            }", "        }", "    }"]
+        rng += [*step,
                f"        const int n = (int)(tile / {nt});",
                f"        const int q0 = (int)(tile - (int64_t)n * {nt}) * {geo.t};",
                f"        const float *xc = ws + (size_t)n * {geo.xc_size};", "        (void)xc;",
@@ -520,7 +568,6 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
             src_x = f"x + (size_t)n * {chw}" if inplace else "xc"
             rng += [f"        if (q0 < {qfull}) {{", f"            const float *xq = {src_x} + q0;",
                     "            float *yq = yn + q0;", *["        " + b for b in body_direct]]
-            rng += [f"           {empties.format(y='yn')}"] if ne else []
             rng += ["        } else {", *ct_path, "        }"]
         else:
             rng += ["        {", *ct_path, "        }"]
@@ -553,7 +600,7 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         f"void {symbol}_range({args}, int64_t c0, int64_t c1, float *restrict tws) {{", *head_r, *rng, "}", "",
         f"void {symbol}({args});", f"void {symbol}({args}) {{",
         "    (void)x; (void)y; (void)ws; (void)a;", *run_body, "}", "",
-        f"const int32_t {symbol}_cost[{max(1, nu)}] = {{{', '.join(map(str, ucost or [1]))}}};"]
+        f"const int32_t {symbol}_cost[{max(1, len(ucost))}] = {{{', '.join(map(str, ucost or [1]))}}};"]
     # one thread's workspace: fc packs each tile into one panel, followed by the tile buffer
     ws_one = geo.xc_size + tws if geo.mode == "fc" else shared + tws
     return "\n".join(lines), Chunking(nchunks, tuple(ucost or [1]), tws, nprep), max(ws_one, shared + tws)
@@ -623,7 +670,7 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
     meta += [0, len(offs), len(vals), len(rows)]  # end of the last group's rows (the epilogue's slices)
     cost = [len(g.rows) * (len(g.cols) + 1) for g in groups]
     driver, chunking, ws = _driver_src(spec, geo, symbol, head, body, body_d if direct else None, empty, cost,
-                                       _GROUP_ROWS)
+                                       _GROUP_ROWS, [len(g.rows) for g in groups])
     src = "\n\n".join([*kernels, _fill_src(spec, geo), _epilogue_src(spec, geo), _epilogue_all_src(spec, geo), driver])
     arrays = [np.asarray(meta, np.int32), np.asarray(rows, np.int32), np.asarray(offs, np.int32),
               np.asarray(vals, np.float32)]
@@ -738,7 +785,7 @@ def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, reg
     empty = [co for co in range(spec.cout) if not hist[co].sum()]
     cost = [4 * int(hist[co].sum()) + 1 for co in order]
     driver, chunking, ws = _driver_src(spec, geo, symbol, head, body, body_d if direct else None, empty, cost,
-                                       f"meta + (size_t){2 + npat} * lo, {2 + npat}, hi - lo")
+                                       f"meta + (size_t){2 + npat} * lo, {2 + npat}, hi - lo", [1] * len(order))
     src = "\n\n".join(["\n".join(L), _fill_src(spec, geo), _epilogue_src(spec, geo), _epilogue_all_src(spec, geo), driver])
     arrays = [np.asarray(meta, np.int32), np.asarray(choff, np.int32), np.asarray(pvals, np.float32)]
     stats = {"rows": len(order), "fma_per_position": 4 * len(choff), "patterns": npat}
