@@ -147,7 +147,8 @@ def test_runtime_refuses_what_it_cannot_generate():
 
 def test_float32_multipliers_equal_the_float64_reference_for_every_accumulator():
     """A channel kept on the float32 path gives the float64 reference's output for every
-    accumulator in its range (checked exhaustively here), the others are flagged float64."""
+    accumulator in its range, rounded product or fused (checked exhaustively here); the others
+    are flagged float64."""
     rng = np.random.default_rng(3)
     mult = 10 ** rng.uniform(-4.0, 0.5, 48)
     bound = rng.integers(100, 20000, 48)
@@ -159,6 +160,8 @@ def test_float32_multipliers_equal_the_float64_reference_for_every_accumulator()
             want = np.clip(np.rint(acc * mult[c]) + zp, lo, hi)
             got = np.clip(np.rint(acc.astype(np.float32) * mf[c]).astype(np.float64) + zp, lo, hi)
             np.testing.assert_array_equal(got, want, err_msg=f"channel {c}")
+            fused = np.clip(np.rint(acc.astype(np.float64) * np.float64(mf[c])) + zp, lo, hi)  # FMA: one rounding
+            np.testing.assert_array_equal(fused, want, err_msg=f"channel {c}, fused")
     _, ex = codegen_int8.float_multipliers(np.array([1e-3, 0.0]), np.array([2**31 - 1, 10]), 0, 0, 255)
     assert ex.tolist() == [1, 1]  # int32 conversions could overflow; no positive multiplier
 

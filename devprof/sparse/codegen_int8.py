@@ -165,6 +165,18 @@ static inline void dp8_step(dp8_acc *acc, const dp8_x *x, int32_t w4, int32_t wa
 #else
 /* 4-byte quads per position (u8), vpdpbusd with the weights' quad */
 typedef struct { __m256i v[2]; } dp8_x;
+#if DP8_PATH == 3 && defined(__AVX512VBMI__) && !defined(DP8_NO_VBMI)
+/* positions 0-3 | 8-11 and 4-7 | 12-15 (as below), two vpermt2b from the four rows side by side */
+static const uint8_t dp8_quads[64] __attribute__((aligned(32))) = {
+    0, 16, 32, 48, 1, 17, 33, 49, 2, 18, 34, 50, 3, 19, 35, 51, 8, 24, 40, 56, 9, 25, 41, 57, 10, 26, 42, 58, 11, 27, 43, 59,
+    4, 20, 36, 52, 5, 21, 37, 53, 6, 22, 38, 54, 7, 23, 39, 55, 12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63};
+static inline void dp8_ldx(dp8_x *x, const dp8_t *a, const dp8_t *b, const dp8_t *c, const dp8_t *d) {
+    __m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)), _mm_loadu_si128((const __m128i *)b), 1);
+    __m256i cd = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)c)), _mm_loadu_si128((const __m128i *)d), 1);
+    x->v[0] = _mm256_permutex2var_epi8(ab, _mm256_load_si256((const __m256i *)dp8_quads), cd);
+    x->v[1] = _mm256_permutex2var_epi8(ab, _mm256_load_si256((const __m256i *)(dp8_quads + 32)), cd);
+}
+#else
 static inline void dp8_ldx(dp8_x *x, const dp8_t *a, const dp8_t *b, const dp8_t *c, const dp8_t *d) {
     __m128i va = _mm_loadu_si128((const __m128i *)a), vb = _mm_loadu_si128((const __m128i *)b);
     __m128i vc = _mm_loadu_si128((const __m128i *)c), vd = _mm_loadu_si128((const __m128i *)d);
@@ -174,6 +186,7 @@ static inline void dp8_ldx(dp8_x *x, const dp8_t *a, const dp8_t *b, const dp8_t
     x->v[0] = _mm256_set_m128i(_mm_unpacklo_epi16(ab1, cd1), _mm_unpacklo_epi16(ab0, cd0));
     x->v[1] = _mm256_set_m128i(_mm_unpackhi_epi16(ab1, cd1), _mm_unpackhi_epi16(ab0, cd0));
 }
+#endif
 static inline void dp8_step(dp8_acc *acc, const dp8_x *x, int32_t w4, int32_t wab, int32_t wcd) {
     (void)wab; (void)wcd;
     const __m256i w = _mm256_set1_epi32(w4);
@@ -186,24 +199,33 @@ static inline void dp8_step(dp8_acc *acc, const dp8_x *x, int32_t w4, int32_t wa
 #endif
 }
 #endif
-/* requantize 8 accumulators: float32 product rounded to nearest even (a channel whose float32
- * path was proven equal to the float64 reference at codegen), else the float64 product itself */
+/* requantize 8 accumulators to rint(acc * m) + zp: float32 (a channel whose float32 path
+ * float_multipliers proved equal to the float64 reference), else the float64 product itself.
+ * With FMA, one rounding of the exact product: adding 1.5 * 2^23 leaves the rounded integer in the
+ * low bits, so the only conversion is the accumulators' (the conversion units are the bottleneck) */
 static inline __m256i dp8_q8(__m256i a, float mf, double md, int ex) {
-    if (!ex) return _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(mf)));
+    if (!ex) {
+#if defined(__FMA__)
+        const __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(mf), _mm256_set1_ps(12582912.f));
+        return _mm256_sub_epi32(_mm256_castps_si256(v), _mm256_set1_epi32(0x4B400000 - DP8_ZP));
+#else
+        const __m256i r = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(mf)));
+        return _mm256_add_epi32(r, _mm256_set1_epi32(DP8_ZP));
+#endif
+    }
     const __m256d d = _mm256_set1_pd(md), lim = _mm256_set1_pd(1073741824.0), nlim = _mm256_set1_pd(-1073741824.0);
     __m256d lo = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(a)), d);
     __m256d hi = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(a, 1)), d);
     lo = _mm256_max_pd(_mm256_min_pd(lo, lim), nlim);
     hi = _mm256_max_pd(_mm256_min_pd(hi, lim), nlim);
-    return _mm256_set_m128i(_mm256_cvtpd_epi32(hi), _mm256_cvtpd_epi32(lo));
+    return _mm256_add_epi32(_mm256_set_m128i(_mm256_cvtpd_epi32(hi), _mm256_cvtpd_epi32(lo)), _mm256_set1_epi32(DP8_ZP));
 }
-/* 16 outputs: requantize, saturate to int16, add the zero point, saturate to uint8, clamp, store */
+/* 16 outputs: requantize, saturate to int16, then to uint8, clamp, store */
 static inline void dp8_out(const dp8_acc *a, uint8_t *y, float mf, double md, int ex) {
     __m256i w = _mm256_packs_epi32(dp8_q8(a->v[0], mf, md, ex), dp8_q8(a->v[1], mf, md, ex));
 #if DP8_PATH == 1
     w = _mm256_permute4x64_epi64(w, 0xD8);  /* accumulators hold 0-7 and 8-15 here */
 #endif
-    w = _mm256_adds_epi16(w, _mm256_set1_epi16(DP8_ZP));
     __m128i b = _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
 #if DP8_LO > 0
     b = _mm_max_epu8(b, _mm_set1_epi8((char)DP8_LO));
@@ -212,6 +234,25 @@ static inline void dp8_out(const dp8_acc *a, uint8_t *y, float mf, double md, in
     b = _mm_min_epu8(b, _mm_set1_epi8((char)DP8_HI));
 #endif
     _mm_storeu_si128((__m128i *)y, b);
+}
+/* 16 outputs each of two rows (or two units of a row): one pack to bytes for both, one lane fix */
+static inline void dp8_out2(const dp8_acc *a, const dp8_acc *c, uint8_t *ya, uint8_t *yc, float mfa, double mda, int exa,
+                            float mfc, double mdc, int exc) {
+    const __m256i wa = _mm256_packs_epi32(dp8_q8(a->v[0], mfa, mda, exa), dp8_q8(a->v[1], mfa, mda, exa));
+    const __m256i wc = _mm256_packs_epi32(dp8_q8(c->v[0], mfc, mdc, exc), dp8_q8(c->v[1], mfc, mdc, exc));
+#if DP8_PATH == 1
+    __m256i b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(wa, wc), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+#else
+    __m256i b = _mm256_permute4x64_epi64(_mm256_packus_epi16(wa, wc), 0xD8);
+#endif
+#if DP8_LO > 0
+    b = _mm256_max_epu8(b, _mm256_set1_epi8((char)DP8_LO));
+#endif
+#if DP8_HI < 255
+    b = _mm256_min_epu8(b, _mm256_set1_epi8((char)DP8_HI));
+#endif
+    _mm_storeu_si128((__m128i *)ya, _mm256_castsi256_si128(b));
+    _mm_storeu_si128((__m128i *)yc, _mm256_extracti128_si256(b, 1));
 }
 #elif DP8_PATH == 4
 #include <arm_neon.h>
@@ -281,6 +322,13 @@ static inline void dp8_out(const dp8_acc *a, uint8_t *y, float mf, double md, in
     for (int i = 0; i < 16; i++) y[i] = dp8_req(a->v[i], md);
 }
 #endif
+#if DP8_PATH == 0 || DP8_PATH == 4
+static inline void dp8_out2(const dp8_acc *a, const dp8_acc *c, uint8_t *ya, uint8_t *yc, float mfa, double mda, int exa,
+                            float mfc, double mdc, int exc) {
+    dp8_out(a, ya, mfa, mda, exa);
+    dp8_out(c, yc, mfc, mdc, exc);
+}
+#endif
 """
 
 
@@ -321,8 +369,18 @@ def _mk_code(name: str, r: int, nu: int, nq: int, ex: bool) -> str:
             L += ["        {", *step(str(j), "            "), "        }"]
     else:
         L += ["        for (int j = 0; j < nq; j++) {", *step("j", "            "), "        }"]
-    L += [f"        dp8_out(&a{i}_{u}, rp[{i}].y + (u + {u}) * 16, rp[{i}].mf, rp[{i}].md, "
-          f"{f'rp[{i}].ex' if ex else '0'});" for i in range(r) for u in range(nu)]
+    outs = [(i, u) for i in range(r) for u in range(nu)]
+
+    def args(i: int, u: int) -> tuple[str, str]:
+        return (f"&a{i}_{u}", f"rp[{i}].y + (u + {u}) * 16"), (f"rp[{i}].mf, rp[{i}].md, " + (f"rp[{i}].ex" if ex else "0"))
+
+    for k in range(0, len(outs) - 1, 2):  # in pairs: one pack to bytes for two
+        (a0, y0), p0 = args(*outs[k])
+        (a1, y1), p1 = args(*outs[k + 1])
+        L += [f"        dp8_out2({a0}, {a1}, {y0}, {y1}, {p0}, {p1});"]
+    if len(outs) % 2:
+        (a0, y0), p0 = args(*outs[-1])
+        L += [f"        dp8_out({a0}, {y0}, {p0});"]
     return "\n".join(L + ["    }", "}"])
 
 
@@ -341,8 +399,9 @@ def _units(r: int, tu: int) -> int:
 
 def float_multipliers(mult: np.ndarray, bound: np.ndarray, zp: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     """Per output channel: a float32 multiplier `mf` with which the kernel's float32 path
-    (rint(float32(acc) * mf), then zero point and clamp) gives the float64 reference's output for
-    every accumulator |acc| <= bound, and ex = 0; else ex = 1 (that channel takes the float64 path).
+    (rint(float32(acc) * mf), or with AVX-512 rint of the exact product, one fused rounding;
+    then zero point and clamp) gives the float64 reference's output for every accumulator
+    |acc| <= bound, and ex = 0; else ex = 1 (that channel takes the float64 path).
 
     Both paths are non-decreasing in acc, so they agree everywhere iff they step to each output
     level at the same acc: checked on a window around each step (float32's error is below 1e-4
@@ -355,7 +414,9 @@ def float_multipliers(mult: np.ndarray, bound: np.ndarray, zp: int, lo: int, hi:
     ex = np.ones(len(mult), np.int32)
     js = np.arange(lo - zp + 1, hi - zp + 1, dtype=np.float64)  # the output steps that matter
     safe = mult > 0
-    safe &= bound.astype(np.float64) * np.where(safe, mult, 0.0) < 2.0**30  # int32 conversions stay in range
+    # int32 conversions stay in range, accumulators are exact in float32, and the fused form's
+    # 1.5 * 2^23 + product keeps a step of 1
+    safe &= (bound.astype(np.float64) * np.where(safe, mult, 0.0) < 2.0**21) & (bound < 2**24)
     need = np.full(len(mult), 10**9, np.int64)
     need[safe] = np.ceil(1e-4 / mult[safe]).astype(np.int64) + 2
     if len(js) == 0:
@@ -379,7 +440,9 @@ def float_multipliers(mult: np.ndarray, bound: np.ndarray, zp: int, lo: int, hi:
         for k in (0, 1, -1, 2, -2):
             f = (mf[cs].view(np.int32) + np.int32(k)).view(np.float32)
             got = np.clip(np.rint(a32 * f[:, None]).astype(np.float64) + zp, lo, hi)
-            hit = ok_c & ~done & (got == want_c).all(axis=1)
+            # the fused form (AVX-512 path): the exact product, which float64 holds, rounded once
+            fused = np.clip(np.rint(a32.astype(np.float64) * f.astype(np.float64)[:, None]) + zp, lo, hi)
+            hit = ok_c & ~done & (got == want_c).all(axis=1) & (fused == want_c).all(axis=1)
             mf[cs[hit]] = f[hit]
             ex[cs[hit]] = 0
             done |= hit
