@@ -53,3 +53,11 @@ def test_isa_geometry_matches_devprof_isas() -> None:
     from predictors.features import ISA_GEOMETRY
 
     assert ISA_GEOMETRY == {k: (v.vector_floats, v.vector_regs) for k, v in ISAS.items()}
+
+
+def test_int8_and_fp16_tiles_match_devprofs_generators() -> None:
+    from devprof.sparse import codegen_fp16, codegen_int8
+    from predictors.features import FP16_GEOMETRY, INT8_TILE_UNITS, INT8_UNIT
+
+    assert FP16_GEOMETRY == (codegen_fp16.LANES, codegen_fp16.REGS)
+    assert (INT8_UNIT, INT8_TILE_UNITS) == (codegen_int8.UNIT, codegen_int8.TILE_UNITS)
