@@ -83,9 +83,12 @@ ISA_GEOMETRY: dict[str, tuple[int, int]] = {"neon": (4, 32), "sse4.2": (4, 16), 
 #: rows are tiled with this shape whatever fp32 shape it records (a test holds it to codegen_fp16).
 FP16_GEOMETRY = (8, 32)
 #: devprof-c's int8 kernels (`devprof.sparse.codegen_int8`) tile output positions in units of 16 (the
-#: positions of one dot-product step), up to 4 units a tile, on every ISA.
+#: positions of one dot-product step), on every ISA: as many as there are up to 4 units, else a
+#: multiple of 4 units up to 32, as long as the tile's input rows (K x positions bytes) fit 16 KiB.
 INT8_UNIT = 16
 INT8_TILE_UNITS = 4
+INT8_TILE_UNITS_MAX = 32
+INT8_TILE_BYTES = 16384
 
 
 def kernel_geometry_of(d: object) -> dict[str, int]:
@@ -185,8 +188,7 @@ def kernel_tile(table: SpecTable | np.ndarray, vector_floats: int = VECTOR_FLOAT
     """(positions per tile, positions per image) of devprof's generated kernel for each row, the
     kernel of the row's data type: fp32 rows on the target's vector shape (`_float_tile`), fp16 rows
     on FP16_GEOMETRY (the same generator over 8-half vectors), int8 rows in units of INT8_UNIT
-    positions, up to INT8_TILE_UNITS a tile, fewer when the layer has fewer positions (no
-    matrix-vector or direct depthwise kernel in int8)."""
+    positions (`_int8_tile`; no matrix-vector or direct depthwise kernel in int8)."""
     d = table.data if isinstance(table, SpecTable) else table
     t, q = _float_tile(d, vector_floats, vector_regs)
     dt = d[:, col("dtype")]
@@ -195,9 +197,25 @@ def kernel_tile(table: SpecTable | np.ndarray, vector_floats: int = VECTOR_FLOAT
         t[half], q[half] = _float_tile(d[half], *FP16_GEOMETRY)
     i8 = dt == DTYPE_CODE["int8"]
     if i8.any():
-        qi = _positions(d[i8])
-        t[i8], q[i8] = INT8_UNIT * np.minimum(float(INT8_TILE_UNITS), np.ceil(qi / INT8_UNIT)), qi
+        t[i8], q[i8] = _int8_tile(d[i8])
     return t, q
+
+
+def _int8_tile(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`devprof.sparse.codegen_int8._tile_units` x INT8_UNIT: all the units of a layer of at most
+    INT8_TILE_UNITS, else the multiple of INT8_TILE_UNITS (up to the cap the K x T input rows allow)
+    that pads the fewest positions, ties to the wider tile."""
+    c = lambda name: d[:, col(name)]  # noqa: E731
+    q = _positions(d)
+    units = np.ceil(q / INT8_UNIT)
+    k = np.maximum(np.maximum(c("cin") / np.maximum(c("groups"), 1.0), 1.0) * c("kh") * c("kw"), 1.0)
+    cap = np.maximum(INT8_TILE_UNITS, np.minimum(INT8_TILE_UNITS_MAX, np.floor(INT8_TILE_BYTES / (INT8_UNIT * k))))
+    best_pad, best = np.full(len(d), np.inf), np.full(len(d), float(INT8_TILE_UNITS))
+    for tu in range(INT8_TILE_UNITS, INT8_TILE_UNITS_MAX + 1, INT8_TILE_UNITS):
+        pad = np.ceil(units / tu) * tu
+        better = (tu <= cap) & (pad <= best_pad)
+        best_pad, best = np.where(better, pad, best_pad), np.where(better, float(tu), best)
+    return INT8_UNIT * np.where(units <= INT8_TILE_UNITS, np.maximum(units, 1.0), best), q
 
 
 def _positions(d: np.ndarray) -> np.ndarray:

@@ -266,6 +266,7 @@ def test_tile_features_follow_the_int8_and_fp16_kernels(vl: int, regs: int) -> N
             base += [make_spec(op, h, w, 8, 12, n, s, 0.0 if s == "dense" else 0.5, p)
                      for n in ((1, 37) if op == "fc" else (1,))]
     base.append(KernelSpec("dwconv2d", h=19, w=21, cin=8, cout=8, kh=3, kw=3, padding=1, groups=8))
+    base.append(make_spec("pw1x1", 28, 28, 192, 8, 1, "bcr", 0.5, {"block": [4, 16]}))  # K caps int8's tile
     gen = {"int8": lambda s: codegen_int8.generate(s, variant_for(s), with_reference=False),
            "fp16": lambda s: codegen_fp16.generate(s, variant_for(s), with_reference=False)}
     for dtype, make in gen.items():

@@ -332,12 +332,24 @@ def _kernel_stats(c, SCHEME_CODE: dict, DENSE_ROWS: int) -> dict[str, V]:
 
 def _int8_tile(c, OP_CODE: dict):
     """`predictors.features.kernel_tile`'s int8 rows."""
-    from predictors.features import INT8_TILE_UNITS, INT8_UNIT
+    from predictors.features import INT8_TILE_BYTES, INT8_TILE_UNITS, INT8_TILE_UNITS_MAX, INT8_UNIT
 
     s_ = maximum(c("stride"), 1.0)
     wph = ceil((c("w") + 2.0 * c("padding")) / s_)
     q = maximum(where(c("op").eq(float(OP_CODE["fc"])), c("n"), c("out_h") * wph), 1.0)
-    return minimum(float(INT8_TILE_UNITS), ceil(q / float(INT8_UNIT))) * float(INT8_UNIT), q
+    units = ceil(q / float(INT8_UNIT))
+    k = maximum(maximum(c("cin") / maximum(c("groups"), 1.0), 1.0) * c("kh") * c("kw"), 1.0)
+    cap = maximum(minimum(floor(float(INT8_TILE_BYTES) / (float(INT8_UNIT) * k)), float(INT8_TILE_UNITS_MAX)),
+                  float(INT8_TILE_UNITS))
+    best_pad = best = None
+    for tu in range(INT8_TILE_UNITS, INT8_TILE_UNITS_MAX + 1, INT8_TILE_UNITS):
+        pad = ceil(units / float(tu)) * float(tu)
+        if best_pad is None:  # the first candidate is always allowed (cap >= INT8_TILE_UNITS)
+            best_pad, best = pad, units * 0.0 + float(tu)
+            continue
+        better = (cap >= float(tu)) & (pad <= best_pad)
+        best_pad, best = where(better, pad, best_pad), where(better, float(tu), best)
+    return where(units <= float(INT8_TILE_UNITS), maximum(units, 1.0), best) * float(INT8_UNIT), q
 
 
 def _kernel_tile(c, OP_CODE: dict, SCHEME_CODE: dict, DENSE_ROWS: int, vector_floats: int, vector_regs: int):
