@@ -22,10 +22,10 @@ typedef struct {
 
 typedef void (*dp_run_fn)(const float *x, float *y, float *ws, const dp_array *arrays);
 /* Several threads: `prep` does the shared part of a call in chunks [p0, p1) of nprep (the input
- * copies; p0 == 0 also writes the outputs of rows with no kept weight), then, once every prep
- * chunk is done, `range` computes chunks [c0, c1) with `tws` (tws_floats, zeroed once, private to
- * the calling thread) as its scratch. Chunks are independent: any split gives the same output,
- * bit for bit, as `run` (which is every prep chunk + every chunk). */
+ * copies; nprep 0: none), then, once every prep chunk is done, `range` computes chunks [c0, c1)
+ * with `tws` (tws_floats, zeroed once, private to the calling thread) as its scratch. Chunks are
+ * independent: any split gives the same output, bit for bit, as `run` (which is every prep
+ * chunk + every chunk). */
 typedef void (*dp_prep_fn)(const float *x, float *y, float *ws, const dp_array *arrays, int64_t p0, int64_t p1);
 typedef void (*dp_range_fn)(const float *x, float *y, float *ws, const dp_array *arrays, int64_t c0, int64_t c1,
                             float *tws);

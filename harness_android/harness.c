@@ -9,8 +9,10 @@
  * With --threads=T (T > 1) a pool of T-1 worker threads is created once for the whole batch, the
  * calling thread being the T-th; each is pinned to its own CPU of the process's CPU set (--cpus or
  * the inherited affinity, in order), so T may not exceed that set unless --oversubscribe. A call
- * runs the kernel's shared prep on the calling thread, then every thread computes its range of
- * chunks (split by cost, i.e. nonzero count) and the caller waits for all of them. Between calls
+ * is one job of the pool: every thread copies its even share of the kernel's prep chunks (the
+ * shared input copies), waits at a barrier for the others' (only when there are any), then
+ * computes its parts of the chunks (split by cost, i.e. nonzero count), and the caller waits for
+ * all of them: one wake-up and one join per call. Between calls
  * workers spin briefly (back-to-back timed calls never sleep), then block on a condition variable,
  * as pthreadpool does.
  *
@@ -126,7 +128,6 @@ typedef struct {
     const int64_t *bounds;  /* nthreads * DP_PARTS + 1 chunk boundaries, of about equal cost */
     const int64_t *pbounds; /* nthreads + 1 prep chunk boundaries */
     float **tws;            /* one scratch per thread */
-    int phase;              /* 0: prep chunks, 1: chunks */
 } pool_job;
 
 typedef struct { atomic_int v; char pad[64 - sizeof(atomic_int)]; } padded_counter;
@@ -139,6 +140,7 @@ static struct {
     atomic_uint gen;     /* bumped once per job */
     atomic_int pending;  /* workers still on the current job */
     atomic_int sleepers; /* workers blocked on cv */
+    atomic_int arrived;  /* threads past their prep share (the job's barrier) */
     atomic_int stop;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -158,13 +160,17 @@ static int pin_self(int cpu) {
 #endif
 }
 
-/* Thread t's share of a job. Prep: its even slice of the prep chunks. Chunks: its own parts in
- * order, then whatever parts of the other threads are still unclaimed (so a thread the OS
- * descheduled delays the call by at most one part). */
+static inline void wait_step(void);
+
+/* Thread t's share of a job: its even slice of the prep chunks, then (once every thread's slice is
+ * done: chunks read all of the copies) its own parts of the chunks in order, then whatever parts
+ * of the other threads are still unclaimed (so a thread the OS descheduled delays the call by at
+ * most one part). */
 static void run_part(const pool_job *j, int t) {
-    if (j->phase == 0) {
+    if (j->k->nprep > 0) {
         if (j->pbounds[t] < j->pbounds[t + 1]) j->k->prep(j->x, j->y, j->ws, j->arr, j->pbounds[t], j->pbounds[t + 1]);
-        return;
+        atomic_fetch_add_explicit(&pool.arrived, 1, memory_order_acq_rel);
+        while (atomic_load_explicit(&pool.arrived, memory_order_acquire) < pool.n) wait_step();
     }
     for (int d = 0; d < pool.n; d++) {
         int v = (t + d) % pool.n;
@@ -217,6 +223,7 @@ static void *worker(void *arg) {
 static void pool_call(void) {
     for (int t = 0; t < pool.n; t++) atomic_store_explicit(&pool.next[t].v, t * DP_PARTS, memory_order_relaxed);
     atomic_store_explicit(&pool.pending, pool.n - 1, memory_order_relaxed);
+    atomic_store_explicit(&pool.arrived, 0, memory_order_relaxed);
     atomic_fetch_add(&pool.gen, 1); /* seq_cst: a worker going to sleep either sees it or is seen */
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.mu);
@@ -399,14 +406,11 @@ typedef struct {
     float **tws;     /* per-thread scratch */
 } slot;
 
-/* One call of the kernel: on this thread alone, or prep here and the chunks on every thread. */
+/* One call of the kernel: on this thread alone, or as one job of the pool. */
 static void call(slot *s) {
     const dp_kernel *k = s->k;
     if (s->nthreads <= 1) { k->run(s->x, s->y, s->ws, s->arr); return; }
-    pool.job = (pool_job){k, s->x, s->y, s->ws, s->arr, s->bounds, s->pbounds, s->tws, 0};
-    if (k->nprep > 1) pool_call();
-    else k->prep(s->x, s->y, s->ws, s->arr, 0, k->nprep);
-    pool.job.phase = 1;
+    pool.job = (pool_job){k, s->x, s->y, s->ws, s->arr, s->bounds, s->pbounds, s->tws};
     pool_call();
 }
 

@@ -145,9 +145,31 @@ def test_runtime_refuses_what_it_cannot_generate():
     assert "maxpool" in rt.supports(KernelSpec("maxpool", h=8, w=8, cin=4, cout=4, kh=2, kw=2, stride=2, dtype="int8"))
 
 
+def test_float32_multipliers_equal_the_float64_reference_for_every_accumulator():
+    """A channel kept on the float32 path gives the float64 reference's output for every
+    accumulator in its range, rounded product or fused (checked exhaustively here); the others
+    are flagged float64."""
+    rng = np.random.default_rng(3)
+    mult = 10 ** rng.uniform(-4.0, 0.5, 48)
+    bound = rng.integers(100, 20000, 48)
+    for zp, lo, hi in ((0, 0, 255), (131, 131, 255), (77, 0, 200)):
+        mf, ex = codegen_int8.float_multipliers(mult, bound, zp, lo, hi)
+        assert ex.sum() < len(mult) // 4
+        for c in np.flatnonzero(ex == 0):
+            acc = np.arange(-bound[c], bound[c] + 1)
+            want = np.clip(np.rint(acc * mult[c]) + zp, lo, hi)
+            got = np.clip(np.rint(acc.astype(np.float32) * mf[c]).astype(np.float64) + zp, lo, hi)
+            np.testing.assert_array_equal(got, want, err_msg=f"channel {c}")
+            fused = np.clip(np.rint(acc.astype(np.float64) * np.float64(mf[c])) + zp, lo, hi)  # FMA: one rounding
+            np.testing.assert_array_equal(fused, want, err_msg=f"channel {c}, fused")
+    _, ex = codegen_int8.float_multipliers(np.array([1e-3, 0.0]), np.array([2**31 - 1, 10]), 0, 0, 255)
+    assert ex.tolist() == [1, 1]  # int32 conversions could overflow; no positive multiplier
+
+
 def test_near_ties_take_the_float64_path(toolchain, cache):
-    """Outputs whose float32 product lies next to a rounding tie are redone in float64: a layer
-    with many of them still equals the reference everywhere."""
+    """Outputs whose float32 product lies next to a rounding tie are where a channel's float32
+    path could differ (float_multipliers sends such channels to float64): a layer with many of
+    them still equals the reference everywhere."""
     spec = make_spec("pw1x1", 24, 24, 16, 32, 1, "bcr", 0.5, {"block": [4, 16]})
     layer = codegen_int8.quantized_layer(spec)
     qk = layer.qk

@@ -303,11 +303,12 @@ def _fill_src(spec: KernelSpec, geo: Geometry) -> str:
             f"                for (int ci = c0; ci < ce; ci++) p[(size_t)ci * {t} + u] = 0.f;",
             "        }", "    }", "}"])
     s, p, h, w = spec.stride, spec.padding, spec.h, spec.w
-    L = ["static void fill(const float *restrict x, float *restrict xc, int c0, int c1) {",
+    # channels [c0, c1), input rows [r0, r1) of each (the padding around them is zeroed once)
+    L = ["static void fill(const float *restrict x, float *restrict xc, int c0, int c1, int r0, int r1) {",
          "    for (int ci = c0; ci < c1; ci++) {",
          f"        const float *src = x + (size_t)ci * {h * w};",
          f"        float *dst = xc + (size_t)ci * {geo.cs};",
-         f"        for (int ih = 0; ih < {h}; ih++) {{",
+         "        for (int ih = r0; ih < r1; ih++) {",
          f"            const int r = ih + {p};",
          f"            float *drow = dst + (size_t)((r % {s}) * {s}) * {geo.plane} + (size_t)(r / {s}) * {geo.wph};",
          f"            const float *srow = src + (size_t)ih * {w};"]
@@ -354,6 +355,17 @@ def _epilogue_src(spec: KernelSpec, geo: Geometry) -> str:
             f"                const float v = ct[(size_t)co * {geo.t} + t] + bias[co];",
             f"                y[(size_t)(q0 + t) * {spec.cout} + co] = {_act_expr(act, 'v')};", "            }", "    }", "}"])
     oh, ow, wph, t = spec.out_h, spec.out_w, geo.wph, geo.t
+    if wph == ow:  # no junk columns: a tile row is one contiguous run of the output row co
+        return "\n".join([
+            _EPI_PROTO,
+            f"    int te = {geo.q} - q0; if (te > {t}) te = {t};",
+            "    for (int i = 0; i < nr; i++) {",
+            "        const int co = rows[(size_t)i * rs];",
+            f"        const float *c = ct + (size_t)co * {t};",
+            f"        float *yo = y + (size_t)co * {oh * ow} + q0;",
+            "        const float bb = bias[co];",
+            f"        for (int w = 0; w < te; w++) {{ const float v = c[w] + bb; yo[w] = {_act_expr(act, 'v')}; }}",
+            "    }", "}"])
     return "\n".join([
         _EPI_PROTO,
         f"    int qe = q0 + {t}; if (qe > {geo.q}) qe = {geo.q};",
@@ -392,6 +404,16 @@ def _epilogue_all_src(spec: KernelSpec, geo: Geometry) -> str:
             f"                const float v = ct[(size_t)co * {geo.t} + t] + bias[co];",
             f"                y[(size_t)(q0 + t) * {spec.cout} + co] = {_act_expr(act, 'v')};", "            }", "    }", "}"])
     oh, ow, wph, t = spec.out_h, spec.out_w, geo.wph, geo.t
+    if wph == ow:  # no junk columns (see _epilogue_src)
+        return "\n".join([
+            "static void epilogue_all(const float *restrict ct, float *restrict y, int q0, const float *restrict bias) {",
+            f"    int te = {geo.q} - q0; if (te > {t}) te = {t};",
+            f"    for (int co = 0; co < {spec.cout}; co++) {{",
+            f"        const float *c = ct + (size_t)co * {t};",
+            f"        float *yo = y + (size_t)co * {oh * ow} + q0;",
+            "        const float bb = bias[co];",
+            f"        for (int w = 0; w < te; w++) {{ const float v = c[w] + bb; yo[w] = {_act_expr(act, 'v')}; }}",
+            "    }", "}"])
     return "\n".join([
         "static void epilogue_all(const float *restrict ct, float *restrict y, int q0, const float *restrict bias) {",
         f"    int qe = q0 + {t}; if (qe > {geo.q}) qe = {geo.q};",
@@ -415,95 +437,127 @@ def direct_ok(spec: KernelSpec, geo: Geometry) -> bool:
 @dataclass(frozen=True)
 class Chunking:
     """How a kernel splits across threads: chunks [0, nchunks) are (tile, unit) pairs, tile-major,
-    where a unit is one group of rows (or one pattern row, one ELL block, one depthwise channel);
-    chunk c costs cost[c % len(cost)]: the unit's nonzero FMAs per position plus one per row, so
-    the harness balances threads by work, not by rows. `tws_floats`: each thread's scratch."""
+    where a unit is one group of rows (or one pattern row, one ELL block, one depthwise channel,
+    or the tile's rows that have no kept weight); chunk c costs cost[c % len(cost)]: the unit's
+    nonzero FMAs per position plus one per row (plus the tile buffer's cost in an image's last tile
+    after direct ones: then the array covers an image's tiles), so the harness balances threads by
+    work, not by rows. `tws_floats`: each thread's scratch. `nprep`: prep chunks (the shared input copies),
+    split evenly across threads before any chunk runs; 0: the call has no prep and no barrier."""
 
     nchunks: int
     cost: tuple[int, ...]
     tws_floats: int
-    nprep: int = 1  # prep chunks: the shared copies, split evenly across threads before the chunks
+    nprep: int = 0
+
+
+PREP_CHUNKS = 32  # at least this many prep chunks per call where the input has the rows for it
+# A tile that goes through the tile buffer costs this much more per row and real position than a
+# direct tile (its store, reload and epilogue): 14x14 pwconv's last tile took 1.3x the first's
+TILE_BUFFER_COST = 3
+MAX_COST_PERIOD = 16384  # per-tile costs only while the cost array stays this short
 
 
 def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], body: list[str],
                 body_direct: list[str] | None, empty_rows: Sequence[int], cost: Sequence[int],
-                rows_expr: str) -> tuple[str, Chunking, int]:
-    """The kernel's three entry points: `<symbol>_prep` (shared work of a call: the padded input
-    copy, outputs of rows with no kept weight), `<symbol>_range` (chunks [c0, c1) with a private
-    tile buffer) and `<symbol>` (one thread: prep + every chunk, image by image).
+                rows_expr: str, unit_rows: Sequence[int] = ()) -> tuple[str, Chunking, int]:
+    """The kernel's three entry points: `<symbol>_prep` (the shared input copies of a call, in
+    chunks), `<symbol>_range` (chunks [c0, c1) with a private tile buffer) and `<symbol>` (one
+    thread: every copy and every chunk, image by image).
 
     `body` / `body_direct` compute units [lo, hi) of one tile into the tile buffer `ct` / straight
-    into the output; `rows_expr` is the epilogue's (rows, stride, count) for units [lo, hi).
+    into the output; `rows_expr` is the epilogue's (rows, stride, count) for units [lo, hi);
+    `unit_rows`: each unit's rows, which price an image's last, partial tile where the tiles before
+    it are direct (it goes through the tile buffer: a thread given it and no more would finish last).
+    Rows with no kept weight are the last unit of every tile (its epilogue over their tile rows,
+    which no group writes and so stay zero), so they are written by whichever thread takes that
+    chunk rather than by one thread before the others start.
     Returns (source, chunking, workspace floats of the one-thread entry)."""
     args = "const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a"
-    ng = len(cost)
-    act = _act_expr(spec.activation, "v")
-    er = ", ".join(map(str, empty_rows))
-    empty_decl = [f"    static const int empty[{len(empty_rows)}] = {{{er}}};"] if empty_rows else []
+    ng, ne = len(cost), len(empty_rows)
+    nu = ng + (1 if ne else 0)  # units per tile
+    ucost = [*cost, ne] if ne else list(cost)
     ohw = spec.out_h * spec.out_w
+    act = _act_expr(spec.activation, "v")
     if geo.mode == "gemv":
         tiles, shared, tws = 1, 0, spec.cout
-        empties = [f"    for (int e = 0; e < {len(empty_rows)}; e++) {{ const float v = bias[empty[e]]; "
-                   f"y[empty[e]] = {act}; }}"]
     elif geo.mode == "fc":
-        tiles, shared, tws = geo.qpad // geo.t, 0, geo.xc_size + spec.cout * geo.t
-        empties = [f"    for (int e = 0; e < {len(empty_rows)}; e++) {{",
-                   "        const float v = bias[empty[e]];", f"        const float r = {act};",
-                   f"        for (int q = 0; q < {spec.n}; q++) y[(size_t)q * {spec.cout} + empty[e]] = r;", "    }"]
+        tiles = geo.qpad // geo.t
+        shared, tws = tiles * geo.xc_size, spec.cout * geo.t
     else:
         tiles, shared, tws = spec.n * (geo.qpad // geo.t), spec.n * geo.xc_size, spec.cout * geo.t
-        empties = [f"    for (int n = 0; n < {spec.n}; n++)",
-                   f"    for (int e = 0; e < {len(empty_rows)}; e++) {{",
-                   "        const float v = bias[empty[e]];", f"        const float r = {act};",
-                   f"        float *ye = y + ((size_t)n * {spec.cout} + empty[e]) * {ohw};",
-                   f"        for (int q = 0; q < {ohw}; q++) ye[q] = r;", "    }"]
-    if not empty_rows:
-        empties = []
-    # the shared copies, in prep chunks: conv, one per (image, channel) (1x1 stride-1 unpadded convs
-    # with whole-row tiles read the NCHW input in place; only the last partial tile is copied, into
-    # the zero-padded workspace); fc, one per (tile, 16 channels) of the packed panels
+    # the shared copies, in prep chunks: conv, one per (image, channel, band of input rows) (1x1
+    # stride-1 unpadded convs with whole-row tiles read the NCHW input in place; only the last
+    # partial tile is copied, into the zero-padded workspace, one chunk per (image, channel)); fc,
+    # one per (tile, 16 channels) of the packed panels
     inplace = body_direct is not None and (spec.kh, spec.kw, spec.stride, spec.padding) == (1, 1, 1, 0)
     qfull = geo.q // geo.t * geo.t if body_direct is not None else 0
     chw = spec.cin * spec.h * spec.w
-    copy = ""  # C statement copying channels [ci, ce) of image n
-    if geo.mode == "conv":
-        if not inplace:
-            copy = f"fill(x + (size_t)n * {chw}, ws + (size_t)n * {geo.xc_size}, ci, ce);"
-        elif qfull < geo.qpad:
-            copy = (f"for (int k = ci; k < ce; k++) memcpy(ws + (size_t)n * {geo.xc_size} + (size_t)k * {geo.cs} + "
-                    f"{qfull}, x + (size_t)n * {chw} + (size_t)k * {geo.q} + {qfull}, {geo.q - qfull} * sizeof(float));")
-    cb = -(-spec.cin // 16)
-    if geo.mode == "fc":
-        shared, tws = tiles * geo.xc_size, spec.cout * geo.t
-        nprep, per = tiles * cb, cb
-        copy = f"fill(x, ws + (size_t)n * {geo.xc_size}, n * {geo.t}, ci, ce);"  # n: the tile here
-    elif copy:
-        nprep, per = spec.n * spec.cin, spec.cin
-    else:
-        nprep, per = 1, 1
+    xn, wn = f"x + (size_t)n * {chw}", f"ws + (size_t)n * {geo.xc_size}"
+    unit, copy_all, per = "", "", 0  # prep chunk p's copy; one image's (tile's for fc) whole copy
+    if geo.mode == "conv" and not inplace:
+        nb = max(1, min(spec.h, -(-PREP_CHUNKS // (spec.n * spec.cin))))  # bands of input rows
+        per = spec.cin * nb
+        unit = (f"const int ci = u / {nb}, b = u - ci * {nb}; "
+                f"fill({xn}, {wn}, ci, ci + 1, b * {spec.h} / {nb}, (b + 1) * {spec.h} / {nb});")
+        copy_all = f"fill({xn}, {wn}, 0, {spec.cin}, 0, {spec.h});"
+    elif geo.mode == "conv" and qfull < geo.qpad:
+        per = spec.cin
+        mc = (f"memcpy({wn} + (size_t)k * {geo.cs} + {qfull}, {xn} + (size_t)k * {geo.q} + {qfull}, "
+              f"{geo.q - qfull} * sizeof(float));")
+        unit, copy_all = f"const int k = u; {mc}", f"for (int k = 0; k < {spec.cin}; k++) {mc}"
+    elif geo.mode == "fc":
+        per = -(-spec.cin // 16)
+        unit = f"fill(x, ws + (size_t)n * {geo.xc_size}, n * {geo.t}, u, u + 1);"  # n: the tile here
+    nprep = (spec.n if geo.mode == "conv" else tiles) * per if unit else 0
+    tiles_img = geo.qpad // geo.t
+    if body_direct is not None and 0 < qfull < geo.qpad and unit_rows and tiles_img * nu <= MAX_COST_PERIOD:
+        te = geo.q - qfull  # the last tile's real positions
+        last = [c + -(-TILE_BUFFER_COST * r * te // geo.t) for c, r in zip(cost, unit_rows)] + ucost[ng:]
+        ucost = ucost * (tiles_img - 1) + last
     nt = geo.qpad // geo.t if geo.mode == "conv" else tiles
-    # the chunk loop: each step is one tile's units [lo, hi)
+    er = ", ".join(map(str, empty_rows))
+    decls = [f"static const int32_t empty_rows[{ne}] = {{{er}}};", ""] if ne else []
+    # the chunk loop: each step is one tile's units [lo, hu); groups [lo, hi)
     step = ["    for (int64_t c = c0; c < c1;) {",
-            f"        const int64_t tile = c / {ng};",
-            f"        const int lo = (int)(c - tile * {ng});",
-            f"        const int hi = c1 - c < {ng} - lo ? lo + (int)(c1 - c) : {ng};",
-            "        c += hi - lo;"]
+            f"        const int64_t tile = c / {nu};",
+            f"        const int lo = (int)(c - tile * {nu});",
+            f"        const int hu = c1 - c < {nu} - lo ? lo + (int)(c1 - c) : {nu};",
+            f"        const int hi = hu < {ng} ? hu : {ng};", "        (void)hi;",
+            "        c += hu - lo;"]
+    empties = f" if (hu == {nu}) epilogue(ct, {{y}}, q0, bias, empty_rows, 1, {ne});" if ne else ""
     # a whole tile's units: the epilogue of every row in order; part of a tile: of its rows
-    epi = (f"if (lo == 0 && hi == {ng}) epilogue_all(ct, {{y}}, q0, bias); "
-           f"else epilogue(ct, {{y}}, q0, bias, {rows_expr});")
+    epi = (f"if (lo == 0 && hu == {nu}) epilogue_all(ct, {{y}}, q0, bias); "
+           f"else {{{{ epilogue(ct, {{y}}, q0, bias, {rows_expr});{empties} }}}}")
+    tile_fn: list[str] = []
     if geo.mode == "gemv":
         rng = ["    float *ct = tws;", "    const float *xq = x;", "    const int q0 = 0;",
-               "    const int lo = (int)c0, hi = (int)c1;", *body, "    " + epi.format(y="y")]
+               f"    const int lo = (int)c0, hu = (int)c1, hi = hu < {ng} ? hu : {ng};", "    (void)hi;",
+               *body, "    " + epi.format(y="y")]
     elif geo.mode == "fc":
         # one tile's units, shared by the chunked entry (the tile's panel in ws) and the one-thread
         # entry (which packs every tile into the same panel, still in cache from the last tile)
         tile_fn = ["static inline void fc_tile(const dp_array *restrict a, const float *restrict xq, float *restrict y,",
-                   "                           float *restrict ct, int64_t tile, int lo, int hi) {", *head,
-                   f"    const int q0 = (int)tile * {geo.t};", *body, "    " + epi.format(y="y"), "}", ""]
+                   "                           float *restrict ct, int64_t tile, int lo, int hu) {", *head,
+                   f"    const int q0 = (int)tile * {geo.t};", f"    const int hi = hu < {ng} ? hu : {ng};",
+                   "    (void)hi;", *body, "    " + epi.format(y="y"), "}", ""]
         rng = ["    float *ct = tws;", *step,
-               f"        fc_tile(a, ws + (size_t)tile * {geo.xc_size}, y, ct, tile, lo, hi);", "    }"]
+               f"        fc_tile(a, ws + (size_t)tile * {geo.xc_size}, y, ct, tile, lo, hu);", "    }"]
     else:
-        rng = ["    float *ct = tws;", "    (void)ct;", *step,
+        rng = ["    float *ct = tws;", "    (void)ct;"]
+        if ne and body_direct is not None and qfull:
+            # the empty units of direct tiles: each empty row's run over the consecutive direct
+            # tiles of [c0, c1) at once (a constant, stored in one pass as one thread would)
+            rng += ["    {", f"        const int64_t ta = c0 <= {ng} ? 0 : (c0 - {ng} + {nu - 1}) / {nu};",
+                    f"        const int64_t tb = c1 <= {ng} ? 0 : (c1 - 1 - {ng}) / {nu} + 1;",
+                    f"        for (int64_t n = ta / {nt}; n * {nt} < tb; n++) {{",
+                    f"            const int64_t ea = ta > n * {nt} ? ta - n * {nt} : 0;",
+                    f"            const int64_t eb = tb - n * {nt} < {qfull // geo.t} ? tb - n * {nt} : {qfull // geo.t};",
+                    f"            for (int e = 0; ea < eb && e < {ne}; e++) {{",
+                    "                const float v = bias[empty_rows[e]];", f"                const float r = {act};",
+                    f"                float *ye = y + ((size_t)n * {spec.cout} + empty_rows[e]) * {ohw} + ea * {geo.t};",
+                    f"                for (int64_t w = 0; w < (eb - ea) * {geo.t}; w++) ye[w] = r;",
+                    "            }", "        }", "    }"]
+        rng += [*step,
                f"        const int n = (int)(tile / {nt});",
                f"        const int q0 = (int)(tile - (int64_t)n * {nt}) * {geo.t};",
                f"        const float *xc = ws + (size_t)n * {geo.xc_size};", "        (void)xc;",
@@ -513,62 +567,46 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         if body_direct is not None and qfull:
             src_x = f"x + (size_t)n * {chw}" if inplace else "xc"
             rng += [f"        if (q0 < {qfull}) {{", f"            const float *xq = {src_x} + q0;",
-                    "            float *yq = yn + q0;", *["        " + b for b in body_direct], "        } else {",
-                    *ct_path, "        }"]
+                    "            float *yq = yn + q0;", *["        " + b for b in body_direct]]
+            rng += ["        } else {", *ct_path, "        }"]
         else:
             rng += ["        {", *ct_path, "        }"]
         rng += ["    }"]
-    if ng == 0:  # every row empty: nothing to chunk
-        rng = ["    (void)x; (void)y; (void)ws; (void)a; (void)c0; (void)c1; (void)tws;"]
-        head_r: list[str] = []
-    else:
-        head_r = head if geo.mode != "fc" else []
-    nchunks = tiles * ng
-    prep_body = [*empty_decl, "    if (p0 == 0) {", *["    " + e for e in empties], "    }"]
-    if copy:
-        prep_body += ["    for (int64_t p = p0; p < p1;) {", f"        const int n = (int)(p / {per});",
-                      f"        const int ci = (int)(p - (int64_t)n * {per});",
-                      f"        const int ce = p1 - p < {per} - ci ? ci + (int)(p1 - p) : {per};",
-                      "        p += ce - ci;", "        " + copy, "    }"]
-    run_body = [*empty_decl, *empties]
+    head_r = head if geo.mode != "fc" else []
+    if nu == 0:  # no rows at all: nothing to chunk
+        rng, head_r = ["    (void)x; (void)y; (void)ws; (void)a; (void)c0; (void)c1; (void)tws;"], []
+    nchunks = tiles * nu
+    prep_body = []
+    if unit:
+        prep_body = ["    for (int64_t p = p0; p < p1; p++) {", f"        const int n = (int)(p / {per});",
+                     f"        const int u = (int)(p - (int64_t)n * {per});", "        " + unit, "    }"]
     per_tile = nchunks // max(1, spec.n if geo.mode == "conv" else tiles)
-    if geo.mode == "fc" and ng:
-        run_body += [f"    for (int n = 0; n < {tiles}; n++) {{", f"        fill(x, ws, n * {geo.t}, 0, {per});",
-                     f"        fc_tile(a, ws, y, ws + {geo.xc_size}, n, 0, {ng});", "    }"]
+    if geo.mode == "fc" and nu:
+        run_body = [f"    for (int n = 0; n < {tiles}; n++) {{", f"        fill(x, ws, n * {geo.t}, 0, {per});",
+                    f"        fc_tile(a, ws, y, ws + {geo.xc_size}, n, 0, {nu});", "    }"]
     elif geo.mode == "fc":
-        pass
-    elif copy:  # image by image: the copy is still in cache for its chunks
-        outer = spec.n if geo.mode == "conv" else tiles
-        run_body += [f"    for (int n = 0; n < {outer}; n++) {{", f"        const int ci = 0, ce = {per};",
-                     "        " + copy,
-                     f"        {symbol}_range(x, y, ws, a, (int64_t)n * {per_tile}, (int64_t)(n + 1) * {per_tile}, "
-                     f"ws + {shared});", "    }"]
+        run_body = []
+    elif copy_all:  # image by image: the copy is still in cache for its chunks
+        run_body = [f"    for (int n = 0; n < {spec.n}; n++) {{", "        " + copy_all,
+                    f"        {symbol}_range(x, y, ws, a, (int64_t)n * {per_tile}, (int64_t)(n + 1) * {per_tile}, "
+                    f"ws + {shared});", "    }"]
     else:
-        run_body += [f"    {symbol}_range(x, y, ws, a, 0, {nchunks}, ws + {shared});"]
+        run_body = [f"    {symbol}_range(x, y, ws, a, 0, {nchunks}, ws + {shared});"]
     pargs = f"{args}, int64_t p0, int64_t p1"
-    lines = [*(tile_fn if geo.mode == "fc" and ng else []),
+    lines = [*decls, *(tile_fn if geo.mode == "fc" and nu else []),
         f"void {symbol}_prep({pargs});", f"void {symbol}_prep({pargs}) {{",
-        "    (void)x; (void)y; (void)ws; (void)a; (void)p1;", "    const float *bias = (const float *)a[" + _bias_index(head) + "].data;",
-        "    (void)bias;", *prep_body, "}", "",
+        "    (void)x; (void)y; (void)ws; (void)a; (void)p0; (void)p1;", *prep_body, "}", "",
         f"void {symbol}_range({args}, int64_t c0, int64_t c1, float *restrict tws);",
         f"void {symbol}_range({args}, int64_t c0, int64_t c1, float *restrict tws) {{", *head_r, *rng, "}", "",
         f"void {symbol}({args});", f"void {symbol}({args}) {{",
-        "    const float *bias = (const float *)a[" + _bias_index(head) + "].data;", "    (void)bias;", *run_body, "}", "",
-        f"const int32_t {symbol}_cost[{max(1, ng)}] = {{{', '.join(map(str, cost or [1]))}}};"]
+        "    (void)x; (void)y; (void)ws; (void)a;", *run_body, "}", "",
+        f"const int32_t {symbol}_cost[{max(1, len(ucost))}] = {{{', '.join(map(str, ucost or [1]))}}};"]
     # one thread's workspace: fc packs each tile into one panel, followed by the tile buffer
     ws_one = geo.xc_size + tws if geo.mode == "fc" else shared + tws
-    return "\n".join(lines), Chunking(nchunks, tuple(cost or [1]), tws, nprep), max(ws_one, shared + tws)
+    return "\n".join(lines), Chunking(nchunks, tuple(ucost or [1]), tws, nprep), max(ws_one, shared + tws)
 
 
 _GROUP_ROWS = "rows + meta[4 * lo + 3], 1, meta[4 * hi + 3] - meta[4 * lo + 3]"
-
-
-def _bias_index(head: list[str]) -> str:
-    """The data-array index the head binds `bias` to."""
-    for line in head:
-        if "*bias = " in line:
-            return line.split("a[")[1].split("]")[0]
-    raise ValueError("kernel head has no bias")
 
 
 # ---- per-format generators -----------------------------------------------------------------
@@ -632,7 +670,7 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
     meta += [0, len(offs), len(vals), len(rows)]  # end of the last group's rows (the epilogue's slices)
     cost = [len(g.rows) * (len(g.cols) + 1) for g in groups]
     driver, chunking, ws = _driver_src(spec, geo, symbol, head, body, body_d if direct else None, empty, cost,
-                                       _GROUP_ROWS)
+                                       _GROUP_ROWS, [len(g.rows) for g in groups])
     src = "\n\n".join([*kernels, _fill_src(spec, geo), _epilogue_src(spec, geo), _epilogue_all_src(spec, geo), driver])
     arrays = [np.asarray(meta, np.int32), np.asarray(rows, np.int32), np.asarray(offs, np.int32),
               np.asarray(vals, np.float32)]
@@ -747,7 +785,7 @@ def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, reg
     empty = [co for co in range(spec.cout) if not hist[co].sum()]
     cost = [4 * int(hist[co].sum()) + 1 for co in order]
     driver, chunking, ws = _driver_src(spec, geo, symbol, head, body, body_d if direct else None, empty, cost,
-                                       f"meta + (size_t){2 + npat} * lo, {2 + npat}, hi - lo")
+                                       f"meta + (size_t){2 + npat} * lo, {2 + npat}, hi - lo", [1] * len(order))
     src = "\n\n".join(["\n".join(L), _fill_src(spec, geo), _epilogue_src(spec, geo), _epilogue_all_src(spec, geo), driver])
     arrays = [np.asarray(meta, np.int32), np.asarray(choff, np.int32), np.asarray(pvals, np.float32)]
     stats = {"rows": len(order), "fma_per_position": 4 * len(choff), "patterns": npat}

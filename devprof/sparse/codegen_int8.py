@@ -5,8 +5,8 @@ half to even) bit for bit: int8 weights (per-channel symmetric, [-127, 127]) tim
 activations (scale, zero point), summed exactly in int32, plus the int32 bias, then requantized
 per output channel with a float64 multiplier (x_scale * w_scale[c] / y_scale, the reference's
 own expression), rounded by `rint` and clamped to the fused activation's range. So the harness's
-check is exact: outputs are shipped as the quantized integers (as floats, which hold them
-exactly), and a kernel off by one step fails.
+check is exact: outputs are the quantized bytes (the harness widens them for its check), and a
+kernel off by one step fails.
 
 Layout follows the fp32 generator (`codegen`): an implicit GEMM over a padded, stride-phase-split,
 channel-major copy of the input, one byte per element, where a weight column k is an offset.
@@ -25,6 +25,15 @@ rows) and accumulates one 4-term dot product per row and position:
 The stored input byte is x - XSHIFT (XSHIFT = 0 for VNNI, 128 elsewhere); padding holds the
 zero point's byte, so padding contributes the real zero once the per-row correction
 (zp - XSHIFT) * sum(w[row]) is taken off the bias. `-DDP8_PORTABLE` forces the portable path.
+
+Requantization happens in registers, in the micro-kernel: accumulators start at the row's bias,
+and after the last quad each 16 of them become bytes (float32 product rounded to nearest even,
+saturating packs, zero point, clamp) stored straight into the output row, so an output costs a
+few vector instructions and no int32 round trip through memory. The float32 product is exact
+enough only where `float_multipliers` proved it, per channel, against the float64 reference for
+every accumulator the channel can reach; the other channels (a few percent) take a float64
+product in the same place. Tiles are up to 512 positions, and groups of up to 4 quads get
+micro-kernels without a quad loop, so per-group overhead is spread over many outputs.
 
 The input is the quantized tensor itself, shipped in the data file (the harness's generator makes
 floats), so a timed call is the int8 layer alone: input copy, integer GEMM, requantization.
@@ -45,7 +54,10 @@ from .weights import dense_weights, input_seed, input_tensor
 #: activation type of devprof-c's int8 kernels (ONNX Runtime's x86 QDQ choice, and vpdpbusd's)
 ACT_DTYPE = "uint8"
 UNIT = 16  # positions per accumulator unit (two 8-lane int32 vectors, four NEON ones)
-TILE_UNITS = 4  # units per tile: T = 64 positions
+TILE_UNITS = 4  # units per tile at least (T = 64 positions), and the step of larger tiles
+TILE_UNITS_MAX = 32  # at most (T = 512): a tile's per-group overhead spread over more positions
+TILE_BYTES = 16384  # the input rows a tile rereads for each group (K x T bytes): L1-sized
+UNROLL_QUADS = 4  # groups of up to this many quads get a micro-kernel without a quad loop
 SAMPLES_MAX = 20000
 
 
@@ -99,6 +111,14 @@ def _bytes_as_i32(b: np.ndarray) -> np.ndarray:
 
 # ---- the ISA layer: one unit = 16 positions, one step = a quad of columns ---------------------
 _ISA = r"""
+#include <math.h>
+/* the reference's requantization: float64 product, rint (half to even), zero point, clamp */
+static inline uint8_t dp8_req(int32_t acc, double m) {
+    int32_t q = (int32_t)rint((double)acc * m) + DP8_ZP;
+    q = q < DP8_LO ? DP8_LO : q;
+    q = q > DP8_HI ? DP8_HI : q;
+    return (uint8_t)q;
+}
 #if defined(DP8_PORTABLE)
 #  define DP8_PATH 0
 #elif defined(__AVX512VNNI__) && defined(__AVX512VL__)
@@ -112,6 +132,7 @@ _ISA = r"""
 #else
 #  define DP8_PATH 0
 #endif
+#define DP8_UNROLL (DP8_PATH >= 1 && DP8_PATH <= 3)
 #if DP8_PATH == 2 || DP8_PATH == 3
 #  define DP8_XSHIFT 0
 typedef uint8_t dp8_t;
@@ -123,10 +144,7 @@ typedef int8_t dp8_t;
 #if DP8_PATH >= 1 && DP8_PATH <= 3
 #include <immintrin.h>
 typedef struct { __m256i v[2]; } dp8_acc;
-static inline void dp8_zero(dp8_acc *a) { a->v[0] = _mm256_setzero_si256(); a->v[1] = a->v[0]; }
-static inline void dp8_st(int32_t *p, const dp8_acc *a) {
-    _mm256_storeu_si256((__m256i *)p, a->v[0]); _mm256_storeu_si256((__m256i *)(p + 8), a->v[1]);
-}
+static inline void dp8_init(dp8_acc *a, int32_t b) { a->v[0] = _mm256_set1_epi32(b); a->v[1] = a->v[0]; }
 #if DP8_PATH == 1
 /* exact 16-bit pairs: (a, b) and (c, d) sign-extended, vpmaddwd with the weights' i16 pairs */
 typedef struct { __m256i v[4]; } dp8_x;
@@ -147,14 +165,28 @@ static inline void dp8_step(dp8_acc *acc, const dp8_x *x, int32_t w4, int32_t wa
 #else
 /* 4-byte quads per position (u8), vpdpbusd with the weights' quad */
 typedef struct { __m256i v[2]; } dp8_x;
+#if DP8_PATH == 3 && defined(__AVX512VBMI__) && !defined(DP8_NO_VBMI)
+/* positions 0-3 | 8-11 and 4-7 | 12-15 (as below), two vpermt2b from the four rows side by side */
+static const uint8_t dp8_quads[64] __attribute__((aligned(32))) = {
+    0, 16, 32, 48, 1, 17, 33, 49, 2, 18, 34, 50, 3, 19, 35, 51, 8, 24, 40, 56, 9, 25, 41, 57, 10, 26, 42, 58, 11, 27, 43, 59,
+    4, 20, 36, 52, 5, 21, 37, 53, 6, 22, 38, 54, 7, 23, 39, 55, 12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63};
+static inline void dp8_ldx(dp8_x *x, const dp8_t *a, const dp8_t *b, const dp8_t *c, const dp8_t *d) {
+    __m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)), _mm_loadu_si128((const __m128i *)b), 1);
+    __m256i cd = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)c)), _mm_loadu_si128((const __m128i *)d), 1);
+    x->v[0] = _mm256_permutex2var_epi8(ab, _mm256_load_si256((const __m256i *)dp8_quads), cd);
+    x->v[1] = _mm256_permutex2var_epi8(ab, _mm256_load_si256((const __m256i *)(dp8_quads + 32)), cd);
+}
+#else
 static inline void dp8_ldx(dp8_x *x, const dp8_t *a, const dp8_t *b, const dp8_t *c, const dp8_t *d) {
     __m128i va = _mm_loadu_si128((const __m128i *)a), vb = _mm_loadu_si128((const __m128i *)b);
     __m128i vc = _mm_loadu_si128((const __m128i *)c), vd = _mm_loadu_si128((const __m128i *)d);
     __m128i ab0 = _mm_unpacklo_epi8(va, vb), ab1 = _mm_unpackhi_epi8(va, vb);
     __m128i cd0 = _mm_unpacklo_epi8(vc, vd), cd1 = _mm_unpackhi_epi8(vc, vd);
-    x->v[0] = _mm256_set_m128i(_mm_unpackhi_epi16(ab0, cd0), _mm_unpacklo_epi16(ab0, cd0));
-    x->v[1] = _mm256_set_m128i(_mm_unpackhi_epi16(ab1, cd1), _mm_unpacklo_epi16(ab1, cd1));
+    /* positions 0-3 | 8-11 and 4-7 | 12-15: vpackssdw of the two then yields 0-7 | 8-15 */
+    x->v[0] = _mm256_set_m128i(_mm_unpacklo_epi16(ab1, cd1), _mm_unpacklo_epi16(ab0, cd0));
+    x->v[1] = _mm256_set_m128i(_mm_unpackhi_epi16(ab1, cd1), _mm_unpackhi_epi16(ab0, cd0));
 }
+#endif
 static inline void dp8_step(dp8_acc *acc, const dp8_x *x, int32_t w4, int32_t wab, int32_t wcd) {
     (void)wab; (void)wcd;
     const __m256i w = _mm256_set1_epi32(w4);
@@ -167,6 +199,61 @@ static inline void dp8_step(dp8_acc *acc, const dp8_x *x, int32_t w4, int32_t wa
 #endif
 }
 #endif
+/* requantize 8 accumulators to rint(acc * m) + zp: float32 (a channel whose float32 path
+ * float_multipliers proved equal to the float64 reference), else the float64 product itself.
+ * With FMA, one rounding of the exact product: adding 1.5 * 2^23 leaves the rounded integer in the
+ * low bits, so the only conversion is the accumulators' (the conversion units are the bottleneck) */
+static inline __m256i dp8_q8(__m256i a, float mf, double md, int ex) {
+    if (!ex) {
+#if defined(__FMA__)
+        const __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(mf), _mm256_set1_ps(12582912.f));
+        return _mm256_sub_epi32(_mm256_castps_si256(v), _mm256_set1_epi32(0x4B400000 - DP8_ZP));
+#else
+        const __m256i r = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(mf)));
+        return _mm256_add_epi32(r, _mm256_set1_epi32(DP8_ZP));
+#endif
+    }
+    const __m256d d = _mm256_set1_pd(md), lim = _mm256_set1_pd(1073741824.0), nlim = _mm256_set1_pd(-1073741824.0);
+    __m256d lo = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(a)), d);
+    __m256d hi = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(a, 1)), d);
+    lo = _mm256_max_pd(_mm256_min_pd(lo, lim), nlim);
+    hi = _mm256_max_pd(_mm256_min_pd(hi, lim), nlim);
+    return _mm256_add_epi32(_mm256_set_m128i(_mm256_cvtpd_epi32(hi), _mm256_cvtpd_epi32(lo)), _mm256_set1_epi32(DP8_ZP));
+}
+/* 16 outputs: requantize, saturate to int16, then to uint8, clamp, store */
+static inline void dp8_out(const dp8_acc *a, uint8_t *y, float mf, double md, int ex) {
+    __m256i w = _mm256_packs_epi32(dp8_q8(a->v[0], mf, md, ex), dp8_q8(a->v[1], mf, md, ex));
+#if DP8_PATH == 1
+    w = _mm256_permute4x64_epi64(w, 0xD8);  /* accumulators hold 0-7 and 8-15 here */
+#endif
+    __m128i b = _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+#if DP8_LO > 0
+    b = _mm_max_epu8(b, _mm_set1_epi8((char)DP8_LO));
+#endif
+#if DP8_HI < 255
+    b = _mm_min_epu8(b, _mm_set1_epi8((char)DP8_HI));
+#endif
+    _mm_storeu_si128((__m128i *)y, b);
+}
+/* 16 outputs each of two rows (or two units of a row): one pack to bytes for both, one lane fix */
+static inline void dp8_out2(const dp8_acc *a, const dp8_acc *c, uint8_t *ya, uint8_t *yc, float mfa, double mda, int exa,
+                            float mfc, double mdc, int exc) {
+    const __m256i wa = _mm256_packs_epi32(dp8_q8(a->v[0], mfa, mda, exa), dp8_q8(a->v[1], mfa, mda, exa));
+    const __m256i wc = _mm256_packs_epi32(dp8_q8(c->v[0], mfc, mdc, exc), dp8_q8(c->v[1], mfc, mdc, exc));
+#if DP8_PATH == 1
+    __m256i b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(wa, wc), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+#else
+    __m256i b = _mm256_permute4x64_epi64(_mm256_packus_epi16(wa, wc), 0xD8);
+#endif
+#if DP8_LO > 0
+    b = _mm256_max_epu8(b, _mm256_set1_epi8((char)DP8_LO));
+#endif
+#if DP8_HI < 255
+    b = _mm256_min_epu8(b, _mm256_set1_epi8((char)DP8_HI));
+#endif
+    _mm_storeu_si128((__m128i *)ya, _mm256_castsi256_si128(b));
+    _mm_storeu_si128((__m128i *)yc, _mm256_extracti128_si256(b, 1));
+}
 #elif DP8_PATH == 4
 #include <arm_neon.h>
 #if defined(__GNUC__) && !defined(__clang__)
@@ -177,10 +264,7 @@ static inline void dp8_step(dp8_acc *acc, const dp8_x *x, int32_t w4, int32_t wa
 /* 4-byte quads per position (s8), sdot with the weights' quad */
 typedef struct { int32x4_t v[4]; } dp8_acc;
 typedef struct { int8x16_t v[4]; } dp8_x;
-static inline void dp8_zero(dp8_acc *a) { a->v[0] = a->v[1] = a->v[2] = a->v[3] = vdupq_n_s32(0); }
-static inline void dp8_st(int32_t *p, const dp8_acc *a) {
-    vst1q_s32(p, a->v[0]); vst1q_s32(p + 4, a->v[1]); vst1q_s32(p + 8, a->v[2]); vst1q_s32(p + 12, a->v[3]);
-}
+static inline void dp8_init(dp8_acc *a, int32_t b) { a->v[0] = a->v[1] = a->v[2] = a->v[3] = vdupq_n_s32(b); }
 static inline void dp8_ldx(dp8_x *x, const dp8_t *a, const dp8_t *b, const dp8_t *c, const dp8_t *d) {
     int8x16_t va = vld1q_s8(a), vb = vld1q_s8(b), vc = vld1q_s8(c), vd = vld1q_s8(d);
     int16x8_t ab0 = vreinterpretq_s16_s8(vzip1q_s8(va, vb)), ab1 = vreinterpretq_s16_s8(vzip2q_s8(va, vb));
@@ -198,12 +282,30 @@ static inline void dp8_step(dp8_acc *acc, const dp8_x *x, int32_t w4, int32_t wa
     acc->v[2] = vdotq_s32(acc->v[2], x->v[2], w);
     acc->v[3] = vdotq_s32(acc->v[3], x->v[3], w);
 }
+static inline int32x4_t dp8_q4(int32x4_t a, float mf, double md, int ex) {
+    if (!ex) return vcvtnq_s32_f32(vmulq_n_f32(vcvtq_f32_s32(a), mf));
+    float64x2_t lo = vmulq_n_f64(vcvtq_f64_s64(vmovl_s32(vget_low_s32(a))), md);
+    float64x2_t hi = vmulq_n_f64(vcvtq_f64_s64(vmovl_high_s32(a)), md);
+    return vcombine_s32(vqmovn_s64(vcvtnq_s64_f64(lo)), vqmovn_s64(vcvtnq_s64_f64(hi)));
+}
+static inline void dp8_out(const dp8_acc *a, uint8_t *y, float mf, double md, int ex) {
+    const int16x8_t zp = vdupq_n_s16(DP8_ZP);
+    int16x8_t h0 = vcombine_s16(vqmovn_s32(dp8_q4(a->v[0], mf, md, ex)), vqmovn_s32(dp8_q4(a->v[1], mf, md, ex)));
+    int16x8_t h1 = vcombine_s16(vqmovn_s32(dp8_q4(a->v[2], mf, md, ex)), vqmovn_s32(dp8_q4(a->v[3], mf, md, ex)));
+    uint8x16_t b = vcombine_u8(vqmovun_s16(vqaddq_s16(h0, zp)), vqmovun_s16(vqaddq_s16(h1, zp)));
+#if DP8_LO > 0
+    b = vmaxq_u8(b, vdupq_n_u8(DP8_LO));
+#endif
+#if DP8_HI < 255
+    b = vminq_u8(b, vdupq_n_u8(DP8_HI));
+#endif
+    vst1q_u8(y, b);
+}
 #else
 /* portable: the four columns' rows as they are, 4-term products per position */
 typedef struct { int32_t v[16]; } dp8_acc;
 typedef struct { dp8_t v[4][16]; } dp8_x;
-static inline void dp8_zero(dp8_acc *a) { memset(a->v, 0, sizeof a->v); }
-static inline void dp8_st(int32_t *p, const dp8_acc *a) { memcpy(p, a->v, sizeof a->v); }
+static inline void dp8_init(dp8_acc *a, int32_t b) { for (int i = 0; i < 16; i++) a->v[i] = b; }
 static inline void dp8_ldx(dp8_x *x, const dp8_t *a, const dp8_t *b, const dp8_t *c, const dp8_t *d) {
     memcpy(x->v[0], a, 16); memcpy(x->v[1], b, 16); memcpy(x->v[2], c, 16); memcpy(x->v[3], d, 16);
 }
@@ -215,70 +317,75 @@ static inline void dp8_step(dp8_acc *acc, const dp8_x *x, int32_t w4, int32_t wa
         acc->v[i] += (int32_t)w[0] * x->v[0][i] + (int32_t)w[1] * x->v[1][i] + (int32_t)w[2] * x->v[2][i]
                      + (int32_t)w[3] * x->v[3][i];
 }
+static inline void dp8_out(const dp8_acc *a, uint8_t *y, float mf, double md, int ex) {
+    (void)mf; (void)ex;
+    for (int i = 0; i < 16; i++) y[i] = dp8_req(a->v[i], md);
+}
+#endif
+#if DP8_PATH == 0 || DP8_PATH == 4
+static inline void dp8_out2(const dp8_acc *a, const dp8_acc *c, uint8_t *ya, uint8_t *yc, float mfa, double mda, int exa,
+                            float mfc, double mdc, int exc) {
+    dp8_out(a, ya, mfa, mda, exa);
+    dp8_out(c, yc, mfc, mdc, exc);
+}
 #endif
 """
 
 
-#: A run of one output row requantized in float32, vectorised; a value whose float32 product
-#: lies within 5e-4 of a rounding tie (where float32's error, below 4e-4 for |v| < 2048, could
-#: round it the other way) sends the run through the float64 path, so the result is always the
-#: float64 reference's. |v| >= 2048 clamps the same either way (outputs are 0..255).
-_ROW = """static inline void dp8_row(const int32_t *restrict c, uint8_t *restrict y, int n, int32_t bb, float mf, double mm) {{
-    int amb = 0, i = 0;
-#if DP8_PATH >= 1 && DP8_PATH <= 3
-    {{ /* 16 at a time: float32 product, round, clamp in float (exact for integers), pack to bytes */
-        const __m256 m = _mm256_set1_ps(mf), zp = _mm256_set1_ps({zp}.f), lo = _mm256_set1_ps({lo}.f);
-        const __m256 hi = _mm256_set1_ps({hi}.f), tie = _mm256_set1_ps(0.4995f), sign = _mm256_set1_ps(-0.f);
-        const __m256i b = _mm256_set1_epi32(bb);
-        __m256 ambv = _mm256_setzero_ps();
-        for (; i + 16 <= n; i += 16) {{
-            __m256 v0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(c + i)), b)), m);
-            __m256 v1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(c + i + 8)), b)), m);
-            __m256 r0 = _mm256_round_ps(v0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            __m256 r1 = _mm256_round_ps(v1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            ambv = _mm256_or_ps(ambv, _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v0, r0)), tie, _CMP_GT_OQ));
-            ambv = _mm256_or_ps(ambv, _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v1, r1)), tie, _CMP_GT_OQ));
-            r0 = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r0, zp), lo), hi);
-            r1 = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r1, zp), lo), hi);
-            __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(_mm256_cvtps_epi32(r0), _mm256_cvtps_epi32(r1)), 0xD8);
-            _mm_storeu_si128((__m128i *)(y + i), _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
-        }}
-        amb = _mm256_movemask_ps(ambv);
-    }}
-#endif
-    for (; i < n; i++) {{
-        const float v = (float)(c[i] + bb) * mf;
-        float r = rintf(v), d = v - r;
-        d = d < 0.f ? -d : d;
-        amb |= d > 0.4995f;
-        r = r < -4096.f ? -4096.f : r;
-        r = r > 4096.f ? 4096.f : r;
-        int32_t q = (int32_t)r + {zp};
-        q = q < {lo} ? {lo} : q;
-        q = q > {hi} ? {hi} : q;
-        y[i] = (uint8_t)q;
-    }}
-    if (amb)
-        for (i = 0; i < n; i++) y[i] = dp8_req(c[i] + bb, mm);
-}}"""
+def _mk(r: int, nu: int, nq: int, ex: bool) -> str:
+    """Micro-kernel: R rows x the tile's units, NU units at a time, over a group's quads of
+    columns (NQ of them, unrolled, or a loop over `nq` when NQ is 0); each row's accumulators
+    start at its bias and leave as requantized bytes. EX: some row takes the float64 path (a
+    test per row), else none does (no test at all). Unrolled kernels are x86's (DP8_UNROLL):
+    arm64 compilers spill the weights they hoist out of the unit loop, so there the same name
+    is the quad loop."""
+    if not nq:
+        return _mk_code(_mk_name(r, nu, nq, ex), r, nu, 0, ex)
+    name = _mk_name(r, nu, nq, ex)
+    return "\n".join(["#if DP8_UNROLL", _mk_code(name, r, nu, nq, ex), "#else", _mk_code(name, r, nu, 0, ex), "#endif"])
 
 
-def _mk(r: int, nu: int, t: int) -> str:
-    """Micro-kernel: R rows x NU units of 16 positions over a group's quads of columns."""
-    L = [f"static inline void mk8_{r}_{nu}(const dp8_t *restrict xq, const int32_t *restrict off,",
-         "        const int32_t *restrict w4, const int32_t *restrict w16, int nq, int32_t *restrict ct) {"]
-    L += [f"    dp8_acc a{i}_{u}; dp8_zero(&a{i}_{u});" for i in range(r) for u in range(nu)]
-    L += ["    for (int j = 0; j < nq; j++) {", "        const int32_t *o = off + 4 * j;"]
-    L += [f"        const int32_t k{i} = w4[j * {r} + {i}], p{i} = w16[(j * {r} + {i}) * 2], "
-          f"q{i} = w16[(j * {r} + {i}) * 2 + 1];" for i in range(r)]
-    for u in range(nu):
-        L += [f"        {{ dp8_x x; dp8_ldx(&x, xq + o[0] + {u * UNIT}, xq + o[1] + {u * UNIT}, "
-              f"xq + o[2] + {u * UNIT}, xq + o[3] + {u * UNIT});"]
-        L += [f"          dp8_step(&a{i}_{u}, &x, k{i}, p{i}, q{i});" for i in range(r)]
-        L += ["        }"]
-    L += ["    }"]
-    L += [f"    dp8_st(ct + {i} * {t} + {u * UNIT}, &a{i}_{u});" for i in range(r) for u in range(nu)]
-    return "\n".join(L + ["}"])
+def _mk_code(name: str, r: int, nu: int, nq: int, ex: bool) -> str:
+    L = [f"static inline void {name}(const dp8_t *restrict xq, const int32_t *restrict off,",
+         "        const int32_t *restrict w4, const int32_t *restrict w16, int nq, int tu, const dp8_rowp *restrict rp) {",
+         "    (void)nq;" if nq else "",
+         f"    for (int u = 0; u < tu; u += {nu}) {{",
+         "        const dp8_t *xu = xq + u * 16;"]
+    L += [f"        dp8_acc a{i}_{u}; dp8_init(&a{i}_{u}, rp[{i}].b);" for i in range(r) for u in range(nu)]
+
+    def step(j: str, ind: str) -> list[str]:
+        S = [f"{ind}const int32_t *o = off + 4 * {j};"]
+        S += [f"{ind}const int32_t k{i} = w4[{j} * {r} + {i}], p{i} = w16[({j} * {r} + {i}) * 2], "
+              f"q{i} = w16[({j} * {r} + {i}) * 2 + 1];" for i in range(r)]
+        for u in range(nu):
+            S += [f"{ind}{{ dp8_x x; dp8_ldx(&x, xu + o[0] + {u * UNIT}, xu + o[1] + {u * UNIT}, "
+                  f"xu + o[2] + {u * UNIT}, xu + o[3] + {u * UNIT});"]
+            S += [f"{ind}  dp8_step(&a{i}_{u}, &x, k{i}, p{i}, q{i});" for i in range(r)]
+            S += [f"{ind}}}"]
+        return S
+
+    if nq:
+        for j in range(nq):
+            L += ["        {", *step(str(j), "            "), "        }"]
+    else:
+        L += ["        for (int j = 0; j < nq; j++) {", *step("j", "            "), "        }"]
+    outs = [(i, u) for i in range(r) for u in range(nu)]
+
+    def args(i: int, u: int) -> tuple[str, str]:
+        return (f"&a{i}_{u}", f"rp[{i}].y + (u + {u}) * 16"), (f"rp[{i}].mf, rp[{i}].md, " + (f"rp[{i}].ex" if ex else "0"))
+
+    for k in range(0, len(outs) - 1, 2):  # in pairs: one pack to bytes for two
+        (a0, y0), p0 = args(*outs[k])
+        (a1, y1), p1 = args(*outs[k + 1])
+        L += [f"        dp8_out2({a0}, {a1}, {y0}, {y1}, {p0}, {p1});"]
+    if len(outs) % 2:
+        (a0, y0), p0 = args(*outs[-1])
+        L += [f"        dp8_out({a0}, {y0}, {p0});"]
+    return "\n".join(L + ["    }", "}"])
+
+
+def _mk_name(r: int, nu: int, nq: int, ex: bool) -> str:
+    return f"mk8_{r}_{nu}_{nq}{'x' if ex else ''}"
 
 
 def _units(r: int, tu: int) -> int:
@@ -288,6 +395,69 @@ def _units(r: int, tu: int) -> int:
     while tu % nu:
         nu -= 1
     return nu
+
+
+def float_multipliers(mult: np.ndarray, bound: np.ndarray, zp: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output channel: a float32 multiplier `mf` with which the kernel's float32 path
+    (rint(float32(acc) * mf), or with AVX-512 rint of the exact product, one fused rounding;
+    then zero point and clamp) gives the float64 reference's output for every accumulator
+    |acc| <= bound, and ex = 0; else ex = 1 (that channel takes the float64 path).
+
+    Both paths are non-decreasing in acc, so they agree everywhere iff they step to each output
+    level at the same acc: checked on a window around each step (float32's error is below 1e-4
+    near |v| < 2^9, a few acc steps), and at +-bound for steps that no accumulator reaches. The
+    float32 value of the multiplier and its neighbours (+-2 ulp) are tried, as a near-tie may
+    fall on either side with a neighbour."""
+    mult = np.asarray(mult, np.float64)
+    bound = np.asarray(bound, np.int64)
+    mf = mult.astype(np.float32)
+    ex = np.ones(len(mult), np.int32)
+    js = np.arange(lo - zp + 1, hi - zp + 1, dtype=np.float64)  # the output steps that matter
+    safe = mult > 0
+    # int32 conversions stay in range, accumulators are exact in float32, and the fused form's
+    # 1.5 * 2^23 + product keeps a step of 1
+    safe &= (bound.astype(np.float64) * np.where(safe, mult, 0.0) < 2.0**21) & (bound < 2**24)
+    need = np.full(len(mult), 10**9, np.int64)
+    need[safe] = np.ceil(1e-4 / mult[safe]).astype(np.int64) + 2
+    if len(js) == 0:
+        return mf, ex
+    for w in np.unique(need[need <= 64]):
+        cs = np.flatnonzero(need == w)
+        m = mult[cs][:, None]
+        t = np.floor((js[None, :] - 0.5) / m).astype(np.int64)  # (C, levels)
+        t = np.clip(t, -bound[cs][:, None] - w - 1, bound[cs][:, None] + w + 1)
+        acc = (t[:, :, None] + np.arange(-w, w + 1)[None, None, :]).reshape(len(cs), -1)
+        acc = np.concatenate([acc, -bound[cs][:, None], bound[cs][:, None]], axis=1)
+        want = np.rint(acc * m)
+        want_c = np.clip(want + zp, lo, hi)
+        lvl = want_c[:, :-2].reshape(len(cs), len(js), 2 * w + 1) - zp
+        # the window brackets its step unless the step lies beyond the accumulators' reach
+        reach = (np.abs(np.floor((js[None, :] - 0.5) / m)) <= bound[cs][:, None] + w)
+        bracket = ((lvl[:, :, 0] < js[None, :]) & (lvl[:, :, -1] >= js[None, :])) | ~reach
+        ok_c = bracket.all(axis=1)
+        a32 = acc.astype(np.float32)
+        done = np.zeros(len(cs), bool)
+        for k in (0, 1, -1, 2, -2):
+            f = (mf[cs].view(np.int32) + np.int32(k)).view(np.float32)
+            got = np.clip(np.rint(a32 * f[:, None]).astype(np.float64) + zp, lo, hi)
+            # the fused form (AVX-512 path): the exact product, which float64 holds, rounded once
+            fused = np.clip(np.rint(a32.astype(np.float64) * f.astype(np.float64)[:, None]) + zp, lo, hi)
+            hit = ok_c & ~done & (got == want_c).all(axis=1) & (fused == want_c).all(axis=1)
+            mf[cs[hit]] = f[hit]
+            ex[cs[hit]] = 0
+            done |= hit
+    return mf, ex
+
+
+def _tile_units(positions: int, k: int) -> int:
+    """Units (of 16 positions) per tile: the fewest padded positions, then the most units, as
+    long as the tile's input rows (K x T bytes) stay L1-sized; a few for small layers."""
+    units = -(-positions // UNIT)
+    if units <= TILE_UNITS:
+        return max(1, units)
+    cap = max(TILE_UNITS, min(TILE_UNITS_MAX, TILE_BYTES // (UNIT * max(1, k))))
+    cands = range(TILE_UNITS, cap + 1, TILE_UNITS)
+    return min(cands, key=lambda t: (-(-units // t) * t, -t))
 
 
 def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = None,
@@ -300,10 +470,8 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         raise ValueError(why)
     layer = quantized_layer(spec)
     qk = layer.qk
-    # positions per tile: up to TILE_UNITS units, fewer when the layer has fewer positions (fc
-    # with a few rows, small feature maps), so padding never exceeds one unit per tile
     positions = spec.n if spec.op == "fc" else spec.out_h * (-(-(spec.w + 2 * spec.padding) // spec.stride))
-    tu = max(1, min(TILE_UNITS, -(-positions // UNIT)))
+    tu = _tile_units(positions, layer.w_q2.shape[1])
     T = UNIT * tu
     single = variant == "csr" or spec.sparsity.scheme in ("unstructured", "nm", "pattern") or (
         spec.sparsity.scheme == "block" and block_param(spec.sparsity, (4, 1))[0] == 1 and variant == "sparse")
@@ -325,7 +493,13 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
     groups = make_groups(spec, layer.mask2, variant, rmax)
     groups.sort(key=lambda g: -len(g.rows))
     w2 = layer.w_q2.astype(np.int64)
+    out = qk.out
+    lo, hi = _act_range(spec, out)
+    mult = (np.float64(qk.x.scale) * qk.w_scale.astype(np.float64) / np.float64(out.scale)).astype("<f8")
+    bias = qk.b_q.astype(np.int64)
+    mf, exact = float_multipliers(mult, np.abs(w2).sum(axis=1) * 255 + np.abs(bias), out.zero_point, lo, hi)
     meta, rows, offs, w4, w16 = [], [], [], [], []
+    kinds: dict[tuple[int, int, bool], int] = {}  # micro-kernel (R, unrolled quads or 0, float64 rows) -> id
     for g in groups:
         cols = list(g.cols)
         if not cols:
@@ -336,23 +510,19 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         padn = nq * 4 - len(cols)
         o += [o[-1]] * padn
         wv = np.concatenate([wv, np.zeros((len(g.rows), padn), np.int64)], axis=1)
-        meta += [nq, len(offs), len(w4), len(rows), len(g.rows)]
+        kind = (len(g.rows), nq if nq <= UNROLL_QUADS else 0, bool(exact[g.rows].any()))
+        meta += [nq, len(offs), len(w4), len(rows), len(g.rows), kinds.setdefault(kind, len(kinds))]
         rows += g.rows
         offs += o
         quads = wv.reshape(len(g.rows), nq, 4).transpose(1, 0, 2)  # (nq, R, 4)
         w4 += _bytes_as_i32(quads.astype(np.int8)).tolist()
         w16 += _bytes_as_i32(quads.astype(np.int16)).tolist()
-    meta += [0, len(offs), len(w4), len(rows), 0]
-    out = qk.out
-    lo, hi = _act_range(spec, out)
-    mult = (np.float64(qk.x.scale) * qk.w_scale.astype(np.float64) / np.float64(out.scale)).astype("<f8")
+    meta += [0, len(offs), len(w4), len(rows), 0, -1]
     rowsum = w2.sum(axis=1)
-    bias = qk.b_q.astype(np.int64)
     used = {r for g in groups for r in g.rows}
     empty = [r for r in range(spec.cout) if r not in used]
     zp = qk.x.zero_point
-    rs = sorted({len(g.rows) for g in groups}, reverse=True)
-    kernels = [_mk(r, _units(r, tu), T) for r in rs]
+    kernels = [_mk(r, _units(r, tu), nq, ex) for (r, nq, ex) in kinds]
     symbol = f"dpk_{name or f'k{spec.id}_{variant}'}"
     ohw = spec.out_h * spec.out_w if spec.op != "fc" else 0
     # --- fill: the input copy (one byte per element, padding = the zero point's byte)
@@ -364,50 +534,52 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
                 f"        for (int ci = 0; ci < {cin}; ci++) xc[(size_t)ci * {cs} + u] = (dp8_t)(x[(size_t)u * {cin} + ci] - DP8_XSHIFT);",
                 "}"]
     else:
-        s, p, h, w = spec.stride, spec.padding, spec.h, spec.w
+        s_, p, h, w = spec.stride, spec.padding, spec.h, spec.w
+        whole = s_ == 1 and p == 0  # every plane byte is copied: only the slack after them is padding
         fill = ["static void fill(const uint8_t *restrict x, dp8_t *restrict xc) {",
-                f"    memset(xc, PADB, {xc_size});",
+                (f"    memset(xc + {spec.cin * cs}, PADB, {xc_size - spec.cin * cs});" if whole else
+                 f"    memset(xc, PADB, {xc_size});"),
                 f"    for (int ci = 0; ci < {spec.cin}; ci++) {{",
                 f"        const uint8_t *src = x + (size_t)ci * {h * w};",
-                f"        dp8_t *dst = xc + (size_t)ci * {cs};",
-                f"        for (int ih = 0; ih < {h}; ih++) {{",
-                f"            const int r = ih + {p};",
-                f"            dp8_t *drow = dst + (size_t)((r % {s}) * {s}) * {geo.plane} + (size_t)(r / {s}) * {geo.wph};",
-                f"            const uint8_t *srow = src + (size_t)ih * {w};"]
-        for pb in range(s):
-            c0 = max(0, -(-(p - pb) // s))
-            c1 = (w - 1 + p - pb) // s + 1
-            if c1 > c0:
-                fill += [f"            {{ dp8_t *d = drow + {pb * geo.plane};",
-                         f"              for (int c = {c0}; c < {c1}; c++) d[c] = (dp8_t)(srow[c * {s} + {pb - p}] - DP8_XSHIFT); }}"]
-        fill += ["        }", "    }", "}"]
-    # --- epilogue: rows of one group for the tile at q0
+                f"        dp8_t *dst = xc + (size_t)ci * {cs};"]
+        if whole:
+            fill += [f"        for (int i = 0; i < {h * w}; i++) dst[i] = (dp8_t)(src[i] - DP8_XSHIFT);", "    }", "}"]
+        else:
+            fill += [f"        for (int ih = 0; ih < {h}; ih++) {{",
+                     f"            const int r = ih + {p};",
+                     f"            dp8_t *drow = dst + (size_t)((r % {s_}) * {s_}) * {geo.plane} + (size_t)(r / {s_}) * {geo.wph};",
+                     f"            const uint8_t *srow = src + (size_t)ih * {w};"]
+            for pb in range(s_):
+                c0 = max(0, -(-(p - pb) // s_))
+                c1 = (w - 1 + p - pb) // s_ + 1
+                if c1 > c0:
+                    fill += [f"            {{ dp8_t *d = drow + {pb * geo.plane};",
+                             f"              for (int c = {c0}; c < {c1}; c++) d[c] = (dp8_t)(srow[c * {s_} + {pb - p}] - DP8_XSHIFT); }}"]
+            fill += ["        }", "    }", "}"]
+    # --- a group's rows go straight to the output when a full tile is one contiguous run there;
+    # else through `tmp`, copied out after the micro-kernel
+    direct = spec.op != "fc" and geo.wph == spec.out_w
     if spec.op == "fc":
-        store = [f"            uint8_t tmp[{T}];", "            dp8_row(c, tmp, te, bb, mf, mm);",
-                 f"            for (int t = 0; t < te; t++) yb[(size_t)(q0 + t) * {spec.cout} + co] = tmp[t];"]
-    elif geo.wph == spec.out_w:  # no junk columns: the tile's positions are contiguous in the output
-        store = [f"            dp8_row(c, yn + (size_t)co * {ohw} + q0, te, bb, mf, mm);"]
-    else:  # requantize the whole tile (full vectors), then copy out each output row's run
+        copy = [f"                    for (int t = 0; t < te; t++) yb[(size_t)(q0 + t) * {spec.cout} + co] = tmp[i * {T} + t];"]
+    elif direct:  # the last, partial tile
+        copy = [f"                    memcpy(yn + (size_t)co * {ohw} + q0, tmp + i * {T}, (size_t)te);"]
+    else:  # copy out each output row's run (junk columns dropped)
         wph, ow = geo.wph, spec.out_w
-        store = [f"            uint8_t tmp[{T}];", "            dp8_row(c, tmp, te, bb, mf, mm);",
-                 f"            for (int oh = q0 / {wph}; oh * {wph} < q0 + te; oh++) {{",
-                 f"                int a_ = q0 - oh * {wph}; if (a_ < 0) a_ = 0;",
-                 f"                int e_ = q0 + te - oh * {wph}; if (e_ > {ow}) e_ = {ow};",
-                 f"                if (e_ > a_) memcpy(yn + (size_t)co * {ohw} + (size_t)oh * {ow} + a_, tmp + (oh * {wph} - q0) + a_, (size_t)(e_ - a_));",
-                 "            }"]
-    body = []
-    for r in rs:
-        nu = _units(r, tu)
-        calls = [f"            mk8_{r}_{nu}(xq + {u0 * UNIT}, offs + m[1], w4 + m[2], w16 + 2 * m[2], m[0], "
-                 f"ct + {u0 * UNIT});" for u0 in range(0, tu, nu)]
-        body += [f"        if (m[4] == {r}) {{", *calls, "        }"]
+        copy = [f"                    for (int oh = q0 / {wph}; oh * {wph} < q0 + te; oh++) {{",
+                f"                        int a_ = q0 - oh * {wph}; if (a_ < 0) a_ = 0;",
+                f"                        int e_ = q0 + te - oh * {wph}; if (e_ > {ow}) e_ = {ow};",
+                f"                        if (e_ > a_) memcpy(yn + (size_t)co * {ohw} + (size_t)oh * {ow} + a_, tmp + i * {T} + (oh * {wph} - q0) + a_, (size_t)(e_ - a_));",
+                "                    }"]
+    body = ["                switch (m[5]) {"]
+    for (r, nq, ex), kid in kinds.items():
+        body += [f"                case {kid}: {_mk_name(r, _units(r, tu), nq, ex)}(xq, offs + m[1], w4 + m[2], w16 + 2 * m[2], m[0], {tu}, rp); break;"]
+    body += ["                }"]
     nimg = spec.n if spec.op != "fc" else 1
     run = [
         f"void {symbol}(const float *restrict xf, float *restrict y, float *restrict ws, const dp_array *restrict a);",
         f"void {symbol}(const float *restrict xf, float *restrict y, float *restrict ws, const dp_array *restrict a) {{",
         "    (void)xf;",
         "    uint8_t *yb = (uint8_t *)y;",
-        "    const float *multf = (const float *)a[11].data;",
         "    const uint8_t *xin = (const uint8_t *)a[2].data;",
         "    const int32_t *meta = (const int32_t *)a[3].data;",
         "    const int32_t *rows = (const int32_t *)a[4].data;",
@@ -417,53 +589,56 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         "    const int32_t *beff = (const int32_t *)a[8].data;",
         "    const int32_t *rsum = (const int32_t *)a[9].data;",
         "    const double *mult = (const double *)a[10].data;",
-        "    int32_t *ct = (int32_t *)ws;",
-        f"    dp8_t *xc = (dp8_t *)(ws + {4 * UNIT * TILE_UNITS});",
-        "#define REQ(v) dp8_req((v) + bb, mm)",
+        "    const float *multf = (const float *)a[11].data;",
+        "    const int32_t *exf = (const int32_t *)a[12].data;",
+        "    dp8_t *xc = (dp8_t *)ws;",
+        f"    uint8_t tmp[4 * {T}];",
         f"    for (int e = 0; e < {len(empty)}; e++) {{",
         "        const int co = EMPTY[e];",
-        "        const int32_t bb = beff[co]; const double mm = mult[co];",
-        "        const uint8_t v = REQ(0);",
+        "        const uint8_t v = dp8_req(beff[co], mult[co]);",
         (f"        for (int t = 0; t < {spec.n}; t++) yb[(size_t)t * {spec.cout} + co] = v;" if spec.op == "fc" else
-         f"        for (int n = 0; n < {spec.n}; n++) for (int t = 0; t < {ohw}; t++) yb[((size_t)n * {spec.cout} + co) * {ohw} + t] = v;"),
+         f"        for (int n = 0; n < {spec.n}; n++) memset(yb + ((size_t)n * {spec.cout} + co) * {ohw}, v, {ohw});"),
         "    }",
         f"    for (int n = 0; n < {nimg}; n++) {{",
         f"        fill(xin + (size_t)n * {spec.cin * spec.h * spec.w if spec.op != 'fc' else 0}, xc);",
         f"        uint8_t *yn = yb + (size_t)n * {spec.cout * ohw};", "        (void)yn;",
         f"        for (int q0 = 0; q0 < {q}; q0 += {T}) {{",
         f"            const int te = {q} - q0 < {T} ? {q} - q0 : {T};",
+        f"            const int dir = {int(direct)} && te == {T};",
         "            const dp8_t *xq = xc + q0;",
         f"            for (int g = 0; g < {len(groups)}; g++) {{",
-        "                const int32_t *m = meta + 5 * g;",
-        *["    " + b for b in body],
+        "                const int32_t *m = meta + 6 * g;",
+        "                dp8_rowp rp[4];",
         "                for (int i = 0; i < m[4]; i++) {",
         "                    const int co = rows[m[3] + i];",
-        "                    const int32_t bb = beff[co] - XOFF * rsum[co]; const double mm = mult[co]; const float mf = multf[co];",
-        "                    (void)mf;",
-        f"                    const int32_t *c = ct + i * {T};",
-        *["        " + s_ for s_ in store],
+        f"                    rp[i].y = dir ? yn + (size_t)co * {ohw} + q0 : tmp + i * {T};",
+        "                    rp[i].md = mult[co]; rp[i].mf = multf[co]; rp[i].ex = exf[co];",
+        "                    rp[i].b = beff[co] - XOFF * rsum[co];",
+        "                }",
+        *body,
+        "                if (dir) continue;",
+        "                for (int i = 0; i < m[4]; i++) {",
+        "                    const int co = rows[m[3] + i];",
+        *copy,
         "                }",
         "            }",
         "        }",
         "    }",
-        "#undef REQ",
         "}",
     ]
     head = [f"/* generated by devprof (int8): {spec.key}\n * variant {variant}; groups {len(groups)} */",
-            "#include \"dp_harness.h\"", _ISA,
+            "#include \"dp_harness.h\"",
+            f"#define DP8_ZP {out.zero_point}", f"#define DP8_LO {lo}", f"#define DP8_HI {hi}",
+            _ISA,
+            "typedef struct { uint8_t *y; double md; float mf; int32_t b, ex; } dp8_rowp;",
             f"#define XOFF ({zp} - DP8_XSHIFT)",
             f"#define PADB ((int)(uint8_t)({zp} - DP8_XSHIFT))",
-            f"static const int EMPTY[{max(1, len(empty))}] = {{{', '.join(map(str, empty)) or '0'}}};",
-            "#include <math.h>",
-            "static inline uint8_t dp8_req(int32_t acc, double m) {",
-            f"    int32_t q = (int32_t)rint((double)acc * m) + {out.zero_point};",
-            f"    q = q < {lo} ? {lo} : q;", f"    q = q > {hi} ? {hi} : q;", "    return (uint8_t)q;", "}",
-            _ROW.format(zp=out.zero_point, lo=lo, hi=hi)]
+            f"static const int EMPTY[{max(1, len(empty))}] = {{{', '.join(map(str, empty)) or '0'}}};"]
     src = "\n\n".join(["\n".join(head), *kernels, "\n".join(fill), "\n".join(run)]) + "\n"
     arrays = [_bytes_as_i32(layer.x_q.astype(np.uint8)), np.asarray(meta, np.int32), np.asarray(rows or [0], np.int32),
               np.asarray(offs or [0], np.int32), np.asarray(w4 or [0], np.int32), np.asarray(w16 or [0], np.int32),
               np.clip(bias, -2**31, 2**31 - 1).astype(np.int32), rowsum.astype(np.int32), mult.view("<i4").copy(),
-              mult.astype(np.float32)]
+              mf.astype("<f4"), exact.astype(np.int32)]
     yflat = layer.y_q.ravel()
     if with_reference:
         if yflat.size <= SAMPLES_MAX:
@@ -473,10 +648,11 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         ref = yflat[idx].astype(np.float32)
     else:
         idx, ref = np.zeros(0, np.int64), np.zeros(0, np.float32)
-    ws_floats = 4 * UNIT * TILE_UNITS + -(-xc_size // 4) + 16
+    ws_floats = -(-xc_size // 4) + 16
     macs = sum(len(g.rows) * 4 * -(-max(1, len(g.cols)) // 4) for g in groups)
     stats = {"groups": len(groups), "dot4_per_position": macs // 4, "rmax": rmax, "act": ACT_DTYPE,
-             "nnz": int(layer.mask2.sum()), "tile": T}
+             "nnz": int(layer.mask2.sum()), "tile": T,
+             "float64_channels": int(exact.sum())}
     k = GeneratedKernel(name=name or f"k{spec.id}_{variant}", spec=spec, variant=variant, source=src,
                            arrays=[idx.astype(np.int32), ref, *arrays], in_elems=1,
                            out_elems=spec.output_elems, ws_floats=ws_floats, seed=input_seed(spec), stats=stats,
