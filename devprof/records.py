@@ -134,7 +134,10 @@ class DeviceInfo:
 
     @property
     def id(self) -> str:
-        parts = [self.kind, self.model, self.soc, self.abi, self.cpu, self.cores, sorted(self.isa), self.os,
+        # a phone's CPU features follow from its model, SoC, kernel and build (all hashed), so they
+        # stay out of its id: phones fingerprinted before devprof read them keep their id
+        parts = [self.kind, self.model, self.soc, self.abi, self.cpu, self.cores,
+                 sorted(self.isa) if self.kind == "local" else [], self.os,
                  self.kernel, self.build, self.serial if self.kind != "local" else ""]
         if self.emulated:  # only when true, so the ids of real devices never change
             parts.append("emulated")
