@@ -87,7 +87,7 @@ def specs(quick: bool) -> list[tuple[str, str, float, KernelSpec, bool]]:
     return out
 
 
-DOTPROD = "-march=armv8.2-a+dotprod"
+DOTPROD = codegen_int8.DOTPROD_CFLAGS[0]  # what an arm64 phone with asimddp builds int8 kernels with
 
 
 def builds(before: bool, dtypes: set[str]) -> list[tuple[str, object, tuple[int, int] | None, str]]:

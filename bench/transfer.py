@@ -22,9 +22,12 @@ and the remaining 15,625 - k are scored — share within ±10% and Spearman ρ �
 * (b) best single source rescaled by one constant: the source whose one-constant rescaling
   explains the k timings best (leave-one-out), that constant applied to its table.
 
-Figures are means over `--repeats` splits (seeds printed). The ±10% figures are bounded by the
-data: the Samsung and Pixel 2 columns are whole milliseconds, and no per-layer table fits even all
-15,625 target timings everywhere — the in-sample figure of such a fit is printed as the ceiling.
+Figures are means over `--repeats` splits (seeds printed); each row also prints the transfer's gap
+to the better baseline, paired over the same splits, with its standard error — a margin far inside
+it is split noise, and more `--repeats` (or another `--seed`) measure it. The ±10% figures are
+bounded by the data: the Samsung and Pixel 2 columns are whole milliseconds, and no per-layer table
+fits even all 15,625 target timings everywhere — the in-sample figure of such a fit is printed as
+the ceiling.
 """
 from __future__ import annotations
 
@@ -64,6 +67,19 @@ def read(path: Path) -> tuple[list[str], list[list[str]], np.ndarray]:
         archs.append([f"e{j}:{op}" for j, op in enumerate(edges)])
     Y = np.array([[float(r[i]) * 1000.0 for i in dcols] for r in rows[1:]])
     return [head[i][:-3] for i in dcols], archs, Y
+
+
+def _gap_to_best(figs: dict, m: dict) -> list[tuple[float, float]]:
+    """Per figure (±10%, ρ): transfer minus the better baseline (by mean), mean over the splits and
+    its standard error (paired: same splits) - how far a "yes" or "NO" stands from split noise."""
+    out = []
+    for i in (0, 1):
+        base = "alone" if m["alone"][i] > m["single"][i] else "single"
+        d = np.array([t[i] - b[i] for t, b in zip(figs["transfer"], figs[base])], dtype=np.float64)
+        d = d[np.isfinite(d)]
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+        out.append((float(d.mean()) if len(d) else float("nan"), se))
+    return out
 
 
 def main() -> int:
@@ -155,15 +171,19 @@ def main() -> int:
                 for name, p in (("transfer", p_tr), ("alone", p_al), ("single", p_si)):
                     figs[name].append((within(p, y[te], 0.10), spearman(p, y[te])))
             m = {name: (float(np.mean([a for a, _ in v])), float(np.nanmean([b for _, b in v]))) for name, v in figs.items()}
+            gap = _gap_to_best(figs, m)
             better = all(m["transfer"][i] > max(m["alone"][i], m["single"][i]) for i in (0, 1))
             at_least = all(m["transfer"][i] >= max(m["alone"][i], m["single"][i]) - 1e-12 for i in (0, 1))
             print(f"  {k:>4}  {m['transfer'][0]:>13.1%} {m['transfer'][1]:>6.4f}   {m['alone'][0]:>14.1%} "
                   f"{m['alone'][1]:>6.4f}   {m['single'][0]:>20.1%} {m['single'][1]:>6.4f}   "
                   f"{'yes' if better else 'tie' if at_least else 'NO':<4}  chosen: "
                   + ", ".join(f"{v} {c}" for c, v in sorted(chosen.items()))
-                  + (f"  (prior shrunk away in {shrunk}/{args.repeats})" if shrunk else ""))
+                  + (f"  (prior shrunk away in {shrunk}/{args.repeats})" if shrunk else "")
+                  + "  gap to the better baseline: " + ", ".join(
+                      f"{lab} {g:+.{d}f} ± {se:.{d}f}" for lab, d, (g, se) in zip(("±10%", "ρ"), (3, 5), gap)))
             results[tname][k] = {"transfer": m["transfer"], "alone": m["alone"], "best_single_source": m["single"],
-                                 "better_than_both": better, "at_least_as_good": at_least, "chosen": chosen}
+                                 "better_than_both": better, "at_least_as_good": at_least, "chosen": chosen,
+                                 "gap_to_better_baseline": gap}
         if tname == "samsung_a50":
             small = float(np.mean(y < 10000))
             print(f"  rounding: {tname} is whole ms; {small:.1%} of architectures take < 10 ms, where ±10% spans "

@@ -107,6 +107,10 @@ class Measurement:
 
 
 # ---- provenance --------------------------------------------------------------------------
+#: CPU features a fingerprint records that its id does not hash (recorded only since ids existed)
+_FEATURES_OUTSIDE_ID = frozenset({"asimdhp"})
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     """Fingerprint of the machine the kernel ran on. `id` hashes only what decides speed."""
@@ -134,7 +138,11 @@ class DeviceInfo:
 
     @property
     def id(self) -> str:
-        parts = [self.kind, self.model, self.soc, self.abi, self.cpu, self.cores, sorted(self.isa), self.os,
+        # a phone's CPU features follow from its model, SoC, kernel and build (all hashed), so they
+        # stay out of its id: phones fingerprinted before devprof read them keep their id
+        # features recorded since ids were defined (asimdhp) stay out too, so hosts keep their id
+        parts = [self.kind, self.model, self.soc, self.abi, self.cpu, self.cores,
+                 sorted(set(self.isa) - _FEATURES_OUTSIDE_ID) if self.kind == "local" else [], self.os,
                  self.kernel, self.build, self.serial if self.kind != "local" else ""]
         if self.emulated:  # only when true, so the ids of real devices never change
             parts.append("emulated")

@@ -24,6 +24,8 @@ input bytes read, their share, the working set with the output, the rows compute
 
 Last, the tile over output positions the generated loop runs (`kernel_tile`), which depends on the
 target's vector shape (floats per vector, registers): `features()` takes it, a bundle records it.
+It is the fp32 kernels' shape; each row's data type picks its own kernel's tile: fp16 kernels have
+8 halves per NEON register whatever the bundle's shape, int8 kernels tile in units of 16 positions.
 
 The feature list is versioned with the bundle format: a published predictor names the features
 it was fitted on and `features(...)` must keep producing them in that order; new features are
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spectable import BYTES_PER_ELEM, OP_CODE, SCHEME_CODE, SpecTable, col
+from .spectable import BYTES_PER_ELEM, DTYPE_CODE, OP_CODE, SCHEME_CODE, SpecTable, col
 
 FEATURES = (
     "log_flops", "log_eff_flops", "log_params", "log_nnz", "log_in_bytes", "log_out_bytes",
@@ -76,6 +78,17 @@ VECTOR_REGS = 32
 #: a runtime records in its ``isa`` option. The same figures as `devprof.artifacts.isa.ISAS` (a test
 #: holds them equal); kept here so that fitting from records needs nothing from devprof.
 ISA_GEOMETRY: dict[str, tuple[int, int]] = {"neon": (4, 32), "sse4.2": (4, 16), "avx2": (8, 16), "avx512": (16, 32)}
+#: (halves per vector, vector registers) of devprof-c's fp16 kernels (`devprof.sparse.codegen_fp16`:
+#: 8 halves per 128-bit NEON register, 32 registers). They exist on arm64 only, so a bundle's fp16
+#: rows are tiled with this shape whatever fp32 shape it records (a test holds it to codegen_fp16).
+FP16_GEOMETRY = (8, 32)
+#: devprof-c's int8 kernels (`devprof.sparse.codegen_int8`) tile output positions in units of 16 (the
+#: positions of one dot-product step), on every ISA: as many as there are up to 4 units, else a
+#: multiple of 4 units up to 32, as long as the tile's input rows (K x positions bytes) fit 16 KiB.
+INT8_UNIT = 16
+INT8_TILE_UNITS = 4
+INT8_TILE_UNITS_MAX = 32
+INT8_TILE_BYTES = 16384
 
 
 def kernel_geometry_of(d: object) -> dict[str, int]:
@@ -172,22 +185,62 @@ def features(table: SpecTable | np.ndarray, vector_floats: int = VECTOR_FLOATS,
 
 def kernel_tile(table: SpecTable | np.ndarray, vector_floats: int = VECTOR_FLOATS,
                 vector_regs: int = VECTOR_REGS) -> tuple[np.ndarray, np.ndarray]:
-    """(positions per tile, positions per image) of devprof's generated kernel for each row, as
-    `devprof.sparse.codegen.geometry` chooses them: the loop over output positions runs in tiles of
-    NV x VL (NV vectors of VL floats, as many as the registers left by the row block allow,
+    """(positions per tile, positions per image) of devprof's generated kernel for each row, the
+    kernel of the row's data type: fp32 rows on the target's vector shape (`_float_tile`), fp16 rows
+    on FP16_GEOMETRY (the same generator over 8-half vectors), int8 rows in units of INT8_UNIT
+    positions (`_int8_tile`; no matrix-vector or direct depthwise kernel in int8)."""
+    d = table.data if isinstance(table, SpecTable) else table
+    t, q = _float_tile(d, vector_floats, vector_regs)
+    dt = d[:, col("dtype")]
+    half = dt == DTYPE_CODE["fp16"]
+    if half.any():
+        t[half], q[half] = _float_tile(d[half], *FP16_GEOMETRY)
+    i8 = dt == DTYPE_CODE["int8"]
+    if i8.any():
+        t[i8], q[i8] = _int8_tile(d[i8])
+    return t, q
+
+
+def _int8_tile(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`devprof.sparse.codegen_int8._tile_units` x INT8_UNIT: all the units of a layer of at most
+    INT8_TILE_UNITS, else the multiple of INT8_TILE_UNITS (up to the cap the K x T input rows allow)
+    that pads the fewest positions, ties to the wider tile."""
+    c = lambda name: d[:, col(name)]  # noqa: E731
+    q = _positions(d)
+    units = np.ceil(q / INT8_UNIT)
+    k = np.maximum(np.maximum(c("cin") / np.maximum(c("groups"), 1.0), 1.0) * c("kh") * c("kw"), 1.0)
+    cap = np.maximum(INT8_TILE_UNITS, np.minimum(INT8_TILE_UNITS_MAX, np.floor(INT8_TILE_BYTES / (INT8_UNIT * k))))
+    best_pad, best = np.full(len(d), np.inf), np.full(len(d), float(INT8_TILE_UNITS))
+    for tu in range(INT8_TILE_UNITS, INT8_TILE_UNITS_MAX + 1, INT8_TILE_UNITS):
+        pad = np.ceil(units / tu) * tu
+        better = (tu <= cap) & (pad <= best_pad)
+        best_pad, best = np.where(better, pad, best_pad), np.where(better, float(tu), best)
+    return INT8_UNIT * np.where(units <= INT8_TILE_UNITS, np.maximum(units, 1.0), best), q
+
+
+def _positions(d: np.ndarray) -> np.ndarray:
+    """Output positions per image as the generated kernels count them: fc rows, else output rows x
+    padded, stride-phase-split input columns (junk columns included)."""
+    c = lambda name: d[:, col(name)]  # noqa: E731
+    s = np.maximum(c("stride"), 1.0)
+    wph = np.ceil((c("w") + 2.0 * c("padding")) / s)
+    return np.maximum(np.where(c("op") == OP_CODE["fc"], c("n"), c("out_h") * wph), 1.0)
+
+
+def _float_tile(d: np.ndarray, vector_floats: int, vector_regs: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions per tile, positions per image) of the fp32 generator's kernel (fp16's too, on its
+    own vector shape), as `devprof.sparse.codegen.geometry` chooses them: the loop over output
+    positions runs in tiles of NV x VL (NV vectors of VL floats, as many as the registers left by the row block allow,
     2NV/3..NV picked to waste the fewest padded positions). A layer's time steps with that
     padding and with how many tiles stream its input — which the pixel-count tiles
     (`opix_pad*`) only approximate: positions include the junk columns of strided/padded rows,
     and the tile is 80 positions for a 4-row block but 128 for one row. It is the tile of the
     scheme's own kernel: a spec whose attrs ask for another variant (``attrs.kernel``: csr, dense)
     is not told apart (attrs reach the features only as a hash)."""
-    d = table.data if isinstance(table, SpecTable) else table
     c = lambda name: d[:, col(name)]  # noqa: E731
     vl = float(vector_floats)
-    s = np.maximum(c("stride"), 1.0)
-    wph = np.ceil((c("w") + 2.0 * c("padding")) / s)
     fc = c("op") == OP_CODE["fc"]
-    q = np.maximum(np.where(fc, c("n"), c("out_h") * wph), 1.0)
+    q = _positions(d)
     scheme = c("scheme")
     # one output row per register block for unstructured, N:M and 1-row blocks, else up to 4
     # (codegen._gen_groups); pattern kernels have their own register budget (_gen_pattern)

@@ -144,3 +144,50 @@ def test_arm64_s20_times_a_pruned_model_in_int8(make_phone, adb_server, tmp_path
     layers = df[df.kind == "layer"]
     assert len(layers) == 6 and set(layers.dtype) == {"int8"} and df["emulated"].all()
     assert set(layers.scheme) == {"dense", "bcr"}
+
+
+# ------------------------------------------------------------------ the phone's CPU features decide the build
+#: An ARMv8.0 phone's /proc/cpuinfo Features (Cortex-A53/A73 class): no dot product, no fp16 arithmetic.
+ARMV80_FEATURES = "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"
+
+
+def _has_sdot(binary) -> bool:
+    from devprof.artifacts.disasm import disassemble
+
+    return any(op == "sdot" for ins in disassemble(binary, "aarch64").values() for _, op, _ in ins)
+
+
+@needs_cross
+def test_int8_on_arm64_phones_uses_sdot_only_where_the_cpu_has_asimddp(make_phone, adb_server, tmp_path):
+    """The S20 reports asimddp (and asimdhp) in /proc/cpuinfo: its int8 kernel is built with
+    +dotprod and runs sdot; an ARMv8.0 phone gets the portable build, and fp16 is refused there."""
+    from devprof.devices import adb
+    from devprof.store import Dataset
+
+    s20 = make_phone("--abi", "arm64-v8a")
+    v80 = make_phone("--abi", "arm64-v8a", "--model", "SM-G950F", "--serialno", "CE0817V80EMUL",
+                     "--cpu-features", ARMV80_FEATURES)
+    infos = {p.serial: p.info() for p in adb.list_phones(adb_server.address)}
+    assert {"asimddp", "asimdhp", "fphp"} <= set(infos[s20.serial].isa)
+    assert not {"asimddp", "asimdhp"} & set(infos[v80.serial].isa) and "asimd" in infos[v80.serial].isa
+    import dataclasses
+
+    # the features stay out of a phone's id: phones fingerprinted before they were read keep theirs
+    assert infos[s20.serial].id == dataclasses.replace(infos[s20.serial], isa=()).id
+    kinds = {}
+    for phone in (s20, v80):
+        out = tmp_path / phone.serial
+        r = run_cli("profile", "--device", phone.serial, "-r", "devprof-c", "--suite", "smoke", "--dtype", "int8",
+                    "--quick", "--where", "op=pwconv,h=14,cin=32,cout=64", "--cores", "big", "--out", str(out),
+                    env=adb_server.env)
+        assert r.returncode == 0, r.stderr
+        df = Dataset(out).read()
+        assert len(df) == 1 and set(df["dtype"]) == {"int8"} and df["emulated"].all()
+        (binary,) = (phone.sandbox / "data/local/tmp/devprof").glob("*/devprof-harness")
+        kinds[phone.serial] = (df["kernel"].iloc[0], _has_sdot(binary))
+    assert kinds == {s20.serial: ("int8 sdot", True), v80.serial: ("int8 portable", False)}
+    r = run_cli("profile", "--device", v80.serial, "-r", "devprof-c", "--suite", "smoke", "--dtype", "fp16",
+                "--out", str(tmp_path / "fp16"), env=adb_server.env)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: --dtype fp16: devprof-c fp16 kernels need fp16 arithmetic") and "asimdhp" in r.stderr
+    assert not (tmp_path / "fp16").exists()

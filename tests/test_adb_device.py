@@ -255,8 +255,12 @@ def test_fingerprint_parser_on_a_real_looking_phone():
         "cpu6 2808000 energy_aware 2808000", "cpu7 2912000 energy_aware 2912000", "@@thermal",
         "thermal_zone0 38000 BIG", "thermal_zone1 36500 MID", "thermal_zone2 35000 LITTLE",
         "thermal_zone3 -273000 not-a-sensor", "thermal_zone4 x broken", "thermal_zone5 29 battery",
-        "@@battery", "64 291", "@@kernel", "5.4.147-android11", "@@mem", "MemTotal:        7729644 kB"])
+        "@@battery", "64 291", "@@kernel", "5.4.147-android11", "@@mem", "MemTotal:        7729644 kB",
+        "@@cpuinfo", "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm "
+        "lrcpc dcpop asimddp"])
     fp = adb.parse_fingerprint(text)
+    assert {"asimddp", "asimdhp", "fphp"} <= fp.features and "flags" not in fp.features
+    assert adb.parse_fingerprint(text.split("@@cpuinfo")[0]).features == frozenset()  # unreadable: none known
     assert fp.props["ro.product.model"] == "SM-G991B" and len(fp.props) == 4
     assert [(c.name, c.cpu_list, c.max_khz) for c in fp.clusters] == [
         ("little", "0-3", 2002000), ("big", "4-6", 2808000), ("prime", "7", 2912000)]

@@ -154,6 +154,10 @@ def test_kernel_regressors_export_to_onnx(tmp_path: Path) -> None:
     fx, lx = op.ort_session(tmp_path / "onnx" / "features.onnx").run(None, {"spec": T.data})
     np.testing.assert_array_equal(fx, feeds["features"])
     np.testing.assert_array_equal(lx, feeds["linear_features"])
+    # int8 and fp16 rows take their own kernels' tiles in the graph too
+    Tq = encode([s.replace(dtype=d) for s in synth.random_specs(60, seed=9) for d in ("int8", "fp16")])
+    fx, _ = op.ort_session(tmp_path / "onnx" / "features.onnx").run(None, {"spec": Tq.data})
+    np.testing.assert_array_equal(fx, features(Tq).astype(np.float32))
     from predictors.spec import OPS
 
     assert index["spec_columns"][0] == "op" and index["spec_codes"]["op"] == {o: i for i, o in enumerate(OPS)}

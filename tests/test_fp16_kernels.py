@@ -102,8 +102,11 @@ def test_csr_and_dense_variants_two_images_and_threads(cache):
 
 def test_fp16_is_arm64_only_and_states_its_tolerance():
     assert codegen_fp16.unsupported_on("arm64-v8a") is None
+    assert codegen_fp16.unsupported_on("arm64-v8a", {"asimd", "fphp", "asimdhp"}) is None
     why = codegen_fp16.unsupported_on("x86_64")
     assert "fp16" in why and "\n" not in why
+    why = codegen_fp16.unsupported_on("arm64-v8a", {"fp", "asimd"})  # an ARMv8.0 CPU
+    assert "asimdhp" in why and "\n" not in why
     spec = make_spec("pw1x1", 4, 4, 64, 8, 1, "dense", 0.0, {})
     rtol, atol = codegen_fp16.tolerance(spec)
     assert rtol == 2.0**-11 + 2.0**-9 * 8 and atol == 1e-3  # K = 64

@@ -137,6 +137,27 @@ def test_arm64_under_qemu(cache, march):
         assert asm.returncode == 0 and "sdot" in asm.stdout
 
 
+def test_the_built_path_is_what_the_targets_compiler_picks(toolchain):
+    """Records name the int8 path a kernel was built with, as the target's preprocessor decides it:
+    +dotprod only for arm64 phones whose CPU reports asimddp; -march=native (local) follows this CPU."""
+    from devprof.runtimes.harness import kernel_path
+
+    assert codegen_int8.cflags_for("arm64-v8a", False, {"asimd", "asimddp"}) == codegen_int8.DOTPROD_CFLAGS
+    assert codegen_int8.cflags_for("arm64-v8a", False, {"asimd"}) == ()
+    assert codegen_int8.cflags_for("arm64-v8a", True, {"asimddp"}) == () == codegen_int8.cflags_for("x86_64", False, {"asimddp"})
+    k = codegen_int8.generate(make_spec("pw1x1", 4, 4, 8, 4, 1, "dense", 0.0, {}), "sparse", with_reference=False)
+    cpu = cpu_flags()
+    want = ("avx512-vnni" if {"avx512_vnni", "avx512vl"} <= cpu else "avx-vnni" if "avx_vnni" in cpu
+            else "avx2" if "avx2" in cpu else None) if toolchain.abi == "x86_64" else None
+    if want:
+        assert kernel_path(toolchain, k) == f"int8 {want}"
+    arm = android_toolchain("arm64-v8a")
+    if arm.available() is None:
+        assert kernel_path(arm, k) == "int8 portable"
+        k.cflags = codegen_int8.DOTPROD_CFLAGS
+        assert kernel_path(arm, k) == "int8 sdot"
+
+
 def test_runtime_refuses_what_it_cannot_generate():
     rt = DevprofC()
     assert rt.supports(KernelSpec("conv2d", h=8, w=8, cin=4, cout=4, kh=3, kw=3, padding=1, dtype="int8")) is None

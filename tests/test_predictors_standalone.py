@@ -53,3 +53,12 @@ def test_isa_geometry_matches_devprof_isas() -> None:
     from predictors.features import ISA_GEOMETRY
 
     assert ISA_GEOMETRY == {k: (v.vector_floats, v.vector_regs) for k, v in ISAS.items()}
+
+
+def test_int8_and_fp16_tiles_match_devprofs_generators() -> None:
+    from devprof.sparse import codegen_fp16, codegen_int8
+    from predictors import features as f
+
+    assert f.FP16_GEOMETRY == (codegen_fp16.LANES, codegen_fp16.REGS)
+    assert (f.INT8_UNIT, f.INT8_TILE_UNITS, f.INT8_TILE_UNITS_MAX, f.INT8_TILE_BYTES) == (
+        codegen_int8.UNIT, codegen_int8.TILE_UNITS, codegen_int8.TILE_UNITS_MAX, codegen_int8.TILE_BYTES)

@@ -95,6 +95,15 @@ def test_emulated_devices_have_their_own_id_and_real_ids_are_unchanged():
     assert back.device == dev and not back.conditions.cooldown_timed_out and back.kernel == ""
 
 
+def test_a_host_keeps_its_id_when_devprof_records_a_newer_cpu_feature():
+    """`asimdhp` (fp16 arithmetic) is recorded since the fp16 kernels; an arm64 host fingerprinted
+    before keeps its id, so its datasets still resume and merge."""
+    arm = DeviceInfo(kind="local", name="h", model="m", abi="arm64-v8a", isa=("asimd", "asimddp"))
+    newer = DeviceInfo(**{**arm.to_dict(), "isa": ("asimd", "asimddp", "asimdhp")})
+    assert newer.id == arm.id and newer.isa != arm.isa
+    assert DeviceInfo(**{**arm.to_dict(), "isa": ("asimd",)}).id != arm.id
+
+
 def test_hand_written_specs_need_every_dimension_of_their_op():
     """`predict([{'op': 'conv2d', 'h': 56}])` once answered for conv2d-n1-56x1x1-o1-k1x1: a spec
     written by hand must say every dimension its op needs; a depthwise conv's cin is enough."""

@@ -276,3 +276,33 @@ def test_tile_features_are_the_generated_loop_tile(vl: int, regs: int) -> None:
             assert f[feature_index("tile_waste")] == np.ceil(qi / ti) * ti / qi
     # the tiles differ by scheme: one-row kernels get 8 vectors a tile, 4-row blocks 5
     assert len(set(t.tolist())) >= 4
+
+
+@pytest.mark.parametrize("vl,regs", [(16, 32), (4, 32)])
+def test_tile_features_follow_the_int8_and_fp16_kernels(vl: int, regs: int) -> None:
+    """int8 and fp16 rows get their own kernel's tile whatever fp32 vector shape a bundle records:
+    fp16 kernels are the fp32 generator's on 8-half NEON vectors, int8 kernels tile in units of 16
+    positions (no matrix-vector or direct depthwise kernel). fp32 rows keep the shape's tile."""
+    from devprof.runtimes.harness import variant_for
+    from devprof.sparse import codegen_fp16, codegen_int8
+    from predictors.features import kernel_tile
+    from predictors.spectable import encode
+
+    base = []
+    for op, (h, w) in (("conv3x3s1", (13, 11)), ("conv3x3s2", (17, 30)), ("pw1x1", (9, 47)), ("fc", (1, 1))):
+        for s, p in (("dense", {}), ("unstructured", {}), ("bcr", {"block": [4, 16]}), ("pattern", {"patterns": 8})):
+            if s == "pattern" and op in ("pw1x1", "fc"):
+                continue
+            base += [make_spec(op, h, w, 8, 12, n, s, 0.0 if s == "dense" else 0.5, p)
+                     for n in ((1, 37) if op == "fc" else (1,))]
+    base.append(KernelSpec("dwconv2d", h=19, w=21, cin=8, cout=8, kh=3, kw=3, padding=1, groups=8))
+    base.append(make_spec("pw1x1", 28, 28, 192, 8, 1, "bcr", 0.5, {"block": [4, 16]}))  # K caps int8's tile
+    gen = {"int8": lambda s: codegen_int8.generate(s, variant_for(s), with_reference=False),
+           "fp16": lambda s: codegen_fp16.generate(s, variant_for(s), with_reference=False)}
+    for dtype, make in gen.items():
+        specs = [s.replace(dtype=dtype) for s in base]
+        t, _ = kernel_tile(encode(specs), vl, regs)
+        assert [int(x) for x in t] == [make(s).stats["tile"] for s in specs], dtype
+    t32, _ = kernel_tile(encode(base), vl, regs)
+    mixed, _ = kernel_tile(encode([*base, *(s.replace(dtype="int8") for s in base)]), vl, regs)
+    assert np.array_equal(mixed[:len(base)], t32)

@@ -8,6 +8,7 @@ which is what `Device.stage` needs to skip transfers.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -106,6 +107,20 @@ def _compile(tc: Toolchain, src: Path, obj: Path, extra: Sequence[str] = ()) -> 
         first = next((l for l in p.stderr.splitlines() if "error" in l), p.stderr.strip()[:300])
         raise KernelError(f"compiling {src.name} failed: {first}")
     os.replace(tmp, obj)
+
+
+@functools.lru_cache(maxsize=64)
+def preprocess(tc: Toolchain, source: str, extra: tuple[str, ...] = ()) -> str:
+    """`source` through `tc`'s preprocessor with a unit's own flags `extra`: what the compiler's
+    macros make of it for that target (which int8 path a kernel builds: `codegen_int8.PATH_PROBE`)."""
+    cmd = [*tc.cc, *tc.cflags, *EXTRA_CFLAGS, *extra, "-E", "-P", "-x", "c", "-"]
+    try:
+        p = subprocess.run(cmd, input=source, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise KernelError(f"preprocessing with {tc.cc[0]} failed: {e}") from None
+    if p.returncode != 0:
+        raise KernelError(f"preprocessing with {tc.cc[0]} failed: {p.stderr.strip()[:300]}")
+    return p.stdout
 
 
 def _registry_source(kernels: Sequence) -> str:

@@ -48,16 +48,34 @@ _X86_FLAGS = (  # (compiler flag, ISA it enables), strongest first
 )
 
 
-def cpu_flags() -> set[str]:
+#: CPU features a device fingerprint records (`DeviceInfo.isa`, /proc/cpuinfo names): those that
+#: decide which kernels compilers and runtimes use. arm64: ``asimddp`` is the dot product (``sdot``,
+#: devprof-c's int8 path), ``asimdhp`` / ``fphp`` fp16 vector / scalar arithmetic (fp16 kernels).
+RECORDED_FEATURES = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                     "avx512_bf16", "amx_tile", "asimd", "asimddp", "asimdhp", "sve", "sve2", "i8mm", "bf16", "fphp")
+
+
+def parse_cpu_features(cpuinfo: str) -> frozenset[str]:
+    """The first CPU's feature names in a /proc/cpuinfo text (x86 ``flags``, arm64 ``Features``):
+    Linux reports the features every CPU shares, so the first line speaks for all."""
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def recorded_features(features: frozenset[str] | set[str]) -> tuple[str, ...]:
+    """The features of `features` that a fingerprint records, in RECORDED_FEATURES' order."""
+    return tuple(f for f in RECORDED_FEATURES if f in features)
+
+
+def cpu_flags() -> frozenset[str]:
     """This machine's CPU feature flags (/proc/cpuinfo), empty when unreadable."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        return parse_cpu_features(Path("/proc/cpuinfo").read_text())
     except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return set(line.split(":", 1)[1].split())
-    return set()
+        return frozenset()
 
 
 def x86_isa_from_flags(flags: set[str]) -> Isa:

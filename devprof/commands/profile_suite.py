@@ -41,7 +41,7 @@ def profile_suite_command(dev, device_name: str, servers: list[str], *, suite: s
     if dtype == "fp16" and runtime and "devprof-c" in names:
         from ..sparse.codegen_fp16 import unsupported_on
 
-        why = unsupported_on(getattr(dev, "abi", ""))
+        why = unsupported_on(getattr(dev, "abi", ""), dev.cpu_features)
         if why:
             raise UsageError(f"--dtype fp16: {why}")
     proto = (Protocol.quick() if quick else Protocol()).with_cpus(dev.resolve_cores(cores))

@@ -3,7 +3,8 @@
 Why it looks the way it does: every adbutils shell call costs ~20 ms by itself (a version check
 and a 10 ms sleep on close), so the backend spends round trips like money:
 
-* the fingerprint (getprop, every CPU's cpufreq, thermal zones, battery, kernel) is ONE shell call;
+* the fingerprint (getprop, every CPU's cpufreq, thermal zones, battery, kernel, the CPU features
+  of /proc/cpuinfo) is ONE shell call;
 * `stage` is ONE sync session: STAT the folder's completion marker, and only when it is missing
   SEND every file and then the marker (content-addressed, ``/data/local/tmp/devprof/<hash>/``);
 * `execute` is ONE shell call per batch: frequency and temperature are read on the phone just
@@ -26,6 +27,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..artifacts.isa import parse_cpu_features, recorded_features
 from ..errors import DeviceError, UsageError
 from ..records import DeviceInfo
 from . import table
@@ -56,6 +58,8 @@ echo @@kernel
 uname -r
 echo @@mem
 grep MemTotal /proc/meminfo 2>/dev/null
+echo @@cpuinfo
+grep -E '^(Features|flags)' /proc/cpuinfo 2>/dev/null | head -n 1
 """
 
 
@@ -201,6 +205,8 @@ class Fingerprint:
     kernel: str
     mem_kb: int
     clusters: list[Cluster] = field(default_factory=list)
+    #: /proc/cpuinfo's feature names (arm64 ``Features``: asimddp, asimdhp...): which kernels it runs
+    features: frozenset[str] = frozenset()
 
     @property
     def cpu_zone_dirs(self) -> list[str]:
@@ -265,6 +271,7 @@ def parse_fingerprint(text: str) -> Fingerprint:
     valid = {c: f for c, f in max_khz.items() if f > 0}
     fp = Fingerprint(props, max_khz, govs, cur_khz, zones, level, btemp, kernel, mem_kb)
     fp.clusters = clusters_from_freqs(valid) if valid else []
+    fp.features = parse_cpu_features("\n".join(sections.get("cpuinfo", [])))
     return fp
 
 
@@ -405,7 +412,8 @@ class AdbDevice(Device):
         release = p.get("ro.build.version.release", "?")
         return DeviceInfo(kind="adb", name=self.name, model=self.model_code,
                           serial=p.get("ro.serialno") or self.serial, soc=self.soc(), abi=self.abi, cpu=cpu,
-                          cores=len(fp.max_khz), os=f"Android {release} (SDK {p.get('ro.build.version.sdk', '?')})",
+                          cores=len(fp.max_khz), isa=recorded_features(fp.features),
+                          os=f"Android {release} (SDK {p.get('ro.build.version.sdk', '?')})",
                           kernel=fp.kernel, build=p.get("ro.build.fingerprint", ""), extra=extra,
                           emulated=self.emulated)
 

@@ -64,6 +64,12 @@ class Device(ABC):
     def abi(self) -> str:
         """Binary ABI for native artifacts: ``x86_64`` or ``arm64-v8a``."""
 
+    @property
+    def cpu_features(self) -> frozenset[str]:
+        """The CPU features its fingerprint records (`DeviceInfo.isa`: /proc/cpuinfo names such as
+        ``asimddp``, ``asimdhp``): what decides which kernels devprof-c builds for it."""
+        return frozenset(self.info().isa)
+
     @abstractmethod
     def state(self, cpus: str = "") -> DeviceState: ...
 

@@ -9,12 +9,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
+from ..artifacts.isa import cpu_flags, recorded_features
 from ..records import DeviceInfo
 from .base import Device, DeviceState, ExecResult, staging_digest
 
-#: ISA features worth recording (they decide which kernels the compilers and runtimes use).
-_ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-              "avx512_bf16", "amx_tile", "asimd", "asimddp", "sve", "sve2", "i8mm", "bf16", "fphp")
 
 
 def _read(path: str, default: str = "") -> str:
@@ -74,8 +72,7 @@ class LocalDevice(Device):
     def info(self) -> DeviceInfo:
         ci = self._cpuinfo
         cpu = ci.get("model name") or ci.get("Hardware") or platform.processor() or platform.machine()
-        flags = set((ci.get("flags") or ci.get("Features") or "").split())
-        isa = tuple(f for f in _ISA_FLAGS if f in flags)
+        isa = recorded_features(cpu_flags())
         osname = _read("/etc/os-release")
         pretty = next((l.split("=", 1)[1].strip('"') for l in osname.splitlines() if l.startswith("PRETTY_NAME=")),
                       platform.system())

@@ -151,8 +151,8 @@ def features_graph(vector_floats: int, vector_regs: int):
     N x len(FEATURES)) and ``linear_features`` (float, N x len(LINEAR_TERMS))."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from predictors.features import DENSE_ROWS, FEATURES, LINEAR_TERMS, PIXEL_TILES, TILES
-    from predictors.spectable import BYTES_PER_ELEM, COLUMNS, OP_CODE, SCHEME_CODE
+    from predictors.features import DENSE_ROWS, FEATURES, FP16_GEOMETRY, LINEAR_TERMS, PIXEL_TILES, TILES
+    from predictors.spectable import BYTES_PER_ELEM, COLUMNS, DTYPE_CODE, OP_CODE, SCHEME_CODE
 
     g = _Graph()
     cols: dict[str, V] = {}
@@ -220,6 +220,12 @@ def features_graph(vector_floats: int, vector_regs: int):
     F["log_working_set"] = log2(read_b + out_b + 1.0)
     F["rows_share"] = st["rows"] / maximum(c("cout"), 1.0)
     t, q = _kernel_tile(c, OP_CODE, SCHEME_CODE, DENSE_ROWS, vector_floats, vector_regs)
+    # each row's data type picks its kernel's tile (`predictors.features.kernel_tile`)
+    th, qh = _kernel_tile(c, OP_CODE, SCHEME_CODE, DENSE_ROWS, *FP16_GEOMETRY)
+    ti, qi = _int8_tile(c, OP_CODE)
+    half, i8 = c("dtype").eq(float(DTYPE_CODE["fp16"])), c("dtype").eq(float(DTYPE_CODE["int8"]))
+    t = where(half, th, where(i8, ti, t))
+    q = where(half, qh, where(i8, qi, q))
     qpad = ceil(q / t) * t
     F["tile_positions"] = t
     F["tile_waste"] = qpad / q
@@ -322,6 +328,28 @@ def _kernel_stats(c, SCHEME_CODE: dict, DENSE_ROWS: int) -> dict[str, V]:
            "read": pick(read, read_u, read_n, read_b, read_c),
            "rows": pick(rows, rows_u, cout, rows_b, rows_c)}
     return {k: nan_to_zero(v) for k, v in out.items()}
+
+
+def _int8_tile(c, OP_CODE: dict):
+    """`predictors.features.kernel_tile`'s int8 rows."""
+    from predictors.features import INT8_TILE_BYTES, INT8_TILE_UNITS, INT8_TILE_UNITS_MAX, INT8_UNIT
+
+    s_ = maximum(c("stride"), 1.0)
+    wph = ceil((c("w") + 2.0 * c("padding")) / s_)
+    q = maximum(where(c("op").eq(float(OP_CODE["fc"])), c("n"), c("out_h") * wph), 1.0)
+    units = ceil(q / float(INT8_UNIT))
+    k = maximum(maximum(c("cin") / maximum(c("groups"), 1.0), 1.0) * c("kh") * c("kw"), 1.0)
+    cap = maximum(minimum(floor(float(INT8_TILE_BYTES) / (float(INT8_UNIT) * k)), float(INT8_TILE_UNITS_MAX)),
+                  float(INT8_TILE_UNITS))
+    best_pad = best = None
+    for tu in range(INT8_TILE_UNITS, INT8_TILE_UNITS_MAX + 1, INT8_TILE_UNITS):
+        pad = ceil(units / float(tu)) * float(tu)
+        if best_pad is None:  # the first candidate is always allowed (cap >= INT8_TILE_UNITS)
+            best_pad, best = pad, units * 0.0 + float(tu)
+            continue
+        better = (cap >= float(tu)) & (pad <= best_pad)
+        best_pad, best = where(better, pad, best_pad), where(better, float(tu), best)
+    return where(units <= float(INT8_TILE_UNITS), maximum(units, 1.0), best) * float(INT8_UNIT), q
 
 
 def _kernel_tile(c, OP_CODE: dict, SCHEME_CODE: dict, DENSE_ROWS: int, vector_floats: int, vector_regs: int):

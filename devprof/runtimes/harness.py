@@ -239,10 +239,12 @@ class DevprofC(Runtime):
         targs = self.thread_args(device, threads, protocol.cpus)
         tc = self.toolchain(device)
         vl, regs = vector_shape(tc)
+        # int8 and fp16 kernels are built for what the device's CPU has (+dotprod, +fp16)
+        features = device.cpu_features if any(s.dtype != "fp32" for s in specs) else frozenset()
         kernels, by_name = [], {}
         for s in specs:
             name = f"k{s.id}_{variant_for(s)}"
-            if s.dtype == "fp16" and (why := _fp16_unsupported_on(tc)):
+            if s.dtype == "fp16" and (why := _fp16_unsupported_on(tc, features)):
                 yield Outcome(s, error=f"devprof-c: {why}", started_at=started, finished_at=time.time())
                 continue
             if name in by_name:
@@ -253,6 +255,10 @@ class DevprofC(Runtime):
             except (ValueError, MemoryError) as e:
                 yield Outcome(s, error=f"devprof-c: cannot generate: {e}", started_at=started, finished_at=time.time())
                 continue
+            if s.dtype == "int8":
+                from ..sparse.codegen_int8 import cflags_for
+
+                k.cflags = cflags_for(tc.abi, tc.kind == "host", features)
             kernels.append(k)
             by_name[name] = [s]
         if not kernels:
@@ -301,16 +307,38 @@ class DevprofC(Runtime):
                 else:
                     m = Measurement(line.samples_us, warmups=line.warmups, number=line.number)
                     yield Outcome(s, m, conditions=conditions, harness_version=line.harness,
-                                  started_at=started, finished_at=finished, checked=CHECKED)
+                                  started_at=started, finished_at=finished, checked=CHECKED,
+                                  kernel=kernel_path(tc, k))
         if lost is not None:
             raise lost
 
 
-def _fp16_unsupported_on(tc) -> str | None:
-    """Why `tc`'s target cannot run devprof-c's fp16 kernels (they are arm64 +fp16 code), or None."""
+def _fp16_unsupported_on(tc, features: frozenset[str]) -> str | None:
+    """Why the device cannot run devprof-c's fp16 kernels (arm64 +fp16 code, on a CPU with
+    asimdhp), or None."""
     from ..sparse.codegen_fp16 import unsupported_on
 
-    return unsupported_on(tc.abi)
+    return unsupported_on(tc.abi, features)
+
+
+def kernel_path(tc, k) -> str:
+    """Which instruction path kernel `k` was built with, for its records (`Record.kernel`): the int8
+    path the target's preprocessor picks with the kernel's own flags ("int8 sdot", "int8 portable"),
+    "fp16 fmla.8h"; "" for fp32 (one path per ISA, the runtime's ``isa`` option)."""
+    dtype = k.spec.dtype
+    if dtype == "fp16":
+        from ..sparse.codegen_fp16 import PATH
+
+        return PATH
+    if dtype != "int8":
+        return ""
+    from ..artifacts.harness_build import preprocess
+    from ..sparse.codegen_int8 import PATH_PROBE, path_from_probe
+
+    try:
+        return f"int8 {path_from_probe(preprocess(tc, PATH_PROBE, tuple(getattr(k, 'cflags', ()))))}"
+    except (DevprofError, ValueError):
+        return ""
 
 
 #: A whole-model program is checked against ONNX Runtime on the same weights: tens of layers of

@@ -19,16 +19,9 @@ import platform
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
     """The first CPU's feature flags (x86 ``flags``, arm64 ``Features``); empty when unreadable."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+    from ..artifacts.isa import cpu_flags as read
+
+    return read()
 
 
 def machine() -> str:

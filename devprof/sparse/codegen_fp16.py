@@ -36,6 +36,8 @@ from .weights import input_tensor
 LANES = 8  # halves per 128-bit NEON register
 REGS = 32
 CFLAGS = ("-march=armv8.2-a+fp16",)
+#: What records of fp16 kernels carry as the kernel that ran (`Record.kernel`).
+PATH = "fp16 fmla.8h"
 
 
 def unsupported(spec: KernelSpec) -> str | None:
@@ -43,12 +45,17 @@ def unsupported(spec: KernelSpec) -> str | None:
     return codegen.unsupported(spec, ("fp16",))
 
 
-def unsupported_on(abi: str) -> str | None:
-    """None when devprof-c's fp16 kernels build for `abi`, else why not (one line)."""
-    if abi == "arm64-v8a":
-        return None
-    return (f"devprof-c fp16 kernels need arm64 with fp16 arithmetic (ARMv8.2-A +fp16); this {abi} target has "
-            "none: measure fp16 on an arm64 phone")
+def unsupported_on(abi: str, features: frozenset[str] | set[str] | None = None) -> str | None:
+    """None when devprof-c's fp16 kernels build for `abi` and run on a CPU with `features` (its
+    /proc/cpuinfo names, `Device.cpu_features`; None: a build alone, no CPU to run on), else why
+    not (one line). They need the vector fp16 arithmetic that Linux calls ``asimdhp``."""
+    if abi != "arm64-v8a":
+        return (f"devprof-c fp16 kernels need arm64 with fp16 arithmetic (ARMv8.2-A +fp16); this {abi} target has "
+                "none: measure fp16 on an arm64 phone")
+    if features is not None and "asimdhp" not in features:
+        return ("devprof-c fp16 kernels need fp16 arithmetic (ARMv8.2-A, /proc/cpuinfo asimdhp); this arm64 CPU "
+                "reports none (an ARMv8.0 core): measure fp16 on an ARMv8.2 phone")
+    return None
 
 
 def tolerance(spec: KernelSpec) -> tuple[float, float]:

@@ -110,15 +110,9 @@ def _bytes_as_i32(b: np.ndarray) -> np.ndarray:
 
 
 # ---- the ISA layer: one unit = 16 positions, one step = a quad of columns ---------------------
-_ISA = r"""
-#include <math.h>
-/* the reference's requantization: float64 product, rint (half to even), zero point, clamp */
-static inline uint8_t dp8_req(int32_t acc, double m) {
-    int32_t q = (int32_t)rint((double)acc * m) + DP8_ZP;
-    q = q < DP8_LO ? DP8_LO : q;
-    q = q > DP8_HI ? DP8_HI : q;
-    return (uint8_t)q;
-}
+#: Which path a build takes: decided by the compiler's own macros, so `PATH_PROBE` run through the
+#: target's preprocessor (`harness_build.preprocess`) names the path a kernel was built with.
+_PATH_SELECT = r"""
 #if defined(DP8_PORTABLE)
 #  define DP8_PATH 0
 #elif defined(__AVX512VNNI__) && defined(__AVX512VL__)
@@ -131,7 +125,39 @@ static inline uint8_t dp8_req(int32_t acc, double m) {
 #  define DP8_PATH 4
 #else
 #  define DP8_PATH 0
-#endif
+#endif"""
+PATH_PROBE = _PATH_SELECT + "\ndp8_path DP8_PATH\n"
+#: DP8_PATH -> the name records carry (`Record.kernel`: "int8 sdot").
+PATH_NAMES = {0: "portable", 1: "avx2", 2: "avx-vnni", 3: "avx512-vnni", 4: "sdot"}
+#: The object flags of an int8 kernel for an arm64 CPU with the dot product (/proc/cpuinfo
+#: ``asimddp``): the last -march wins, so only the kernel uses the extension.
+DOTPROD_CFLAGS = ("-march=armv8.2-a+dotprod",)
+
+
+def cflags_for(abi: str, native: bool, features: frozenset[str] | set[str]) -> tuple[str, ...]:
+    """An int8 kernel's own flags for a target of `abi` with CPU `features`: +dotprod on arm64 CPUs
+    that have it. A `native` build (``-march=native``, the local device) already targets its CPU."""
+    return DOTPROD_CFLAGS if abi == "arm64-v8a" and not native and "asimddp" in features else ()
+
+
+def path_from_probe(preprocessed: str) -> str:
+    """The path name in `PATH_PROBE`'s preprocessed text ("sdot", "portable"...)."""
+    for line in preprocessed.splitlines():
+        word, _, value = line.strip().partition(" ")
+        if word == "dp8_path" and value.strip().isdigit():
+            return PATH_NAMES.get(int(value), "portable")
+    raise ValueError("the int8 path probe printed no path")
+
+
+_ISA = r"""
+#include <math.h>
+/* the reference's requantization: float64 product, rint (half to even), zero point, clamp */
+static inline uint8_t dp8_req(int32_t acc, double m) {
+    int32_t q = (int32_t)rint((double)acc * m) + DP8_ZP;
+    q = q < DP8_LO ? DP8_LO : q;
+    q = q > DP8_HI ? DP8_HI : q;
+    return (uint8_t)q;
+}""" + _PATH_SELECT + r"""
 #define DP8_UNROLL (DP8_PATH >= 1 && DP8_PATH <= 3)
 #if DP8_PATH == 2 || DP8_PATH == 3
 #  define DP8_XSHIFT 0

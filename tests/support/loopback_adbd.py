@@ -65,8 +65,9 @@ SYNC_DATA_MAX = 64 * 1024
 HDR = struct.Struct("<6I")
 #: Only what is served. No sendrecv_v2 (adb >= 30 would send SND2/RCV2), no cmd/abb.
 FEATURES = "shell_v2,stat_v2,ls_v2,fixed_push_mkdir,fixed_push_symlink_timestamp"
-#: Device path prefixes that live in the sandbox (sync and shell alike).
-MAPPED_ROOTS = ("/data", "/sdcard", "/storage", "/sys")
+#: Device path prefixes that live in the sandbox (sync and shell alike). /proc/cpuinfo too: an
+#: arm64 phone reports its own CPU features, not this machine's.
+MAPPED_ROOTS = ("/data", "/sdcard", "/storage", "/sys", "/proc/cpuinfo")
 
 #: Galaxy S20 5G (US, Snapdragon 865) as its getprop reports it, with an x86_64 ABI so that
 #: devprof's x86_64 harness build runs on this machine.
@@ -91,6 +92,27 @@ ARM64_ABI_PROPS = {"ro.product.cpu.abi": "arm64-v8a", "ro.product.cpu.abilist": 
 ELF_MACHINES = {183: "arm64-v8a", 62: "x86_64"}
 #: The model `--abi arm64-v8a` presents when no `--model` is given.
 ARM64_MODEL = "SM-G981N"
+#: The ``Features`` line of a Snapdragon 865's /proc/cpuinfo (Kryo 585: Cortex-A77 and A55 cores,
+#: ARMv8.2-A with the dot product and fp16 arithmetic), as its Linux 4.19 kernel prints it.
+#: qemu-aarch64-static's default CPU executes sdot and fp16, so what it allows runs here.
+S20_FEATURES = ("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop "
+                "asimddp")
+#: (CPU count, implementer, part) per cluster of the Snapdragon 865 (Qualcomm 0x51: Kryo 585 Silver
+#: 0x805, Gold 0x804), for its /proc/cpuinfo.
+S20_CPU_PARTS = ((4, "0x51", "0x805"), (4, "0x51", "0x804"))
+
+
+def arm64_cpuinfo(features: str, parts: tuple[tuple[int, str, str], ...] = S20_CPU_PARTS,
+                  hardware: str = "Qualcomm Technologies, Inc SM8250") -> str:
+    """An arm64 Android phone's /proc/cpuinfo: one block per CPU, every one with `features`."""
+    blocks, cpu = [], 0
+    for n, implementer, part in parts:
+        for _ in range(n):
+            blocks.append(f"processor\t: {cpu}\nBogoMIPS\t: 38.40\nFeatures\t: {features}\n"
+                          f"CPU implementer\t: {implementer}\nCPU architecture: 8\nCPU variant\t: 0xd\n"
+                          f"CPU part\t: {part}\nCPU revision\t: 14\n")
+            cpu += 1
+    return "\n".join(blocks) + f"\nHardware\t: {hardware}\n"
 
 #: Coherent identities for `--model` (props over DEFAULT_PROPS, and CPU clusters), so that farm tests
 #: can start an S20 next to an S21 and each looks like itself (SoC, board, build fingerprint).
@@ -129,6 +151,8 @@ class PhoneProfile:
                                                                    "skin-therm": 33.0})
     battery_level: int = 87
     battery_temp_c: float = 30.5
+    #: /proc/cpuinfo's text; None: this machine's (an x86_64 phone's binaries run on this CPU)
+    cpuinfo: str | None = None
 
     @property
     def serialno(self) -> str:
@@ -225,6 +249,7 @@ class Sandbox:
         self._write_getprop()
         self._write_taskset()
         self._write_sysfs()
+        self._write_cpuinfo()
         self.env = dict(os.environ, PATH=os.path.join(self.root, "bin") + ":" + os.environ.get("PATH", "/usr/bin:/bin"),
                         ANDROID_DATA=self.path("/data"), EXTERNAL_STORAGE=self.path("/sdcard"),
                         TMPDIR=self.path("/data/local/tmp"))
@@ -304,6 +329,16 @@ except OSError as e:
     sys.exit(127)
 """
         self._write("/bin/taskset", script, 0o755)
+
+    def _write_cpuinfo(self) -> None:
+        text = self.profile.cpuinfo
+        if text is None:
+            try:
+                with open("/proc/cpuinfo") as f:
+                    text = f.read()
+            except OSError:
+                text = ""
+        self._write("/proc/cpuinfo", text)
 
     def _write_sysfs(self) -> None:
         p = self.profile
@@ -762,6 +797,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--abi", help="ro.product.cpu.abi (default x86_64, so the x86_64 harness runs here); "
                                   f"arm64-v8a: an arm64 phone (default model {ARM64_MODEL}) whose binaries run "
                                   "under qemu-aarch64-static, marked ro.boot.qemu=1")
+    ap.add_argument("--cpu-features", metavar="NAMES",
+                    help="the Features line of an arm64 phone's /proc/cpuinfo (default: the S20's, with asimddp "
+                         "and asimdhp); an x86_64 phone shows this machine's /proc/cpuinfo")
     ap.add_argument("--serialno", help="ro.serialno")
     ap.add_argument("--prop", action="append", default=[], metavar="KEY=VALUE", help="any other property (repeatable)")
     ap.add_argument("--props-json", help="a JSON object of properties (merged over the defaults)")
@@ -804,7 +842,12 @@ def profile_from_args(a: argparse.Namespace) -> PhoneProfile:
         props["ro.product.cpu.abilist"] = a.abi
     if a.serialno:
         props["ro.serialno"] = a.serialno
-    return PhoneProfile(props=props, clusters=clusters)
+    cpuinfo = None
+    if props.get("ro.product.cpu.abi") == "arm64-v8a":
+        cpuinfo = arm64_cpuinfo(S20_FEATURES if a.cpu_features is None else a.cpu_features)
+    elif a.cpu_features is not None:
+        raise SystemExit("--cpu-features describes an arm64 phone (--abi arm64-v8a)")
+    return PhoneProfile(props=props, clusters=clusters, cpuinfo=cpuinfo)
 
 
 def main(argv: list[str] | None = None) -> None:
