@@ -338,14 +338,10 @@ def _fill_src(spec: KernelSpec, geo: Geometry) -> str:
     if s == 1:
         L += [f"            memcpy(drow + {p}, srow, {w} * sizeof(float));"]
     else:
-        # phase pb holds padded columns c*s + pb, i.e. input columns iw = c*s + pb - p: contiguous
-        # stores, strided loads (vectorised with permutes)
-        for pb in range(s):
-            c0 = max(0, -(-(p - pb) // s))
-            c1 = (w - 1 + p - pb) // s + 1
-            if c1 > c0:
-                L += [f"            {{ float *d = drow + {pb * geo.plane};",
-                      f"              for (int c = {c0}; c < {c1}; c++) d[c] = srow[c * {s} + {pb - p}]; }}"]
+        # contiguous stores, strided loads (vectorised with permutes)
+        for pb, c0, c1 in phase_columns(w, p, s):
+            L += [f"            {{ float *d = drow + {pb * geo.plane};",
+                  f"              for (int c = {c0}; c < {c1}; c++) d[c] = srow[c * {s} + {pb - p}]; }}"]
     L += ["        }", "    }", "}"]
     return "\n".join(L)
 
@@ -633,6 +629,17 @@ _GROUP_ROWS = "rows + meta[4 * lo + 3], 1, meta[4 * hi + 3] - meta[4 * lo + 3]"
 
 
 # ---- per-format generators -----------------------------------------------------------------
+def phase_columns(w: int, p: int, s: int) -> list[tuple[int, int, int]]:
+    """(phase pb, first c, end c) of a stride-phase-split row: phase pb holds the padded columns
+    c*s + pb, i.e. input columns c*s + pb - p; only the c that fall inside the input are listed."""
+    out = []
+    for pb in range(s):
+        c0, c1 = max(0, -(-(p - pb) // s)), (w - 1 + p - pb) // s + 1
+        if c1 > c0:
+            out.append((pb, c0, c1))
+    return out
+
+
 def _col_offsets(spec: KernelSpec, geo: Geometry, row: int, cols: Sequence[int]) -> list[int]:
     cig = spec.cin // spec.groups
     g = row // (spec.cout // spec.groups)

@@ -47,7 +47,7 @@ import numpy as np
 
 from ..records import KernelSpec
 from ..runtimes.quantize import INT8_ACTIVATIONS, QKernel, _act_range, quantize_kernel, reference_q
-from .codegen import VARIANTS, GeneratedKernel, _col_offsets, geometry, make_groups
+from .codegen import VARIANTS, GeneratedKernel, _col_offsets, geometry, make_groups, phase_columns
 from .pruning import block_param, prune
 from .weights import dense_weights, input_seed, input_tensor
 
@@ -575,12 +575,9 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
                      f"            const int r = ih + {p};",
                      f"            dp8_t *drow = dst + (size_t)((r % {s_}) * {s_}) * {geo.plane} + (size_t)(r / {s_}) * {geo.wph};",
                      f"            const uint8_t *srow = src + (size_t)ih * {w};"]
-            for pb in range(s_):
-                c0 = max(0, -(-(p - pb) // s_))
-                c1 = (w - 1 + p - pb) // s_ + 1
-                if c1 > c0:
-                    fill += [f"            {{ dp8_t *d = drow + {pb * geo.plane};",
-                             f"              for (int c = {c0}; c < {c1}; c++) d[c] = (dp8_t)(srow[c * {s_} + {pb - p}] - DP8_XSHIFT); }}"]
+            for pb, c0, c1 in phase_columns(w, p, s_):
+                fill += [f"            {{ dp8_t *d = drow + {pb * geo.plane};",
+                         f"              for (int c = {c0}; c < {c1}; c++) d[c] = (dp8_t)(srow[c * {s_} + {pb - p}] - DP8_XSHIFT); }}"]
             fill += ["        }", "    }", "}"]
     # --- a group's rows go straight to the output when a full tile is one contiguous run there;
     # else through `tmp`, copied out after the micro-kernel
