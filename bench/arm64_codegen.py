@@ -11,7 +11,7 @@ with the most FMAs, `sdot` counting as one; spills are counted over all its FMA 
 
   instr   instructions per iteration        fma   vector FMAs (x86-64-v2: multiplies)
   i/fma   instructions per FMA              stk   stack (sp-relative) loads/stores: spills
-  big     llvm-mca cycles/iteration, big core (arm64: neoverse-n1, x86: znver3)
+  big     llvm-mca cycles/iteration, big core (arm64: neoverse-n1, x86: znver3, AVX-512 builds znver4)
   bound   the loop's resource bound (llvm-mca Block RThroughput) on that core
   ideal   one FMA per FMA pipe per cycle (2 pipes: the big core)
   little  llvm-mca cycles/iteration on cortex-a55 (arm64 only; its ideal is one 128-bit FMA per
@@ -69,6 +69,7 @@ SCHEMES = [  # (label, scheme, params, one row per register block)
 ]
 RATIOS = (0.5, 0.9)
 BIG = {"aarch64": "neoverse-n1", "x86_64": "znver3"}
+BIG_AVX512 = "znver4"  # x86 builds with 16-float vectors: znver3's model has no AVX-512
 LITTLE = {"aarch64": "cortex-a55"}
 FMA_PIPES = 2
 R1_INSTR_PER_FMA = 1.8  # 18 instructions / 10 fmla
@@ -135,7 +136,8 @@ def measure(tc, spec: KernelSpec, tmp: Path, name: str, shape: tuple[int, int] |
            "ideal": hot.fmas / FMA_PIPES, "rows": k.stats.get("rmax", 1), "tile": k.stats.get("tile"),
            "abi_warning": "changes the ABI" in warnings, "column_step": k.stats.get("column_step", 1),
            "stepped_share": k.stats.get("stepped_share")}
-    big = mca(hot, BIG[arch])
+    wide = arch == "x86_64" and dtype == "fp32" and (shape or vector_shape(tc))[0] == 16
+    big = mca(hot, BIG_AVX512 if wide else BIG[arch])
     row["big"], row["bound"] = big if big else (None, None)
     little = mca(hot, LITTLE[arch]) if arch in LITTLE else None
     row["little"] = little[0] if little else None
