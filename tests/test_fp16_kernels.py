@@ -22,7 +22,9 @@ from devprof.runtimes.harness import DevprofC, parse_harness_output
 from devprof.sparse import codegen_fp16
 from devprof.sparse.reference import full_output
 
+from support import kernel_specs
 from support.cli import run_cli
+from support.kernel_specs import FAST, OPS
 
 ARM = android_toolchain("arm64-v8a")
 needs_qemu = pytest.mark.skipif(ARM.available() is not None or not ARM.can_run_here,
@@ -30,21 +32,10 @@ needs_qemu = pytest.mark.skipif(ARM.available() is not None or not ARM.can_run_h
 SCHEMES = [("dense", {}), ("unstructured", {}), ("bcr", {"block": [4, 16]}), ("block", {"block": [4, 1]}),
            ("block", {"block": [1, 4]}), ("block", {"block": [4, 4]}), ("nm", {"n": 2, "m": 4}),
            ("pattern", {"patterns": 8})]
-OPS = ["conv3x3s1", "conv3x3s2", "pw1x1", "fc"]
-FAST = ["--warmup-us=0", "--min-warmups=1", "--sample-us=0", "--rounds=1", "--round-samples=1", "--round-us=0",
-        "--max-time-us=0"]
 
 
-def make_spec(op, h, w, cin, cout, n, scheme, ratio, params, act="none"):
-    if scheme == "pattern" and op in ("pw1x1", "fc"):
-        scheme, params = "unstructured", {}
-    sp = Sparsity(scheme, ratio if scheme != "dense" else 0.0, params)
-    if op == "fc":
-        return KernelSpec("fc", n=n, cin=cin, cout=cout, sparsity=sp, activation=act, dtype="fp16")
-    if op == "pw1x1":
-        return KernelSpec("pwconv", n=n, h=h, w=w, cin=cin, cout=cout, sparsity=sp, activation=act, dtype="fp16")
-    return KernelSpec("conv2d", n=n, h=h, w=w, cin=cin, cout=cout, kh=3, kw=3, stride=2 if op == "conv3x3s2" else 1,
-                      padding=1, sparsity=sp, activation=act, dtype="fp16")
+def make_spec(*args, **kw) -> KernelSpec:
+    return kernel_specs.make_spec(*args, **kw, dtype="fp16")
 
 
 def run_fp16(cache, specs, variants=("sparse",), threads=1):

@@ -15,9 +15,11 @@ from hypothesis import strategies as st
 from devprof.artifacts.harness_build import build_batch
 from devprof.runtimes.hostcpu import cpu_flags
 from devprof.artifacts.toolchains import android_toolchain
-from devprof.records import KernelSpec, Sparsity
+from devprof.records import KernelSpec
 from devprof.runtimes.harness import DevprofC, parse_harness_output
 from devprof.sparse import codegen_int8
+from support import kernel_specs
+from support.kernel_specs import FAST, OPS
 
 SCHEMES = [
     ("dense", {}),
@@ -28,22 +30,10 @@ SCHEMES = [
     ("nm", {"n": 2, "m": 4}),
     ("pattern", {"patterns": 8}),
 ]
-OPS = ["conv3x3s1", "conv3x3s2", "pw1x1", "fc"]
-FAST = ["--warmup-us=0", "--min-warmups=1", "--sample-us=0", "--rounds=1", "--round-samples=1", "--round-us=0",
-        "--max-time-us=0"]
 
 
-def make_spec(op: str, h: int, w: int, cin: int, cout: int, n: int, scheme: str, ratio: float, params: dict,
-              act: str = "none") -> KernelSpec:
-    if scheme == "pattern" and op in ("pw1x1", "fc"):
-        scheme, params = "unstructured", {}
-    sp = Sparsity(scheme, ratio if scheme != "dense" else 0.0, params)
-    if op == "fc":
-        return KernelSpec("fc", n=n, cin=cin, cout=cout, sparsity=sp, activation=act, dtype="int8")
-    if op == "pw1x1":
-        return KernelSpec("pwconv", n=n, h=h, w=w, cin=cin, cout=cout, sparsity=sp, activation=act, dtype="int8")
-    return KernelSpec("conv2d", n=n, h=h, w=w, cin=cin, cout=cout, kh=3, kw=3, stride=2 if op == "conv3x3s2" else 1,
-                      padding=1, sparsity=sp, activation=act, dtype="int8")
+def make_spec(*args, **kw) -> KernelSpec:
+    return kernel_specs.make_spec(*args, **kw, dtype="int8")
 
 
 def run_int8(tc, cache: Path, specs, variants=("sparse", "dense"), extra_cflags=()):

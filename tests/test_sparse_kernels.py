@@ -19,6 +19,7 @@ from devprof.runtimes.harness import parse_harness_output
 from devprof.sparse.codegen import generate, pruned_weights
 from devprof.sparse.reference import full_output
 from devprof.sparse.weights import input_tensor
+from support.kernel_specs import FAST, OPS, make_spec
 
 SCHEMES = [
     ("unstructured", {}),
@@ -31,24 +32,6 @@ SCHEMES = [
     ("nm", {"n": 1, "m": 4}),
     ("pattern", {"patterns": 8}),
 ]
-OPS = ["conv3x3s1", "conv3x3s2", "pw1x1", "fc"]
-FAST = ["--warmup-us=0", "--min-warmups=1", "--sample-us=0", "--rounds=1", "--round-samples=1", "--round-us=0",
-        "--max-time-us=0"]
-
-
-
-def make_spec(op: str, h: int, w: int, cin: int, cout: int, n: int, scheme: str, ratio: float, params: dict,
-              act: str = "none", groups: int = 1) -> KernelSpec:
-    if scheme == "pattern" and op in ("pw1x1", "fc"):
-        scheme, params = "unstructured", {}
-    sp = Sparsity(scheme, ratio, params)
-    if op == "fc":
-        return KernelSpec("fc", n=n, cin=cin, cout=cout, sparsity=sp, activation=act)
-    if op == "pw1x1":
-        return KernelSpec("pwconv", n=n, h=h, w=w, cin=cin, cout=cout, sparsity=sp, activation=act)
-    stride = 2 if op == "conv3x3s2" else 1
-    return KernelSpec("conv2d", n=n, h=h, w=w, cin=cin * groups, cout=cout * groups, kh=3, kw=3, stride=stride,
-                      padding=1, groups=groups, sparsity=sp, activation=act)
 
 
 def run_batch(tc, cache: Path, specs: list[KernelSpec], variants=("sparse", "csr", "dense"), tmp: Path | None = None,

@@ -22,12 +22,10 @@ from devprof.runtimes import get_runtime
 from devprof.runtimes.harness import parse_harness_output, variant_for
 from devprof.sparse.codegen import generate
 from support.cli import run_cli
+from support.kernel_specs import FAST, OPS
 
-FAST = ["--warmup-us=0", "--min-warmups=1", "--sample-us=0", "--rounds=1", "--round-samples=1", "--round-us=0",
-        "--max-time-us=0"]
 SCHEMES = [("unstructured", {}), ("bcr", {"block": [4, 16]}), ("block", {"block": [4, 1]}),
            ("block", {"block": [1, 4]}), ("nm", {"n": 2, "m": 4}), ("pattern", {"patterns": 8}), ("dense", {})]
-OPS = ["conv3x3s1", "conv3x3s2", "pw1x1", "fc"]
 
 
 
