@@ -533,21 +533,29 @@ def direct_ok(spec: KernelSpec, geo: Geometry) -> bool:
 
 @dataclass(frozen=True)
 class Chunking:
-    """How a kernel splits across threads: chunks [0, nchunks) are (tile, unit) pairs, tile-major,
-    where a unit is one group of rows (or one pattern row, one ELL block, one depthwise channel,
-    or the tile's rows that have no kept weight); chunk c costs cost[c % len(cost)]: the unit's
-    nonzero FMAs per position plus one per row (plus the tile buffer's cost in an image's last tile
-    after direct ones: then the array covers an image's tiles), so the harness balances threads by
-    work, not by rows. `tws_floats`: each thread's scratch. `nprep`: prep chunks (the shared input copies),
-    split evenly across threads before any chunk runs; 0: the call has no prep and no barrier."""
+    """How a kernel splits across threads: chunks [0, nchunks) are (tile, unit) pairs, where a unit
+    is one group of rows (or one pattern row, one ELL block, one depthwise channel, or the tile's
+    rows that have no kept weight), tile-major, or unit-major when a call has only a few tiles
+    (`unit_major`: a thread then owns whole output rows, see `UNIT_MAJOR_TILES`); chunk c costs
+    cost[c % len(cost)]: the unit's nonzero FMAs per position plus one per row (plus the tile
+    buffer's cost in an image's last tile after direct ones: then the array covers an image's
+    tiles, or every chunk when unit-major), so the harness balances threads by work, not by rows.
+    `tws_floats`: each thread's scratch. `nprep`: prep chunks (the shared input copies), split
+    evenly across threads before any chunk runs (by input rows where threads split an image's
+    tiles: a thread copies about the rows its own chunks read); 0: no prep and no barrier."""
 
     nchunks: int
     cost: tuple[int, ...]
     tws_floats: int
     nprep: int = 0
+    unit_major: bool = False
 
 
 PREP_CHUNKS = 32  # at least this many prep chunks per call where the input has the rows for it
+# Calls of at most this many tiles order their chunks unit-major: tile-major, a thread boundary
+# would cut every output row at a tile edge, and where rows are few positions long (14x14) the
+# 64-byte lines on those edges, written by both threads, are a large share of the output
+UNIT_MAJOR_TILES = 4
 # A tile that goes through the tile buffer costs this much more per row and real position than a
 # direct tile (its store, reload and epilogue): 14x14 pwconv's last tile took 1.3x the first's
 TILE_BUFFER_COST = 3
@@ -582,21 +590,33 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         shared, tws = tiles * geo.xc_size, spec.cout * geo.t
     else:
         tiles, shared, tws = spec.n * (geo.qpad // geo.t), spec.n * geo.xc_size, spec.cout * geo.t
-    # the shared copies, in prep chunks: conv, one per (image, channel, band of input rows) (1x1
-    # stride-1 unpadded convs with whole-row tiles read the NCHW input in place; only the last
-    # partial tile is copied, into the zero-padded workspace, one chunk per (image, channel)); fc,
-    # one per (tile, 16 channels) of the packed panels
+    # the shared copies, in prep chunks: conv, one per (image, input row, block of channels) where
+    # threads split an image's tiles, in row order like the tiles, so the thread that copies a band
+    # of rows is the one whose tiles read it (then it is still in that core's cache), else one per
+    # (image, channel, band of input rows) (every thread reads all of it: chunks of whole channel
+    # planes, so no two threads write the same cache line of short rows); 1x1 stride-1 unpadded
+    # convs with whole-row tiles read the NCHW input in place and only the last partial tile is
+    # copied, into the zero-padded workspace, one chunk per (image, channel); fc, one per
+    # (tile, 16 channels) of the packed panels
     inplace = body_direct is not None and (spec.kh, spec.kw, spec.stride, spec.padding) == (1, 1, 1, 0)
     qfull = geo.q // geo.t * geo.t if body_direct is not None else 0
     chw = spec.cin * spec.h * spec.w
     xn, wn = f"x + (size_t)n * {chw}", f"ws + (size_t)n * {geo.xc_size}"
     unit, copy_all, per = "", "", 0  # prep chunk p's copy; one image's (tile's for fc) whole copy
+    tiles_img = geo.qpad // geo.t
+    unit_major = geo.mode == "conv" and 1 < tiles <= UNIT_MAJOR_TILES and nu * tiles <= MAX_COST_PERIOD
     if geo.mode == "conv" and not inplace:
+        copy_all = f"fill({xn}, {wn}, 0, {spec.cin}, 0, {spec.h});"
+    if copy_all and tiles_img > 1 and not unit_major:
+        cb = max(1, min(spec.cin, -(-PREP_CHUNKS // (spec.n * spec.h))))  # blocks of channels per row
+        per = spec.h * cb
+        unit = (f"const int r = u / {cb}, b = u - r * {cb}; "
+                f"fill({xn}, {wn}, b * {spec.cin} / {cb}, (b + 1) * {spec.cin} / {cb}, r, r + 1);")
+    elif copy_all:
         nb = max(1, min(spec.h, -(-PREP_CHUNKS // (spec.n * spec.cin))))  # bands of input rows
         per = spec.cin * nb
         unit = (f"const int ci = u / {nb}, b = u - ci * {nb}; "
                 f"fill({xn}, {wn}, ci, ci + 1, b * {spec.h} / {nb}, (b + 1) * {spec.h} / {nb});")
-        copy_all = f"fill({xn}, {wn}, 0, {spec.cin}, 0, {spec.h});"
     elif geo.mode == "conv" and qfull < geo.qpad:
         per = spec.cin
         mc = (f"memcpy({wn} + (size_t)k * {geo.cs} + {qfull}, {xn} + (size_t)k * {geo.q} + {qfull}, "
@@ -606,11 +626,13 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         per = -(-spec.cin // 16)
         unit = f"fill(x, ws + (size_t)n * {geo.xc_size}, n * {geo.t}, u, u + 1);"  # n: the tile here
     nprep = (spec.n if geo.mode == "conv" else tiles) * per if unit else 0
-    tiles_img = geo.qpad // geo.t
+    tcost = [ucost] * tiles_img  # each tile's unit costs
     if body_direct is not None and 0 < qfull < geo.qpad and unit_rows and tiles_img * nu <= MAX_COST_PERIOD:
         te = geo.q - qfull  # the last tile's real positions
-        last = [c + -(-TILE_BUFFER_COST * r * te // geo.t) for c, r in zip(cost, unit_rows)] + ucost[ng:]
-        ucost = ucost * (tiles_img - 1) + last
+        tcost[-1] = [c + -(-TILE_BUFFER_COST * r * te // geo.t) for c, r in zip(cost, unit_rows)] + ucost[ng:]
+        ucost = [c for tc in tcost for c in tc]
+    if unit_major:
+        ucost = [tcost[tile % tiles_img][u] for u in range(nu) for tile in range(tiles)]
     nt = geo.qpad // geo.t if geo.mode == "conv" else tiles
     er = ", ".join(map(str, empty_rows))
     decls = [f"static const int32_t empty_rows[{ne}] = {{{er}}};", ""] if ne else []
@@ -621,6 +643,12 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
             f"        const int hu = c1 - c < {nu} - lo ? lo + (int)(c1 - c) : {nu};",
             f"        const int hi = hu < {ng} ? hu : {ng};", "        (void)hi;",
             "        c += hu - lo;"]
+    if unit_major:  # chunk u * tiles + tile: per tile, the units u with a chunk in [c0, c1)
+        step = [f"    for (int64_t tile = 0; tile < {tiles}; tile++) {{",
+                f"        const int lo = c0 <= tile ? 0 : (int)((c0 - tile + {tiles - 1}) / {tiles});",
+                f"        const int hu = c1 <= tile ? 0 : (int)((c1 - tile + {tiles - 1}) / {tiles});",
+                "        if (lo >= hu) continue;",
+                f"        const int hi = hu < {ng} ? hu : {ng};", "        (void)hi;"]
     empties = f" if (hu == {nu}) epilogue(ct, {{y}}, q0, bias, empty_rows, 1, {ne});" if ne else ""
     # a whole tile's units: the epilogue of every row in order; part of a tile: of its rows
     epi = (f"if (lo == 0 && hu == {nu}) epilogue_all(ct, {{y}}, q0, bias); "
@@ -641,7 +669,7 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
                f"        fc_tile(a, ws + (size_t)tile * {geo.xc_size}, y, ct, tile, lo, hu);", "    }"]
     else:
         rng = ["    float *ct = tws;", "    (void)ct;"]
-        if ne and body_direct is not None and qfull:
+        if ne and body_direct is not None and qfull and not unit_major:
             # the empty units of direct tiles: each empty row's run over the consecutive direct
             # tiles of [c0, c1) at once (a constant, stored in one pass as one thread would)
             rng += ["    {", f"        const int64_t ta = c0 <= {ng} ? 0 : (c0 - {ng} + {nu - 1}) / {nu};",
@@ -665,6 +693,11 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
             src_x = f"x + (size_t)n * {chw}" if inplace else "xc"
             rng += [f"        if (q0 < {qfull}) {{", f"            const float *xq = {src_x} + q0;",
                     "            float *yq = yn + q0;", *["        " + b for b in body_direct]]
+            if ne and unit_major:  # this direct tile's empty unit: its rows' constant
+                rng += [f"            for (int e = 0; hu == {nu} && e < {ne}; e++) {{",
+                        "                const float v = bias[empty_rows[e]];", f"                const float r = {act};",
+                        f"                float *ye = yq + (size_t)empty_rows[e] * {ohw};",
+                        f"                for (int w = 0; w < {geo.t}; w++) ye[w] = r;", "            }"]
             rng += ["        } else {", *ct_path, "        }"]
         else:
             rng += ["        {", *ct_path, "        }"]
@@ -683,6 +716,9 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
                     f"        fc_tile(a, ws, y, ws + {geo.xc_size}, n, 0, {nu});", "    }"]
     elif geo.mode == "fc":
         run_body = []
+    elif copy_all and unit_major:  # chunks run across images: every copy first
+        run_body = [f"    for (int n = 0; n < {spec.n}; n++) {copy_all}",
+                    f"    {symbol}_range(x, y, ws, a, 0, {nchunks}, ws + {shared});"]
     elif copy_all:  # image by image: the copy is still in cache for its chunks
         run_body = [f"    for (int n = 0; n < {spec.n}; n++) {{", "        " + copy_all,
                     f"        {symbol}_range(x, y, ws, a, (int64_t)n * {per_tile}, (int64_t)(n + 1) * {per_tile}, "
@@ -700,7 +736,7 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         f"const int32_t {symbol}_cost[{max(1, len(ucost))}] = {{{', '.join(map(str, ucost or [1]))}}};"]
     # one thread's workspace: fc packs each tile into one panel, followed by the tile buffer
     ws_one = geo.xc_size + tws if geo.mode == "fc" else shared + tws
-    return "\n".join(lines), Chunking(nchunks, tuple(ucost or [1]), tws, nprep), max(ws_one, shared + tws)
+    return "\n".join(lines), Chunking(nchunks, tuple(ucost or [1]), tws, nprep, unit_major), max(ws_one, shared + tws)
 
 
 _GROUP_ROWS = "rows + meta[4 * lo + 3], 1, meta[4 * hi + 3] - meta[4 * lo + 3]"
