@@ -92,7 +92,8 @@ def test_special_paths_and_more_threads_than_chunks(toolchain, cache, tmp_path):
     images with the in-place 1x1 path and a partial tile, every row pruned away, a kernel of one
     chunk run on 4 threads, batched direct tiles then a tile-buffer tile with rows pruned away
     (their empty units written over runs of direct tiles, the last tile priced higher), and the
-    same with few tiles (unit-major chunks), alone and across the images of a padded 3x3 conv."""
+    same with few tiles (unit-major chunks), alone and across the images of a padded 3x3 conv,
+    and the channel-blocked one-row and pattern kernels."""
     vl, regs = vector_shape(toolchain)
     specs = [KernelSpec("fc", n=1, cin=70, cout=41, sparsity=Sparsity("unstructured", 0.8), activation="relu"),
              KernelSpec("fc", n=1, cin=30, cout=3),
@@ -107,6 +108,16 @@ def test_special_paths_and_more_threads_than_chunks(toolchain, cache, tmp_path):
              KernelSpec("conv2d", n=2, h=5, w=6, cin=3, cout=9, kh=3, kw=3, padding=1,
                         sparsity=Sparsity("unstructured", 0.6))]
     kernels = [generate(s, variant_for(s), vector_floats=vl, vector_regs=regs) for s in specs]
+    # AVX-512's channel-blocked one-row kernel (whatever this host is): direct tiles in place, then
+    # the tile buffer; 3x3 through the tile buffer; pattern, direct
+    blocked = [KernelSpec("pwconv", n=2, h=14, w=14, cin=256, cout=21, activation="relu6",
+                          sparsity=Sparsity("nm", 0.75)),
+               KernelSpec("conv2d", h=10, w=40, cin=64, cout=7, kh=3, kw=3, padding=1,
+                          sparsity=Sparsity("unstructured", 0.5)),
+               KernelSpec("conv2d", h=18, w=40, cin=48, cout=9, kh=3, kw=3, activation="relu",
+                          sparsity=Sparsity("pattern", 0.6, {"patterns": 6}))]
+    kernels += [generate(s, "sparse", vector_floats=16, vector_regs=32) for s in blocked]
+    assert all(k.stats.get("channel_block") for k in kernels[-3:])
     assert kernels[5].chunking.nchunks == 1 and kernels[4].chunking.cost == (kernels[4].spec.cout,)
     last = kernels[6].chunking
     assert not last.unit_major and len(last.cost) == last.nchunks // 3
