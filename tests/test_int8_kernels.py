@@ -82,7 +82,9 @@ def _portable_specs():
             make_spec("conv3x3s1", 8, 9, 12, 10, 1, "bcr", 0.8, {"block": [4, 16]}, "relu"),
             make_spec("pw1x1", 7, 6, 6, 9, 1, "block", 0.5, {"block": [4, 1]}),
             make_spec("fc", 1, 1, 70, 40, 3, "nm", 0.5, {"n": 2, "m": 4}),
-            KernelSpec("dwconv2d", h=10, w=9, cin=8, cout=8, kh=3, kw=3, groups=8, padding=1, dtype="int8")]
+            KernelSpec("dwconv2d", h=10, w=9, cin=8, cout=8, kh=3, kw=3, groups=8, padding=1, dtype="int8"),
+            # whole tiles of an unpadded plane: VNNI kernels read the input itself (no copy)
+            make_spec("pw1x1", 8, 16, 12, 10, 2, "bcr", 0.5, {"block": [4, 16]}, "relu6")]
 
 
 def test_portable_path(toolchain, cache):

@@ -41,7 +41,9 @@ bytes at a time. Tiles are up to 512 positions, and groups of up to 4 quads get 
 without a quad loop, so per-group overhead is spread over many outputs.
 
 The input is the quantized tensor itself, shipped in the data file (the harness's generator makes
-floats), so a timed call is the int8 layer alone: input copy, integer GEMM, requantization.
+floats), so a timed call is the int8 layer alone: input copy, integer GEMM, requantization. Where
+the copy would be the input byte for byte (stride 1, no padding, no shift: VNNI) and no tile reads
+past its end, the kernel reads the input itself.
 Kernels run on one thread (no chunked entry points yet).
 """
 from __future__ import annotations
@@ -674,7 +676,7 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
     # --- fill: the input copy (one byte per element, padding = the zero point's byte)
     if spec.op == "fc":
         n, cin = spec.n, spec.cin
-        fill = ["static void fill(const uint8_t *restrict x, dp8_t *restrict xc) {",
+        fill = ["static inline void fill(const uint8_t *restrict x, dp8_t *restrict xc) {",
                 f"    memset(xc, PADB, {xc_size});",
                 f"    for (int u = 0; u < {n}; u++)",
                 f"        for (int ci = 0; ci < {cin}; ci++) xc[(size_t)ci * {cs} + u] = (dp8_t)(x[(size_t)u * {cin} + ci] - DP8_XSHIFT);",
@@ -682,7 +684,7 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
     else:
         s_, p, h, w = spec.stride, spec.padding, spec.h, spec.w
         whole = s_ == 1 and p == 0  # every plane byte is copied: only the slack after them is padding
-        fill = ["static void fill(const uint8_t *restrict x, dp8_t *restrict xc) {",
+        fill = ["static inline void fill(const uint8_t *restrict x, dp8_t *restrict xc) {",
                 (f"    memset(xc + {spec.cin * cs}, PADB, {xc_size - spec.cin * cs});" if whole else
                  f"    memset(xc, PADB, {xc_size});"),
                 f"    for (int ci = 0; ci < {spec.cin}; ci++) {{",
@@ -699,6 +701,10 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
                 fill += [f"            {{ dp8_t *d = drow + {pb * geo.plane};",
                          f"              for (int c = {c0}; c < {c1}; c++) d[c] = (dp8_t)(srow[c * {s_} + {pb - p}] - DP8_XSHIFT); }}"]
             fill += ["        }", "    }", "}"]
+    # a stride-1 unpadded plane is copied byte for byte where no shift applies (VNNI): the kernel then
+    # reads the input itself, if no tile reads beyond it
+    alias = (spec.op != "fc" and spec.stride == 1 and spec.padding == 0 and geo.cs == spec.h * spec.w
+             and max(offs or [0]) + qpad <= spec.cin * spec.h * spec.w)
     # --- a group's rows go straight to the output when a full tile is one contiguous run there;
     # else through `tmp`, copied out after the micro-kernel
     direct = spec.op != "fc" and geo.wph == spec.out_w
@@ -734,7 +740,7 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         "    const double *mult = (const double *)a[10].data;",
         "    const float *multf = (const float *)a[11].data;",
         "    const int32_t *exf = (const int32_t *)a[12].data;",
-        "    dp8_t *xc = (dp8_t *)ws;",
+        "    dp8_t *xc = (dp8_t *)ws;", "    (void)xc;",
         f"    uint8_t tmp[4 * {T}];",
         f"    for (int e = 0; e < {len(empty)}; e++) {{",
         "        const int co = EMPTY[e];",
@@ -743,12 +749,18 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
          f"        for (int n = 0; n < {spec.n}; n++) memset(yb + ((size_t)n * {spec.cout} + co) * {ohw}, v, {ohw});"),
         "    }",
         f"    for (int n = 0; n < {nimg}; n++) {{",
-        f"        fill(xin + (size_t)n * {spec.cin * spec.h * spec.w if spec.op != 'fc' else 0}, xc);",
+        f"        const uint8_t *xn = xin + (size_t)n * {spec.cin * spec.h * spec.w if spec.op != 'fc' else 0};",
+        f"#if DP8_XSHIFT == 0 && {int(alias)}",
+        "        const dp8_t *xs = xn;  /* the input is its own copy: same bytes, and no read beyond it */",
+        "#else",
+        "        fill(xn, xc);",
+        "        const dp8_t *xs = xc;",
+        "#endif",
         f"        uint8_t *yn = yb + (size_t)n * {spec.cout * ohw};", "        (void)yn;",
         f"        for (int q0 = 0; q0 < {q}; q0 += {T}) {{",
         f"            const int te = {q} - q0 < {T} ? {q} - q0 : {T};",
         f"            const int dir = {int(direct)} && te == {T};",
-        "            const dp8_t *xq = xc + q0;",
+        "            const dp8_t *xq = xs + q0;",
         f"            for (int g = 0; g < {len(groups)}; g++) {{",
         "                const int32_t *m = meta + 8 * g;",
         "                dp8_rowp rp[4];",
@@ -795,7 +807,8 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
     macs = sum(len(g.rows) * 4 * -(-max(1, len(g.cols)) // 4) for g in groups)
     stats = {"groups": len(groups), "dot4_per_position": macs // 4, "rmax": rmax, "act": ACT_DTYPE,
              "nnz": int(layer.mask2.sum()), "tile": T,
-             "float64_channels": int((flags & FUSED_BAD).sum()), "not_int16_channels": int((flags & NARROW_BAD).sum())}
+             "float64_channels": int(((flags & FUSED_BAD) > 0).sum()),
+             "not_int16_channels": int(((flags & NARROW_BAD) > 0).sum())}
     k = GeneratedKernel(name=name or f"k{spec.id}_{variant}", spec=spec, variant=variant, source=src,
                            arrays=[idx.astype(np.int32), ref, *arrays], in_elems=1,
                            out_elems=spec.output_elems, ws_floats=ws_floats, seed=input_seed(spec), stats=stats,
