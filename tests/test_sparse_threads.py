@@ -125,6 +125,8 @@ def test_special_paths_and_more_threads_than_chunks(toolchain, cache, tmp_path):
     few = kernels[7].chunking
     assert few.unit_major and len(few.cost) == few.nchunks and few.cost[0] < few.cost[1]  # direct, then buffer tile
     assert kernels[8].chunking.unit_major and kernels[8].chunking.nprep
+    # threads that split units read all of the input: each copies it privately (no barrier)
+    assert few.private_prep and kernels[8].chunking.private_prep and not last.private_prep
     got = outputs_by_threads(toolchain, cache, kernels, tmp_path)
     assert_same_as_one_thread(got, kernels)
 
