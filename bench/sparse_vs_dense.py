@@ -13,7 +13,7 @@ On a shared, noisy machine every contender is measured `--rounds` times, interle
 batch, ORT, scipy), and the lowest median of each is kept — the same rule for all.
 
     .venv/bin/python bench/sparse_vs_dense.py [--quick] [--rounds N] [--csv PATH] [--suite NAME]
-    .venv/bin/python bench/sparse_vs_dense.py --dtype int8 [--quick] [--rounds N]
+    .venv/bin/python bench/sparse_vs_dense.py --dtype int8 [--quick | --median] [--schemes bcr,...] [--ratios 0.9,...] [--rounds N]
     .venv/bin/python bench/sparse_vs_dense.py --peers [--quick] [--deepsparse-python PATH] [--threads 1,2]
 
 `--peers` compares the generated kernels (at 1 and 2 threads) with torch dense / CSR / BSR and
@@ -216,9 +216,12 @@ def main() -> int:
                     metavar="PATH", help="--peers: the interpreter of an environment with deepsparse installed "
                     "(default: $DEVPROF_DEEPSPARSE_PYTHON, else this one)")
     ap.add_argument("--threads", default="1,2", help="--peers: thread counts, comma separated (default 1,2)")
-    ap.add_argument("--ratios", default="", help="--peers: sparsity ratios (default 0.75,0.9)")
+    ap.add_argument("--ratios", default="", help="--peers and --dtype int8: sparsity ratios (default --peers 0.75,0.9)")
     ap.add_argument("--shapes", type=int, default=0, help="--peers: only the N smallest layer shapes")
-    ap.add_argument("--schemes", default="", help="--peers: only these schemes, comma separated (e.g. bcr,block)")
+    ap.add_argument("--schemes", default="",
+                    help="--peers and --dtype int8: only these schemes, comma separated (e.g. bcr,block)")
+    ap.add_argument("--median", action="store_true",
+                    help="--dtype int8: only the median shape by FLOPs, the one the targets are read on")
     ap.add_argument("--smoke", action="store_true",
                     help="--peers: the quickest protocol, for checking the plumbing (figures mean nothing)")
     args = ap.parse_args()
@@ -412,10 +415,7 @@ def main_peers(args) -> int:
         print(f"note: this process may use {ncpu} CPU(s): thread counts above it dropped")
         threads = [t for t in threads if t <= ncpu] or [1]
     protocol = Protocol.quick() if args.smoke else PROTOCOL
-    schemes = {x.strip() for x in args.schemes.split(",") if x.strip()}
-    if schemes - {sc for sc, _ in SCHEMES}:
-        raise SystemExit(f"error: --schemes: unknown {', '.join(sorted(schemes - {sc for sc, _ in SCHEMES}))} "
-                         f"(known: {', '.join(dict.fromkeys(sc for sc, _ in SCHEMES))})")
+    schemes = scheme_filter(args.schemes)
     import dataclasses
 
     import onnx
@@ -674,6 +674,15 @@ def summarize_peers(rows: list[dict], threads: list[int]) -> None:
         print(f"  {t} thread(s): " + ", ".join(parts))
 
 
+def scheme_filter(text: str) -> set[str]:
+    """--schemes as a set (empty: all), or exit with one line naming the unknown ones."""
+    schemes = {x.strip() for x in text.split(",") if x.strip()}
+    if schemes - {sc for sc, _ in SCHEMES}:
+        raise SystemExit(f"error: --schemes: unknown {', '.join(sorted(schemes - {sc for sc, _ in SCHEMES}))} "
+                         f"(known: {', '.join(dict.fromkeys(sc for sc, _ in SCHEMES))})")
+    return schemes
+
+
 def main_int8(args) -> int:
     """The int8 comparison: generated int8 kernels vs the faster of ORT and LiteRT int8 dense."""
     from devprof.runtimes.litert import LiteRT
@@ -685,18 +694,28 @@ def main_int8(args) -> int:
     except (AttributeError, OSError):
         pass
     tc = host_toolchain()
-    ratios = QUICK_RATIOS if args.quick else RATIOS
+    try:
+        ratios = [float(r) for r in args.ratios.split(",")] if args.ratios else QUICK_RATIOS if args.quick else RATIOS
+    except ValueError as e:
+        raise SystemExit(f"error: --ratios: {e}")
+    if not all(0 < r < 1 for r in ratios):
+        raise SystemExit("error: --ratios takes values between 0 and 1")
+    schemes = scheme_filter(args.schemes)
     shapes = [s.replace(dtype="int8") for s in bench_shapes(args.quick, args.suite)]
+    if args.median:
+        all_shapes = bench_shapes(False, args.suite)
+        shapes = [all_shapes[len(all_shapes) // 2].replace(dtype="int8")]
     csv_path = Path(args.csv) if Path(args.csv) != ap_default_csv() else ap_default_csv().with_name("sparse_vs_dense_int8.csv")
     runtimes = [OnnxRuntime(), LiteRT()]
-    print(f"CPU: {_cpu()} | {' '.join(tc.cc)} {' '.join(tc.cflags)} | int8 path: {_int8_path(tc)}")
-    print(f"{len(shapes)} shapes x {len(SCHEMES)} schemes x ratios {ratios}; single thread, int8 (uint8 activations)\n")
+    print(f"CPU: {_cpu()} | {' '.join(tc.cc)} {' '.join(tc.cflags)} | int8 path: {_int8_path(tc)} | "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"{len(shapes)} shapes x {len(schemes) or len(SCHEMES)} schemes x ratios {ratios}; single thread, int8 (uint8 activations)\n")
     rows: list[dict] = []
     t_start = time.time()
     for s in shapes:
         kernels = [codegen_int8.generate(s, "dense")]
         for sc, p in SCHEMES:
-            for r in ratios:
+            for r in ratios if not schemes or sc in schemes else ():
                 spec = s.replace(sparsity=Sparsity(sc, r, p))
                 if codegen_int8.unsupported(spec) or (sc == "pattern" and (s.op == "fc" or (s.kh, s.kw) != (3, 3))):
                     continue

@@ -8,7 +8,8 @@ at a thread count is its lowest median over those runs. Prints per kernel the tw
 speedup, then the geometric-mean speedup over kernels whose 1-thread time is at least --min-us
 (short kernels are dominated by the wake-up of the pool, as in every thread pool).
 
-    .venv/bin/python bench/threads_scaling.py [--threads 2] [--rounds 2] [--min-us 50] [--quick] [--csv PATH]
+    .venv/bin/python bench/threads_scaling.py [--threads 2] [--rounds 2] [--min-us 50] [--quick]
+        [--match SUBSTR,...] [--csv PATH]
 
 On a shared machine, run it when nothing else runs: two threads contend with whatever else is on
 the cores, and the figure says as much about the machine's load as about the kernels.
@@ -40,7 +41,7 @@ PROTOCOL = Protocol(warmup_s=0.02, min_warmups=2, sample_s=0.004, rounds=5, roun
                     max_time_s=0.6)
 
 
-def shapes(quick: bool) -> list[KernelSpec]:
+def shapes(quick: bool, match: str = "") -> list[KernelSpec]:
     seen: list[KernelSpec] = []
     for s in load_suite("sparse-sweep").specs:
         if s.op not in ("conv2d", "pwconv", "fc") or s.sparsity.scheme != "dense":
@@ -52,6 +53,8 @@ def shapes(quick: bool) -> list[KernelSpec]:
     seen.sort(key=lambda s: s.flops)
     if quick:  # the larger half: the layers a second thread can help
         seen = seen[len(seen) // 2::2]
+    if match:  # comma-separated substrings of the layer key, e.g. "90x160x12-o12,14x14x96"
+        seen = [s for s in seen if any(m and m in s.key for m in match.split(","))]
     return seen
 
 
@@ -93,6 +96,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="runs at each thread count, alternating; best median kept")
     ap.add_argument("--min-us", type=float, default=50.0, help="summarise kernels at least this slow on 1 thread")
     ap.add_argument("--quick", action="store_true", help="every other layer of the larger half")
+    ap.add_argument("--match", default="", help="only layers whose key contains one of these comma-separated "
+                    "substrings (after --quick), e.g. 14x14x96-o576,90x160x12-o12")
     ap.add_argument("--csv", default=str(Path(__file__).resolve().parent / "results" / "threads_scaling.csv"))
     a = ap.parse_args()
     if a.threads < 2:
@@ -104,7 +109,10 @@ def main() -> int:
     if tc.available():
         raise SystemExit(f"error: {tc.available()}")
     vl, regs = vector_shape(tc)
-    ks = kernels_for(shapes(a.quick), vl, regs)
+    layers = shapes(a.quick, a.match)
+    if not layers:
+        raise SystemExit(f"error: no layer matches --match {a.match!r}")
+    ks = kernels_for(layers, vl, regs)
     print(f"building {len(ks)} kernels...", file=sys.stderr)
     batch = build_batch(ks, tc)
     best: dict[int, dict[str, float]] = {1: {}, a.threads: {}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,9 @@ def _portable_specs():
             make_spec("conv3x3s1", 8, 9, 12, 10, 1, "bcr", 0.8, {"block": [4, 16]}, "relu"),
             make_spec("pw1x1", 7, 6, 6, 9, 1, "block", 0.5, {"block": [4, 1]}),
             make_spec("fc", 1, 1, 70, 40, 3, "nm", 0.5, {"n": 2, "m": 4}),
-            KernelSpec("dwconv2d", h=10, w=9, cin=8, cout=8, kh=3, kw=3, groups=8, padding=1, dtype="int8")]
+            KernelSpec("dwconv2d", h=10, w=9, cin=8, cout=8, kh=3, kw=3, groups=8, padding=1, dtype="int8"),
+            # whole tiles of an unpadded plane: VNNI kernels read the input itself (no copy)
+            make_spec("pw1x1", 8, 16, 12, 10, 2, "bcr", 0.5, {"block": [4, 16]}, "relu6")]
 
 
 def test_portable_path(toolchain, cache):
@@ -108,6 +111,19 @@ def test_vnni_builds(toolchain, cache, flags):
     assert "vpdpbusd" in asm.stdout
     if all(need[f] in cpu for f in flags):
         run_int8(toolchain, cache, _portable_specs(), variants=("sparse",), extra_cflags=flags)
+
+
+@pytest.mark.parametrize("flags", [("-march=x86-64-v3",), ("-DDP8_NO_VBMI",), ("-DDP8_NO_LOWW",)],
+                         ids=["avx2-fma", "avx512-no-vbmi", "avx512-fused"])
+def test_x86_paths_other_than_this_cpus(toolchain, cache, flags):
+    """The x86 paths a native build here does not take are exact too, where this CPU runs them:
+    AVX2 pairs with the fused product (x86-64-v3), and on AVX-512 the unpacking quads (no VBMI)
+    and the fused product with its int32 packs (family 1)."""
+    cpu = cpu_flags()
+    need = {"avx2", "fma"} if flags[0].startswith("-march") else {"avx512_vnni", "avx512vl", "avx512bw", "fma"}
+    if toolchain.abi != "x86_64" or not need <= cpu:
+        pytest.skip(f"needs x86 with {', '.join(sorted(need))}")
+    run_int8(toolchain, cache, _portable_specs()[:4], variants=("sparse",), extra_cflags=flags)
 
 
 @pytest.mark.parametrize("march", ["armv8-a", "armv8.2-a+dotprod"])
@@ -157,24 +173,37 @@ def test_runtime_refuses_what_it_cannot_generate():
 
 
 def test_float32_multipliers_equal_the_float64_reference_for_every_accumulator():
-    """A channel kept on the float32 path gives the float64 reference's output for every
-    accumulator in its range, rounded product or fused (checked exhaustively here); the others
-    are flagged float64."""
+    """Each float32 form a channel is not flagged for gives the float64 reference's output for
+    every accumulator in its range (checked exhaustively here): the rounded product (arm64), the
+    fused one (x86 FMA) and the fused one with the zero point inside, within int16 (AVX-512)."""
     rng = np.random.default_rng(3)
     mult = 10 ** rng.uniform(-4.0, 0.5, 48)
     bound = rng.integers(100, 20000, 48)
+    mult[:4] = [0.6, 1.1, 1.7, 2.9]
+    bound[:4] = np.ceil(33000 / mult[:4])  # these reach beyond int16
+    cu = codegen_int8
     for zp, lo, hi in ((0, 0, 255), (131, 131, 255), (77, 0, 200)):
-        mf, ex = codegen_int8.float_multipliers(mult, bound, zp, lo, hi)
-        assert ex.sum() < len(mult) // 4
-        for c in np.flatnonzero(ex == 0):
+        mf, flags = cu.float_multipliers(mult, bound, zp, lo, hi)
+        for bit in (cu.FUSED_BAD, cu.ROUND_BAD, cu.NARROW_BAD):
+            assert (flags & bit > 0).sum() < len(mult) // 3
+        for c in range(len(mult)):
             acc = np.arange(-bound[c], bound[c] + 1)
             want = np.clip(np.rint(acc * mult[c]) + zp, lo, hi)
-            got = np.clip(np.rint(acc.astype(np.float32) * mf[c]).astype(np.float64) + zp, lo, hi)
-            np.testing.assert_array_equal(got, want, err_msg=f"channel {c}")
-            fused = np.clip(np.rint(acc.astype(np.float64) * np.float64(mf[c])) + zp, lo, hi)  # FMA: one rounding
-            np.testing.assert_array_equal(fused, want, err_msg=f"channel {c}, fused")
-    _, ex = codegen_int8.float_multipliers(np.array([1e-3, 0.0]), np.array([2**31 - 1, 10]), 0, 0, 255)
-    assert ex.tolist() == [1, 1]  # int32 conversions could overflow; no positive multiplier
+            exact = acc.astype(np.float64) * np.float64(mf[c])
+            if not flags[c] & cu.ROUND_BAD:
+                got = np.clip(np.rint(acc.astype(np.float32) * mf[c]).astype(np.float64) + zp, lo, hi)
+                np.testing.assert_array_equal(got, want, err_msg=f"channel {c}")
+            if not flags[c] & cu.FUSED_BAD:  # FMA: one rounding
+                np.testing.assert_array_equal(np.clip(np.rint(exact) + zp, lo, hi), want, err_msg=f"channel {c}, fused")
+            if not flags[c] & cu.NARROW_BAD:  # the zero point inside, exactly (fractions: no float64 rounding)
+                v = np.rint(exact + zp)
+                near = np.flatnonzero(np.abs(np.abs(exact - np.floor(exact)) - 0.5) < 1e-6)
+                v[near] = [round(Fraction(float(e)) + zp) for e in exact[near]]  # round(): half to even
+                assert np.abs(v).max() <= 32767, f"channel {c} leaves int16"
+                np.testing.assert_array_equal(np.clip(v, lo, hi), want, err_msg=f"channel {c}, narrow")
+        assert (flags[:4] & cu.NARROW_BAD).all()
+    _, flags = cu.float_multipliers(np.array([1e-3, 0.0]), np.array([2**31 - 1, 10]), 0, 0, 255)
+    assert flags.tolist() == [7, 7]  # int32 conversions could overflow; no positive multiplier
 
 
 def test_near_ties_take_the_float64_path(toolchain, cache):

@@ -16,6 +16,7 @@ from devprof.artifacts.harness_build import build_batch, vector_shape
 from devprof.artifacts.toolchains import cross_toolchains
 from devprof.records import KernelSpec, Sparsity
 from devprof.runtimes.harness import parse_harness_output
+from devprof.sparse import codegen
 from devprof.sparse.codegen import generate, pruned_weights
 from devprof.sparse.reference import full_output
 from devprof.sparse.weights import input_tensor
@@ -120,6 +121,40 @@ def test_grouped_depthwise_and_big_shapes(toolchain, cache):
                      sparsity=Sparsity("bcr", 0.75, {"block": [4, 16]}))
     kernels, out, _ = run_batch(toolchain, cache, [big], variants=("sparse",))
     assert out.lines[kernels[0].name].status == "ok"
+
+
+def test_channel_blocked_one_row_kernels_match_numpy(toolchain, cache, monkeypatch):
+    """AVX-512's channel-blocked one-row kernels (`codegen.channel_block`; generated for 16-float
+    vectors whatever this host is) and pattern kernels: in place and through the tile buffer,
+    batched, 3x3 s1 / s2, direct 3x3 tiles, a row's first and last block anywhere, rows pruned
+    away, every activation."""
+    specs = [KernelSpec("pwconv", n=2, h=14, w=14, cin=256, cout=12, activation="relu6",
+                        sparsity=Sparsity("unstructured", 0.5)),
+             KernelSpec("pwconv", h=9, w=23, cin=300, cout=7, activation="hswish", sparsity=Sparsity("nm", 0.5)),
+             KernelSpec("conv2d", h=10, w=40, cin=64, cout=6, kh=3, kw=3, padding=1, activation="relu",
+                        sparsity=Sparsity("block", 0.5, {"block": [1, 4]})),
+             KernelSpec("conv2d", h=13, w=30, cin=96, cout=5, kh=3, kw=3, stride=2, padding=1,
+                        sparsity=Sparsity("unstructured", 0.6)),
+             KernelSpec("pwconv", h=7, w=7, cin=960, cout=9, sparsity=Sparsity("unstructured", 0.9)),
+             KernelSpec("conv2d", h=10, w=40, cin=64, cout=6, kh=3, kw=3, padding=1, activation="relu",
+                        sparsity=Sparsity("pattern", 0.8, {"patterns": 8})),
+             KernelSpec("conv2d", h=18, w=40, cin=48, cout=5, kh=3, kw=3, padding=0, activation="relu6",
+                        sparsity=Sparsity("pattern", 0.6, {"patterns": 6}))]
+    kernels = [generate(s, "sparse", vector_floats=16, vector_regs=32) for s in specs]
+    assert generate(specs[0], "sparse", vector_floats=4, vector_regs=32).stats.get("channel_block") is None
+    monkeypatch.setattr(codegen, "KBLOCK_MIN_NNZ", 0)  # blocked however few nonzeros: rows left empty
+    monkeypatch.setattr(codegen, "KBLOCK_MIN_NNZ_MANY", 0)
+    kernels.append(generate(KernelSpec("pwconv", h=8, w=8, cin=400, cout=10, activation="relu",
+                                       sparsity=Sparsity("unstructured", 0.995)), "sparse", vector_floats=16,
+                            vector_regs=32))
+    assert all(k.stats.get("channel_block") for k in kernels), [k.stats for k in kernels]
+    batch = build_batch(kernels, toolchain, cache_dir=cache)
+    dump = Path(batch.folder) / "dump_blocked"
+    dump.mkdir(exist_ok=True)
+    p = subprocess.run(toolchain.run_argv(batch.binary, *FAST, f"--dump={dump}"), cwd=batch.folder,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    check_against_numpy(kernels, parse_harness_output(p.stdout), dump)
 
 
 def test_direct_depthwise_kernel_matches_numpy(toolchain, cache):

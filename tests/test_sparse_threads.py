@@ -90,8 +90,10 @@ def test_every_split_gives_the_one_thread_output(toolchain, cache, tmp_path_fact
 def test_special_paths_and_more_threads_than_chunks(toolchain, cache, tmp_path):
     """The paths the random shapes rarely reach: a GEMV (ELL and plain), a depthwise conv, batched
     images with the in-place 1x1 path and a partial tile, every row pruned away, a kernel of one
-    chunk run on 4 threads, and batched direct tiles then a tile-buffer tile with rows pruned away
-    (their empty units written over runs of direct tiles, the last tile priced higher)."""
+    chunk run on 4 threads, batched direct tiles then a tile-buffer tile with rows pruned away
+    (their empty units written over runs of direct tiles, the last tile priced higher), and the
+    same with few tiles (unit-major chunks), alone and across the images of a padded 3x3 conv,
+    and the channel-blocked one-row and pattern kernels."""
     vl, regs = vector_shape(toolchain)
     specs = [KernelSpec("fc", n=1, cin=70, cout=41, sparsity=Sparsity("unstructured", 0.8), activation="relu"),
              KernelSpec("fc", n=1, cin=30, cout=3),
@@ -99,12 +101,30 @@ def test_special_paths_and_more_threads_than_chunks(toolchain, cache, tmp_path):
              KernelSpec("pwconv", n=3, h=9, w=23, cin=7, cout=10, sparsity=Sparsity("bcr", 0.5, {"block": [4, 4]})),
              KernelSpec("pwconv", h=8, w=8, cin=8, cout=6, sparsity=Sparsity("unstructured", 0.995), activation="hswish"),
              KernelSpec("fc", n=5, cin=9, cout=1),
-             KernelSpec("pwconv", n=2, h=14, w=14, cin=12, cout=20, sparsity=Sparsity("block", 0.9, {"block": [1, 4]}),
-                        activation="relu6")]
+             KernelSpec("pwconv", n=3, h=14, w=14, cin=12, cout=20, sparsity=Sparsity("block", 0.9, {"block": [1, 4]}),
+                        activation="relu6"),
+             KernelSpec("pwconv", n=1, h=14, w=14, cin=12, cout=20, sparsity=Sparsity("block", 0.9, {"block": [1, 4]}),
+                        activation="relu6"),
+             KernelSpec("conv2d", n=2, h=5, w=6, cin=3, cout=9, kh=3, kw=3, padding=1,
+                        sparsity=Sparsity("unstructured", 0.6))]
     kernels = [generate(s, variant_for(s), vector_floats=vl, vector_regs=regs) for s in specs]
+    # AVX-512's channel-blocked one-row kernel (whatever this host is): direct tiles in place, then
+    # the tile buffer; 3x3 through the tile buffer; pattern, direct
+    blocked = [KernelSpec("pwconv", n=2, h=14, w=14, cin=256, cout=21, activation="relu6",
+                          sparsity=Sparsity("nm", 0.75)),
+               KernelSpec("conv2d", h=10, w=40, cin=64, cout=7, kh=3, kw=3, padding=1,
+                          sparsity=Sparsity("unstructured", 0.5)),
+               KernelSpec("conv2d", h=18, w=40, cin=48, cout=9, kh=3, kw=3, activation="relu",
+                          sparsity=Sparsity("pattern", 0.6, {"patterns": 6}))]
+    kernels += [generate(s, "sparse", vector_floats=16, vector_regs=32) for s in blocked]
+    assert all(k.stats.get("channel_block") for k in kernels[-3:])
     assert kernels[5].chunking.nchunks == 1 and kernels[4].chunking.cost == (kernels[4].spec.cout,)
     last = kernels[6].chunking
-    assert len(last.cost) == last.nchunks // 2 and last.cost[-1] < kernels[6].spec.cout  # some rows empty
+    assert not last.unit_major and len(last.cost) == last.nchunks // 3
+    assert last.cost[-1] < kernels[6].spec.cout  # some rows empty
+    few = kernels[7].chunking
+    assert few.unit_major and len(few.cost) == few.nchunks and few.cost[0] < few.cost[1]  # direct, then buffer tile
+    assert kernels[8].chunking.unit_major and kernels[8].chunking.nprep
     got = outputs_by_threads(toolchain, cache, kernels, tmp_path)
     assert_same_as_one_thread(got, kernels)
 

@@ -19,6 +19,8 @@ each loaded input vector R times. Schemes differ only in how rows are grouped:
   nm / unstructured / csr   one row per group, its own columns (R = 1, wider NV)
   pattern        PatDNN: rows reordered by pattern histogram; per row, kernels run grouped by
                  pattern with the 4 taps' offsets compiled in as constants (unrolled)
+On AVX-512 the one-row groups of a conv whose input panel outgrows L1 run channel block by channel
+block (`channel_block`), every row of the tile over one block before the next.
 Loops run over data arrays (offsets, values), so sources stay small and compile in well under a
 second; only fixed small structures (register blocks, pattern taps) are unrolled.
 
@@ -275,6 +277,87 @@ def _mk_direct(r: int, nv: int, ystride: int, act: str, vl: int, step: int = 1) 
     return "\n".join(L)
 
 
+# Bytes of input one channel block of a one-row tile may span: about half of a 32 KB L1, so the
+# block's panel stays in L1 while every row of the tile passes over it (with the rows' output
+# vectors and their offsets and weights streaming past)
+KBLOCK_BYTES = 24576
+# Fewest expected nonzeros per (row, channel block): below it the accumulators' reload and store
+# per block cost more than the L2 reads the blocking saves; fewer where at least KBLOCK_MANY_ROWS
+# rows share each block's fill of L1 (14x14x576->96 at 0.9: 5 per block, 61 -> 50 us; with 24
+# rows, 56x56x144->24, it was 4% slower)
+KBLOCK_MIN_NNZ = 8
+KBLOCK_MIN_NNZ_MANY = 4
+KBLOCK_MANY_ROWS = 64
+
+
+def channel_block(spec: KernelSpec, geo: Geometry, vl: int, single: bool, density: float) -> int:
+    """Input channels per block of the blocked one-row kernel (`_mk_blocked`), 0 for none.
+
+    A one-row group reuses no input vector across rows, so each of its FMAs loads one vector of
+    the tile's input panel (K columns x T positions); when the panel outgrows L1 (14x14 with
+    576 channels: 250 KB) every output row sweeps it from L2 again, and the kernel is bound by
+    L2 bandwidth rather than the FMA pipes. Splitting the channels into blocks whose slice of
+    the panel fits KBLOCK_BYTES, and running every row of the tile over one block before the
+    next, keeps the loads in L1 at the price of one reload and store of the row's accumulators
+    per block. Chosen for AVX-512 (16 floats: one cache line per load, and 32 registers) only;
+    NEON and AVX2 builds keep the one-pass kernel."""
+    if not single or vl < 16 or geo.mode != "conv":
+        return 0
+    cig = spec.cin // spec.groups
+    taps = sorted({geo.offset(spec, 0, i, j) for i in range(spec.kh) for j in range(spec.kw)})
+    span, end = 0, None  # floats of one channel a tile touches: the union of [tap, tap + T)
+    for o in taps:
+        span += geo.t if end is None or o >= end else o + geo.t - end
+        end = o + geo.t
+    cb = max(1, KBLOCK_BYTES // (4 * span))
+    nb = -(-cig // cb)
+    if nb <= 1:
+        return 0
+    cb = -(-cig // nb)  # balanced blocks
+    many = spec.cout // spec.groups >= KBLOCK_MANY_ROWS
+    if density * cb * spec.kh * spec.kw < (KBLOCK_MIN_NNZ_MANY if many else KBLOCK_MIN_NNZ):
+        return 0
+    return cb
+
+
+def _mk_blocked(nv: int, vl: int, ystride: int, act: str, name: str) -> str:
+    """One row's columns of one channel block (`channel_block`) over a tile: `f` is the block's
+    column count << 2 | 1 on the row's first block (accumulators start at `bias`) | 2 on its
+    last (the activation is applied on the store); between them the accumulators go through
+    the row's tile of `yr` (the output, or the tile buffer with bias 0 and no activation)."""
+    L = [f"static inline void {name}(const float *restrict xq, const int32_t *restrict off, const float *restrict val,",
+         "                           int f, float *restrict yr, float bias) {",
+         "    const int nc = f >> 2;",
+         *[f"    dp_v a0_{v};" for v in range(nv)],
+         "    if (f & 1) {", *[f"        a0_{v} = dp_splat(bias);" for v in range(nv)],
+         "    } else {", *[f"        a0_{v} = dp_ld(yr + {v} * DP_VL);" for v in range(nv)], "    }"]
+    L += _accumulate(1, nv, vl)
+    if act != "none":
+        L += ["    if (f & 2) {", *[f"        a0_{v} = {_VACT[act].format(f'a0_{v}')};" for v in range(nv)], "    }"]
+    L += [f"    dp_st(yr + {v} * DP_VL, a0_{v});" for v in range(nv)]
+    L += ["}"]
+    return "\n".join(L)
+
+
+def _blocked_segments(spec: KernelSpec, geo: Geometry, groups: list[Group], cb: int, wm2: np.ndarray
+                      ) -> tuple[list[int], list[int], list[float], int]:
+    """The one-row groups' columns split by channel block, block-major: (segment table of
+    (count << 2 | first | last << 1, start) per block and group, offsets, weights, blocks)."""
+    cig = spec.cin // spec.groups
+    nb = -(-cig // cb)
+    per = [[[k for k in g.cols if (k % cig) // cb == b] for b in range(nb)] for g in groups]
+    first = [next(b for b in range(nb) if p[b]) for p in per]
+    last = [max(b for b in range(nb) if p[b]) for p in per]
+    seg, offs, vals = [], [], []
+    for b in range(nb):
+        for gi, g in enumerate(groups):
+            cols = per[gi][b]
+            seg += [(len(cols) << 2 | (b == first[gi]) | (b == last[gi]) << 1) if cols else 0, len(offs)]
+            offs += _col_offsets(spec, geo, g.rows[0], cols)
+            vals += wm2[g.rows[0], cols].tolist()
+    return seg, offs, vals, nb
+
+
 def _mk_gemv(r: int, vl: int = 0) -> str:
     """GEMV (fc with one row): R rows at once; R = vector width vectorises across channels
     (one vector of R weights per column, 4 accumulators to hide the FMA latency)."""
@@ -455,21 +538,29 @@ def direct_ok(spec: KernelSpec, geo: Geometry) -> bool:
 
 @dataclass(frozen=True)
 class Chunking:
-    """How a kernel splits across threads: chunks [0, nchunks) are (tile, unit) pairs, tile-major,
-    where a unit is one group of rows (or one pattern row, one ELL block, one depthwise channel,
-    or the tile's rows that have no kept weight); chunk c costs cost[c % len(cost)]: the unit's
-    nonzero FMAs per position plus one per row (plus the tile buffer's cost in an image's last tile
-    after direct ones: then the array covers an image's tiles), so the harness balances threads by
-    work, not by rows. `tws_floats`: each thread's scratch. `nprep`: prep chunks (the shared input copies),
-    split evenly across threads before any chunk runs; 0: the call has no prep and no barrier."""
+    """How a kernel splits across threads: chunks [0, nchunks) are (tile, unit) pairs, where a unit
+    is one group of rows (or one pattern row, one ELL block, one depthwise channel, or the tile's
+    rows that have no kept weight), tile-major, or unit-major when a call has only a few tiles
+    (`unit_major`: a thread then owns whole output rows, see `UNIT_MAJOR_TILES`); chunk c costs
+    cost[c % len(cost)]: the unit's nonzero FMAs per position plus one per row (plus the tile
+    buffer's cost in an image's last tile after direct ones: then the array covers an image's
+    tiles, or every chunk when unit-major), so the harness balances threads by work, not by rows.
+    `tws_floats`: each thread's scratch. `nprep`: prep chunks (the shared input copies), split
+    evenly across threads before any chunk runs (by input rows where threads split an image's
+    tiles: a thread copies about the rows its own chunks read); 0: no prep and no barrier."""
 
     nchunks: int
     cost: tuple[int, ...]
     tws_floats: int
     nprep: int = 0
+    unit_major: bool = False
 
 
 PREP_CHUNKS = 32  # at least this many prep chunks per call where the input has the rows for it
+# Calls of at most this many tiles order their chunks unit-major: tile-major, a thread boundary
+# would cut every output row at a tile edge, and where rows are few positions long (14x14) the
+# 64-byte lines on those edges, written by both threads, are a large share of the output
+UNIT_MAJOR_TILES = 4
 # A tile that goes through the tile buffer costs this much more per row and real position than a
 # direct tile (its store, reload and epilogue): 14x14 pwconv's last tile took 1.3x the first's
 TILE_BUFFER_COST = 3
@@ -504,21 +595,33 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         shared, tws = tiles * geo.xc_size, spec.cout * geo.t
     else:
         tiles, shared, tws = spec.n * (geo.qpad // geo.t), spec.n * geo.xc_size, spec.cout * geo.t
-    # the shared copies, in prep chunks: conv, one per (image, channel, band of input rows) (1x1
-    # stride-1 unpadded convs with whole-row tiles read the NCHW input in place; only the last
-    # partial tile is copied, into the zero-padded workspace, one chunk per (image, channel)); fc,
-    # one per (tile, 16 channels) of the packed panels
+    # the shared copies, in prep chunks: conv, one per (image, input row, block of channels) where
+    # threads split an image's tiles, in row order like the tiles, so the thread that copies a band
+    # of rows is the one whose tiles read it (then it is still in that core's cache), else one per
+    # (image, channel, band of input rows) (every thread reads all of it: chunks of whole channel
+    # planes, so no two threads write the same cache line of short rows); 1x1 stride-1 unpadded
+    # convs with whole-row tiles read the NCHW input in place and only the last partial tile is
+    # copied, into the zero-padded workspace, one chunk per (image, channel); fc, one per
+    # (tile, 16 channels) of the packed panels
     inplace = body_direct is not None and (spec.kh, spec.kw, spec.stride, spec.padding) == (1, 1, 1, 0)
     qfull = geo.q // geo.t * geo.t if body_direct is not None else 0
     chw = spec.cin * spec.h * spec.w
     xn, wn = f"x + (size_t)n * {chw}", f"ws + (size_t)n * {geo.xc_size}"
     unit, copy_all, per = "", "", 0  # prep chunk p's copy; one image's (tile's for fc) whole copy
+    tiles_img = geo.qpad // geo.t
+    unit_major = geo.mode == "conv" and 1 < tiles <= UNIT_MAJOR_TILES and nu * tiles <= MAX_COST_PERIOD
     if geo.mode == "conv" and not inplace:
+        copy_all = f"fill({xn}, {wn}, 0, {spec.cin}, 0, {spec.h});"
+    if copy_all and tiles_img > 1 and not unit_major:
+        cb = max(1, min(spec.cin, -(-PREP_CHUNKS // (spec.n * spec.h))))  # blocks of channels per row
+        per = spec.h * cb
+        unit = (f"const int r = u / {cb}, b = u - r * {cb}; "
+                f"fill({xn}, {wn}, b * {spec.cin} / {cb}, (b + 1) * {spec.cin} / {cb}, r, r + 1);")
+    elif copy_all:
         nb = max(1, min(spec.h, -(-PREP_CHUNKS // (spec.n * spec.cin))))  # bands of input rows
         per = spec.cin * nb
         unit = (f"const int ci = u / {nb}, b = u - ci * {nb}; "
                 f"fill({xn}, {wn}, ci, ci + 1, b * {spec.h} / {nb}, (b + 1) * {spec.h} / {nb});")
-        copy_all = f"fill({xn}, {wn}, 0, {spec.cin}, 0, {spec.h});"
     elif geo.mode == "conv" and qfull < geo.qpad:
         per = spec.cin
         mc = (f"memcpy({wn} + (size_t)k * {geo.cs} + {qfull}, {xn} + (size_t)k * {geo.q} + {qfull}, "
@@ -528,11 +631,13 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         per = -(-spec.cin // 16)
         unit = f"fill(x, ws + (size_t)n * {geo.xc_size}, n * {geo.t}, u, u + 1);"  # n: the tile here
     nprep = (spec.n if geo.mode == "conv" else tiles) * per if unit else 0
-    tiles_img = geo.qpad // geo.t
+    tcost = [ucost] * tiles_img  # each tile's unit costs
     if body_direct is not None and 0 < qfull < geo.qpad and unit_rows and tiles_img * nu <= MAX_COST_PERIOD:
         te = geo.q - qfull  # the last tile's real positions
-        last = [c + -(-TILE_BUFFER_COST * r * te // geo.t) for c, r in zip(cost, unit_rows)] + ucost[ng:]
-        ucost = ucost * (tiles_img - 1) + last
+        tcost[-1] = [c + -(-TILE_BUFFER_COST * r * te // geo.t) for c, r in zip(cost, unit_rows)] + ucost[ng:]
+        ucost = [c for tc in tcost for c in tc]
+    if unit_major:
+        ucost = [tcost[tile % tiles_img][u] for u in range(nu) for tile in range(tiles)]
     nt = geo.qpad // geo.t if geo.mode == "conv" else tiles
     er = ", ".join(map(str, empty_rows))
     decls = [f"static const int32_t empty_rows[{ne}] = {{{er}}};", ""] if ne else []
@@ -543,6 +648,12 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
             f"        const int hu = c1 - c < {nu} - lo ? lo + (int)(c1 - c) : {nu};",
             f"        const int hi = hu < {ng} ? hu : {ng};", "        (void)hi;",
             "        c += hu - lo;"]
+    if unit_major:  # chunk u * tiles + tile: per tile, the units u with a chunk in [c0, c1)
+        step = [f"    for (int64_t tile = 0; tile < {tiles}; tile++) {{",
+                f"        const int lo = c0 <= tile ? 0 : (int)((c0 - tile + {tiles - 1}) / {tiles});",
+                f"        const int hu = c1 <= tile ? 0 : (int)((c1 - tile + {tiles - 1}) / {tiles});",
+                "        if (lo >= hu) continue;",
+                f"        const int hi = hu < {ng} ? hu : {ng};", "        (void)hi;"]
     empties = f" if (hu == {nu}) epilogue(ct, {{y}}, q0, bias, empty_rows, 1, {ne});" if ne else ""
     # a whole tile's units: the epilogue of every row in order; part of a tile: of its rows
     epi = (f"if (lo == 0 && hu == {nu}) epilogue_all(ct, {{y}}, q0, bias); "
@@ -563,7 +674,7 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
                f"        fc_tile(a, ws + (size_t)tile * {geo.xc_size}, y, ct, tile, lo, hu);", "    }"]
     else:
         rng = ["    float *ct = tws;", "    (void)ct;"]
-        if ne and body_direct is not None and qfull:
+        if ne and body_direct is not None and qfull and not unit_major:
             # the empty units of direct tiles: each empty row's run over the consecutive direct
             # tiles of [c0, c1) at once (a constant, stored in one pass as one thread would)
             rng += ["    {", f"        const int64_t ta = c0 <= {ng} ? 0 : (c0 - {ng} + {nu - 1}) / {nu};",
@@ -587,6 +698,11 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
             src_x = f"x + (size_t)n * {chw}" if inplace else "xc"
             rng += [f"        if (q0 < {qfull}) {{", f"            const float *xq = {src_x} + q0;",
                     "            float *yq = yn + q0;", *["        " + b for b in body_direct]]
+            if ne and unit_major:  # this direct tile's empty unit: its rows' constant
+                rng += [f"            for (int e = 0; hu == {nu} && e < {ne}; e++) {{",
+                        "                const float v = bias[empty_rows[e]];", f"                const float r = {act};",
+                        f"                float *ye = yq + (size_t)empty_rows[e] * {ohw};",
+                        f"                for (int w = 0; w < {geo.t}; w++) ye[w] = r;", "            }"]
             rng += ["        } else {", *ct_path, "        }"]
         else:
             rng += ["        {", *ct_path, "        }"]
@@ -605,6 +721,9 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
                     f"        fc_tile(a, ws, y, ws + {geo.xc_size}, n, 0, {nu});", "    }"]
     elif geo.mode == "fc":
         run_body = []
+    elif copy_all and unit_major:  # chunks run across images: every copy first
+        run_body = [f"    for (int n = 0; n < {spec.n}; n++) {copy_all}",
+                    f"    {symbol}_range(x, y, ws, a, 0, {nchunks}, ws + {shared});"]
     elif copy_all:  # image by image: the copy is still in cache for its chunks
         run_body = [f"    for (int n = 0; n < {spec.n}; n++) {{", "        " + copy_all,
                     f"        {symbol}_range(x, y, ws, a, (int64_t)n * {per_tile}, (int64_t)(n + 1) * {per_tile}, "
@@ -622,7 +741,7 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         f"const int32_t {symbol}_cost[{max(1, len(ucost))}] = {{{', '.join(map(str, ucost or [1]))}}};"]
     # one thread's workspace: fc packs each tile into one panel, followed by the tile buffer
     ws_one = geo.xc_size + tws if geo.mode == "fc" else shared + tws
-    return "\n".join(lines), Chunking(nchunks, tuple(ucost or [1]), tws, nprep), max(ws_one, shared + tws)
+    return "\n".join(lines), Chunking(nchunks, tuple(ucost or [1]), tws, nprep, unit_major), max(ws_one, shared + tws)
 
 
 _GROUP_ROWS = "rows + meta[4 * lo + 3], 1, meta[4 * hi + 3] - meta[4 * lo + 3]"
@@ -677,7 +796,25 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
     direct = direct_ok(spec, geo)
     ohw = spec.out_h * spec.out_w
     gi = 0
-    for r in sorted({len(g.rows) for g in groups}, reverse=True):
+    cb = channel_block(spec, geo, vl, single and variant == "sparse", float(mask2.mean())) if groups else 0
+    segs: list[int] = []
+    if cb:  # one-row groups, channel block by channel block (see channel_block)
+        segs, offs, vals, nb = _blocked_segments(spec, geo, groups, cb, wm2)
+        meta[1::4] = meta[2::4] = [0] * len(groups)  # where a group's columns are: the segment table
+        ng = len(groups)
+        # with direct tiles the tile buffer serves only an image's last, partial tile: as many
+        # vectors as its real positions need (14x14: 6 of 7)
+        nv_ct = -(-(geo.q - geo.q // geo.t * geo.t) // vl) if direct and geo.q % geo.t else geo.nv
+        kernels.append(_mk_blocked(nv_ct, vl, geo.t, "none", "mkb"))
+        loop = ["    for (int b = 0; b < %d; b++) {" % nb, f"        const int32_t *sb = segs + (size_t)b * {2 * ng};",
+                "        for (int g = lo; g < hi; g++) {", "            const int f = sb[2 * g];"]
+        body += [*loop, f"            if (f) mkb(xq, offs + sb[2 * g + 1], vals + sb[2 * g + 1], f, "
+                 f"ct + (size_t)rows[g] * {geo.t}, 0.f);", "        }", "    }"]
+        if direct:
+            kernels.append(_mk_blocked(geo.nv, vl, ohw, spec.activation, "mkbd"))
+            body_d += [*loop, "            if (f) mkbd(xq, offs + sb[2 * g + 1], vals + sb[2 * g + 1], f, "
+                       f"yq + (size_t)rows[g] * {ohw}, bias[rows[g]]);", "        }", "    }"]
+    for r in sorted({len(g.rows) for g in groups} if not cb else (), reverse=True):
         g1 = gi + sum(1 for g in groups if len(g.rows) == r)
         step = column_step(r, vl, regs)
         kernels.append(_mk_gemv(r, vl) if geo.mode == "gemv" else _mk_spatial(r, geo.nv, geo.t, vl, step))
@@ -696,18 +833,22 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
     head = ["    const int32_t *meta = (const int32_t *)a[2].data;",
             "    const int32_t *rows = (const int32_t *)a[3].data;",
             "    const int32_t *offs = (const int32_t *)a[4].data;",
-            "    const float *vals = (const float *)a[5].data;",
-            "    const float *bias = (const float *)a[6].data;"]
+            "    const float *vals = (const float *)a[5].data;"]
+    if cb:
+        head += ["    const int32_t *segs = (const int32_t *)a[6].data;"]
+    head += [f"    const float *bias = (const float *)a[{7 if cb else 6}].data;"]
     meta += [0, len(offs), len(vals), len(rows)]  # end of the last group's rows (the epilogue's slices)
     cost = [len(g.rows) * (len(g.cols) + 1) for g in groups]
     driver, chunking, ws = _driver_src(spec, geo, symbol, head, body, body_d if direct else None, empty, cost,
                                        _GROUP_ROWS, [len(g.rows) for g in groups])
     src = "\n\n".join([*kernels, _fill_src(spec, geo), _epilogue_src(spec, geo), _epilogue_all_src(spec, geo), driver])
     arrays = [np.asarray(meta, np.int32), np.asarray(rows, np.int32), np.asarray(offs, np.int32),
-              np.asarray(vals, np.float32)]
+              np.asarray(vals, np.float32)] + ([np.asarray(segs, np.int32)] if cb else [])
     fmas = sum(len(g.rows) * len(g.cols) for g in groups)
     stats = {"groups": len(groups), "fma_per_position": fmas, "rmax": rmax,
              "mean_rows_per_group": (sum(len(g.rows) for g in groups) / len(groups)) if groups else 0.0}
+    if cb:
+        stats.update(channel_block=cb)
     one = [len(g.cols) for g in groups if len(g.rows) == 1]
     step = column_step(1, vl, regs) if geo.mode != "gemv" else 1
     if one and step > 1:  # the share of one-row columns run in full steps (the rest: one at a time)
@@ -765,6 +906,22 @@ def _gen_ell_gemv(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, vl: int,
     return src, arrays, geo, stats, chunking, ws
 
 
+def _pattern_loops(spec: KernelSpec, geo: Geometry, taps: list, nv: int) -> list[str]:
+    """A pattern row's loops: per pattern, its channels (count m[2 + p]), the 4 taps' offsets
+    compiled in, NV accumulators a0.. over the tile."""
+    L = []
+    for p in range(len(taps)):
+        offs = [geo.offset(spec, 0, i, j) for i, j in taps[p]]
+        L += [f"    {{ /* pattern {p}: taps {taps[p]} */", f"        const int c = m[{2 + p}];",
+              "        for (int i = 0; i < c; i++) {", "            const float *b = xq + ch[i];",
+              "            const float *wi = w + 4 * i;"]
+        L += [f"            const float w{e} = wi[{e}];" for e in range(4)]
+        for e, o in enumerate(offs):
+            L += [f"            a{v} = dp_fma(a{v}, w{e}, dp_ld(b + {o} + {v} * DP_VL));" for v in range(nv)]
+        L += ["        }", "        ch += c; w += 4 * c;", "    }"]
+    return L
+
+
 def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, regs: int,
                  symbol: str) -> tuple[str, list[np.ndarray], Geometry, dict]:
     library, assign = pr.info["library"], pr.info["assign"]
@@ -783,19 +940,14 @@ def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, reg
             for cil in np.flatnonzero(assign[co] == p):
                 choff.append(geo.offset(spec, g * cig + int(cil), 0, 0))
                 pvals += [float(wm[co, i, j, cil]) for i, j in taps[p]]
+    cb = channel_block(spec, geo, vl, True, float(pr.mask.mean()))
+    if cb:
+        return _gen_pattern_blocked(spec, wm, geo, taps, assign, order, meta, cb, symbol)
     nv_ = geo.nv
     L = ["static inline void prow(const float *restrict xq, const int32_t *restrict m, const int32_t *restrict ch,",
          "                        const float *restrict w, float *restrict ct) {"]
     L += [f"    dp_v a{v} = dp_zero();" for v in range(nv_)]
-    for p in range(npat):
-        offs = [geo.offset(spec, 0, i, j) for i, j in taps[p]]
-        L += [f"    {{ /* pattern {p}: taps {taps[p]} */", f"        const int c = m[{2 + p}];",
-              "        for (int i = 0; i < c; i++) {", "            const float *b = xq + ch[i];",
-              "            const float *wi = w + 4 * i;"]
-        L += [f"            const float w{e} = wi[{e}];" for e in range(4)]
-        for e, o in enumerate(offs):
-            L += [f"            a{v} = dp_fma(a{v}, w{e}, dp_ld(b + {o} + {v} * DP_VL));" for v in range(nv_)]
-        L += ["        }", "        ch += c; w += 4 * c;", "    }"]
+    L += _pattern_loops(spec, geo, taps, nv_)
     L += [f"    dp_st(ct + (size_t)m[0] * {geo.t} + {v} * DP_VL, a{v});" for v in range(nv_)]
     L += ["}"]
     direct = direct_ok(spec, geo)
@@ -824,6 +976,65 @@ def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, reg
     src = "\n\n".join(["\n".join(L), _fill_src(spec, geo), _epilogue_src(spec, geo), _epilogue_all_src(spec, geo), driver])
     arrays = [np.asarray(meta, np.int32), np.asarray(choff, np.int32), np.asarray(pvals, np.float32)]
     stats = {"rows": len(order), "fma_per_position": 4 * len(choff), "patterns": npat}
+    return src, arrays, geo, stats, chunking, ws
+
+
+def _gen_pattern_blocked(spec: KernelSpec, wm: np.ndarray, geo: Geometry, taps: list, assign: np.ndarray,
+                         order: list[int], meta: list[int], cb: int, symbol: str):
+    """The pattern kernel channel block by channel block (`channel_block`): per block and row a
+    segment (flags: 4 when the row has channels in the block, | 1 on its first block, | 2 on its
+    last, as in `_mk_blocked`; start; the block's channels per pattern), every row of the tile
+    over one block before the next."""
+    npat, nv, ohw = len(taps), geo.nv, spec.out_h * spec.out_w
+    cig, cog = spec.cin // spec.groups, spec.cout // spec.groups
+    nb, w = -(-cig // cb), 2 + npat
+    chans = {co: [[np.flatnonzero((assign[co] == p) & (np.arange(cig) // cb == b)) for p in range(npat)]
+                  for b in range(nb)] for co in order}
+    used = {co: [b for b in range(nb) if any(len(c) for c in chans[co][b])] for co in order}
+    meta[1::w] = [0] * len(order)  # where a row's channels are: the segment table
+    segs, choff, pvals = [], [], []
+    for b in range(nb):
+        for co in order:
+            cs = chans[co][b]
+            flags = 4 | (b == used[co][0]) | (b == used[co][-1]) << 1 if b in used[co] else 0
+            segs += [flags, len(choff), *[len(c) for c in cs]]
+            for p in range(npat):
+                for cil in cs[p]:
+                    choff.append(geo.offset(spec, co // cog * cig + int(cil), 0, 0))
+                    pvals += [float(wm[co, i, j, cil]) for i, j in taps[p]]
+    kernels = []
+    for name, act in (("prowb", "none"), ("prowbd", spec.activation)):
+        L = [f"static inline void {name}(const float *restrict xq, const int32_t *restrict m, const int32_t *restrict ch,",
+             "                          const float *restrict w, float *restrict yr, float bias) {",
+             *[f"    dp_v a{v};" for v in range(nv)],
+             "    if (m[0] & 1) {", *[f"        a{v} = dp_splat(bias);" for v in range(nv)],
+             "    } else {", *[f"        a{v} = dp_ld(yr + {v} * DP_VL);" for v in range(nv)], "    }"]
+        L += _pattern_loops(spec, geo, taps, nv)
+        if act != "none":
+            L += ["    if (m[0] & 2) {", *[f"        a{v} = {_VACT[act].format(f'a{v}')};" for v in range(nv)], "    }"]
+        L += [f"    dp_st(yr + {v} * DP_VL, a{v});" for v in range(nv)]
+        kernels.append("\n".join(L + ["}"]))
+    direct = direct_ok(spec, geo)
+    head = ["    const int32_t *meta = (const int32_t *)a[2].data;",
+            "    const int32_t *choff = (const int32_t *)a[3].data;",
+            "    const float *pvals = (const float *)a[4].data;",
+            "    const int32_t *segs = (const int32_t *)a[5].data;",
+            "    const float *bias = (const float *)a[6].data;"]
+    loop = [f"    for (int b = 0; b < {nb}; b++) {{", "        for (int r = lo; r < hi; r++) {",
+            f"            const int32_t *m = segs + ((size_t)b * {len(order)} + r) * {w};",
+            f"            const int co = meta[{w} * r];"]
+    call = "            if (m[0]) {}(xq, m, choff + m[1], pvals + 4 * (size_t)m[1], {});"
+    body = [*loop, call.format("prowb", f"ct + (size_t)co * {geo.t}, 0.f"), "        }", "    }"]
+    body_d = [*loop, call.format("prowbd", f"yq + (size_t)co * {ohw}, bias[co]"), "        }", "    }"]
+    empty = [co for co in range(spec.cout) if co not in used]
+    cost = [4 * sum(len(c) for cs in chans[co] for c in cs) + 1 for co in order]
+    driver, chunking, ws = _driver_src(spec, geo, symbol, head, body, body_d if direct else None, empty, cost,
+                                       f"meta + (size_t){w} * lo, {w}, hi - lo", [1] * len(order))
+    src = "\n\n".join([kernels[0], *(kernels[1:] if direct else []), _fill_src(spec, geo), _epilogue_src(spec, geo),
+                        _epilogue_all_src(spec, geo), driver])
+    arrays = [np.asarray(meta, np.int32), np.asarray(choff, np.int32), np.asarray(pvals, np.float32),
+              np.asarray(segs, np.int32)]
+    stats = {"rows": len(order), "fma_per_position": 4 * len(choff), "patterns": npat, "channel_block": cb}
     return src, arrays, geo, stats, chunking, ws
 
 

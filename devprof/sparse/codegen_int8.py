@@ -31,12 +31,19 @@ and after the last quad each 16 of them become bytes (float32 product rounded to
 saturating packs, zero point, clamp) stored straight into the output row, so an output costs a
 few vector instructions and no int32 round trip through memory. The float32 product is exact
 enough only where `float_multipliers` proved it, per channel, against the float64 reference for
-every accumulator the channel can reach; the other channels (a few percent) take a float64
-product in the same place. Tiles are up to 512 positions, and groups of up to 4 quads get
-micro-kernels without a quad loop, so per-group overhead is spread over many outputs.
+every accumulator the channel can reach — each form a target computes on its own (fused or
+rounded product; on AVX-512 the fused product with the zero point inside, whose low 16 bits are
+the int16 result when the channel provably stays inside int16: one vpermt2w then gathers two
+vectors' values and one vpackuswb makes 32 bytes, with no subtraction, int32 pack or lane fix);
+a channel without a proof for its target's form takes a float64 product in the same place. The
+AVX-512 micro-kernels also block twice the positions (its 32 registers), so each row stores 32
+bytes at a time. Tiles are up to 512 positions, and groups of up to 4 quads get micro-kernels
+without a quad loop, so per-group overhead is spread over many outputs.
 
 The input is the quantized tensor itself, shipped in the data file (the harness's generator makes
-floats), so a timed call is the int8 layer alone: input copy, integer GEMM, requantization.
+floats), so a timed call is the int8 layer alone: input copy, integer GEMM, requantization. Where
+the copy would be the input byte for byte (stride 1, no padding, no shift: VNNI) and no tile reads
+past its end, the kernel reads the input itself.
 Kernels run on one thread (no chunked entry points yet).
 """
 from __future__ import annotations
@@ -159,6 +166,22 @@ static inline uint8_t dp8_req(int32_t acc, double m) {
     return (uint8_t)q;
 }""" + _PATH_SELECT + r"""
 #define DP8_UNROLL (DP8_PATH >= 1 && DP8_PATH <= 3)
+/* The requantization family, each with its own proof (a channel's flag bits, `float_multipliers`)
+ * and its own micro-kernel kinds (a column of the group table):
+ *   0  AVX-512 BW + FMA: the fused product with the zero point in it, whose rounded integer's low
+ *      16 bits are the int16 value (flag 4: not proven, or not inside int16 for every accumulator)
+ *   1  x86 with FMA: the fused product, rint(acc * mf) (flag 1)
+ *   2  the rest: float32 product, then rint (flag 2); the portable path uses float64 anyway */
+#if DP8_PATH == 3 && defined(__FMA__) && defined(__AVX512BW__) && !defined(DP8_NO_LOWW)
+#  define DP8_FAM 0
+#  define DP8_BAD 5
+#elif DP8_PATH >= 1 && DP8_PATH <= 3 && defined(__FMA__)
+#  define DP8_FAM 1
+#  define DP8_BAD 1
+#else
+#  define DP8_FAM 2
+#  define DP8_BAD 2
+#endif
 #if DP8_PATH == 2 || DP8_PATH == 3
 #  define DP8_XSHIFT 0
 typedef uint8_t dp8_t;
@@ -192,10 +215,16 @@ static inline void dp8_step(dp8_acc *acc, const dp8_x *x, int32_t w4, int32_t wa
 /* 4-byte quads per position (u8), vpdpbusd with the weights' quad */
 typedef struct { __m256i v[2]; } dp8_x;
 #if DP8_PATH == 3 && defined(__AVX512VBMI__) && !defined(DP8_NO_VBMI)
-/* positions 0-3 | 8-11 and 4-7 | 12-15 (as below), two vpermt2b from the four rows side by side */
+/* two vpermt2b from the four rows side by side: positions 0-7 and 8-15 (family 0), else
+ * 0-3 | 8-11 and 4-7 | 12-15 (as below) */
 static const uint8_t dp8_quads[64] __attribute__((aligned(32))) = {
+#if DP8_FAM == 0
+    0, 16, 32, 48, 1, 17, 33, 49, 2, 18, 34, 50, 3, 19, 35, 51, 4, 20, 36, 52, 5, 21, 37, 53, 6, 22, 38, 54, 7, 23, 39, 55,
+    8, 24, 40, 56, 9, 25, 41, 57, 10, 26, 42, 58, 11, 27, 43, 59, 12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63};
+#else
     0, 16, 32, 48, 1, 17, 33, 49, 2, 18, 34, 50, 3, 19, 35, 51, 8, 24, 40, 56, 9, 25, 41, 57, 10, 26, 42, 58, 11, 27, 43, 59,
     4, 20, 36, 52, 5, 21, 37, 53, 6, 22, 38, 54, 7, 23, 39, 55, 12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63};
+#endif
 static inline void dp8_ldx(dp8_x *x, const dp8_t *a, const dp8_t *b, const dp8_t *c, const dp8_t *d) {
     __m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)), _mm_loadu_si128((const __m128i *)b), 1);
     __m256i cd = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)c)), _mm_loadu_si128((const __m128i *)d), 1);
@@ -208,9 +237,13 @@ static inline void dp8_ldx(dp8_x *x, const dp8_t *a, const dp8_t *b, const dp8_t
     __m128i vc = _mm_loadu_si128((const __m128i *)c), vd = _mm_loadu_si128((const __m128i *)d);
     __m128i ab0 = _mm_unpacklo_epi8(va, vb), ab1 = _mm_unpackhi_epi8(va, vb);
     __m128i cd0 = _mm_unpacklo_epi8(vc, vd), cd1 = _mm_unpackhi_epi8(vc, vd);
-    /* positions 0-3 | 8-11 and 4-7 | 12-15: vpackssdw of the two then yields 0-7 | 8-15 */
+#if DP8_FAM == 0  /* positions 0-7 and 8-15 */
+    x->v[0] = _mm256_set_m128i(_mm_unpackhi_epi16(ab0, cd0), _mm_unpacklo_epi16(ab0, cd0));
+    x->v[1] = _mm256_set_m128i(_mm_unpackhi_epi16(ab1, cd1), _mm_unpacklo_epi16(ab1, cd1));
+#else  /* positions 0-3 | 8-11 and 4-7 | 12-15: vpackssdw of the two then yields 0-7 | 8-15 */
     x->v[0] = _mm256_set_m128i(_mm_unpacklo_epi16(ab1, cd1), _mm_unpacklo_epi16(ab0, cd0));
     x->v[1] = _mm256_set_m128i(_mm_unpackhi_epi16(ab1, cd1), _mm_unpackhi_epi16(ab0, cd0));
+#endif
 }
 #endif
 static inline void dp8_step(dp8_acc *acc, const dp8_x *x, int32_t w4, int32_t wab, int32_t wcd) {
@@ -280,6 +313,58 @@ static inline void dp8_out2(const dp8_acc *a, const dp8_acc *c, uint8_t *ya, uin
     _mm_storeu_si128((__m128i *)ya, _mm256_castsi256_si128(b));
     _mm_storeu_si128((__m128i *)yc, _mm256_extracti128_si256(b, 1));
 }
+#if DP8_FAM == 0
+/* Family 0: 8 accumulators (positions in order) to 8 int16 values, each in the low half of its
+ * lane: with 1.5 * 2^23 + zp added in the FMA, the float's bits are 0x4B400000 + rint(acc * mf + zp),
+ * whose low 16 bits are that integer wherever it fits int16 (proven per channel). So two of them
+ * become 16 words in one vpermt2w, and 32 outputs bytes in one vpackuswb: no subtraction, no
+ * vpackssdw, no lane fix. Rows without that proof (EX: flag 4) take the fused or float64 product
+ * and are clamped to int16 */
+static inline __m256i dp8_w8(__m256i a, float mf, double md, int ex) {
+    if (!(ex & 4))
+        return _mm256_castps_si256(_mm256_fmadd_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(mf), _mm256_set1_ps(12582912.f + DP8_ZP)));
+    const __m256i q = dp8_q8(a, mf, md, ex & 1);
+    return _mm256_max_epi32(_mm256_min_epi32(q, _mm256_set1_epi32(32767)), _mm256_set1_epi32(-32768));
+}
+/* the low words of two vectors' lanes, side by side */
+static const uint16_t dp8_loww[16] __attribute__((aligned(32))) = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+/* 16 outputs of a (positions 0-7, 8-15) and 16 of c: 32 bytes, a's then c's */
+static inline __m256i dp8_b32(__m256i a0, __m256i a1, __m256i c0, __m256i c1) {
+    const __m256i idx = _mm256_load_si256((const __m256i *)dp8_loww);
+    __m256i b = _mm256_packus_epi16(_mm256_permutex2var_epi16(a0, idx, c0), _mm256_permutex2var_epi16(a1, idx, c1));
+#if DP8_LO > 0
+    b = _mm256_max_epu8(b, _mm256_set1_epi8((char)DP8_LO));
+#endif
+#if DP8_HI < 255
+    b = _mm256_min_epu8(b, _mm256_set1_epi8((char)DP8_HI));
+#endif
+    return b;
+}
+static inline void dp8_outw(const dp8_acc *a, uint8_t *y, float mf, double md, int ex) {
+    const __m256i w = _mm256_permutex2var_epi16(dp8_w8(a->v[0], mf, md, ex), _mm256_load_si256((const __m256i *)dp8_loww),
+                                                dp8_w8(a->v[1], mf, md, ex));
+    __m128i b = _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+#if DP8_LO > 0
+    b = _mm_max_epu8(b, _mm_set1_epi8((char)DP8_LO));
+#endif
+#if DP8_HI < 255
+    b = _mm_min_epu8(b, _mm_set1_epi8((char)DP8_HI));
+#endif
+    _mm_storeu_si128((__m128i *)y, b);
+}
+/* 16 outputs each of two rows (or of two units of a row; CONTIG: c's go right after a's) */
+static inline void dp8_outw2(const dp8_acc *a, const dp8_acc *c, uint8_t *ya, uint8_t *yc, float mfa, double mda, int exa,
+                             float mfc, double mdc, int exc, int contig) {
+    const __m256i b = dp8_b32(dp8_w8(a->v[0], mfa, mda, exa), dp8_w8(a->v[1], mfa, mda, exa),
+                              dp8_w8(c->v[0], mfc, mdc, exc), dp8_w8(c->v[1], mfc, mdc, exc));
+    if (contig) {
+        _mm256_storeu_si256((__m256i *)ya, b);
+    } else {
+        _mm_storeu_si128((__m128i *)ya, _mm256_castsi256_si128(b));
+        _mm_storeu_si128((__m128i *)yc, _mm256_extracti128_si256(b, 1));
+    }
+}
+#endif
 #elif DP8_PATH == 4
 #include <arm_neon.h>
 #if defined(__GNUC__) && !defined(__clang__)
@@ -358,20 +443,23 @@ static inline void dp8_out2(const dp8_acc *a, const dp8_acc *c, uint8_t *ya, uin
 """
 
 
-def _mk(r: int, nu: int, nq: int, ex: bool) -> str:
-    """Micro-kernel: R rows x the tile's units, NU units at a time, over a group's quads of
+def _mk(r: int, tu: int, nq: int, ex: bool) -> str:
+    """Micro-kernel: R rows x the tile's TU units, a few units at a time, over a group's quads of
     columns (NQ of them, unrolled, or a loop over `nq` when NQ is 0); each row's accumulators
-    start at its bias and leave as requantized bytes. EX: some row takes the float64 path (a
+    start at its bias and leave as requantized bytes. EX: some row takes a slower product (a
     test per row), else none does (no test at all). Unrolled kernels are x86's (DP8_UNROLL):
     arm64 compilers spill the weights they hoist out of the unit loop, so there the same name
-    is the quad loop."""
+    is the quad loop. Family 0 (AVX-512: 32 vector registers) takes twice the units at a time."""
+    name = _mk_name(r, nq, ex)
+    nu = _units(r, tu, 4)
+    looped = _mk_code(name, r, nu, 0, ex, False)
     if not nq:
-        return _mk_code(_mk_name(r, nu, nq, ex), r, nu, 0, ex)
-    name = _mk_name(r, nu, nq, ex)
-    return "\n".join(["#if DP8_UNROLL", _mk_code(name, r, nu, nq, ex), "#else", _mk_code(name, r, nu, 0, ex), "#endif"])
+        return "\n".join(["#if DP8_FAM == 0", _mk_code(name, r, _units(r, tu, 8), 0, ex, True), "#else", looped, "#endif"])
+    return "\n".join(["#if DP8_FAM == 0", _mk_code(name, r, _units(r, tu, 8), nq, ex, True),
+                      "#elif DP8_UNROLL", _mk_code(name, r, nu, nq, ex, False), "#else", looped, "#endif"])
 
 
-def _mk_code(name: str, r: int, nu: int, nq: int, ex: bool) -> str:
+def _mk_code(name: str, r: int, nu: int, nq: int, ex: bool, loww: bool) -> str:
     L = [f"static inline void {name}(const dp8_t *restrict xq, const int32_t *restrict off,",
          "        const int32_t *restrict w4, const int32_t *restrict w16, int nq, int tu, const dp8_rowp *restrict rp) {",
          "    (void)nq;" if nq else "",
@@ -395,7 +483,7 @@ def _mk_code(name: str, r: int, nu: int, nq: int, ex: bool) -> str:
             L += ["        {", *step(str(j), "            "), "        }"]
     else:
         L += ["        for (int j = 0; j < nq; j++) {", *step("j", "            "), "        }"]
-    outs = [(i, u) for i in range(r) for u in range(nu)]
+    outs = [(i, u) for i in range(r) for u in range(nu)]  # a row's consecutive units: family 0 stores 32 bytes
 
     def args(i: int, u: int) -> tuple[str, str]:
         return (f"&a{i}_{u}", f"rp[{i}].y + (u + {u}) * 16"), (f"rp[{i}].mf, rp[{i}].md, " + (f"rp[{i}].ex" if ex else "0"))
@@ -403,41 +491,67 @@ def _mk_code(name: str, r: int, nu: int, nq: int, ex: bool) -> str:
     for k in range(0, len(outs) - 1, 2):  # in pairs: one pack to bytes for two
         (a0, y0), p0 = args(*outs[k])
         (a1, y1), p1 = args(*outs[k + 1])
-        L += [f"        dp8_out2({a0}, {a1}, {y0}, {y1}, {p0}, {p1});"]
+        if loww:
+            contig = int(outs[k][0] == outs[k + 1][0] and outs[k + 1][1] == outs[k][1] + 1)
+            L += [f"        dp8_outw2({a0}, {a1}, {y0}, {y1}, {p0}, {p1}, {contig});"]
+        else:
+            L += [f"        dp8_out2({a0}, {a1}, {y0}, {y1}, {p0}, {p1});"]
     if len(outs) % 2:
         (a0, y0), p0 = args(*outs[-1])
-        L += [f"        dp8_out({a0}, {y0}, {p0});"]
+        L += [f"        dp8_out{'w' if loww else ''}({a0}, {y0}, {p0});"]
     return "\n".join(L + ["    }", "}"])
 
 
-def _mk_name(r: int, nu: int, nq: int, ex: bool) -> str:
-    return f"mk8_{r}_{nu}_{nq}{'x' if ex else ''}"
+def _mk_name(r: int, nq: int, ex: bool) -> str:
+    return f"mk8_{r}_{nq}{'x' if ex else ''}"
 
 
-def _units(r: int, tu: int) -> int:
-    """Units per micro-kernel call: accumulators for R x NU units fit the 16 vector registers,
-    and NU divides the tile's TU units."""
-    nu = min(max(1, 4 // r), tu)
+def _units(r: int, tu: int, regs: int) -> int:
+    """Units per micro-kernel call: accumulators for R x NU units fit the vector registers
+    (REGS units: 4 of two registers each with 16, 8 with AVX-512's 32), and NU divides the tile's
+    TU units."""
+    nu = min(max(1, regs // r), tu)
     while tu % nu:
         nu -= 1
     return nu
 
 
-def float_multipliers(mult: np.ndarray, bound: np.ndarray, zp: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per output channel: a float32 multiplier `mf` with which the kernel's float32 path
-    (rint(float32(acc) * mf), or with AVX-512 rint of the exact product, one fused rounding;
-    then zero point and clamp) gives the float64 reference's output for every accumulator
-    |acc| <= bound, and ex = 0; else ex = 1 (that channel takes the float64 path).
+#: A channel's flags (`float_multipliers`): which float32 forms are not proven equal to the reference
+FUSED_BAD = 1  # rint(acc * mf) + zp, one rounding (x86 FMA)
+ROUND_BAD = 2  # rint(float32(acc * mf)) + zp (arm64, x86 without FMA)
+NARROW_BAD = 4  # rint(acc * mf + zp), one rounding, inside int16 (AVX-512 family 0)
+#: per requantization family (DP8_FAM), the flags that send a row to a slower product
+FAMILY_FLAGS = (NARROW_BAD, FUSED_BAD, ROUND_BAD)
+INT16_MAX = 32767
 
-    Both paths are non-decreasing in acc, so they agree everywhere iff they step to each output
-    level at the same acc: checked on a window around each step (float32's error is below 1e-4
-    near |v| < 2^9, a few acc steps), and at +-bound for steps that no accumulator reaches. The
-    float32 value of the multiplier and its neighbours (+-2 ulp) are tried, as a near-tie may
-    fall on either side with a neighbour."""
+
+def _rint_plus(p: np.ndarray, zp: int) -> np.ndarray:
+    """rint(p + zp), half to even, exactly (p + zp itself may not be a float64)."""
+    f = np.floor(p)
+    frac = p - f  # exact
+    base = f + zp
+    return base + ((frac > 0.5) | ((frac == 0.5) & (np.mod(base, 2) == 1)))
+
+
+def float_multipliers(mult: np.ndarray, bound: np.ndarray, zp: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output channel: a float32 multiplier `mf`, and flags saying which of the kernel's float32
+    forms are not proven to give the float64 reference's output for every accumulator
+    |acc| <= bound (such rows take the float64 product on that target):
+    FUSED_BAD  rint of the exact product (one fused rounding: x86 with FMA), then zero point and clamp;
+    ROUND_BAD  rint of the float32 product (arm64);
+    NARROW_BAD rint of the exact product plus the zero point, one rounding, which must also stay
+               inside int16 for every accumulator (the AVX-512 path keeps its low 16 bits only).
+
+    Every form is non-decreasing in acc, as the reference is, so they agree everywhere iff they
+    step to each output level at the same acc: checked on a window around each step (float32's
+    error is below 1e-4 near |v| < 2^9, a few acc steps), and at +-bound for steps that no
+    accumulator reaches. The float32 value of the multiplier and its neighbours (+-2 ulp) are
+    tried, as a near-tie may fall on either side with a neighbour; the first that proves the most
+    forms is kept."""
     mult = np.asarray(mult, np.float64)
     bound = np.asarray(bound, np.int64)
     mf = mult.astype(np.float32)
-    ex = np.ones(len(mult), np.int32)
+    flags = np.full(len(mult), FUSED_BAD | ROUND_BAD | NARROW_BAD, np.int32)
     js = np.arange(lo - zp + 1, hi - zp + 1, dtype=np.float64)  # the output steps that matter
     safe = mult > 0
     # int32 conversions stay in range, accumulators are exact in float32, and the fused form's
@@ -446,7 +560,7 @@ def float_multipliers(mult: np.ndarray, bound: np.ndarray, zp: int, lo: int, hi:
     need = np.full(len(mult), 10**9, np.int64)
     need[safe] = np.ceil(1e-4 / mult[safe]).astype(np.int64) + 2
     if len(js) == 0:
-        return mf, ex
+        return mf, flags
     for w in np.unique(need[need <= 64]):
         cs = np.flatnonzero(need == w)
         m = mult[cs][:, None]
@@ -462,17 +576,24 @@ def float_multipliers(mult: np.ndarray, bound: np.ndarray, zp: int, lo: int, hi:
         bracket = ((lvl[:, :, 0] < js[None, :]) & (lvl[:, :, -1] >= js[None, :])) | ~reach
         ok_c = bracket.all(axis=1)
         a32 = acc.astype(np.float32)
-        done = np.zeros(len(cs), bool)
+        best = np.full(len(cs), -1)
         for k in (0, 1, -1, 2, -2):
             f = (mf[cs].view(np.int32) + np.int32(k)).view(np.float32)
-            got = np.clip(np.rint(a32 * f[:, None]).astype(np.float64) + zp, lo, hi)
-            # the fused form (AVX-512 path): the exact product, which float64 holds, rounded once
-            fused = np.clip(np.rint(a32.astype(np.float64) * f.astype(np.float64)[:, None]) + zp, lo, hi)
-            hit = ok_c & ~done & (got == want_c).all(axis=1) & (fused == want_c).all(axis=1)
-            mf[cs[hit]] = f[hit]
-            ex[cs[hit]] = 0
-            done |= hit
-    return mf, ex
+            f64 = f.astype(np.float64)[:, None]
+            prod = a32.astype(np.float64) * f64  # exact: 24-bit accumulators times a float32
+            rounded = np.clip(np.rint(a32 * f[:, None]).astype(np.float64) + zp, lo, hi)
+            fused = np.clip(np.rint(prod) + zp, lo, hi)
+            narrow = np.clip(_rint_plus(prod, zp), lo, hi)
+            in16 = bound[cs] * f64[:, 0] + abs(zp) + 1 < INT16_MAX
+            fl = (np.where(ok_c & (fused == want_c).all(axis=1), 0, FUSED_BAD)
+                  | np.where(ok_c & (rounded == want_c).all(axis=1), 0, ROUND_BAD)
+                  | np.where(ok_c & in16 & (narrow == want_c).all(axis=1), 0, NARROW_BAD))
+            score = 3 - ((fl & FUSED_BAD) > 0) - ((fl & ROUND_BAD) > 0) - ((fl & NARROW_BAD) > 0)
+            better = score > best
+            best[better] = score[better]
+            mf[cs[better]] = f[better]
+            flags[cs[better]] = fl[better]
+    return mf, flags
 
 
 def _tile_units(positions: int, k: int) -> int:
@@ -523,9 +644,9 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
     lo, hi = _act_range(spec, out)
     mult = (np.float64(qk.x.scale) * qk.w_scale.astype(np.float64) / np.float64(out.scale)).astype("<f8")
     bias = qk.b_q.astype(np.int64)
-    mf, exact = float_multipliers(mult, np.abs(w2).sum(axis=1) * 255 + np.abs(bias), out.zero_point, lo, hi)
+    mf, flags = float_multipliers(mult, np.abs(w2).sum(axis=1) * 255 + np.abs(bias), out.zero_point, lo, hi)
     meta, rows, offs, w4, w16 = [], [], [], [], []
-    kinds: dict[tuple[int, int, bool], int] = {}  # micro-kernel (R, unrolled quads or 0, float64 rows) -> id
+    kinds: dict[tuple[int, int, bool], int] = {}  # micro-kernel (R, unrolled quads or 0, slower rows) -> id
     for g in groups:
         cols = list(g.cols)
         if not cols:
@@ -536,25 +657,26 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         padn = nq * 4 - len(cols)
         o += [o[-1]] * padn
         wv = np.concatenate([wv, np.zeros((len(g.rows), padn), np.int64)], axis=1)
-        kind = (len(g.rows), nq if nq <= UNROLL_QUADS else 0, bool(exact[g.rows].any()))
-        meta += [nq, len(offs), len(w4), len(rows), len(g.rows), kinds.setdefault(kind, len(kinds))]
+        # one micro-kernel kind per requantization family (DP8_FAM): its rows' flags differ
+        fam = [(len(g.rows), nq if nq <= UNROLL_QUADS else 0, bool((flags[g.rows] & bad).any())) for bad in FAMILY_FLAGS]
+        meta += [nq, len(offs), len(w4), len(rows), len(g.rows), *(kinds.setdefault(k, len(kinds)) for k in fam)]
         rows += g.rows
         offs += o
         quads = wv.reshape(len(g.rows), nq, 4).transpose(1, 0, 2)  # (nq, R, 4)
         w4 += _bytes_as_i32(quads.astype(np.int8)).tolist()
         w16 += _bytes_as_i32(quads.astype(np.int16)).tolist()
-    meta += [0, len(offs), len(w4), len(rows), 0, -1]
+    meta += [0, len(offs), len(w4), len(rows), 0, -1, -1, -1]
     rowsum = w2.sum(axis=1)
     used = {r for g in groups for r in g.rows}
     empty = [r for r in range(spec.cout) if r not in used]
     zp = qk.x.zero_point
-    kernels = [_mk(r, _units(r, tu), nq, ex) for (r, nq, ex) in kinds]
+    kernels = [_mk(r, tu, nq, ex) for (r, nq, ex) in kinds]
     symbol = f"dpk_{name or f'k{spec.id}_{variant}'}"
     ohw = spec.out_h * spec.out_w if spec.op != "fc" else 0
     # --- fill: the input copy (one byte per element, padding = the zero point's byte)
     if spec.op == "fc":
         n, cin = spec.n, spec.cin
-        fill = ["static void fill(const uint8_t *restrict x, dp8_t *restrict xc) {",
+        fill = ["static inline void fill(const uint8_t *restrict x, dp8_t *restrict xc) {",
                 f"    memset(xc, PADB, {xc_size});",
                 f"    for (int u = 0; u < {n}; u++)",
                 f"        for (int ci = 0; ci < {cin}; ci++) xc[(size_t)ci * {cs} + u] = (dp8_t)(x[(size_t)u * {cin} + ci] - DP8_XSHIFT);",
@@ -562,7 +684,7 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
     else:
         s_, p, h, w = spec.stride, spec.padding, spec.h, spec.w
         whole = s_ == 1 and p == 0  # every plane byte is copied: only the slack after them is padding
-        fill = ["static void fill(const uint8_t *restrict x, dp8_t *restrict xc) {",
+        fill = ["static inline void fill(const uint8_t *restrict x, dp8_t *restrict xc) {",
                 (f"    memset(xc + {spec.cin * cs}, PADB, {xc_size - spec.cin * cs});" if whole else
                  f"    memset(xc, PADB, {xc_size});"),
                 f"    for (int ci = 0; ci < {spec.cin}; ci++) {{",
@@ -579,6 +701,10 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
                 fill += [f"            {{ dp8_t *d = drow + {pb * geo.plane};",
                          f"              for (int c = {c0}; c < {c1}; c++) d[c] = (dp8_t)(srow[c * {s_} + {pb - p}] - DP8_XSHIFT); }}"]
             fill += ["        }", "    }", "}"]
+    # a stride-1 unpadded plane is copied byte for byte where no shift applies (VNNI): the kernel then
+    # reads the input itself, if no tile reads beyond it
+    alias = (spec.op != "fc" and spec.stride == 1 and spec.padding == 0 and geo.cs == spec.h * spec.w
+             and max(offs or [0]) + qpad <= spec.cin * spec.h * spec.w)
     # --- a group's rows go straight to the output when a full tile is one contiguous run there;
     # else through `tmp`, copied out after the micro-kernel
     direct = spec.op != "fc" and geo.wph == spec.out_w
@@ -593,9 +719,9 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
                 f"                        int e_ = q0 + te - oh * {wph}; if (e_ > {ow}) e_ = {ow};",
                 f"                        if (e_ > a_) memcpy(yn + (size_t)co * {ohw} + (size_t)oh * {ow} + a_, tmp + i * {T} + (oh * {wph} - q0) + a_, (size_t)(e_ - a_));",
                 "                    }"]
-    body = ["                switch (m[5]) {"]
+    body = ["                switch (m[5 + DP8_FAM]) {"]
     for (r, nq, ex), kid in kinds.items():
-        body += [f"                case {kid}: {_mk_name(r, _units(r, tu), nq, ex)}(xq, offs + m[1], w4 + m[2], w16 + 2 * m[2], m[0], {tu}, rp); break;"]
+        body += [f"                case {kid}: {_mk_name(r, nq, ex)}(xq, offs + m[1], w4 + m[2], w16 + 2 * m[2], m[0], {tu}, rp); break;"]
     body += ["                }"]
     nimg = spec.n if spec.op != "fc" else 1
     run = [
@@ -614,7 +740,7 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
         "    const double *mult = (const double *)a[10].data;",
         "    const float *multf = (const float *)a[11].data;",
         "    const int32_t *exf = (const int32_t *)a[12].data;",
-        "    dp8_t *xc = (dp8_t *)ws;",
+        "    dp8_t *xc = (dp8_t *)ws;", "    (void)xc;",
         f"    uint8_t tmp[4 * {T}];",
         f"    for (int e = 0; e < {len(empty)}; e++) {{",
         "        const int co = EMPTY[e];",
@@ -623,19 +749,25 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
          f"        for (int n = 0; n < {spec.n}; n++) memset(yb + ((size_t)n * {spec.cout} + co) * {ohw}, v, {ohw});"),
         "    }",
         f"    for (int n = 0; n < {nimg}; n++) {{",
-        f"        fill(xin + (size_t)n * {spec.cin * spec.h * spec.w if spec.op != 'fc' else 0}, xc);",
+        f"        const uint8_t *xn = xin + (size_t)n * {spec.cin * spec.h * spec.w if spec.op != 'fc' else 0};",
+        f"#if DP8_XSHIFT == 0 && {int(alias)}",
+        "        const dp8_t *xs = xn;  /* the input is its own copy: same bytes, and no read beyond it */",
+        "#else",
+        "        fill(xn, xc);",
+        "        const dp8_t *xs = xc;",
+        "#endif",
         f"        uint8_t *yn = yb + (size_t)n * {spec.cout * ohw};", "        (void)yn;",
         f"        for (int q0 = 0; q0 < {q}; q0 += {T}) {{",
         f"            const int te = {q} - q0 < {T} ? {q} - q0 : {T};",
         f"            const int dir = {int(direct)} && te == {T};",
-        "            const dp8_t *xq = xc + q0;",
+        "            const dp8_t *xq = xs + q0;",
         f"            for (int g = 0; g < {len(groups)}; g++) {{",
-        "                const int32_t *m = meta + 6 * g;",
+        "                const int32_t *m = meta + 8 * g;",
         "                dp8_rowp rp[4];",
         "                for (int i = 0; i < m[4]; i++) {",
         "                    const int co = rows[m[3] + i];",
         f"                    rp[i].y = dir ? yn + (size_t)co * {ohw} + q0 : tmp + i * {T};",
-        "                    rp[i].md = mult[co]; rp[i].mf = multf[co]; rp[i].ex = exf[co];",
+        "                    rp[i].md = mult[co]; rp[i].mf = multf[co]; rp[i].ex = exf[co] & DP8_BAD;",
         "                    rp[i].b = beff[co] - XOFF * rsum[co];",
         "                }",
         *body,
@@ -661,7 +793,7 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
     arrays = [_bytes_as_i32(layer.x_q.astype(np.uint8)), np.asarray(meta, np.int32), np.asarray(rows or [0], np.int32),
               np.asarray(offs or [0], np.int32), np.asarray(w4 or [0], np.int32), np.asarray(w16 or [0], np.int32),
               np.clip(bias, -2**31, 2**31 - 1).astype(np.int32), rowsum.astype(np.int32), mult.view("<i4").copy(),
-              mf.astype("<f4"), exact.astype(np.int32)]
+              mf.astype("<f4"), flags.astype(np.int32)]
     yflat = layer.y_q.ravel()
     if with_reference:
         if yflat.size <= SAMPLES_MAX:
@@ -675,7 +807,8 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, name: str | None = No
     macs = sum(len(g.rows) * 4 * -(-max(1, len(g.cols)) // 4) for g in groups)
     stats = {"groups": len(groups), "dot4_per_position": macs // 4, "rmax": rmax, "act": ACT_DTYPE,
              "nnz": int(layer.mask2.sum()), "tile": T,
-             "float64_channels": int(exact.sum())}
+             "float64_channels": int(((flags & FUSED_BAD) > 0).sum()),
+             "not_int16_channels": int(((flags & NARROW_BAD) > 0).sum())}
     k = GeneratedKernel(name=name or f"k{spec.id}_{variant}", spec=spec, variant=variant, source=src,
                            arrays=[idx.astype(np.int32), ref, *arrays], in_elems=1,
                            out_elems=spec.output_elems, ws_floats=ws_floats, seed=input_seed(spec), stats=stats,
