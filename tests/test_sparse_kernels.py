@@ -143,6 +143,7 @@ def test_channel_blocked_one_row_kernels_match_numpy(toolchain, cache, monkeypat
     kernels = [generate(s, "sparse", vector_floats=16, vector_regs=32) for s in specs]
     assert generate(specs[0], "sparse", vector_floats=4, vector_regs=32).stats.get("channel_block") is None
     monkeypatch.setattr(codegen, "KBLOCK_MIN_NNZ", 0)  # blocked however few nonzeros: rows left empty
+    monkeypatch.setattr(codegen, "KBLOCK_MIN_NNZ_MANY", 0)
     kernels.append(generate(KernelSpec("pwconv", h=8, w=8, cin=400, cout=10, activation="relu",
                                        sparsity=Sparsity("unstructured", 0.995)), "sparse", vector_floats=16,
                             vector_regs=32))
