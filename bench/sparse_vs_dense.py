@@ -13,7 +13,7 @@ On a shared, noisy machine every contender is measured `--rounds` times, interle
 batch, ORT, scipy), and the lowest median of each is kept — the same rule for all.
 
     .venv/bin/python bench/sparse_vs_dense.py [--quick] [--rounds N] [--csv PATH] [--suite NAME]
-    .venv/bin/python bench/sparse_vs_dense.py --dtype int8 [--quick] [--rounds N]
+    .venv/bin/python bench/sparse_vs_dense.py --dtype int8 [--quick | --median] [--schemes bcr,...] [--ratios 0.9,...] [--rounds N]
     .venv/bin/python bench/sparse_vs_dense.py --peers [--quick] [--deepsparse-python PATH] [--threads 1,2]
 
 `--peers` compares the generated kernels (at 1 and 2 threads) with torch dense / CSR / BSR and

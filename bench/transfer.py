@@ -16,8 +16,9 @@ seeded pool of 2,000: where the rescaled sources disagree most, spread over thei
 and the remaining 15,625 - k are scored — share within ±10% and Spearman ρ — for:
 
 * transfer: `predictors.transfer.fit_table` (what `fit-predictor --transfer-from` fits): the
-  penalised table fit, the best single source rescaled by one constant (= (b)), or a blend of the
-  two, whichever cross-validates best on the k target timings alone ("chosen" counts the splits);
+  penalised table fit, the rescaled sources averaged without corrections ("average"; (b) when one
+  source carries all the weight), or a blend of the two, whichever cross-validates best on the k
+  target timings alone ("chosen" counts the splits);
 * (a) target alone: `devprof.from_models.fit` on the same k timings;
 * (b) best single source rescaled by one constant: the source whose one-constant rescaling
   explains the k timings best (leave-one-out), that constant applied to its table.
@@ -161,7 +162,7 @@ def main() -> int:
                 te = np.flatnonzero(mask)
                 tt = fit_table([(archs[i], float(y[i])) for i in tr], srcs, min_samples=2)
                 shrunk += tt.prior_shrunk_away
-                lab = {0.0: "source", 1.0: "fit"}.get(tt.transfer_weight, f"blend {tt.transfer_weight:g}")
+                lab = {0.0: "average", 1.0: "fit"}.get(tt.transfer_weight, f"blend {tt.transfer_weight:g}")
                 chosen[lab] = chosen.get(lab, 0) + 1
                 p_tr = (D[te, :-1] @ np.array([tt.table().get(kk, tt.unseen_us) for kk in keys])) + tt.overhead_us
                 alone = fm.fit([fm.ModelTiming(str(i), archs[i], float(y[i])) for i in tr])

@@ -151,7 +151,7 @@ def _choice_text(ch: dict[str, Any]) -> str:
     """The cross-validated choice in words: which table was kept."""
     a = ch.get("transfer_weight")
     if ch.get("chosen") == "blend" and a is not None:
-        return f"blend ({a:g} x penalised fit + {1 - a:g} x best single source)"
+        return f"blend ({a:g} x penalised fit + {1 - a:g} x averaged sources)"
     return str(ch.get("chosen") or "penalised fit")
 
 

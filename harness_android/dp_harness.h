@@ -57,6 +57,10 @@ typedef struct {
     const int32_t *cost;
     int64_t tws_floats;
     int64_t nprep;
+    /* 1: every thread runs all nprep prep chunks with its own tws as `ws` (a private copy of the
+     * input, which the kernel's range then reads from tws), and no barrier; 0: the chunks are split
+     * across the threads into the shared ws. */
+    int32_t private_prep;
     /* 1: the kernel writes out_elems bytes (uint8 quantized values: int8 kernels) instead of
      * floats; the harness widens them to floats for the check, the checksum and --dump. */
     int32_t out_u8;

@@ -10,7 +10,8 @@
  * calling thread being the T-th; each is pinned to its own CPU of the process's CPU set (--cpus or
  * the inherited affinity, in order), so T may not exceed that set unless --oversubscribe. A call
  * is one job of the pool: every thread copies its even share of the kernel's prep chunks (the
- * shared input copies), waits at a barrier for the others' (only when there are any), then
+ * shared input copies), waits at a barrier for the others' (only when there are any; a kernel
+ * whose threads each read all of the input has every thread copy all of it privately instead), then
  * computes its parts of the chunks (split by cost, i.e. nonzero count), and the caller waits for
  * all of them: one wake-up and one join per call. Between calls
  * workers spin briefly (back-to-back timed calls never sleep), then block on a condition variable,
@@ -163,11 +164,14 @@ static int pin_self(int cpu) {
 static inline void wait_step(void);
 
 /* Thread t's share of a job: its even slice of the prep chunks, then (once every thread's slice is
- * done: chunks read all of the copies) its own parts of the chunks in order, then whatever parts
+ * done: chunks read all of the copies) its own parts of the chunks in order (a kernel with private
+ * prep: all the prep chunks into the thread's own scratch, no barrier), then whatever parts
  * of the other threads are still unclaimed (so a thread the OS descheduled delays the call by at
  * most one part). */
 static void run_part(const pool_job *j, int t) {
-    if (j->k->nprep > 0) {
+    if (j->k->nprep > 0 && j->k->private_prep) {
+        j->k->prep(j->x, j->y, j->tws[t], j->arr, 0, j->k->nprep);
+    } else if (j->k->nprep > 0) {
         if (j->pbounds[t] < j->pbounds[t + 1]) j->k->prep(j->x, j->y, j->ws, j->arr, j->pbounds[t], j->pbounds[t + 1]);
         atomic_fetch_add_explicit(&pool.arrived, 1, memory_order_acq_rel);
         while (atomic_load_explicit(&pool.arrived, memory_order_acquire) < pool.n) wait_step();

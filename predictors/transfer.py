@@ -23,9 +23,11 @@ prefers (the mixture on ties). All errors are relative (search cares about ±x%)
 contradict every source the chosen penalties fall and the per-layer part carries the fit:
 `TableTransfer.prior_shrunk_away` says so. Because that fit picks its penalties by LOO, its LOO
 figure flatters it next to a fixed one-constant model; `fit_table` therefore makes the last choice
-— the penalised fit, the best single source rescaled by one constant, or a blend — by
-cross-validating the whole procedure (every fold refits penalties and source choice) on the target
-samples alone.
+— the penalised fit, the mixture of rescaled sources without corrections, or a blend — by
+cross-validating the whole procedure (every fold refits penalties and source weights) on the target
+samples alone. The simple end is the mixture, not the best single source: when the samples cannot
+tell the sources apart, betting on the one that happens to explain them best ranks the rest worse
+on average than hedging between them.
 
 **Kernel predictors** (`fit_kernels`). Each source bundle predicts the target's sampled kernels;
 the target is modelled in log space as a per-(op, scheme)-group rescaling of one source or of the
@@ -194,7 +196,7 @@ class TableTransfer:
     unseen_us: float = 0.0
     groups: dict[str, str] = field(default_factory=dict)
     loo_table: dict[str, Any] = field(default_factory=dict)  # closed-form LOO of the penalised table fit
-    transfer_weight: float = 1.0  # the table is this x the penalised fit + the rest x the best single source
+    transfer_weight: float = 1.0  # the table is this x the penalised fit + the rest x the averaged sources
     choice: dict[str, Any] = field(default_factory=dict)  # the cross-validated choice (see `fit_table`)
 
     @property
@@ -379,8 +381,8 @@ def _fit_table_penalised(models: Sequence[tuple[Sequence[str], float]], sources:
 
 
 BLEND = (0.0, 0.25, 0.5, 0.75, 1.0)
-"""Weights of the penalised table fit tried against the best single source rescaled by one
-constant (0: that source alone; 1: the fit alone)."""
+"""Weights of the penalised table fit tried against the averaged rescaled sources
+(`source_average`; 0: the average alone; 1: the fit alone)."""
 CV_FOLDS = 5
 
 
@@ -394,6 +396,20 @@ def _source_predictions(models: Sequence[tuple[Sequence[str], float]], sources: 
     return P
 
 
+def source_average(P: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Column weights w (scale included: the table is P @ w) of the sources averaged as the
+    penalised fit's mixture prior is — each rescaled by one constant, weighted by how well it
+    explains y (`_mixture_weights` of their LOO errors) — and rescaled once more to y. Where the
+    samples cannot tell the sources apart this hedges between them (a model average) instead of
+    betting on one; where one source is clearly best it carries (almost) all the weight."""
+    P, y = np.asarray(P, float), np.asarray(y, float)
+    ys = float(np.median(y))
+    c, loo = _scales_loo(P / ys, y / ys)
+    wc = _mixture_weights(loo, len(y)) * c
+    c0, _ = _scales_loo((P @ wc)[:, None], y)
+    return wc * float(c0[0])
+
+
 def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[TableSource],
               group_of: Callable[[str], str] = default_group, min_samples: int = 2,
               robust: float | None = ROBUST, folds: int = CV_FOLDS) -> TableTransfer:
@@ -401,22 +417,26 @@ def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[T
     timings) and the sources' tables: see the module docstring.
 
     The penalised fit chooses its own penalties by leave-one-out, which makes its LOO figure
-    optimistic next to a fixed simple model's. So the final choice — that fit, the best single
-    source rescaled by one constant, or a blend of the two (`BLEND`) — is made on out-of-fold
-    predictions of the whole procedure (each fold refits both from scratch, penalty search and
-    source choice included): leave-one-out up to `folds` samples, `folds`-fold beyond (sample i
-    in fold i mod folds). The lowest cross-validated loss wins, ties to the simpler (the source)."""
+    optimistic next to a fixed simple model's. So the final choice — that fit, the rescaled sources
+    averaged without corrections (`source_average`), or a blend of the two (`BLEND`) — is made on
+    out-of-fold predictions of the whole procedure (each fold refits both from scratch, penalty
+    search and source weights included): leave-one-out up to `folds` samples, `folds`-fold beyond
+    (sample i in fold i mod folds). The lowest cross-validated loss wins, ties to the simpler (the
+    average)."""
     fit = _fit_table_penalised(models, sources, group_of, min_samples, robust)
     y = np.array([float(v) for _, v in models], dtype=np.float64)
     n = len(y)
     P = _source_predictions(models, sources)
     ok = np.flatnonzero((P > 0).all(axis=0))
-    name = fit.best_single["source"]
-    j = next(i for i, s in enumerate(sources) if s.name == name)
-    src, c = sources[j], float(fit.best_single["scale"])
-    fill = float(np.median([float(v) for v in src.table.values()])) if src.table else 0.0
-    single = np.array([c * float(src.table.get(k, fill)) for k in fit.keys])
-    single_ov = c * float(src.overhead_us)
+    avg = np.zeros(len(fit.keys))  # the averaged sources' table (and overhead)
+    avg_ov = 0.0
+    wa = source_average(P[:, ok], y) if len(ok) else np.zeros(0)
+    for j, wj in zip(ok, wa):
+        if wj:
+            src = sources[j]
+            fill = float(np.median([float(v) for v in src.table.values()])) if src.table else 0.0
+            avg += wj * np.array([float(src.table.get(k, fill)) for k in fit.keys])
+            avg_ov += wj * float(src.overhead_us)
     fit.loo_table = fit.loo
     K = min(n, folds)
     inner_min = max(2, min_samples - 1)
@@ -425,34 +445,34 @@ def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[T
         return fit
     fold = np.arange(n) % K
     pred_fit = np.zeros(n)
-    pred_single = np.zeros(n)
+    pred_avg = np.zeros(n)
     try:
         for f in range(K):
             tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
             sub = _fit_table_penalised([models[i] for i in tr], sources, group_of, inner_min, robust)
             pred_fit[te] = sub.predict([models[i][0] for i in te])
-            s_i, c_i = best_single_source(P[np.ix_(tr, ok)], y[tr])
-            pred_single[te] = c_i * P[te, ok[s_i]]
+            pred_avg[te] = P[np.ix_(te, ok)] @ source_average(P[np.ix_(tr, ok)], y[tr])
     except TransferError as e:  # a fold the sources cannot fit: keep the penalised fit
         fit.choice = {"chosen": "penalised fit", "cv": None, "note": f"cross-validation skipped: {e}"}
         return fit
     cands = []
     for a in BLEND:
-        p = a * pred_fit + (1.0 - a) * pred_single
+        p = a * pred_fit + (1.0 - a) * pred_avg
         cands.append((_loss(1.0 - p / y, robust), a, p))
     best = min(cands, key=lambda t: (t[0], t[1]))
     loss_b, a, p = best
-    label = "penalised fit" if a == 1.0 else "best single source" if a == 0.0 else "blend"
+    label = "penalised fit" if a == 1.0 else "averaged sources" if a == 0.0 else "blend"
     cv = "leave-one-out" if K == n else f"{K}-fold"
     fit.choice = {"chosen": label, "transfer_weight": a, "cv": cv, "folds": K,
                   "loss": "huber@%g" % robust if robust else "mse",
-                  "candidates": {f"{w:g}": float(v) for v, w, _ in cands}}
+                  "candidates": {f"{w:g}": float(v) for v, w, _ in cands},
+                  "source_average": {sources[j].name: float(wj) for j, wj in zip(ok, wa)}}
     fit.transfer_weight = float(a)
     fit.loo = _loo_figures(y, 1.0 - p / y)
     fit.loo["cv"] = cv
     if a < 1.0:
-        fit.latency_us = a * fit.latency_us + (1.0 - a) * single
-        fit.overhead_us = float(a * fit.overhead_us + (1.0 - a) * single_ov)
+        fit.latency_us = a * fit.latency_us + (1.0 - a) * avg
+        fit.overhead_us = float(a * fit.overhead_us + (1.0 - a) * avg_ov)
         fit.unseen_us = float(np.median(fit.latency_us)) if len(fit.keys) else 0.0
     return fit
 

@@ -106,7 +106,8 @@ def test_special_paths_and_more_threads_than_chunks(toolchain, cache, tmp_path):
              KernelSpec("pwconv", n=1, h=14, w=14, cin=12, cout=20, sparsity=Sparsity("block", 0.9, {"block": [1, 4]}),
                         activation="relu6"),
              KernelSpec("conv2d", n=2, h=5, w=6, cin=3, cout=9, kh=3, kw=3, padding=1,
-                        sparsity=Sparsity("unstructured", 0.6))]
+                        sparsity=Sparsity("unstructured", 0.6)),
+             KernelSpec("conv2d", h=4, w=5, cin=2, cout=1, kh=3, kw=3, padding=1, activation="relu")]
     kernels = [generate(s, variant_for(s), vector_floats=vl, vector_regs=regs) for s in specs]
     # AVX-512's channel-blocked one-row kernel (whatever this host is): direct tiles in place, then
     # the tile buffer; 3x3 through the tile buffer; pattern, direct
@@ -125,6 +126,9 @@ def test_special_paths_and_more_threads_than_chunks(toolchain, cache, tmp_path):
     few = kernels[7].chunking
     assert few.unit_major and len(few.cost) == few.nchunks and few.cost[0] < few.cost[1]  # direct, then buffer tile
     assert kernels[8].chunking.unit_major and kernels[8].chunking.nprep
+    # threads that split units read all of the input: each copies it privately (no barrier)
+    assert few.private_prep and kernels[8].chunking.private_prep and not last.private_prep
+    assert kernels[9].chunking.nchunks == 1 and kernels[9].chunking.private_prep  # 4 threads copy, 1 computes
     got = outputs_by_threads(toolchain, cache, kernels, tmp_path)
     assert_same_as_one_thread(got, kernels)
 

@@ -136,11 +136,11 @@ def test_table_choice_between_fit_and_rescaled_source_is_cross_validated():
     ch = f.info()["choice"]
     assert ch["cv"] == "5-fold" and ch["transfer_weight"] == f.transfer_weight and len(ch["candidates"]) == len(T.BLEND)
     assert f.loo["within_10"] == 1.0 and f.loo["cv"] == "5-fold"
-    # the same with noise no table explains (each model's own): the rescaled source wins the cross-validation
+    # the same with noise no table explains (each model's own): the averaged sources win the cross-validation
     rng = np.random.default_rng(8)
     noisy = [(a, v * float(np.exp(rng.normal(0, 0.08)))) for a, v in exact]
     g = T.fit_table(noisy, src)
-    assert g.transfer_weight < 1.0 and g.choice["chosen"] in ("best single source", "blend")
+    assert g.transfer_weight < 1.0 and g.choice["chosen"] in ("averaged sources", "blend")
     assert min(g.choice["candidates"].values()) == g.choice["candidates"][f"{g.transfer_weight:g}"]
     assert not g.prior_shrunk_away
     # five samples: leave-one-out

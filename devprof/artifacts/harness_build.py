@@ -152,6 +152,8 @@ def _registry_source(kernels: Sequence) -> str:
             fields += [f".prep = {k.symbol}_prep", f".range = {k.symbol}_range", f".nchunks = {ch.nchunks}LL",
                        f".period = {len(ch.cost)}", f".cost = {k.symbol}_cost", f".tws_floats = {ch.tws_floats}LL",
                        f".nprep = {ch.nprep}LL"]
+            if getattr(ch, "private_prep", False):
+                fields.append(".private_prep = 1")
         lines.append("    {" + ", ".join(fields) + "},")
     lines += ["};", f"const int dp_nkernels = {len(kernels)};", ""]
     return "\n".join(lines)

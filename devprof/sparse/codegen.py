@@ -547,13 +547,16 @@ class Chunking:
     tiles, or every chunk when unit-major), so the harness balances threads by work, not by rows.
     `tws_floats`: each thread's scratch. `nprep`: prep chunks (the shared input copies), split
     evenly across threads before any chunk runs (by input rows where threads split an image's
-    tiles: a thread copies about the rows its own chunks read); 0: no prep and no barrier."""
+    tiles: a thread copies about the rows its own chunks read); 0: no prep and no barrier.
+    `private_prep`: every thread runs all the prep chunks into its own scratch instead (threads
+    that split units, not tiles, each read all of the input), no barrier."""
 
     nchunks: int
     cost: tuple[int, ...]
     tws_floats: int
     nprep: int = 0
     unit_major: bool = False
+    private_prep: bool = False
 
 
 PREP_CHUNKS = 32  # at least this many prep chunks per call where the input has the rows for it
@@ -631,6 +634,11 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         per = -(-spec.cin // 16)
         unit = f"fill(x, ws + (size_t)n * {geo.xc_size}, n * {geo.t}, u, u + 1);"  # n: the tile here
     nprep = (spec.n if geo.mode == "conv" else tiles) * per if unit else 0
+    # where threads split the units, not the tiles (a call of one tile, or unit-major), every thread
+    # reads all of the copy: each makes its own, in its scratch before its tile buffer (the harness
+    # runs every prep chunk on every thread, and no barrier): no thread reads lines another core wrote
+    private = geo.mode == "conv" and bool(unit) and (tiles == 1 or unit_major)
+    xbase, ctbase = ("tws", f"tws + {shared}") if private else ("ws", "tws")
     tcost = [ucost] * tiles_img  # each tile's unit costs
     if body_direct is not None and 0 < qfull < geo.qpad and unit_rows and tiles_img * nu <= MAX_COST_PERIOD:
         te = geo.q - qfull  # the last tile's real positions
@@ -673,7 +681,7 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         rng = ["    float *ct = tws;", *step,
                f"        fc_tile(a, ws + (size_t)tile * {geo.xc_size}, y, ct, tile, lo, hu);", "    }"]
     else:
-        rng = ["    float *ct = tws;", "    (void)ct;"]
+        rng = [f"    float *ct = {ctbase};", "    (void)ct;"]
         if ne and body_direct is not None and qfull and not unit_major:
             # the empty units of direct tiles: each empty row's run over the consecutive direct
             # tiles of [c0, c1) at once (a constant, stored in one pass as one thread would)
@@ -690,7 +698,7 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         rng += [*step,
                f"        const int n = (int)(tile / {nt});",
                f"        const int q0 = (int)(tile - (int64_t)n * {nt}) * {geo.t};",
-               f"        const float *xc = ws + (size_t)n * {geo.xc_size};", "        (void)xc;",
+               f"        const float *xc = {xbase} + (size_t)n * {geo.xc_size};", "        (void)xc;",
                f"        float *yn = y + (size_t)n * {spec.cout * ohw};"]
         ct_path = ["            const float *xq = xc + q0;", *["        " + b for b in body],
                    "            " + epi.format(y="yn")]
@@ -723,11 +731,11 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         run_body = []
     elif copy_all and unit_major:  # chunks run across images: every copy first
         run_body = [f"    for (int n = 0; n < {spec.n}; n++) {copy_all}",
-                    f"    {symbol}_range(x, y, ws, a, 0, {nchunks}, ws + {shared});"]
+                    f"    {symbol}_range(x, y, ws, a, 0, {nchunks}, ws{'' if private else f' + {shared}'});"]
     elif copy_all:  # image by image: the copy is still in cache for its chunks
         run_body = [f"    for (int n = 0; n < {spec.n}; n++) {{", "        " + copy_all,
                     f"        {symbol}_range(x, y, ws, a, (int64_t)n * {per_tile}, (int64_t)(n + 1) * {per_tile}, "
-                    f"ws + {shared});", "    }"]
+                    f"ws{'' if private else f' + {shared}'});", "    }"]
     else:
         run_body = [f"    {symbol}_range(x, y, ws, a, 0, {nchunks}, ws + {shared});"]
     pargs = f"{args}, int64_t p0, int64_t p1"
@@ -741,7 +749,8 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         f"const int32_t {symbol}_cost[{max(1, len(ucost))}] = {{{', '.join(map(str, ucost or [1]))}}};"]
     # one thread's workspace: fc packs each tile into one panel, followed by the tile buffer
     ws_one = geo.xc_size + tws if geo.mode == "fc" else shared + tws
-    return "\n".join(lines), Chunking(nchunks, tuple(ucost or [1]), tws, nprep, unit_major), max(ws_one, shared + tws)
+    chunking = Chunking(nchunks, tuple(ucost or [1]), shared + tws if private else tws, nprep, unit_major, private)
+    return "\n".join(lines), chunking, max(ws_one, shared + tws)
 
 
 _GROUP_ROWS = "rows + meta[4 * lo + 3], 1, meta[4 * hi + 3] - meta[4 * lo + 3]"
