@@ -325,18 +325,30 @@ def _mk_blocked(nv: int, vl: int, ystride: int, act: str, name: str) -> str:
     column count << 2 | 1 on the row's first block (accumulators start at `bias`) | 2 on its
     last (the activation is applied on the store); between them the accumulators go through
     the row's tile of `yr` (the output, or the tile buffer with bias 0 and no activation)."""
+    acc = [f"a0_{v}" for v in range(nv)]
     L = [f"static inline void {name}(const float *restrict xq, const int32_t *restrict off, const float *restrict val,",
          "                           int f, float *restrict yr, float bias) {",
-         "    const int nc = f >> 2;",
-         *[f"    dp_v a0_{v};" for v in range(nv)],
-         "    if (f & 1) {", *[f"        a0_{v} = dp_splat(bias);" for v in range(nv)],
-         "    } else {", *[f"        a0_{v} = dp_ld(yr + {v} * DP_VL);" for v in range(nv)], "    }"]
+         "    const int nc = f >> 2;", *_block_start(acc, "f")]
     L += _accumulate(1, nv, vl)
-    if act != "none":
-        L += ["    if (f & 2) {", *[f"        a0_{v} = {_VACT[act].format(f'a0_{v}')};" for v in range(nv)], "    }"]
-    L += [f"    dp_st(yr + {v} * DP_VL, a0_{v});" for v in range(nv)]
+    L += _block_finish(acc, "f", act)
     L += ["}"]
     return "\n".join(L)
+
+
+def _block_start(acc: list[str], flags: str) -> list[str]:
+    """A channel block's accumulators: from `bias` on the row's first block (`flags` & 1), else
+    reloaded from the row's tile of `yr` (the previous block's partial sums)."""
+    return [*[f"    dp_v {a};" for a in acc],
+            f"    if ({flags} & 1) {{", *[f"        {a} = dp_splat(bias);" for a in acc],
+            "    } else {", *[f"        {a} = dp_ld(yr + {v} * DP_VL);" for v, a in enumerate(acc)], "    }"]
+
+
+def _block_finish(acc: list[str], flags: str, act: str) -> list[str]:
+    """A channel block's store to `yr`, the activation applied on the row's last block (`flags` & 2)."""
+    L = []
+    if act != "none":
+        L += [f"    if ({flags} & 2) {{", *[f"        {a} = {_VACT[act].format(a)};" for a in acc], "    }"]
+    return L + [f"    dp_st(yr + {v} * DP_VL, {a});" for v, a in enumerate(acc)]
 
 
 def _blocked_segments(spec: KernelSpec, geo: Geometry, groups: list[Group], cb: int, wm2: np.ndarray
@@ -1013,15 +1025,12 @@ def _gen_pattern_blocked(spec: KernelSpec, wm: np.ndarray, geo: Geometry, taps: 
                     pvals += [float(wm[co, i, j, cil]) for i, j in taps[p]]
     kernels = []
     for name, act in (("prowb", "none"), ("prowbd", spec.activation)):
+        acc = [f"a{v}" for v in range(nv)]
         L = [f"static inline void {name}(const float *restrict xq, const int32_t *restrict m, const int32_t *restrict ch,",
              "                          const float *restrict w, float *restrict yr, float bias) {",
-             *[f"    dp_v a{v};" for v in range(nv)],
-             "    if (m[0] & 1) {", *[f"        a{v} = dp_splat(bias);" for v in range(nv)],
-             "    } else {", *[f"        a{v} = dp_ld(yr + {v} * DP_VL);" for v in range(nv)], "    }"]
+             *_block_start(acc, "m[0]")]
         L += _pattern_loops(spec, geo, taps, nv)
-        if act != "none":
-            L += ["    if (m[0] & 2) {", *[f"        a{v} = {_VACT[act].format(f'a{v}')};" for v in range(nv)], "    }"]
-        L += [f"    dp_st(yr + {v} * DP_VL, a{v});" for v in range(nv)]
+        L += _block_finish(acc, "m[0]", act)
         kernels.append("\n".join(L + ["}"]))
     direct = direct_ok(spec, geo)
     head = ["    const int32_t *meta = (const int32_t *)a[2].data;",
