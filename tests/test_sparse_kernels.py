@@ -157,6 +157,37 @@ def test_channel_blocked_one_row_kernels_match_numpy(toolchain, cache, monkeypat
     check_against_numpy(kernels, parse_harness_output(p.stdout), dump)
 
 
+def test_column_shifted_convs_match_numpy(toolchain, cache):
+    """AVX-512's column-shifted input copies (`codegen.column_shifted`; generated for 16-float
+    vectors whatever this host is): every scheme and the dense kernel, output widths of whole
+    vectors (tiles stored straight into the output) and not (junk columns), padding 0 / 1 / 2,
+    3x3 and 5x3 kernels, batched, channel-blocked or not; narrow-output layers keep one copy."""
+    specs = [KernelSpec("conv2d", n=2, h=9, w=32, cin=4, cout=12, kh=3, kw=3, padding=1, activation="relu",
+                        sparsity=Sparsity(sc, 0.0 if sc == "dense" else 0.7, p))
+             for sc, p in (("unstructured", {}), ("bcr", {"block": [4, 16]}), ("block", {"block": [4, 1]}),
+                           ("block", {"block": [1, 4]}), ("nm", {}), ("pattern", {"patterns": 8}), ("dense", {}))]
+    specs += [KernelSpec("conv2d", h=11, w=21, cin=3, cout=8, kh=3, kw=3, padding=0, activation="relu6",
+                         sparsity=Sparsity("unstructured", 0.5)),
+              KernelSpec("conv2d", h=7, w=19, cin=5, cout=16, kh=5, kw=3, padding=2, activation="hswish",
+                         sparsity=Sparsity("block", 0.5, {"block": [4, 1]})),
+              KernelSpec("conv2d", h=10, w=23, cin=6, cout=13, kh=3, kw=3, padding=1,
+                         sparsity=Sparsity("pattern", 0.6, {"patterns": 6})),
+              KernelSpec("conv2d", h=12, w=40, cin=64, cout=128, kh=3, kw=3, padding=1, activation="relu",
+                         sparsity=Sparsity("unstructured", 0.9))]
+    kernels = [generate(s, "sparse" if s.sparsity.scheme != "dense" else "dense", vector_floats=16, vector_regs=32)
+               for s in specs]
+    assert all(codegen.column_shifted(s, 16) for s in specs)
+    assert kernels[-1].stats.get("channel_block"), kernels[-1].stats
+    assert not codegen.column_shifted(specs[0].replace(cin=12), 16) and not codegen.column_shifted(specs[0], 8)
+    batch = build_batch(kernels, toolchain, cache_dir=cache)
+    dump = Path(batch.folder) / "dump_shifted"
+    dump.mkdir(exist_ok=True)
+    p = subprocess.run(toolchain.run_argv(batch.binary, *FAST, f"--dump={dump}", "--threads=3", "--oversubscribe"),
+                       cwd=batch.folder, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    check_against_numpy(kernels, parse_harness_output(p.stdout), dump)
+
+
 def test_direct_depthwise_kernel_matches_numpy(toolchain, cache):
     """Dense depthwise convs run their own kernel (devprof.sparse.depthwise): strides 1-3, kernels
     3/5/7, padding 0..k//2, odd row and column counts (two-row blocks with a last single row, rows
