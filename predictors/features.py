@@ -58,8 +58,6 @@ PIXEL_TILES = (8, 16, 32, 64)
 #: Output channels per register block of devprof's generated kernels (devprof.sparse.codegen):
 #: dense blocks 4 rows, block / BCR a block's rows (default 4), every other scheme one row.
 DENSE_ROWS = 4
-#: devprof.sparse.codegen.SHIFT_MIN_ROWS_PER_CHANNEL (see `_float_tile`)
-SHIFT_MIN_ROWS_PER_CHANNEL = 2
 #: Raw (linear-scale) quantities a linear model may combine (its "inputs", named in the bundle):
 #: effective FLOPs and bytes moved (the FLOPs-linear baseline), and the generated kernel's cost
 #: terms — FMAs, vector loads and output elements over all positions, input elements, input
@@ -238,16 +236,14 @@ def _float_tile(d: np.ndarray, vector_floats: int, vector_regs: int) -> tuple[np
     (`opix_pad*`) only approximate: positions include the junk columns of strided/padded rows,
     and the tile is 80 positions for a 4-row block but 128 for one row. It is the tile of the
     scheme's own kernel: a spec whose attrs ask for another variant (``attrs.kernel``: csr, dense)
-    is not told apart (attrs reach the features only as a hash)."""
+    is not told apart (attrs reach the features only as a hash). AVX-512 layers that codegen 14
+    reads from column-shifted copies (`codegen.column_shifted`: rows padded to whole vectors, so
+    fewer junk positions) are counted with the one-copy tile: bundles fitted on records of the
+    earlier kernels must keep predicting what they did."""
     c = lambda name: d[:, col(name)]  # noqa: E731
     vl = float(vector_floats)
     fc = c("op") == OP_CODE["fc"]
     q = _positions(d)
-    # codegen.column_shifted: AVX-512 stride-1 convs with 2+ output channels per input channel read
-    # column-shifted copies whose rows are the output row padded to whole vectors
-    shifted = ((vl >= 16) & (c("op") == OP_CODE["conv2d"]) & (c("stride") <= 1.0) & (c("kw") > 1.0)
-               & (c("dilation") <= 1.0) & (c("cout") >= SHIFT_MIN_ROWS_PER_CHANNEL * c("cin")))
-    q = np.where(shifted, np.maximum(c("out_h") * np.ceil(c("out_w") / vl) * vl, 1.0), q)
     scheme = c("scheme")
     # one output row per register block for unstructured, N:M and 1-row blocks, else up to 4
     # (codegen._gen_groups); pattern kernels have their own register budget (_gen_pattern)

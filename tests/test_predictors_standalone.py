@@ -60,7 +60,5 @@ def test_int8_and_fp16_tiles_match_devprofs_generators() -> None:
     from predictors import features as f
 
     assert f.FP16_GEOMETRY == (codegen_fp16.LANES, codegen_fp16.REGS)
-    from devprof.sparse import codegen
-    assert f.SHIFT_MIN_ROWS_PER_CHANNEL == codegen.SHIFT_MIN_ROWS_PER_CHANNEL
     assert (f.INT8_UNIT, f.INT8_TILE_UNITS, f.INT8_TILE_UNITS_MAX, f.INT8_TILE_BYTES) == (
         codegen_int8.UNIT, codegen_int8.TILE_UNITS, codegen_int8.TILE_UNITS_MAX, codegen_int8.TILE_BYTES)

@@ -303,7 +303,8 @@ def test_tile_features_are_the_generated_loop_tile(vl: int, regs: int) -> None:
     """predictors' loop-tile features restate how the code generator tiles output positions
     (`devprof.sparse.codegen.geometry`: NV x VL positions, NV set by the row block and the
     register count): `kernel_tile` must pick the tile `generate` emits, for every scheme, op and
-    every vector shape of the ISA table."""
+    every vector shape of the ISA table (but for the AVX-512 layers read from column-shifted
+    copies, `codegen.column_shifted`, which the features count with the one-copy tile)."""
     from devprof.runtimes.harness import variant_for
     from predictors.features import feature_index, features, kernel_tile
     from predictors.spectable import encode
