@@ -157,11 +157,13 @@ def test_channel_blocked_one_row_kernels_match_numpy(toolchain, cache, monkeypat
     check_against_numpy(kernels, parse_harness_output(p.stdout), dump)
 
 
-def test_column_shifted_convs_match_numpy(toolchain, cache):
-    """AVX-512's column-shifted input copies (`codegen.column_shifted`; generated for 16-float
-    vectors whatever this host is): every scheme and the dense kernel, output widths of whole
-    vectors (tiles stored straight into the output) and not (junk columns), padding 0 / 1 / 2,
-    3x3 and 5x3 kernels, batched, channel-blocked or not; narrow-output layers keep one copy."""
+def test_aligned_input_layouts_match_numpy(toolchain, cache):
+    """AVX-512's aligned input layouts (generated for 16-float vectors whatever this host is):
+    column-shifted copies (`codegen.column_shifted`) for every scheme and the dense kernel, output
+    widths of whole vectors (tiles stored straight into the output) and not (junk columns),
+    padding 0 / 1 / 2, 3x3 and 5x3 kernels, batched, channel-blocked or not; narrow-output layers
+    keep one copy. One-row 1x1 kernels' channels padded to whole vectors (`codegen.channels_padded`),
+    CSR too; 4-row blocks keep reading in place."""
     specs = [KernelSpec("conv2d", n=2, h=9, w=32, cin=4, cout=12, kh=3, kw=3, padding=1, activation="relu",
                         sparsity=Sparsity(sc, 0.0 if sc == "dense" else 0.7, p))
              for sc, p in (("unstructured", {}), ("bcr", {"block": [4, 16]}), ("block", {"block": [4, 1]}),
@@ -179,6 +181,14 @@ def test_column_shifted_convs_match_numpy(toolchain, cache):
     assert all(codegen.column_shifted(s, 16) for s in specs)
     assert kernels[-1].stats.get("channel_block"), kernels[-1].stats
     assert not codegen.column_shifted(specs[0].replace(cin=12), 16) and not codegen.column_shifted(specs[0], 8)
+    pw = [KernelSpec("pwconv", n=2, h=7, w=7, cin=40, cout=24, activation="relu6", sparsity=Sparsity("unstructured", 0.75)),
+          KernelSpec("pwconv", h=14, w=14, cin=576, cout=20, sparsity=Sparsity("nm", 0.75)),
+          KernelSpec("pwconv", h=5, w=9, cin=33, cout=17, activation="hswish",
+                     sparsity=Sparsity("block", 0.5, {"block": [1, 4]}))]
+    kernels += [generate(s, "sparse", vector_floats=16, vector_regs=32) for s in pw]
+    kernels.append(generate(pw[0], "csr", vector_floats=16, vector_regs=32, name="pw0_csr"))
+    assert all(codegen.channels_padded(s, 16, True) for s in pw) and kernels[-3].stats.get("channel_block")
+    assert not codegen.channels_padded(pw[0], 16, False) and not codegen.channels_padded(pw[0].replace(h=8, w=8), 16, True)
     batch = build_batch(kernels, toolchain, cache_dir=cache)
     dump = Path(batch.folder) / "dump_shifted"
     dump.mkdir(exist_ok=True)

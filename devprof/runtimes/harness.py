@@ -33,7 +33,8 @@ CODEGEN_VERSION = "14"  # 2: fc panels, direct depthwise kernel, whole-model pro
 # 11: int8 VNNI kernels read a stride-1 unpadded input in place; 12: threads that split units, not tiles, each
 # copy the whole input privately (no prep barrier)
 # 13: AVX-512 channel blocking from 4 nonzeros per block on layers of 64+ rows; 14: AVX-512 stride-1 convs
-# with 2+ output channels per input channel read column-shifted input copies (codegen.column_shifted)
+# with 2+ output channels per input channel read column-shifted input copies (codegen.column_shifted), and
+# one-row 1x1 kernels copy channels of whole vectors (codegen.channels_padded)
 MAX_LINE = 1 << 20  # longer lines are refused unread
 MAX_SAMPLES = 100_000
 
