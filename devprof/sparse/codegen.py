@@ -346,6 +346,11 @@ KBLOCK_BYTES = 24576
 # rows share each block's fill of L1 (14x14x576->96 at 0.9: 5 per block, 61 -> 50 us; with 24
 # rows, 56x56x144->24, it was 4% slower)
 KBLOCK_MIN_NNZ = 8
+# The same for column-shifted copies (`column_shifted`), whose kw windows per channel are disjoint:
+# measured on 32->128 3x3 at 0.9 (1 thread, one-row kernels), 24 KB (5 blocks) 2.07 ms, 40 KB
+# (3 blocks) 1.81-1.84 ms, 64 KB (2 blocks) 2.0 ms: a block's windows are not all read by every
+# row, and fewer blocks mean fewer reloads of the accumulators
+KBLOCK_SHIFTED_BYTES = 40960
 KBLOCK_MIN_NNZ_MANY = 4
 KBLOCK_MANY_ROWS = 64
 
@@ -364,16 +369,12 @@ def channel_block(spec: KernelSpec, geo: Geometry, vl: int, single: bool, densit
     if not single or vl < 16 or geo.mode != "conv":
         return 0
     cig = spec.cin // spec.groups
-    # column-shifted copies (`column_shifted`): blocks as large as one copy's would be (measured on
-    # 32->128 3x3: the smaller blocks the copies' disjoint windows would give reload and store the
-    # accumulators more often than the L1 misses of the larger ones cost)
-    taps = sorted({geo.offset(spec, 0, i, j) if not geo.shifts else i * geo.wph + j
-                   for i in range(spec.kh) for j in range(spec.kw)})
+    taps = sorted({geo.offset(spec, 0, i, j) for i in range(spec.kh) for j in range(spec.kw)})
     span, end = 0, None  # floats of one channel a tile touches: the union of [tap, tap + T)
     for o in taps:
         span += geo.t if end is None or o >= end else o + geo.t - end
         end = o + geo.t
-    cb = max(1, KBLOCK_BYTES // (4 * span))
+    cb = max(1, (KBLOCK_SHIFTED_BYTES if geo.shifts else KBLOCK_BYTES) // (4 * span))
     nb = -(-cig // cb)
     if nb <= 1:
         return 0
