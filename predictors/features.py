@@ -236,7 +236,10 @@ def _float_tile(d: np.ndarray, vector_floats: int, vector_regs: int) -> tuple[np
     (`opix_pad*`) only approximate: positions include the junk columns of strided/padded rows,
     and the tile is 80 positions for a 4-row block but 128 for one row. It is the tile of the
     scheme's own kernel: a spec whose attrs ask for another variant (``attrs.kernel``: csr, dense)
-    is not told apart (attrs reach the features only as a hash)."""
+    is not told apart (attrs reach the features only as a hash). AVX-512 layers that codegen 14
+    reads from column-shifted copies (`codegen.column_shifted`: rows padded to whole vectors, so
+    fewer junk positions) are counted with the one-copy tile: bundles fitted on records of the
+    earlier kernels must keep predicting what they did."""
     c = lambda name: d[:, col(name)]  # noqa: E731
     vl = float(vector_floats)
     fc = c("op") == OP_CODE["fc"]

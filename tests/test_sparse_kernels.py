@@ -157,6 +157,47 @@ def test_channel_blocked_one_row_kernels_match_numpy(toolchain, cache, monkeypat
     check_against_numpy(kernels, parse_harness_output(p.stdout), dump)
 
 
+def test_aligned_input_layouts_match_numpy(toolchain, cache):
+    """AVX-512's aligned input layouts (generated for 16-float vectors whatever this host is):
+    column-shifted copies (`codegen.column_shifted`) for every scheme and the dense kernel, output
+    widths of whole vectors (tiles stored straight into the output) and not (junk columns),
+    padding 0 / 1 / 2, 3x3 and 5x3 kernels, batched, channel-blocked or not; narrow-output layers
+    keep one copy. One-row 1x1 kernels' channels padded to whole vectors (`codegen.channels_padded`),
+    CSR too; 4-row blocks keep reading in place."""
+    specs = [KernelSpec("conv2d", n=2, h=9, w=32, cin=4, cout=12, kh=3, kw=3, padding=1, activation="relu",
+                        sparsity=Sparsity(sc, 0.0 if sc == "dense" else 0.7, p))
+             for sc, p in (("unstructured", {}), ("bcr", {"block": [4, 16]}), ("block", {"block": [4, 1]}),
+                           ("block", {"block": [1, 4]}), ("nm", {}), ("pattern", {"patterns": 8}), ("dense", {}))]
+    specs += [KernelSpec("conv2d", h=11, w=21, cin=3, cout=8, kh=3, kw=3, padding=0, activation="relu6",
+                         sparsity=Sparsity("unstructured", 0.5)),
+              KernelSpec("conv2d", h=7, w=19, cin=5, cout=16, kh=5, kw=3, padding=2, activation="hswish",
+                         sparsity=Sparsity("block", 0.5, {"block": [4, 1]})),
+              KernelSpec("conv2d", h=10, w=23, cin=6, cout=13, kh=3, kw=3, padding=1,
+                         sparsity=Sparsity("pattern", 0.6, {"patterns": 6})),
+              KernelSpec("conv2d", h=12, w=40, cin=64, cout=128, kh=3, kw=3, padding=1, activation="relu",
+                         sparsity=Sparsity("unstructured", 0.9))]
+    kernels = [generate(s, "sparse" if s.sparsity.scheme != "dense" else "dense", vector_floats=16, vector_regs=32)
+               for s in specs]
+    assert all(codegen.column_shifted(s, 16) for s in specs)
+    assert kernels[-1].stats.get("channel_block"), kernels[-1].stats
+    assert not codegen.column_shifted(specs[0].replace(cin=12), 16) and not codegen.column_shifted(specs[0], 8)
+    pw = [KernelSpec("pwconv", n=2, h=7, w=7, cin=40, cout=24, activation="relu6", sparsity=Sparsity("unstructured", 0.75)),
+          KernelSpec("pwconv", h=14, w=14, cin=576, cout=20, sparsity=Sparsity("nm", 0.75)),
+          KernelSpec("pwconv", h=5, w=9, cin=33, cout=17, activation="hswish",
+                     sparsity=Sparsity("block", 0.5, {"block": [1, 4]}))]
+    kernels += [generate(s, "sparse", vector_floats=16, vector_regs=32) for s in pw]
+    kernels.append(generate(pw[0], "csr", vector_floats=16, vector_regs=32, name="pw0_csr"))
+    assert all(codegen.channels_padded(s, 16, True) for s in pw) and kernels[-3].stats.get("channel_block")
+    assert not codegen.channels_padded(pw[0], 16, False) and not codegen.channels_padded(pw[0].replace(h=8, w=8), 16, True)
+    batch = build_batch(kernels, toolchain, cache_dir=cache)
+    dump = Path(batch.folder) / "dump_shifted"
+    dump.mkdir(exist_ok=True)
+    p = subprocess.run(toolchain.run_argv(batch.binary, *FAST, f"--dump={dump}", "--threads=3", "--oversubscribe"),
+                       cwd=batch.folder, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    check_against_numpy(kernels, parse_harness_output(p.stdout), dump)
+
+
 def test_direct_depthwise_kernel_matches_numpy(toolchain, cache):
     """Dense depthwise convs run their own kernel (devprof.sparse.depthwise): strides 1-3, kernels
     3/5/7, padding 0..k//2, odd row and column counts (two-row blocks with a last single row, rows
@@ -272,7 +313,8 @@ def test_tile_features_are_the_generated_loop_tile(vl: int, regs: int) -> None:
     """predictors' loop-tile features restate how the code generator tiles output positions
     (`devprof.sparse.codegen.geometry`: NV x VL positions, NV set by the row block and the
     register count): `kernel_tile` must pick the tile `generate` emits, for every scheme, op and
-    every vector shape of the ISA table."""
+    every vector shape of the ISA table (but for the AVX-512 layers read from column-shifted
+    copies, `codegen.column_shifted`, which the features count with the one-copy tile)."""
     from devprof.runtimes.harness import variant_for
     from predictors.features import feature_index, features, kernel_tile
     from predictors.spectable import encode
