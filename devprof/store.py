@@ -165,9 +165,9 @@ class Dataset:
         merge nor counts a vanished part as missing or corrupt."""
         for attempt in range(20):
             where = self._parts_dir()
-            if not where.exists() and not (self.path / "parts.new").exists():
+            if not where.exists() and not any((self.path / n).exists() for n in ("parts", "parts.new", "parts.old")):
                 return []  # no parts at all (a folder made by hand): no records
-            try:
+            try:  # `where` may have been renamed since it was chosen (parts.new -> parts): stat fails
                 before = os.stat(where).st_ino
                 out = [read_one(p) for p in self.parts(where)]
                 if os.stat(where).st_ino == before:  # the same folder throughout: a consistent snapshot

@@ -181,14 +181,16 @@ def test_aligned_input_layouts_match_numpy(toolchain, cache):
     assert all(codegen.column_shifted(s, 16) for s in specs)
     assert kernels[-1].stats.get("channel_block"), kernels[-1].stats
     assert not codegen.column_shifted(specs[0].replace(cin=12), 16) and not codegen.column_shifted(specs[0], 8)
-    pw = [KernelSpec("pwconv", n=2, h=7, w=7, cin=40, cout=24, activation="relu6", sparsity=Sparsity("unstructured", 0.75)),
-          KernelSpec("pwconv", h=14, w=14, cin=576, cout=20, sparsity=Sparsity("nm", 0.75)),
+    pw = [KernelSpec("pwconv", n=2, h=7, w=7, cin=40, cout=48, activation="relu6", sparsity=Sparsity("unstructured", 0.75)),
+          KernelSpec("pwconv", h=14, w=14, cin=576, cout=40, sparsity=Sparsity("nm", 0.75)),
           KernelSpec("pwconv", h=5, w=9, cin=33, cout=17, activation="hswish",
                      sparsity=Sparsity("block", 0.5, {"block": [1, 4]}))]
     kernels += [generate(s, "sparse", vector_floats=16, vector_regs=32) for s in pw]
     kernels.append(generate(pw[0], "csr", vector_floats=16, vector_regs=32, name="pw0_csr"))
-    assert all(codegen.channels_padded(s, 16, True) for s in pw) and kernels[-3].stats.get("channel_block")
-    assert not codegen.channels_padded(pw[0], 16, False) and not codegen.channels_padded(pw[0].replace(h=8, w=8), 16, True)
+    assert all(codegen.channels_padded(s, 16, True, k.stats["nnz"]) for s, k in zip(pw, kernels[-4:-1]))
+    assert kernels[-3].stats.get("channel_block")
+    assert not codegen.channels_padded(pw[0], 16, False, 1000) and not codegen.channels_padded(pw[0], 16, True, 8 * 40 - 1)
+    assert not codegen.channels_padded(pw[0].replace(h=8, w=8), 16, True, 1000)
     batch = build_batch(kernels, toolchain, cache_dir=cache)
     dump = Path(batch.folder) / "dump_shifted"
     dump.mkdir(exist_ok=True)

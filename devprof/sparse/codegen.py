@@ -126,23 +126,32 @@ def column_shifted(spec: KernelSpec, vl: int) -> bool:
             and spec.dilation == 1 and spec.cout >= SHIFT_MIN_ROWS_PER_CHANNEL * spec.cin)
 
 
-def channels_padded(spec: KernelSpec, vl: int, one_row: bool) -> bool:
+# Kept weights per input channel (loads of each copied input float) from which a one-row 1x1
+# kernel's padded copy pays (`channels_padded`)
+PAD_MIN_READS = 8
+
+
+def channels_padded(spec: KernelSpec, vl: int, one_row: bool, nnz: int) -> bool:
     """Whether a 1x1 stride-1 unpadded conv copies its input to channels of whole vectors rather
     than reading the NCHW input in place: for one-row kernels with 64-byte vectors (AVX-512)
     where a channel is not a whole number of vectors (14x14, 7x7). In place, channel c starts c x
     H x W floats in, so 3 channels in 4 are unaligned and every load from them splits two cache
-    lines, and a one-row kernel does one load per FMA; the copy is one pass over the input.
-    Measured side by side (1 thread, 0.75): one-row kernels 1.12-1.43x faster on every 7x7 and
-    14x14 MobileNetV2 pointwise layer; kernels of 4-row blocks load once per 4 FMAs and lost to
+    lines, and a one-row kernel does one load per FMA; the copy is one pass over the input, paid
+    back where each copied float is loaded at least PAD_MIN_READS times (`nnz` / input channels).
+    Measured side by side (1 thread): one-row kernels 1.12-1.43x faster at 0.75 on every 7x7 and
+    14x14 MobileNetV2 pointwise layer, at 0.9 up to 1.4x where a float is read 10+ times and
+    0.85-0.95x where 6 (14x14 192->64); kernels of 4-row blocks load once per 4 FMAs and lost to
     the copy (14x14: 0.85-0.91x), so they keep reading in place."""
     return (vl >= 16 and one_row and spec.op in ("pwconv", "conv2d") and (spec.kh, spec.kw) == (1, 1)
-            and spec.stride == 1 and spec.padding == 0 and (spec.h * spec.w) % vl != 0)
+            and spec.stride == 1 and spec.padding == 0 and (spec.h * spec.w) % vl != 0
+            and nnz >= PAD_MIN_READS * spec.cin)
 
 
-def geometry(spec: KernelSpec, vl: int, nv: int, shifted: bool = False, one_row: bool = False) -> Geometry:
+def geometry(spec: KernelSpec, vl: int, nv: int, shifted: bool = False, one_row: bool = False,
+             nnz: int = 0) -> Geometry:
     """`shifted`: the fp32 generator's aligned layouts, column-shifted input copies where
     `column_shifted` says so and channels of whole vectors where `channels_padded` does (for
-    `one_row` kernels); the int8 generator lays out its own copy."""
+    `one_row` kernels of `nnz` kept weights); the int8 generator lays out its own copy."""
     if spec.op == "fc":
         if spec.n == 1:
             return Geometry("gemv", 1, 1, 1, 1)
@@ -164,7 +173,7 @@ def geometry(spec: KernelSpec, vl: int, nv: int, shifted: bool = False, one_row:
     t = _pick_tile(q, vl, nv)
     qpad = -(-q // t) * t
     cs = s * s * plane
-    if shifted and channels_padded(spec, vl, one_row):
+    if shifted and channels_padded(spec, vl, one_row, nnz):
         cs = -(-plane // vl) * vl
     return Geometry("conv", t, t // vl, q, qpad, hph, wph, plane, cs, spec.cin * cs + qpad)
 
@@ -863,7 +872,7 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
     else:
         rmax = 1 if single else 4
         nv = max(1, min(nv_cap(vl), (regs - 4) // (rmax + 1)))
-    geo = geometry(spec, vl, nv, shifted=True, one_row=single)
+    geo = geometry(spec, vl, nv, shifted=True, one_row=single, nnz=int(mask2.sum()))
     if geo.mode == "gemv" and variant == "sparse" and spec.sparsity.scheme != "dense":
         return _gen_ell_gemv(spec, wm2, mask2, vl, geo, symbol)
     groups = make_groups(spec, mask2, variant, rmax)
