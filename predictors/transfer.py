@@ -396,18 +396,36 @@ def _source_predictions(models: Sequence[tuple[Sequence[str], float]], sources: 
     return P
 
 
-def source_average(P: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _robust_scale(x: np.ndarray, robust: float | None) -> float:
+    """The constant c minimising the mean Huber loss (at `robust`; None: squares) of the relative
+    errors 1 - c·x (x = prediction / target), by the iteratively reweighted least squares the
+    penalised fit uses."""
+    w = np.ones(len(x))
+    c = 0.0
+    for _ in range(IRLS_ITERS if robust else 1):
+        ss = float((w * x * x).sum())
+        c = float((w * x).sum()) / ss if ss > 0 else 0.0
+        if robust:
+            w_new = np.minimum(1.0, robust / np.maximum(np.abs(1.0 - c * x), 1e-12))
+            if np.array_equal(w_new, w):
+                break
+            w = w_new
+    return c
+
+
+def source_average(P: np.ndarray, y: np.ndarray, robust: float | None = ROBUST) -> np.ndarray:
     """Column weights w (scale included: the table is P @ w) of the sources averaged as the
     penalised fit's mixture prior is — each rescaled by one constant, weighted by how well it
-    explains y (`_mixture_weights` of their LOO errors) — and rescaled once more to y. Where the
-    samples cannot tell the sources apart this hedges between them (a model average) instead of
-    betting on one; where one source is clearly best it carries (almost) all the weight."""
+    explains y (`_mixture_weights` of their LOO errors) — and rescaled once more to y on the same
+    Huber loss as the fit (`robust`; None: squares): a few slow timings (phones' runs carry
+    right-tail outliers) would otherwise lift the whole table. Where the samples cannot tell the
+    sources apart this hedges between them (a model average) instead of betting on one; where one
+    source is clearly best it carries (almost) all the weight."""
     P, y = np.asarray(P, float), np.asarray(y, float)
     ys = float(np.median(y))
     c, loo = _scales_loo(P / ys, y / ys)
     wc = _mixture_weights(loo, len(y)) * c
-    c0, _ = _scales_loo((P @ wc)[:, None], y)
-    return wc * float(c0[0])
+    return wc * _robust_scale(P @ wc / y, robust)
 
 
 def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[TableSource],
@@ -430,7 +448,7 @@ def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[T
     ok = np.flatnonzero((P > 0).all(axis=0))
     avg = np.zeros(len(fit.keys))  # the averaged sources' table (and overhead)
     avg_ov = 0.0
-    wa = source_average(P[:, ok], y) if len(ok) else np.zeros(0)
+    wa = source_average(P[:, ok], y, robust) if len(ok) else np.zeros(0)
     for j, wj in zip(ok, wa):
         if wj:
             src = sources[j]
@@ -451,7 +469,7 @@ def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[T
             tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
             sub = _fit_table_penalised([models[i] for i in tr], sources, group_of, inner_min, robust)
             pred_fit[te] = sub.predict([models[i][0] for i in te])
-            pred_avg[te] = P[np.ix_(te, ok)] @ source_average(P[np.ix_(tr, ok)], y[tr])
+            pred_avg[te] = P[np.ix_(te, ok)] @ source_average(P[np.ix_(tr, ok)], y[tr], robust)
     except TransferError as e:  # a fold the sources cannot fit: keep the penalised fit
         fit.choice = {"chosen": "penalised fit", "cv": None, "note": f"cross-validation skipped: {e}"}
         return fit

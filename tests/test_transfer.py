@@ -145,3 +145,17 @@ def test_table_choice_between_fit_and_rescaled_source_is_cross_validated():
     assert not g.prior_shrunk_away
     # five samples: leave-one-out
     assert T.fit_table(exact[:5], src).choice["cv"] == "leave-one-out"
+
+
+def test_source_average_rescale_is_robust_to_a_slow_timing():
+    src = _sources()
+    s = src[1]
+    archs = _archs(20, 9)
+    y = np.array([2.5 * _total(s.table, s.overhead_us, a) for a in archs])
+    y[3] *= 2.0  # one run the phone was busy for
+    P = np.array([[_total(t.table, t.overhead_us, a) for t in src] for a in archs])
+    w = T.source_average(P, y)
+    squares = T.source_average(P, y, robust=None)
+    assert w.sum() == pytest.approx(w[1], rel=1e-6)  # the exact source carries the average
+    # Huber bounds the slow run's pull on the scale; squared relative error follows it
+    assert abs(w[1] / 2.5 - 1.0) < 0.3 * abs(squares[1] / 2.5 - 1.0)
