@@ -346,6 +346,11 @@ KBLOCK_BYTES = 24576
 # rows share each block's fill of L1 (14x14x576->96 at 0.9: 5 per block, 61 -> 50 us; with 24
 # rows, 56x56x144->24, it was 4% slower)
 KBLOCK_MIN_NNZ = 8
+# The same for column-shifted copies (`column_shifted`), whose kw windows per channel are disjoint:
+# measured on 32->128 3x3 at 0.9 (1 thread, one-row kernels), 24 KB (5 blocks) 2.07 ms, 40 KB
+# (3 blocks) 1.81-1.84 ms, 64 KB (2 blocks) 2.0 ms: a block's windows are not all read by every
+# row, and fewer blocks mean fewer reloads of the accumulators
+KBLOCK_SHIFTED_BYTES = 40960
 KBLOCK_MIN_NNZ_MANY = 4
 KBLOCK_MANY_ROWS = 64
 
@@ -364,16 +369,12 @@ def channel_block(spec: KernelSpec, geo: Geometry, vl: int, single: bool, densit
     if not single or vl < 16 or geo.mode != "conv":
         return 0
     cig = spec.cin // spec.groups
-    # column-shifted copies (`column_shifted`): blocks as large as one copy's would be (measured on
-    # 32->128 3x3: the smaller blocks the copies' disjoint windows would give reload and store the
-    # accumulators more often than the L1 misses of the larger ones cost)
-    taps = sorted({geo.offset(spec, 0, i, j) if not geo.shifts else i * geo.wph + j
-                   for i in range(spec.kh) for j in range(spec.kw)})
+    taps = sorted({geo.offset(spec, 0, i, j) for i in range(spec.kh) for j in range(spec.kw)})
     span, end = 0, None  # floats of one channel a tile touches: the union of [tap, tap + T)
     for o in taps:
         span += geo.t if end is None or o >= end else o + geo.t - end
         end = o + geo.t
-    cb = max(1, KBLOCK_BYTES // (4 * span))
+    cb = max(1, (KBLOCK_SHIFTED_BYTES if geo.shifts else KBLOCK_BYTES) // (4 * span))
     nb = -(-cig // cb)
     if nb <= 1:
         return 0
@@ -863,8 +864,8 @@ def _col_offsets(spec: KernelSpec, geo: Geometry, row: int, cols: Sequence[int])
 
 
 def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: str, vl: int, regs: int,
-                symbol: str) -> tuple[str, list[np.ndarray], Geometry, dict]:
-    single = variant == "csr" or spec.sparsity.scheme in ("unstructured", "nm") or (
+                symbol: str, one_row: bool = False) -> tuple[str, list[np.ndarray], Geometry, dict]:
+    single = one_row or variant == "csr" or spec.sparsity.scheme in ("unstructured", "nm") or (
         spec.sparsity.scheme == "block" and block_param(spec.sparsity, (4, 1))[0] == 1 and variant == "sparse")
     if spec.op == "fc" and spec.n == 1:
         rmax = 1 if single else vl
@@ -1014,8 +1015,19 @@ def _pattern_loops(spec: KernelSpec, geo: Geometry, taps: list, nv: int) -> list
     return L
 
 
+# Kept kernels per (row, channel block, pattern) below which a channel-blocked pattern layer runs
+# the one-row kernel over the same mask (see `_gen_pattern`)
+PATTERN_MIN_PER_LOOP = 1.0
+
+
 def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, regs: int,
                  symbol: str) -> tuple[str, list[np.ndarray], Geometry, dict]:
+    """Pattern rows: per row, its kernels grouped by pattern, each pattern's loop with the taps'
+    offsets compiled in (one offset and four weights per kernel). Where channel blocks leave a row
+    fewer than PATTERN_MIN_PER_LOOP kernels per pattern on average (AVX-512, the SR layers at 0.9:
+    about 0.4), most of a row's pattern loops run zero or one time and their entry and exit
+    branches, which follow no pattern a predictor learns, cost more than the offsets they save:
+    then the one-row kernel runs over the same pruned mask (measured 3-15% faster there)."""
     library, assign = pr.info["library"], pr.info["assign"]
     npat = len(library)
     nv = max(1, min(nv_cap(vl), (regs - 8) // 2))
@@ -1033,6 +1045,11 @@ def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, reg
                 choff.append(geo.offset(spec, g * cig + int(cil), 0, 0))
                 pvals += [float(wm[co, i, j, cil]) for i, j in taps[p]]
     cb = channel_block(spec, geo, vl, True, float(pr.mask.mean()))
+    if cb and len(choff) < PATTERN_MIN_PER_LOOP * len(order) * npat * -(-cig // cb):
+        src, arrays, geo, stats, chunking, ws = _gen_groups(spec, wm.reshape(spec.cout, -1),
+                                                            pr.mask.reshape(spec.cout, -1), "sparse", vl, regs,
+                                                            symbol, one_row=True)
+        return src, arrays, geo, {**stats, "patterns": npat, "format": "one-row"}, chunking, ws
     if cb:
         return _gen_pattern_blocked(spec, wm, geo, taps, assign, order, meta, cb, symbol)
     nv_ = geo.nv
