@@ -147,9 +147,9 @@ def channels_padded(spec: KernelSpec, vl: int, one_row: bool, nnz: int) -> bool:
             and nnz >= PAD_MIN_READS * spec.cin)
 
 
-def geometry(spec: KernelSpec, vl: int, nv: int, shifted: bool = False, one_row: bool = False,
+def geometry(spec: KernelSpec, vl: int, nv: int, aligned: bool = False, one_row: bool = False,
              nnz: int = 0) -> Geometry:
-    """`shifted`: the fp32 generator's aligned layouts, column-shifted input copies where
+    """`aligned`: the fp32 generator's aligned layouts, column-shifted input copies where
     `column_shifted` says so and channels of whole vectors where `channels_padded` does (for
     `one_row` kernels of `nnz` kept weights); the int8 generator lays out its own copy."""
     if spec.op == "fc":
@@ -159,7 +159,7 @@ def geometry(spec: KernelSpec, vl: int, nv: int, shifted: bool = False, one_row:
         qpad = -(-spec.n // t) * t
         return Geometry("fc", t, t // vl, spec.n, qpad, xc_size=spec.cin * t)
     s, p = spec.stride, spec.padding
-    if shifted and column_shifted(spec, vl):
+    if aligned and column_shifted(spec, vl):
         hph, wph = spec.h + 2 * p, -(-spec.out_w // vl) * vl
         plane = hph * wph
         q = spec.out_h * wph
@@ -173,7 +173,7 @@ def geometry(spec: KernelSpec, vl: int, nv: int, shifted: bool = False, one_row:
     t = _pick_tile(q, vl, nv)
     qpad = -(-q // t) * t
     cs = s * s * plane
-    if shifted and channels_padded(spec, vl, one_row, nnz):
+    if aligned and channels_padded(spec, vl, one_row, nnz):
         cs = -(-plane // vl) * vl
     return Geometry("conv", t, t // vl, q, qpad, hph, wph, plane, cs, spec.cin * cs + qpad)
 
@@ -341,16 +341,16 @@ def _mk_direct(r: int, nv: int, ystride: int, act: str, vl: int, step: int = 1) 
 # block's panel stays in L1 while every row of the tile passes over it (with the rows' output
 # vectors and their offsets and weights streaming past)
 KBLOCK_BYTES = 24576
-# Fewest expected nonzeros per (row, channel block): below it the accumulators' reload and store
-# per block cost more than the L2 reads the blocking saves; fewer where at least KBLOCK_MANY_ROWS
-# rows share each block's fill of L1 (14x14x576->96 at 0.9: 5 per block, 61 -> 50 us; with 24
-# rows, 56x56x144->24, it was 4% slower)
-KBLOCK_MIN_NNZ = 8
 # The same for column-shifted copies (`column_shifted`), whose kw windows per channel are disjoint:
 # measured on 32->128 3x3 at 0.9 (1 thread, one-row kernels), 24 KB (5 blocks) 2.07 ms, 40 KB
 # (3 blocks) 1.81-1.84 ms, 64 KB (2 blocks) 2.0 ms: a block's windows are not all read by every
 # row, and fewer blocks mean fewer reloads of the accumulators
 KBLOCK_SHIFTED_BYTES = 40960
+# Fewest expected nonzeros per (row, channel block): below it the accumulators' reload and store
+# per block cost more than the L2 reads the blocking saves; fewer where at least KBLOCK_MANY_ROWS
+# rows share each block's fill of L1 (14x14x576->96 at 0.9: 5 per block, 61 -> 50 us; with 24
+# rows, 56x56x144->24, it was 4% slower)
+KBLOCK_MIN_NNZ = 8
 KBLOCK_MIN_NNZ_MANY = 4
 KBLOCK_MANY_ROWS = 64
 
@@ -873,7 +873,7 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
     else:
         rmax = 1 if single else 4
         nv = max(1, min(nv_cap(vl), (regs - 4) // (rmax + 1)))
-    geo = geometry(spec, vl, nv, shifted=True, one_row=single, nnz=int(mask2.sum()))
+    geo = geometry(spec, vl, nv, aligned=True, one_row=single, nnz=int(mask2.sum()))
     if geo.mode == "gemv" and variant == "sparse" and spec.sparsity.scheme != "dense":
         return _gen_ell_gemv(spec, wm2, mask2, vl, geo, symbol)
     groups = make_groups(spec, mask2, variant, rmax)
@@ -1031,7 +1031,7 @@ def _gen_pattern(spec: KernelSpec, wm: np.ndarray, pr: PruneResult, vl: int, reg
     library, assign = pr.info["library"], pr.info["assign"]
     npat = len(library)
     nv = max(1, min(nv_cap(vl), (regs - 8) // 2))
-    geo = geometry(spec, vl, nv, shifted=True)
+    geo = geometry(spec, vl, nv, aligned=True)
     cig, cog = spec.cin // spec.groups, spec.cout // spec.groups
     taps = [[(int(e) // 3, int(e) % 3) for e in np.flatnonzero(library[p])] for p in range(npat)]
     hist = np.stack([(assign == p).sum(1) for p in range(npat)], 1)  # (cout, P)
