@@ -496,7 +496,6 @@ def _fill_src(spec: KernelSpec, geo: Geometry) -> str:
          f"            float *drow = dst + (size_t)((r % {s}) * {s}) * {geo.plane} + (size_t)(r / {s}) * {geo.wph};",
          f"            const float *srow = src + (size_t)ih * {w};"]
     if geo.shifts:  # copy j, column c: input column c + j - p (the columns outside stay zero)
-        L[-2] = f"            float *drow = dst + (size_t)r * {geo.wph};"
         for j in range(geo.shifts):
             lo, hi = max(0, p - j), min(geo.wph, w + p - j)
             if hi > lo:
