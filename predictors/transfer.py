@@ -338,7 +338,7 @@ def _fit_table_penalised(models: Sequence[tuple[Sequence[str], float]], sources:
                     res = res / sw  # LOO residuals, unweighted
                     df = _ridge_loo.df
                     if robust:  # Huber weights from the in-sample residuals
-                        sw_new = np.sqrt(np.minimum(1.0, robust / np.maximum(np.abs(r - Xc @ beta_c), 1e-12)))
+                        sw_new = np.sqrt(_huber_weights(r - Xc @ beta_c, robust))
                         if np.array_equal(sw_new, sw):  # converged: another pass would repeat this one
                             break
                         sw = sw_new
@@ -396,6 +396,11 @@ def _source_predictions(models: Sequence[tuple[Sequence[str], float]], sources: 
     return P
 
 
+def _huber_weights(r: np.ndarray, robust: float) -> np.ndarray:
+    """IRLS weights of residuals r under the Huber loss at `robust`: 1 inside, robust / |r| beyond."""
+    return np.minimum(1.0, robust / np.maximum(np.abs(r), 1e-12))
+
+
 def _robust_scale(x: np.ndarray, robust: float | None) -> float:
     """The constant c minimising the mean Huber loss (at `robust`; None: squares) of the relative
     errors 1 - c·x (x = prediction / target), by the iteratively reweighted least squares the
@@ -406,7 +411,7 @@ def _robust_scale(x: np.ndarray, robust: float | None) -> float:
         ss = float((w * x * x).sum())
         c = float((w * x).sum()) / ss if ss > 0 else 0.0
         if robust:
-            w_new = np.minimum(1.0, robust / np.maximum(np.abs(1.0 - c * x), 1e-12))
+            w_new = _huber_weights(1.0 - c * x, robust)
             if np.array_equal(w_new, w):
                 break
             w = w_new
