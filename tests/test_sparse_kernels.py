@@ -16,7 +16,7 @@ from devprof.artifacts.harness_build import build_batch, vector_shape
 from devprof.artifacts.toolchains import cross_toolchains
 from devprof.records import KernelSpec, Sparsity
 from devprof.runtimes.harness import parse_harness_output
-from devprof.sparse import codegen
+from devprof.sparse import codegen, unrolled
 from devprof.sparse.codegen import generate, pruned_weights
 from devprof.sparse.reference import full_output
 from devprof.sparse.weights import input_tensor
@@ -157,13 +157,15 @@ def test_channel_blocked_one_row_kernels_match_numpy(toolchain, cache, monkeypat
     check_against_numpy(kernels, parse_harness_output(p.stdout), dump)
 
 
-def test_aligned_input_layouts_match_numpy(toolchain, cache):
+def test_aligned_input_layouts_match_numpy(toolchain, cache, monkeypatch):
     """AVX-512's aligned input layouts (generated for 16-float vectors whatever this host is):
     column-shifted copies (`codegen.column_shifted`) for every scheme and the dense kernel, output
     widths of whole vectors (tiles stored straight into the output) and not (junk columns),
     padding 0 / 1 / 2, 3x3 and 5x3 kernels, batched, channel-blocked or not; narrow-output layers
     keep one copy. One-row 1x1 kernels' channels padded to whole vectors (`codegen.channels_padded`),
-    CSR too; 4-row blocks keep reading in place."""
+    CSR too; 4-row blocks keep reading in place. Unrolling is off here (layers whose kept weights
+    exceed `unrolled.MAX_FMAS` take these paths)."""
+    monkeypatch.setattr(unrolled, "MAX_FMAS", 0)
     specs = [KernelSpec("conv2d", n=2, h=9, w=32, cin=4, cout=12, kh=3, kw=3, padding=1, activation="relu",
                         sparsity=Sparsity(sc, 0.0 if sc == "dense" else 0.7, p))
              for sc, p in (("unstructured", {}), ("bcr", {"block": [4, 16]}), ("block", {"block": [4, 1]}),
@@ -193,6 +195,42 @@ def test_aligned_input_layouts_match_numpy(toolchain, cache):
     assert not codegen.channels_padded(pw[0].replace(h=8, w=8), 16, True, 1000)
     batch = build_batch(kernels, toolchain, cache_dir=cache)
     dump = Path(batch.folder) / "dump_shifted"
+    dump.mkdir(exist_ok=True)
+    p = subprocess.run(toolchain.run_argv(batch.binary, *FAST, f"--dump={dump}", "--threads=3", "--oversubscribe"),
+                       cwd=batch.folder, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    check_against_numpy(kernels, parse_harness_output(p.stdout), dump)
+
+
+def test_unrolled_kernels_match_numpy(toolchain, cache):
+    """One-row kernels with their kept weights compiled into the code (`devprof.sparse.unrolled`,
+    16-float vectors whatever this host is): every one-row scheme, 3x3 and 5x3 kernels, padding
+    0 / 1 / 2, batched, one to three blocks of output channels (rows with no kept weight: bias
+    only), every activation, 3 threads. Where the rule says no, the other kernels run."""
+    specs = [KernelSpec("conv2d", n=2, h=6, w=32, cin=3, cout=8, kh=3, kw=3, padding=1, activation="relu",
+                        sparsity=Sparsity("unstructured", 0.5)),
+             KernelSpec("conv2d", h=5, w=30, cin=4, cout=50, kh=5, kw=3, padding=2, activation="hswish",
+                        sparsity=Sparsity("nm", 0.75)),
+             KernelSpec("conv2d", h=7, w=18, cin=5, cout=30, kh=3, kw=3, padding=0, activation="relu6",
+                        sparsity=Sparsity("pattern", 0.6, {"patterns": 6})),
+             KernelSpec("conv2d", n=2, h=4, w=16, cin=4, cout=64, kh=3, kw=3, padding=1,
+                        sparsity=Sparsity("block", 0.5, {"block": [1, 4]})),
+             KernelSpec("conv2d", h=3, w=16, cin=6, cout=12, kh=3, kw=3, padding=1,
+                        sparsity=Sparsity("unstructured", 0.95))]
+    kernels = [generate(s, "sparse", vector_floats=16, vector_regs=32) for s in specs]
+    assert all(k.stats["format"] == "unrolled" for k in kernels), [k.stats for k in kernels]
+    assert [k.stats["blocks"] for k in kernels[:4]] == [1, 3, 2, 3]
+    no = [specs[0].replace(w=33),  # output rows not whole vectors
+          specs[0].replace(sparsity=Sparsity("bcr", 0.5, {"block": [4, 16]})),  # 4-row blocks
+          specs[0].replace(cout=5)]  # too few output channels per input channel
+    others = [generate(s, "sparse", vector_floats=16, vector_regs=32) for s in no]
+    others.append(generate(specs[0], "sparse", vector_floats=8, vector_regs=16, name="u8"))
+    others.append(generate(specs[0], "csr", vector_floats=16, vector_regs=32))
+    assert not any(k.stats.get("format") == "unrolled" for k in others), [k.stats for k in others]
+    assert not unrolled.applies(specs[1], "sparse", 16, True, unrolled.MAX_FMAS + 1)
+    kernels += others
+    batch = build_batch(kernels, toolchain, cache_dir=cache)
+    dump = Path(batch.folder) / "dump_unrolled"
     dump.mkdir(exist_ok=True)
     p = subprocess.run(toolchain.run_argv(batch.binary, *FAST, f"--dump={dump}", "--threads=3", "--oversubscribe"),
                        cwd=batch.folder, capture_output=True, text=True, timeout=300)

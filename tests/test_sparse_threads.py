@@ -93,7 +93,7 @@ def test_special_paths_and_more_threads_than_chunks(toolchain, cache, tmp_path):
     chunk run on 4 threads, batched direct tiles then a tile-buffer tile with rows pruned away
     (their empty units written over runs of direct tiles, the last tile priced higher), and the
     same with few tiles (unit-major chunks), alone and across the images of a padded 3x3 conv,
-    and the channel-blocked one-row and pattern kernels."""
+    the channel-blocked one-row and pattern kernels, and unrolled ones."""
     vl, regs = vector_shape(toolchain)
     specs = [KernelSpec("fc", n=1, cin=70, cout=41, sparsity=Sparsity("unstructured", 0.8), activation="relu"),
              KernelSpec("fc", n=1, cin=30, cout=3),
@@ -119,6 +119,13 @@ def test_special_paths_and_more_threads_than_chunks(toolchain, cache, tmp_path):
                           sparsity=Sparsity("pattern", 0.6, {"patterns": 6}))]
     kernels += [generate(s, "sparse", vector_floats=16, vector_regs=32) for s in blocked]
     assert all(k.stats.get("channel_block") for k in kernels[-3:])
+    # unrolled one-row kernels (`devprof.sparse.unrolled`): batched, and 3 chunks on 4 threads
+    unroll = [KernelSpec("conv2d", n=2, h=5, w=32, cin=3, cout=30, kh=3, kw=3, padding=1, activation="relu",
+                         sparsity=Sparsity("nm", 0.75)),
+              KernelSpec("conv2d", h=3, w=16, cin=2, cout=8, kh=3, kw=3, padding=1,
+                         sparsity=Sparsity("unstructured", 0.5))]
+    kernels += [generate(s, "sparse", vector_floats=16, vector_regs=32) for s in unroll]
+    assert all(k.stats["format"] == "unrolled" for k in kernels[-2:]) and kernels[-1].chunking.nchunks == 3
     assert kernels[5].chunking.nchunks == 1 and kernels[4].chunking.cost == (kernels[4].spec.cout,)
     last = kernels[6].chunking
     assert not last.unit_major and len(last.cost) == last.nchunks // 3

@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from ..records import KernelSpec
-from . import depthwise
+from . import depthwise, unrolled
 from .pruning import PruneResult, block_param, prune
 from .reference import reference_samples
 from .weights import dense_weights, input_seed, input_tensor
@@ -862,6 +862,13 @@ def _col_offsets(spec: KernelSpec, geo: Geometry, row: int, cols: Sequence[int])
     return out
 
 
+def one_row_scheme(spec: KernelSpec) -> bool:
+    """Whether the scheme's `sparse` kernel shares no kept column between output rows: unstructured,
+    N:M, 1xc blocks and 3x3 patterns (whose rows each keep their own pattern)."""
+    sp = spec.sparsity
+    return sp.scheme in ("unstructured", "nm", "pattern") or (sp.scheme == "block" and block_param(sp, (4, 1))[0] == 1)
+
+
 def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: str, vl: int, regs: int,
                 symbol: str, one_row: bool = False) -> tuple[str, list[np.ndarray], Geometry, dict]:
     single = one_row or variant == "csr" or spec.sparsity.scheme in ("unstructured", "nm") or (
@@ -1177,6 +1184,14 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, vector_floats: int | 
         chunking = Chunking(spec.n * spec.cin, (1,), ws)
         geo = Geometry("depthwise", vector_floats, 1, spec.out_w, -(-spec.out_w // vector_floats) * vector_floats)
         stats = {"fma_per_position": spec.kh * spec.kw, "format": "depthwise"}
+    elif column_shifted(spec, vector_floats) and unrolled.applies(spec, variant, vector_floats, one_row_scheme(spec),
+                                                                    int(pr.mask.sum())):
+        src, stats = unrolled.source(spec, wm2, b, symbol, vector_floats, _VACT[spec.activation])
+        arrays = []
+        ws = spec.n * unrolled.workspace(spec, vector_floats)[1]
+        q = spec.out_h * spec.out_w
+        chunking = Chunking(spec.n * q // vector_floats, (1,), 0, nprep=spec.n * (spec.h + 2 * spec.padding))
+        geo = Geometry("unrolled", vector_floats, 1, q, q)
     elif variant == "sparse" and spec.sparsity.scheme == "pattern":
         src, arrays, geo, stats, chunking, ws = _gen_pattern(spec, wm, pr, vector_floats, vector_regs, symbol)
     else:

@@ -1,0 +1,140 @@
+"""Unrolled kernels: a one-row sparse conv with its kept weights compiled into the code.
+
+A one-row kernel (unstructured, N:M, 1xc blocks, 3x3 patterns) shares no input vector between
+output rows, so each FMA loads one vector of input: with 64-byte vectors (AVX-512) the loads, not
+the FMA pipes, bound it, and on wide 3x3 layers the tile's input panel outgrows L1. Here the
+weights become code instead: for one vector of output positions, a block of up to ACC output
+channels keeps its accumulators in registers while every input vector that any of them needs is
+loaded once and multiplied into each of them (its weights are constants, broadcast from memory),
+so a load serves several FMAs, and the position's whole input window (K vectors) stays in L1
+while every block passes over it. No offsets, no loop counters, no branches: the sparsity is the
+instruction stream.
+
+The input is copied once per call, padded row by padded row, each row holding every channel's kw
+column-shifted copies side by side (copy j shifted left by j), so every load is aligned and one
+position's window spans kh rows rather than cin planes. Rows are padded to an odd number of vectors
+(whole vectors, and channels land in different cache sets).
+
+The code grows with the kept weights, so only layers whose weights fit MAX_FMAS use it, and only
+where it pays: AVX-512, stride-1 convs with kernel columns and enough output channels per input
+channel to repay the copies (`codegen.column_shifted`), output rows a whole number of vectors.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..records import KernelSpec
+
+ACC = 24
+"""Accumulators (output channels) per block: with the input vector and slack, within AVX-512's
+32 registers, so no block spills."""
+MAX_FMAS = 20000
+"""Most kept weights (FMA instructions) per kernel: the code is ~10 bytes per FMA, and compile time
+grows with it."""
+
+
+def applies(spec: KernelSpec, variant: str, vl: int, one_row: bool, nnz: int) -> bool:
+    """Whether the fp32 `sparse` kernel of `spec` can be unrolled; `codegen` unrolls it where its
+    input is column-shifted as well (`codegen.column_shifted`: enough output channels per input
+    channel to repay the copies)."""
+    return (variant == "sparse" and one_row and vl >= 16 and spec.op == "conv2d" and spec.stride == 1
+            and spec.dilation == 1 and spec.groups == 1 and spec.kw > 1 and spec.out_w % vl == 0
+            and 0 < nnz <= MAX_FMAS)
+
+
+def row_floats(spec: KernelSpec, vl: int) -> int:
+    """Floats per column-shifted copy of one channel's row: whole vectors, an odd number of them."""
+    wp = -(-spec.out_w // vl) * vl
+    return wp + vl if (wp // vl) % 2 == 0 else wp
+
+
+def workspace(spec: KernelSpec, vl: int) -> tuple[int, int]:
+    """(floats per padded row: every channel's kw copies, floats of one image's copy)."""
+    rs = spec.cin * spec.kw * row_floats(spec, vl)
+    return rs, (spec.h + 2 * spec.padding) * rs
+
+
+def blocks(cout: int) -> list[range]:
+    """Output channels per block: ceil(cout / ACC) blocks of balanced size."""
+    nb = -(-cout // ACC)
+    return [range(cout * t // nb, cout * (t + 1) // nb) for t in range(nb)]
+
+
+def _hex(v: float) -> str:
+    return float(np.float32(v)).hex() + "f"
+
+
+def source(spec: KernelSpec, wm2: np.ndarray, bias: np.ndarray, symbol: str, vl: int, act_vec: str
+           ) -> tuple[str, dict]:
+    """C source (prep: rows of the copy; range: output vectors, every block) and stats."""
+    p, kh, kw, cin = spec.padding, spec.kh, spec.kw, spec.cin
+    h, w, oh, ow = spec.h, spec.w, spec.out_h, spec.out_w
+    wp = row_floats(spec, vl)
+    rs, img = workspace(spec, vl)
+    hp = h + 2 * p
+    # column k of the (cout x K) weight matrix is (i, j, ci) (`codegen._col_offsets`)
+    offs = []
+    for k in range(wm2.shape[1]):
+        r, ci = divmod(k, cin)
+        i, j = divmod(r, kw)
+        offs.append(i * rs + (ci * kw + j) * wp)
+    order = sorted(range(wm2.shape[1]), key=lambda k: offs[k])  # ascending addresses
+    fns, loads = [], 0
+    for b, cos in enumerate(blocks(spec.cout)):
+        sub = wm2[cos.start:cos.stop]
+        L = [f"static __attribute__((noinline)) void {symbol}_b{b}(const float *restrict xq, float *restrict yq) {{"]
+        L += [f"    dp_v a{n} = dp_splat({_hex(bias[co])});" for n, co in enumerate(cos)]
+        for k in order:
+            nz = np.flatnonzero(sub[:, k])
+            if not len(nz):
+                continue
+            loads += 1
+            L.append(f"    {{ const dp_v v = dp_ld(xq + {offs[k]});")
+            L += [f"      a{n} = dp_fma(a{n}, {_hex(sub[n, k])}, v);" for n in nz]
+            L.append("    }")
+        L += [f"    dp_st(yq + {co * oh * ow}, {act_vec.format(f'a{n}')});" for n, co in enumerate(cos)]
+        fns.append("\n".join(L + ["}"]))
+    copies = []
+    for j in range(kw):  # copy j, column c: input column c + j - p (the columns outside stay zero)
+        lo, hi = max(0, p - j), min(wp, w + p - j)
+        if hi > lo:
+            copies.append(f"            memcpy(d + {j * wp + lo}, s + {lo + j - p}, {hi - lo} * sizeof(float));")
+    nvx = ow // vl
+    args = "const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a"
+    calls = [f"        {symbol}_b{b}(xq, yq);" for b in range(len(fns))]
+    src = "\n\n".join([*fns, "\n".join([
+        # prep chunk = (image, padded row); the padding rows and columns are never written (zero)
+        f"void {symbol}_prep({args}, int64_t p0, int64_t p1);",
+        f"void {symbol}_prep({args}, int64_t p0, int64_t p1) {{",
+        "    (void)y; (void)a;",
+        "    for (int64_t pc = p0; pc < p1; pc++) {",
+        f"        const int n = (int)(pc / {hp}), r = (int)(pc % {hp});",
+        f"        if (r < {p} || r >= {h + p}) continue;",
+        f"        for (int ci = 0; ci < {cin}; ci++) {{",
+        f"            const float *s = x + ((size_t)n * {cin} + ci) * {h * w} + (size_t)(r - {p}) * {w};",
+        f"            float *d = ws + (size_t)n * {img} + (size_t)r * {rs} + (size_t)ci * {kw * wp};",
+        *copies,
+        "        }",
+        "    }",
+        "}",
+        # chunk = (image, output row, vector of columns): every block over it
+        f"void {symbol}_range({args}, int64_t c0, int64_t c1, float *restrict tws);",
+        f"void {symbol}_range({args}, int64_t c0, int64_t c1, float *restrict tws) {{",
+        "    (void)x; (void)a; (void)tws;",
+        "    for (int64_t c = c0; c < c1; c++) {",
+        f"        const int n = (int)(c / {oh * nvx}), u = (int)(c % {oh * nvx});",
+        f"        const int oy = u / {nvx}, ox = (u % {nvx}) * {vl};",
+        f"        const float *xq = ws + (size_t)n * {img} + (size_t)oy * {rs} + ox;",
+        f"        float *yq = y + (size_t)n * {spec.cout * oh * ow} + (size_t)oy * {ow} + ox;",
+        *calls,
+        "    }",
+        "}",
+        f"void {symbol}({args});",
+        f"void {symbol}({args}) {{",
+        f"    {symbol}_prep(x, y, ws, a, 0, {spec.n * hp});",
+        f"    {symbol}_range(x, y, ws, a, 0, {spec.n * oh * nvx}, ws);",
+        "}",
+        f"const int32_t {symbol}_cost[1] = {{1}};"])])
+    stats = {"format": "unrolled", "blocks": len(fns), "loads_per_vector": loads,
+             "fma_per_position": int(np.count_nonzero(wm2))}
+    return src, stats
