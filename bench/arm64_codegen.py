@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devprof.artifacts.disasm import arch_of, compile_object, inner_loops, mca, mca_tool  # noqa: E402
+from devprof.artifacts.disasm import arch_of, compile_object, inner_loops, mca, mca_tool, straight_blocks  # noqa: E402
 from devprof.artifacts.harness_build import vector_shape  # noqa: E402
 from devprof.artifacts.isa import isa_of  # noqa: E402
 from devprof.artifacts.toolchains import _compiler_version, android_toolchain, cross_toolchains, host_toolchain  # noqa: E402
@@ -129,13 +129,15 @@ def measure(tc, spec: KernelSpec, tmp: Path, name: str, shape: tuple[int, int] |
     obj, warnings = compile_object(tc, k.source, tmp / f"{name}.o")
     arch = arch_of(tc.abi)
     loops = inner_loops(obj, arch)
+    if not loops and k.stats.get("format") == "unrolled":  # straight-line blocks, one per call
+        loops = straight_blocks(obj, arch)
     if not loops:
         return {"error": "no FMA loop found", "warnings": warnings}
     hot = max(loops, key=lambda lp: (lp.fmas, -len(lp.instructions)))
     row = {"instr": len(hot.instructions), "fma": hot.fmas, "stack": max(lp.stack_accesses for lp in loops),
            "ideal": hot.fmas / FMA_PIPES, "rows": k.stats.get("rmax", 1), "tile": k.stats.get("tile"),
            "abi_warning": "changes the ABI" in warnings, "column_step": k.stats.get("column_step", 1),
-           "stepped_share": k.stats.get("stepped_share")}
+           "stepped_share": k.stats.get("stepped_share"), "unrolled": k.stats.get("format") == "unrolled"}
     wide = arch == "x86_64" and dtype == "fp32" and (shape or vector_shape(tc))[0] == 16
     big = mca(hot, BIG_AVX512 if wide else BIG[arch])
     row["big"], row["bound"] = big if big else (None, None)

@@ -101,6 +101,19 @@ def inner_loops(obj: Path, arch: str, with_fma: bool = True) -> list[Loop]:
     return loops
 
 
+def straight_blocks(obj: Path, arch: str) -> list[Loop]:
+    """Functions doing vector multiply-adds without any backward branch (unrolled kernels'
+    blocks, `devprof.sparse.unrolled`), each as one 'iteration', its return left out."""
+    out = []
+    for fn, ins in disassemble(obj, arch).items():
+        back = any(op.startswith(("b", "cb", "tb", "j")) and (m := _TARGET.search(args)) and int(m.group(1), 16) <= a
+                   for a, op, args in ins if op not in ("bl", "blr", "br", "bic", "bif", "bit", "bsl"))
+        body = Loop(fn, arch, [(op, args) for _, op, args in ins if not op.startswith("ret")])
+        if not back and body.fmas:
+            out.append(body)
+    return out
+
+
 def mca(loop: Loop, mcpu: str, iterations: int = 200) -> tuple[float, float] | None:
     """(cycles per iteration, Block RThroughput) that llvm-mca predicts for `loop` on `mcpu`;
     None when llvm-mca is not installed or does not know the CPU."""

@@ -35,7 +35,7 @@ CODEGEN_VERSION = "15"  # 2: fc panels, direct depthwise kernel, whole-model pro
 # 13: AVX-512 channel blocking from 4 nonzeros per block on layers of 64+ rows; 14: AVX-512 stride-1 convs
 # with 2+ output channels per input channel read column-shifted input copies (codegen.column_shifted), and
 # one-row 1x1 kernels copy channels of whole vectors (codegen.channels_padded); 15: AVX-512 one-row kernels of
-# those convs with whole-vector output rows unrolled, weights in the code (sparse/unrolled.py)
+# stride-1 convs with whole-vector output rows unrolled, weights in the code (sparse/unrolled.py)
 MAX_LINE = 1 << 20  # longer lines are refused unread
 MAX_SAMPLES = 100_000
 

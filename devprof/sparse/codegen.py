@@ -1184,8 +1184,7 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, vector_floats: int | 
         chunking = Chunking(spec.n * spec.cin, (1,), ws)
         geo = Geometry("depthwise", vector_floats, 1, spec.out_w, -(-spec.out_w // vector_floats) * vector_floats)
         stats = {"fma_per_position": spec.kh * spec.kw, "format": "depthwise"}
-    elif column_shifted(spec, vector_floats) and unrolled.applies(spec, variant, vector_floats, one_row_scheme(spec),
-                                                                    int(pr.mask.sum())):
+    elif unrolled.applies(spec, variant, vector_floats, one_row_scheme(spec), int(pr.mask.sum())):
         src, stats = unrolled.source(spec, wm2, b, symbol, vector_floats, _VACT[spec.activation])
         arrays = []
         ws = spec.n * unrolled.workspace(spec, vector_floats)[1]

@@ -6,18 +6,19 @@ the FMA pipes, bound it, and on wide 3x3 layers the tile's input panel outgrows 
 weights become code instead: for one vector of output positions, a block of up to ACC output
 channels keeps its accumulators in registers while every input vector that any of them needs is
 loaded once and multiplied into each of them (its weights are constants, broadcast from memory),
-so a load serves several FMAs, and the position's whole input window (K vectors) stays in L1
-while every block passes over it. No offsets, no loop counters, no branches: the sparsity is the
-instruction stream.
+so a load serves several FMAs, and the position's input window (cin x kh rows of one or two
+cache lines) stays in L1 while every block passes over it. No offsets, no loop counters, no
+branches: the sparsity is the instruction stream.
 
-The input is copied once per call, padded row by padded row, each row holding every channel's kw
-column-shifted copies side by side (copy j shifted left by j), so every load is aligned and one
-position's window spans kh rows rather than cin planes. Rows are padded to an odd number of vectors
-(whole vectors, and channels land in different cache sets).
+The input is copied once per call into one padded copy laid out row by row: padded row r holds
+every channel's row r side by side, so a position's window spans kh rows of the copy rather than
+cin planes. Rows are padded to an odd number of vectors (channels land in different cache sets).
+Taps of columns j > 0 load unaligned: measured against one copy per kernel column (every load
+aligned, kw times the copying and the window), the single copy was 1.05-1.25x faster.
 
 The code grows with the kept weights, so only layers whose weights fit MAX_FMAS use it, and only
-where it pays: AVX-512, stride-1 convs with kernel columns and enough output channels per input
-channel to repay the copies (`codegen.column_shifted`), output rows a whole number of vectors.
+where it pays: AVX-512, stride-1 convs, output rows a whole number of vectors, and a window that
+fits WINDOW_BYTES unless one block holds every output channel (then each window is read once).
 """
 from __future__ import annotations
 
@@ -31,26 +32,35 @@ ACC = 24
 MAX_FMAS = 20000
 """Most kept weights (FMA instructions) per kernel: the code is ~10 bytes per FMA, and compile time
 grows with it."""
+WINDOW_BYTES = 24576
+"""Most bytes of one output vector's input window (cin x kh rows, two cache lines each) where
+several blocks pass over it: about 3/4 of a 32 KB L1. SR 3x3 64->32 (24 KB) gained 1.1-1.3x,
+128->32 (48 KB) lost up to 0.87x."""
+
+
+def window_bytes(spec: KernelSpec, vl: int) -> int:
+    """Bytes of the input one vector of output positions reads: cin x kh rows of vl + kw - 1
+    floats from a vector-aligned start, in whole 64-byte lines (two for 16-float vectors)."""
+    lines = -(-(vl + spec.kw - 1) * 4 // 64)
+    return spec.cin * spec.kh * lines * 64
 
 
 def applies(spec: KernelSpec, variant: str, vl: int, one_row: bool, nnz: int) -> bool:
-    """Whether the fp32 `sparse` kernel of `spec` can be unrolled; `codegen` unrolls it where its
-    input is column-shifted as well (`codegen.column_shifted`: enough output channels per input
-    channel to repay the copies)."""
+    """Whether the fp32 `sparse` kernel of `spec` is unrolled (see the module docstring)."""
     return (variant == "sparse" and one_row and vl >= 16 and spec.op == "conv2d" and spec.stride == 1
-            and spec.dilation == 1 and spec.groups == 1 and spec.kw > 1 and spec.out_w % vl == 0
-            and 0 < nnz <= MAX_FMAS)
+            and spec.dilation == 1 and spec.groups == 1 and spec.kh * spec.kw > 1 and spec.out_w % vl == 0
+            and 0 < nnz <= MAX_FMAS and (window_bytes(spec, vl) <= WINDOW_BYTES or spec.cout <= ACC))
 
 
 def row_floats(spec: KernelSpec, vl: int) -> int:
-    """Floats per column-shifted copy of one channel's row: whole vectors, an odd number of them."""
-    wp = -(-spec.out_w // vl) * vl
+    """Floats per padded row of one channel: whole vectors, an odd number of them."""
+    wp = -(-(spec.w + 2 * spec.padding) // vl) * vl
     return wp + vl if (wp // vl) % 2 == 0 else wp
 
 
 def workspace(spec: KernelSpec, vl: int) -> tuple[int, int]:
-    """(floats per padded row: every channel's kw copies, floats of one image's copy)."""
-    rs = spec.cin * spec.kw * row_floats(spec, vl)
+    """(floats per padded row of every channel, floats of one image's copy)."""
+    rs = spec.cin * row_floats(spec, vl)
     return rs, (spec.h + 2 * spec.padding) * rs
 
 
@@ -67,7 +77,7 @@ def _hex(v: float) -> str:
 def source(spec: KernelSpec, wm2: np.ndarray, bias: np.ndarray, symbol: str, vl: int, act_vec: str
            ) -> tuple[str, dict]:
     """C source (prep: rows of the copy; range: output vectors, every block) and stats."""
-    p, kh, kw, cin = spec.padding, spec.kh, spec.kw, spec.cin
+    p, kw, cin = spec.padding, spec.kw, spec.cin
     h, w, oh, ow = spec.h, spec.w, spec.out_h, spec.out_w
     wp = row_floats(spec, vl)
     rs, img = workspace(spec, vl)
@@ -77,7 +87,7 @@ def source(spec: KernelSpec, wm2: np.ndarray, bias: np.ndarray, symbol: str, vl:
     for k in range(wm2.shape[1]):
         r, ci = divmod(k, cin)
         i, j = divmod(r, kw)
-        offs.append(i * rs + (ci * kw + j) * wp)
+        offs.append(i * rs + ci * wp + j)
     order = sorted(range(wm2.shape[1]), key=lambda k: offs[k])  # ascending addresses
     fns, loads = [], 0
     for b, cos in enumerate(blocks(spec.cout)):
@@ -94,11 +104,6 @@ def source(spec: KernelSpec, wm2: np.ndarray, bias: np.ndarray, symbol: str, vl:
             L.append("    }")
         L += [f"    dp_st(yq + {co * oh * ow}, {act_vec.format(f'a{n}')});" for n, co in enumerate(cos)]
         fns.append("\n".join(L + ["}"]))
-    copies = []
-    for j in range(kw):  # copy j, column c: input column c + j - p (the columns outside stay zero)
-        lo, hi = max(0, p - j), min(wp, w + p - j)
-        if hi > lo:
-            copies.append(f"            memcpy(d + {j * wp + lo}, s + {lo + j - p}, {hi - lo} * sizeof(float));")
     nvx = ow // vl
     args = "const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a"
     calls = [f"        {symbol}_b{b}(xq, yq);" for b in range(len(fns))]
@@ -112,8 +117,7 @@ def source(spec: KernelSpec, wm2: np.ndarray, bias: np.ndarray, symbol: str, vl:
         f"        if (r < {p} || r >= {h + p}) continue;",
         f"        for (int ci = 0; ci < {cin}; ci++) {{",
         f"            const float *s = x + ((size_t)n * {cin} + ci) * {h * w} + (size_t)(r - {p}) * {w};",
-        f"            float *d = ws + (size_t)n * {img} + (size_t)r * {rs} + (size_t)ci * {kw * wp};",
-        *copies,
+        f"            memcpy(ws + (size_t)n * {img} + (size_t)r * {rs} + (size_t)ci * {wp} + {p}, s, {w} * sizeof(float));",
         "        }",
         "    }",
         "}",
