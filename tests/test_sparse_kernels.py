@@ -206,8 +206,9 @@ def test_unrolled_kernels_match_numpy(toolchain, cache):
     """One-row kernels with their kept weights compiled into the code (`devprof.sparse.unrolled`,
     16-float vectors whatever this host is): every one-row scheme, 3x3 and 5x3 kernels, padding
     0 / 1 / 2, batched, one to three blocks of output channels (rows with no kept weight: bias
-    only), fewer output than input channels, every activation, 3 threads. Where the rule says no,
-    the other kernels run."""
+    only), fewer output than input channels, input channels in several passes (partial sums
+    through the output), every activation, 3 threads. Where the rule says no, the other kernels
+    run."""
     specs = [KernelSpec("conv2d", n=2, h=6, w=32, cin=3, cout=8, kh=3, kw=3, padding=1, activation="relu",
                         sparsity=Sparsity("unstructured", 0.5)),
              KernelSpec("conv2d", h=5, w=30, cin=4, cout=50, kh=5, kw=3, padding=2, activation="hswish",
@@ -221,13 +222,15 @@ def test_unrolled_kernels_match_numpy(toolchain, cache):
              KernelSpec("conv2d", h=5, w=16, cin=40, cout=30, kh=3, kw=3, padding=1, activation="relu",
                         sparsity=Sparsity("nm", 0.9)),  # fewer output than input channels
              KernelSpec("conv2d", h=4, w=16, cin=128, cout=6, kh=3, kw=3, padding=1,
-                        sparsity=Sparsity("unstructured", 0.9))]  # a large window, one block
+                        sparsity=Sparsity("unstructured", 0.9)),  # a large window, one block
+             KernelSpec("conv2d", n=2, h=4, w=16, cin=130, cout=30, kh=3, kw=3, padding=1, activation="relu6",
+                        sparsity=Sparsity("unstructured", 0.9))]  # ... two blocks: channel passes
     kernels = [generate(s, "sparse", vector_floats=16, vector_regs=32) for s in specs]
     assert all(k.stats["format"] == "unrolled" for k in kernels), [k.stats for k in kernels]
-    assert [k.stats["blocks"] for k in kernels] == [1, 3, 2, 3, 1, 2, 1]
+    assert [k.stats["blocks"] for k in kernels] == [1, 3, 2, 3, 1, 2, 1, 2]
+    assert [k.stats["channel_passes"] for k in kernels[-3:]] == [1, 1, 3]
     no = [specs[0].replace(w=33),  # output rows not whole vectors
-          specs[0].replace(sparsity=Sparsity("bcr", 0.5, {"block": [4, 16]})),  # 4-row blocks
-          specs[6].replace(cout=30)]  # a window beyond WINDOW_BYTES read by two blocks
+          specs[0].replace(sparsity=Sparsity("bcr", 0.5, {"block": [4, 16]}))]  # 4-row blocks
     others = [generate(s, "sparse", vector_floats=16, vector_regs=32) for s in no]
     others.append(generate(specs[0], "sparse", vector_floats=8, vector_regs=16, name="u8"))
     others.append(generate(specs[0], "csr", vector_floats=16, vector_regs=32))

@@ -17,8 +17,9 @@ Taps of columns j > 0 load unaligned: measured against one copy per kernel colum
 aligned, kw times the copying and the window), the single copy was 1.05-1.25x faster.
 
 The code grows with the kept weights, so only layers whose weights fit MAX_FMAS use it, and only
-where it pays: AVX-512, stride-1 convs, output rows a whole number of vectors, and a window that
-fits WINDOW_BYTES unless one block holds every output channel (then each window is read once).
+where it pays: AVX-512, stride-1 convs, output rows a whole number of vectors. Where several
+blocks would pass over a window beyond WINDOW_BYTES, the input channels are split into passes
+whose windows fit (`channel_blocks`).
 """
 from __future__ import annotations
 
@@ -33,9 +34,9 @@ MAX_FMAS = 20000
 """Most kept weights (FMA instructions) per kernel: the code is ~10 bytes per FMA, and compile time
 grows with it."""
 WINDOW_BYTES = 24576
-"""Most bytes of one output vector's input window (cin x kh rows, two cache lines each) where
-several blocks pass over it: about 3/4 of a 32 KB L1. SR 3x3 64->32 (24 KB) gained 1.1-1.3x,
-128->32 (48 KB) lost up to 0.87x."""
+"""Most bytes of one output vector's input window (cin x kh rows, two cache lines each) that
+several blocks pass over: about 3/4 of a 32 KB L1 (`channel_blocks`). SR 3x3 64->32 (24 KB)
+gained 1.1-1.3x in one pass; 128->32 (48 KB) in one pass lost up to 0.87x."""
 
 
 def window_bytes(spec: KernelSpec, vl: int) -> int:
@@ -49,7 +50,16 @@ def applies(spec: KernelSpec, variant: str, vl: int, one_row: bool, nnz: int) ->
     """Whether the fp32 `sparse` kernel of `spec` is unrolled (see the module docstring)."""
     return (variant == "sparse" and one_row and vl >= 16 and spec.op == "conv2d" and spec.stride == 1
             and spec.dilation == 1 and spec.groups == 1 and spec.kh * spec.kw > 1 and spec.out_w % vl == 0
-            and 0 < nnz <= MAX_FMAS and (window_bytes(spec, vl) <= WINDOW_BYTES or spec.cout <= ACC))
+            and 0 < nnz <= MAX_FMAS)
+
+
+def channel_blocks(spec: KernelSpec, vl: int) -> list[range]:
+    """Input channels per pass: all of them, or where several blocks of output channels would
+    pass over a window beyond WINDOW_BYTES, balanced parts whose windows fit it (each pass but
+    the first reloads the blocks' partial sums from the output, each but the last stores them
+    without the activation)."""
+    parts = 1 if spec.cout <= ACC else -(-window_bytes(spec, vl) // WINDOW_BYTES)
+    return [range(spec.cin * t // parts, spec.cin * (t + 1) // parts) for t in range(parts)]
 
 
 def row_floats(spec: KernelSpec, vl: int) -> int:
@@ -89,21 +99,25 @@ def source(spec: KernelSpec, wm2: np.ndarray, bias: np.ndarray, symbol: str, vl:
         i, j = divmod(r, kw)
         offs.append(i * rs + ci * wp + j)
     order = sorted(range(wm2.shape[1]), key=lambda k: offs[k])  # ascending addresses
+    chans = channel_blocks(spec, vl)
     fns, loads = [], 0
-    for b, cos in enumerate(blocks(spec.cout)):
-        sub = wm2[cos.start:cos.stop]
-        L = [f"static __attribute__((noinline)) void {symbol}_b{b}(const float *restrict xq, float *restrict yq) {{"]
-        L += [f"    dp_v a{n} = dp_splat({_hex(bias[co])});" for n, co in enumerate(cos)]
-        for k in order:
-            nz = np.flatnonzero(sub[:, k])
-            if not len(nz):
-                continue
-            loads += 1
-            L.append(f"    {{ const dp_v v = dp_ld(xq + {offs[k]});")
-            L += [f"      a{n} = dp_fma(a{n}, {_hex(sub[n, k])}, v);" for n in nz]
-            L.append("    }")
-        L += [f"    dp_st(yq + {co * oh * ow}, {act_vec.format(f'a{n}')});" for n, co in enumerate(cos)]
-        fns.append("\n".join(L + ["}"]))
+    for c, ch in enumerate(chans):
+        first, last = c == 0, c == len(chans) - 1
+        for b, cos in enumerate(blocks(spec.cout)):
+            sub = wm2[cos.start:cos.stop]
+            L = [f"static __attribute__((noinline)) void {symbol}_b{len(fns)}(const float *restrict xq, float *restrict yq) {{"]
+            L += [f"    dp_v a{n} = {f'dp_splat({_hex(bias[co])})' if first else f'dp_ld(yq + {co * oh * ow})'};"
+                  for n, co in enumerate(cos)]
+            for k in order:
+                nz = np.flatnonzero(sub[:, k])
+                if k % cin not in ch or not len(nz):
+                    continue
+                loads += 1
+                L.append(f"    {{ const dp_v v = dp_ld(xq + {offs[k]});")
+                L += [f"      a{n} = dp_fma(a{n}, {_hex(sub[n, k])}, v);" for n in nz]
+                L.append("    }")
+            L += [f"    dp_st(yq + {co * oh * ow}, {act_vec.format(f'a{n}') if last else f'a{n}'});" for n, co in enumerate(cos)]
+            fns.append("\n".join(L + ["}"]))
     nvx = ow // vl
     args = "const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a"
     calls = [f"        {symbol}_b{b}(xq, yq);" for b in range(len(fns))]
@@ -139,6 +153,6 @@ def source(spec: KernelSpec, wm2: np.ndarray, bias: np.ndarray, symbol: str, vl:
         f"    {symbol}_range(x, y, ws, a, 0, {spec.n * oh * nvx}, ws);",
         "}",
         f"const int32_t {symbol}_cost[1] = {{1}};"])])
-    stats = {"format": "unrolled", "blocks": len(fns), "loads_per_vector": loads,
+    stats = {"format": "unrolled", "blocks": len(fns) // len(chans), "channel_passes": len(chans), "loads_per_vector": loads,
              "fma_per_position": int(np.count_nonzero(wm2))}
     return src, stats
