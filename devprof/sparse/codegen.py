@@ -22,7 +22,9 @@ each loaded input vector R times. Schemes differ only in how rows are grouped:
 On AVX-512 the one-row groups of a conv whose input panel outgrows L1 run channel block by channel
 block (`channel_block`), every row of the tile over one block before the next.
 Loops run over data arrays (offsets, values), so sources stay small and compile in well under a
-second; only fixed small structures (register blocks, pattern taps) are unrolled.
+second; only fixed small structures (register blocks, pattern taps) are unrolled. The exception:
+on AVX-512 the one-row schemes of stride-1 convs with whole-vector output rows compile their kept
+weights into the code (`unrolled`).
 
 For several threads every kernel also exports a prep (the shared input copies) and a range entry
 over (tile, group) chunks, with a per-group cost the harness splits by: see `Chunking`.
