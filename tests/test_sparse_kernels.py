@@ -157,6 +157,17 @@ def test_channel_blocked_one_row_kernels_match_numpy(toolchain, cache, monkeypat
     check_against_numpy(kernels, parse_harness_output(p.stdout), dump)
 
 
+def check_on_three_threads(toolchain, cache, kernels, tag: str) -> None:
+    """Build `kernels` into one harness, run it on 3 threads and compare every output with numpy."""
+    batch = build_batch(kernels, toolchain, cache_dir=cache)
+    dump = Path(batch.folder) / f"dump_{tag}"
+    dump.mkdir(exist_ok=True)
+    p = subprocess.run(toolchain.run_argv(batch.binary, *FAST, f"--dump={dump}", "--threads=3", "--oversubscribe"),
+                       cwd=batch.folder, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    check_against_numpy(kernels, parse_harness_output(p.stdout), dump)
+
+
 def test_aligned_input_layouts_match_numpy(toolchain, cache, monkeypatch):
     """AVX-512's aligned input layouts (generated for 16-float vectors whatever this host is):
     column-shifted copies (`codegen.column_shifted`) for every scheme and the dense kernel, output
@@ -193,13 +204,7 @@ def test_aligned_input_layouts_match_numpy(toolchain, cache, monkeypatch):
     assert kernels[-3].stats.get("channel_block")
     assert not codegen.channels_padded(pw[0], 16, False, 1000) and not codegen.channels_padded(pw[0], 16, True, 8 * 40 - 1)
     assert not codegen.channels_padded(pw[0].replace(h=8, w=8), 16, True, 1000)
-    batch = build_batch(kernels, toolchain, cache_dir=cache)
-    dump = Path(batch.folder) / "dump_shifted"
-    dump.mkdir(exist_ok=True)
-    p = subprocess.run(toolchain.run_argv(batch.binary, *FAST, f"--dump={dump}", "--threads=3", "--oversubscribe"),
-                       cwd=batch.folder, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr
-    check_against_numpy(kernels, parse_harness_output(p.stdout), dump)
+    check_on_three_threads(toolchain, cache, kernels, "shifted")
 
 
 def test_unrolled_kernels_match_numpy(toolchain, cache):
@@ -237,13 +242,7 @@ def test_unrolled_kernels_match_numpy(toolchain, cache):
     assert not any(k.stats.get("format") == "unrolled" for k in others), [k.stats for k in others]
     assert not unrolled.applies(specs[1], "sparse", 16, True, unrolled.MAX_FMAS + 1)
     kernels += others
-    batch = build_batch(kernels, toolchain, cache_dir=cache)
-    dump = Path(batch.folder) / "dump_unrolled"
-    dump.mkdir(exist_ok=True)
-    p = subprocess.run(toolchain.run_argv(batch.binary, *FAST, f"--dump={dump}", "--threads=3", "--oversubscribe"),
-                       cwd=batch.folder, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr
-    check_against_numpy(kernels, parse_harness_output(p.stdout), dump)
+    check_on_three_threads(toolchain, cache, kernels, "unrolled")
 
 
 def test_direct_depthwise_kernel_matches_numpy(toolchain, cache):
