@@ -80,18 +80,24 @@ def disassemble(obj: Path, arch: str) -> dict[str, list[tuple[int, str, str]]]:
     return funcs
 
 
+def _back_branches(ins: list[tuple[int, str, str]]) -> list[tuple[int, int]]:
+    """(target index, branch index) of every branch in `ins` that jumps back within it."""
+    index = {a: i for i, (a, _, _) in enumerate(ins)}
+    spans = []
+    for i, (a, op, args) in enumerate(ins):
+        if op.startswith(("b", "cb", "tb", "j")) and op not in ("bl", "blr", "br", "bic", "bif", "bit", "bsl"):
+            m = _TARGET.search(args)
+            if m and int(m.group(1), 16) <= a and int(m.group(1), 16) in index:
+                spans.append((index[int(m.group(1), 16)], i))
+    return spans
+
+
 def inner_loops(obj: Path, arch: str, with_fma: bool = True) -> list[Loop]:
     """Every innermost loop (a backward branch whose range holds no other backward branch) of
     every function in `obj`; with `with_fma`, only loops doing vector multiply-adds."""
     loops = []
     for fn, ins in disassemble(obj, arch).items():
-        index = {a: i for i, (a, _, _) in enumerate(ins)}
-        spans = []
-        for i, (a, op, args) in enumerate(ins):
-            if op.startswith(("b", "cb", "tb", "j")) and op not in ("bl", "blr", "br", "bic", "bif", "bit", "bsl"):
-                m = _TARGET.search(args)
-                if m and int(m.group(1), 16) <= a and int(m.group(1), 16) in index:
-                    spans.append((index[int(m.group(1), 16)], i))
+        spans = _back_branches(ins)
         for s, e in spans:
             if any((s2, e2) != (s, e) and s <= s2 and e2 <= e for s2, e2 in spans):
                 continue
@@ -106,10 +112,8 @@ def straight_blocks(obj: Path, arch: str) -> list[Loop]:
     blocks, `devprof.sparse.unrolled`), each as one 'iteration', its return left out."""
     out = []
     for fn, ins in disassemble(obj, arch).items():
-        back = any(op.startswith(("b", "cb", "tb", "j")) and (m := _TARGET.search(args)) and int(m.group(1), 16) <= a
-                   for a, op, args in ins if op not in ("bl", "blr", "br", "bic", "bif", "bit", "bsl"))
         body = Loop(fn, arch, [(op, args) for _, op, args in ins if not op.startswith("ret")])
-        if not back and body.fmas:
+        if body.fmas and not _back_branches(ins):
             out.append(body)
     return out
 
