@@ -1189,9 +1189,9 @@ def generate(spec: KernelSpec, variant: str = "sparse", *, vector_floats: int | 
     elif unrolled.applies(spec, variant, vector_floats, one_row_scheme(spec), int(pr.mask.sum())):
         src, stats = unrolled.source(spec, wm2, b, symbol, vector_floats, _VACT[spec.activation])
         arrays = []
-        ws = spec.n * unrolled.workspace(spec, vector_floats)[1]
+        nchunks, nprep, ws = unrolled.chunks(spec, vector_floats)
+        chunking = Chunking(nchunks, (1,), 0, nprep=nprep)
         q = spec.out_h * spec.out_w
-        chunking = Chunking(spec.n * q // vector_floats, (1,), 0, nprep=spec.n * (spec.h + 2 * spec.padding))
         geo = Geometry("unrolled", vector_floats, 1, q, q)
     elif variant == "sparse" and spec.sparsity.scheme == "pattern":
         src, arrays, geo, stats, chunking, ws = _gen_pattern(spec, wm, pr, vector_floats, vector_regs, symbol)

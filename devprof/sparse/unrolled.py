@@ -74,6 +74,13 @@ def workspace(spec: KernelSpec, vl: int) -> tuple[int, int]:
     return rs, (spec.h + 2 * spec.padding) * rs
 
 
+def chunks(spec: KernelSpec, vl: int) -> tuple[int, int, int]:
+    """(chunks: vectors of every image's output rows, prep chunks: every image's padded rows,
+    workspace floats: every image's copy)."""
+    return (spec.n * spec.out_h * (spec.out_w // vl), spec.n * (spec.h + 2 * spec.padding),
+            spec.n * workspace(spec, vl)[1])
+
+
 def blocks(cout: int) -> list[range]:
     """Output channels per block: ceil(cout / ACC) blocks of balanced size."""
     nb = -(-cout // ACC)
@@ -109,8 +116,10 @@ def source(spec: KernelSpec, wm2: np.ndarray, bias: np.ndarray, symbol: str, vl:
             L += [f"    dp_v a{n} = {f'dp_splat({_hex(bias[co])})' if first else f'dp_ld(yq + {co * oh * ow})'};"
                   for n, co in enumerate(cos)]
             for k in order:
+                if k % cin not in ch:
+                    continue
                 nz = np.flatnonzero(sub[:, k])
-                if k % cin not in ch or not len(nz):
+                if not len(nz):
                     continue
                 loads += 1
                 L.append(f"    {{ const dp_v v = dp_ld(xq + {offs[k]});")
@@ -119,6 +128,7 @@ def source(spec: KernelSpec, wm2: np.ndarray, bias: np.ndarray, symbol: str, vl:
             L += [f"    dp_st(yq + {co * oh * ow}, {act_vec.format(f'a{n}') if last else f'a{n}'});" for n, co in enumerate(cos)]
             fns.append("\n".join(L + ["}"]))
     nvx = ow // vl
+    nchunks, nprep, _ = chunks(spec, vl)
     args = "const float *restrict x, float *restrict y, float *restrict ws, const dp_array *restrict a"
     calls = [f"        {symbol}_b{b}(xq, yq);" for b in range(len(fns))]
     src = "\n\n".join([*fns, "\n".join([
@@ -149,8 +159,8 @@ def source(spec: KernelSpec, wm2: np.ndarray, bias: np.ndarray, symbol: str, vl:
         "}",
         f"void {symbol}({args});",
         f"void {symbol}({args}) {{",
-        f"    {symbol}_prep(x, y, ws, a, 0, {spec.n * hp});",
-        f"    {symbol}_range(x, y, ws, a, 0, {spec.n * oh * nvx}, ws);",
+        f"    {symbol}_prep(x, y, ws, a, 0, {nprep});",
+        f"    {symbol}_range(x, y, ws, a, 0, {nchunks}, ws);",
         "}",
         f"const int32_t {symbol}_cost[1] = {{1}};"])])
     stats = {"format": "unrolled", "blocks": len(fns) // len(chans), "channel_passes": len(chans), "loads_per_vector": loads,
