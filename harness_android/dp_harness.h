@@ -70,6 +70,10 @@ typedef struct {
     /* > 0: this kernel's own check, |got - want| <= atol + rtol * max(|want|, RMS of the samples)
      * (fp16's stated tolerance); 0: the run's --rtol. */
     double rtol, atol;
+    /* > 0: the harness splits each thread's share of the chunks into this many range calls (1: a
+     * kernel that stages the input it reads inside every range call, which more calls would
+     * repeat); 0: its default (several, so a thread that finishes early takes another's). */
+    int32_t parts;
 } dp_kernel;
 
 /* The clock layer timers use (the harness's own, so both agree). */

@@ -121,12 +121,16 @@ static inline void cpu_relax(void) {
 
 #define DP_PARTS 4 /* parts per thread: a thread that finishes its own takes another's */
 
+/* A kernel's parts per thread: its own count (a kernel that stages its input per range call runs a
+ * thread's whole share as one call), else DP_PARTS. */
+static inline int parts_per_thread(const dp_kernel *k) { return k->parts > 0 ? k->parts : DP_PARTS; }
+
 typedef struct {
     const dp_kernel *k;
     const float *x;
     float *y, *ws;
     const dp_array *arr;
-    const int64_t *bounds;  /* nthreads * DP_PARTS + 1 chunk boundaries, of about equal cost */
+    const int64_t *bounds;  /* nthreads * parts + 1 chunk boundaries, of about equal cost */
     const int64_t *pbounds; /* nthreads + 1 prep chunk boundaries */
     float **tws;            /* one scratch per thread */
 } pool_job;
@@ -176,11 +180,12 @@ static void run_part(const pool_job *j, int t) {
         atomic_fetch_add_explicit(&pool.arrived, 1, memory_order_acq_rel);
         while (atomic_load_explicit(&pool.arrived, memory_order_acquire) < pool.n) wait_step();
     }
+    const int pp = parts_per_thread(j->k);
     for (int d = 0; d < pool.n; d++) {
         int v = (t + d) % pool.n;
         for (;;) {
             int i = atomic_fetch_add_explicit(&pool.next[v].v, 1, memory_order_relaxed);
-            if (i >= (v + 1) * DP_PARTS) break;
+            if (i >= (v + 1) * pp) break;
             if (j->bounds[i] < j->bounds[i + 1])
                 j->k->range(j->x, j->y, j->ws, j->arr, j->bounds[i], j->bounds[i + 1], j->tws[t]);
         }
@@ -225,7 +230,8 @@ static void *worker(void *arg) {
 
 /* Wake the workers for the job in pool.job (or for stopping) and do part 0 here. */
 static void pool_call(void) {
-    for (int t = 0; t < pool.n; t++) atomic_store_explicit(&pool.next[t].v, t * DP_PARTS, memory_order_relaxed);
+    const int pp = parts_per_thread(pool.job.k);
+    for (int t = 0; t < pool.n; t++) atomic_store_explicit(&pool.next[t].v, t * pp, memory_order_relaxed);
     atomic_store_explicit(&pool.pending, pool.n - 1, memory_order_relaxed);
     atomic_store_explicit(&pool.arrived, 0, memory_order_relaxed);
     atomic_fetch_add(&pool.gen, 1); /* seq_cst: a worker going to sleep either sees it or is seen */
@@ -405,7 +411,7 @@ typedef struct {
     double *layers;  /* programs: rounds x nlayers per-call mean layer times */
     int ready;
     int nthreads;    /* > 1: calls go through the pool */
-    int64_t *bounds; /* nthreads * DP_PARTS + 1 chunk boundaries */
+    int64_t *bounds; /* nthreads * parts_per_thread + 1 chunk boundaries */
     int64_t *pbounds; /* nthreads + 1 prep chunk boundaries */
     float **tws;     /* per-thread scratch */
 } slot;
@@ -456,7 +462,7 @@ static int prepare(slot *s, const dp_kernel *k, const options *o) {
     if (o->threads > 1) {
         if (!k->range) { print_error(k, "error", "this kernel runs on one thread only"); return 0; }
         s->nthreads = (int)o->threads;
-        int parts = s->nthreads * DP_PARTS;
+        int parts = s->nthreads * parts_per_thread(k);
         s->bounds = malloc(sizeof(int64_t) * (size_t)(parts + 1));
         s->pbounds = malloc(sizeof(int64_t) * (size_t)(s->nthreads + 1));
         s->tws = calloc((size_t)s->nthreads, sizeof(float *));

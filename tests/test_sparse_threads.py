@@ -126,6 +126,15 @@ def test_special_paths_and_more_threads_than_chunks(toolchain, cache, tmp_path):
                          sparsity=Sparsity("unstructured", 0.5))]
     kernels += [generate(s, "sparse", vector_floats=16, vector_regs=32) for s in unroll]
     assert all(k.stats["format"] == "unrolled" for k in kernels[-2:]) and kernels[-1].chunking.nchunks == 3
+    # staged input (`codegen.staged_input`, one part per thread): a direct and a partial tile, two
+    # images unit-major, and one 7x7 tile
+    staged = [KernelSpec("pwconv", h=14, w=14, cin=256, cout=24, activation="relu6",
+                         sparsity=Sparsity("unstructured", 0.5)),
+              KernelSpec("pwconv", n=2, h=14, w=14, cin=200, cout=30, sparsity=Sparsity("nm", 0.5)),
+              KernelSpec("pwconv", h=7, w=7, cin=480, cout=40, activation="relu",
+                         sparsity=Sparsity("block", 0.75, {"block": [1, 4]}))]
+    kernels += [generate(s, "sparse", vector_floats=16, vector_regs=32) for s in staged]
+    assert all(k.stats.get("staged_input") and k.chunking.parts == 1 and not k.chunking.nprep for k in kernels[-3:])
     assert kernels[5].chunking.nchunks == 1 and kernels[4].chunking.cost == (kernels[4].spec.cout,)
     last = kernels[6].chunking
     assert not last.unit_major and len(last.cost) == last.nchunks // 3

@@ -154,6 +154,8 @@ def _registry_source(kernels: Sequence) -> str:
                        f".nprep = {ch.nprep}LL"]
             if getattr(ch, "private_prep", False):
                 fields.append(".private_prep = 1")
+            if getattr(ch, "parts", 0):
+                fields.append(f".parts = {ch.parts}")
         lines.append("    {" + ", ".join(fields) + "},")
     lines += ["};", f"const int dp_nkernels = {len(kernels)};", ""]
     return "\n".join(lines)

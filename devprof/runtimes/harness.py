@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..devices.base import Device
 
 HARNESS_VERSION = "devprof-harness/1.2"
-CODEGEN_VERSION = "15"  # 2: fc panels, direct depthwise kernel, whole-model programs; 3: chunked entry points;
+CODEGEN_VERSION = "16"  # 2: fc panels, direct depthwise kernel, whole-model programs; 3: chunked entry points;
 # 4: vector width and register count from the target ISA table; 5: rows with no kept weight written in the
 # chunks (a unit of every tile), prep chunks by row band, one pool job per call; 6: contiguous epilogue where
 # no junk columns, the last partial tile after direct ones priced higher; 7: NEON one-row
@@ -35,7 +35,9 @@ CODEGEN_VERSION = "15"  # 2: fc panels, direct depthwise kernel, whole-model pro
 # 13: AVX-512 channel blocking from 4 nonzeros per block on layers of 64+ rows; 14: AVX-512 stride-1 convs
 # with 2+ output channels per input channel read column-shifted input copies (codegen.column_shifted), and
 # one-row 1x1 kernels copy channels of whole vectors (codegen.channels_padded); 15: AVX-512 one-row kernels of
-# stride-1 convs with whole-vector output rows unrolled, weights in the code (sparse/unrolled.py)
+# stride-1 convs with whole-vector output rows unrolled, weights in the code (sparse/unrolled.py); 16: AVX-512 one-row
+# 1x1 kernels that copy channels of whole vectors, where each thread reads all of the input, stage it per
+# channel block and tile into an L1 buffer inside each range call (codegen.staged_input; one part per thread)
 MAX_LINE = 1 << 20  # longer lines are refused unread
 MAX_SAMPLES = 100_000
 

@@ -149,6 +149,24 @@ def channels_padded(spec: KernelSpec, vl: int, one_row: bool, nnz: int) -> bool:
             and nnz >= PAD_MIN_READS * spec.cin)
 
 
+def staged_input(spec: KernelSpec, geo: Geometry, units: int) -> bool:
+    """Whether a channel-blocked one-row kernel (`channel_block`) whose input is copied to channels
+    of whole vectors (`channels_padded`) stages that copy block by block instead: before a tile's
+    rows run over a channel block, the block's slice of the input (its channels x the tile's
+    positions) is copied into a small buffer that stays in L1, rather than the whole input being
+    copied once per call into a buffer of its size. Used where every thread would make its own
+    whole copy (one tile per call, or unit-major: threads split the rows, and each reads all of the
+    input): that copy is the part of the call that more threads do not shorten, and cross-core
+    reads of one shared copy cost more than it. Staged, each copied line is written to L1 and read
+    from there, not written back to L2 and read again, so the copy costs less on every thread
+    count. Each range call stages what it reads, so the harness runs a thread's share as one call
+    (`Chunking.parts`)."""
+    tiles = spec.n * (geo.qpad // geo.t)
+    return (geo.mode == "conv" and not geo.shifts and spec.groups == 1 and geo.cs != geo.plane
+            and (spec.kh, spec.kw, spec.stride, spec.padding) == (1, 1, 1, 0)
+            and (tiles == 1 or (tiles <= UNIT_MAJOR_TILES and (units + 1) * tiles <= MAX_COST_PERIOD)))
+
+
 def geometry(spec: KernelSpec, vl: int, nv: int, aligned: bool = False, one_row: bool = False,
              nnz: int = 0) -> Geometry:
     """`aligned`: the fp32 generator's aligned layouts, column-shifted input copies where
@@ -513,6 +531,20 @@ def _fill_src(spec: KernelSpec, geo: Geometry) -> str:
     return "\n".join(L)
 
 
+def _stage_src(spec: KernelSpec, geo: Geometry, cb: int) -> str:
+    """`stage_in`: channel block b's slice of one image's input (1x1, stride 1, unpadded: channel
+    ci's positions [q0, q0 + T) are contiguous) into `xs`, channel by channel T floats apart (the
+    junk positions of a last, partial tile keep the finite values of an earlier tile)."""
+    q, t, cin = geo.q, geo.t, spec.cin
+    return "\n".join([
+        "static inline void stage_in(float *restrict xs, const float *restrict xn, int b, int q0) {",
+        f"    const int te = {q} - q0 < {t} ? {q} - q0 : {t};",
+        f"    const int c1 = (b + 1) * {cb} < {cin} ? (b + 1) * {cb} : {cin};",
+        f"    for (int ci = b * {cb}; ci < c1; ci++)",
+        f"        memcpy(xs + (size_t)(ci - b * {cb}) * {t}, xn + (size_t)ci * {q} + q0, (size_t)te * sizeof(float));",
+        "}"])
+
+
 _EPI_PROTO = ("static void epilogue(const float *restrict ct, float *restrict y, int q0, const float *restrict bias,\n"
               "                     const int32_t *restrict rows, int rs, int nr) {")
 
@@ -633,7 +665,9 @@ class Chunking:
     evenly across threads before any chunk runs (by input rows where threads split an image's
     tiles: a thread copies about the rows its own chunks read); 0: no prep and no barrier.
     `private_prep`: every thread runs all the prep chunks into its own scratch instead (threads
-    that split units, not tiles, each read all of the input), no barrier."""
+    that split units, not tiles, each read all of the input), no barrier. `parts`: range calls per
+    thread's share (1 for kernels that stage their input inside every call, `staged_input`), 0
+    for the harness's default."""
 
     nchunks: int
     cost: tuple[int, ...]
@@ -641,6 +675,7 @@ class Chunking:
     nprep: int = 0
     unit_major: bool = False
     private_prep: bool = False
+    parts: int = 0
 
 
 PREP_CHUNKS = 32  # at least this many prep chunks per call where the input has the rows for it
@@ -656,7 +691,7 @@ MAX_COST_PERIOD = 16384  # per-tile costs only while the cost array stays this s
 
 def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], body: list[str],
                 body_direct: list[str] | None, empty_rows: Sequence[int], cost: Sequence[int],
-                rows_expr: str, unit_rows: Sequence[int] = ()) -> tuple[str, Chunking, int]:
+                rows_expr: str, unit_rows: Sequence[int] = (), stage: int = 0) -> tuple[str, Chunking, int]:
     """The kernel's three entry points: `<symbol>_prep` (the shared input copies of a call, in
     chunks), `<symbol>_range` (chunks [c0, c1) with a private tile buffer) and `<symbol>` (one
     thread: every copy and every chunk, image by image).
@@ -665,6 +700,8 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
     into the output; `rows_expr` is the epilogue's (rows, stride, count) for units [lo, hi);
     `unit_rows`: each unit's rows, which price an image's last, partial tile where the tiles before
     it are direct (it goes through the tile buffer: a thread given it and no more would finish last).
+    `stage`: the channels per block of a kernel whose body stages its input (`staged_input`) into
+    `xs`, the scratch after the tile buffer: then there is no copy, no prep and one part per thread.
     Rows with no kept weight are the last unit of every tile (its epilogue over their tile rows,
     which no group writes and so stay zero), so they are written by whichever thread takes that
     chunk rather than by one thread before the others start.
@@ -682,6 +719,8 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         shared, tws = tiles * geo.xc_size, spec.cout * geo.t
     else:
         tiles, shared, tws = spec.n * (geo.qpad // geo.t), spec.n * geo.xc_size, spec.cout * geo.t
+        if stage:
+            shared, tws = 0, tws + stage * geo.t
     # the shared copies, in prep chunks: conv, one per (image, input row, block of channels) where
     # threads split an image's tiles, in row order like the tiles, so the thread that copies a band
     # of rows is the one whose tiles read it (then it is still in that core's cache), else one per
@@ -698,7 +737,7 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
     unit, copy_all, per = "", "", 0  # prep chunk p's copy; one image's (tile's for fc) whole copy
     tiles_img = geo.qpad // geo.t
     unit_major = geo.mode == "conv" and 1 < tiles <= UNIT_MAJOR_TILES and nu * tiles <= MAX_COST_PERIOD
-    if geo.mode == "conv" and not inplace:
+    if geo.mode == "conv" and not inplace and not stage:
         copy_all = f"fill({xn}, {wn}, 0, {spec.cin}, 0, {spec.h});"
     if copy_all and tiles_img > 1 and not unit_major:
         cb = max(1, min(spec.cin, -(-PREP_CHUNKS // (spec.n * spec.h))))  # blocks of channels per row
@@ -710,7 +749,7 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         per = spec.cin * nb
         unit = (f"const int ci = u / {nb}, b = u - ci * {nb}; "
                 f"fill({xn}, {wn}, ci, ci + 1, b * {spec.h} / {nb}, (b + 1) * {spec.h} / {nb});")
-    elif geo.mode == "conv" and qfull < geo.qpad:
+    elif geo.mode == "conv" and qfull < geo.qpad and not stage:
         per = spec.cin
         mc = (f"memcpy({wn} + (size_t)k * {geo.cs} + {qfull}, {xn} + (size_t)k * {geo.q} + {qfull}, "
               f"{geo.q - qfull} * sizeof(float));")
@@ -767,6 +806,8 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
                f"        fc_tile(a, ws + (size_t)tile * {geo.xc_size}, y, ct, tile, lo, hu);", "    }"]
     else:
         rng = [f"    float *ct = {ctbase};", "    (void)ct;"]
+        if stage:
+            rng += [f"    float *xs = ct + {spec.cout * geo.t};"]
         if ne and body_direct is not None and qfull and not unit_major:
             # the empty units of direct tiles: each empty row's run over the consecutive direct
             # tiles of [c0, c1) at once (a constant, stored in one pass as one thread would)
@@ -783,13 +824,13 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         rng += [*step,
                f"        const int n = (int)(tile / {nt});",
                f"        const int q0 = (int)(tile - (int64_t)n * {nt}) * {geo.t};",
-               f"        const float *xc = {xbase} + (size_t)n * {geo.xc_size};", "        (void)xc;",
+               *([] if stage else [f"        const float *xc = {xbase} + (size_t)n * {geo.xc_size};", "        (void)xc;"]),
                f"        float *yn = y + (size_t)n * {spec.cout * ohw};"]
-        ct_path = ["            const float *xq = xc + q0;", *["        " + b for b in body],
+        ct_path = [f"            const float *xq = {'xs' if stage else 'xc + q0'};", *["        " + b for b in body],
                    "            " + epi.format(y="yn")]
         if body_direct is not None and qfull:
-            src_x = f"x + (size_t)n * {chw}" if inplace else "xc"
-            rng += [f"        if (q0 < {qfull}) {{", f"            const float *xq = {src_x} + q0;",
+            src_x = "xs" if stage else f"x + (size_t)n * {chw} + q0" if inplace else "xc + q0"
+            rng += [f"        if (q0 < {qfull}) {{", f"            const float *xq = {src_x};",
                     "            float *yq = yn + q0;", *["        " + b for b in body_direct]]
             if ne and unit_major:  # this direct tile's empty unit: its rows' constant
                 rng += [f"            for (int e = 0; hu == {nu} && e < {ne}; e++) {{",
@@ -834,7 +875,8 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
         f"const int32_t {symbol}_cost[{max(1, len(ucost))}] = {{{', '.join(map(str, ucost or [1]))}}};"]
     # one thread's workspace: fc packs each tile into one panel, followed by the tile buffer
     ws_one = geo.xc_size + tws if geo.mode == "fc" else shared + tws
-    chunking = Chunking(nchunks, tuple(ucost or [1]), shared + tws if private else tws, nprep, unit_major, private)
+    chunking = Chunking(nchunks, tuple(ucost or [1]), shared + tws if private else tws, nprep, unit_major, private,
+                        1 if stage else 0)
     return "\n".join(lines), chunking, max(ws_one, shared + tws)
 
 
@@ -899,15 +941,20 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
     gi = 0
     cb = channel_block(spec, geo, vl, single and variant == "sparse", float(mask2.mean())) if groups else 0
     segs: list[int] = []
+    stage = cb if cb and staged_input(spec, geo, len(groups)) else 0
     if cb:  # one-row groups, channel block by channel block (see channel_block)
         segs, offs, vals, nb = _blocked_segments(spec, geo, groups, cb, wm2)
+        if stage:  # column offsets into the staged block: channel within the block x the tile
+            offs = [(o // geo.cs) % cb * geo.t for o in offs]
         meta[1::4] = meta[2::4] = [0] * len(groups)  # where a group's columns are: the segment table
         ng = len(groups)
         # with direct tiles the tile buffer serves only an image's last, partial tile: as many
         # vectors as its real positions need (14x14: 6 of 7)
         nv_ct = -(-(geo.q - geo.q // geo.t * geo.t) // vl) if direct and geo.q % geo.t else geo.nv
         kernels.append(_mk_blocked(nv_ct, vl, geo.t, "none", "mkb"))
-        loop = ["    for (int b = 0; b < %d; b++) {" % nb, f"        const int32_t *sb = segs + (size_t)b * {2 * ng};",
+        loop = ["    for (int b = 0; b < %d; b++) {" % nb,
+                *([f"        stage_in(xs, x + (size_t)n * {spec.cin * geo.q}, b, q0);"] if stage else []),
+                f"        const int32_t *sb = segs + (size_t)b * {2 * ng};",
                 "        for (int g = lo; g < hi; g++) {", "            const int f = sb[2 * g];"]
         body += [*loop, f"            if (f) mkb(xq, offs + sb[2 * g + 1], vals + sb[2 * g + 1], f, "
                  f"ct + (size_t)rows[g] * {geo.t}, 0.f);", "        }", "    }"]
@@ -941,8 +988,9 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
     meta += [0, len(offs), len(vals), len(rows)]  # end of the last group's rows (the epilogue's slices)
     cost = [len(g.rows) * (len(g.cols) + 1) for g in groups]
     driver, chunking, ws = _driver_src(spec, geo, symbol, head, body, body_d if direct else None, empty, cost,
-                                       _GROUP_ROWS, [len(g.rows) for g in groups])
-    src = "\n\n".join([*kernels, _fill_src(spec, geo), _epilogue_src(spec, geo), _epilogue_all_src(spec, geo), driver])
+                                       _GROUP_ROWS, [len(g.rows) for g in groups], stage)
+    copy = _stage_src(spec, geo, stage) if stage else _fill_src(spec, geo)
+    src = "\n\n".join([*kernels, copy, _epilogue_src(spec, geo), _epilogue_all_src(spec, geo), driver])
     arrays = [np.asarray(meta, np.int32), np.asarray(rows, np.int32), np.asarray(offs, np.int32),
               np.asarray(vals, np.float32)] + ([np.asarray(segs, np.int32)] if cb else [])
     fmas = sum(len(g.rows) * len(g.cols) for g in groups)
@@ -950,6 +998,8 @@ def _gen_groups(spec: KernelSpec, wm2: np.ndarray, mask2: np.ndarray, variant: s
              "mean_rows_per_group": (sum(len(g.rows) for g in groups) / len(groups)) if groups else 0.0}
     if cb:
         stats.update(channel_block=cb)
+    if stage:
+        stats.update(staged_input=True)
     one = [len(g.cols) for g in groups if len(g.rows) == 1]
     step = column_step(1, vl, regs) if geo.mode != "gemv" else 1
     if one and step > 1:  # the share of one-row columns run in full steps (the rest: one at a time)
