@@ -18,7 +18,8 @@ and the remaining 15,625 - k are scored — share within ±10% and Spearman ρ �
 * transfer: `predictors.transfer.fit_table` (what `fit-predictor --transfer-from` fits): the
   penalised table fit, the rescaled sources averaged without corrections and rescaled on the fit's
   Huber loss ("average"; near (b) when one source carries all the weight), or a blend of the two,
-  whichever cross-validates best on the k target timings alone ("chosen" counts the splits);
+  the simplest whose loss cross-validated on the k target timings alone is within half a standard
+  error of the lowest ("chosen" counts the splits);
 * (a) target alone: `devprof.from_models.fit` on the same k timings;
 * (b) best single source rescaled by one constant: the source whose one-constant rescaling
   explains the k timings best (leave-one-out), that constant applied to its table.

@@ -25,9 +25,11 @@ contradict every source the chosen penalties fall and the per-layer part carries
 figure flatters it next to a fixed one-constant model; `fit_table` therefore makes the last choice
 — the penalised fit, the mixture of rescaled sources without corrections, or a blend — by
 cross-validating the whole procedure (every fold refits penalties and source weights) on the target
-samples alone. The simple end is the mixture, not the best single source: when the samples cannot
-tell the sources apart, betting on the one that happens to explain them best ranks the rest worse
-on average than hedging between them.
+samples alone, keeping the simplest candidate whose loss is within half a standard error of the
+lowest (`CHOICE_SE`): a few folds' losses are noisy, and following their noise keeps the fit where
+the mixture ranks the rest better. The simple end is the mixture, not the best single source: when
+the samples cannot tell the sources apart, betting on the one that happens to explain them best
+ranks the rest worse on average than hedging between them.
 
 **Kernel predictors** (`fit_kernels`). Each source bundle predicts the target's sampled kernels;
 the target is modelled in log space as a per-(op, scheme)-group rescaling of one source or of the
@@ -250,12 +252,17 @@ def _layer_scale(m: np.ndarray, nk: int) -> np.ndarray:
     return np.maximum(m, max(floor, 1e-12))
 
 
+def _losses(res: np.ndarray, robust: float | None) -> np.ndarray:
+    """Each sample's squared relative error, or its Huber loss at `robust`."""
+    if not robust:
+        return res ** 2
+    a = np.abs(res)
+    return np.where(a <= robust, 0.5 * a * a, robust * (a - 0.5 * robust))
+
+
 def _loss(res: np.ndarray, robust: float | None) -> float:
     """Mean squared relative error, or mean Huber loss at `robust`."""
-    if not robust:
-        return float(np.mean(res ** 2))
-    a = np.abs(res)
-    return float(np.mean(np.where(a <= robust, 0.5 * a * a, robust * (a - 0.5 * robust))))
+    return float(np.mean(_losses(res, robust)))
 
 
 def _fit_table_penalised(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[TableSource],
@@ -384,6 +391,12 @@ BLEND = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Weights of the penalised table fit tried against the averaged rescaled sources
 (`source_average`; 0: the average alone; 1: the fit alone)."""
 CV_FOLDS = 5
+CHOICE_SE = 0.5
+"""A heavier candidate of the final choice (more weight on the penalised fit) is kept only when its
+cross-validated loss beats a simpler one's by more than this many standard errors of their paired
+per-sample loss difference (a one-standard-error rule, halved): with 5-50 timings the folds' losses
+are noisy, and a choice that follows the noise keeps the fit where the averaged sources would rank
+the rest better."""
 
 
 def _source_predictions(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[TableSource]) -> np.ndarray:
@@ -433,6 +446,22 @@ def source_average(P: np.ndarray, y: np.ndarray, robust: float | None = ROBUST) 
     return wc * _robust_scale(P @ wc / y, robust)
 
 
+def _choose_blend(y: np.ndarray, pred_fit: np.ndarray, pred_avg: np.ndarray,
+                  robust: float | None) -> tuple[float, dict[float, float]]:
+    """The `BLEND` weight of the penalised fit chosen from out-of-fold predictions, and each
+    candidate's cross-validated loss: the simplest candidate (the average first) whose loss exceeds
+    the lowest by at most `CHOICE_SE` standard errors of their paired per-sample difference."""
+    per = {a: _losses(1.0 - (a * pred_fit + (1.0 - a) * pred_avg) / y, robust) for a in BLEND}
+    cands = {a: float(v.mean()) for a, v in per.items()}
+    best = min(cands, key=lambda a: (cands[a], a))
+    for a in sorted(BLEND):
+        d = per[a] - per[best]
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+        if d.mean() <= CHOICE_SE * se + 1e-15:
+            return a, cands
+    return best, cands
+
+
 def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[TableSource],
               group_of: Callable[[str], str] = default_group, min_samples: int = 2,
               robust: float | None = ROBUST, folds: int = CV_FOLDS) -> TableTransfer:
@@ -444,8 +473,8 @@ def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[T
     averaged without corrections (`source_average`), or a blend of the two (`BLEND`) — is made on
     out-of-fold predictions of the whole procedure (each fold refits both from scratch, penalty
     search and source weights included): leave-one-out up to `folds` samples, `folds`-fold beyond
-    (sample i in fold i mod folds). The lowest cross-validated loss wins, ties to the simpler (the
-    average)."""
+    (sample i in fold i mod folds). The simplest candidate (the average first) whose cross-validated
+    loss is within `CHOICE_SE` standard errors of the lowest is kept (`_choose_blend`)."""
     fit = _fit_table_penalised(models, sources, group_of, min_samples, robust)
     y = np.array([float(v) for _, v in models], dtype=np.float64)
     n = len(y)
@@ -478,17 +507,13 @@ def fit_table(models: Sequence[tuple[Sequence[str], float]], sources: Sequence[T
     except TransferError as e:  # a fold the sources cannot fit: keep the penalised fit
         fit.choice = {"chosen": "penalised fit", "cv": None, "note": f"cross-validation skipped: {e}"}
         return fit
-    cands = []
-    for a in BLEND:
-        p = a * pred_fit + (1.0 - a) * pred_avg
-        cands.append((_loss(1.0 - p / y, robust), a, p))
-    best = min(cands, key=lambda t: (t[0], t[1]))
-    loss_b, a, p = best
+    a, cands = _choose_blend(y, pred_fit, pred_avg, robust)
+    p = a * pred_fit + (1.0 - a) * pred_avg
     label = "penalised fit" if a == 1.0 else "averaged sources" if a == 0.0 else "blend"
     cv = "leave-one-out" if K == n else f"{K}-fold"
     fit.choice = {"chosen": label, "transfer_weight": a, "cv": cv, "folds": K,
-                  "loss": "huber@%g" % robust if robust else "mse",
-                  "candidates": {f"{w:g}": float(v) for v, w, _ in cands},
+                  "loss": "huber@%g" % robust if robust else "mse", "within_se": CHOICE_SE,
+                  "candidates": {f"{w:g}": float(v) for w, v in cands.items()},
                   "source_average": {sources[j].name: float(wj) for j, wj in zip(ok, wa)}}
     fit.transfer_weight = float(a)
     fit.loo = _loo_figures(y, 1.0 - p / y)
