@@ -164,7 +164,7 @@ def staged_input(spec: KernelSpec, geo: Geometry, units: int) -> bool:
     tiles = spec.n * (geo.qpad // geo.t)
     return (geo.mode == "conv" and not geo.shifts and spec.groups == 1 and geo.cs != geo.plane
             and (spec.kh, spec.kw, spec.stride, spec.padding) == (1, 1, 1, 0)
-            and (tiles == 1 or (tiles <= UNIT_MAJOR_TILES and (units + 1) * tiles <= MAX_COST_PERIOD)))
+            and (tiles == 1 or is_unit_major(geo, tiles, units + 1)))  # + 1: a unit of empty rows, if any
 
 
 def geometry(spec: KernelSpec, vl: int, nv: int, aligned: bool = False, one_row: bool = False,
@@ -689,6 +689,12 @@ TILE_BUFFER_COST = 3
 MAX_COST_PERIOD = 16384  # per-tile costs only while the cost array stays this short
 
 
+def is_unit_major(geo: Geometry, tiles: int, units: int) -> bool:
+    """Whether a conv call of `tiles` tiles and `units` units per tile orders its chunks unit-major
+    (`UNIT_MAJOR_TILES`), its per-chunk cost array staying within MAX_COST_PERIOD."""
+    return geo.mode == "conv" and 1 < tiles <= UNIT_MAJOR_TILES and units * tiles <= MAX_COST_PERIOD
+
+
 def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], body: list[str],
                 body_direct: list[str] | None, empty_rows: Sequence[int], cost: Sequence[int],
                 rows_expr: str, unit_rows: Sequence[int] = (), stage: int = 0) -> tuple[str, Chunking, int]:
@@ -736,7 +742,7 @@ def _driver_src(spec: KernelSpec, geo: Geometry, symbol: str, head: list[str], b
     xn, wn = f"x + (size_t)n * {chw}", f"ws + (size_t)n * {geo.xc_size}"
     unit, copy_all, per = "", "", 0  # prep chunk p's copy; one image's (tile's for fc) whole copy
     tiles_img = geo.qpad // geo.t
-    unit_major = geo.mode == "conv" and 1 < tiles <= UNIT_MAJOR_TILES and nu * tiles <= MAX_COST_PERIOD
+    unit_major = is_unit_major(geo, tiles, nu)
     if geo.mode == "conv" and not inplace and not stage:
         copy_all = f"fill({xn}, {wn}, 0, {spec.cin}, 0, {spec.h});"
     if copy_all and tiles_img > 1 and not unit_major:
