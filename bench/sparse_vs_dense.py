@@ -18,7 +18,8 @@ batch, ORT, scipy), and the lowest median of each is kept — the same rule for 
 
 `--peers` compares the generated kernels (at 1 and 2 threads) with torch dense / CSR / BSR and
 DeepSparse on the same pruned weights (`main_peers`); DeepSparse runs in its own environment's
-interpreter (bench/peer_deepsparse.py), and an absent peer is skipped with a note.
+interpreter (bench/peer_deepsparse.py), and an absent peer is skipped with a note. Its rounds are
+passes over every layer (built once, up front), so a layer's rounds lie far apart in time.
 
 `--dtype int8` compares the generated int8 kernels (devprof/sparse/codegen_int8.py) with the int8
 dense runtimes instead: ONNX Runtime's QDQ model (QLinearConv / MatMulInteger) and LiteRT's
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -396,11 +398,187 @@ def _reference(s: KernelSpec, w2: np.ndarray, b: np.ndarray, X: np.ndarray) -> n
     return y.reshape(s.cout, s.n, s.out_h, s.out_w).transpose(1, 0, 2, 3)
 
 
+class PeerRun:
+    """What every layer of one `--peers` run shares: toolchain, peak, protocol, the peers."""
+
+    def __init__(self, tc, vl, regs, peak, threads, protocol, schemes, ratios, ds, torch, tmp: Path):
+        self.tc, self.vl, self.regs, self.peak = tc, vl, regs, peak
+        self.threads, self.protocol, self.schemes, self.ratios = threads, protocol, schemes, ratios
+        self.ds, self.torch, self.tmp = ds, torch, tmp
+        self.cpus_all = sorted(os.sched_getaffinity(0))
+
+    def cpus(self, t: int) -> str:
+        return ",".join(map(str, self.cpus_all[-1:] if t == 1 else self.cpus_all[:t]))
+
+
+class PeerLayer:
+    """One layer's kernels and its peers' callables, built once and measured once per round;
+    keeps the lowest median of every (contender, threads, kernel)."""
+
+    def __init__(self, ctx: PeerRun, si: int, s: KernelSpec):
+        self.ctx, self.si, self.s = ctx, si, s
+        vl, regs = ctx.vl, ctx.regs
+        kernels = [generate(s, "dense", vector_floats=vl, vector_regs=regs)]
+        for sc, p in SCHEMES:
+            if sc == "pattern" and (s.op == "fc" or (s.kh, s.kw) != (3, 3)) or (ctx.schemes and sc not in ctx.schemes):
+                continue
+            for r in ctx.ratios:
+                kernels.append(generate(s.replace(sparsity=Sparsity(sc, r, p)), "sparse", vector_floats=vl,
+                                        vector_regs=regs))
+        self.kernels = kernels
+        self.batch = build_batch(kernels, ctx.tc)
+        self.x = x = input_tensor(s)
+        X = im2col(s, x)
+        self.ncols = X.shape[1]
+        self.dense_fma = s.cout * X.shape[0] * self.ncols
+        ws = {k.name: pruned_weights(k.spec)[:2] for k in kernels}
+        w2 = {n: w.reshape(s.cout, -1) for n, (w, _) in ws.items()}
+        self.nnz = {n: int(np.count_nonzero(m)) for n, m in w2.items()}
+        self.nnz[kernels[0].name] = self.dense_fma // self.ncols
+        self.sessions = {t: ort_session(s, *ws[kernels[0].name], threads=t) for t in ctx.threads}
+        self.calls: dict[tuple[str, str], object] = {}  # (contender, kernel name) -> callable
+        torch = ctx.torch
+        if torch is not None:
+            import torch.nn.functional as F
+
+            xt = torch.from_numpy(x)
+            Xt = torch.from_numpy(X)
+            wd, bd = ws[kernels[0].name]
+            act = {"relu": torch.relu, "relu6": lambda z: torch.clamp(z, 0, 6)}.get(s.activation, lambda z: z)
+            if s.op == "fc":
+                wt, bt = torch.from_numpy(wd), torch.from_numpy(bd)
+                self.calls[("torch-dense", kernels[0].name)] = lambda: act(F.linear(xt, wt, bt))
+            else:
+                wt = torch.from_numpy(np.ascontiguousarray(np.transpose(wd, (0, 3, 1, 2))))
+                bt = torch.from_numpy(bd)
+                self.calls[("torch-dense", kernels[0].name)] = lambda: act(
+                    F.conv2d(xt, wt, bt, stride=s.stride, padding=s.padding, groups=s.groups))
+            with warnings_quiet():
+                for k in kernels[1:]:
+                    m = torch.from_numpy(w2[k.name])
+                    ref = w2[k.name] @ X
+                    self.calls[("torch-csr", k.name)] = (lambda c=m.to_sparse_csr(): c @ Xt)
+                    if k.spec.sparsity.scheme in ("block", "bcr") and s.cout % 4 == 0 and X.shape[0] % 4 == 0:
+                        self.calls[("torch-bsr4x4", k.name)] = (lambda c=m.to_sparse_bsr((4, 4)): c @ Xt)
+                    for c in ("torch-csr", "torch-bsr4x4"):
+                        if (c, k.name) in self.calls and not np.allclose(self.calls[(c, k.name)]().numpy(), ref,
+                                                                          rtol=1e-3, atol=1e-3):
+                            print(f"  {c} {k.spec.sparsity.label()}: output differs from the GEMM; left out")
+                            del self.calls[(c, k.name)]
+        self.ds_models: dict[str, tuple[Path, np.ndarray]] = {}
+        self.xp = ctx.tmp / f"x{si}.npy"
+        if ctx.ds.ok:
+            np.save(self.xp, x)
+            for k in kernels[1:]:
+                mp = ctx.tmp / f"{k.name}.onnx"
+                onnx_save(onnx_model(s, *ws[k.name]), mp)
+                self.ds_models[k.name] = (mp, _reference(s, w2[k.name], ws[k.name][1], X))
+        self.ds_bad: set[tuple[int, str]] = set()
+        self.best: dict[tuple[str, int, str], float] = {}
+
+    def _ds_load(self, t: int) -> dict[str, str]:
+        """DeepSparse engines of this layer at `t` threads (only these alive while they are timed:
+        idle engines of the other thread count would keep threads of their own)."""
+        keys = {}
+        for name, (mp, ref) in self.ds_models.items():
+            if (t, name) in self.ds_bad:
+                continue
+            key = f"{name}@{t}"
+            rep = self.ctx.ds.ask({"op": "load", "key": key, "model": str(mp), "x": str(self.xp), "threads": t})
+            label_ = next(k for k in self.kernels if k.name == name).spec.sparsity.label()
+            if "error" in rep:
+                print(f"  DeepSparse {label_} at {t} thread(s): {rep['error']}")
+            elif not np.allclose(np.load(rep["y"]), ref, rtol=1e-3, atol=1e-3):
+                print(f"  DeepSparse {label_} at {t} thread(s): output differs from the GEMM; left out")
+            else:
+                keys[key] = name
+                continue
+            self.ds_bad.add((t, name))
+        return keys
+
+    def _keep(self, contender: str, t: int, name: str, us: float) -> None:
+        self.best[(contender, t, name)] = min(self.best.get((contender, t, name), math.inf), us)
+
+    def measure_round(self) -> None:
+        """Every contender once at every thread count, interleaved."""
+        ctx, protocol, torch = self.ctx, self.ctx.protocol, self.ctx.torch
+        for t in ctx.threads:
+            p = subprocess.run([str(self.batch.binary), *protocol.harness_args(), f"--threads={t}",
+                                f"--cpus={ctx.cpus(t)}"], cwd=self.batch.folder, capture_output=True, text=True,
+                               timeout=3600)
+            for name, line in parse_harness_output(p.stdout).lines.items():
+                if line.status == "ok":
+                    self._keep("devprof-c", t, name, float(np.median(line.samples_us)))
+                else:
+                    print(f"\n  devprof-c {name} at {t} thread(s): {line.status}: {line.error}")
+            sess, feeds = self.sessions[t], {"x": self.x}
+            self._keep("ort-dense", t, self.kernels[0].name,
+                       measure_callable(lambda: sess.run(None, feeds), protocol).median_us)
+            if torch is not None:
+                torch.set_num_threads(t)
+                for (c, name), fn in self.calls.items():
+                    self._keep(c, t, name, measure_callable(fn, protocol).median_us)
+            keys = self._ds_load(t) if self.ds_models else {}
+            if keys:
+                rep = ctx.ds.ask({"op": "time", "keys": list(keys), "protocol": dataclasses.asdict(protocol)})
+                for key, us in rep.get("us", {}).items():
+                    self._keep("deepsparse", t, keys[key], us)
+                if "error" in rep:
+                    print(f"\n  DeepSparse timing at {t} thread(s): {rep['error']}")
+            if self.ds_models:
+                ctx.ds.ask({"op": "drop"})
+
+    @property
+    def label(self) -> str:
+        s = self.s
+        return s.key + (f" (crop of {s.a['crop_of']})" if s.a.get("crop_of") else "")
+
+    def rows(self) -> list[dict]:
+        s, out = self.s, []
+        for (c, t, name), us in sorted(self.best.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+            k = next(k for k in self.kernels if k.name == name)
+            dense = k is self.kernels[0]
+            sp = k.spec.sparsity
+            nnz = self.nnz[name]
+            out.append(dict(shape=self.label, gemm=gemm_shape(s), op=s.op, kh=s.kh,
+                            scheme="dense" if dense else sp.scheme,
+                            params="" if dense else json.dumps(sp.to_dict()["params"], sort_keys=True),
+                            ratio=0.0 if dense else sp.ratio, achieved=1 - nnz * self.ncols / self.dense_fma,
+                            nnz=nnz, threads=t, contender=c, us=us,
+                            nnz_gflops=2 * nnz * self.ncols / us / 1e3,
+                            dense_equiv_gflops=2 * self.dense_fma / us / 1e3, peak_gflops=self.ctx.peak * t))
+        return out
+
+    def print_table(self) -> None:
+        best, kernels, peak = self.best, self.kernels, self.ctx.peak
+        print(f"{self.label}  GEMM {gemm_shape(self.s)}  {2 * self.dense_fma / 1e6:.1f} MFLOP dense")
+        for t in self.ctx.threads:
+            dense = " | ".join(f"{c} {best[(c, t, kernels[0].name)]:8.1f} us" for c in ("devprof-c", "ort-dense",
+                               "torch-dense") if (c, t, kernels[0].name) in best)
+            print(f" {t} thread(s), dense: {dense}")
+            print(f"   {'kernel':28s} {'devprof-c':>10s} {'nnz GF/s':>8s} {'%peak':>5s} {'dense-eq':>8s} "
+                  f"{'torch CSR':>10s} {'torch BSR':>10s} {'DeepSparse':>10s} {'DS/ours':>7s}")
+            for k in kernels[1:]:
+                us = best.get(("devprof-c", t, k.name), math.nan)
+                g = 2 * self.nnz[k.name] * self.ncols / us / 1e3
+                dsu = best.get(("deepsparse", t, k.name), math.nan)
+                print(f"   {k.spec.sparsity.label():28s} {us:10.1f} {g:8.1f} {g / (peak * t) * 100:5.0f} "
+                      f"{2 * self.dense_fma / us / 1e3:8.1f} {best.get(('torch-csr', t, k.name), math.nan):10.1f} "
+                      f"{best.get(('torch-bsr4x4', t, k.name), math.nan):10.1f} {dsu:10.1f} {dsu / us:7.2f}")
+
+
+def onnx_save(model, path: Path) -> None:
+    import onnx
+
+    onnx.save(model, path)
+
+
 def main_peers(args) -> int:
     """Generated kernels vs torch dense / CSR / BSR and DeepSparse, each at 1 and 2 threads.
 
     Same pruned weights for all (DeepSparse gets them as a pruned ONNX model); every contender is
-    measured `--rounds` times, the thread counts and contenders interleaved, lowest median kept."""
+    measured `--rounds` times, the thread counts and contenders interleaved, lowest median kept.
+    Every layer is built first; each round then passes over all of them."""
     try:
         threads = sorted({int(t) for t in args.threads.split(",") if t.strip()})
         ratios = [float(r) for r in args.ratios.split(",")] if args.ratios else PEER_RATIOS
@@ -416,14 +594,10 @@ def main_peers(args) -> int:
         threads = [t for t in threads if t <= ncpu] or [1]
     protocol = Protocol.quick() if args.smoke else PROTOCOL
     schemes = scheme_filter(args.schemes)
-    import dataclasses
-
-    import onnx
     import onnxruntime as ort
 
     try:
         import torch
-        import torch.nn.functional as F
     except ImportError:
         torch = None
         print("note: torch is not installed (pip install '.[peers]'): no torch dense / CSR / BSR figures")
@@ -449,145 +623,30 @@ def main_peers(args) -> int:
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{len(shapes)} shapes x {len(SCHEMES)} schemes x ratios {ratios} x threads {threads}, fp32; "
           "GF/s = nonzero FMAs x 2 / time (dense rows: all FMAs)\n")
-    cpus_all = sorted(os.sched_getaffinity(0))
     path = Path(args.csv) if Path(args.csv) != ap_default_csv() else PEERS_CSV
-    rows: list[dict] = []
     t_start = time.time()
     tmp = tempfile.TemporaryDirectory(prefix="devprof-peers-")
-    for si, s in enumerate(shapes):
-        kernels = [generate(s, "dense", vector_floats=vl, vector_regs=regs)]
-        for sc, p in SCHEMES:
-            if sc == "pattern" and (s.op == "fc" or (s.kh, s.kw) != (3, 3)) or (schemes and sc not in schemes):
-                continue
-            for r in ratios:
-                kernels.append(generate(s.replace(sparsity=Sparsity(sc, r, p)), "sparse", vector_floats=vl,
-                                        vector_regs=regs))
-        batch = build_batch(kernels, tc)
-        x = input_tensor(s)
-        X = im2col(s, x)
-        ncols = X.shape[1]
-        dense_fma = s.cout * X.shape[0] * ncols
-        ws = {k.name: pruned_weights(k.spec)[:2] for k in kernels}
-        w2 = {n: w.reshape(s.cout, -1) for n, (w, _) in ws.items()}
-        nnz = {n: int(np.count_nonzero(m)) for n, m in w2.items()}
-        nnz[kernels[0].name] = dense_fma // ncols
-        sessions = {t: ort_session(s, *ws[kernels[0].name], threads=t) for t in threads}
-        calls: dict[tuple[str, str], object] = {}  # (contender, kernel name) -> callable
-        if torch is not None:
-            xt = torch.from_numpy(x)
-            Xt = torch.from_numpy(X)
-            wd, bd = ws[kernels[0].name]
-            act = {"relu": torch.relu, "relu6": lambda z: torch.clamp(z, 0, 6)}.get(s.activation, lambda z: z)
-            if s.op == "fc":
-                wt, bt = torch.from_numpy(wd), torch.from_numpy(bd)
-                calls[("torch-dense", kernels[0].name)] = lambda: act(F.linear(xt, wt, bt))
-            else:
-                wt = torch.from_numpy(np.ascontiguousarray(np.transpose(wd, (0, 3, 1, 2))))
-                bt = torch.from_numpy(bd)
-                calls[("torch-dense", kernels[0].name)] = lambda: act(F.conv2d(xt, wt, bt, stride=s.stride,
-                                                                               padding=s.padding, groups=s.groups))
-            with warnings_quiet():
-                for k in kernels[1:]:
-                    m = torch.from_numpy(w2[k.name])
-                    ref = w2[k.name] @ X
-                    csr = m.to_sparse_csr()
-                    calls[("torch-csr", k.name)] = (lambda c=csr: c @ Xt)
-                    if k.spec.sparsity.scheme in ("block", "bcr") and s.cout % 4 == 0 and X.shape[0] % 4 == 0:
-                        bsr = m.to_sparse_bsr((4, 4))
-                        calls[("torch-bsr4x4", k.name)] = (lambda c=bsr: c @ Xt)
-                    for c in ("torch-csr", "torch-bsr4x4"):
-                        if (c, k.name) in calls and not np.allclose(calls[(c, k.name)]().numpy(), ref, rtol=1e-3,
-                                                                     atol=1e-3):
-                            print(f"  {c} {k.spec.sparsity.label()}: output differs from the GEMM; left out")
-                            del calls[(c, k.name)]
-        ds_models: dict[str, tuple[Path, np.ndarray]] = {}
-        if ds.ok:
-            xp = Path(tmp.name) / f"x{si}.npy"
-            np.save(xp, x)
-            for k in kernels[1:]:
-                mp = Path(tmp.name) / f"{k.name}.onnx"
-                onnx.save(onnx_model(s, *ws[k.name]), mp)
-                ds_models[k.name] = (mp, _reference(s, w2[k.name], ws[k.name][1], X))
-        ds_bad: set[tuple[int, str]] = set()
-
-        def ds_load(t: int) -> dict[str, str]:
-            """Engines of this shape at `t` threads (only these alive while they are timed: idle
-            engines of the other thread count would keep threads of their own)."""
-            keys = {}
-            for name, (mp, ref) in ds_models.items():
-                if (t, name) in ds_bad:
-                    continue
-                key = f"{name}@{t}"
-                rep = ds.ask({"op": "load", "key": key, "model": str(mp), "x": str(xp), "threads": t})
-                label_ = next(k for k in kernels if k.name == name).spec.sparsity.label()
-                if "error" in rep:
-                    print(f"  DeepSparse {label_} at {t} thread(s): {rep['error']}")
-                elif not np.allclose(np.load(rep["y"]), ref, rtol=1e-3, atol=1e-3):
-                    print(f"  DeepSparse {label_} at {t} thread(s): output differs from the GEMM; left out")
-                else:
-                    keys[key] = name
-                    continue
-                ds_bad.add((t, name))
-            return keys
-
-        best: dict[tuple[str, int, str], float] = {}
-
-        def keep(contender: str, t: int, name: str, us: float) -> None:
-            best[(contender, t, name)] = min(best.get((contender, t, name), math.inf), us)
-
-        for _ in range(max(1, args.rounds)):
-            for t in threads:
-                cpus = ",".join(map(str, cpus_all[-1:] if t == 1 else cpus_all[:t]))
-                p = subprocess.run([str(batch.binary), *protocol.harness_args(), f"--threads={t}", f"--cpus={cpus}"],
-                                   cwd=batch.folder, capture_output=True, text=True, timeout=3600)
-                for name, line in parse_harness_output(p.stdout).lines.items():
-                    if line.status == "ok":
-                        keep("devprof-c", t, name, float(np.median(line.samples_us)))
-                    else:
-                        print(f"  devprof-c {name} at {t} thread(s): {line.status}: {line.error}")
-                sess = sessions[t]
-                keep("ort-dense", t, kernels[0].name, measure_callable(lambda: sess.run(None, {"x": x}), protocol).median_us)
-                if torch is not None:
-                    torch.set_num_threads(t)
-                    for (c, name), fn in calls.items():
-                        keep(c, t, name, measure_callable(fn, protocol).median_us)
-                keys = ds_load(t) if ds_models else {}
-                if keys:
-                    rep = ds.ask({"op": "time", "keys": list(keys), "protocol": dataclasses.asdict(protocol)})
-                    for key, us in rep.get("us", {}).items():
-                        keep("deepsparse", t, keys[key], us)
-                    if "error" in rep:
-                        print(f"  DeepSparse timing at {t} thread(s): {rep['error']}")
-                if ds_models:
-                    ds.ask({"op": "drop"})
-        label = s.key + (f" (crop of {s.a['crop_of']})" if s.a.get("crop_of") else "")
-        print(f"{label}  GEMM {gemm_shape(s)}  {2 * dense_fma / 1e6:.1f} MFLOP dense")
-        for (c, t, name), us in sorted(best.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
-            k = next(k for k in kernels if k.name == name)
-            dense = k is kernels[0]
-            sp = k.spec.sparsity
-            rows.append(dict(shape=label, gemm=gemm_shape(s), op=s.op, kh=s.kh,
-                             scheme="dense" if dense else sp.scheme,
-                             params="" if dense else json.dumps(sp.to_dict()["params"], sort_keys=True),
-                             ratio=0.0 if dense else sp.ratio, achieved=1 - nnz[name] * ncols / dense_fma,
-                             nnz=nnz[name], threads=t, contender=c, us=us,
-                             nnz_gflops=2 * nnz[name] * ncols / us / 1e3, dense_equiv_gflops=2 * dense_fma / us / 1e3,
-                             peak_gflops=peak * t))
-        for t in threads:
-            dense = " | ".join(f"{c} {best[(c, t, kernels[0].name)]:8.1f} us" for c in ("devprof-c", "ort-dense",
-                               "torch-dense") if (c, t, kernels[0].name) in best)
-            print(f" {t} thread(s), dense: {dense}")
-            print(f"   {'kernel':28s} {'devprof-c':>10s} {'nnz GF/s':>8s} {'%peak':>5s} {'dense-eq':>8s} "
-                  f"{'torch CSR':>10s} {'torch BSR':>10s} {'DeepSparse':>10s} {'DS/ours':>7s}")
-            for k in kernels[1:]:
-                us = best.get(("devprof-c", t, k.name), math.nan)
-                g = 2 * nnz[k.name] * ncols / us / 1e3
-                dsu = best.get(("deepsparse", t, k.name), math.nan)
-                print(f"   {k.spec.sparsity.label():28s} {us:10.1f} {g:8.1f} {g / (peak * t) * 100:5.0f} "
-                      f"{2 * dense_fma / us / 1e3:8.1f} {best.get(('torch-csr', t, k.name), math.nan):10.1f} "
-                      f"{best.get(('torch-bsr4x4', t, k.name), math.nan):10.1f} {dsu:10.1f} {dsu / us:7.2f}")
-        sys.stdout.flush()
-        _write_csv(path, rows)  # after every layer: a long run stopped early keeps what it measured
+    ctx = PeerRun(tc, vl, regs, peak, threads, protocol, schemes, ratios, ds, torch, Path(tmp.name))
+    print(f"preparing {len(shapes)} layers (generate, build, load the peers) ...", flush=True)
+    layers = [PeerLayer(ctx, si, s) for si, s in enumerate(shapes)]
+    rounds = max(1, args.rounds)
+    # A round is one pass over every layer: a layer's rounds lie a whole pass apart, so one noisy
+    # stretch of a shared host spoils at most one of them (the best median is kept).
+    done, t_meas = 0, time.time()
+    for rnd in range(rounds):
+        for layer in layers:
+            layer.measure_round()
+            done += 1
+            _write_csv(path, [r for la in layers for r in la.rows()])  # a run stopped early keeps what it measured
+            eta = (time.time() - t_meas) / done * (rounds * len(layers) - done)
+            if sys.stdout.isatty() or layer is layers[-1]:
+                print(f"\r  round {rnd + 1}/{rounds}, layer {layer.si + 1}/{len(layers)}, "
+                      f"ETA {eta / 60:.0f} min   ", end="" if sys.stdout.isatty() else "\n", flush=True)
+    if sys.stdout.isatty():
+        print()
+    rows = [r for la in layers for r in la.rows()]
+    for layer in layers:
+        layer.print_table()
     ds.close()
     tmp.cleanup()
     if torch is not None:
