@@ -627,8 +627,13 @@ def main_peers(args) -> int:
     t_start = time.time()
     tmp = tempfile.TemporaryDirectory(prefix="devprof-peers-")
     ctx = PeerRun(tc, vl, regs, peak, threads, protocol, schemes, ratios, ds, torch, Path(tmp.name))
-    print(f"preparing {len(shapes)} layers (generate, build, load the peers) ...", flush=True)
-    layers = [PeerLayer(ctx, si, s) for si, s in enumerate(shapes)]
+    print(f"preparing {len(shapes)} layers (generate, build, export for the peers) ...", flush=True)
+    layers = []
+    for si, s in enumerate(shapes):
+        layers.append(PeerLayer(ctx, si, s))
+        if sys.stdout.isatty():
+            print(f"\r  layer {si + 1}/{len(shapes)}   ", end="", flush=True)
+    print(f"{chr(13) if sys.stdout.isatty() else ''}  prepared in {time.time() - t_start:.0f} s", flush=True)
     rounds = max(1, args.rounds)
     # A round is one pass over every layer: a layer's rounds lie a whole pass apart, so one noisy
     # stretch of a shared host spoils at most one of them (the best median is kept).
