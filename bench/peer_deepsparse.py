@@ -5,11 +5,13 @@ starts this script with the interpreter of a separate environment (`--deepsparse
 to it over stdin/stdout, one JSON object per line:
 
     {"op": "info"}                                         -> {"deepsparse": version, "isa": ..., ...}
-    {"op": "load", "key": K, "model": M, "x": X, "threads": T}
+    {"op": "load", "key": K, "model": M, "x": X, "threads": T, "cpus": [C...]}
                                                            -> {"ok": true, "y": Y}  (output saved to Y.npy)
     {"op": "time", "keys": [K...], "protocol": {...}}      -> {"us": {K: median_us}}
     {"op": "drop"}                                         -> {"ok": true}  (frees the engines)
 
+`cpus` (optional): the CPUs this process, and the engine threads it starts, may run on from then
+on: the benchmark pins every contender at T threads to the same CPUs.
 Timing uses devprof.measure (imported from this repository by path: it needs only the standard
 library), so DeepSparse's engines are timed with the very protocol as every other contender.
 Anything DeepSparse prints goes to stderr: stdout carries only the replies.
@@ -51,6 +53,8 @@ def main() -> int:
                 except Exception:  # noqa: BLE001 - the ISA is informative only
                     pass
             elif req["op"] == "load":
+                if req.get("cpus"):
+                    os.sched_setaffinity(0, [int(c) for c in req["cpus"]])
                 eng = compile_model(req["model"], batch_size=1, num_cores=int(req["threads"]))
                 x = [np.load(req["x"])]
                 y = eng.run(x)[0]

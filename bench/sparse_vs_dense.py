@@ -407,8 +407,12 @@ class PeerRun:
         self.ds, self.torch, self.tmp = ds, torch, tmp
         self.cpus_all = sorted(os.sched_getaffinity(0))
 
+    def cpu_list(self, t: int) -> list[int]:
+        """The CPUs every contender at `t` threads is pinned to: the last one alone, else the first t."""
+        return self.cpus_all[-1:] if t == 1 else self.cpus_all[:t]
+
     def cpus(self, t: int) -> str:
-        return ",".join(map(str, self.cpus_all[-1:] if t == 1 else self.cpus_all[:t]))
+        return ",".join(map(str, self.cpu_list(t)))
 
 
 class PeerLayer:
@@ -435,7 +439,11 @@ class PeerLayer:
         w2 = {n: w.reshape(s.cout, -1) for n, (w, _) in ws.items()}
         self.nnz = {n: int(np.count_nonzero(m)) for n, m in w2.items()}
         self.nnz[kernels[0].name] = self.dense_fma // self.ncols
-        self.sessions = {t: ort_session(s, *ws[kernels[0].name], threads=t) for t in ctx.threads}
+        self.sessions = {}
+        for t in ctx.threads:  # ORT starts its threads now: with the CPUs it is timed on
+            os.sched_setaffinity(0, ctx.cpu_list(t))
+            self.sessions[t] = ort_session(s, *ws[kernels[0].name], threads=t)
+        os.sched_setaffinity(0, ctx.cpus_all)
         self.calls: dict[tuple[str, str], object] = {}  # (contender, kernel name) -> callable
         torch = ctx.torch
         if torch is not None:
@@ -484,7 +492,8 @@ class PeerLayer:
             if (t, name) in self.ds_bad:
                 continue
             key = f"{name}@{t}"
-            rep = self.ctx.ds.ask({"op": "load", "key": key, "model": str(mp), "x": str(self.xp), "threads": t})
+            rep = self.ctx.ds.ask({"op": "load", "key": key, "model": str(mp), "x": str(self.xp), "threads": t,
+                                   "cpus": self.ctx.cpu_list(t)})
             label_ = next(k for k in self.kernels if k.name == name).spec.sparsity.label()
             if "error" in rep:
                 print(f"  DeepSparse {label_} at {t} thread(s): {rep['error']}")
@@ -503,6 +512,7 @@ class PeerLayer:
         """Every contender once at every thread count, interleaved."""
         ctx, protocol, torch = self.ctx, self.ctx.protocol, self.ctx.torch
         for t in ctx.threads:
+            os.sched_setaffinity(0, ctx.cpu_list(t))  # ORT and torch here, like the harness and DeepSparse
             p = subprocess.run([str(self.batch.binary), *protocol.harness_args(), f"--threads={t}",
                                 f"--cpus={ctx.cpus(t)}"], cwd=self.batch.folder, capture_output=True, text=True,
                                timeout=3600)
@@ -578,7 +588,8 @@ def main_peers(args) -> int:
 
     Same pruned weights for all (DeepSparse gets them as a pruned ONNX model); every contender is
     measured `--rounds` times, the thread counts and contenders interleaved, lowest median kept.
-    Every layer is built first; each round then passes over all of them."""
+    Every layer is built first; each round then passes over all of them. Every contender at t
+    threads is pinned to the same CPUs (`PeerRun.cpu_list`)."""
     try:
         threads = sorted({int(t) for t in args.threads.split(",") if t.strip()})
         ratios = [float(r) for r in args.ratios.split(",")] if args.ratios else PEER_RATIOS
@@ -649,6 +660,7 @@ def main_peers(args) -> int:
                       f"ETA {eta / 60:.0f} min   ", end="" if sys.stdout.isatty() else "\n", flush=True)
     if sys.stdout.isatty():
         print()
+    os.sched_setaffinity(0, ctx.cpus_all)
     rows = [r for la in layers for r in la.rows()]
     for layer in layers:
         layer.print_table()
