@@ -14,7 +14,7 @@ batch, ORT, scipy), and the lowest median of each is kept — the same rule for 
 
     .venv/bin/python bench/sparse_vs_dense.py [--quick] [--rounds N] [--csv PATH] [--suite NAME]
     .venv/bin/python bench/sparse_vs_dense.py --dtype int8 [--quick | --median] [--schemes bcr,...] [--ratios 0.9,...] [--rounds N]
-    .venv/bin/python bench/sparse_vs_dense.py --peers [--quick] [--deepsparse-python PATH] [--threads 1,2]
+    .venv/bin/python bench/sparse_vs_dense.py --peers [--quick] [--deepsparse-python PATH] [--threads 1,2] [--match S,...]
 
 `--peers` compares the generated kernels (at 1 and 2 threads) with torch dense / CSR / BSR and
 DeepSparse on the same pruned weights (`main_peers`); DeepSparse runs in its own environment's
@@ -220,6 +220,8 @@ def main() -> int:
     ap.add_argument("--threads", default="1,2", help="--peers: thread counts, comma separated (default 1,2)")
     ap.add_argument("--ratios", default="", help="--peers and --dtype int8: sparsity ratios (default --peers 0.75,0.9)")
     ap.add_argument("--shapes", type=int, default=0, help="--peers: only the N smallest layer shapes")
+    ap.add_argument("--match", default="", metavar="S,...",
+                    help="--peers: only the layers whose key contains one of these substrings (e.g. 90x160x3-o32)")
     ap.add_argument("--schemes", default="",
                     help="--peers and --dtype int8: only these schemes, comma separated (e.g. bcr,block)")
     ap.add_argument("--median", action="store_true",
@@ -605,6 +607,14 @@ def main_peers(args) -> int:
         threads = [t for t in threads if t <= ncpu] or [1]
     protocol = Protocol.quick() if args.smoke else PROTOCOL
     schemes = scheme_filter(args.schemes)
+    shapes = peer_shapes(args.quick)
+    if args.shapes:
+        shapes = shapes[:args.shapes]
+    if args.match:
+        subs = [m.strip() for m in args.match.split(",") if m.strip()]
+        shapes = [s for s in shapes if any(m in s.key for m in subs)]
+        if not shapes:
+            raise SystemExit(f"error: --match {args.match}: no --peers layer's key contains it")
     import onnxruntime as ort
 
     try:
@@ -616,9 +626,6 @@ def main_peers(args) -> int:
     tc = host_toolchain()
     vl, regs = vector_shape(tc)
     peak = measure_peak(tc, runs=3 if args.smoke else 30)
-    shapes = peer_shapes(args.quick)
-    if args.shapes:
-        shapes = shapes[:args.shapes]
     ds = DeepSparsePeer(args.deepsparse_python)
     if not ds.ok:
         print(f"note: DeepSparse skipped ({ds.note}); give an environment with deepsparse: "
@@ -635,6 +642,10 @@ def main_peers(args) -> int:
     print(f"{len(shapes)} shapes x {len(SCHEMES)} schemes x ratios {ratios} x threads {threads}, fp32; "
           "GF/s = nonzero FMAs x 2 / time (dense rows: all FMAs)\n")
     path = Path(args.csv) if Path(args.csv) != ap_default_csv() else PEERS_CSV
+    if path == PEERS_CSV and (args.quick or args.smoke or args.shapes or args.match or args.schemes or args.ratios
+                              or args.threads != "1,2"):
+        # a narrowed run never replaces the published figures unless --csv names them
+        path = Path(tempfile.gettempdir()) / "devprof-sparse_vs_peers-partial.csv"
     t_start = time.time()
     tmp = tempfile.TemporaryDirectory(prefix="devprof-peers-")
     ctx = PeerRun(tc, vl, regs, peak, threads, protocol, schemes, ratios, ds, torch, Path(tmp.name))

@@ -47,3 +47,6 @@ def test_peers_bad_option_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:
         run_bench(monkeypatch, "--peers", "--ratios", "ninety", "--csv", str(tmp_path / "x.csv"))
     assert str(e.value).startswith("error: --threads / --ratios:") and "\n" not in str(e.value)
+    with pytest.raises(SystemExit) as e:
+        run_bench(monkeypatch, "--peers", "--match", "no-such-layer", "--csv", str(tmp_path / "x.csv"))
+    assert str(e.value) == "error: --match no-such-layer: no --peers layer's key contains it"
