@@ -478,10 +478,12 @@ class PeerLayer:
         self.ds_models: dict[str, tuple[Path, np.ndarray]] = {}
         self.xp = ctx.tmp / f"x{si}.npy"
         if ctx.ds.ok:
+            import onnx
+
             np.save(self.xp, x)
             for k in kernels[1:]:
                 mp = ctx.tmp / f"{k.name}.onnx"
-                onnx_save(onnx_model(s, *ws[k.name]), mp)
+                onnx.save(onnx_model(s, *ws[k.name]), mp)
                 self.ds_models[k.name] = (mp, _reference(s, w2[k.name], ws[k.name][1], X))
         self.ds_bad: set[tuple[int, str]] = set()
         self.best: dict[tuple[str, int, str], float] = {}
@@ -577,12 +579,6 @@ class PeerLayer:
                 print(f"   {k.spec.sparsity.label():28s} {us:10.1f} {g:8.1f} {g / (peak * t) * 100:5.0f} "
                       f"{2 * self.dense_fma / us / 1e3:8.1f} {best.get(('torch-csr', t, k.name), math.nan):10.1f} "
                       f"{best.get(('torch-bsr4x4', t, k.name), math.nan):10.1f} {dsu:10.1f} {dsu / us:7.2f}")
-
-
-def onnx_save(model, path: Path) -> None:
-    import onnx
-
-    onnx.save(model, path)
 
 
 def main_peers(args) -> int:
